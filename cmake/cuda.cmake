@@ -1,0 +1,16 @@
+# CUDA detection. Sets M40LLM_HAVE_CUDA and defines m40_cuda_configure_target().
+set(M40LLM_HAVE_CUDA OFF)
+if(M40LLM_CUDA)
+  include(CheckLanguage)
+  check_language(CUDA)
+  file(GLOB _m40_cu ${CMAKE_SOURCE_DIR}/src/cuda/*.cu)
+  if(CMAKE_CUDA_COMPILER AND _m40_cu)
+    set(M40LLM_HAVE_CUDA ON)
+    enable_language(CUDA)
+  else()
+    message(STATUS "m40llm: no nvcc found, building the CPU backend only")
+  endif()
+endif()
+
+function(m40_cuda_configure_target tgt)
+endfunction()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need on a fresh Debian machine
+# (idempotent: does nothing that is already there).
+set -euo pipefail
+APT_PKGS=(build-essential cmake pkg-config python3 python3-pip clang libclang-rt-14-dev
+          libcjson-dev libpcre2-dev libedit-dev libcurl4-openssl-dev libssl-dev
+          libmicrohttpd-dev tmux)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    echo "installing: ${missing[*]}" >&2
+    $SUDO apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >&2
+fi
+if [ "${1:-}" = "--test" ]; then
+    python3 -c 'import gguf, numpy, pytest' 2>/dev/null ||
+        python3 -m pip install -q gguf numpy pytest >&2
+fi

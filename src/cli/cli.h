@@ -1,0 +1,16 @@
+/* Subcommands of the m40-llm executable: one file each, cmd_NAME(argc, argv)
+ * with argv[0] = the command name; returns the process exit status. */
+#ifndef M40_CLI_H
+#define M40_CLI_H
+
+int cmd_show(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_dump_tensor(int argc, char **argv);
+
+/* Prints "m40-llm: <what>: <last library error>" to stderr; returns 1. */
+int cli_fail(const char *what, int status);
+/* Parses a non-negative int option value; prints an error and returns -1 on bad input. */
+long cli_parse_long(const char *opt, const char *val, long min, long max);
+
+#endif

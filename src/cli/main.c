@@ -1,0 +1,64 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "m40llm.h"
+
+typedef struct cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *usage;
+} cli_command;
+
+static const cli_command cli_commands[] = {
+    {"show", cmd_show, "show FILE [--json]            metadata and tensor table of a GGUF"},
+    {"perplexity", cmd_perplexity,
+     "perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] [--threads N]"},
+    {"bench", cmd_bench, "bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] [--json]"},
+    {"dump-tensor", cmd_dump_tensor, "dump-tensor FILE NAME OUT   dequantized FP32 values"},
+};
+
+static void cli_usage(FILE *f) {
+    fprintf(f, "usage: m40-llm COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof cli_commands / sizeof cli_commands[0]; i++)
+        fprintf(f, "  %s\n", cli_commands[i].usage);
+    fprintf(f, "  version\n");
+}
+
+int cli_fail(const char *what, int status) {
+    const char *msg = m40llm_last_error();
+    fprintf(stderr, "m40-llm: %s: %s\n", what, msg && *msg ? msg : m40llm_status_str(status));
+    return 1;
+}
+
+long cli_parse_long(const char *opt, const char *val, long min, long max) {
+    char *end = NULL;
+    if (!val) {
+        fprintf(stderr, "m40-llm: %s needs a value\n", opt);
+        return -1;
+    }
+    long v = strtol(val, &end, 10);
+    if (end == val || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, "m40-llm: %s: '%s' is not a number in %ld..%ld\n", opt, val, min, max);
+        return -1;
+    }
+    return v;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "help")) {
+        cli_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("m40-llm %s\n", m40llm_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof cli_commands / sizeof cli_commands[0]; i++)
+        if (!strcmp(argv[1], cli_commands[i].name)) return cli_commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "m40-llm: unknown command '%s'\n", argv[1]);
+    cli_usage(stderr);
+    return 2;
+}
