@@ -16,10 +16,10 @@
 #include "model.h"
 
 typedef struct backend_entry {
-    int32_t seq;     /* 0 .. n_seq_max-1 */
-    int32_t pos;     /* 0 .. n_ctx-1 */
-    int32_t token;   /* 0 .. n_vocab-1 */
-    bool logits;     /* return the logits after this entry */
+    int32_t seq;   /* 0 .. n_seq_max-1 */
+    int32_t pos;   /* 0 .. n_ctx-1 */
+    int32_t token; /* 0 .. n_vocab-1 */
+    bool logits;   /* return the logits after this entry */
 } backend_entry;
 
 typedef enum backend_kv_type { BACKEND_KV_F32 = 0, BACKEND_KV_F16 = 1 } backend_kv_type;

@@ -28,28 +28,49 @@ int err_prefix(int status, const char *fmt, ...) {
     return status;
 }
 
-void err_clear(void) { err_msg[0] = '\0'; }
+void err_clear(void) {
+    err_msg[0] = '\0';
+}
 
-const char *m40llm_last_error(void) { return err_msg; }
+const char *m40llm_last_error(void) {
+    return err_msg;
+}
 
-const char *m40llm_version(void) { return "0.1.0"; }
+const char *m40llm_version(void) {
+    return "0.1.0";
+}
 
 const char *m40llm_status_str(int status) {
     switch (status) {
-    case M40LLM_OK: return "ok";
-    case M40LLM_ERR_INVALID_ARG: return "invalid argument";
-    case M40LLM_ERR_IO: return "i/o error";
-    case M40LLM_ERR_FORMAT: return "format error";
-    case M40LLM_ERR_UNSUPPORTED: return "unsupported";
-    case M40LLM_ERR_OOM: return "out of memory";
-    case M40LLM_ERR_NOT_FOUND: return "not found";
-    case M40LLM_ERR_TYPE: return "type mismatch";
-    case M40LLM_ERR_CUDA: return "cuda error";
-    case M40LLM_ERR_NO_DEVICE: return "no device";
-    case M40LLM_ERR_CONTEXT_FULL: return "context full";
-    case M40LLM_ERR_CANCELLED: return "cancelled";
-    case M40LLM_ERR_SHAPE: return "shape mismatch";
-    case M40LLM_ERR_INTERNAL: return "internal error";
-    default: return "unknown status";
+    case M40LLM_OK:
+        return "ok";
+    case M40LLM_ERR_INVALID_ARG:
+        return "invalid argument";
+    case M40LLM_ERR_IO:
+        return "i/o error";
+    case M40LLM_ERR_FORMAT:
+        return "format error";
+    case M40LLM_ERR_UNSUPPORTED:
+        return "unsupported";
+    case M40LLM_ERR_OOM:
+        return "out of memory";
+    case M40LLM_ERR_NOT_FOUND:
+        return "not found";
+    case M40LLM_ERR_TYPE:
+        return "type mismatch";
+    case M40LLM_ERR_CUDA:
+        return "cuda error";
+    case M40LLM_ERR_NO_DEVICE:
+        return "no device";
+    case M40LLM_ERR_CONTEXT_FULL:
+        return "context full";
+    case M40LLM_ERR_CANCELLED:
+        return "cancelled";
+    case M40LLM_ERR_SHAPE:
+        return "shape mismatch";
+    case M40LLM_ERR_INTERNAL:
+        return "internal error";
+    default:
+        return "unknown status";
     }
 }

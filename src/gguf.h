@@ -11,9 +11,9 @@
 
 #include "m40llm.h"
 
-#define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
+#define GGUF_MAGIC             0x46554747u /* "GGUF" little-endian */
 #define GGUF_DEFAULT_ALIGNMENT 32
-#define GGUF_MAX_DIMS 4
+#define GGUF_MAX_DIMS          4
 
 typedef enum gguf_vtype {
     GGUF_VT_UINT8 = 0,
@@ -48,10 +48,10 @@ typedef struct gguf_value {
         bool b;
         gguf_str str;
         struct {
-            gguf_vtype type;           /* element type */
-            uint64_t n;                /* element count */
-            const uint8_t *data;       /* packed LE elements (fixed-size types), may be unaligned */
-            struct gguf_value *items;  /* [n] for STRING and ARRAY elements, else NULL */
+            gguf_vtype type;          /* element type */
+            uint64_t n;               /* element count */
+            const uint8_t *data;      /* packed LE elements (fixed-size types), may be unaligned */
+            struct gguf_value *items; /* [n] for STRING and ARRAY elements, else NULL */
         } arr;
     };
 } gguf_value;

@@ -29,21 +29,38 @@ typedef enum quant_type {
     QT_COUNT = 40 /* bound for tables indexed by type id */
 } quant_type;
 
-#define QK4_0 32
-#define QK4_1 32
-#define QK5_0 32
-#define QK5_1 32
-#define QK8_0 32
-#define QK_K 256
+#define QK4_0        32
+#define QK4_1        32
+#define QK5_0        32
+#define QK5_1        32
+#define QK8_0        32
+#define QK_K         256
 #define K_SCALE_SIZE 12
 
 /* Block layouts, identical to GGUF's on-disk bytes. Half floats are stored
  * as uint16_t bit patterns. */
-typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0;               /* 18 B */
-typedef struct { uint16_t d, m; uint8_t qs[QK4_1 / 2]; } block_q4_1;            /* 20 B */
-typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0; /* 22 B */
-typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1; /* 24 B */
-typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;                    /* 34 B */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[QK4_0 / 2];
+} block_q4_0; /* 18 B */
+typedef struct {
+    uint16_t d, m;
+    uint8_t qs[QK4_1 / 2];
+} block_q4_1; /* 20 B */
+typedef struct {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[QK5_0 / 2];
+} block_q5_0; /* 22 B */
+typedef struct {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[QK5_1 / 2];
+} block_q5_1; /* 24 B */
+typedef struct {
+    uint16_t d;
+    int8_t qs[QK8_0];
+} block_q8_0; /* 34 B */
 typedef struct {
     uint8_t scales[QK_K / 16]; /* 4-bit scale | 4-bit min per 16 values */
     uint8_t qs[QK_K / 4];      /* 2-bit quants */
@@ -67,9 +84,9 @@ typedef struct {
     uint8_t qs[QK_K / 2];
 } block_q5_K; /* 176 B */
 typedef struct {
-    uint8_t ql[QK_K / 2];      /* low 4 bits */
-    uint8_t qh[QK_K / 4];      /* high 2 bits */
-    int8_t scales[QK_K / 16];  /* 8-bit scales */
+    uint8_t ql[QK_K / 2];     /* low 4 bits */
+    uint8_t qh[QK_K / 4];     /* high 2 bits */
+    int8_t scales[QK_K / 16]; /* 8-bit scales */
     uint16_t d;
 } block_q6_K; /* 210 B */
 

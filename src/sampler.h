@@ -16,7 +16,7 @@ typedef struct sampler_params {
     float repeat_penalty;   /* 1: off; llama.cpp semantics (divide positive, multiply negative) */
     float freq_penalty;     /* 0: off; subtract freq_penalty * count */
     float presence_penalty; /* 0: off; subtract presence_penalty if count > 0 */
-    int penalty_last_n;     /* window of recent tokens for the penalties; 0 = off, -1 = whole history */
+    int penalty_last_n; /* window of recent tokens for the penalties; 0 = off, -1 = whole history */
     uint64_t seed;
 } sampler_params;
 
