@@ -1,16 +1,77 @@
 # CUDA detection. Sets M40LLM_HAVE_CUDA and defines m40_cuda_configure_target().
+#
+# Architectures: the Tesla M40 is sm_52. Toolkits up to CUDA 12 still target
+# it, so they build sm_52 machine code plus compute_52 PTX (the PTX lets the
+# driver JIT for any newer GPU). CUDA 13 dropped Maxwell: then the lowest
+# architecture it has (with its PTX) plus the GPUs of this machine (`native`,
+# only when one is visible: CMake's native fails without one).
+# -DM40LLM_CUDA_ARCHS="52;61" overrides (CMake CUDA_ARCHITECTURES syntax).
 set(M40LLM_HAVE_CUDA OFF)
+set(M40LLM_CUDA_ARCHS "" CACHE STRING "CUDA architectures (empty = automatic)")
 if(M40LLM_CUDA)
   include(CheckLanguage)
   check_language(CUDA)
   file(GLOB _m40_cu ${CMAKE_SOURCE_DIR}/src/cuda/*.cu)
   if(CMAKE_CUDA_COMPILER AND _m40_cu)
-    set(M40LLM_HAVE_CUDA ON)
+    if(NOT CMAKE_CUDA_ARCHITECTURES)
+      # keep enable_language from probing a default that may not exist
+      set(CMAKE_CUDA_ARCHITECTURES OFF)
+    endif()
     enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(M40LLM_HAVE_CUDA ON)
   else()
     message(STATUS "m40llm: no nvcc found, building the CPU backend only")
   endif()
 endif()
 
+if(M40LLM_HAVE_CUDA)
+  if(M40LLM_CUDA_ARCHS)
+    set(_m40_archs ${M40LLM_CUDA_ARCHS})
+  elseif(CMAKE_CUDA_COMPILER_VERSION VERSION_LESS 13.0)
+    set(_m40_archs 52)  # sm_52 SASS + compute_52 PTX
+  else()
+    # the oldest target this nvcc accepts
+    execute_process(COMMAND ${CMAKE_CUDA_COMPILER} --list-gpu-arch
+                    OUTPUT_VARIABLE _m40_list ERROR_QUIET RESULT_VARIABLE _m40_rc)
+    string(REGEX MATCHALL "compute_[0-9]+" _m40_all "${_m40_list}")
+    set(_m40_low 999)
+    foreach(a ${_m40_all})
+      string(REPLACE "compute_" "" n ${a})
+      if(n LESS _m40_low)
+        set(_m40_low ${n})
+      endif()
+    endforeach()
+    if(_m40_low EQUAL 999)
+      set(_m40_low 75)
+    endif()
+    set(_m40_archs ${_m40_low})
+    find_program(_m40_smi nvidia-smi)
+    if(_m40_smi AND CMAKE_VERSION VERSION_GREATER_EQUAL 3.24)
+      execute_process(COMMAND ${_m40_smi} -L OUTPUT_VARIABLE _m40_gpus ERROR_QUIET
+                      RESULT_VARIABLE _m40_smi_rc)
+      if(_m40_smi_rc EQUAL 0 AND _m40_gpus MATCHES "GPU 0")
+        list(APPEND _m40_archs native)
+      endif()
+    endif()
+  endif()
+  set(M40LLM_CUDA_ARCHS_USED "${_m40_archs}" CACHE INTERNAL "")
+  message(STATUS "m40llm: CUDA ${CMAKE_CUDA_COMPILER_VERSION}, architectures ${_m40_archs}")
+endif()
+
 function(m40_cuda_configure_target tgt)
+  if(NOT M40LLM_HAVE_CUDA)
+    return()
+  endif()
+  set_target_properties(${tgt} PROPERTIES
+    CUDA_ARCHITECTURES "${M40LLM_CUDA_ARCHS_USED}"
+    CUDA_STANDARD 14
+    CUDA_STANDARD_REQUIRED ON
+    CUDA_SEPARABLE_COMPILATION OFF)
+  target_compile_options(${tgt} PRIVATE
+    $<$<COMPILE_LANGUAGE:CUDA>:-O3 -lineinfo -Xptxas=-warn-spills --expt-relaxed-constexpr>)
+  target_compile_definitions(${tgt} PRIVATE M40LLM_HAVE_CUDA=1)
+  # cuBLAS for prefill GEMMs; NVML is opened at run time with dlopen (the
+  # toolkit does not always ship its stub)
+  target_link_libraries(${tgt} PUBLIC CUDA::cudart CUDA::cublas ${CMAKE_DL_LIBS})
 endfunction()

@@ -1,0 +1,200 @@
+/* Causal GQA attention over the paged KV cache, split along the sequence
+ * (flash-decoding): block (kv head, split, entry) scores its chunk of
+ * positions for all query heads of that KV head (K/V read once per group),
+ * keeps the chunk's max and sum, and a second kernel merges the splits.
+ * Prefill entries run through the same path, one query row each, so no
+ * n x n score matrix ever exists in global memory. */
+#include "cuda_internal.h"
+#include "dev_common.cuh"
+
+#define AT_THREADS 128
+#define AT_GMAX 16 /* query heads per KV head */
+
+extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, attn_plan *p) {
+    if (n_kv <= 0 || n_head % n_kv || hd <= 0 || hd > 256 || hd % 2 || n_ctx <= 0)
+        return err_set(M40LLM_ERR_UNSUPPORTED, "attention: %d heads, %d KV heads, head dim %d",
+                       n_head, n_kv, hd);
+    int g = n_head / n_kv;
+    if (g > AT_GMAX)
+        return err_set(M40LLM_ERR_UNSUPPORTED, "attention: %d query heads per KV head (max %d)", g,
+                       AT_GMAX);
+    int chunk = 256;
+    while ((n_ctx + chunk - 1) / chunk > 32) chunk *= 2;
+    size_t smem = (size_t)g * (hd + chunk + AT_THREADS) * sizeof(float);
+    while (smem > 40 * 1024 && chunk > 32) {
+        chunk /= 2;
+        smem = (size_t)g * (hd + chunk + AT_THREADS) * sizeof(float);
+    }
+    if (smem > 40 * 1024) return err_set(M40LLM_ERR_UNSUPPORTED, "attention: shape needs too much shared memory");
+    p->n_head = n_head;
+    p->n_kv = n_kv;
+    p->hd = hd;
+    p->chunk = chunk;
+    p->n_split = (n_ctx + chunk - 1) / chunk;
+    return M40LLM_OK;
+}
+
+extern "C" size_t attention_partial_floats(const attn_plan *p, int n) {
+    return (size_t)n * p->n_head * p->n_split * (p->hd + 2);
+}
+
+template <int F16>
+static __device__ __forceinline__ float kv_at(const void *base, int64_t i) {
+    return F16 ? dev_f16(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+}
+
+template <int F16>
+__global__ void __launch_bounds__(AT_THREADS)
+    k_attn_split(attn_plan pl, const float *q, kv_view kv, const int32_t *seqs, const int32_t *poss,
+                 float scale, float *partial) {
+    extern __shared__ float sm[];
+    const int G = pl.n_head / pl.n_kv, hd = pl.hd, chunk = pl.chunk;
+    float *qs = sm;                 /* [G][hd] */
+    float *sc = qs + G * hd;        /* [G][chunk] */
+    float *red = sc + G * chunk;    /* [G][AT_THREADS] */
+    __shared__ float ms[AT_GMAX], ls[AT_GMAX];
+    int kvh = blockIdx.x, split = blockIdx.y, e = blockIdx.z;
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    int len = poss[e] + 1, seq = seqs[e];
+    int s0 = split * chunk;
+    size_t pstride = (size_t)hd + 2;
+    float *pout = partial + ((size_t)e * pl.n_head + (size_t)kvh * G) * pl.n_split * pstride +
+                  (size_t)split * pstride;
+    if (s0 >= len) { /* beyond this entry's length: an empty split */
+        if (tid < G) {
+            pout[(size_t)tid * pl.n_split * pstride + hd] = -INFINITY;
+            pout[(size_t)tid * pl.n_split * pstride + hd + 1] = 0.0f;
+        }
+        return;
+    }
+    int L = min(len - s0, chunk);
+    const float *qe = q + (size_t)e * pl.n_head * hd + (size_t)kvh * G * hd;
+    for (int i = tid; i < G * hd; i += AT_THREADS) qs[i] = qe[i] * scale;
+    __syncthreads();
+
+    const int32_t *pt = kv.page_table + (int64_t)seq * kv.pages_per_seq;
+    /* scores: one warp per position */
+    for (int p = warp; p < L; p += AT_THREADS / 32) {
+        int pos = s0 + p;
+        int64_t row = (((int64_t)pt[pos / M40_KV_PAGE] * kv.n_kv + kvh) * M40_KV_PAGE +
+                       pos % M40_KV_PAGE) * hd;
+        float part[AT_GMAX];
+#pragma unroll
+        for (int g = 0; g < AT_GMAX; g++) part[g] = 0.0f;
+        for (int d = lane; d < hd; d += 32) {
+            float kd = kv_at<F16>(kv.k, row + d);
+#pragma unroll
+            for (int g = 0; g < AT_GMAX; g++)
+                if (g < G) part[g] = fmaf(qs[g * hd + d], kd, part[g]);
+        }
+#pragma unroll
+        for (int g = 0; g < AT_GMAX; g++)
+            if (g < G) {
+                float s = dev_warp_sum(part[g]);
+                if (lane == 0) sc[g * chunk + p] = s;
+            }
+    }
+    __syncthreads();
+    /* softmax numerators within the chunk: one warp per query head */
+    for (int g = warp; g < G; g += AT_THREADS / 32) {
+        float m = -INFINITY;
+        for (int p = lane; p < L; p += 32) m = fmaxf(m, sc[g * chunk + p]);
+        m = dev_warp_max(m);
+        float l = 0.0f;
+        for (int p = lane; p < L; p += 32) {
+            float ev = expf(sc[g * chunk + p] - m);
+            sc[g * chunk + p] = ev;
+            l += ev;
+        }
+        l = dev_warp_sum(l);
+        if (lane == 0) {
+            ms[g] = m;
+            ls[g] = l;
+        }
+    }
+    __syncthreads();
+    /* weighted sum of V: thread -> (position group, dim) */
+    int pg_n = hd >= AT_THREADS ? 1 : AT_THREADS / hd;
+    for (int base = 0; base < hd; base += AT_THREADS) {
+        int idx = tid;
+        int d = base + (hd >= AT_THREADS ? idx : idx % hd);
+        int pg = hd >= AT_THREADS ? 0 : idx / hd;
+        float acc[AT_GMAX];
+#pragma unroll
+        for (int g = 0; g < AT_GMAX; g++) acc[g] = 0.0f;
+        bool active = d < hd && pg < pg_n;
+        if (active) {
+            for (int p = pg; p < L; p += pg_n) {
+                int pos = s0 + p;
+                int64_t row = (((int64_t)pt[pos / M40_KV_PAGE] * kv.n_kv + kvh) * M40_KV_PAGE +
+                               pos % M40_KV_PAGE) * hd;
+                float vd = kv_at<F16>(kv.v, row + d);
+#pragma unroll
+                for (int g = 0; g < AT_GMAX; g++)
+                    if (g < G) acc[g] = fmaf(sc[g * chunk + p], vd, acc[g]);
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < AT_GMAX; g++)
+            if (g < G) red[g * AT_THREADS + tid] = active ? acc[g] : 0.0f;
+        __syncthreads();
+        for (int i = tid; i < G * AT_THREADS; i += AT_THREADS) {
+            int g = i / AT_THREADS, j = i % AT_THREADS;
+            int dd = hd >= AT_THREADS ? base + j : j;
+            if (dd >= hd || (hd < AT_THREADS && j >= hd)) continue;
+            float s = 0.0f;
+            if (hd >= AT_THREADS) {
+                s = red[g * AT_THREADS + j];
+            } else {
+                for (int k = 0; k < pg_n; k++) s += red[g * AT_THREADS + k * hd + j];
+            }
+            pout[(size_t)g * pl.n_split * pstride + dd] = s;
+        }
+        __syncthreads();
+    }
+    if (tid < G) {
+        pout[(size_t)tid * pl.n_split * pstride + hd] = ms[tid];
+        pout[(size_t)tid * pl.n_split * pstride + hd + 1] = ls[tid];
+    }
+}
+
+/* merge the splits: block (head, entry) */
+__global__ void k_attn_combine(attn_plan pl, const float *partial, const int32_t *poss, float *out) {
+    int h = blockIdx.x, e = blockIdx.y, hd = pl.hd;
+    size_t pstride = (size_t)hd + 2;
+    const float *pp = partial + ((size_t)e * pl.n_head + h) * pl.n_split * pstride;
+    int ns = (poss[e] + pl.chunk) / pl.chunk; /* splits holding positions 0..pos */
+    if (ns > pl.n_split) ns = pl.n_split;
+    float M = -INFINITY;
+    for (int s = 0; s < ns; s++) M = fmaxf(M, pp[s * pstride + hd]);
+    float den = 0.0f;
+    for (int s = 0; s < ns; s++) den += expf(pp[s * pstride + hd] - M) * pp[s * pstride + hd + 1];
+    float inv = 1.0f / den;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < ns; s++) a += expf(pp[s * pstride + hd] - M) * pp[s * pstride + d];
+        out[((size_t)e * pl.n_head + h) * hd + d] = a * inv;
+    }
+}
+
+extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_view *kv,
+                                const int32_t *seq, const int32_t *pos, int n, float scale,
+                                float *partial, float *out, cudaStream_t st) {
+    if (n <= 0) return M40LLM_OK;
+    if (n > 65535) return err_set(M40LLM_ERR_INVALID_ARG, "attention: %d entries > 65535", n);
+    if (kv->n_kv != p->n_kv || kv->hd != p->hd)
+        return err_set(M40LLM_ERR_INVALID_ARG, "attention: cache has %d x %d, plan %d x %d", kv->n_kv,
+                       kv->hd, p->n_kv, p->hd);
+    int g = p->n_head / p->n_kv;
+    size_t smem = (size_t)g * (p->hd + p->chunk + AT_THREADS) * sizeof(float);
+    dim3 grid((unsigned)p->n_kv, (unsigned)p->n_split, (unsigned)n);
+    if (kv->f16)
+        k_attn_split<1><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial);
+    else
+        k_attn_split<0><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial);
+    CUDA_LAUNCHED("k_attn_split");
+    dim3 g2((unsigned)p->n_head, (unsigned)n);
+    k_attn_combine<<<g2, 64, 0, st>>>(*p, partial, pos, out);
+    CUDA_LAUNCHED("k_attn_combine");
+    return M40LLM_OK;
+}

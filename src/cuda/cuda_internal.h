@@ -1,0 +1,166 @@
+/* Internal interface of the CUDA module: error checking, the device weight
+ * layout, the KV-cache view and one launcher per kernel. The launchers own
+ * the grid math and check the launch; they are C-callable so the backend,
+ * the public m40llm_* API and the GPU tests share them. */
+#ifndef M40_CUDA_INTERNAL_H
+#define M40_CUDA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Turns a CUDA error into an m40llm status with "file:line: call: reason".
+ * Allocation failures map to M40LLM_ERR_OOM, the rest to M40LLM_ERR_CUDA. */
+int cuda_fail(cudaError_t e, const char *what, const char *file, int line);
+
+#define CUDA_TRY(call)                                                                             \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) return cuda_fail(e_, #call, __FILE__, __LINE__);                    \
+    } while (0)
+
+/* After a <<<>>> launch: a bad configuration surfaces here as an error code. */
+#define CUDA_LAUNCHED(name)                                                                        \
+    do {                                                                                           \
+        cudaError_t e_ = cudaGetLastError();                                                       \
+        if (e_ != cudaSuccess) return cuda_fail(e_, "launch of " name, __FILE__, __LINE__);        \
+    } while (0)
+
+/* ---- weights on the device ----
+ * A matrix of `rows` output rows with `cols` inputs each (GGUF ne = {cols, rows}),
+ * repacked at load time so that every 32-element sub-block starts on a
+ * 16-byte boundary (128-bit loads):
+ *   F32/F16/BF16: q = rows x cols elements, unchanged
+ *   Q4_0/Q4_1/Q5_0/Q5_1: q = [rows][cols/32][16] nibbles, s = per-block d
+ *     (u16) or d|m<<16 (u32), h = Q5 high bits (u32)
+ *   Q8_0: q = [rows][cols/32][32] int8, s = d (u16)
+ *   K-quants: q = [rows][cols/256][GGUF block padded to a multiple of 16 B]
+ *     (Q2_K 84->96, Q3_K 110->112, Q6_K 210->224; Q4_K, Q5_K unchanged). */
+typedef struct gpu_matrix {
+    int type;     /* quant_type */
+    int64_t rows; /* output rows */
+    int64_t cols; /* inputs per row, a multiple of 32 */
+    int64_t nsb;  /* 32-element sub-blocks per row (cols / 32) */
+    size_t q_row; /* bytes of one row in q */
+    uint8_t *q;   /* [rows][q_row] */
+    uint8_t *s;   /* [rows][nsb] scales, or NULL */
+    uint8_t *h;   /* [rows][nsb] Q5 high bits, or NULL */
+} gpu_matrix;
+
+/* Layout sizes for a type; 0 = type unsupported or cols not a multiple of
+ * the block size. Sets m->type/rows/cols/nsb/q_row and the three byte counts. */
+size_t gpu_matrix_layout(gpu_matrix *m, int type, int64_t rows, int64_t cols, size_t *q_bytes,
+                         size_t *s_bytes, size_t *h_bytes);
+/* Places q/s/h inside one allocation of gpu_matrix_layout() bytes. */
+void gpu_matrix_place(gpu_matrix *m, void *base, size_t q_bytes, size_t s_bytes);
+
+/* Repacks `n` raw GGUF rows (device copy at src) into rows r0.. of m. */
+int launch_repack(const gpu_matrix *m, int64_t r0, const void *src, int64_t n, cudaStream_t st);
+/* dst[r][c] = W[r][c] as f32 (dst_f16 = 0) or f16 bits (dst_f16 = 1). */
+int launch_dequant(const gpu_matrix *m, void *dst, int dst_f16, cudaStream_t st);
+/* dst[i][:] = row ids[i] of m as f32 (embedding lookup). ids in device memory. */
+int launch_get_rows(const gpu_matrix *m, const int32_t *ids, int n, float *dst, cudaStream_t st);
+
+/* ---- KV cache view for one layer ----
+ * Paged: page p holds PAGE positions of every KV head, [n_kv][PAGE][hd];
+ * position pos of sequence seq lives in page page_table[seq * pages_per_seq + pos / PAGE]. */
+#define M40_KV_PAGE 64
+typedef struct kv_view {
+    void *k, *v;               /* [n_pages][n_kv][PAGE][hd], f16 bits or f32 */
+    const int32_t *page_table; /* [n_seq][pages_per_seq], device */
+    int pages_per_seq;
+    int n_kv, hd;
+    int f16; /* element type: 1 = f16, 0 = f32 */
+} kv_view;
+
+typedef struct rope_cfg {
+    int n_head, n_kv, hd, n_rot;
+    float base;  /* rope freq base */
+    float scale; /* linear position scale (1 = none) */
+} rope_cfg;
+
+/* Where q/k/v rows go after a QKV projection: q (roped) to q[b][n_head*hd],
+ * k (roped) and v into the cache at (seq[b], pos[b]). */
+typedef struct qkv_out {
+    kv_view kv;
+    rope_cfg rope;
+    const int32_t *seq, *pos; /* [nb], device */
+    float *q;                 /* [nb][ldq] */
+    int64_t ldq;
+} qkv_out;
+
+typedef enum gemv_mode {
+    GEMV_STORE = 0,  /* y[b][r] = W x */
+    GEMV_ADD = 1,    /* y[b][r] += W x (residual) */
+    GEMV_SWIGLU = 2, /* y[b][r] = silu(Wg x) * (Wu x) */
+    GEMV_QKV = 3,    /* rope + KV store epilogue (qkv_out) */
+} gemv_mode;
+
+typedef struct gemv_args {
+    const gpu_matrix *w;  /* [rows][K] */
+    const gpu_matrix *w2; /* up matrix for GEMV_SWIGLU (same type and shape as w) */
+    const float *x;       /* [nb][ldx] */
+    int64_t ldx;
+    int nb;              /* 1..M40_GEMV_MAX_B */
+    const float *gamma;  /* fused RMSNorm of x with this gain [K], or NULL */
+    float eps;           /* RMSNorm epsilon */
+    float *y;            /* [nb][ldy] */
+    int64_t ldy;
+    int mode;            /* gemv_mode */
+    const qkv_out *qkv;  /* GEMV_QKV */
+    int64_t row0;        /* GEMV_QKV: index of w's row 0 within [q | k | v] rows */
+} gemv_args;
+
+#define M40_GEMV_MAX_B 8
+/* Matrix-vector products for decode: each weight read once for all nb vectors. */
+int launch_gemv(const gemv_args *a, cudaStream_t st);
+
+/* out[i][:] = x[i] / sqrt(mean(x[i]^2) + eps) * gamma, for n rows of dim;
+ * out32 and/or out16 (f16 bits) may be NULL. x16 (f16 input) replaces x when set. */
+int launch_rmsnorm(const float *x, const uint16_t *x16, int64_t ldx, const float *gamma, float eps,
+                   int n, int dim, float *out32, uint16_t *out16, int64_t ldo, cudaStream_t st);
+/* qkv[b] = [q | k | v] rows of n entries (ld elements apart) -> roped q into o->q, k/v into the cache. */
+int launch_rope_store(const float *qkv, int64_t ld, int n, const qkv_out *o, cudaStream_t st);
+/* y[i][j] = silu(g[i][j]) * u[i][j]; y32 or y16 output (the other NULL). */
+int launch_swiglu(const float *g, const float *u, int64_t ldi, int n, int dim, float *y32,
+                  uint16_t *y16, int64_t ldo, cudaStream_t st);
+/* y16[i] = f16(x[i]) for rows of dim; ld in elements. */
+int launch_to_f16(const float *x, int64_t ldx, int n, int dim, uint16_t *y, int64_t ldy,
+                  cudaStream_t st);
+/* dst[i][:] = src[idx[i]][:] */
+int launch_gather_rows(const float *src, int64_t lds, const int32_t *idx, int n, int dim,
+                       float *dst, int64_t ldd, cudaStream_t st);
+/* ids[i] = argmax over logits[i][0..n_vocab) (lowest index on ties). */
+int launch_argmax(const float *logits, int64_t ld, int n, int n_vocab, int32_t *ids,
+                  cudaStream_t st);
+
+/* ---- attention ----
+ * Causal GQA attention of n query entries (q [n][n_head*hd]) over their
+ * sequences' cache positions 0..pos[i]; the sequence is cut into splits of
+ * `chunk` positions computed by separate blocks and merged (flash-decoding).
+ * partial: attention_partial_floats() floats. out: [n][n_head*hd]. */
+typedef struct attn_plan {
+    int n_head, n_kv, hd;
+    int chunk;   /* positions per split */
+    int n_split; /* splits launched (covers n_ctx) */
+} attn_plan;
+int attention_plan(int n_head, int n_kv, int hd, int n_ctx, attn_plan *p);
+size_t attention_partial_floats(const attn_plan *p, int n);
+int launch_attention(const attn_plan *p, const float *q, const kv_view *kv, const int32_t *seq,
+                     const int32_t *pos, int n, float scale, float *partial, float *out,
+                     cudaStream_t st);
+
+/* Fills n int32 with v0, v0+1, ... (identity page tables). */
+int launch_iota(int32_t *dst, int n, int32_t v0, cudaStream_t st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,51 @@
+/* Decode matrix-vector products for every weight type: y = W x for up to
+ * 8 vectors at once, each weight read once (128-bit loads of the device
+ * layout), dequantized in registers, FP32 accumulate.
+ *
+ * Block = 4 warps; each warp owns 4 row streams (4 rows of W, or 2 rows of
+ * Wg + the same 2 rows of Wu for SwiGLU); lane l takes sub-blocks l, l+32, ...
+ * x is staged through shared memory in chunks, each 32-float sub-block padded
+ * by 4 floats so that the lanes' float4 reads hit distinct banks. Optional
+ * fused RMSNorm of x on staging, and epilogues: store, residual add, SwiGLU,
+ * rope + KV-cache store. */
+
+#include "cuda_internal.h"
+#include "quant.h"
+
+int gemv_run_float(const gemv_args *a, cudaStream_t st);
+int gemv_run_q32(const gemv_args *a, cudaStream_t st);
+int gemv_run_kq(const gemv_args *a, cudaStream_t st);
+
+int launch_gemv(const gemv_args *a, cudaStream_t st) {
+    if (!a || !a->w || !a->x || a->nb < 1 || a->nb > M40_GEMV_MAX_B)
+        return err_set(M40LLM_ERR_INVALID_ARG, "gemv: %d vectors (1..%d)", a ? a->nb : 0,
+                       M40_GEMV_MAX_B);
+    if (a->mode == GEMV_SWIGLU) {
+        if (!a->w2 || a->w2->type != a->w->type || a->w2->rows != a->w->rows ||
+            a->w2->cols != a->w->cols)
+            return err_set(M40LLM_ERR_INVALID_ARG, "gemv: SwiGLU needs gate and up of one type and shape");
+    }
+    if (a->mode == GEMV_QKV) {
+        if (!a->qkv) return err_set(M40LLM_ERR_INVALID_ARG, "gemv: QKV epilogue without outputs");
+        if (a->qkv->rope.hd % 2 || a->row0 % 4 || a->w->rows % 4)
+            return err_set(M40LLM_ERR_UNSUPPORTED, "gemv: QKV rows must come in groups of 4");
+    } else if (!a->y) {
+        return err_set(M40LLM_ERR_INVALID_ARG, "gemv: no output");
+    }
+    switch (a->w->type) {
+    case QT_F32:
+    case QT_F16:
+    case QT_BF16: return gemv_run_float(a, st);
+    case QT_Q4_0:
+    case QT_Q4_1:
+    case QT_Q5_0:
+    case QT_Q5_1:
+    case QT_Q8_0: return gemv_run_q32(a, st);
+    case QT_Q2_K:
+    case QT_Q3_K:
+    case QT_Q4_K:
+    case QT_Q5_K:
+    case QT_Q6_K: return gemv_run_kq(a, st);
+    default: return err_set(M40LLM_ERR_UNSUPPORTED, "gemv: weight type %d has no GPU kernel", a->w->type);
+    }
+}

@@ -1,0 +1,164 @@
+/* The decode matrix-vector kernel template (see gemv.cu), instantiated per
+ * weight type in gemv_f.cu / gemv_q.cu / gemv_k.cu so they build in parallel. */
+#ifndef M40_GEMV_IMPL_CUH
+#define M40_GEMV_IMPL_CUH
+
+#include <string.h>
+
+#include "rope_kv.cuh"
+#include "wformat.cuh"
+
+#define GV_WARPS 4
+#define GV_NR 4
+#define GV_THREADS (GV_WARPS * 32)
+
+/* x chunk (elements) per staging round: 4096 / B rounded to whole warp passes */
+template <int B> struct gv_chunk {
+    static const int elems = B <= 4 ? 4096 / B : 1024;
+};
+/* kernel variants: PLAIN covers GEMV_STORE and GEMV_ADD (a runtime flag) */
+#define GV_PLAIN 0
+static __host__ __device__ __forceinline__ int gv_padded(int elems) { return elems + (elems >> 5) * 4; }
+
+template <int T, int B, int MODE>
+__global__ void __launch_bounds__(GV_THREADS) k_gemv(gpu_matrix w, gpu_matrix w2, const float *x,
+                                                     int64_t ldx, int nb, const float *gamma,
+                                                     float eps, float *y, int64_t ldy, int add,
+                                                     qkv_out qo, int64_t row0) {
+    const int CH = gv_chunk<B>::elems, CHP = gv_padded(CH);
+    extern __shared__ float xs[]; /* [B][CHP] */
+    __shared__ float red[32];
+    __shared__ float nscale[B];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t K = w.cols;
+    const int rows_per_block = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
+    const int rows_per_warp = MODE == GEMV_SWIGLU ? 2 : GV_NR;
+    int64_t rbase = (int64_t)blockIdx.x * rows_per_block + warp * rows_per_warp;
+
+    if (gamma) { /* fused RMSNorm: scale of each vector over all of K */
+        for (int b = 0; b < nb; b++) {
+            float ss = 0.0f;
+            for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+                float v = x[b * ldx + k];
+                ss += v * v;
+            }
+            ss = dev_block_sum(ss, red);
+            if (threadIdx.x == 0) nscale[b] = 1.0f / sqrtf(ss / (float)K + eps);
+        }
+    }
+
+    float acc[GV_NR][B];
+#pragma unroll
+    for (int r = 0; r < GV_NR; r++)
+#pragma unroll
+        for (int b = 0; b < B; b++) acc[r][b] = 0.0f;
+
+    for (int64_t k0 = 0; k0 < K; k0 += CH) {
+        int kc = (int)(K - k0 < CH ? K - k0 : CH);
+        __syncthreads(); /* previous chunk fully consumed; nscale visible */
+        for (int i = threadIdx.x; i < B * kc; i += blockDim.x) {
+            int b = i / kc, k = i - b * kc;
+            float v = 0.0f;
+            if (b < nb) {
+                v = x[b * ldx + k0 + k];
+                if (gamma) v = v * nscale[b] * gamma[k0 + k];
+            }
+            xs[b * CHP + k + (k >> 5) * 4] = v;
+        }
+        __syncthreads();
+        int nsc = kc >> 5;
+        int64_t sb0 = k0 >> 5;
+        for (int s = lane; s < nsc; s += 32) {
+#pragma unroll
+            for (int r = 0; r < GV_NR; r++) {
+                int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
+                if (row >= w.rows) continue;
+                float wv[32];
+                if (MODE == GEMV_SWIGLU && r >= 2)
+                    wdec<T>::get(w2, row, sb0 + s, wv);
+                else
+                    wdec<T>::get(w, row, sb0 + s, wv);
+#pragma unroll
+                for (int b = 0; b < B; b++) {
+                    const float4 *xp = (const float4 *)(xs + b * CHP + s * 36);
+                    float a = 0.0f;
+#pragma unroll
+                    for (int q = 0; q < 8; q++) {
+                        float4 xv = xp[q];
+                        a = fmaf(wv[4 * q], xv.x, a);
+                        a = fmaf(wv[4 * q + 1], xv.y, a);
+                        a = fmaf(wv[4 * q + 2], xv.z, a);
+                        a = fmaf(wv[4 * q + 3], xv.w, a);
+                    }
+                    acc[r][b] += a;
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < GV_NR; r++)
+#pragma unroll
+        for (int b = 0; b < B; b++) acc[r][b] = dev_warp_sum(acc[r][b]);
+
+    /* epilogues: every lane holds every sum; lane i writes output i */
+    if (MODE == GEMV_SWIGLU) {
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+#pragma unroll
+            for (int b = 0; b < B; b++)
+                if (lane == r * B + b && b < nb && rbase + r < w.rows)
+                    y[b * ldy + rbase + r] = dev_silu(acc[r][b]) * acc[r + 2][b];
+    } else if (MODE == GEMV_QKV) {
+#pragma unroll
+        for (int p = 0; p < 2; p++)
+#pragma unroll
+            for (int b = 0; b < B; b++)
+                if (lane == p * B + b && b < nb && rbase + 2 * p + 1 < w.rows)
+                    qkv_epilogue(qo, row0 + rbase + 2 * p, b, acc[2 * p][b], acc[2 * p + 1][b]);
+    } else {
+#pragma unroll
+        for (int r = 0; r < GV_NR; r++)
+#pragma unroll
+            for (int b = 0; b < B; b++)
+                if (lane == (r * B + b) % 32 && b < nb && rbase + r < w.rows) {
+                    if (add)
+                        y[b * ldy + rbase + r] += acc[r][b];
+                    else
+                        y[b * ldy + rbase + r] = acc[r][b];
+                }
+    }
+}
+
+
+template <int T, int B, int MODE>
+static int gemv_launch_tbm(const gemv_args *a, cudaStream_t st) {
+    const int CH = gv_chunk<B>::elems;
+    size_t smem = (size_t)B * gv_padded(CH) * sizeof(float);
+    int rpb = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
+    unsigned blocks = (unsigned)((a->w->rows + rpb - 1) / rpb);
+    qkv_out qo;
+    memset(&qo, 0, sizeof qo);
+    if (a->qkv) qo = *a->qkv;
+    gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
+    k_gemv<T, B, MODE><<<blocks, GV_THREADS, smem, st>>>(*a->w, w2, a->x, a->ldx, a->nb, a->gamma,
+                                                         a->eps, a->y, a->ldy, a->mode == GEMV_ADD,
+                                                         qo, a->row0);
+    CUDA_LAUNCHED("k_gemv");
+    return M40LLM_OK;
+}
+
+template <int T, int B>
+static int gemv_launch_tb(const gemv_args *a, cudaStream_t st) {
+    if (a->mode == GEMV_SWIGLU) return gemv_launch_tbm<T, B, GEMV_SWIGLU>(a, st);
+    if (a->mode == GEMV_QKV) return gemv_launch_tbm<T, B, GEMV_QKV>(a, st);
+    return gemv_launch_tbm<T, B, GV_PLAIN>(a, st);
+}
+
+/* batch sizes with their own kernels: 1 (decode) and 8 (batched decode);
+ * 2..8 vectors run in the 8-wide kernel with the unused lanes zero */
+template <int T> static int gemv_run_type(const gemv_args *a, cudaStream_t st) {
+    if (a->nb == 1) return gemv_launch_tb<T, 1>(a, st);
+    return gemv_launch_tb<T, 8>(a, st);
+}
+
+#endif

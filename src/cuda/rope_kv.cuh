@@ -1,0 +1,47 @@
+/* Rotary embedding (adjacent pairs, llama "normal" mode) and the store of
+ * k/v into the paged KV cache: the epilogue of the QKV projection, shared by
+ * the decode GEMV and the prefill rope kernel. */
+#ifndef M40_ROPE_KV_CUH
+#define M40_ROPE_KV_CUH
+
+#include "cuda_internal.h"
+#include "dev_common.cuh"
+
+/* Row gr of [q | k | v] (gr even) and gr+1 for entry b hold v0, v1. */
+static __device__ __forceinline__ void qkv_epilogue(const qkv_out &o, int64_t gr, int b, float v0,
+                                                    float v1) {
+    const rope_cfg &rc = o.rope;
+    int hd = rc.hd;
+    int64_t nq = (int64_t)rc.n_head * hd, nk = (int64_t)rc.n_kv * hd;
+    int seq = o.seq[b], pos = o.pos[b];
+    int region = gr < nq ? 0 : gr < nq + nk ? 1 : 2; /* q, k, v */
+    int64_t rr = gr - (region == 0 ? 0 : region == 1 ? nq : nq + nk);
+    int head = (int)(rr / hd), d = (int)(rr % hd);
+    if (region < 2 && d < rc.n_rot) {
+        /* adjacent pair (d, d+1) rotated by pos * base^(-d/n_rot) */
+        float theta = (float)pos * rc.scale * powf(rc.base, -(float)d / (float)rc.n_rot);
+        float sn, cs;
+        sincosf(theta, &sn, &cs);
+        float a = v0 * cs - v1 * sn, c = v0 * sn + v1 * cs;
+        v0 = a;
+        v1 = c;
+    }
+    if (region == 0) {
+        o.q[b * o.ldq + rr] = v0;
+        o.q[b * o.ldq + rr + 1] = v1;
+        return;
+    }
+    const kv_view &kv = o.kv;
+    int page = kv.page_table[(int64_t)seq * kv.pages_per_seq + pos / M40_KV_PAGE];
+    int64_t off = (((int64_t)page * kv.n_kv + head) * M40_KV_PAGE + pos % M40_KV_PAGE) * hd + d;
+    void *dst = region == 1 ? kv.k : kv.v;
+    if (kv.f16) {
+        ((uint16_t *)dst)[off] = dev_to_f16(v0);
+        ((uint16_t *)dst)[off + 1] = dev_to_f16(v1);
+    } else {
+        ((float *)dst)[off] = v0;
+        ((float *)dst)[off + 1] = v1;
+    }
+}
+
+#endif

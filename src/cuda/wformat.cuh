@@ -1,0 +1,322 @@
+/* Per-type decoders of the device weight layout (cuda_internal.h): each
+ * turns one 32-element sub-block of a row into 32 floats in registers,
+ * with the same float operations as ggml's dequantization (bit-exact: the
+ * multiply-adds are kept unfused with __fmul_rn/__fadd_rn). */
+#ifndef M40_WFORMAT_CUH
+#define M40_WFORMAT_CUH
+
+#include "cuda_internal.h"
+#include "dev_common.cuh"
+#include "quant.h"
+
+/* K-quant block strides in the device layout (16-byte multiples) */
+#define M40_Q2K_STRIDE 96
+#define M40_Q3K_STRIDE 112
+#define M40_Q4K_STRIDE 144
+#define M40_Q5K_STRIDE 176
+#define M40_Q6K_STRIDE 224
+
+/* small unsigned int (< 2^23) to float without the conversion unit:
+ * 2^23 + v built from bits, minus 2^23, exact */
+static __device__ __forceinline__ float dev_u2f(uint32_t v) {
+    return __int_as_float(0x4B000000 | v) - 8388608.0f;
+}
+
+static __device__ __forceinline__ uint32_t dev_word(const uint4 &u, int i) {
+    return i == 0 ? u.x : i == 1 ? u.y : i == 2 ? u.z : u.w;
+}
+
+/* byte j (0..15) of a 16-byte vector; j must fold to a constant */
+#define U4_BYTE(u, j) ((dev_word((u), (j) >> 2) >> (((j)&3) * 8)) & 0xffu)
+
+template <int T> struct wdec;
+
+template <> struct wdec<QT_F32> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        const float *p = (const float *)(m.q + r * m.q_row) + sb * 32;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            uint4 u = dev_ld128(p + 4 * i);
+            w[4 * i + 0] = __uint_as_float(u.x);
+            w[4 * i + 1] = __uint_as_float(u.y);
+            w[4 * i + 2] = __uint_as_float(u.z);
+            w[4 * i + 3] = __uint_as_float(u.w);
+        }
+    }
+};
+
+template <bool BF> static __device__ __forceinline__ void dec_half32(const uint16_t *p, float *w) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        uint4 u = dev_ld128(p + 8 * i);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            uint32_t v = dev_word(u, k);
+            w[8 * i + 2 * k] = BF ? dev_bf16((uint16_t)(v & 0xffff)) : dev_f16((uint16_t)(v & 0xffff));
+            w[8 * i + 2 * k + 1] = BF ? dev_bf16((uint16_t)(v >> 16)) : dev_f16((uint16_t)(v >> 16));
+        }
+    }
+}
+
+template <> struct wdec<QT_F16> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        dec_half32<false>((const uint16_t *)(m.q + r * m.q_row) + sb * 32, w);
+    }
+};
+
+template <> struct wdec<QT_BF16> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        dec_half32<true>((const uint16_t *)(m.q + r * m.q_row) + sb * 32, w);
+    }
+};
+
+template <> struct wdec<QT_Q4_0> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        int64_t i = r * m.nsb + sb;
+        uint4 u = dev_ld128(m.q + i * 16);
+        float d = dev_f16(dev_ld16(m.s + i * 2));
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            uint32_t b = U4_BYTE(u, j);
+            w[j] = __fmul_rn(dev_u2f(b & 15) - 8.0f, d);
+            w[j + 16] = __fmul_rn(dev_u2f(b >> 4) - 8.0f, d);
+        }
+    }
+};
+
+template <> struct wdec<QT_Q4_1> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        int64_t i = r * m.nsb + sb;
+        uint4 u = dev_ld128(m.q + i * 16);
+        uint32_t dm = dev_ld32(m.s + i * 4);
+        float d = dev_f16((uint16_t)(dm & 0xffff)), mn = dev_f16((uint16_t)(dm >> 16));
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            uint32_t b = U4_BYTE(u, j);
+            w[j] = __fadd_rn(__fmul_rn(dev_u2f(b & 15), d), mn);
+            w[j + 16] = __fadd_rn(__fmul_rn(dev_u2f(b >> 4), d), mn);
+        }
+    }
+};
+
+template <> struct wdec<QT_Q5_0> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        int64_t i = r * m.nsb + sb;
+        uint4 u = dev_ld128(m.q + i * 16);
+        float d = dev_f16(dev_ld16(m.s + i * 2));
+        uint32_t qh = dev_ld32(m.h + i * 4);
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            uint32_t b = U4_BYTE(u, j);
+            uint32_t lo = (b & 15) | (((qh >> j) << 4) & 0x10);
+            uint32_t hi = (b >> 4) | ((qh >> (j + 12)) & 0x10);
+            w[j] = __fmul_rn(dev_u2f(lo) - 16.0f, d);
+            w[j + 16] = __fmul_rn(dev_u2f(hi) - 16.0f, d);
+        }
+    }
+};
+
+template <> struct wdec<QT_Q5_1> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        int64_t i = r * m.nsb + sb;
+        uint4 u = dev_ld128(m.q + i * 16);
+        uint32_t dm = dev_ld32(m.s + i * 4);
+        float d = dev_f16((uint16_t)(dm & 0xffff)), mn = dev_f16((uint16_t)(dm >> 16));
+        uint32_t qh = dev_ld32(m.h + i * 4);
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            uint32_t b = U4_BYTE(u, j);
+            uint32_t lo = (b & 15) | (((qh >> j) << 4) & 0x10);
+            uint32_t hi = (b >> 4) | ((qh >> (j + 12)) & 0x10);
+            w[j] = __fadd_rn(__fmul_rn(dev_u2f(lo), d), mn);
+            w[j + 16] = __fadd_rn(__fmul_rn(dev_u2f(hi), d), mn);
+        }
+    }
+};
+
+template <> struct wdec<QT_Q8_0> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        int64_t i = r * m.nsb + sb;
+        uint4 u0 = dev_ld128(m.q + i * 32), u1 = dev_ld128(m.q + i * 32 + 16);
+        float d = dev_f16(dev_ld16(m.s + i * 2));
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            /* int8 -> biased 0..255 -> float, minus the bias */
+            w[j] = __fmul_rn(dev_u2f(U4_BYTE(u0, j) ^ 0x80) - 128.0f, d);
+            w[j + 16] = __fmul_rn(dev_u2f(U4_BYTE(u1, j) ^ 0x80) - 128.0f, d);
+        }
+    }
+};
+
+/* 32 bytes at p (16-byte aligned) as two vectors */
+#define LD32B(p, a, b)                                                                             \
+    uint4 a = dev_ld128(p);                                                                        \
+    uint4 b = dev_ld128((p) + 16)
+#define BYTE32(a, b, l) ((l) < 16 ? U4_BYTE(a, (l)) : U4_BYTE(b, (l)-16))
+
+template <> struct wdec<QT_Q2_K> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q2K_STRIDE;
+        int j = (int)(sb & 7), n = j >> 2, jj = j & 3;
+        LD32B(blk + 16 + 32 * n, qa, qb);
+        uint4 sc4 = dev_ld128(blk);
+        uint32_t dd = dev_ld32(blk + 80);
+        float d = dev_f16((uint16_t)(dd & 0xffff)), dmin = dev_f16((uint16_t)(dd >> 16));
+        int is = 8 * n + 2 * jj;
+        uint32_t scw = dev_word(sc4, is >> 2) >> ((is & 3) * 8); /* bytes is, is+1 */
+        uint32_t sc0 = scw & 0xff, sc1 = (scw >> 8) & 0xff;
+        float dl0 = __fmul_rn(d, dev_u2f(sc0 & 15)), ml0 = __fmul_rn(dmin, dev_u2f(sc0 >> 4));
+        float dl1 = __fmul_rn(d, dev_u2f(sc1 & 15)), ml1 = __fmul_rn(dmin, dev_u2f(sc1 >> 4));
+        int sh = 2 * jj;
+#pragma unroll
+        for (int l = 0; l < 32; l++) {
+            uint32_t q = (BYTE32(qa, qb, l) >> sh) & 3;
+            w[l] = l < 16 ? __fsub_rn(__fmul_rn(dl0, dev_u2f(q)), ml0)
+                          : __fsub_rn(__fmul_rn(dl1, dev_u2f(q)), ml1);
+        }
+    }
+};
+
+/* 16 6-bit Q3_K scales (as stored, before the -32), from 12 bytes */
+static __device__ __forceinline__ int q3k_scale(const uint8_t *sc12, int is) {
+    uint32_t a0 = dev_ld32(sc12), a1 = dev_ld32(sc12 + 4), t = dev_ld32(sc12 + 8);
+    uint32_t aux;
+    const uint32_t k1 = 0x03030303u, k2 = 0x0f0f0f0fu;
+    switch (is >> 2) {
+    case 0: aux = (a0 & k2) | (((t >> 0) & k1) << 4); break;
+    case 1: aux = (a1 & k2) | (((t >> 2) & k1) << 4); break;
+    case 2: aux = ((a0 >> 4) & k2) | (((t >> 4) & k1) << 4); break;
+    default: aux = ((a1 >> 4) & k2) | (((t >> 6) & k1) << 4); break;
+    }
+    return (int)(int8_t)((aux >> ((is & 3) * 8)) & 0xff);
+}
+
+template <> struct wdec<QT_Q3_K> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q3K_STRIDE;
+        int j = (int)(sb & 7), n = j >> 2, jj = j & 3;
+        LD32B(blk, ha, hb);           /* hmask */
+        LD32B(blk + 32 + 32 * n, qa, qb); /* qs */
+        float d = dev_f16(dev_ld16(blk + 108));
+        int is = 8 * n + 2 * jj;
+        float dl0 = __fmul_rn(d, (float)(q3k_scale(blk + 96, is) - 32));
+        float dl1 = __fmul_rn(d, (float)(q3k_scale(blk + 96, is + 1) - 32));
+        int sh = 2 * jj, hb_bit = 4 * n + jj;
+#pragma unroll
+        for (int l = 0; l < 32; l++) {
+            uint32_t q = (BYTE32(qa, qb, l) >> sh) & 3;
+            uint32_t h = (BYTE32(ha, hb, l) >> hb_bit) & 1;
+            /* q - (h ? 0 : 4), as a float: exact small integers */
+            float v = dev_u2f(q + 4 * h) - 4.0f;
+            w[l] = __fmul_rn(l < 16 ? dl0 : dl1, v);
+        }
+    }
+};
+
+/* ggml's get_scale_min_k4 on the 12 scale bytes at p (4-byte aligned) */
+static __device__ __forceinline__ void k4_scale_min(const uint8_t *p, int j, uint32_t *sc,
+                                                    uint32_t *mn) {
+    uint32_t w0 = dev_ld32(p), w1 = dev_ld32(p + 4), w2 = dev_ld32(p + 8);
+    uint32_t q[12];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        q[i] = (w0 >> (8 * i)) & 0xff;
+        q[4 + i] = (w1 >> (8 * i)) & 0xff;
+        q[8 + i] = (w2 >> (8 * i)) & 0xff;
+    }
+    /* j is a runtime value: select with a switch so q stays in registers */
+    uint32_t a = 0, b = 0;
+#pragma unroll
+    for (int t = 0; t < 8; t++) {
+        if (t == j) {
+            if (t < 4) {
+                a = q[t] & 63;
+                b = q[t + 4] & 63;
+            } else {
+                a = (q[t + 4] & 0xF) | ((q[t - 4] >> 6) << 4);
+                b = (q[t + 4] >> 4) | ((q[t] >> 6) << 4);
+            }
+        }
+    }
+    *sc = a;
+    *mn = b;
+}
+
+template <> struct wdec<QT_Q4_K> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q4K_STRIDE;
+        int j = (int)(sb & 7), c = j >> 1;
+        uint32_t dd = dev_ld32(blk);
+        float d = dev_f16((uint16_t)(dd & 0xffff)), dmin = dev_f16((uint16_t)(dd >> 16));
+        uint32_t sc, mn;
+        k4_scale_min(blk + 4, j, &sc, &mn);
+        float d1 = __fmul_rn(d, dev_u2f(sc)), m1 = __fmul_rn(dmin, dev_u2f(mn));
+        LD32B(blk + 16 + 32 * c, qa, qb);
+        int sh = (j & 1) * 4;
+#pragma unroll
+        for (int l = 0; l < 32; l++)
+            w[l] = __fsub_rn(__fmul_rn(d1, dev_u2f((BYTE32(qa, qb, l) >> sh) & 15)), m1);
+    }
+};
+
+template <> struct wdec<QT_Q5_K> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q5K_STRIDE;
+        int j = (int)(sb & 7), c = j >> 1;
+        uint32_t dd = dev_ld32(blk);
+        float d = dev_f16((uint16_t)(dd & 0xffff)), dmin = dev_f16((uint16_t)(dd >> 16));
+        uint32_t sc, mn;
+        k4_scale_min(blk + 4, j, &sc, &mn);
+        float d1 = __fmul_rn(d, dev_u2f(sc)), m1 = __fmul_rn(dmin, dev_u2f(mn));
+        LD32B(blk + 16, ha, hb);          /* qh */
+        LD32B(blk + 48 + 32 * c, qa, qb); /* qs */
+        int sh = (j & 1) * 4;
+#pragma unroll
+        for (int l = 0; l < 32; l++) {
+            uint32_t q = ((BYTE32(qa, qb, l) >> sh) & 15) | (((BYTE32(ha, hb, l) >> j) & 1) << 4);
+            w[l] = __fsub_rn(__fmul_rn(d1, dev_u2f(q)), m1);
+        }
+    }
+};
+
+template <> struct wdec<QT_Q6_K> {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+        const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q6K_STRIDE;
+        int j = (int)(sb & 7), n = j >> 2, t = j & 3;
+        LD32B(blk + 64 * n + 32 * (t & 1), la, lb); /* ql */
+        LD32B(blk + 128 + 32 * n, ha, hb);          /* qh */
+        uint4 sc4 = dev_ld128(blk + 192);
+        float d = dev_f16(dev_ld16(blk + 208));
+        int is = 8 * n + 2 * t;
+        uint32_t scw = dev_word(sc4, is >> 2) >> ((is & 3) * 8);
+        float s0 = (float)(int8_t)(scw & 0xff), s1 = (float)(int8_t)((scw >> 8) & 0xff);
+        float ds0 = __fmul_rn(d, s0), ds1 = __fmul_rn(d, s1);
+        int lsh = (t >> 1) * 4, hsh = 2 * t;
+#pragma unroll
+        for (int l = 0; l < 32; l++) {
+            uint32_t q = ((BYTE32(la, lb, l) >> lsh) & 15) | (((BYTE32(ha, hb, l) >> hsh) & 3) << 4);
+            w[l] = __fmul_rn(l < 16 ? ds0 : ds1, dev_u2f(q) - 32.0f);
+        }
+    }
+};
+
+/* Calls F<T>::run(args...) for the runtime type; returns false when unsupported. */
+#define M40_TYPE_SWITCH(type, CASE)                                                               \
+    switch (type) {                                                                                \
+    case QT_F32: CASE(QT_F32); break;                                                              \
+    case QT_F16: CASE(QT_F16); break;                                                              \
+    case QT_BF16: CASE(QT_BF16); break;                                                            \
+    case QT_Q4_0: CASE(QT_Q4_0); break;                                                            \
+    case QT_Q4_1: CASE(QT_Q4_1); break;                                                            \
+    case QT_Q5_0: CASE(QT_Q5_0); break;                                                            \
+    case QT_Q5_1: CASE(QT_Q5_1); break;                                                            \
+    case QT_Q8_0: CASE(QT_Q8_0); break;                                                            \
+    case QT_Q2_K: CASE(QT_Q2_K); break;                                                            \
+    case QT_Q3_K: CASE(QT_Q3_K); break;                                                            \
+    case QT_Q4_K: CASE(QT_Q4_K); break;                                                            \
+    case QT_Q5_K: CASE(QT_Q5_K); break;                                                            \
+    case QT_Q6_K: CASE(QT_Q6_K); break;                                                            \
+    default: return err_set(M40LLM_ERR_UNSUPPORTED, "weight type %d has no GPU kernel", (int)(type)); \
+    }
+
+#endif
