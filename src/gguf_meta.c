@@ -309,6 +309,40 @@ int gguf_arr_str(const gguf_value *arr, uint64_t i, gguf_str *out) {
     return M40LLM_OK;
 }
 
+int gguf_arr_value(const gguf_value *arr, uint64_t i, gguf_value *out) {
+    int rc = arr_check(arr, i);
+    if (rc) return rc;
+    if (arr->arr.items) {
+        *out = arr->arr.items[i];
+        return M40LLM_OK;
+    }
+    gguf_vtype t = arr->arr.type;
+    const uint8_t *p = arr->arr.data + i * gguf_vtype_size(t);
+    memset(out, 0, sizeof *out);
+    out->type = t;
+    if (t == GGUF_VT_BOOL) {
+        out->b = p[0] != 0;
+    } else if (t == GGUF_VT_FLOAT32) {
+        float x;
+        memcpy(&x, p, 4);
+        out->f64 = x;
+    } else if (t == GGUF_VT_FLOAT64) {
+        memcpy(&out->f64, p, 8);
+    } else if (t == GGUF_VT_UINT64) {
+        memcpy(&out->u64, p, 8);
+    } else if (vt_is_unsigned(t)) {
+        int64_t x;
+        gguf_arr_i64(arr, i, &x); /* u8..u32 always fit */
+        out->u64 = (uint64_t)x;
+    } else if (vt_is_signed(t)) {
+        gguf_arr_i64(arr, i, &out->i64);
+    } else {
+        /* STRING/ARRAY elements always have items; anything else cannot be parsed */
+        return err_set(M40LLM_ERR_INTERNAL, "gguf: array of %s without items", gguf_vtype_name(t));
+    }
+    return M40LLM_OK;
+}
+
 bool gguf_str_eq(gguf_str s, const char *cstr) {
     if (!cstr) return false;
     size_t n = strlen(cstr);
