@@ -349,12 +349,16 @@ static int place_tensors(gguf_file *f, size_t end_of_infos, const uint64_t *info
                            SHOWN(t->name), info_offs[i], t->offset, a);
         uint64_t begin, end;
         if (__builtin_add_overflow(f->data_offset, t->offset, &begin) ||
-            __builtin_add_overflow(begin, (uint64_t)t->nbytes, &end) || end > f->size)
+            __builtin_add_overflow(begin, (uint64_t)t->nbytes, &end))
+            return err_set(M40LLM_ERR_FORMAT,
+                           "gguf: tensor '%.*s' (offset %" PRIu64 "): data offset %" PRIu64
+                           " + %zu bytes overflows 64 bits (file size %zu)",
+                           SHOWN(t->name), info_offs[i], t->offset, t->nbytes, f->size);
+        if (end > f->size)
             return err_set(M40LLM_ERR_FORMAT,
                            "gguf: tensor '%.*s' data [%" PRIu64 "..%" PRIu64
                            ") lies outside the file (size %zu)",
-                           SHOWN(t->name), f->data_offset + t->offset,
-                           f->data_offset + t->offset + (uint64_t)t->nbytes, f->size);
+                           SHOWN(t->name), begin, end, f->size);
         t->data = f->base + begin;
     }
     return M40LLM_OK;

@@ -335,6 +335,14 @@ int main(void) {
     gguf_file *f = NULL;
     CHECK(gguf_open("/nonexistent/x.gguf", &f) == M40LLM_ERR_NOT_FOUND && f == NULL);
     CHECK(strstr(m40llm_last_error(), "/nonexistent/x.gguf") != NULL);
+    CHECK(gguf_open(dir, &f) == M40LLM_ERR_IO && f == NULL); /* a directory */
+    snprintf(path, sizeof path, "%s/empty.gguf", dir);
+    FILE *fp = fopen(path, "wb");
+    if (fp) fclose(fp);
+    err_clear();
+    CHECK(gguf_open(path, &f) == M40LLM_ERR_FORMAT && f == NULL);
+    CHECK(strstr(m40llm_last_error(), "empty") != NULL);
+    unlink(path);
     rmdir(dir);
     return check_summary("test_gguf");
 }

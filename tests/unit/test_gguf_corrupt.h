@@ -119,7 +119,8 @@ static void test_corruptions(void) {
     CASE(ne0, 33, FMT, "row length 33 is not a multiple of the Q8_0 block size 32");
     CASE(toff, 8, FMT, "data offset 8 is not a multiple of the alignment 32");
     CASE(toff, 32, FMT, "tensor 'w' data [192..260) lies outside the file (size 228)");
-    CASE(toff, UINT64_MAX - 31, FMT, "lies outside the file");
+    CASE(toff, UINT64_MAX - 31, FMT, "data offset 18446744073709551584 + 68 bytes overflows");
+    CASE(toff, 1ull << 40, FMT, "data [1099511627936..1099511628004) lies outside the file");
     CASE(data_bytes, 67, FMT, "tensor 'w' data [160..228) lies outside the file (size 227)");
     CASE(align, 0, FMT, "general.alignment (offset 24) is 0, not a power of two");
     CASE(align, 48, FMT, "is 48, not a power of two");
