@@ -303,6 +303,54 @@ static void test_truncation(const uint8_t *p, size_t n, const char *what) {
     CHECK(open_copy(p, n) == M40LLM_OK);
 }
 
+/* Every byte overwritten with a few values: any status, never a crash (run under ASan). */
+static void test_byte_flips(const uint8_t *p, size_t n, const char *what) {
+    static const uint8_t vals[] = {0x00, 0x01, 0x7f, 0x80, 0xff};
+    uint8_t *copy = malloc(n);
+    int opened = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < sizeof vals; k++) {
+            memcpy(copy, p, n);
+            copy[i] = vals[k];
+            gguf_file *f = NULL;
+            int rc = gguf_open_memory(copy, n, &f);
+            CHECKF((rc == M40LLM_OK) == (f != NULL), "%s byte %zu = %u", what, i, vals[k]);
+            if (f && gguf_n_tensors(f) > 0) {
+                const gguf_tensor *t = gguf_tensor_at(f, gguf_n_tensors(f) - 1);
+                CHECK((const uint8_t *)t->data + t->nbytes <= copy + n);
+            }
+            opened += rc == M40LLM_OK;
+            gguf_close(f);
+        }
+    }
+    free(copy);
+    CHECKF(opened > 0, "%s: no flipped file opened", what); /* flips in tensor data are harmless */
+}
+
+/* A real model file cut everywhere in its header and at sampled points in its data. */
+static void test_fixture_truncation(void) {
+    char path[512];
+    check_fixture("reference/synth-q4_0.gguf", path, sizeof path);
+    size_t n = 0;
+    uint8_t *buf = read_all(path, &n);
+    CHECKF(buf != NULL, "cannot read %s", path);
+    if (!buf) return;
+    gguf_file *f = NULL;
+    CHECK(gguf_open_memory(buf, n, &f) == M40LLM_OK);
+    size_t head = f ? (size_t)gguf_data_offset(f) + 64 : 0;
+    gguf_close(f);
+    int bad = 0;
+    for (size_t len = 0; len < head && len < n; len++)
+        bad += open_copy(buf, len) != M40LLM_ERR_FORMAT;
+    uint64_t x = 88172645463325252ull; /* xorshift: fixed sample of cut points */
+    for (int i = 0; i < 64; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        bad += open_copy(buf, (size_t)(x % n)) != M40LLM_ERR_FORMAT;
+    }
+    CHECKF(bad == 0, "synth-q4_0.gguf: %d truncations did not fail with FORMAT", bad);
+    free(buf);
+}
+
 #include "test_gguf_corrupt.h"
 
 int main(void) {
@@ -324,6 +372,7 @@ int main(void) {
         if (f) check_small(f);
         gguf_close(f);
         if (buf) test_truncation(buf, n, "small.gguf");
+        if (buf) test_byte_flips(buf, n, "small.gguf");
         free(buf);
         unlink(path);
     }
@@ -331,6 +380,7 @@ int main(void) {
     test_nested();
     test_corruptions();
     test_fixtures();
+    test_fixture_truncation();
     err_clear();
     gguf_file *f = NULL;
     CHECK(gguf_open("/nonexistent/x.gguf", &f) == M40LLM_ERR_NOT_FOUND && f == NULL);

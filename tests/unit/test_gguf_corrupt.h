@@ -79,6 +79,7 @@ static void test_corruptions(void) {
         gguf_close(f);
     }
     test_truncation(b.p, b.n, "raw");
+    test_byte_flips(b.p, b.n, "raw");
     r.version = 2; /* v2 has the same layout */
     raw_build(&b, &r);
     CHECK(open_copy(b.p, b.n) == M40LLM_OK);
