@@ -334,7 +334,7 @@ static void test_roundtrip(void) {
                8.0 * (double)rs / NQ, rel, maxe);
 
         /* unaligned source: same bits */
-        memcpy(q + 1, q, rs);
+        memmove(q + 1, q, rs);
         CHECK(quant_dequantize_row(type, q + 1, y2 + 1, NQ) == M40LLM_OK);
         CHECKF(count_diff(y, y2 + 1, NQ) == 0, "%s: unaligned dequantization differs", qi->name);
     }
