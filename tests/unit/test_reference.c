@@ -48,7 +48,7 @@ static int int_array(const cJSON *root, const char *key, int *out, int max) {
 }
 
 static int load_case(const char *dir, const char *json_name, ref_case *rc) {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, json_name);
     char *text = read_all(path, NULL);
     if (!text) return -1;
@@ -75,7 +75,7 @@ static int argmax(const float *l, int n) {
 /* Runs one case with one KV type; returns max |d| and RMS through out args. */
 static void run_case(const char *dir, const ref_case *rc, backend_kv_type kv, double tol_max,
                      double tol_rms) {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof path, "%s/%s.gguf", dir, rc->name);
     model *m = NULL;
     int st = model_load(path, &m);
