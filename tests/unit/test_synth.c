@@ -1,6 +1,7 @@
 /* Synthetic models: tiny models of every recipe are written, read back with
  * the GGUF reader and checked (metadata, vocabulary, tensor types and shapes,
- * weight statistics); the Q4_K_M layer choice on the Mistral-7B shape; the
+ * weight statistics) and loaded by the model loader and run by the CPU
+ * backend; the Q4_K_M layer choice on the Mistral-7B shape; the
  * file is the same for any thread count; bad configurations fail cleanly. */
 #include <stdint.h>
 #include <stdio.h>
@@ -9,7 +10,9 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "backend.h"
 #include "gguf.h"
+#include "model.h"
 #include "m40llm.h"
 #include "quant.h"
 #include "synth.h"
@@ -152,6 +155,36 @@ static void check_model(const synth_config *c, const char *path) {
     gguf_close(g);
 }
 
+/* The model loader accepts the file and the CPU backend runs it. */
+static void check_loads_and_runs(const synth_config *c, const char *path) {
+    model *m = NULL;
+    int rc = model_load(path, &m);
+    CHECKF(rc == M40LLM_OK, "model_load %s: %s", path, m40llm_last_error());
+    if (rc) return;
+    CHECK(m->cfg.n_layer == c->n_layer && m->cfg.n_embd == c->n_embd &&
+          m->cfg.n_head == c->n_head && m->cfg.n_head_kv == c->n_head_kv &&
+          m->cfg.n_ff == c->n_ff && m->cfg.n_vocab == c->n_vocab &&
+          m->cfg.n_ctx_train == c->n_ctx && m->cfg.rope_freq_base == c->rope_base);
+    CHECK(m->tied_output == c->tied);
+    backend_params bp = {.n_ctx = 16, .n_seq_max = 1, .n_batch_max = 4, .n_threads = 2};
+    backend *b = NULL;
+    rc = backend_cpu_create(m, &bp, &b);
+    CHECKF(rc == M40LLM_OK, "backend_cpu_create: %s", m40llm_last_error());
+    if (!rc) {
+        backend_entry e[4];
+        for (int i = 0; i < 4; i++) e[i] = (backend_entry){0, i, 1 + 37 * i, i == 3};
+        float *logits = malloc((size_t)c->n_vocab * sizeof *logits);
+        rc = backend_forward(b, e, 4, logits);
+        CHECKF(rc == M40LLM_OK, "%s forward: %s", c->type, m40llm_last_error());
+        int finite = 0;
+        for (int i = 0; i < c->n_vocab && !rc; i++) finite += isfinite(logits[i]) != 0;
+        CHECKF(rc || finite == c->n_vocab, "%s: %d finite logits", c->type, finite);
+        free(logits);
+        backend_destroy(b);
+    }
+    model_free(m);
+}
+
 static void test_recipes(void) {
     const char *types[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0", "q4_1",   "q5_0",
                            "q5_1", "q2_k", "q3_k", "q4_k", "q6_k", "q4_k_m", "q5_k_m"};
@@ -174,6 +207,7 @@ static void test_recipes(void) {
             if (rc) continue;
             CHECK(bytes > 100000);
             check_model(&c, path);
+            check_loads_and_runs(&c, path);
             unlink(path);
         }
     }
