@@ -545,6 +545,26 @@ static void test_stop_utf8(void) {
     stop_matcher_free(m);
 }
 
+static void test_limits(void) {
+    const int32_t eog[] = {2, 32007};
+    sampler_limits l = {eog, 2, 5};
+    CHECK(sampler_check_stop(&l, 100, 1) == SAMPLER_CONTINUE);
+    CHECK(sampler_check_stop(&l, 32007, 1) == SAMPLER_STOP_EOG);
+    CHECK(sampler_check_stop(&l, 100, 5) == SAMPLER_STOP_LENGTH);
+    CHECK(sampler_check_stop(&l, 2, 5) == SAMPLER_STOP_EOG);
+    l.max_tokens = 0;
+    CHECK(sampler_check_stop(&l, 100, 1000000) == SAMPLER_CONTINUE);
+    CHECK(strcmp(sampler_stop_reason_str(SAMPLER_STOP_LENGTH), "length") == 0);
+    CHECK(strcmp(sampler_stop_reason_str(SAMPLER_STOP_STRING), "stop") == 0);
+    CHECK(sampler_stop_reason_str(SAMPLER_CONTINUE) == NULL);
+    /* +inf logit: it wins outright */
+    sampler_params p = plain_params();
+    sampler *s = make(&p, 3);
+    const float lg[] = {1.0f, INFINITY, INFINITY};
+    CHECK(sampler_sample(s, lg) == 1);
+    sampler_free(s);
+}
+
 int main(void) {
     test_greedy();
     test_temperature();
@@ -558,5 +578,6 @@ int main(void) {
     test_stop_chunks();
     test_stop_multi();
     test_stop_utf8();
+    test_limits();
     return check_summary("test_sampler");
 }
