@@ -397,6 +397,31 @@ static void test_dot(void) {
     (void)x;
 }
 
+/* quant_dot_rows must give exactly quant_dot_row's bits for every row */
+static void test_dot_rows(void) {
+    enum { N = 1024, NX = 9, XS = N + 8 };
+    static float w[N], x[NX * XS], out[NX];
+    static uint8_t q[N * 4];
+    for (int i = 0; i < N; i++) w[i] = 0.05f * rnd_normal();
+    for (int i = 0; i < NX * XS; i++) x[i] = rnd_normal();
+    for (int t = 0; t < N_TYPES; t++) {
+        const int type = all_types[t];
+        const int lens[] = {N, quant_info(type)->block_size == 1 ? 1003 : N - 256};
+        for (int li = 0; li < 2; li++) {
+            const int n = lens[li];
+            CHECK(quant_quantize_row(type, w, q, n) == M40LLM_OK);
+            for (int nx = 1; nx <= NX; nx += 2) {
+                quant_dot_rows(type, q, x, XS, nx, n, out);
+                int bad = 0;
+                for (int j = 0; j < nx; j++)
+                    bad += fbits(out[j]) != fbits(quant_dot_row(type, q, x + j * XS, n));
+                CHECKF(bad == 0, "%s n=%d nx=%d: %d rows differ from quant_dot_row",
+                       quant_info(type)->name, n, nx, bad);
+            }
+        }
+    }
+}
+
 /* ---- bad arguments ---- */
 
 static void test_errors(void) {
@@ -426,6 +451,7 @@ int main(void) {
     test_k_blocks();
     test_roundtrip();
     test_dot();
+    test_dot_rows();
     test_errors();
     return check_summary("test_quant");
 }
