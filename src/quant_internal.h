@@ -84,6 +84,13 @@ void quant_k_dot_rows(int type, const void *w, const float *x, int64_t xs, int n
  * lanes stay in registers; each weight block is dequantized once per pass. */
 #define QUANT_ROWS 4
 
+/* Generates NAME##_deq(src, dst, n): a whole row through the block
+ * dequantizer FN, inlined (no call per block). */
+#define QUANT_DEFINE_DEQ(NAME, FN, BLK, BS)                                                        \
+    static void NAME##_deq(const uint8_t *src, float *dst, int64_t n) {                            \
+        for (int64_t i = 0; i < n / (BLK); i++) FN(src + i * (BS), dst + i * (BLK));               \
+    }
+
 /* Generates, for a block dequantizer FN (BLK elements, BS bytes per block):
  *   NAME(w, x, n)                  one weight row . one activation row
  *   NAME##_rows(w, x, xs, nx, n, out)  one weight row . nx activation rows

@@ -150,31 +150,32 @@ static inline void deq_q6_K(const uint8_t *b, float *y) {
     }
 }
 
-typedef void (*k_block_fn)(const uint8_t *b, float *y);
-
-static k_block_fn k_fn(int type) {
-    switch (type) {
-    case QT_Q2_K:
-        return deq_q2_K;
-    case QT_Q3_K:
-        return deq_q3_K;
-    case QT_Q4_K:
-        return deq_q4_K;
-    case QT_Q5_K:
-        return deq_q5_K;
-    case QT_Q6_K:
-        return deq_q6_K;
-    default:
-        return NULL;
-    }
-}
+QUANT_DEFINE_DEQ(q2_K, deq_q2_K, QK_K, 84)
+QUANT_DEFINE_DEQ(q3_K, deq_q3_K, QK_K, 110)
+QUANT_DEFINE_DEQ(q4_K, deq_q4_K, QK_K, 144)
+QUANT_DEFINE_DEQ(q5_K, deq_q5_K, QK_K, 176)
+QUANT_DEFINE_DEQ(q6_K, deq_q6_K, QK_K, 210)
 
 int quant_k_dequantize(int type, const void *src, float *dst, int64_t n) {
-    k_block_fn fn = k_fn(type);
-    if (!fn) return err_set(M40LLM_ERR_UNSUPPORTED, "quant: type %d is not a K-quant type", type);
-    const int bs = quant_info(type)->type_size;
-    const uint8_t *p = src;
-    for (int64_t i = 0; i < n / QK_K; i++) fn(p + i * bs, dst + i * QK_K);
+    switch (type) {
+    case QT_Q2_K:
+        q2_K_deq(src, dst, n);
+        break;
+    case QT_Q3_K:
+        q3_K_deq(src, dst, n);
+        break;
+    case QT_Q4_K:
+        q4_K_deq(src, dst, n);
+        break;
+    case QT_Q5_K:
+        q5_K_deq(src, dst, n);
+        break;
+    case QT_Q6_K:
+        q6_K_deq(src, dst, n);
+        break;
+    default:
+        return err_set(M40LLM_ERR_UNSUPPORTED, "quant: type %d is not a K-quant type", type);
+    }
     return M40LLM_OK;
 }
 

@@ -62,31 +62,32 @@ static inline void deq_q8_0(const uint8_t *b, float *y) {
     for (int j = 0; j < 32; j++) y[j] = (float)qs[j] * d;
 }
 
-typedef void (*legacy_block_fn)(const uint8_t *b, float *y);
-
-static legacy_block_fn legacy_fn(int type) {
-    switch (type) {
-    case QT_Q4_0:
-        return deq_q4_0;
-    case QT_Q4_1:
-        return deq_q4_1;
-    case QT_Q5_0:
-        return deq_q5_0;
-    case QT_Q5_1:
-        return deq_q5_1;
-    case QT_Q8_0:
-        return deq_q8_0;
-    default:
-        return NULL;
-    }
-}
+QUANT_DEFINE_DEQ(q4_0, deq_q4_0, 32, 18)
+QUANT_DEFINE_DEQ(q4_1, deq_q4_1, 32, 20)
+QUANT_DEFINE_DEQ(q5_0, deq_q5_0, 32, 22)
+QUANT_DEFINE_DEQ(q5_1, deq_q5_1, 32, 24)
+QUANT_DEFINE_DEQ(q8_0, deq_q8_0, 32, 34)
 
 int quant_legacy_dequantize(int type, const void *src, float *dst, int64_t n) {
-    legacy_block_fn fn = legacy_fn(type);
-    if (!fn) return err_set(M40LLM_ERR_UNSUPPORTED, "quant: type %d is not a 32-block type", type);
-    const int bs = quant_info(type)->type_size;
-    const uint8_t *p = src;
-    for (int64_t i = 0; i < n / 32; i++) fn(p + i * bs, dst + i * 32);
+    switch (type) {
+    case QT_Q4_0:
+        q4_0_deq(src, dst, n);
+        break;
+    case QT_Q4_1:
+        q4_1_deq(src, dst, n);
+        break;
+    case QT_Q5_0:
+        q5_0_deq(src, dst, n);
+        break;
+    case QT_Q5_1:
+        q5_1_deq(src, dst, n);
+        break;
+    case QT_Q8_0:
+        q8_0_deq(src, dst, n);
+        break;
+    default:
+        return err_set(M40LLM_ERR_UNSUPPORTED, "quant: type %d is not a 32-block type", type);
+    }
     return M40LLM_OK;
 }
 
