@@ -9,6 +9,12 @@
 
 #include "quant.h"
 
+/* Bit-exactness with ggml needs every a*b+c rounded twice, never fused:
+ * GCC in ISO C mode does not contract, Clang does unless told. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* GGUF is little-endian; the blocks' uint16/uint32 fields are read through
  * these so that unaligned blocks (any offset in a mapping) are fine. */
 static inline uint32_t quant_le32(const uint8_t *p) {
