@@ -32,21 +32,25 @@ def run(*args, timeout=600):
     return p.stdout
 
 
+EXPECT = {"layers": 30, "embd": 576, "heads": 9, "kv heads": 3, "ff": 1536, "vocab": N_VOCAB}
+
+
 def test_show_reports_architecture():
     out = run("show", MODEL)
-    expect = {
-        "llama.block_count": 30,
-        "llama.embedding_length": 576,
-        "llama.attention.head_count": 9,
-        "llama.attention.head_count_kv": 3,
-        "llama.feed_forward_length": 1536,
-    }
-    for key, value in expect.items():
-        assert re.search(re.escape(key) + r"\D{0,40}\b" + str(value) + r"\b", out), \
-            f"show does not report {key} = {value}"
-    # vocabulary: the embedding matrix has 49152 rows
-    assert re.search(r"token_embd\.weight.*\b" + str(N_VOCAB) + r"\b", out), \
-        "show does not report the 49152-row token_embd.weight"
+    # the model summary block: "  layers        30"
+    for label, value in EXPECT.items():
+        assert re.search(r"^\s*" + label + r"\s+" + str(value) + r"\s*$", out, re.M), \
+            f"show does not report {label} {value}"
+    assert re.search(r"llama\.block_count\s+\S+\s+30\b", out)
+    assert re.search(r"token_embd\.weight\s+\S+\s+\[576, 49152\]", out)
+
+
+def test_show_json_summary():
+    doc = json.loads(run("show", "--json", MODEL))
+    summary = doc["summary"]
+    assert summary["architecture"] == "llama"
+    for label, value in EXPECT.items():
+        assert summary[label.replace(" ", "_")] == value, label
 
 
 def test_perplexity_tokens(tmp_path):
