@@ -16,6 +16,7 @@ static const cli_command cli_commands[] = {
     {"perplexity", cmd_perplexity,
      "perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] [--threads N]"},
     {"bench", cmd_bench, "bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] [--json]"},
+    {"info", cmd_info, "info [--no-bandwidth]        GPUs: memory, temperature, clocks, bandwidth"},
     {"dump-tensor", cmd_dump_tensor,
      "dump-tensor FILE OUT [NAME...]   dequantized FP32 values (raw LE float32)"},
 };

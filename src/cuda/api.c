@@ -372,3 +372,7 @@ int m40llm_mlp_swiglu_f32_f16w(M40llmCudaContext *c, const float *x, const void 
     if (!rc && e != cudaSuccess) rc = cuda_fail(e, "mlp_swiglu", __FILE__, __LINE__);
     return rc;
 }
+
+/* for the backend, which runs on a context of its own */
+cudaStream_t m40llm_context_stream(M40llmCudaContext *c) { return c->decode; }
+void *m40llm_context_cublas(M40llmCudaContext *c) { return c->cublas; }

@@ -1,0 +1,346 @@
+/* CUDA backend: creation (weights repacked onto the device, KV cache,
+ * activation buffers) and the backend_ops glue. The forward pass itself is
+ * in backend_cuda_fwd.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_backend.h"
+#include "quant.h"
+
+static int cb_alloc(cuda_backend *cb, size_t bytes, const char *what, void **out) {
+    *out = NULL;
+    if (bytes == 0) bytes = 256;
+    if (cb->n_allocs == cb->cap_allocs) {
+        int cap = cb->cap_allocs ? cb->cap_allocs * 2 : 64;
+        void **a = realloc(cb->allocs, (size_t)cap * sizeof *a);
+        if (!a) return err_set(M40LLM_ERR_OOM, "out of host memory");
+        cb->allocs = a;
+        cb->cap_allocs = cap;
+    }
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        return err_set(M40LLM_ERR_OOM,
+                       "%s:%d: out of GPU memory for %s: %zu bytes asked, %zu of %zu free "
+                       "(%llu already held by this model)",
+                       __FILE__, __LINE__, what, bytes, fr, tot, (unsigned long long)cb->mem);
+    }
+    cb->allocs[cb->n_allocs++] = p;
+    cb->mem += bytes;
+    *out = p;
+    return M40LLM_OK;
+}
+
+static void cuda_destroy(backend *b) {
+    cuda_backend *cb = (cuda_backend *)b;
+    if (!cb) return;
+    if (cb->ctx) {
+        cudaSetDevice(cb->device);
+        cudaStreamSynchronize(cb->st);
+    }
+    for (int i = 0; i < cb->n_graphs; i++) cudaGraphExecDestroy(cb->graphs[i].exec);
+    for (int i = 0; i < cb->n_allocs; i++) cudaFree(cb->allocs[i]);
+    if (cb->h_in) cudaFreeHost(cb->h_in);
+    if (cb->h_ids) cudaFreeHost(cb->h_ids);
+    free(cb->allocs);
+    free(cb->layers);
+    free(cb->seq_len);
+    m40llm_destroy_context(cb->ctx);
+    free(cb);
+}
+
+/* ---- weights ---- */
+typedef struct uploader {
+    cuda_backend *cb;
+    void *staging; /* device copy of one raw tensor */
+    size_t staging_bytes;
+} uploader;
+
+static int up_matrix(uploader *u, gpu_matrix *m, const model_tensor **parts, int n_parts) {
+    cuda_backend *cb = u->cb;
+    int64_t rows = 0, cols = parts[0]->ne[0];
+    for (int i = 0; i < n_parts; i++) rows += parts[i]->ne[1];
+    size_t qb, sb, hb;
+    size_t bytes = gpu_matrix_layout(m, parts[0]->type, rows, cols, &qb, &sb, &hb);
+    if (!bytes)
+        return err_set(M40LLM_ERR_UNSUPPORTED, "%s: type %s with %lld columns has no GPU layout",
+                       parts[0]->name, quant_info(parts[0]->type) ? quant_info(parts[0]->type)->name : "?",
+                       (long long)cols);
+    void *mem;
+    int rc = cb_alloc(cb, bytes, parts[0]->name, &mem);
+    if (rc) return rc;
+    gpu_matrix_place(m, mem, qb, sb);
+    int64_t r0 = 0;
+    for (int i = 0; i < n_parts; i++) {
+        const model_tensor *t = parts[i];
+        CUDA_TRY(cudaMemcpy(u->staging, t->data, t->nbytes, cudaMemcpyHostToDevice));
+        rc = launch_repack(m, r0, u->staging, t->ne[1], cb->st);
+        if (rc) return err_prefix(rc, "%s", t->name);
+        CUDA_TRY(cudaStreamSynchronize(cb->st)); /* staging is reused next */
+        r0 += t->ne[1];
+    }
+    return M40LLM_OK;
+}
+
+static int up_one(uploader *u, gpu_matrix *m, const model_tensor *t) { return up_matrix(u, m, &t, 1); }
+
+static int up_norm(uploader *u, float **dst, const model_tensor *t) {
+    int64_t n = t->ne[0];
+    float *tmp = malloc((size_t)n * sizeof(float));
+    if (!tmp) return err_set(M40LLM_ERR_OOM, "out of host memory");
+    int rc = quant_dequantize_row(t->type, t->data, tmp, n);
+    if (!rc) rc = cb_alloc(u->cb, (size_t)n * sizeof(float), t->name, (void **)dst);
+    if (!rc) {
+        cudaError_t e = cudaMemcpy(*dst, tmp, (size_t)n * sizeof(float), cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) rc = cuda_fail(e, "cudaMemcpy norm", __FILE__, __LINE__);
+    }
+    free(tmp);
+    return rc;
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+static int upload_weights(cuda_backend *cb) {
+    const model *m = cb->base.model;
+    const model_config *c = &m->cfg;
+    uploader u = {cb, NULL, 0};
+    size_t big = max_sz(m->tok_embd.nbytes, m->output.nbytes);
+    for (int l = 0; l < c->n_layer; l++) {
+        const model_layer *L = &m->layers[l];
+        const model_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) big = max_sz(big, ts[i]->nbytes);
+    }
+    int rc = cb_alloc(cb, big, "weight staging", &u.staging);
+    if (rc) return rc;
+    rc = up_one(&u, &cb->tok_embd, &m->tok_embd);
+    if (!rc && !m->tied_output) rc = up_one(&u, &cb->output, &m->output);
+    if (!rc && m->tied_output) cb->output = cb->tok_embd;
+    if (!rc) rc = up_norm(&u, &cb->output_norm, &m->output_norm);
+    for (int l = 0; l < c->n_layer && !rc; l++) {
+        const model_layer *L = &m->layers[l];
+        cuda_layer *G = &cb->layers[l];
+        G->qkv_fused = L->wq.type == L->wk.type && L->wq.type == L->wv.type;
+        if (G->qkv_fused) {
+            const model_tensor *p[3] = {&L->wq, &L->wk, &L->wv};
+            rc = up_matrix(&u, &G->wqkv, p, 3);
+        } else {
+            rc = up_one(&u, &G->wq, &L->wq);
+            if (!rc) rc = up_one(&u, &G->wk, &L->wk);
+            if (!rc) rc = up_one(&u, &G->wv, &L->wv);
+        }
+        if (!rc) rc = up_one(&u, &G->wo, &L->wo);
+        if (!rc) rc = up_one(&u, &G->w_gate, &L->w_gate);
+        if (!rc) rc = up_one(&u, &G->w_up, &L->w_up);
+        if (!rc) rc = up_one(&u, &G->w_down, &L->w_down);
+        if (!rc) rc = up_norm(&u, &G->attn_norm, &L->attn_norm);
+        if (!rc) rc = up_norm(&u, &G->ffn_norm, &L->ffn_norm);
+    }
+    /* the staging buffer goes back now: it is the size of the largest tensor */
+    if (u.staging) {
+        cudaFree(u.staging);
+        for (int i = 0; i < cb->n_allocs; i++)
+            if (cb->allocs[i] == u.staging) {
+                cb->allocs[i] = cb->allocs[--cb->n_allocs];
+                cb->mem -= big;
+                break;
+            }
+    }
+    return rc;
+}
+
+/* bytes of the largest dense copy a prefill GEMM needs */
+static size_t dense_bytes(const gpu_matrix *m, int f16) {
+    int t = m->type;
+    if ((t == QT_F16 && f16) || (t == QT_F32 && !f16)) return 0; /* used in place */
+    return (size_t)m->rows * m->cols * (f16 ? 2 : 4);
+}
+
+static int alloc_buffers(cuda_backend *cb) {
+    const model_config *c = &cb->base.model->cfg;
+    const backend_params *p = &cb->base.params;
+    size_t B = (size_t)p->n_batch_max;
+    int rc;
+    cb->nq = c->n_head * c->head_dim;
+    cb->nkv = c->n_head_kv * c->head_dim;
+    int aw = c->n_embd;
+    if (c->n_ff > aw) aw = c->n_ff;
+    if (cb->nq > aw) aw = cb->nq;
+    cb->act_w = aw;
+    /* KV cache */
+    cb->pages_per_seq = (p->n_ctx + M40_KV_PAGE - 1) / M40_KV_PAGE;
+    size_t elt = p->kv_type == BACKEND_KV_F16 ? 2 : 4;
+    cb->kv_layer_bytes = (size_t)p->n_seq_max * cb->pages_per_seq * c->n_head_kv * M40_KV_PAGE *
+                         c->head_dim * elt;
+    if ((rc = cb_alloc(cb, cb->kv_layer_bytes * 2 * c->n_layer, "the KV cache", (void **)&cb->kv)))
+        return rc;
+    int npt = p->n_seq_max * cb->pages_per_seq;
+    if ((rc = cb_alloc(cb, (size_t)npt * 4, "page table", (void **)&cb->page_table))) return rc;
+    if ((rc = launch_iota(cb->page_table, npt, 0, cb->st))) return rc;
+    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, &cb->plan))) return rc;
+    struct {
+        void **dst;
+        size_t bytes;
+        const char *what;
+    } bufs[] = {
+        {(void **)&cb->x, B * c->n_embd * 4, "activations"},
+        {(void **)&cb->xn, B * aw * 4, "activations"},
+        {(void **)&cb->a16, B * aw * 2, "activations"},
+        {(void **)&cb->q, B * cb->nq * 4, "activations"},
+        {(void **)&cb->att, B * cb->nq * 4, "activations"},
+        {(void **)&cb->h, B * c->n_ff * 4, "activations"},
+        {(void **)&cb->xo, B * c->n_embd * 4, "activations"},
+        {(void **)&cb->logits, B * c->n_vocab * 4, "logits"},
+        {(void **)&cb->partial, attention_partial_floats(&cb->plan, (int)B) * 4, "attention splits"},
+        {(void **)&cb->d_in, 4 * B * 4, "batch indices"},
+        {(void **)&cb->d_ids, B * 4, "batch indices"},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if ((rc = cb_alloc(cb, bufs[i].bytes, bufs[i].what, bufs[i].dst))) return rc;
+    if (p->n_batch_max > M40_GEMV_MAX_B) { /* prefill GEMM path */
+        if ((rc = cb_alloc(cb, B * 2 * c->n_ff * 4, "activations", (void **)&cb->gu))) return rc;
+        if ((rc = cb_alloc(cb, B * (cb->nq + 2 * cb->nkv) * 4, "activations", (void **)&cb->qkv)))
+            return rc;
+        size_t ws = dense_bytes(&cb->output, cb->gemm_f16);
+        for (int l = 0; l < c->n_layer; l++) {
+            const cuda_layer *G = &cb->layers[l];
+            const gpu_matrix *ms[] = {&G->wqkv, &G->wq, &G->wk, &G->wv, &G->wo, &G->w_gate, &G->w_up, &G->w_down};
+            for (size_t i = 0; i < 8; i++)
+                if (ms[i]->q) ws = max_sz(ws, dense_bytes(ms[i], cb->gemm_f16));
+        }
+        cb->wscratch_bytes = ws;
+        if (ws && (rc = cb_alloc(cb, ws, "prefill weight scratch", &cb->wscratch))) return rc;
+    }
+    CUDA_TRY(cudaMallocHost((void **)&cb->h_in, 4 * B * 4));
+    CUDA_TRY(cudaMallocHost((void **)&cb->h_ids, B * 4));
+    return M40LLM_OK;
+}
+
+/* ---- ops ---- */
+static int cuda_seq_len(const backend *b, int seq) {
+    const cuda_backend *cb = (const cuda_backend *)b;
+    if (seq < 0 || seq >= b->params.n_seq_max) return 0;
+    return cb->seq_len[seq];
+}
+
+static int cuda_seq_clear(backend *b, int seq) {
+    cuda_backend *cb = (cuda_backend *)b;
+    if (seq < 0 || seq >= b->params.n_seq_max)
+        return err_set(M40LLM_ERR_INVALID_ARG, "sequence %d outside 0..%d", seq,
+                       b->params.n_seq_max - 1);
+    cb->seq_len[seq] = 0;
+    return M40LLM_OK;
+}
+
+static uint64_t cuda_mem_used(const backend *b) { return ((const cuda_backend *)b)->mem; }
+
+static int cuda_run(backend *b, const backend_entry *e, int n, float *logits, int32_t *ids) {
+    cuda_backend *cb = (cuda_backend *)b;
+    int rc = backend_validate_batch(b, e, n);
+    if (rc) return rc;
+    int n_out = 0;
+    for (int i = 0; i < n; i++) n_out += e[i].logits;
+    if (n_out && !logits && !ids)
+        return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: %d entries want logits but the output buffer is NULL", n_out);
+    CUDA_TRY(cudaSetDevice(cb->device));
+    /* a sequence revisiting a position inside one batch must see the cache as
+     * it was after the entries before it: run such a batch in parts */
+    int start = 0;
+    while (start < n) {
+        int end = start + 1;
+        for (; end < n; end++) {
+            int j = end - 1;
+            while (j >= start && e[j].seq != e[end].seq) j--;
+            if (j >= start && e[end].pos <= e[j].pos) break;
+        }
+        if ((rc = cuda_forward_part(cb, e + start, end - start, logits, ids))) return rc;
+        for (int i = start; i < end; i++) {
+            cb->seq_len[e[i].seq] = e[i].pos + 1;
+            if (e[i].logits) {
+                if (logits) logits += b->model->cfg.n_vocab;
+                if (ids) ids++;
+            }
+        }
+        start = end;
+    }
+    return M40LLM_OK;
+}
+
+static int cuda_forward(backend *b, const backend_entry *e, int n, float *logits) {
+    return cuda_run(b, e, n, logits, NULL);
+}
+
+static int cuda_forward_argmax(backend *b, const backend_entry *e, int n, int32_t *ids) {
+    return cuda_run(b, e, n, NULL, ids);
+}
+
+static const backend_ops cuda_ops = {
+    .name = "cuda",
+    .forward = cuda_forward,
+    .forward_argmax = cuda_forward_argmax,
+    .seq_clear = cuda_seq_clear,
+    .seq_len = cuda_seq_len,
+    .mem_used = cuda_mem_used,
+    .destroy = cuda_destroy,
+};
+
+int backend_cuda_create(const model *m, const backend_params *p, backend **out) {
+    *out = NULL;
+    if (!m || !p) return err_set(M40LLM_ERR_INVALID_ARG, "backend_cuda_create: no model or params");
+    if (p->n_ctx < 1 || p->n_seq_max < 1 || p->n_batch_max < 1)
+        return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: n_ctx %d, n_seq_max %d, n_batch_max %d",
+                       p->n_ctx, p->n_seq_max, p->n_batch_max);
+    if (p->n_batch_max > 65535)
+        return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: n_batch_max %d > 65535", p->n_batch_max);
+    const model_config *c = &m->cfg;
+    if (c->head_dim % 2 || c->n_rot > c->head_dim || c->n_rot % 2)
+        return err_set(M40LLM_ERR_UNSUPPORTED, "cuda backend: head dim %d, rope dims %d", c->head_dim,
+                       c->n_rot);
+    cuda_backend *cb = calloc(1, sizeof *cb);
+    if (!cb) return err_set(M40LLM_ERR_OOM, "out of host memory");
+    cb->base.ops = &cuda_ops;
+    cb->base.model = m;
+    cb->base.params = *p;
+    cb->device = p->device;
+    int rc = m40llm_create_context(p->device, &cb->ctx);
+    if (rc) {
+        free(cb);
+        return rc;
+    }
+    cb->layers = calloc((size_t)c->n_layer, sizeof *cb->layers);
+    cb->seq_len = calloc((size_t)p->n_seq_max, sizeof(int));
+    if (!cb->layers || !cb->seq_len) {
+        cuda_destroy(&cb->base);
+        return err_set(M40LLM_ERR_OOM, "out of host memory");
+    }
+    /* the public context's internals: its decode stream and cuBLAS handle */
+    cb->st = m40llm_context_stream(cb->ctx);
+    cb->cublas = m40llm_context_cublas(cb->ctx);
+    struct cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, p->device) != cudaSuccess) prop.major = 5;
+    /* f16 GEMM operands pay where tensor cores exist (sm_70+); on Maxwell both
+     * run on the FP32 units, so keep the exact f32 operands there */
+    cb->gemm_f16 = prop.major >= 7;
+    const char *env = getenv("M40LLM_PREFILL_GEMM");
+    if (env && !strcmp(env, "f32")) cb->gemm_f16 = 0;
+    if (env && !strcmp(env, "f16")) cb->gemm_f16 = 1;
+    env = getenv("M40LLM_CUDA_GRAPHS");
+    cb->use_graphs = !(env && !strcmp(env, "0"));
+    rc = upload_weights(cb);
+    if (!rc) rc = alloc_buffers(cb);
+    if (!rc) {
+        cudaError_t e = cudaStreamSynchronize(cb->st);
+        if (e != cudaSuccess) rc = cuda_fail(e, "loading the model", __FILE__, __LINE__);
+    }
+    if (rc) {
+        err_prefix(rc, "cuda backend on GPU %d", p->device);
+        cuda_destroy(&cb->base);
+        return rc;
+    }
+    *out = &cb->base;
+    return M40LLM_OK;
+}

@@ -1,0 +1,240 @@
+/* The CUDA forward pass over one batch part.
+ *
+ * Up to 8 entries (decode, batched decode): matrix-vector kernels that read
+ * each weight once for all entries, with RMSNorm, rope + KV store, SwiGLU
+ * and the residual adds fused into them; the whole step is captured once
+ * per batch shape as a CUDA graph and replayed. More entries (prefill):
+ * RMSNorm, dequantized weights and cuBLAS GEMMs with FP32 accumulation,
+ * the residual added by the GEMM (beta = 1). Logits only for the entries
+ * that ask, argmax on the GPU. */
+#include <math.h>
+#include <string.h>
+
+#include "cuda_backend.h"
+#include "cuda_gemm.h"
+#include "quant.h"
+
+static qkv_out layer_qkv(cuda_backend *cb, int l, int n) {
+    const model_config *c = &cb->base.model->cfg;
+    qkv_out o;
+    memset(&o, 0, sizeof o);
+    o.kv.k = cb->kv + (size_t)l * 2 * cb->kv_layer_bytes;
+    o.kv.v = cb->kv + ((size_t)l * 2 + 1) * cb->kv_layer_bytes;
+    o.kv.page_table = cb->page_table;
+    o.kv.pages_per_seq = cb->pages_per_seq;
+    o.kv.n_kv = c->n_head_kv;
+    o.kv.hd = c->head_dim;
+    o.kv.f16 = cb->base.params.kv_type == BACKEND_KV_F16;
+    o.rope.n_head = c->n_head;
+    o.rope.n_kv = c->n_head_kv;
+    o.rope.hd = c->head_dim;
+    o.rope.n_rot = c->n_rot;
+    o.rope.base = c->rope_freq_base;
+    o.rope.scale = c->rope_freq_scale;
+    int B = cb->base.params.n_batch_max;
+    o.seq = cb->d_in + B;
+    o.pos = cb->d_in + 2 * B;
+    o.q = cb->q;
+    o.ldq = cb->nq;
+    (void)n;
+    return o;
+}
+
+static int gv(cuda_backend *cb, const gpu_matrix *w, const gpu_matrix *w2, const float *x,
+              int64_t ldx, int nb, const float *gamma, float *y, int64_t ldy, int mode,
+              const qkv_out *qo, int64_t row0) {
+    gemv_args a;
+    memset(&a, 0, sizeof a);
+    a.w = w;
+    a.w2 = w2;
+    a.x = x;
+    a.ldx = ldx;
+    a.nb = nb;
+    a.gamma = gamma;
+    a.eps = cb->base.model->cfg.rms_eps;
+    a.y = y;
+    a.ldy = ldy;
+    a.mode = mode;
+    a.qkv = qo;
+    a.row0 = row0;
+    return launch_gemv(&a, cb->st);
+}
+
+/* the decode step's kernels, n <= 8 entries; also what a graph captures */
+static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
+    const model_config *c = &cb->base.model->cfg;
+    const int E = c->n_embd, F = c->n_ff, B = cb->base.params.n_batch_max;
+    const float scale = 1.0f / sqrtf((float)c->head_dim);
+    int rc = launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st);
+    for (int l = 0; l < c->n_layer && !rc; l++) {
+        const cuda_layer *L = &cb->layers[l];
+        qkv_out o = layer_qkv(cb, l, n);
+        if (L->qkv_fused) {
+            rc = gv(cb, &L->wqkv, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o, 0);
+        } else {
+            rc = gv(cb, &L->wq, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o, 0);
+            if (!rc) rc = gv(cb, &L->wk, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o, cb->nq);
+            if (!rc)
+                rc = gv(cb, &L->wv, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o,
+                        cb->nq + cb->nkv);
+        }
+        if (!rc)
+            rc = launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
+                                  cb->att, cb->st);
+        if (!rc) rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
+        if (rc) break;
+        if (L->w_gate.type == L->w_up.type) {
+            rc = gv(cb, &L->w_gate, &L->w_up, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_SWIGLU, NULL, 0);
+        } else { /* mixed types: two products, then the gate */
+            rc = gv(cb, &L->w_gate, NULL, cb->x, E, n, L->ffn_norm, cb->xn, F, GEMV_STORE, NULL, 0);
+            if (!rc) rc = gv(cb, &L->w_up, NULL, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_STORE, NULL, 0);
+            if (!rc) rc = launch_swiglu(cb->xn, cb->h, F, n, F, cb->h, NULL, F, cb->st);
+        }
+        if (!rc) rc = gv(cb, &L->w_down, NULL, cb->h, F, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
+    }
+    if (rc || n_out == 0) return rc;
+    rc = launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st);
+    if (!rc)
+        rc = gv(cb, &cb->output, NULL, cb->xo, E, n_out, cb->output_norm, cb->logits, c->n_vocab,
+                GEMV_STORE, NULL, 0);
+    if (!rc && argmax) rc = launch_argmax(cb->logits, c->n_vocab, n_out, c->n_vocab, cb->d_ids, cb->st);
+    return rc;
+}
+
+/* weight operand of a prefill GEMM: in place when its type is the operand type */
+static int gemm_w(cuda_backend *cb, const gpu_matrix *w, const void **out) {
+    int t = w->type;
+    if ((t == QT_F16 && cb->gemm_f16) || (t == QT_F32 && !cb->gemm_f16)) {
+        *out = w->q;
+        return M40LLM_OK;
+    }
+    *out = cb->wscratch;
+    return launch_dequant(w, cb->wscratch, cb->gemm_f16, cb->st);
+}
+
+/* y[n][ldy] (+)= act[n][K] . W^T */
+static int gemm(cuda_backend *cb, const gpu_matrix *w, const void *act, int n, float *y,
+                int64_t ldy, float beta) {
+    const void *wp;
+    int rc = gemm_w(cb, w, &wp);
+    if (!rc) rc = gemm_rows(cb->cublas, cb->st, cb->gemm_f16, wp, w->rows, act, n, w->cols, y, ldy, beta);
+    return rc;
+}
+
+static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
+    const model_config *c = &cb->base.model->cfg;
+    const int E = c->n_embd, F = c->n_ff, B = cb->base.params.n_batch_max, V = c->n_vocab;
+    const int ld_qkv = cb->nq + 2 * cb->nkv;
+    const float scale = 1.0f / sqrtf((float)c->head_dim), eps = c->rms_eps;
+    const void *act = cb->gemm_f16 ? (const void *)cb->a16 : (const void *)cb->xn;
+    int rc = launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st);
+    for (int l = 0; l < c->n_layer && !rc; l++) {
+        const cuda_layer *L = &cb->layers[l];
+        qkv_out o = layer_qkv(cb, l, n);
+        rc = launch_rmsnorm(cb->x, NULL, E, L->attn_norm, eps, n, E, cb->gemm_f16 ? NULL : cb->xn,
+                            cb->gemm_f16 ? cb->a16 : NULL, E, cb->st);
+        if (!rc && L->qkv_fused) rc = gemm(cb, &L->wqkv, act, n, cb->qkv, ld_qkv, 0.0f);
+        if (!rc && !L->qkv_fused) {
+            rc = gemm(cb, &L->wq, act, n, cb->qkv, ld_qkv, 0.0f);
+            if (!rc) rc = gemm(cb, &L->wk, act, n, cb->qkv + cb->nq, ld_qkv, 0.0f);
+            if (!rc) rc = gemm(cb, &L->wv, act, n, cb->qkv + cb->nq + cb->nkv, ld_qkv, 0.0f);
+        }
+        if (!rc) rc = launch_rope_store(cb->qkv, ld_qkv, n, &o, cb->st);
+        if (!rc)
+            rc = launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
+                                  cb->att, cb->st);
+        if (!rc && cb->gemm_f16) rc = launch_to_f16(cb->att, cb->nq, n, cb->nq, cb->a16, cb->nq, cb->st);
+        if (!rc) rc = gemm(cb, &L->wo, cb->gemm_f16 ? (const void *)cb->a16 : cb->att, n, cb->x, E, 1.0f);
+        if (!rc)
+            rc = launch_rmsnorm(cb->x, NULL, E, L->ffn_norm, eps, n, E, cb->gemm_f16 ? NULL : cb->xn,
+                                cb->gemm_f16 ? cb->a16 : NULL, E, cb->st);
+        if (!rc) rc = gemm(cb, &L->w_gate, act, n, cb->gu, 2 * F, 0.0f);
+        if (!rc) rc = gemm(cb, &L->w_up, act, n, cb->gu + F, 2 * F, 0.0f);
+        if (!rc)
+            rc = launch_swiglu(cb->gu, cb->gu + F, 2 * F, n, F, cb->gemm_f16 ? NULL : cb->h,
+                               cb->gemm_f16 ? cb->a16 : NULL, F, cb->st);
+        if (!rc) rc = gemm(cb, &L->w_down, cb->gemm_f16 ? (const void *)cb->a16 : cb->h, n, cb->x, E, 1.0f);
+    }
+    if (rc || n_out == 0) return rc;
+    rc = launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st);
+    if (!rc && n_out <= M40_GEMV_MAX_B) {
+        rc = gv(cb, &cb->output, NULL, cb->xo, E, n_out, cb->output_norm, cb->logits, V, GEMV_STORE,
+                NULL, 0);
+    } else if (!rc) {
+        rc = launch_rmsnorm(cb->xo, NULL, E, cb->output_norm, eps, n_out, E,
+                            cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E, cb->st);
+        if (!rc) rc = gemm(cb, &cb->output, act, n_out, cb->logits, V, 0.0f);
+    }
+    if (!rc && argmax) rc = launch_argmax(cb->logits, V, n_out, V, cb->d_ids, cb->st);
+    return rc;
+}
+
+static int graph_replay(cuda_backend *cb, int n, int n_out, int argmax) {
+    for (int i = 0; i < cb->n_graphs; i++) {
+        cuda_graph_entry *g = &cb->graphs[i];
+        if (g->n == n && g->n_out == n_out && g->argmax == argmax) {
+            CUDA_TRY(cudaGraphLaunch(g->exec, cb->st));
+            return M40LLM_OK;
+        }
+    }
+    if (cb->n_graphs == CUDA_GRAPH_CACHE) { /* full: drop the oldest */
+        cudaGraphExecDestroy(cb->graphs[0].exec);
+        memmove(cb->graphs, cb->graphs + 1, (CUDA_GRAPH_CACHE - 1) * sizeof cb->graphs[0]);
+        cb->n_graphs--;
+    }
+    CUDA_TRY(cudaStreamBeginCapture(cb->st, cudaStreamCaptureModeThreadLocal));
+    int rc = decode_kernels(cb, n, n_out, argmax);
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(cb->st, &graph);
+    if (rc) {
+        if (graph) cudaGraphDestroy(graph);
+        cudaGetLastError();
+        return rc;
+    }
+    if (e != cudaSuccess) return cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__);
+    cudaGraphExec_t exec = NULL;
+    e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) return cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
+    cuda_graph_entry *g = &cb->graphs[cb->n_graphs++];
+    g->n = n;
+    g->n_out = n_out;
+    g->argmax = argmax;
+    g->exec = exec;
+    CUDA_TRY(cudaGraphLaunch(exec, cb->st));
+    return M40LLM_OK;
+}
+
+int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *logits, int32_t *ids) {
+    const int B = cb->base.params.n_batch_max, V = cb->base.model->cfg.n_vocab;
+    int n_out = 0;
+    for (int i = 0; i < n; i++) {
+        cb->h_in[i] = e[i].token;
+        cb->h_in[B + i] = e[i].seq;
+        cb->h_in[2 * B + i] = e[i].pos;
+        if (e[i].logits) cb->h_in[3 * B + n_out++] = i;
+    }
+    /* one copy of the four index arrays (pinned), ordered before the kernels */
+    CUDA_TRY(cudaMemcpyAsync(cb->d_in, cb->h_in, (size_t)4 * B * sizeof(int32_t),
+                             cudaMemcpyHostToDevice, cb->st));
+    int argmax = ids != NULL;
+    int rc;
+    if (n <= M40_GEMV_MAX_B)
+        rc = cb->use_graphs ? graph_replay(cb, n, n_out, argmax) : decode_kernels(cb, n, n_out, argmax);
+    else
+        rc = prefill_kernels(cb, n, n_out, argmax);
+    if (rc) {
+        cudaStreamSynchronize(cb->st);
+        return rc;
+    }
+    if (n_out && argmax) {
+        CUDA_TRY(cudaMemcpyAsync(cb->h_ids, cb->d_ids, (size_t)n_out * sizeof(int32_t),
+                                 cudaMemcpyDeviceToHost, cb->st));
+    } else if (n_out && logits) {
+        CUDA_TRY(cudaMemcpyAsync(logits, cb->logits, (size_t)n_out * V * sizeof(float),
+                                 cudaMemcpyDeviceToHost, cb->st));
+    }
+    CUDA_TRY(cudaStreamSynchronize(cb->st)); /* kernel faults surface here */
+    if (n_out && argmax) memcpy(ids, cb->h_ids, (size_t)n_out * sizeof(int32_t));
+    return M40LLM_OK;
+}

@@ -1,0 +1,81 @@
+/* The CUDA backend's state (backend_cuda.c, backend_cuda_fwd.c). */
+#ifndef M40_CUDA_BACKEND_H
+#define M40_CUDA_BACKEND_H
+
+#include <cuda_runtime_api.h>
+
+#include "backend.h"
+#include "cuda_internal.h"
+#include "m40llm.h"
+
+typedef struct cuda_layer {
+    gpu_matrix wqkv;       /* [q | k | v] rows when the three share a type */
+    gpu_matrix wq, wk, wv; /* otherwise separate */
+    bool qkv_fused;
+    gpu_matrix wo, w_gate, w_up, w_down;
+    float *attn_norm, *ffn_norm; /* [n_embd] */
+} cuda_layer;
+
+#define CUDA_GRAPH_CACHE 24
+
+typedef struct cuda_graph_entry {
+    int n, n_out, argmax; /* shape key of a decode step */
+    cudaGraphExec_t exec;
+} cuda_graph_entry;
+
+typedef struct cuda_backend {
+    backend base;
+    M40llmCudaContext *ctx; /* device, streams, cuBLAS */
+    int device;
+    cudaStream_t st;        /* the context's decode stream */
+    void *cublas;
+    cuda_layer *layers;     /* [n_layer] */
+    gpu_matrix tok_embd, output; /* output aliases tok_embd when tied */
+    float *output_norm;          /* [n_embd] */
+
+    void **allocs; /* every device allocation, freed by destroy */
+    int n_allocs, cap_allocs;
+    uint64_t mem; /* bytes allocated on the device */
+
+    /* KV cache: per layer K and V of n_seq_max * pages_per_seq pages */
+    uint8_t *kv;
+    size_t kv_layer_bytes; /* bytes of one layer's K (= its V) */
+    int32_t *page_table;   /* [n_seq_max][pages_per_seq] */
+    int pages_per_seq;
+    int *seq_len; /* host [n_seq_max] */
+    attn_plan plan;
+
+    /* activations, sized for n_batch_max entries */
+    int nq, nkv;   /* n_head * head_dim, n_head_kv * head_dim */
+    int act_w;     /* max(n_embd, n_ff, nq) */
+    float *x;      /* [B][n_embd] residual stream */
+    float *xn;     /* [B][act_w] normalized / f32 GEMM operand */
+    uint16_t *a16; /* [B][act_w] f16 GEMM operand */
+    float *q;      /* [B][nq] */
+    float *att;    /* [B][nq] */
+    float *h;      /* [B][n_ff] */
+    float *gu;     /* [B][2 n_ff] gate | up (GEMM path) */
+    float *qkv;    /* [B][nq + 2 nkv] (GEMM path) */
+    float *xo;     /* [B][n_embd] rows that want logits */
+    float *logits; /* [B][n_vocab] */
+    float *partial;
+    void *wscratch; /* dequantized weights for the GEMM path */
+    size_t wscratch_bytes;
+    int32_t *d_in;   /* device [4][B]: token, seq, pos, out index */
+    int32_t *d_ids;  /* device [B] argmax */
+    int32_t *h_in;   /* pinned host [4][B] */
+    int32_t *h_ids;  /* pinned host [B] */
+    int gemm_f16;    /* prefill GEMM operands in f16 (tensor cores) or f32 */
+    int use_graphs;
+    cuda_graph_entry graphs[CUDA_GRAPH_CACHE];
+    int n_graphs;
+} cuda_backend;
+
+/* api.c: the decode stream and cuBLAS handle of a context */
+cudaStream_t m40llm_context_stream(M40llmCudaContext *c);
+void *m40llm_context_cublas(M40llmCudaContext *c);
+
+/* backend_cuda_fwd.c: one batch part (no position revisited), inputs already in h_in */
+int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *logits, int32_t *ids);
+
+#endif

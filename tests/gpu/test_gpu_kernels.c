@@ -1,0 +1,407 @@
+/* Every CUDA kernel against a CPU reference.
+ * Tolerances: repack/dequantize/row lookup are bit-exact with
+ * quant_dequantize_row (same float operations); products and attention are
+ * FP32 against float64 references: |err| <= 2e-5 * sum|terms| + 1e-6. */
+#include <string.h>
+
+#include "cuda_internal.h"
+#include "gpu_test.h"
+#include "quant.h"
+
+static const int k_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
+                              QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+
+typedef struct host_w {
+    int type;
+    int64_t rows, cols;
+    uint8_t *raw;  /* GGUF rows */
+    float *deq;    /* quant_dequantize_row of raw */
+    gpu_matrix m;  /* repacked on the device */
+    void *mem;
+} host_w;
+
+static void make_w(host_w *h, int type, int64_t rows, int64_t cols) {
+    h->type = type;
+    h->rows = rows;
+    h->cols = cols;
+    size_t rb = quant_row_size(type, cols);
+    float *src = malloc(sizeof(float) * rows * cols);
+    gt_fill(src, (size_t)rows * cols, 0.5f);
+    h->raw = malloc(rb * rows);
+    h->deq = malloc(sizeof(float) * rows * cols);
+    for (int64_t r = 0; r < rows; r++) {
+        GT_OK(quant_quantize_row(type, src + r * cols, h->raw + r * rb, cols));
+        GT_OK(quant_dequantize_row(type, h->raw + r * rb, h->deq + r * cols, cols));
+    }
+    free(src);
+    size_t qb, sb, hb;
+    size_t bytes = gpu_matrix_layout(&h->m, type, rows, cols, &qb, &sb, &hb);
+    CHECKF(bytes > 0, "layout of %s", quant_info(type)->name);
+    h->mem = gt_dev(bytes);
+    gpu_matrix_place(&h->m, h->mem, qb, sb);
+    /* upload and repack in two parts to exercise the row offset */
+    void *d = gt_up(h->raw, rb * rows);
+    int64_t r1 = rows / 3;
+    GT_OK(launch_repack(&h->m, 0, d, r1, 0));
+    GT_OK(launch_repack(&h->m, r1, (uint8_t *)d + r1 * rb, rows - r1, 0));
+    GT_CUDA(cudaDeviceSynchronize());
+    cudaFree(d);
+}
+
+static void free_w(host_w *h) {
+    cudaFree(h->mem);
+    free(h->raw);
+    free(h->deq);
+}
+
+static void test_layout(host_w *h) {
+    const char *name = quant_info(h->type)->name;
+    size_t n = (size_t)h->rows * h->cols;
+    float *got = malloc(n * sizeof(float));
+    float *dd = gt_dev(n * 4);
+    GT_OK(launch_dequant(&h->m, dd, 0, 0));
+    gt_down(got, dd, n * 4);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += memcmp(&got[i], &h->deq[i], 4) != 0;
+    CHECKF(bad == 0, "%s dequant f32: %zu of %zu values differ from quant_dequantize_row", name, bad, n);
+    uint16_t *g16 = malloc(n * 2);
+    GT_OK(launch_dequant(&h->m, dd, 1, 0));
+    gt_down(g16, dd, n * 2);
+    bad = 0;
+    for (size_t i = 0; i < n; i++) bad += g16[i] != quant_f32_to_f16(h->deq[i]);
+    CHECKF(bad == 0, "%s dequant f16: %zu differ", name, bad);
+    int32_t ids[4] = {3, 0, (int32_t)h->rows - 1, 17};
+    int32_t *di = gt_up(ids, sizeof ids);
+    GT_OK(launch_get_rows(&h->m, di, 4, dd, 0));
+    gt_down(got, dd, 4 * h->cols * 4);
+    bad = 0;
+    for (int i = 0; i < 4; i++)
+        bad += memcmp(got + i * h->cols, h->deq + ids[i] * h->cols, h->cols * 4) != 0;
+    CHECKF(bad == 0, "%s get_rows: %zu rows differ", name, bad);
+    cudaFree(di);
+    cudaFree(dd);
+    free(g16);
+    free(got);
+}
+
+static double silu_d(double g) { return g / (1.0 + exp(-g)); }
+
+/* y = W x for nb vectors in every mode, against float64 */
+static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
+    const char *name = quant_info(h->type)->name;
+    int64_t R = h->rows, K = h->cols, ldx = K + 32, ldy = R + 8;
+    float *x = calloc((size_t)nb * ldx, 4), *gamma = malloc(K * 4), *y0 = malloc((size_t)nb * ldy * 4);
+    gt_fill(x, (size_t)nb * ldx, 1.0f);
+    gt_fill(gamma, K, 1.0f);
+    gt_fill(y0, (size_t)nb * ldy, 1.0f);
+    double *ref = malloc(sizeof(double) * nb * R), *mag = malloc(sizeof(double) * nb * R);
+    for (int b = 0; b < nb; b++) {
+        double ss = 0, s = 1;
+        for (int64_t k = 0; k < K; k++) ss += (double)x[b * ldx + k] * x[b * ldx + k];
+        if (norm) s = 1.0 / sqrt(ss / K + 1e-5);
+        for (int64_t r = 0; r < R; r++) {
+            double a = 0, a2 = 0, m = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double xv = x[b * ldx + k] * (norm ? s * gamma[k] : 1.0);
+                a += h->deq[r * K + k] * xv;
+                m += fabs(h->deq[r * K + k] * xv);
+                if (h2) a2 += h2->deq[r * K + k] * xv, m += fabs(h2->deq[r * K + k] * xv);
+            }
+            ref[b * R + r] = mode == GEMV_SWIGLU ? silu_d(a) * a2 : mode == GEMV_ADD ? y0[b * ldy + r] + a : a;
+            mag[b * R + r] = mode == GEMV_SWIGLU ? m * (fabs(a2) + fabs(a)) + 1 : m;
+        }
+    }
+    float *dx = gt_up(x, (size_t)nb * ldx * 4), *dg = gt_up(gamma, K * 4), *dy = gt_up(y0, (size_t)nb * ldy * 4);
+    gemv_args a;
+    memset(&a, 0, sizeof a);
+    a.w = &h->m;
+    a.w2 = h2 ? &h2->m : NULL;
+    a.x = dx;
+    a.ldx = ldx;
+    a.nb = nb;
+    a.gamma = norm ? dg : NULL;
+    a.eps = 1e-5f;
+    a.y = dy;
+    a.ldy = ldy;
+    a.mode = mode;
+    GT_OK(launch_gemv(&a, 0));
+    float *y = malloc((size_t)nb * ldy * 4);
+    gt_down(y, dy, (size_t)nb * ldy * 4);
+    double worst = 0;
+    int untouched_ok = 1;
+    for (int b = 0; b < nb; b++) {
+        for (int64_t r = 0; r < R; r++) {
+            double err = fabs(y[b * ldy + r] - ref[b * R + r]) / (2e-5 * mag[b * R + r] + 1e-6);
+            if (!(err <= worst)) worst = isnan(err) ? INFINITY : err;
+        }
+        for (int64_t r = R; r < ldy; r++) untouched_ok &= y[b * ldy + r] == y0[b * ldy + r];
+    }
+    CHECKF(worst <= 1.0, "%s gemv nb=%d mode=%d norm=%d: error %.3g x tolerance", name, nb, mode, norm, worst);
+    CHECKF(untouched_ok, "%s gemv nb=%d: wrote past the rows", name, nb);
+    cudaFree(dx);
+    cudaFree(dg);
+    cudaFree(dy);
+    free(x), free(gamma), free(y0), free(ref), free(mag), free(y);
+}
+
+/* ---- rope + KV store: QKV epilogue of the GEMV and the prefill kernel ---- */
+static void rope_ref(double *v, int n_heads, int hd, int n_rot, int pos, double base, double scale) {
+    for (int h = 0; h < n_heads; h++)
+        for (int d = 0; d < n_rot; d += 2) {
+            double th = pos * scale * pow(base, -(double)d / n_rot);
+            double a = v[h * hd + d], b = v[h * hd + d + 1];
+            v[h * hd + d] = a * cos(th) - b * sin(th);
+            v[h * hd + d + 1] = a * sin(th) + b * cos(th);
+        }
+}
+
+static void test_qkv(int f16kv, int n_rot, int via_gemv) {
+    const int nh = 4, nkv = 2, hd = 32, K = 256, nb = 3, n_ctx = 128, n_seq = 3;
+    const int rows = (nh + 2 * nkv) * hd, pps = n_ctx / M40_KV_PAGE;
+    host_w w;
+    make_w(&w, QT_F32, rows, K);
+    float x[3 * 256];
+    gt_fill(x, sizeof x / 4, 1.0f);
+    int32_t seqpos[6] = {0, 1, 2, 5, 70, 0};
+    double vals[3][512];
+    for (int b = 0; b < nb; b++)
+        for (int r = 0; r < rows; r++) {
+            double a = 0;
+            for (int k = 0; k < K; k++) a += (double)w.deq[r * K + k] * x[b * K + k];
+            vals[b][r] = a;
+        }
+    float *xin = malloc(sizeof(float) * nb * rows); /* the prefill kernel reads products */
+    for (int b = 0; b < nb; b++)
+        for (int r = 0; r < rows; r++) xin[b * rows + r] = (float)vals[b][r];
+    size_t elt = f16kv ? 2 : 4, layer = (size_t)n_seq * pps * nkv * M40_KV_PAGE * hd;
+    void *dk = gt_dev(layer * elt), *dv = gt_dev(layer * elt);
+    GT_CUDA(cudaMemset(dk, 0, layer * elt));
+    GT_CUDA(cudaMemset(dv, 0, layer * elt));
+    int32_t *pt = gt_dev(n_seq * pps * 4), *dsp = gt_up(seqpos, sizeof seqpos);
+    GT_OK(launch_iota(pt, n_seq * pps, 0, 0));
+    float *dq = gt_dev(nb * nh * hd * 4), *dx = gt_up(via_gemv ? x : xin, via_gemv ? sizeof x : sizeof(float) * nb * rows);
+    qkv_out o;
+    memset(&o, 0, sizeof o);
+    o.kv = (kv_view){dk, dv, pt, pps, nkv, hd, f16kv};
+    o.rope = (rope_cfg){nh, nkv, hd, n_rot, 10000.0f, 0.5f};
+    o.seq = dsp;
+    o.pos = dsp + 3;
+    o.q = dq;
+    o.ldq = nh * hd;
+    if (via_gemv) {
+        gemv_args a;
+        memset(&a, 0, sizeof a);
+        a.w = &w.m;
+        a.x = dx;
+        a.ldx = K;
+        a.nb = nb;
+        a.mode = GEMV_QKV;
+        a.qkv = &o;
+        GT_OK(launch_gemv(&a, 0));
+    } else {
+        GT_OK(launch_rope_store(dx, rows, nb, &o, 0));
+    }
+    float q[3 * 128];
+    gt_down(q, dq, sizeof q);
+    uint8_t *hk = malloc(layer * elt), *hv = malloc(layer * elt);
+    gt_down(hk, dk, layer * elt);
+    gt_down(hv, dv, layer * elt);
+    double worst = 0;
+    for (int b = 0; b < nb; b++) {
+        int seq = seqpos[b], pos = seqpos[3 + b];
+        rope_ref(vals[b], nh + nkv, hd, n_rot, pos, 10000.0, 0.5); /* q and k heads are contiguous */
+        for (int i = 0; i < nh * hd; i++) {
+            double e = fabs(q[b * nh * hd + i] - vals[b][i]);
+            if (!(e <= worst)) worst = e;
+        }
+        for (int h = 0; h < nkv; h++)
+            for (int d = 0; d < hd; d++) {
+                size_t off = (((size_t)(seq * pps + pos / M40_KV_PAGE) * nkv + h) * M40_KV_PAGE + pos % M40_KV_PAGE) * hd + d;
+                double kg = f16kv ? quant_f16_to_f32(((uint16_t *)hk)[off]) : ((float *)hk)[off];
+                double vg = f16kv ? quant_f16_to_f32(((uint16_t *)hv)[off]) : ((float *)hv)[off];
+                double kr = vals[b][nh * hd + h * hd + d], vr = vals[b][(nh + nkv) * hd + h * hd + d];
+                double tol = f16kv ? 1e-3 : 1.0; /* f16 rounding, relative */
+                double ek = fabs(kg - kr) / (f16kv ? fabs(kr) * tol + 1e-4 : 1.0);
+                double ev = fabs(vg - vr) / (f16kv ? fabs(vr) * tol + 1e-4 : 1.0);
+                if (!f16kv) ek *= 1, ev *= 1;
+                if (!(ek <= worst)) worst = ek;
+                if (!(ev <= worst)) worst = ev;
+            }
+    }
+    /* f32: absolute error <= 2e-4 (sincos, FP32 products); f16: within f16 rounding */
+    CHECKF(worst <= (f16kv ? 1.0 : 2e-4), "qkv %s, kv f16=%d, n_rot=%d: worst %.3g",
+           via_gemv ? "gemv epilogue" : "rope_store", f16kv, n_rot, worst);
+    free_w(&w);
+    free(xin), free(hk), free(hv);
+    cudaFree(dk), cudaFree(dv), cudaFree(pt), cudaFree(dsp), cudaFree(dq), cudaFree(dx);
+}
+
+/* ---- attention over a paged cache with several splits ---- */
+static void test_attention(int f16kv) {
+    const int nh = 8, nkv = 2, hd = 64, n_ctx = 1000, n_seq = 2, G = nh / nkv;
+    attn_plan pl;
+    GT_OK(attention_plan(nh, nkv, hd, n_ctx, &pl));
+    CHECK(pl.n_split >= 2);
+    int pps = (n_ctx + M40_KV_PAGE - 1) / M40_KV_PAGE;
+    size_t layer = (size_t)n_seq * pps * nkv * M40_KV_PAGE * hd, elt = f16kv ? 2 : 4;
+    float *kf = malloc(layer * 4), *vf = malloc(layer * 4);
+    gt_fill(kf, layer, 1.0f);
+    gt_fill(vf, layer, 1.0f);
+    void *hk = malloc(layer * elt), *hv = malloc(layer * elt);
+    for (size_t i = 0; i < layer; i++) {
+        if (f16kv) {
+            ((uint16_t *)hk)[i] = quant_f32_to_f16(kf[i]);
+            ((uint16_t *)hv)[i] = quant_f32_to_f16(vf[i]);
+            kf[i] = quant_f16_to_f32(((uint16_t *)hk)[i]);
+            vf[i] = quant_f16_to_f32(((uint16_t *)hv)[i]);
+        } else {
+            ((float *)hk)[i] = kf[i];
+            ((float *)hv)[i] = vf[i];
+        }
+    }
+    /* a reversed page table: pages of a sequence need not be in order */
+    int32_t *table = malloc(n_seq * pps * 4);
+    for (int i = 0; i < n_seq * pps; i++) table[i] = n_seq * pps - 1 - i;
+    const int n = 4;
+    int32_t sp[8] = {0, 1, 0, 1, 999, 4, 0, 300};
+    float *q = malloc(n * nh * hd * 4);
+    gt_fill(q, n * nh * hd, 2.0f);
+    void *dk = gt_up(hk, layer * elt), *dv = gt_up(hv, layer * elt);
+    int32_t *dt = gt_up(table, n_seq * pps * 4), *dsp = gt_up(sp, sizeof sp);
+    float *dq = gt_up(q, n * nh * hd * 4), *dout = gt_dev(n * nh * hd * 4);
+    float *part = gt_dev(attention_partial_floats(&pl, n) * 4);
+    kv_view kv = {dk, dv, dt, pps, nkv, hd, f16kv};
+    float scale = 1.0f / sqrtf((float)hd);
+    GT_OK(launch_attention(&pl, dq, &kv, dsp, dsp + n, n, scale, part, dout, 0));
+    float *out = malloc(n * nh * hd * 4);
+    gt_down(out, dout, n * nh * hd * 4);
+    double worst = 0;
+    double *sc = malloc(sizeof(double) * n_ctx);
+    for (int e = 0; e < n; e++) {
+        int seq = sp[e], len = sp[n + e] + 1;
+        for (int h = 0; h < nh; h++) {
+            int kh = h / G;
+            double mx = -1e300, den = 0;
+            for (int p = 0; p < len; p++) {
+                size_t row = (((size_t)table[seq * pps + p / M40_KV_PAGE] * nkv + kh) * M40_KV_PAGE + p % M40_KV_PAGE) * hd;
+                double s = 0;
+                for (int d = 0; d < hd; d++) s += (double)q[(e * nh + h) * hd + d] * kf[row + d];
+                sc[p] = s * scale;
+                if (sc[p] > mx) mx = sc[p];
+            }
+            for (int p = 0; p < len; p++) den += (sc[p] = exp(sc[p] - mx));
+            for (int d = 0; d < hd; d++) {
+                double a = 0;
+                for (int p = 0; p < len; p++) {
+                    size_t row = (((size_t)table[seq * pps + p / M40_KV_PAGE] * nkv + kh) * M40_KV_PAGE + p % M40_KV_PAGE) * hd;
+                    a += sc[p] * vf[row + d];
+                }
+                double err = fabs(out[(e * nh + h) * hd + d] - a / den);
+                if (!(err <= worst)) worst = err;
+            }
+        }
+    }
+    CHECKF(worst <= 2e-5, "attention kv f16=%d: max error %.3g (tolerance 2e-5)", f16kv, worst);
+    free(kf), free(vf), free(hk), free(hv), free(table), free(q), free(out), free(sc);
+    cudaFree(dk), cudaFree(dv), cudaFree(dt), cudaFree(dsp), cudaFree(dq), cudaFree(dout), cudaFree(part);
+}
+
+static void test_small_kernels(void) {
+    const int n = 5, dim = 300, ld = 320;
+    float *x = malloc(n * ld * 4), *g = malloc(dim * 4);
+    gt_fill(x, n * ld, 3.0f);
+    gt_fill(g, dim, 1.0f);
+    float *dx = gt_up(x, n * ld * 4), *dg = gt_up(g, dim * 4), *do32 = gt_dev(n * ld * 4);
+    uint16_t *do16 = gt_dev(n * ld * 2);
+    GT_OK(launch_rmsnorm(dx, NULL, ld, dg, 1e-5f, n, dim, do32, do16, ld, 0));
+    float *o = malloc(n * ld * 4);
+    uint16_t *o16 = malloc(n * ld * 2);
+    gt_down(o, do32, n * ld * 4);
+    gt_down(o16, do16, n * ld * 2);
+    double w1 = 0;
+    int bad16 = 0;
+    for (int r = 0; r < n; r++) {
+        double ss = 0;
+        for (int i = 0; i < dim; i++) ss += (double)x[r * ld + i] * x[r * ld + i];
+        double s = 1.0 / sqrt(ss / dim + 1e-5);
+        for (int i = 0; i < dim; i++) {
+            double ref = x[r * ld + i] * s * g[i];
+            double e = fabs(o[r * ld + i] - ref) / (fabs(ref) + 1e-6);
+            if (!(e <= w1)) w1 = e;
+            bad16 += o16[r * ld + i] != quant_f32_to_f16(o[r * ld + i]);
+        }
+    }
+    CHECKF(w1 <= 1e-5, "rmsnorm relative error %.3g", w1);
+    CHECKF(bad16 == 0, "rmsnorm f16 output: %d differ from f16(f32 output)", bad16);
+    /* swiglu */
+    GT_OK(launch_swiglu(dx, dx + dim, ld, n, dim - 40 > 0 ? 20 : 1, do32, NULL, ld, 0));
+    gt_down(o, do32, n * ld * 4);
+    double w2 = 0;
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < 20; i++) {
+            double ref = silu_d(x[r * ld + i]) * x[r * ld + dim + i];
+            double e = fabs(o[r * ld + i] - ref) / (fabs(ref) + 1e-6);
+            if (!(e <= w2)) w2 = e;
+        }
+    CHECKF(w2 <= 1e-5, "swiglu relative error %.3g", w2);
+    /* to_f16 and gather */
+    GT_OK(launch_to_f16(dx, ld, n, dim, do16, dim, 0));
+    gt_down(o16, do16, n * dim * 2);
+    bad16 = 0;
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < dim; i++) bad16 += o16[r * dim + i] != quant_f32_to_f16(x[r * ld + i]);
+    CHECKF(bad16 == 0, "to_f16: %d differ", bad16);
+    int32_t idx[3] = {4, 0, 2};
+    int32_t *di = gt_up(idx, sizeof idx);
+    GT_OK(launch_gather_rows(dx, ld, di, 3, dim, do32, dim, 0));
+    gt_down(o, do32, 3 * dim * 4);
+    int badg = 0;
+    for (int r = 0; r < 3; r++) badg += memcmp(o + r * dim, x + idx[r] * ld, dim * 4) != 0;
+    CHECKF(badg == 0, "gather: %d rows differ", badg);
+    /* argmax with ties: lowest index wins */
+    const int V = 5000;
+    float *l = malloc(3 * V * 4);
+    gt_fill(l, 3 * V, 1.0f);
+    l[1234] = 7.0f;
+    l[4321] = 7.0f; /* row 0: tie, 1234 */
+    l[V + V - 1] = 9.0f;
+    for (int i = 0; i < V; i++) l[2 * V + i] = -1.0f; /* row 2: all equal -> 0 */
+    float *dl = gt_up(l, 3 * V * 4);
+    int32_t *dids = gt_dev(12), ids[3];
+    GT_OK(launch_argmax(dl, V, 3, V, dids, 0));
+    gt_down(ids, dids, 12);
+    CHECKF(ids[0] == 1234 && ids[1] == V - 1 && ids[2] == 0, "argmax: %d %d %d", ids[0], ids[1], ids[2]);
+    free(x), free(g), free(o), free(o16), free(l);
+    cudaFree(dx), cudaFree(dg), cudaFree(do32), cudaFree(do16), cudaFree(di), cudaFree(dl), cudaFree(dids);
+}
+
+int main(void) {
+    gpu_test_require_device();
+    for (size_t i = 0; i < sizeof k_types / sizeof k_types[0]; i++) {
+        host_w w, w2;
+        make_w(&w, k_types[i], 44, 512);
+        make_w(&w2, k_types[i], 44, 512);
+        test_layout(&w);
+        int nbs[] = {1, 3, 8};
+        for (int j = 0; j < 3; j++) test_gemv(&w, NULL, nbs[j], GEMV_STORE, 0);
+        test_gemv(&w, NULL, 2, GEMV_ADD, 0);
+        test_gemv(&w, NULL, 1, GEMV_STORE, 1);
+        test_gemv(&w, &w2, 1, GEMV_SWIGLU, 1);
+        test_gemv(&w, &w2, 5, GEMV_SWIGLU, 0);
+        free_w(&w);
+        free_w(&w2);
+    }
+    /* a long row: x staged in several chunks */
+    host_w wl;
+    make_w(&wl, QT_Q4_0, 20, 9216);
+    test_gemv(&wl, NULL, 1, GEMV_STORE, 1);
+    test_gemv(&wl, NULL, 8, GEMV_ADD, 0);
+    free_w(&wl);
+    for (int f16 = 0; f16 < 2; f16++) {
+        test_qkv(f16, 32, 1);
+        test_qkv(f16, 16, 0);
+        test_attention(f16);
+    }
+    test_small_kernels();
+    return check_summary("test_gpu_kernels");
+}
