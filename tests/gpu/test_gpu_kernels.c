@@ -4,7 +4,7 @@
  * FP32 against float64 references: |err| <= 2e-5 * sum|terms| + 1e-6. */
 #include <string.h>
 
-#include "cuda_internal.h"
+#include "cuda/cuda_internal.h"
 #include "gpu_test.h"
 #include "quant.h"
 

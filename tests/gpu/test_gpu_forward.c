@@ -1,0 +1,237 @@
+/* The CUDA backend against the float64 reference logits of every model in
+ * tests/fixtures/reference (48 prompt positions x 512 logits):
+ *   tier B (F16 KV cache): max |d| <= 5e-3, RMS <= 1e-3, greedy 16 == greedy_next_exact
+ *   tier A (F32 KV cache, FP32 GEMM operands): max |d| <= 1e-4, RMS <= 2e-5
+ * for token-by-token decode (CUDA graphs), 8 sequences decoded in one batch
+ * (staggered, so each batch mixes positions) and chunked prefill (uneven
+ * chunks: GEMM path and small-batch path). */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+
+#include "backend.h"
+#include "gpu_test.h"
+#include "model.h"
+
+#define N_GREEDY 16
+#define NT 48
+
+typedef struct ref_case {
+    char name[128];
+    int tokens[NT];
+    int greedy[N_GREEDY];
+    int n_vocab;
+    float *exact; /* [NT][n_vocab] */
+} ref_case;
+
+static char *read_all(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    return buf;
+}
+
+static int int_array(const cJSON *root, const char *key, int *out, int max) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, key), *it;
+    int n = 0;
+    if (!cJSON_IsArray(a)) return -1;
+    cJSON_ArrayForEach(it, a) {
+        if (n >= max || !cJSON_IsNumber(it)) return -1;
+        out[n++] = it->valueint;
+    }
+    return n;
+}
+
+static int load_case(const char *dir, const char *json_name, ref_case *rc) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, json_name);
+    char *text = read_all(path);
+    if (!text) return -1;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root) return -1;
+    snprintf(rc->name, sizeof rc->name, "%.*s", (int)(strlen(json_name) - strlen(".tokens.json")), json_name);
+    int nt = int_array(root, "tokens", rc->tokens, NT);
+    int ng = int_array(root, "greedy_next_exact", rc->greedy, N_GREEDY);
+    const cJSON *nv = cJSON_GetObjectItemCaseSensitive(root, "n_vocab");
+    rc->n_vocab = cJSON_IsNumber(nv) ? nv->valueint : -1;
+    cJSON_Delete(root);
+    if (nt != NT || ng != N_GREEDY || rc->n_vocab <= 0) return -1;
+    snprintf(path, sizeof path, "%s/%s.exact.bin", dir, rc->name);
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    rc->exact = malloc(sizeof(float) * NT * rc->n_vocab);
+    size_t got = fread(rc->exact, sizeof(float), (size_t)NT * rc->n_vocab, f);
+    fclose(f);
+    return got == (size_t)NT * rc->n_vocab ? 0 : -1;
+}
+
+static void compare(const ref_case *rc, const float *got, const char *what, double tmax, double trms) {
+    double mx = 0, ss = 0;
+    size_t n = (size_t)NT * rc->n_vocab;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - rc->exact[i]);
+        if (!(d <= mx)) mx = isnan(d) ? INFINITY : d;
+        ss += d * d;
+    }
+    double rms = sqrt(ss / n);
+    printf("  %-16s %-34s max %.2e  rms %.2e\n", rc->name, what, mx, rms);
+    CHECKF(mx <= tmax && rms <= trms, "%s %s: max %.3g (<= %.0e), rms %.3g (<= %.0e)", rc->name, what,
+           mx, tmax, rms, trms);
+}
+
+static backend *open_backend(model *m, backend_kv_type kv, int n_seq, int n_batch, const char *gemm) {
+    setenv("M40LLM_PREFILL_GEMM", gemm, 1);
+    backend_params p = {.n_ctx = 128, .n_seq_max = n_seq, .n_batch_max = n_batch, .n_threads = 1,
+                        .device = 0, .kv_type = kv};
+    backend *b = NULL;
+    int rc = backend_cuda_create(m, &p, &b);
+    CHECKF(rc == 0, "backend_cuda_create: %s", m40llm_last_error());
+    return rc ? NULL : b;
+}
+
+/* greedy continuation of sequence seq after the prompt, one token a step */
+static void check_greedy(backend *b, const ref_case *rc, int seq, const char *what) {
+    int32_t tok = -1, ids[N_GREEDY];
+    /* the first id comes from the last prompt position: re-run it */
+    backend_entry e = {seq, NT - 1, rc->tokens[NT - 1], true};
+    int ok = b->ops->forward_argmax(b, &e, 1, &tok) == 0;
+    for (int i = 0; i < N_GREEDY && ok; i++) {
+        ids[i] = tok;
+        e = (backend_entry){seq, NT + i, tok, true};
+        ok = b->ops->forward_argmax(b, &e, 1, &tok) == 0;
+    }
+    CHECKF(ok, "%s %s: forward_argmax: %s", rc->name, what, m40llm_last_error());
+    int same = ok && !memcmp(ids, rc->greedy, sizeof ids);
+    CHECKF(same, "%s %s: greedy continuation differs from greedy_next_exact", rc->name, what);
+}
+
+static void run_case(const char *dir, const ref_case *rc) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.gguf", dir, rc->name);
+    model *m = NULL;
+    if (model_load(path, &m)) {
+        CHECKF(0, "%s: %s", path, m40llm_last_error());
+        return;
+    }
+    const int V = rc->n_vocab;
+    float *got = malloc(sizeof(float) * NT * V);
+    /* 1: token by token, F16 KV (graphs), then greedy */
+    backend *b = open_backend(m, BACKEND_KV_F16, 1, 8, "f16");
+    if (b) {
+        int ok = 1;
+        for (int t = 0; t < NT && ok; t++) {
+            backend_entry e = {0, t, rc->tokens[t], true};
+            ok = backend_forward(b, &e, 1, got + (size_t)t * V) == 0;
+        }
+        CHECKF(ok, "%s decode: %s", rc->name, m40llm_last_error());
+        compare(rc, got, "decode, F16 KV (tier B)", 5e-3, 1e-3);
+        check_greedy(b, rc, 0, "decode greedy");
+        backend_destroy(b);
+    }
+    /* 2: token by token with an F32 cache: FP32 throughout (tier A) */
+    b = open_backend(m, BACKEND_KV_F32, 1, 1, "f32");
+    if (b) {
+        int ok = 1;
+        for (int t = 0; t < NT && ok; t++) {
+            backend_entry e = {0, t, rc->tokens[t], true};
+            ok = backend_forward(b, &e, 1, got + (size_t)t * V) == 0;
+        }
+        CHECKF(ok, "%s decode f32: %s", rc->name, m40llm_last_error());
+        compare(rc, got, "decode, F32 KV (tier A)", 1e-4, 2e-5);
+        backend_destroy(b);
+    }
+    /* 3: 8 sequences in one batch, sequence s starting at step s */
+    b = open_backend(m, BACKEND_KV_F16, 8, 8, "f16");
+    if (b) {
+        float *all = malloc(sizeof(float) * 8 * NT * V), *step = malloc(sizeof(float) * 8 * V);
+        int ok = 1;
+        for (int t = 0; t < NT + 7 && ok; t++) {
+            backend_entry e[8];
+            int n = 0;
+            for (int s = 7; s >= 0; s--) { /* reverse order: entries not sorted by sequence */
+                int pos = t - s;
+                if (pos < 0 || pos >= NT) continue;
+                e[n++] = (backend_entry){s, pos, rc->tokens[pos], true};
+            }
+            ok = backend_forward(b, e, n, step) == 0;
+            for (int i = 0; i < n && ok; i++)
+                memcpy(all + ((size_t)e[i].seq * NT + e[i].pos) * V, step + (size_t)i * V, sizeof(float) * V);
+        }
+        CHECKF(ok, "%s batched: %s", rc->name, m40llm_last_error());
+        for (int s = 0; s < 8 && ok; s += 7) {
+            char what[64];
+            snprintf(what, sizeof what, "8-seq batch, seq %d (tier B)", s);
+            compare(rc, all + (size_t)s * NT * V, what, 5e-3, 1e-3);
+        }
+        double worst = 0;
+        for (int s = 1; s < 7; s++)
+            for (size_t i = 0; i < (size_t)NT * V; i++) {
+                double d = fabs((double)all[(size_t)s * NT * V + i] - rc->exact[i]);
+                if (!(d <= worst)) worst = d;
+            }
+        CHECKF(worst <= 5e-3, "%s 8-seq batch seqs 1..6: max %.3g", rc->name, worst);
+        check_greedy(b, rc, 3, "batched greedy (seq 3)");
+        free(all);
+        free(step);
+        backend_destroy(b);
+    }
+    /* 4: chunked prefill, default GEMM operands (f16 on tensor-core GPUs) and FP32 */
+    static const int chunks[] = {13, 1, 20, 6, 8};
+    for (int mode = 0; mode < 2; mode++) {
+        b = open_backend(m, mode ? BACKEND_KV_F32 : BACKEND_KV_F16, 1, 32, mode ? "f32" : "f16");
+        if (!b) continue;
+        int ok = 1, t = 0;
+        for (size_t c = 0; c < sizeof chunks / sizeof chunks[0] && ok; c++) {
+            backend_entry e[32];
+            for (int i = 0; i < chunks[c]; i++) e[i] = (backend_entry){0, t + i, rc->tokens[t + i], true};
+            ok = backend_forward(b, e, chunks[c], got + (size_t)t * V) == 0;
+            t += chunks[c];
+        }
+        CHECKF(ok, "%s prefill: %s", rc->name, m40llm_last_error());
+        if (mode == 0) {
+            compare(rc, got, "chunked prefill f16 GEMM (tier B)", 5e-3, 1e-3);
+            check_greedy(b, rc, 0, "prefill greedy");
+        } else {
+            compare(rc, got, "chunked prefill f32 (tier A)", 1e-4, 2e-5);
+        }
+        backend_destroy(b);
+    }
+    free(got);
+    model_free(m);
+}
+
+int main(void) {
+    gpu_test_require_device();
+    char dir[1024];
+    check_fixture("reference", dir, sizeof dir);
+    DIR *d = opendir(dir);
+    if (!d) SKIP("no fixtures at %s", dir);
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l < 12 || strcmp(de->d_name + l - 12, ".tokens.json")) continue;
+        ref_case rc;
+        memset(&rc, 0, sizeof rc);
+        if (load_case(dir, de->d_name, &rc)) {
+            CHECKF(0, "bad fixture %s", de->d_name);
+            continue;
+        }
+        run_case(dir, &rc);
+        free(rc.exact);
+        n++;
+    }
+    closedir(d);
+    CHECKF(n >= 14, "found %d reference models (expected 14)", n);
+    /* bad input: out of memory at load must fail cleanly */
+    return check_summary("test_gpu_forward");
+}
