@@ -10,20 +10,25 @@
 #define AT_THREADS 128
 #define AT_GMAX 16 /* query heads per KV head */
 
+static size_t attn_smem(int g, int hd, int chunk) {
+    return (size_t)g * (hd + chunk + AT_THREADS) * sizeof(float) + (size_t)chunk * sizeof(int64_t);
+}
+
 extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, attn_plan *p) {
-    if (n_kv <= 0 || n_head % n_kv || hd <= 0 || hd > 256 || hd % 2 || n_ctx <= 0)
+    if (n_kv <= 0 || n_head % n_kv || hd <= 0 || hd > 256 || hd % 8 || n_ctx <= 0)
         return err_set(M40LLM_ERR_UNSUPPORTED, "attention: %d heads, %d KV heads, head dim %d",
                        n_head, n_kv, hd);
     int g = n_head / n_kv;
     if (g > AT_GMAX)
         return err_set(M40LLM_ERR_UNSUPPORTED, "attention: %d query heads per KV head (max %d)", g,
                        AT_GMAX);
-    int chunk = 256;
-    while ((n_ctx + chunk - 1) / chunk > 32) chunk *= 2;
-    size_t smem = (size_t)g * (hd + chunk + AT_THREADS) * sizeof(float);
+    /* one position per thread; more positions per split only for long contexts */
+    int chunk = AT_THREADS;
+    while ((n_ctx + chunk - 1) / chunk > 64) chunk *= 2;
+    size_t smem = attn_smem(g, hd, chunk);
     while (smem > 40 * 1024 && chunk > 32) {
         chunk /= 2;
-        smem = (size_t)g * (hd + chunk + AT_THREADS) * sizeof(float);
+        smem = attn_smem(g, hd, chunk);
     }
     if (smem > 40 * 1024) return err_set(M40LLM_ERR_UNSUPPORTED, "attention: shape needs too much shared memory");
     p->n_head = n_head;
@@ -43,15 +48,34 @@ static __device__ __forceinline__ float kv_at(const void *base, int64_t i) {
     return F16 ? dev_f16(((const uint16_t *)base)[i]) : ((const float *)base)[i];
 }
 
+/* 8 consecutive cache elements (16 B of f16 or 2 x 16 B of f32) as floats */
+template <int F16>
+static __device__ __forceinline__ void kv_load8(const void *base, int64_t i, float *o) {
+    if (F16) {
+        uint4 u = dev_ld128((const uint16_t *)base + i);
+        uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            o[2 * j] = dev_f16((uint16_t)(w[j] & 0xffff));
+            o[2 * j + 1] = dev_f16((uint16_t)(w[j] >> 16));
+        }
+    } else {
+        float4 a = __ldg((const float4 *)((const float *)base + i));
+        float4 b = __ldg((const float4 *)((const float *)base + i) + 1);
+        o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+    }
+}
+
 template <int F16>
 __global__ void __launch_bounds__(AT_THREADS)
     k_attn_split(attn_plan pl, const float *q, kv_view kv, const int32_t *seqs, const int32_t *poss,
                  float scale, float *partial) {
     extern __shared__ float sm[];
     const int G = pl.n_head / pl.n_kv, hd = pl.hd, chunk = pl.chunk;
-    float *qs = sm;                 /* [G][hd] */
-    float *sc = qs + G * hd;        /* [G][chunk] */
-    float *red = sc + G * chunk;    /* [G][AT_THREADS] */
+    float *qs = sm;              /* [G][hd] */
+    float *sc = qs + G * hd;     /* [G][chunk] */
+    float *red = sc + G * chunk; /* [G][AT_THREADS] */
+    int64_t *rowoff = (int64_t *)(red + G * AT_THREADS); /* [chunk] cache offset of each position */
     __shared__ float ms[AT_GMAX], ls[AT_GMAX];
     int kvh = blockIdx.x, split = blockIdx.y, e = blockIdx.z;
     int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -70,29 +94,33 @@ __global__ void __launch_bounds__(AT_THREADS)
     int L = min(len - s0, chunk);
     const float *qe = q + (size_t)e * pl.n_head * hd + (size_t)kvh * G * hd;
     for (int i = tid; i < G * hd; i += AT_THREADS) qs[i] = qe[i] * scale;
+    const int32_t *pt = kv.page_table + (int64_t)seq * kv.pages_per_seq;
+    for (int p = tid; p < L; p += AT_THREADS) {
+        int pos = s0 + p;
+        rowoff[p] = (((int64_t)pt[pos / M40_KV_PAGE] * kv.n_kv + kvh) * M40_KV_PAGE +
+                     pos % M40_KV_PAGE) * hd;
+    }
     __syncthreads();
 
-    const int32_t *pt = kv.page_table + (int64_t)seq * kv.pages_per_seq;
-    /* scores: one warp per position */
-    for (int p = warp; p < L; p += AT_THREADS / 32) {
-        int pos = s0 + p;
-        int64_t row = (((int64_t)pt[pos / M40_KV_PAGE] * kv.n_kv + kvh) * M40_KV_PAGE +
-                       pos % M40_KV_PAGE) * hd;
+    /* scores: one thread per position, its K row in 16-byte loads */
+    for (int p = tid; p < L; p += AT_THREADS) {
+        int64_t row = rowoff[p];
         float part[AT_GMAX];
 #pragma unroll
         for (int g = 0; g < AT_GMAX; g++) part[g] = 0.0f;
-        for (int d = lane; d < hd; d += 32) {
-            float kd = kv_at<F16>(kv.k, row + d);
+        for (int d0 = 0; d0 < hd; d0 += 8) {
+            float kd[8];
+            kv_load8<F16>(kv.k, row + d0, kd);
 #pragma unroll
             for (int g = 0; g < AT_GMAX; g++)
-                if (g < G) part[g] = fmaf(qs[g * hd + d], kd, part[g]);
+                if (g < G) {
+#pragma unroll
+                    for (int j = 0; j < 8; j++) part[g] = fmaf(qs[g * hd + d0 + j], kd[j], part[g]);
+                }
         }
 #pragma unroll
         for (int g = 0; g < AT_GMAX; g++)
-            if (g < G) {
-                float s = dev_warp_sum(part[g]);
-                if (lane == 0) sc[g * chunk + p] = s;
-            }
+            if (g < G) sc[g * chunk + p] = part[g];
     }
     __syncthreads();
     /* softmax numerators within the chunk: one warp per query head */
@@ -113,22 +141,19 @@ __global__ void __launch_bounds__(AT_THREADS)
         }
     }
     __syncthreads();
-    /* weighted sum of V: thread -> (position group, dim) */
+    /* weighted sum of V: thread -> (position group, dim); independent loads in flight */
     int pg_n = hd >= AT_THREADS ? 1 : AT_THREADS / hd;
     for (int base = 0; base < hd; base += AT_THREADS) {
-        int idx = tid;
-        int d = base + (hd >= AT_THREADS ? idx : idx % hd);
-        int pg = hd >= AT_THREADS ? 0 : idx / hd;
+        int d = base + (hd >= AT_THREADS ? tid : tid % hd);
+        int pg = hd >= AT_THREADS ? 0 : tid / hd;
         float acc[AT_GMAX];
 #pragma unroll
         for (int g = 0; g < AT_GMAX; g++) acc[g] = 0.0f;
         bool active = d < hd && pg < pg_n;
         if (active) {
+#pragma unroll 4
             for (int p = pg; p < L; p += pg_n) {
-                int pos = s0 + p;
-                int64_t row = (((int64_t)pt[pos / M40_KV_PAGE] * kv.n_kv + kvh) * M40_KV_PAGE +
-                               pos % M40_KV_PAGE) * hd;
-                float vd = kv_at<F16>(kv.v, row + d);
+                float vd = kv_at<F16>(kv.v, rowoff[p] + d);
 #pragma unroll
                 for (int g = 0; g < AT_GMAX; g++)
                     if (g < G) acc[g] = fmaf(sc[g * chunk + p], vd, acc[g]);
@@ -142,13 +167,13 @@ __global__ void __launch_bounds__(AT_THREADS)
             int g = i / AT_THREADS, j = i % AT_THREADS;
             int dd = hd >= AT_THREADS ? base + j : j;
             if (dd >= hd || (hd < AT_THREADS && j >= hd)) continue;
-            float s = 0.0f;
+            float sum = 0.0f;
             if (hd >= AT_THREADS) {
-                s = red[g * AT_THREADS + j];
+                sum = red[g * AT_THREADS + j];
             } else {
-                for (int k = 0; k < pg_n; k++) s += red[g * AT_THREADS + k * hd + j];
+                for (int k = 0; k < pg_n; k++) sum += red[g * AT_THREADS + k * hd + j];
             }
-            pout[(size_t)g * pl.n_split * pstride + dd] = s;
+            pout[(size_t)g * pl.n_split * pstride + dd] = sum;
         }
         __syncthreads();
     }
@@ -186,7 +211,7 @@ extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_vie
         return err_set(M40LLM_ERR_INVALID_ARG, "attention: cache has %d x %d, plan %d x %d", kv->n_kv,
                        kv->hd, p->n_kv, p->hd);
     int g = p->n_head / p->n_kv;
-    size_t smem = (size_t)g * (p->hd + p->chunk + AT_THREADS) * sizeof(float);
+    size_t smem = attn_smem(g, p->hd, p->chunk);
     dim3 grid((unsigned)p->n_kv, (unsigned)p->n_split, (unsigned)n);
     if (kv->f16)
         k_attn_split<1><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial);

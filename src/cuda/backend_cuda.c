@@ -78,7 +78,9 @@ static int up_matrix(uploader *u, gpu_matrix *m, const model_tensor **parts, int
     int64_t r0 = 0;
     for (int i = 0; i < n_parts; i++) {
         const model_tensor *t = parts[i];
-        CUDA_TRY(cudaMemcpy(u->staging, t->data, t->nbytes, cudaMemcpyHostToDevice));
+        /* on the stream the repack runs on: a synchronous copy from pageable
+         * memory may return before its data has landed on the device */
+        CUDA_TRY(cudaMemcpyAsync(u->staging, t->data, t->nbytes, cudaMemcpyHostToDevice, cb->st));
         rc = launch_repack(m, r0, u->staging, t->ne[1], cb->st);
         if (rc) return err_prefix(rc, "%s", t->name);
         CUDA_TRY(cudaStreamSynchronize(cb->st)); /* staging is reused next */
@@ -96,8 +98,10 @@ static int up_norm(uploader *u, float **dst, const model_tensor *t) {
     int rc = quant_dequantize_row(t->type, t->data, tmp, n);
     if (!rc) rc = cb_alloc(u->cb, (size_t)n * sizeof(float), t->name, (void **)dst);
     if (!rc) {
-        cudaError_t e = cudaMemcpy(*dst, tmp, (size_t)n * sizeof(float), cudaMemcpyHostToDevice);
-        if (e != cudaSuccess) rc = cuda_fail(e, "cudaMemcpy norm", __FILE__, __LINE__);
+        cudaError_t e = cudaMemcpyAsync(*dst, tmp, (size_t)n * sizeof(float), cudaMemcpyHostToDevice,
+                                        u->cb->st);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(u->cb->st); /* tmp is freed next */
+        if (e != cudaSuccess) rc = cuda_fail(e, "copy of a norm vector", __FILE__, __LINE__);
     }
     free(tmp);
     return rc;

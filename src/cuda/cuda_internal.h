@@ -10,11 +10,11 @@
 
 #include <cuda_runtime_api.h>
 
-#include "err.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#include "err.h" /* C declarations, also for the .cu files */
 
 /* Turns a CUDA error into an m40llm status with "file:line: call: reason".
  * Allocation failures map to M40LLM_ERR_OOM, the rest to M40LLM_ERR_CUDA. */

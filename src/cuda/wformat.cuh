@@ -7,7 +7,9 @@
 
 #include "cuda_internal.h"
 #include "dev_common.cuh"
+extern "C" {
 #include "quant.h"
+}
 
 /* K-quant block strides in the device layout (16-byte multiples) */
 #define M40_Q2K_STRIDE 96
