@@ -70,8 +70,9 @@ int m40llm_create_context(int device, M40llmCudaContext **out) {
         }                                                                                          \
     } while (0)
     CTX_TRY(cudaSetDevice(device));
-    CTX_TRY(cudaStreamCreateWithFlags(&c->decode, cudaStreamNonBlocking));
-    CTX_TRY(cudaStreamCreateWithFlags(&c->prefill, cudaStreamNonBlocking));
+    /* blocking streams: ordered after a caller's cudaMemcpy on the legacy stream */
+    CTX_TRY(cudaStreamCreateWithFlags(&c->decode, cudaStreamDefault));
+    CTX_TRY(cudaStreamCreateWithFlags(&c->prefill, cudaStreamDefault));
     CTX_TRY(cudaEventCreateWithFlags(&c->ev, cudaEventDisableTiming));
     CTX_TRY(cudaMalloc((void **)&c->idx, 2 * sizeof(int32_t)));
     rc = gemm_create(&c->cublas);

@@ -20,6 +20,9 @@ int launch_gemv(const gemv_args *a, cudaStream_t st) {
     if (!a || !a->w || !a->x || a->nb < 1 || a->nb > M40_GEMV_MAX_B)
         return err_set(M40LLM_ERR_INVALID_ARG, "gemv: %d vectors (1..%d)", a ? a->nb : 0,
                        M40_GEMV_MAX_B);
+    if (a->ldx % 4 || (uintptr_t)a->x % 16 || (a->gamma && (uintptr_t)a->gamma % 16))
+        return err_set(M40LLM_ERR_INVALID_ARG, "gemv: x rows must be 16-byte aligned (ldx %lld)",
+                       (long long)a->ldx);
     if (a->mode == GEMV_SWIGLU) {
         if (!a->w2 || a->w2->type != a->w->type || a->w2->rows != a->w->rows ||
             a->w2->cols != a->w->cols)

@@ -28,47 +28,76 @@ __global__ void __launch_bounds__(GV_THREADS) k_gemv(gpu_matrix w, gpu_matrix w2
     const int CH = gv_chunk<B>::elems, CHP = gv_padded(CH);
     extern __shared__ float xs[]; /* [B][CHP] */
     __shared__ float red[32];
-    __shared__ float nscale[B];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t K = w.cols;
     const int rows_per_block = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
     const int rows_per_warp = MODE == GEMV_SWIGLU ? 2 : GV_NR;
     int64_t rbase = (int64_t)blockIdx.x * rows_per_block + warp * rows_per_warp;
 
-    if (gamma) { /* fused RMSNorm: scale of each vector over all of K */
-        for (int b = 0; b < nb; b++) {
-            float ss = 0.0f;
-            for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
-                float v = x[b * ldx + k];
-                ss += v * v;
-            }
-            ss = dev_block_sum(ss, red);
-            if (threadIdx.x == 0) nscale[b] = 1.0f / sqrtf(ss / (float)K + eps);
-        }
+    float acc[GV_NR][B], ssq[B];
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+        ssq[b] = 0.0f;
+#pragma unroll
+        for (int r = 0; r < GV_NR; r++) acc[r][b] = 0.0f;
     }
-
-    float acc[GV_NR][B];
-#pragma unroll
-    for (int r = 0; r < GV_NR; r++)
-#pragma unroll
-        for (int b = 0; b < B; b++) acc[r][b] = 0.0f;
 
     for (int64_t k0 = 0; k0 < K; k0 += CH) {
         int kc = (int)(K - k0 < CH ? K - k0 : CH);
-        __syncthreads(); /* previous chunk fully consumed; nscale visible */
-        for (int i = threadIdx.x; i < B * kc; i += blockDim.x) {
-            int b = i / kc, k = i - b * kc;
-            float v = 0.0f;
-            if (b < nb) {
-                v = x[b * ldx + k0 + k];
-                if (gamma) v = v * nscale[b] * gamma[k0 + k];
+        __syncthreads(); /* previous chunk fully consumed */
+        /* stage x (times the norm gain) with 16-byte loads, several in flight;
+         * the RMSNorm scale itself is a per-vector factor applied at the end */
+        const int kc4 = kc >> 2;
+#pragma unroll
+        for (int b = 0; b < B; b++) {
+            const float4 *xb = (const float4 *)(x + b * ldx + k0);
+            const float4 *gb = (const float4 *)(gamma + k0);
+#pragma unroll 4
+            for (int i = threadIdx.x; i < kc4; i += GV_THREADS) {
+                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                if (b < nb) {
+                    v = __ldg(xb + i);
+                    if (gamma) {
+                        ssq[b] += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+                        float4 g = __ldg(gb + i);
+                        v.x *= g.x, v.y *= g.y, v.z *= g.z, v.w *= g.w;
+                    }
+                }
+                int k = 4 * i;
+                *(float4 *)(xs + b * CHP + k + (k >> 5) * 4) = v;
             }
-            xs[b * CHP + k + (k >> 5) * 4] = v;
         }
         __syncthreads();
         int nsc = kc >> 5;
         int64_t sb0 = k0 >> 5;
         for (int s = lane; s < nsc; s += 32) {
+            if (B == 1) { /* one vector: hold its 32 values, reuse for every row */
+                float xr[32];
+                const float4 *xp = (const float4 *)(xs + s * 36);
+#pragma unroll
+                for (int q = 0; q < 8; q++) {
+                    float4 xv = xp[q];
+                    xr[4 * q] = xv.x, xr[4 * q + 1] = xv.y, xr[4 * q + 2] = xv.z, xr[4 * q + 3] = xv.w;
+                }
+#pragma unroll
+                for (int r = 0; r < GV_NR; r++) {
+                    int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
+                    if (row >= w.rows) continue;
+                    float wv[32];
+                    if (MODE == GEMV_SWIGLU && r >= 2)
+                        wdec<T>::get(w2, row, sb0 + s, wv);
+                    else
+                        wdec<T>::get(w, row, sb0 + s, wv);
+                    float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll
+                    for (int l = 0; l < 32; l += 2) {
+                        a0 = fmaf(wv[l], xr[l], a0);
+                        a1 = fmaf(wv[l + 1], xr[l + 1], a1);
+                    }
+                    acc[r][0] += a0 + a1;
+                }
+                continue;
+            }
 #pragma unroll
             for (int r = 0; r < GV_NR; r++) {
                 int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
@@ -93,6 +122,15 @@ __global__ void __launch_bounds__(GV_THREADS) k_gemv(gpu_matrix w, gpu_matrix w2
                     acc[r][b] += a;
                 }
             }
+        }
+    }
+    if (gamma) { /* RMSNorm: W (x * g * s) = s * W (x * g) */
+#pragma unroll
+        for (int b = 0; b < B; b++) {
+            float ss = dev_block_sum(ssq[b], red);
+            float sc = 1.0f / sqrtf(ss / (float)K + eps);
+#pragma unroll
+            for (int r = 0; r < GV_NR; r++) acc[r][b] *= sc;
         }
     }
 #pragma unroll
