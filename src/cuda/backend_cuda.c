@@ -43,6 +43,7 @@ static void cuda_destroy(backend *b) {
         cudaSetDevice(cb->device);
         cudaStreamSynchronize(cb->st);
     }
+    if (cb->profile) cuda_profile_report(cb);
     for (int i = 0; i < cb->n_graphs; i++) cudaGraphExecDestroy(cb->graphs[i].exec);
     for (int i = 0; i < cb->n_allocs; i++) cudaFree(cb->allocs[i]);
     if (cb->h_in) cudaFreeHost(cb->h_in);
@@ -334,6 +335,9 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
     if (env && !strcmp(env, "f16")) cb->gemm_f16 = 1;
     env = getenv("M40LLM_CUDA_GRAPHS");
     cb->use_graphs = !(env && !strcmp(env, "0"));
+    env = getenv("M40LLM_PROFILE");
+    cb->profile = env && !strcmp(env, "1");
+    if (cb->profile) cb->use_graphs = 0;
     rc = upload_weights(cb);
     if (!rc) rc = alloc_buffers(cb);
     if (!rc) {

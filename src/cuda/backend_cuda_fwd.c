@@ -8,11 +8,48 @@
  * the residual added by the GEMM (beta = 1). Logits only for the entries
  * that ask, argmax on the GPU. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cuda_backend.h"
 #include "cuda_gemm.h"
 #include "quant.h"
+
+/* ---- optional profile: synchronize after each group and add its time ---- */
+enum { PG_EMBD, PG_GEMV, PG_DEQUANT, PG_GEMM, PG_ATTN, PG_ELEM, PG_HEAD, PG_N };
+static const char *pg_names[PG_N] = {"embedding", "gemv", "dequantize", "gemm", "attention",
+                                     "norm/rope/swiglu", "lm head+argmax"};
+
+static double prof_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* wraps a launcher call: t0 is taken before, the group gets the time after a sync */
+#define PROF(cb, group, call)                                                                      \
+    ((cb)->profile ? ((cb)->prof_t0 = prof_now(), (cb)->prof_rc = (call),                          \
+                      prof_run((cb), (group), (cb)->prof_t0, (cb)->prof_rc))                       \
+                   : (call))
+
+static int prof_run(cuda_backend *cb, int group, double t0, int rc) {
+    cudaStreamSynchronize(cb->st);
+    cb->prof_ns[group] += prof_now() - t0;
+    cb->prof_calls[group]++;
+    return rc;
+}
+
+void cuda_profile_report(const cuda_backend *cb) {
+    double tot = 0;
+    for (int i = 0; i < PG_N; i++) tot += cb->prof_ns[i];
+    fprintf(stderr, "cuda profile (synchronized per launch):\n");
+    for (int i = 0; i < PG_N; i++)
+        if (cb->prof_calls[i])
+            fprintf(stderr, "  %-18s %9.3f ms %7ld calls %7.1f us/call %5.1f%%\n", pg_names[i],
+                    cb->prof_ns[i] / 1e6, cb->prof_calls[i], cb->prof_ns[i] / 1e3 / cb->prof_calls[i],
+                    100 * cb->prof_ns[i] / (tot > 0 ? tot : 1));
+}
 
 static qkv_out layer_qkv(cuda_backend *cb, int l, int n) {
     const model_config *c = &cb->base.model->cfg;
@@ -57,7 +94,7 @@ static int gv(cuda_backend *cb, const gpu_matrix *w, const gpu_matrix *w2, const
     a.mode = mode;
     a.qkv = qo;
     a.row0 = row0;
-    return launch_gemv(&a, cb->st);
+    return PROF(cb, PG_GEMV, launch_gemv(&a, cb->st));
 }
 
 /* the decode step's kernels, n <= 8 entries; also what a graph captures */
@@ -65,7 +102,7 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
     const model_config *c = &cb->base.model->cfg;
     const int E = c->n_embd, F = c->n_ff, B = cb->base.params.n_batch_max;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
-    int rc = launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st);
+    int rc = PROF(cb, PG_EMBD, launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st));
     for (int l = 0; l < c->n_layer && !rc; l++) {
         const cuda_layer *L = &cb->layers[l];
         qkv_out o = layer_qkv(cb, l, n);
@@ -79,8 +116,8 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
                         cb->nq + cb->nkv);
         }
         if (!rc)
-            rc = launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
-                                  cb->att, cb->st);
+            rc = PROF(cb, PG_ATTN, launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
+                                  cb->att, cb->st));
         if (!rc) rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
         if (rc) break;
         if (L->w_gate.type == L->w_up.type) {
@@ -88,16 +125,16 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         } else { /* mixed types: two products, then the gate */
             rc = gv(cb, &L->w_gate, NULL, cb->x, E, n, L->ffn_norm, cb->xn, F, GEMV_STORE, NULL, 0);
             if (!rc) rc = gv(cb, &L->w_up, NULL, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_STORE, NULL, 0);
-            if (!rc) rc = launch_swiglu(cb->xn, cb->h, F, n, F, cb->h, NULL, F, cb->st);
+            if (!rc) rc = PROF(cb, PG_ELEM, launch_swiglu(cb->xn, cb->h, F, n, F, cb->h, NULL, F, cb->st));
         }
         if (!rc) rc = gv(cb, &L->w_down, NULL, cb->h, F, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
     }
     if (rc || n_out == 0) return rc;
-    rc = launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st);
+    rc = PROF(cb, PG_ELEM, launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st));
     if (!rc)
         rc = gv(cb, &cb->output, NULL, cb->xo, E, n_out, cb->output_norm, cb->logits, c->n_vocab,
                 GEMV_STORE, NULL, 0);
-    if (!rc && argmax) rc = launch_argmax(cb->logits, c->n_vocab, n_out, c->n_vocab, cb->d_ids, cb->st);
+    if (!rc && argmax) rc = PROF(cb, PG_HEAD, launch_argmax(cb->logits, c->n_vocab, n_out, c->n_vocab, cb->d_ids, cb->st));
     return rc;
 }
 
@@ -109,7 +146,7 @@ static int gemm_w(cuda_backend *cb, const gpu_matrix *w, const void **out) {
         return M40LLM_OK;
     }
     *out = cb->wscratch;
-    return launch_dequant(w, cb->wscratch, cb->gemm_f16, cb->st);
+    return PROF(cb, PG_DEQUANT, launch_dequant(w, cb->wscratch, cb->gemm_f16, cb->st));
 }
 
 /* y[n][ldy] (+)= act[n][K] . W^T */
@@ -117,7 +154,7 @@ static int gemm(cuda_backend *cb, const gpu_matrix *w, const void *act, int n, f
                 int64_t ldy, float beta) {
     const void *wp;
     int rc = gemm_w(cb, w, &wp);
-    if (!rc) rc = gemm_rows(cb->cublas, cb->st, cb->gemm_f16, wp, w->rows, act, n, w->cols, y, ldy, beta);
+    if (!rc) rc = PROF(cb, PG_GEMM, gemm_rows(cb->cublas, cb->st, cb->gemm_f16, wp, w->rows, act, n, w->cols, y, ldy, beta));
     return rc;
 }
 
@@ -127,45 +164,45 @@ static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
     const int ld_qkv = cb->nq + 2 * cb->nkv;
     const float scale = 1.0f / sqrtf((float)c->head_dim), eps = c->rms_eps;
     const void *act = cb->gemm_f16 ? (const void *)cb->a16 : (const void *)cb->xn;
-    int rc = launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st);
+    int rc = PROF(cb, PG_EMBD, launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st));
     for (int l = 0; l < c->n_layer && !rc; l++) {
         const cuda_layer *L = &cb->layers[l];
         qkv_out o = layer_qkv(cb, l, n);
-        rc = launch_rmsnorm(cb->x, NULL, E, L->attn_norm, eps, n, E, cb->gemm_f16 ? NULL : cb->xn,
-                            cb->gemm_f16 ? cb->a16 : NULL, E, cb->st);
+        rc = PROF(cb, PG_ELEM, launch_rmsnorm(cb->x, NULL, E, L->attn_norm, eps, n, E, cb->gemm_f16 ? NULL : cb->xn,
+                            cb->gemm_f16 ? cb->a16 : NULL, E, cb->st));
         if (!rc && L->qkv_fused) rc = gemm(cb, &L->wqkv, act, n, cb->qkv, ld_qkv, 0.0f);
         if (!rc && !L->qkv_fused) {
             rc = gemm(cb, &L->wq, act, n, cb->qkv, ld_qkv, 0.0f);
             if (!rc) rc = gemm(cb, &L->wk, act, n, cb->qkv + cb->nq, ld_qkv, 0.0f);
             if (!rc) rc = gemm(cb, &L->wv, act, n, cb->qkv + cb->nq + cb->nkv, ld_qkv, 0.0f);
         }
-        if (!rc) rc = launch_rope_store(cb->qkv, ld_qkv, n, &o, cb->st);
+        if (!rc) rc = PROF(cb, PG_ELEM, launch_rope_store(cb->qkv, ld_qkv, n, &o, cb->st));
         if (!rc)
-            rc = launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
-                                  cb->att, cb->st);
-        if (!rc && cb->gemm_f16) rc = launch_to_f16(cb->att, cb->nq, n, cb->nq, cb->a16, cb->nq, cb->st);
+            rc = PROF(cb, PG_ATTN, launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
+                                  cb->att, cb->st));
+        if (!rc && cb->gemm_f16) rc = PROF(cb, PG_ELEM, launch_to_f16(cb->att, cb->nq, n, cb->nq, cb->a16, cb->nq, cb->st));
         if (!rc) rc = gemm(cb, &L->wo, cb->gemm_f16 ? (const void *)cb->a16 : cb->att, n, cb->x, E, 1.0f);
         if (!rc)
-            rc = launch_rmsnorm(cb->x, NULL, E, L->ffn_norm, eps, n, E, cb->gemm_f16 ? NULL : cb->xn,
-                                cb->gemm_f16 ? cb->a16 : NULL, E, cb->st);
+            rc = PROF(cb, PG_ELEM, launch_rmsnorm(cb->x, NULL, E, L->ffn_norm, eps, n, E, cb->gemm_f16 ? NULL : cb->xn,
+                                cb->gemm_f16 ? cb->a16 : NULL, E, cb->st));
         if (!rc) rc = gemm(cb, &L->w_gate, act, n, cb->gu, 2 * F, 0.0f);
         if (!rc) rc = gemm(cb, &L->w_up, act, n, cb->gu + F, 2 * F, 0.0f);
         if (!rc)
-            rc = launch_swiglu(cb->gu, cb->gu + F, 2 * F, n, F, cb->gemm_f16 ? NULL : cb->h,
-                               cb->gemm_f16 ? cb->a16 : NULL, F, cb->st);
+            rc = PROF(cb, PG_ELEM, launch_swiglu(cb->gu, cb->gu + F, 2 * F, n, F, cb->gemm_f16 ? NULL : cb->h,
+                               cb->gemm_f16 ? cb->a16 : NULL, F, cb->st));
         if (!rc) rc = gemm(cb, &L->w_down, cb->gemm_f16 ? (const void *)cb->a16 : cb->h, n, cb->x, E, 1.0f);
     }
     if (rc || n_out == 0) return rc;
-    rc = launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st);
+    rc = PROF(cb, PG_ELEM, launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st));
     if (!rc && n_out <= M40_GEMV_MAX_B) {
         rc = gv(cb, &cb->output, NULL, cb->xo, E, n_out, cb->output_norm, cb->logits, V, GEMV_STORE,
                 NULL, 0);
     } else if (!rc) {
-        rc = launch_rmsnorm(cb->xo, NULL, E, cb->output_norm, eps, n_out, E,
-                            cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E, cb->st);
+        rc = PROF(cb, PG_ELEM, launch_rmsnorm(cb->xo, NULL, E, cb->output_norm, eps, n_out, E,
+                            cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E, cb->st));
         if (!rc) rc = gemm(cb, &cb->output, act, n_out, cb->logits, V, 0.0f);
     }
-    if (!rc && argmax) rc = launch_argmax(cb->logits, V, n_out, V, cb->d_ids, cb->st);
+    if (!rc && argmax) rc = PROF(cb, PG_HEAD, launch_argmax(cb->logits, V, n_out, V, cb->d_ids, cb->st));
     return rc;
 }
 

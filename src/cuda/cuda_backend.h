@@ -67,6 +67,11 @@ typedef struct cuda_backend {
     int32_t *h_ids;  /* pinned host [B] */
     int gemm_f16;    /* prefill GEMM operands in f16 (tensor cores) or f32 */
     int use_graphs;
+    int profile;             /* M40LLM_PROFILE=1: time each kernel group (no graphs) */
+    double prof_ns[8];       /* per group, see backend_cuda_fwd.c */
+    long prof_calls[8];
+    double prof_t0; /* scratch of the PROF macro */
+    int prof_rc;
     cuda_graph_entry graphs[CUDA_GRAPH_CACHE];
     int n_graphs;
 } cuda_backend;
@@ -74,6 +79,9 @@ typedef struct cuda_backend {
 /* api.c: the decode stream and cuBLAS handle of a context */
 cudaStream_t m40llm_context_stream(M40llmCudaContext *c);
 void *m40llm_context_cublas(M40llmCudaContext *c);
+
+/* Prints the per-group kernel times gathered with M40LLM_PROFILE=1. */
+void cuda_profile_report(const cuda_backend *cb);
 
 /* backend_cuda_fwd.c: one batch part (no position revisited), inputs already in h_in */
 int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *logits, int32_t *ids);

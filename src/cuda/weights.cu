@@ -133,10 +133,15 @@ __global__ void k_dequant(gpu_matrix m, void *dst, int f16) {
     float w[32];
     wdec<T>::get(m, r, sb, w);
     if (f16) {
-        uint32_t *o = (uint32_t *)((uint16_t *)dst + r * m.cols + sb * 32);
+        uint4 *o = (uint4 *)((uint16_t *)dst + r * m.cols + sb * 32);
 #pragma unroll
-        for (int l = 0; l < 16; l++)
-            o[l] = (uint32_t)dev_to_f16(w[2 * l]) | ((uint32_t)dev_to_f16(w[2 * l + 1]) << 16);
+        for (int l = 0; l < 4; l++) {
+            uint32_t p[4];
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                p[j] = (uint32_t)dev_to_f16(w[8 * l + 2 * j]) | ((uint32_t)dev_to_f16(w[8 * l + 2 * j + 1]) << 16);
+            o[l] = make_uint4(p[0], p[1], p[2], p[3]);
+        }
     } else {
         float4 *o = (float4 *)((float *)dst + r * m.cols + sb * 32);
 #pragma unroll
