@@ -21,7 +21,7 @@ template <int B> struct gv_chunk {
 static __host__ __device__ __forceinline__ int gv_padded(int elems) { return elems + (elems >> 5) * 4; }
 
 template <int T, int B, int MODE>
-__global__ void __launch_bounds__(GV_THREADS) k_gemv(gpu_matrix w, gpu_matrix w2, const float *x,
+__global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix w2, const float *x,
                                                      int64_t ldx, int nb, const float *gamma,
                                                      float eps, float *y, int64_t ldy, int add,
                                                      qkv_out qo, int64_t row0) {
@@ -33,6 +33,20 @@ __global__ void __launch_bounds__(GV_THREADS) k_gemv(gpu_matrix w, gpu_matrix w2
     const int rows_per_block = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
     const int rows_per_warp = MODE == GEMV_SWIGLU ? 2 : GV_NR;
     int64_t rbase = (int64_t)blockIdx.x * rows_per_block + warp * rows_per_warp;
+
+    /* ask for every byte this warp will read before the x staging, so the
+     * DRAM reads overlap it and the decode loop finds them in L2: the loop
+     * itself keeps too few loads in flight to cover DRAM latency */
+#pragma unroll
+    for (int r = 0; r < GV_NR; r++) {
+        int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
+        if (row >= w.rows) continue;
+        const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= 2 ? w2 : w;
+        const uint8_t *q = m.q + row * m.q_row;
+        for (size_t off = (size_t)lane * 128; off < m.q_row; off += 32 * 128) dev_prefetch_l2(q + off);
+        if (m.s && lane == 0) dev_prefetch_l2(m.s + row * m.nsb * (T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2));
+        if (m.h && lane == 1) dev_prefetch_l2(m.h + row * m.nsb * 4);
+    }
 
     float acc[GV_NR][B], ssq[B];
 #pragma unroll
