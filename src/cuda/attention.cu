@@ -14,7 +14,7 @@ static size_t attn_smem(int g, int hd, int chunk) {
     return (size_t)g * (hd + chunk + AT_THREADS) * sizeof(float) + (size_t)chunk * sizeof(int64_t);
 }
 
-extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, attn_plan *p) {
+extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits, attn_plan *p) {
     if (n_kv <= 0 || n_head % n_kv || hd <= 0 || hd > 256 || hd % 8 || n_ctx <= 0)
         return err_set(M40LLM_ERR_UNSUPPORTED, "attention: %d heads, %d KV heads, head dim %d",
                        n_head, n_kv, hd);
@@ -22,9 +22,11 @@ extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, attn_plan
     if (g > AT_GMAX)
         return err_set(M40LLM_ERR_UNSUPPORTED, "attention: %d query heads per KV head (max %d)", g,
                        AT_GMAX);
-    /* one position per thread; more positions per split only for long contexts */
-    int chunk = AT_THREADS;
-    while ((n_ctx + chunk - 1) / chunk > 64) chunk *= 2;
+    /* decode (few queries) wants many short splits to fill the GPU; prefill
+     * (many queries) fewer, longer ones: the caller bounds the split count */
+    int chunk = 32;
+    if (max_splits < 1) max_splits = 1;
+    while ((n_ctx + chunk - 1) / chunk > max_splits) chunk *= 2;
     size_t smem = attn_smem(g, hd, chunk);
     while (smem > 40 * 1024 && chunk > 32) {
         chunk /= 2;
@@ -183,21 +185,30 @@ __global__ void __launch_bounds__(AT_THREADS)
     }
 }
 
-/* merge the splits: block (head, entry) */
+/* merge the splits: block (head, entry); weights[s] in dynamic shared memory */
 __global__ void k_attn_combine(attn_plan pl, const float *partial, const int32_t *poss, float *out) {
+    extern __shared__ float wsm[]; /* [n_split] */
+    __shared__ float red[32];
     int h = blockIdx.x, e = blockIdx.y, hd = pl.hd;
     size_t pstride = (size_t)hd + 2;
     const float *pp = partial + ((size_t)e * pl.n_head + h) * pl.n_split * pstride;
     int ns = (poss[e] + pl.chunk) / pl.chunk; /* splits holding positions 0..pos */
     if (ns > pl.n_split) ns = pl.n_split;
-    float M = -INFINITY;
-    for (int s = 0; s < ns; s++) M = fmaxf(M, pp[s * pstride + hd]);
+    float m = -INFINITY;
+    for (int s = threadIdx.x; s < ns; s += blockDim.x) m = fmaxf(m, pp[s * pstride + hd]);
+    float M = dev_block_max(m, red);
     float den = 0.0f;
-    for (int s = 0; s < ns; s++) den += expf(pp[s * pstride + hd] - M) * pp[s * pstride + hd + 1];
+    for (int s = threadIdx.x; s < ns; s += blockDim.x) {
+        float wgt = expf(pp[s * pstride + hd] - M);
+        wsm[s] = wgt;
+        den += wgt * pp[s * pstride + hd + 1];
+    }
+    den = dev_block_sum(den, red); /* its barriers also publish wsm */
     float inv = 1.0f / den;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float a = 0.0f;
-        for (int s = 0; s < ns; s++) a += expf(pp[s * pstride + hd] - M) * pp[s * pstride + d];
+#pragma unroll 4
+        for (int s = 0; s < ns; s++) a = fmaf(wsm[s], pp[s * pstride + d], a);
         out[((size_t)e * pl.n_head + h) * hd + d] = a * inv;
     }
 }
@@ -219,7 +230,7 @@ extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_vie
         k_attn_split<0><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial);
     CUDA_LAUNCHED("k_attn_split");
     dim3 g2((unsigned)p->n_head, (unsigned)n);
-    k_attn_combine<<<g2, 64, 0, st>>>(*p, partial, pos, out);
+    k_attn_combine<<<g2, AT_THREADS, (size_t)p->n_split * sizeof(float), st>>>(*p, partial, pos, out);
     CUDA_LAUNCHED("k_attn_combine");
     return M40LLM_OK;
 }

@@ -186,7 +186,11 @@ static int alloc_buffers(cuda_backend *cb) {
     int npt = p->n_seq_max * cb->pages_per_seq;
     if ((rc = cb_alloc(cb, (size_t)npt * 4, "page table", (void **)&cb->page_table))) return rc;
     if ((rc = launch_iota(cb->page_table, npt, 0, cb->st))) return rc;
-    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, &cb->plan))) return rc;
+    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 32, &cb->plan))) return rc;
+    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 256, &cb->plan_dec)))
+        return rc;
+    size_t part = attention_partial_floats(&cb->plan, (int)B);
+    size_t part_dec = attention_partial_floats(&cb->plan_dec, (int)(B < M40_GEMV_MAX_B ? B : M40_GEMV_MAX_B));
     struct {
         void **dst;
         size_t bytes;
@@ -200,7 +204,7 @@ static int alloc_buffers(cuda_backend *cb) {
         {(void **)&cb->h, B * c->n_ff * 4, "activations"},
         {(void **)&cb->xo, B * c->n_embd * 4, "activations"},
         {(void **)&cb->logits, B * c->n_vocab * 4, "logits"},
-        {(void **)&cb->partial, attention_partial_floats(&cb->plan, (int)B) * 4, "attention splits"},
+        {(void **)&cb->partial, (part > part_dec ? part : part_dec) * 4, "attention splits"},
         {(void **)&cb->d_in, 4 * B * 4, "batch indices"},
         {(void **)&cb->d_ids, B * 4, "batch indices"},
     };
@@ -343,6 +347,17 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
     if (!rc) {
         cudaError_t e = cudaStreamSynchronize(cb->st);
         if (e != cudaSuccess) rc = cuda_fail(e, "loading the model", __FILE__, __LINE__);
+    }
+    if (!rc && p->n_batch_max > M40_GEMV_MAX_B) {
+        /* one throw-away prefill at load: cuBLAS picks and loads its GEMM
+         * kernels now rather than inside the first real prompt */
+        int n = p->n_batch_max < p->n_ctx ? p->n_batch_max : p->n_ctx;
+        backend_entry *e = calloc((size_t)n, sizeof *e);
+        if (!e) rc = err_set(M40LLM_ERR_OOM, "out of host memory");
+        for (int i = 0; i < n && e; i++) e[i] = (backend_entry){0, i, 0, false};
+        if (e) rc = cuda_run(&cb->base, e, n, NULL, NULL);
+        free(e);
+        cb->seq_len[0] = 0;
     }
     if (rc) {
         err_prefix(rc, "cuda backend on GPU %d", p->device);

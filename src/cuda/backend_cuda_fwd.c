@@ -116,7 +116,7 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
                         cb->nq + cb->nkv);
         }
         if (!rc)
-            rc = PROF(cb, PG_ATTN, launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
+            rc = PROF(cb, PG_ATTN, launch_attention(&cb->plan_dec, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
                                   cb->att, cb->st));
         if (!rc) rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
         if (rc) break;

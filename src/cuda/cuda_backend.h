@@ -43,7 +43,8 @@ typedef struct cuda_backend {
     int32_t *page_table;   /* [n_seq_max][pages_per_seq] */
     int pages_per_seq;
     int *seq_len; /* host [n_seq_max] */
-    attn_plan plan;
+    attn_plan plan;     /* prefill batches: few long splits */
+    attn_plan plan_dec; /* decode (<= 8 entries): many short splits */
 
     /* activations, sized for n_batch_max entries */
     int nq, nkv;   /* n_head * head_dim, n_head_kv * head_dim */

@@ -151,7 +151,9 @@ typedef struct attn_plan {
     int chunk;   /* positions per split */
     int n_split; /* splits launched (covers n_ctx) */
 } attn_plan;
-int attention_plan(int n_head, int n_kv, int hd, int n_ctx, attn_plan *p);
+/* max_splits bounds the number of splits (chunk = 32 positions doubled until it fits):
+ * ~256 for decode, ~32 for prefill batches. */
+int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits, attn_plan *p);
 size_t attention_partial_floats(const attn_plan *p, int n);
 int launch_attention(const attn_plan *p, const float *q, const kv_view *kv, const int32_t *seq,
                      const int32_t *pos, int n, float scale, float *partial, float *out,

@@ -93,15 +93,22 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
                     float4 xv = xp[q];
                     xr[4 * q] = xv.x, xr[4 * q + 1] = xv.y, xr[4 * q + 2] = xv.z, xr[4 * q + 3] = xv.w;
                 }
+                float sx = 0.0f;
+                if (wdot<T>::fast) {
+#pragma unroll
+                    for (int l = 0; l < 32; l++) sx += xr[l];
+                }
 #pragma unroll
                 for (int r = 0; r < GV_NR; r++) {
                     int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
                     if (row >= w.rows) continue;
+                    const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= 2 ? w2 : w;
+                    if (wdot<T>::fast) {
+                        acc[r][0] += wdot<T>::dot(m, row, sb0 + s, xr, sx);
+                        continue;
+                    }
                     float wv[32];
-                    if (MODE == GEMV_SWIGLU && r >= 2)
-                        wdec<T>::get(w2, row, sb0 + s, wv);
-                    else
-                        wdec<T>::get(w, row, sb0 + s, wv);
+                    wdec<T>::get(m, row, sb0 + s, wv);
                     float a0 = 0.0f, a1 = 0.0f;
 #pragma unroll
                     for (int l = 0; l < 32; l += 2) {

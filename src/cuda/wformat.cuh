@@ -302,6 +302,108 @@ template <> struct wdec<QT_Q6_K> {
     }
 };
 
+/* ---- fast dot products for the decode GEMV ----
+ * sum_l W[row][32 sb + l] * x[l] for one sub-block with x in registers and
+ * sx = sum_l x[l], without materializing the weights: the block scale and
+ * offset are factored out (d * (sum q x) - m * sx), and each quant becomes a
+ * float with one byte permute (2^23 + q as bits) and one add. Used where
+ * the plain decode would make the kernel bound by instructions, not bytes. */
+template <int T> struct wdot {
+    static const bool fast = false;
+    static __device__ __forceinline__ float dot(const gpu_matrix &, int64_t, int64_t, const float *, float) {
+        return 0.0f;
+    }
+};
+
+/* float value of byte k of v (k constant), v's bytes < 2^8: 2^23 + byte as bits, minus 2^23 */
+#define BYTE_F(v, k) (__int_as_float(__byte_perm((v), 0x4B000000u, 0x7440u + (k))) - 8388608.0f)
+
+/* sum over 16 bytes (u) of low nibbles * x[j] and high nibbles * x[j + 16] */
+static __device__ __forceinline__ float dot_nibbles(const uint4 &u, const float *xr) {
+    float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll
+    for (int wi = 0; wi < 4; wi++) {
+        uint32_t wd = dev_word(u, wi);
+        uint32_t lo = wd & 0x0F0F0F0Fu, hi = (wd >> 4) & 0x0F0F0F0Fu;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            a0 = fmaf(BYTE_F(lo, k), xr[4 * wi + k], a0);
+            a1 = fmaf(BYTE_F(hi, k), xr[16 + 4 * wi + k], a1);
+        }
+    }
+    return a0 + a1;
+}
+
+template <> struct wdot<QT_Q4_0> {
+    static const bool fast = true;
+    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb, const float *xr,
+                                                float sx) {
+        int64_t i = r * m.nsb + sb;
+        uint4 u = dev_ld128(m.q + i * 16);
+        float d = dev_f16(dev_ld16(m.s + i * 2));
+        return d * (dot_nibbles(u, xr) - 8.0f * sx);
+    }
+};
+
+template <> struct wdot<QT_Q4_1> {
+    static const bool fast = true;
+    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb, const float *xr,
+                                                float sx) {
+        int64_t i = r * m.nsb + sb;
+        uint4 u = dev_ld128(m.q + i * 16);
+        uint32_t dm = dev_ld32(m.s + i * 4);
+        return dev_f16((uint16_t)(dm & 0xffff)) * dot_nibbles(u, xr) + dev_f16((uint16_t)(dm >> 16)) * sx;
+    }
+};
+
+template <> struct wdot<QT_Q8_0> {
+    static const bool fast = true;
+    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb, const float *xr,
+                                                float sx) {
+        int64_t i = r * m.nsb + sb;
+        uint4 u0 = dev_ld128(m.q + i * 32), u1 = dev_ld128(m.q + i * 32 + 16);
+        float d = dev_f16(dev_ld16(m.s + i * 2));
+        float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll
+        for (int wi = 0; wi < 4; wi++) {
+            uint32_t w0 = dev_word(u0, wi) ^ 0x80808080u, w1 = dev_word(u1, wi) ^ 0x80808080u;
+#pragma unroll
+            for (int k = 0; k < 4; k++) { /* q + 128 as floats; the bias comes off with sx */
+                a0 = fmaf(BYTE_F(w0, k), xr[4 * wi + k], a0);
+                a1 = fmaf(BYTE_F(w1, k), xr[16 + 4 * wi + k], a1);
+            }
+        }
+        return d * (a0 + a1 - 128.0f * sx);
+    }
+};
+
+template <> struct wdot<QT_Q4_K> {
+    static const bool fast = true;
+    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb, const float *xr,
+                                                float sx) {
+        const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q4K_STRIDE;
+        int j = (int)(sb & 7), c = j >> 1;
+        uint32_t dd = dev_ld32(blk);
+        uint32_t sc, mn;
+        k4_scale_min(blk + 4, j, &sc, &mn);
+        uint4 qa = dev_ld128(blk + 16 + 32 * c), qb = dev_ld128(blk + 32 + 32 * c);
+        int sh = (j & 1) * 4;
+        float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll
+        for (int wi = 0; wi < 4; wi++) {
+            uint32_t wa = (dev_word(qa, wi) >> sh) & 0x0F0F0F0Fu, wb = (dev_word(qb, wi) >> sh) & 0x0F0F0F0Fu;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                a0 = fmaf(BYTE_F(wa, k), xr[4 * wi + k], a0);
+                a1 = fmaf(BYTE_F(wb, k), xr[16 + 4 * wi + k], a1);
+            }
+        }
+        float d1 = dev_f16((uint16_t)(dd & 0xffff)) * (float)sc;
+        float m1 = dev_f16((uint16_t)(dd >> 16)) * (float)mn;
+        return d1 * (a0 + a1) - m1 * sx;
+    }
+};
+
 /* Calls F<T>::run(args...) for the runtime type; returns false when unsupported. */
 #define M40_TYPE_SWITCH(type, CASE)                                                               \
     switch (type) {                                                                                \

@@ -240,7 +240,7 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv) {
 static void test_attention(int f16kv) {
     const int nh = 8, nkv = 2, hd = 64, n_ctx = 1000, n_seq = 2, G = nh / nkv;
     attn_plan pl;
-    GT_OK(attention_plan(nh, nkv, hd, n_ctx, &pl));
+    GT_OK(attention_plan(nh, nkv, hd, n_ctx, 8, &pl));
     CHECK(pl.n_split >= 2);
     int pps = (n_ctx + M40_KV_PAGE - 1) / M40_KV_PAGE;
     size_t layer = (size_t)n_seq * pps * nkv * M40_KV_PAGE * hd, elt = f16kv ? 2 : 4;
