@@ -45,7 +45,7 @@ for s in $stages; do
             ctx=640; [ "$t" = q4_0 ] && ctx=4096
             "$bin" bench "$f" -p 512 -n 128 -r 3 --device cuda --kv f16 --ctx $ctx --json >"bench/results/$stamp-$gpu-mistral7b-$t.json" 2>"$out/bench-$t.err"
             cat "bench/results/$stamp-$gpu-mistral7b-$t.json" | grep -E '"name"|avg_|samples_ts|mem_used'; tail -3 "$out/bench-$t.err"
-            if [ -n "${PROFILE:-}" ]; then
+            if [ -n "${PROFILE:-}" ] && [ "$t" = q4_0 ]; then
                 M40LLM_PROFILE=1 "$bin" bench "$f" -p 512 -n 32 -r 1 --device cuda --kv f16 --ctx $ctx 2>&1 | grep -E 'profile|calls|pp512|tg32'
             fi
             rm -f "$f"

@@ -24,12 +24,15 @@ template <int T, int B, int MODE>
 __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix w2, const float *x,
                                                      int64_t ldx, int nb, const float *gamma,
                                                      float eps, float *y, int64_t ldy, int add,
-                                                     qkv_out qo, int64_t row0) {
+                                                     qkv_out qo, int64_t row0, int64_t kspan) {
     const int CH = gv_chunk<B>::elems, CHP = gv_padded(CH);
     extern __shared__ float xs[]; /* [B][CHP] */
     __shared__ float red[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t K = w.cols;
+    /* split-K (residual adds only): this block's slice of the inputs */
+    const int64_t kbeg = (int64_t)blockIdx.y * kspan;
+    const int64_t kend = kbeg + kspan < K ? kbeg + kspan : K;
     const int rows_per_block = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
     const int rows_per_warp = MODE == GEMV_SWIGLU ? 2 : GV_NR;
     int64_t rbase = (int64_t)blockIdx.x * rows_per_block + warp * rows_per_warp;
@@ -43,7 +46,8 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
         if (row >= w.rows) continue;
         const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= 2 ? w2 : w;
         const uint8_t *q = m.q + row * m.q_row;
-        for (size_t off = (size_t)lane * 128; off < m.q_row; off += 32 * 128) dev_prefetch_l2(q + off);
+        size_t ob = m.q_row * (size_t)(kbeg >> 5) / (size_t)m.nsb, oe = m.q_row * (size_t)(kend >> 5) / (size_t)m.nsb;
+        for (size_t off = ob + (size_t)lane * 128; off < oe; off += 32 * 128) dev_prefetch_l2(q + off);
         if (m.s && lane == 0) dev_prefetch_l2(m.s + row * m.nsb * (T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2));
         if (m.h && lane == 1) dev_prefetch_l2(m.h + row * m.nsb * 4);
     }
@@ -56,8 +60,8 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
         for (int r = 0; r < GV_NR; r++) acc[r][b] = 0.0f;
     }
 
-    for (int64_t k0 = 0; k0 < K; k0 += CH) {
-        int kc = (int)(K - k0 < CH ? K - k0 : CH);
+    for (int64_t k0 = kbeg; k0 < kend; k0 += CH) {
+        int kc = (int)(kend - k0 < CH ? kend - k0 : CH);
         __syncthreads(); /* previous chunk fully consumed */
         /* stage x (times the norm gain) with 16-byte loads, several in flight;
          * the RMSNorm scale itself is a per-vector factor applied at the end */
@@ -180,7 +184,9 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
 #pragma unroll
             for (int b = 0; b < B; b++)
                 if (lane == (r * B + b) % 32 && b < nb && rbase + r < w.rows) {
-                    if (add)
+                    if (gridDim.y > 1)
+                        atomicAdd(&y[b * ldy + rbase + r], acc[r][b]);
+                    else if (add)
                         y[b * ldy + rbase + r] += acc[r][b];
                     else
                         y[b * ldy + rbase + r] = acc[r][b];
@@ -195,13 +201,25 @@ static int gemv_launch_tbm(const gemv_args *a, cudaStream_t st) {
     size_t smem = (size_t)B * gv_padded(CH) * sizeof(float);
     int rpb = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
     unsigned blocks = (unsigned)((a->w->rows + rpb - 1) / rpb);
+    /* a residual add with few rows leaves SMs idle: split K over more blocks
+     * (whole 1024-element passes) and add the parts atomically */
+    int64_t K = a->w->cols, kspan = K;
+    unsigned ksplit = 1;
+    if (a->mode == GEMV_ADD && !a->gamma && blocks < 512 && K >= 2048) {
+        int64_t passes = (K + 1023) / 1024;
+        int64_t want = (512 + blocks - 1) / blocks;
+        if (want > passes) want = passes;
+        kspan = ((passes + want - 1) / want) * 1024;
+        ksplit = (unsigned)((K + kspan - 1) / kspan);
+    }
+    dim3 grid(blocks, ksplit);
     qkv_out qo;
     memset(&qo, 0, sizeof qo);
     if (a->qkv) qo = *a->qkv;
     gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
-    k_gemv<T, B, MODE><<<blocks, GV_THREADS, smem, st>>>(*a->w, w2, a->x, a->ldx, a->nb, a->gamma,
-                                                         a->eps, a->y, a->ldy, a->mode == GEMV_ADD,
-                                                         qo, a->row0);
+    k_gemv<T, B, MODE><<<grid, GV_THREADS, smem, st>>>(*a->w, w2, a->x, a->ldx, a->nb, a->gamma,
+                                                       a->eps, a->y, a->ldy, a->mode == GEMV_ADD,
+                                                       qo, a->row0, kspan);
     CUDA_LAUNCHED("k_gemv");
     return M40LLM_OK;
 }
