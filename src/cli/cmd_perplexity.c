@@ -16,6 +16,8 @@
 #include "cli_backend.h"
 #include "err.h"
 
+#define PPL_BATCH 512
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -108,9 +110,12 @@ int cmd_perplexity(int argc, char **argv) {
                         "does not have yet; pass token ids with --tokens FILE\n");
         return 1;
     }
+    /* a chunk goes in sub-batches of at most PPL_BATCH entries: bounded
+     * scratch and logits memory whatever --ctx is */
+    const int n_batch = n_ctx < PPL_BATCH ? (int)n_ctx : PPL_BATCH;
     backend_params p = {.n_ctx = (int)n_ctx,
                         .n_seq_max = 1,
-                        .n_batch_max = (int)n_ctx,
+                        .n_batch_max = n_batch,
                         .n_threads = (int)threads,
                         .kv_type = BACKEND_KV_F32};
     model *m = NULL;
@@ -140,10 +145,10 @@ int cmd_perplexity(int argc, char **argv) {
         goto out;
     }
     const int first = (int)n_ctx / 2, n_scored = (int)n_ctx - 1 - first;
-    logits = malloc((size_t)n_scored * V * sizeof(float));
+    logits = malloc((size_t)n_batch * V * sizeof(float));
     e = malloc((size_t)n_ctx * sizeof *e);
     if (!logits || !e) {
-        fprintf(stderr, "m40-llm perplexity: out of memory for %d logits rows\n", n_scored);
+        fprintf(stderr, "m40-llm perplexity: out of memory for %d logits rows\n", n_batch);
         goto out;
     }
     fprintf(stderr,
@@ -159,15 +164,20 @@ int cmd_perplexity(int argc, char **argv) {
             e[j] = (backend_entry){0, j, j == 0 && have_bos ? (int32_t)bos : ct[j],
                                    j >= first && j < n_ctx - 1};
         b->ops->seq_clear(b, 0);
-        if ((rc = backend_forward(b, e, (int)n_ctx, logits))) {
-            cli_fail("forward", rc);
-            goto out;
-        }
-        for (int j = first; j < n_ctx - 1; j++) {
-            double v = token_nll(logits + (size_t)(j - first) * V, V, ct[j + 1]);
-            nll += v;
-            nll2 += v * v;
-            count++;
+        for (int s0 = 0; s0 < n_ctx; s0 += n_batch) {
+            int n = n_ctx - s0 < n_batch ? (int)n_ctx - s0 : n_batch;
+            if ((rc = backend_forward(b, e + s0, n, logits))) {
+                cli_fail("forward", rc);
+                goto out;
+            }
+            int row = 0;
+            for (int j = s0; j < s0 + n; j++) {
+                if (!e[j].logits) continue;
+                double v = token_nll(logits + (size_t)row++ * V, V, ct[j + 1]);
+                nll += v;
+                nll2 += v * v;
+                count++;
+            }
         }
         if (c == 0) {
             double dt = now_s() - t0;
