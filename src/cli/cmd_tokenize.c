@@ -39,11 +39,22 @@ static char *tokenize_read_stdin(size_t *len) {
     return buf;
 }
 
-/* Prints a piece with C-style escapes for control bytes, so each token stays on one line. */
+/* Length of a complete, valid UTF-8 sequence at p (2..4), or 0. */
+static size_t tokenize_utf8_seq(const unsigned char *p, size_t n) {
+    size_t need = p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
+    if (!need || need > n) return 0;
+    for (size_t i = 1; i < need; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return need;
+}
+
+/* Prints a piece with C-style escapes for control bytes and for bytes that
+ * are only part of a UTF-8 character, so each token stays on one line. */
 static void tokenize_print_piece(const char *p, size_t n) {
     putchar('\'');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
+        size_t k;
         if (c == '\n')
             fputs("\\n", stdout);
         else if (c == '\t')
@@ -56,8 +67,13 @@ static void tokenize_print_piece(const char *p, size_t n) {
             fputs("\\'", stdout);
         else if (c < 0x20 || c == 0x7F)
             printf("\\x%02x", c);
-        else
+        else if (c < 0x80)
             putchar(c);
+        else if ((k = tokenize_utf8_seq((const unsigned char *)p + i, n - i))) {
+            fwrite(p + i, 1, k, stdout);
+            i += k - 1;
+        } else
+            printf("\\x%02x", c);
     }
     putchar('\'');
 }
