@@ -337,8 +337,12 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, unsigned 
     tok_ids out = {0};
     tok_buf esc = {0};
     if (clen) rc = tok_frags_push(&fa, (tok_frag){-1, 0, clen});
+    uint64_t present[4] = {0}; /* bytes occurring in the text: skips most specials cheaply */
+    for (size_t i = 0; i < clen; i++) present[(uint8_t)clean[i] >> 6] |= 1ull << (clean[i] & 63);
     for (int32_t k = 0; !rc && k < t->n_special && fa.n; k++) {
         int32_t id = t->special[k];
+        uint8_t first = (uint8_t)t->text[id][0];
+        if (!(present[first >> 6] & (1ull << (first & 63)))) continue;
         /* control text only from trusted input; user-defined pieces always */
         if (!(flags & TOKENIZER_PARSE_SPECIAL) && t->ttype[id] != TOKEN_TYPE_USER_DEFINED) continue;
         rc = tok_split_special(t, id, clean, &fa, &fb);

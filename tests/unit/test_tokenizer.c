@@ -361,10 +361,32 @@ static void test_smollm2(void) {
     tokenizer_free(t);
 }
 
+/* gpt-neox has no vectors: it loads with the default pre-tokenizer (no .pre
+ * key) and round-trips text, including its whitespace-run tokens. */
+static void test_neox(void) {
+    char path[512];
+    tokenizer *t =
+        load_vocab(check_fixture("tokenizer/ggml-vocab-gpt-neox.gguf", path, sizeof path));
+    if (!t) return;
+    CHECK(!strcmp(tokenizer_pre_name(t), "default"));
+    const char *s = "def f():\n        return  1234567 + x  # comment\n\n\tend";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    char *dec = NULL;
+    size_t dl = 0;
+    CHECK(tokenizer_encode(t, s, strlen(s), 0, &ids, &n) == M40LLM_OK);
+    CHECK(tokenizer_decode(t, ids, n, 0, &dec, &dl) == M40LLM_OK);
+    CHECK(dec && !strcmp(dec, s));
+    free(dec);
+    free(ids);
+    tokenizer_free(t);
+}
+
 int main(void) {
     const char *vocabs[] = {"llama-spm", "phi-3", "gpt-2", "starcoder", "deepseek-coder"};
     for (size_t i = 0; i < sizeof vocabs / sizeof vocabs[0]; i++) test_vectors(vocabs[i]);
     test_gpt2_specifics();
+    test_neox();
     test_spm_specifics();
     test_in_memory();
     test_smollm2();
