@@ -361,6 +361,63 @@ static void test_smollm2(void) {
     tokenizer_free(t);
 }
 
+/* Random byte strings (mostly text-like, some invalid UTF-8): encoding never
+ * fails and decoding gives the input with invalid sequences replaced. */
+static void test_random_round_trip(const char *name) {
+    char path[512], rel[256];
+    snprintf(rel, sizeof rel, "tokenizer/ggml-vocab-%s.gguf", name);
+    tokenizer *t = load_vocab(check_fixture(rel, path, sizeof path));
+    if (!t) return;
+    static const char *const alphabet[] = {"a",
+                                           "Z",
+                                           " ",
+                                           "  ",
+                                           "\n",
+                                           "\t",
+                                           "7",
+                                           "42",
+                                           ".",
+                                           "'s",
+                                           "\xC3\xA9",
+                                           "\xE4\xB8\xAD",
+                                           "\xF0\x9F\x98\x80",
+                                           "\xFF",
+                                           "\xE2\x82",
+                                           "\x00",
+                                           "<",
+                                           "|",
+                                           "\xCC\x81"};
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    int ok = 0, runs = 200;
+    for (int r = 0; r < runs; r++) {
+        char text[256];
+        size_t len = 0;
+        int parts = 1 + (int)(r % 40);
+        for (int k = 0; k < parts; k++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            const char *a = alphabet[rng % (sizeof alphabet / sizeof alphabet[0])];
+            size_t al = a[0] ? strlen(a) : 1; /* "\x00" is one NUL byte */
+            if (len + al >= sizeof text) break;
+            memcpy(text + len, a, al);
+            len += al;
+        }
+        char *want = NULL, *dec = NULL;
+        size_t wl = 0, dl = 0, n = 0;
+        int32_t *ids = NULL;
+        bool good =
+            tokenizer_utf8_sanitize(text, len, &want, &wl, NULL) == M40LLM_OK &&
+            tokenizer_encode(t, text, len, 0, &ids, &n) == M40LLM_OK &&
+            tokenizer_decode(t, ids, n, TOKENIZER_DECODE_STRIP_SPACE, &dec, &dl) == M40LLM_OK &&
+            dl == wl && !memcmp(dec, want, wl);
+        ok += good;
+        free(want);
+        free(dec);
+        free(ids);
+    }
+    CHECKF(ok == runs, "%s: %d of %d random strings round-trip", name, ok, runs);
+    tokenizer_free(t);
+}
+
 /* gpt-neox has no vectors: it loads with the default pre-tokenizer (no .pre
  * key) and round-trips text, including its whitespace-run tokens. */
 static void test_neox(void) {
@@ -387,6 +444,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof vocabs / sizeof vocabs[0]; i++) test_vectors(vocabs[i]);
     test_gpt2_specifics();
     test_neox();
+    for (size_t i = 0; i < sizeof vocabs / sizeof vocabs[0]; i++) test_random_round_trip(vocabs[i]);
     test_spm_specifics();
     test_in_memory();
     test_smollm2();
