@@ -184,6 +184,14 @@ static int tok_setup_special(tokenizer *t, const tokenizer_vocab *v) {
         if (eos_txt >= 0) t->attr[eos_txt] |= TOK_ATTR_RSTRIP;
     }
 
+    /* User-defined tokens that look like markup (<|User|>, <|EOT|>, </s>) act
+     * as turn markers in some chat formats: they are matched only in trusted
+     * text. Plain ones (whitespace runs, single characters) are vocabulary
+     * pieces and are always matched, as llama.cpp does. */
+    for (int32_t i = 0; i < n; i++)
+        if (t->ttype[i] == TOKEN_TYPE_USER_DEFINED && strpbrk(t->text[i], "<>[]{}|"))
+            t->attr[i] |= TOK_ATTR_MARKUP;
+
     /* Special-text cache, longest first (a longer text wins over its prefixes),
      * then by id. Sorted through packed keys: (~len << 32) | id. */
     t->special = malloc(sizeof *t->special * (size_t)n);
@@ -343,8 +351,10 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, unsigned 
         int32_t id = t->special[k];
         uint8_t first = (uint8_t)t->text[id][0];
         if (!(present[first >> 6] & (1ull << (first & 63)))) continue;
-        /* control text only from trusted input; user-defined pieces always */
-        if (!(flags & TOKENIZER_PARSE_SPECIAL) && t->ttype[id] != TOKEN_TYPE_USER_DEFINED) continue;
+        /* control and markup text only from trusted input; plain user-defined pieces always */
+        if (!(flags & TOKENIZER_PARSE_SPECIAL) &&
+            (t->ttype[id] != TOKEN_TYPE_USER_DEFINED || (t->attr[id] & TOK_ATTR_MARKUP)))
+            continue;
         rc = tok_split_special(t, id, clean, &fa, &fb);
         tok_frags sw = fa;
         fa = fb;

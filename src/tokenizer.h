@@ -4,9 +4,12 @@
  *
  * Text input: invalid UTF-8 is never rejected; each maximal invalid subpart is
  * replaced by U+FFFD before tokenizing (so encode never fails on bad bytes).
- * Special-token text (control tokens such as <|im_start|>) is only recognised
- * with TOKENIZER_PARSE_SPECIAL. USER_DEFINED tokens are vocabulary pieces and,
- * as in llama.cpp, are always matched as whole strings.
+ * Special-token text (control tokens such as <|im_start|>, and user-defined
+ * tokens that look like markup: text containing any of <>[]{}| such as
+ * <|User|> or <|EOT|>) is only recognised with TOKENIZER_PARSE_SPECIAL, so
+ * untrusted text can never inject a turn marker. Other user-defined tokens
+ * (whitespace runs, single characters) are plain vocabulary pieces and, as in
+ * llama.cpp, are always matched as whole strings.
  *
  * A tokenizer is immutable after creation: every function taking a const
  * tokenizer may be called from several threads at once. */

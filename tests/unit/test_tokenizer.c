@@ -418,6 +418,23 @@ static void test_random_round_trip(const char *name) {
     tokenizer_free(t);
 }
 
+/* deepseek-coder marks its chat markers as USER_DEFINED: markup-looking ones
+ * need TOKENIZER_PARSE_SPECIAL, plain ones are always whole tokens. */
+static void test_user_defined(void) {
+    char path[512];
+    tokenizer *t =
+        load_vocab(check_fixture("tokenizer/ggml-vocab-deepseek-coder.gguf", path, sizeof path));
+    if (!t) return;
+    int32_t user = tokenizer_find(t, "<|User|>", 8);
+    CHECK(user >= 0 && tokenizer_token_get_type(t, user) == TOKEN_TYPE_USER_DEFINED);
+    CHECK(!contains_id(t, "hi <|User|> there", 0, user));
+    CHECK(contains_id(t, "hi <|User|> there", TOKENIZER_PARSE_SPECIAL, user));
+    int32_t plain = tokenizer_find(t, "\xC3\xB5", 2); /* "õ", user-defined */
+    CHECK(plain >= 0 && tokenizer_token_get_type(t, plain) == TOKEN_TYPE_USER_DEFINED);
+    CHECK(encode_is(t, "\xC3\xB5", 0, &plain, 1));
+    tokenizer_free(t);
+}
+
 /* gpt-neox has no vectors: it loads with the default pre-tokenizer (no .pre
  * key) and round-trips text, including its whitespace-run tokens. */
 static void test_neox(void) {
@@ -444,6 +461,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof vocabs / sizeof vocabs[0]; i++) test_vectors(vocabs[i]);
     test_gpt2_specifics();
     test_neox();
+    test_user_defined();
     for (size_t i = 0; i < sizeof vocabs / sizeof vocabs[0]; i++) test_random_round_trip(vocabs[i]);
     test_spm_specifics();
     test_in_memory();
