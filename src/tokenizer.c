@@ -337,6 +337,11 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, unsigned 
         return err_set(M40LLM_ERR_INVALID_ARG, "tokenizer_encode: NULL argument");
     *ids = NULL;
     *n_ids = 0;
+    if (len > ((size_t)1 << 29)) /* symbol indices are int32 and U+FFFD can triple bytes */
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "tokenizer_encode: text of %zu bytes is too long "
+                       "(limit 512 MiB)",
+                       len);
     char *clean = NULL;
     size_t clen = 0;
     int rc = tokenizer_utf8_sanitize(text ? text : "", len, &clean, &clen, NULL);
