@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "gguf.h"
 #include "m40llm.h"
 
 /* The ChatML template used when a model carries none. */
@@ -44,5 +45,11 @@ const char *chat_builtin_names(void);
 /* Resolves --chat-template NAME|FILE: a built-in name, else the path of a
  * template file. *out is malloc'd. M40LLM_ERR_NOT_FOUND names both options. */
 int chat_template_for(const char *name_or_path, char **out);
+
+/* A model's own template and special-token texts from GGUF metadata
+ * (tokenizer.chat_template, tokenizer.ggml.{bos,eos}_token_id into
+ * tokenizer.ggml.tokens). Each output is malloc'd, or NULL when the model
+ * does not record it; any output pointer may be NULL if not wanted. */
+int chat_model_template(const gguf_file *f, char **tmpl, char **bos, char **eos);
 
 #endif

@@ -53,120 +53,6 @@ static int to_str(jeval *ev, const jv *v, jv *out) {
     return jv_stringify(ev->a, v, out);
 }
 
-int jstr_case(jeval *ev, const jv *in, jcase_mode mode, jv *out) {
-    jv s;
-    JTRY(to_str(ev, in, &s));
-    jbuf b = {0};
-    bool word_start = true, prev_cased = false;
-    for (size_t i = 0; i < s.s.n;) {
-        uint32_t c;
-        i += utf8_decode(s.s.p + i, s.s.n - i, &c);
-        uint32_t r = c;
-        switch (mode) {
-        case JCASE_UPPER:
-            if (c == 0xdf) { /* German sharp s upper-cases to two letters */
-                jbuf_puts(&b, "SS");
-                continue;
-            }
-            r = jcase_upper(c);
-            break;
-        case JCASE_LOWER:
-            r = jcase_lower(c);
-            break;
-        case JCASE_CAPITALIZE:
-            r = word_start ? jcase_upper(c) : jcase_lower(c);
-            word_start = false;
-            break;
-        case JCASE_TITLE: /* Python str.title(): letters after an uncased char start words */
-            r = prev_cased ? jcase_lower(c) : jcase_upper(c);
-            prev_cased = jcase_is_cased(c);
-            break;
-        case JCASE_JTITLE: /* Jinja's title filter: words start after [-\s({[<] */
-            r = word_start ? jcase_upper(c) : jcase_lower(c);
-            word_start =
-                c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || jv_is_space_cp(c);
-            break;
-        }
-        utf8_put(&b, r);
-    }
-    return jv_from_buf(ev, &b, out);
-}
-
-static bool in_chars(const jv *chars, uint32_t c) {
-    if (!chars) return jv_is_space_cp(c);
-    for (size_t i = 0; i < chars->s.n;) {
-        uint32_t k;
-        i += utf8_decode(chars->s.p + i, chars->s.n - i, &k);
-        if (k == c) return true;
-    }
-    return false;
-}
-
-int jstr_strip(jeval *ev, const jv *in, const jv *chars, int which, jv *out) {
-    jv s, cs;
-    JTRY(to_str(ev, in, &s));
-    if (chars && (chars->type == JV_NONE || chars->type == JV_UNDEF)) chars = NULL;
-    if (chars) {
-        JTRY(to_str(ev, chars, &cs));
-        chars = &cs;
-    }
-    size_t b = 0, e = s.s.n;
-    if (which & 1)
-        while (b < e) {
-            uint32_t c;
-            size_t k = utf8_decode(s.s.p + b, e - b, &c);
-            if (!in_chars(chars, c)) break;
-            b += k;
-        }
-    if (which & 2)
-        while (e > b) {
-            size_t st = e - 1;
-            while (st > b && ((unsigned char)s.s.p[st] & 0xc0) == 0x80) st--;
-            uint32_t c;
-            utf8_decode(s.s.p + st, e - st, &c);
-            if (!in_chars(chars, c)) break;
-            e = st;
-        }
-    *out = jv_strn(s.s.p + b, e - b);
-    return M40LLM_OK;
-}
-
-int jstr_replace(jeval *ev, const jv *in, const jv *old, const jv *rep, int64_t count, jv *out) {
-    jv s, o, r;
-    JTRY(to_str(ev, in, &s));
-    JTRY(to_str(ev, old, &o));
-    JTRY(to_str(ev, rep, &r));
-    jbuf b = {0};
-    size_t i = 0;
-    int64_t done = 0;
-    if (o.s.n == 0) { /* Python inserts the replacement around every character */
-        for (; i <= s.s.n; done++) {
-            if (count >= 0 && done >= count) break;
-            jbuf_put(&b, r.s.p, r.s.n);
-            if (i == s.s.n) {
-                i++;
-                break;
-            }
-            size_t e = i + 1;
-            while (e < s.s.n && ((unsigned char)s.s.p[e] & 0xc0) == 0x80) e++;
-            jbuf_put(&b, s.s.p + i, e - i);
-            i = e;
-        }
-        if (i < s.s.n) jbuf_put(&b, s.s.p + i, s.s.n - i);
-        return jv_from_buf(ev, &b, out);
-    }
-    while (i < s.s.n && (count < 0 || done < count)) {
-        const char *hit = memmem(s.s.p + i, s.s.n - i, o.s.p, o.s.n);
-        if (!hit) break;
-        jbuf_put(&b, s.s.p + i, (size_t)(hit - (s.s.p + i)));
-        jbuf_put(&b, r.s.p, r.s.n);
-        i = (size_t)(hit - s.s.p) + o.s.n;
-        done++;
-    }
-    jbuf_put(&b, s.s.p + i, s.s.n - i);
-    return jv_from_buf(ev, &b, out);
-}
-
 /* ---- filters ---- */
 #define FILTER(name)                                                                               \
     static int f_##name(jeval *ev, jv *in, jv *args, size_t nargs, const char **kw, int line,      \
@@ -658,7 +544,30 @@ FILTER(attr) {
     return jeval_getattr(ev, in, name, line, out);
 }
 
+FILTER(format) {
+    jv fmt;
+    JTRY(to_str(ev, in, &fmt));
+    bool has_kw = false;
+    for (size_t i = 0; kw && i < nargs; i++) has_kw |= kw[i] != NULL;
+    jv a;
+    if (has_kw) {
+        jdict *d = jdict_new(ev->a, JD_PLAIN);
+        if (!d) return OOM();
+        for (size_t i = 0; i < nargs; i++)
+            if (kw[i]) JTRY(jdict_set(ev->a, d, jv_cstr(ev->a, kw[i]), args[i]));
+        a = jv_dict(d);
+    } else {
+        jlist *t = jlist_new(ev->a, nargs);
+        if (!t) return OOM();
+        t->is_tuple = true;
+        for (size_t i = 0; i < nargs; i++) JTRY(jlist_push(ev->a, t, args[i]));
+        a = jv_list(t);
+    }
+    return jstr_percent(ev, &fmt, &a, line, out);
+}
+
 static const jfilter_def filters[] = {
+    {"format", f_format},
     {"trim", f_trim},
     {"length", f_length},
     {"count", f_length},

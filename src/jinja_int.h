@@ -305,6 +305,13 @@ int jeval_getattr(jeval *ev, const jv *obj, const char *name, int line, jv *out)
 int jeval_getitem(jeval *ev, const jv *obj, const jv *key, int line, jv *out);
 /* Iterates: lists, tuples, dict keys, string characters; undefined is empty. */
 int jeval_to_list(jeval *ev, const jv *v, int line, jlist **out);
+/* obj[lo:hi:step] on lists and strings (by code point); none = omitted. */
+int jeval_slice(jeval *ev, const jv *obj, const jv *lo, const jv *hi, const jv *st, int line,
+                jv *out);
+/* An arena copy of fmt formatted with a and b (for undefined-value messages). */
+const char *jeval_hint(jeval *ev, const char *fmt, const char *a, const char *b);
+/* Python's printf-style `fmt % args` (args: one value, a tuple, or a dict). */
+int jstr_percent(jeval *ev, const jv *fmt, const jv *args, int line, jv *out);
 /* Python comparison (==, <, in, ...); errors on unorderable types. */
 int jeval_compare(jeval *ev, jcmp_op op, const jv *a, const jv *b, int line, bool *out);
 

@@ -703,5 +703,7 @@ uint32_t jcase_lower(uint32_t c) {
 }
 
 bool jcase_is_cased(uint32_t c) {
+    /* lowercase letters with no single-letter uppercase still count */
+    if (c == 0xdf || c == 0x138 || c == 0x149 || c == 0x17f) return true;
     return jcase_upper(c) != c || jcase_lower(c) != c;
 }

@@ -17,6 +17,8 @@ static const cli_command cli_commands[] = {
      "perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] [--threads N]"},
     {"bench", cmd_bench, "bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] [--json]"},
     {"dump-tensor", cmd_dump_tensor, "dump-tensor FILE NAME OUT   dequantized FP32 values"},
+    {"template", cmd_template,
+     "template TEMPLATE MESSAGES_JSON [--add-generation-prompt] [--bos TEXT] [--eos TEXT]"},
 };
 
 static void cli_usage(FILE *f) {
