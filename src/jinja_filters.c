@@ -536,12 +536,142 @@ FILTER(indent) {
 }
 
 FILTER(attr) {
+    /* a Python attribute only: dict items are not attributes */
     (void)kw;
     if (nargs < 1 || args[0].type != JV_STR)
         return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "attr() needs an attribute name");
     char *name = jarena_strndup(ev->a, args[0].s.p, args[0].s.n);
     if (!name) return OOM();
+    if (in->type == JV_DICT && in->d->kind == JD_PLAIN) {
+        if (jinja_find_method(ev, in, name, out)) return M40LLM_OK;
+        *out = jv_undef(jeval_hint(ev, "'dict object' has no attribute '%s'%s", name, ""));
+        return M40LLM_OK;
+    }
     return jeval_getattr(ev, in, name, line, out);
+}
+
+/* sort key: the item or its attribute, lower-cased unless case-sensitive */
+static int sort_key(jeval *ev, const jv *item, const jv *attr, bool cs, int line, jv *out) {
+    *out = *item;
+    if (attr) JTRY(attr_get(ev, item, attr, line, out));
+    if (!cs && out->type == JV_STR) JTRY(jstr_case(ev, out, JCASE_LOWER, out));
+    return M40LLM_OK;
+}
+
+/* stable merge sort of items[n] by keys[n]; errors on unorderable keys */
+static int sort_items(jeval *ev, jv *items, jv *keys, size_t n, bool reverse, int line) {
+    if (n < 2) return M40LLM_OK;
+    size_t h = n / 2;
+    JTRY(sort_items(ev, items, keys, h, reverse, line));
+    JTRY(sort_items(ev, items + h, keys + h, n - h, reverse, line));
+    jv *ti = jarena_alloc(ev->a, n * sizeof *ti), *tk = jarena_alloc(ev->a, n * sizeof *tk);
+    if (!ti || !tk) return OOM();
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n) {
+        bool lt; /* take the right one only when strictly before the left one */
+        JTRY(jeval_compare(ev, JOP_LT, reverse ? &keys[i] : &keys[j], reverse ? &keys[j] : &keys[i],
+                           line, &lt));
+        size_t src = lt ? j++ : i++;
+        ti[k] = items[src];
+        tk[k++] = keys[src];
+    }
+    while (i < h) ti[k] = items[i], tk[k++] = keys[i++];
+    while (j < n) ti[k] = items[j], tk[k++] = keys[j++];
+    memcpy(items, ti, n * sizeof *ti);
+    memcpy(keys, tk, n * sizeof *tk);
+    return M40LLM_OK;
+}
+
+static int sorted_copy(jeval *ev, jlist *l, const jv *attr, bool cs, bool reverse, int line,
+                       jlist **out) {
+    jlist *r = jlist_new(ev->a, l->n);
+    jv *keys = jarena_alloc(ev->a, (l->n + 1) * sizeof *keys);
+    if (!r || !keys) return OOM();
+    for (size_t i = 0; i < l->n; i++) {
+        JTRY(jlist_push(ev->a, r, l->items[i]));
+        JTRY(sort_key(ev, &l->items[i], attr, cs, line, &keys[i]));
+    }
+    JTRY(sort_items(ev, r->items, keys, r->n, reverse, line));
+    *out = r;
+    return M40LLM_OK;
+}
+
+FILTER(sort) {
+    static const char *const names[] = {"reverse", "case_sensitive", "attribute", NULL};
+    JTRY(jargs_check(ev, "sort", nargs, kw, 3, names, line));
+    const jv *rv = jarg(args, nargs, kw, 0, "reverse"),
+             *cs = jarg(args, nargs, kw, 1, "case_sensitive");
+    const jv *attr = jarg(args, nargs, kw, 2, "attribute");
+    jlist *l, *r;
+    JTRY(jeval_to_list(ev, in, line, &l));
+    JTRY(sorted_copy(ev, l, attr, cs && jv_truthy(cs), rv && jv_truthy(rv), line, &r));
+    *out = jv_list(r);
+    return M40LLM_OK;
+}
+
+FILTER(dictsort) {
+    static const char *const names[] = {"case_sensitive", "by", "reverse", NULL};
+    JTRY(jargs_check(ev, "dictsort", nargs, kw, 3, names, line));
+    const jv *cs = jarg(args, nargs, kw, 0, "case_sensitive"), *by = jarg(args, nargs, kw, 1, "by");
+    const jv *rv = jarg(args, nargs, kw, 2, "reverse");
+    if (in->type != JV_DICT)
+        return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "dictsort needs a mapping");
+    bool by_value = by && by->type == JV_STR && by->s.n == 5 && !memcmp(by->s.p, "value", 5);
+    jv pairs, idx = jv_int(by_value ? 1 : 0), r;
+    JTRY(f_items(ev, in, NULL, 0, NULL, line, &pairs));
+    jlist *sorted;
+    JTRY(sorted_copy(ev, pairs.l, &idx, cs && jv_truthy(cs), rv && jv_truthy(rv), line, &sorted));
+    r = jv_list(sorted);
+    *out = r;
+    return M40LLM_OK;
+}
+
+static int minmax(jeval *ev, jv *in, jv *args, size_t nargs, const char **kw, int line, bool max,
+                  jv *out) {
+    static const char *const names[] = {"case_sensitive", "attribute", NULL};
+    JTRY(jargs_check(ev, max ? "max" : "min", nargs, kw, 2, names, line));
+    const jv *cs = jarg(args, nargs, kw, 0, "case_sensitive"),
+             *attr = jarg(args, nargs, kw, 1, "attribute");
+    jlist *l, *r;
+    JTRY(jeval_to_list(ev, in, line, &l));
+    if (!l->n) {
+        *out = jv_undef("No aggregated item, sequence was empty.");
+        return M40LLM_OK;
+    }
+    JTRY(sorted_copy(ev, l, attr, cs && jv_truthy(cs), false, line, &r));
+    *out = max ? r->items[r->n - 1] : r->items[0];
+    return M40LLM_OK;
+}
+FILTER(min) {
+    return minmax(ev, in, args, nargs, kw, line, false, out);
+}
+FILTER(max) {
+    return minmax(ev, in, args, nargs, kw, line, true, out);
+}
+
+FILTER(round) {
+    static const char *const names[] = {"precision", "method", NULL};
+    JTRY(jargs_check(ev, "round", nargs, kw, 2, names, line));
+    const jv *pr = jarg(args, nargs, kw, 0, "precision"), *me = jarg(args, nargs, kw, 1, "method");
+    int64_t p = pr && pr->type == JV_INT ? pr->i : 0;
+    if (!jv_is_number(in))
+        return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "round() needs a number, not %s",
+                          jv_type_name(in));
+    if (in->type != JV_FLOAT && (!me || (me->s.n == 6 && !memcmp(me->s.p, "common", 6)))) {
+        *out = jv_int(in->type == JV_INT ? in->i : in->b); /* Python round(int, n) keeps an int */
+        return M40LLM_OK;
+    }
+    double scale = pow(10.0, (double)p), v = jv_as_double(in) * scale;
+    if (me && me->type == JV_STR && me->s.n == 4 && !memcmp(me->s.p, "ceil", 4))
+        v = ceil(v);
+    else if (me && me->type == JV_STR && me->s.n == 5 && !memcmp(me->s.p, "floor", 5))
+        v = floor(v);
+    else if (me && me->type == JV_STR && !(me->s.n == 6 && !memcmp(me->s.p, "common", 6)))
+        return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "method must be common, ceil or floor");
+    else
+        v = nearbyint(v); /* Python rounds halves to even */
+    *out = jv_float(v / scale);
+    return M40LLM_OK;
 }
 
 FILTER(format) {
@@ -567,6 +697,11 @@ FILTER(format) {
 }
 
 static const jfilter_def filters[] = {
+    {"sort", f_sort},
+    {"dictsort", f_dictsort},
+    {"min", f_min},
+    {"max", f_max},
+    {"round", f_round},
     {"format", f_format},
     {"trim", f_trim},
     {"length", f_length},
