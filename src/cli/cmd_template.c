@@ -45,10 +45,11 @@ static bool is_gguf(const char *path) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: m40-llm template TEMPLATE MESSAGES_JSON [--add-generation-prompt] "
-                    "[--bos TEXT] [--eos TEXT]\n"
-                    "  TEMPLATE: a GGUF model, a .jinja file, or one of: %s\n",
-                    chat_builtin_names());
+    fprintf(stderr,
+            "usage: m40-llm template TEMPLATE MESSAGES_JSON [--add-generation-prompt] "
+            "[--bos TEXT] [--eos TEXT]\n"
+            "  TEMPLATE: a GGUF model, a .jinja file, or one of: %s\n",
+            chat_builtin_names());
     return 2;
 }
 
@@ -113,8 +114,14 @@ int cmd_template(int argc, char **argv) {
         fprintf(stderr, "m40-llm: template: out of memory\n");
     } else {
         char *out = NULL;
-        rc = chat_render(tmpl, messages, agp, bos_arg ? bos_arg : bos ? bos : "",
-                         eos_arg ? eos_arg : eos ? eos : "", &out);
+        rc = chat_render(tmpl, messages, agp,
+                         bos_arg ? bos_arg
+                         : bos   ? bos
+                                 : "",
+                         eos_arg ? eos_arg
+                         : eos   ? eos
+                                 : "",
+                         &out);
         if (rc == M40LLM_OK) {
             size_t n = strlen(out);
             status = fwrite(out, 1, n, stdout) == n && fflush(stdout) == 0 ? 0 : 1;
