@@ -96,7 +96,26 @@ static int binop_err(jeval *ev, const char *op, const jv *a, const jv *b, int li
                       jv_type_name(b));
 }
 
+/* Python ints are unbounded; ours are 64-bit, so overflow is an error */
+static int int_result(jeval *ev, bool overflow, int64_t r, int line, jv *out) {
+    if (overflow)
+        return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "integer overflow (beyond 64 bits)");
+    *out = jv_int(r);
+    return M40LLM_OK;
+}
+
+static int ipow(jeval *ev, int64_t x, int64_t y, int line, jv *out) {
+    if (x == 0 || x == 1) return int_result(ev, false, y == 0 ? 1 : x, line, out);
+    if (x == -1) return int_result(ev, false, y % 2 ? -1 : 1, line, out);
+    int64_t r = 1;
+    for (int64_t i = 0; i < y; i++)
+        if (__builtin_mul_overflow(r, x, &r)) return int_result(ev, true, 0, line, out);
+    return int_result(ev, false, r, line, out);
+}
+
 static int repeat(jeval *ev, const jv *seq, int64_t k, jv *out) {
+    if (k > 0 && (uint64_t)k * (seq->type == JV_STR ? seq->s.n : seq->l->n) > (64u << 20))
+        return err_set(M40LLM_ERR_FORMAT, "template: repetition result too large");
     if (seq->type == JV_STR) {
         size_t n = k > 0 ? seq->s.n * (size_t)k : 0;
         char *p = jarena_alloc(ev->a, n + 1);
@@ -132,9 +151,11 @@ static int binop(jeval *ev, const char *op, const jv *a, const jv *b, int line, 
     double fx = num ? jv_as_double(a) : 0, fy = num ? jv_as_double(b) : 0;
     switch (op[0]) {
     case '+':
-        if (ints)
-            *out = jv_int(x + y);
-        else if (num)
+        if (ints) {
+            int64_t r;
+            bool ovf = __builtin_add_overflow(x, y, &r);
+            return int_result(ev, ovf, r, line, out);
+        } else if (num)
             *out = jv_float(fx + fy);
         else if (a->type == JV_STR && b->type == JV_STR) {
             char *p = jarena_alloc(ev->a, a->s.n + b->s.n + 1);
@@ -153,23 +174,28 @@ static int binop(jeval *ev, const char *op, const jv *a, const jv *b, int line, 
         return M40LLM_OK;
     case '-':
         if (!num) return binop_err(ev, op, a, b, line);
-        *out = ints ? jv_int(x - y) : jv_float(fx - fy);
+        if (ints) {
+            int64_t r;
+            bool ovf = __builtin_sub_overflow(x, y, &r);
+            return int_result(ev, ovf, r, line, out);
+        }
+        *out = jv_float(fx - fy);
         return M40LLM_OK;
     case '*':
         if (op[1] == '*') {
             if (!num) return binop_err(ev, op, a, b, line);
             if (ints && y >= 0) {
-                int64_t r = 1;
-                for (int64_t i = 0; i < y && i < 64; i++) r *= x;
-                *out = jv_int(r);
+                return ipow(ev, x, y, line, out);
             } else {
                 *out = jv_float(pow(fx, fy));
             }
             return M40LLM_OK;
         }
-        if (ints)
-            *out = jv_int(x * y);
-        else if (num)
+        if (ints) {
+            int64_t r;
+            bool ovf = __builtin_mul_overflow(x, y, &r);
+            return int_result(ev, ovf, r, line, out);
+        } else if (num)
             *out = jv_float(fx * fy);
         else if ((a->type == JV_STR || a->type == JV_LIST) &&
                  (b->type == JV_INT || b->type == JV_BOOL))
@@ -187,7 +213,11 @@ static int binop(jeval *ev, const char *op, const jv *a, const jv *b, int line, 
                               op[1] == '/' ? "integer division or modulo by zero"
                                            : "division by zero");
         if (op[1] == '/') {
-            *out = ints ? jv_int(floordiv(x, y)) : jv_float(floor(fx / fy));
+            if (ints) {
+                bool ovf = x == INT64_MIN && y == -1;
+                return int_result(ev, ovf, ovf ? 0 : floordiv(x, y), line, out);
+            }
+            *out = jv_float(floor(fx / fy));
         } else {
             *out = jv_float(fx / fy);
         }
@@ -198,7 +228,7 @@ static int binop(jeval *ev, const char *op, const jv *a, const jv *b, int line, 
         if (fy == 0)
             return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "integer division or modulo by zero");
         if (ints) {
-            *out = jv_int(x - floordiv(x, y) * y);
+            *out = jv_int(y == -1 ? 0 : x - floordiv(x, y) * y);
         } else {
             double r = fmod(fx, fy);
             if (r != 0 && ((r < 0) != (fy < 0))) r += fy;
@@ -426,7 +456,9 @@ static int eval(jeval *ev, jframe *f, const jexpr *e, jv *out) {
             *out = jv_float(e->kind == JE_NEG ? -a.f : a.f);
         else {
             int64_t i = a.type == JV_INT ? a.i : a.b;
-            *out = jv_int(e->kind == JE_NEG ? -i : i);
+            if (e->kind == JE_NEG)
+                return int_result(ev, i == INT64_MIN, i == INT64_MIN ? 0 : -i, e->line, out);
+            *out = jv_int(i);
         }
         return M40LLM_OK;
     case JE_BINOP:

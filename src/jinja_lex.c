@@ -1,6 +1,7 @@
 /* Template lexer: splits source into data and tag tokens, applying
  * Jinja2's whitespace rules (`-` markers, trim_blocks, lstrip_blocks) and
  * keep_trailing_newline=False, and tokenizes the expressions inside tags. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -186,8 +187,11 @@ static int lex_number(jlexer *L) {
     jtok t = {.type = is_float ? JT_FLOAT : JT_INT};
     if (is_float)
         t.f = strtod(buf, NULL);
-    else
+    else {
+        errno = 0;
         t.i = strtoll(buf, NULL, 10);
+        if (errno == ERANGE) return lex_fail(L, "integer literal beyond 64 bits: ", buf);
+    }
     advance(L, p);
     return emit(L, t);
 }

@@ -12,7 +12,10 @@ typedef struct jparser {
     jinja_template *t;
     jtok *tk; /* [n], the last is JT_EOF */
     size_t n, i;
+    int depth; /* nesting of expressions and blocks, bounded to protect the stack */
 } jparser;
+
+enum { JPARSE_MAX_DEPTH = 200 };
 
 static jtok *cur(jparser *P) {
     return &P->tk[P->i];
@@ -416,11 +419,15 @@ static int parse_primary(jparser *P, jexpr **out) {
 
 static int parse_unary(jparser *P, bool with_filter, jexpr **out) {
     int line = cur(P)->line;
+    if (P->depth > JPARSE_MAX_DEPTH) return pfail(P, "expression nested too deeply");
     jexpr *e;
     if (skip_op(P, "-") || (is_op(P, "+") && (P->i++, true))) {
         bool neg = tok_is(&P->tk[P->i - 1], JT_OP, "-");
         NODE(u, neg ? JE_NEG : JE_POS, line);
-        JTRY(parse_unary(P, false, &u->a));
+        P->depth++;
+        int rc = parse_unary(P, false, &u->a);
+        P->depth--;
+        JTRY(rc);
         e = u;
     } else {
         JTRY(parse_primary(P, &e));
@@ -502,7 +509,10 @@ static int parse_not(jparser *P, jexpr **out) {
     if (is_name(P, "not")) {
         NODE(e, JE_NOT, cur(P)->line);
         P->i++;
-        JTRY(parse_not(P, &e->a));
+        if (++P->depth > JPARSE_MAX_DEPTH) return pfail(P, "expression nested too deeply");
+        int rc = parse_not(P, &e->a);
+        P->depth--;
+        JTRY(rc);
         *out = e;
         return M40LLM_OK;
     }
@@ -523,7 +533,15 @@ static int parse_logic(jparser *P, bool is_or, jexpr **out) {
     return M40LLM_OK;
 }
 
+static int parse_expr_inner(jparser *P, bool with_cond, jexpr **out);
 static int parse_expr(jparser *P, bool with_cond, jexpr **out) {
+    if (++P->depth > JPARSE_MAX_DEPTH) return pfail(P, "expression nested too deeply");
+    int rc = parse_expr_inner(P, with_cond, out);
+    P->depth--;
+    return rc;
+}
+
+static int parse_expr_inner(jparser *P, bool with_cond, jexpr **out) {
     jexpr *e;
     JTRY(parse_logic(P, true, &e));
     while (with_cond && is_name(P, "if")) {
@@ -710,7 +728,15 @@ static int parse_with(jparser *P, jstmt *s) {
     return end_tag(P, "endwith");
 }
 
+static int parse_statement_inner(jparser *P, jbody *body);
 static int parse_statement(jparser *P, jbody *body) {
+    if (++P->depth > JPARSE_MAX_DEPTH) return pfail(P, "blocks nested too deeply");
+    int rc = parse_statement_inner(P, body);
+    P->depth--;
+    return rc;
+}
+
+static int parse_statement_inner(jparser *P, jbody *body) {
     jtok *t = cur(P);
     int line = t->line;
     if (t->type != JT_NAME) return pfail(P, "expected a tag name");

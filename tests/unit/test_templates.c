@@ -279,6 +279,26 @@ static void test_errors(void) {
     expect_error("{{ l.append(3) }}", M40LLM_ERR_FORMAT, "'append'");
     expect_error("{{ range(1000000)|length }}", M40LLM_ERR_FORMAT, "MAX_RANGE");
     expect_error("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", M40LLM_ERR_FORMAT, "deeply");
+    /* 64-bit ints: overflow is an error rather than a wrong number */
+    expect_error("{{ 9223372036854775807 + 1 }}", M40LLM_ERR_FORMAT, "overflow");
+    expect_error("{{ 2 ** 64 }}", M40LLM_ERR_FORMAT, "overflow");
+    expect_error("{{ 99999999999999999999 }}", M40LLM_ERR_UNSUPPORTED, "64 bits");
+    /* hostile nesting fails instead of exhausting the stack */
+    char deep[4096];
+    size_t k = 0;
+    k += (size_t)snprintf(deep + k, sizeof deep - k, "{{ ");
+    for (int i = 0; i < 1000; i++) deep[k++] = '(';
+    deep[k++] = '1';
+    for (int i = 0; i < 1000; i++) deep[k++] = ')';
+    snprintf(deep + k, sizeof deep - k, " }}");
+    expect_error(deep, M40LLM_ERR_UNSUPPORTED, "nested too deeply");
+    k = 0;
+    for (int i = 0; i < 300; i++) k += (size_t)snprintf(deep + k, sizeof deep - k, "{%% if 1 %%}");
+    expect_error(deep, M40LLM_ERR_UNSUPPORTED, "nested too deeply");
+    k = (size_t)snprintf(deep, sizeof deep, "{{ ");
+    for (int i = 0; i < 500; i++) k += (size_t)snprintf(deep + k, sizeof deep - k, "not -");
+    snprintf(deep + k, sizeof deep - k, "1 }}");
+    expect_error(deep, M40LLM_ERR_UNSUPPORTED, "nested too deeply");
 }
 
 static void test_undefined_and_printing(void) {
@@ -288,6 +308,10 @@ static void test_undefined_and_printing(void) {
                  "{{ none }}{{ true }}{{ 1.0 }}{{ 3 }}",
                  NULL, &out) == M40LLM_OK);
     CHECK(out && !strcmp(out, "[]FalseFNoneTrue1.03"));
+    free(out);
+    CHECK(render("{{ (-1) ** 65 }} {{ -9223372036854775807 - 1 }} {{ 2 ** 62 }}", NULL, &out) ==
+          M40LLM_OK);
+    CHECK(out && !strcmp(out, "-1 -9223372036854775808 4611686018427387904"));
     free(out);
     /* tojson is transformers' json.dumps(ensure_ascii=False): no HTML escaping */
     CHECK(render("{{ \"<a href='x'>&amp;</a> é\"|tojson }}", NULL, &out) == M40LLM_OK);
