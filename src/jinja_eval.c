@@ -396,7 +396,21 @@ int jeval_call(jeval *ev, const jv *callee, jv *args, size_t nargs, const char *
                       jv_type_name(callee));
 }
 
+static int eval_node(jeval *ev, jframe *f, const jexpr *e, jv *out);
+enum { JEVAL_MAX_EXPR_DEPTH = 2000 };
+
+/* Chains such as a + b + c ... parse into trees as deep as they are long,
+ * so evaluation depth is bounded here rather than by the parser. */
 static int eval(jeval *ev, jframe *f, const jexpr *e, jv *out) {
+    if (ev->edepth >= JEVAL_MAX_EXPR_DEPTH)
+        return jeval_fail(ev, M40LLM_ERR_FORMAT, e->line, "expression nested too deeply");
+    ev->edepth++;
+    int rc = eval_node(ev, f, e, out);
+    ev->edepth--;
+    return rc;
+}
+
+static int eval_node(jeval *ev, jframe *f, const jexpr *e, jv *out) {
     jv a, b;
     switch (e->kind) {
     case JE_CONST:

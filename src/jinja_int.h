@@ -291,6 +291,7 @@ typedef struct jeval {
     jarena *a;   /* render arena */
     int64_t now; /* strftime_now time */
     int depth;   /* macro call depth, to stop runaway recursion */
+    int edepth;  /* expression evaluation depth (long operator chains) */
 } jeval;
 
 /* Errors raised at render time, "line N: ..." prefixed. */

@@ -235,7 +235,14 @@ double jv_as_double(const jv *v) {
     return v->type == JV_FLOAT ? v->f : v->type == JV_INT ? (double)v->i : v->b ? 1.0 : 0.0;
 }
 
+enum { JV_MAX_NEST = 500 }; /* values nested deeper are cut off, protecting the stack */
+
+static bool equal_at(const jv *a, const jv *b, int depth);
 bool jv_equal(const jv *a, const jv *b) {
+    return equal_at(a, b, 0);
+}
+
+static bool equal_at(const jv *a, const jv *b, int depth) {
     /* Python: bool is an int, so True == 1 and 0 == False; other types never
      * compare equal across kinds */
     if (jv_is_number(a) && jv_is_number(b)) {
@@ -255,14 +262,15 @@ bool jv_equal(const jv *a, const jv *b) {
     case JV_LIST:
         if (a->l->n != b->l->n || a->l->is_tuple != b->l->is_tuple) return false;
         for (size_t i = 0; i < a->l->n; i++)
-            if (!jv_equal(&a->l->items[i], &b->l->items[i])) return false;
+            if (depth >= JV_MAX_NEST || !equal_at(&a->l->items[i], &b->l->items[i], depth + 1))
+                return false;
         return true;
     case JV_DICT:
         if (a->d->kind != JD_PLAIN || b->d->kind != JD_PLAIN) return a->d == b->d;
         if (a->d->n != b->d->n) return false;
         for (size_t i = 0; i < a->d->n; i++) {
             const jv *o = jdict_getv(b->d, &a->d->keys[i]);
-            if (!o || !jv_equal(&a->d->vals[i], o)) return false;
+            if (!o || depth >= JV_MAX_NEST || !equal_at(&a->d->vals[i], o, depth + 1)) return false;
         }
         return true;
     case JV_FUNC:
@@ -341,7 +349,16 @@ static void repr_str(jbuf *b, const char *s, size_t n) {
     jbuf_putc(b, q);
 }
 
+static void repr_at(jbuf *b, const jv *v, int depth);
 void jv_repr(jbuf *b, const jv *v) {
+    repr_at(b, v, 0);
+}
+
+static void repr_at(jbuf *b, const jv *v, int depth) {
+    if (depth > JV_MAX_NEST && (v->type == JV_LIST || v->type == JV_DICT)) {
+        jbuf_puts(b, "...");
+        return;
+    }
     switch (v->type) {
     case JV_STR:
         repr_str(b, v->s.p, v->s.n);
@@ -351,7 +368,7 @@ void jv_repr(jbuf *b, const jv *v) {
         jbuf_putc(b, t ? '(' : '[');
         for (size_t i = 0; i < v->l->n; i++) {
             if (i) jbuf_puts(b, ", ");
-            jv_repr(b, &v->l->items[i]);
+            repr_at(b, &v->l->items[i], depth + 1);
         }
         if (t && v->l->n == 1) jbuf_putc(b, ',');
         jbuf_putc(b, t ? ')' : ']');
@@ -362,9 +379,9 @@ void jv_repr(jbuf *b, const jv *v) {
         jbuf_putc(b, '{');
         for (size_t i = 0; i < v->d->n; i++) {
             if (i) jbuf_puts(b, ", ");
-            jv_repr(b, &v->d->keys[i]);
+            repr_at(b, &v->d->keys[i], depth + 1);
             jbuf_puts(b, ": ");
-            jv_repr(b, &v->d->vals[i]);
+            repr_at(b, &v->d->vals[i], depth + 1);
         }
         jbuf_putc(b, '}');
         if (v->d->kind == JD_NAMESPACE) jbuf_putc(b, '>');
@@ -515,6 +532,7 @@ static void json_newline(jbuf *b, const jjson_opts *o, int level) {
 }
 
 static int json_val(jbuf *b, const jv *v, const jjson_opts *o, int level) {
+    if (level > JV_MAX_NEST) return err_set(M40LLM_ERR_FORMAT, "tojson: value nested too deeply");
     bool pretty = o->indent >= 0 || o->indent_str;
     const char *isep = o->item_sep ? o->item_sep : pretty ? "," : ", ";
     const char *ksep = o->key_sep ? o->key_sep : ": ";

@@ -296,7 +296,20 @@ static void test_errors(void) {
     for (int i = 0; i < 300; i++) k += (size_t)snprintf(deep + k, sizeof deep - k, "{%% if 1 %%}");
     expect_error(deep, M40LLM_ERR_UNSUPPORTED, "nested too deeply");
     k = (size_t)snprintf(deep, sizeof deep, "{{ ");
-    for (int i = 0; i < 500; i++) k += (size_t)snprintf(deep + k, sizeof deep - k, "not -");
+    for (int i = 0; i < 300; i++) k += (size_t)snprintf(deep + k, sizeof deep - k, "not ");
+    snprintf(deep + k, sizeof deep - k, "1 }}");
+    expect_error(deep, M40LLM_ERR_UNSUPPORTED, "nested too deeply");
+    char *chain = malloc(64 * 1024);
+    k = (size_t)snprintf(chain, 64, "{{ 1");
+    for (int i = 0; i < 10000; i++) k += (size_t)snprintf(chain + k, 8, " + 1");
+    snprintf(chain + k, 8, " }}");
+    expect_error(chain, M40LLM_ERR_FORMAT, "nested too deeply");
+    free(chain);
+    expect_error("{% set ns = namespace(x=[]) %}{% for i in range(2000) %}{% set ns.x = [ns.x] %}"
+                 "{% endfor %}{{ ns.x|tojson }}",
+                 M40LLM_ERR_FORMAT, "nested too deeply");
+    k = (size_t)snprintf(deep, sizeof deep, "{{ ");
+    for (int i = 0; i < 300; i++) deep[k++] = '-';
     snprintf(deep + k, sizeof deep - k, "1 }}");
     expect_error(deep, M40LLM_ERR_UNSUPPORTED, "nested too deeply");
 }
@@ -312,6 +325,12 @@ static void test_undefined_and_printing(void) {
     CHECK(render("{{ (-1) ** 65 }} {{ -9223372036854775807 - 1 }} {{ 2 ** 62 }}", NULL, &out) ==
           M40LLM_OK);
     CHECK(out && !strcmp(out, "-1 -9223372036854775808 4611686018427387904"));
+    free(out);
+    /* deeply nested values print cut off instead of overflowing the stack */
+    CHECK(render("{% set ns = namespace(x=[]) %}{% for i in range(2000) %}{% set ns.x = [ns.x] %}"
+                 "{% endfor %}{{ (ns.x|string)[:3] }}{{ ns.x == ns.x }}",
+                 NULL, &out) == M40LLM_OK);
+    CHECK(out && !strncmp(out, "[[[", 3));
     free(out);
     /* tojson is transformers' json.dumps(ensure_ascii=False): no HTML escaping */
     CHECK(render("{{ \"<a href='x'>&amp;</a> é\"|tojson }}", NULL, &out) == M40LLM_OK);
