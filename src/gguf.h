@@ -106,6 +106,9 @@ int gguf_get_arr(const gguf_file *f, const char *key, const gguf_value **out);
 int gguf_arr_i64(const gguf_value *arr, uint64_t i, int64_t *out); /* any integer element type */
 int gguf_arr_f32(const gguf_value *arr, uint64_t i, float *out);   /* float or integer elements */
 int gguf_arr_str(const gguf_value *arr, uint64_t i, gguf_str *out);
+/* Element i as a value of the element type (scalars decoded, strings and
+ * nested arrays copied by value from items[i]); works for every element type. */
+int gguf_arr_value(const gguf_value *arr, uint64_t i, gguf_value *out);
 
 int64_t gguf_n_tensors(const gguf_file *f);
 const gguf_tensor *gguf_tensor_at(const gguf_file *f, int64_t i);

@@ -16,10 +16,10 @@ static const quant_type_info quant_table[QT_COUNT] = {
     [QT_Q8_0] = {"Q8_0", QK8_0, sizeof(block_q8_0), true, true},
     /* Q8_1 and Q8_K are llama.cpp's activation formats: known sizes, no weights use them */
     [QT_Q8_1] = {"Q8_1", 32, 36, false, false},
-    [QT_Q2_K] = {"Q2_K", QK_K, sizeof(block_q2_K), true, false},
-    [QT_Q3_K] = {"Q3_K", QK_K, sizeof(block_q3_K), true, false},
+    [QT_Q2_K] = {"Q2_K", QK_K, sizeof(block_q2_K), true, true},
+    [QT_Q3_K] = {"Q3_K", QK_K, sizeof(block_q3_K), true, true},
     [QT_Q4_K] = {"Q4_K", QK_K, sizeof(block_q4_K), true, true},
-    [QT_Q5_K] = {"Q5_K", QK_K, sizeof(block_q5_K), true, false},
+    [QT_Q5_K] = {"Q5_K", QK_K, sizeof(block_q5_K), true, true},
     [QT_Q6_K] = {"Q6_K", QK_K, sizeof(block_q6_K), true, true},
     [QT_Q8_K] = {"Q8_K", QK_K, 4 + QK_K + QK_K / 16 * 2, false, false},
 };

@@ -44,7 +44,7 @@ typedef struct stop_matcher stop_matcher;
 
 int stop_matcher_create(const char *const *stops, int n_stops, stop_matcher **out);
 void stop_matcher_free(stop_matcher *m);
-/* Feeds text. Writes to *emit/*emit_len the text that is now safe to show
+/* Feeds text. Writes to *emit and *emit_len the text that is now safe to show
  * (valid until the next call) and returns true once a stop string matched
  * (the text before it is emitted, the stop string is not). */
 bool stop_matcher_feed(stop_matcher *m, const char *text, size_t len, const char **emit,

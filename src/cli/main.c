@@ -16,7 +16,8 @@ static const cli_command cli_commands[] = {
     {"perplexity", cmd_perplexity,
      "perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] [--threads N]"},
     {"bench", cmd_bench, "bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] [--json]"},
-    {"dump-tensor", cmd_dump_tensor, "dump-tensor FILE NAME OUT   dequantized FP32 values"},
+    {"dump-tensor", cmd_dump_tensor,
+     "dump-tensor FILE OUT [NAME...]   dequantized FP32 values (raw LE float32)"},
     {"template", cmd_template,
      "template TEMPLATE MESSAGES_JSON [--add-generation-prompt] [--bos TEXT] [--eos TEXT]"},
 };

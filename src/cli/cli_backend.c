@@ -1,0 +1,115 @@
+/* Model lookup and backend creation for the commands that run a model. */
+#include "cli_backend.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "err.h"
+
+static bool is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Searches one directory; 1 found, 0 not found, <0 ambiguous (error set). */
+static int search_dir(const char *dir, const char *name, char *path, size_t size) {
+    snprintf(path, size, "%s/%s", dir, name);
+    if (is_file(path)) return 1;
+    snprintf(path, size, "%s/%s.gguf", dir, name);
+    if (is_file(path)) return 1;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    size_t nl = strlen(name);
+    char found[512] = "";
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l < 5 || strcasecmp(de->d_name + l - 5, ".gguf") || strncasecmp(de->d_name, name, nl))
+            continue;
+        if (n++ == 0) snprintf(found, sizeof found, "%s", de->d_name);
+    }
+    closedir(d);
+    if (n > 1)
+        return err_set(M40LLM_ERR_INVALID_ARG, "model name '%s' matches %d files in %s", name, n,
+                       dir);
+    if (n == 0) return 0;
+    snprintf(path, size, "%s/%s", dir, found);
+    return 1;
+}
+
+int cli_resolve_model(const char *name, char *path, size_t size) {
+    if (!name || !*name) return err_set(M40LLM_ERR_INVALID_ARG, "no model given");
+    if (is_file(name) || strchr(name, '/')) {
+        snprintf(path, size, "%s", name);
+        return M40LLM_OK;
+    }
+    char dirs[2][512];
+    int nd = 0;
+    const char *env = getenv("M40LLM_MODELS");
+    if (env && *env) snprintf(dirs[nd++], sizeof dirs[0], "%s", env);
+    const char *home = getenv("HOME");
+    if (home && *home) snprintf(dirs[nd++], sizeof dirs[0], "%s/.cache/m40-llm/models", home);
+    for (int i = 0; i < nd; i++) {
+        int rc = search_dir(dirs[i], name, path, size);
+        if (rc < 0) return rc;
+        if (rc > 0) return M40LLM_OK;
+    }
+    return err_set(M40LLM_ERR_NOT_FOUND,
+                   "model '%s' is neither a file nor in the model store ($M40LLM_MODELS, "
+                   "~/.cache/m40-llm/models)",
+                   name);
+}
+
+int cli_default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+int cli_check_device(const char *device) {
+    if (!device || !strcmp(device, "auto") || !strcmp(device, "cpu") || !strcmp(device, "cuda"))
+        return 0;
+    if (!strncmp(device, "cuda:", 5) && cli_parse_long("--device", device + 5, 0, 64) >= 0)
+        return 0;
+    fprintf(stderr, "m40-llm: --device: '%s' is not cpu, cuda or cuda:N\n", device);
+    return -1;
+}
+
+int cli_create_backend(const model *m, const char *device, backend_params *p, backend **out) {
+    *out = NULL;
+    bool want_cpu = device && !strcmp(device, "cpu");
+    bool explicit_cuda = device && !strncmp(device, "cuda", 4);
+    if (!want_cpu) {
+        p->device = explicit_cuda && device[4] == ':' ? atoi(device + 5) : 0;
+        int rc = backend_cuda_create(m, p, out);
+        if (rc == M40LLM_OK) return rc;
+        if (rc != M40LLM_ERR_NO_DEVICE) return rc;
+        if (explicit_cuda)
+            fprintf(stderr, "m40-llm: CUDA backend unavailable (%s); using the CPU backend\n",
+                    m40llm_last_error());
+    }
+    return backend_cpu_create(m, p, out);
+}
+
+int cli_open(const char *name, const char *device, backend_params *p, model **m, backend **b) {
+    char path[1024];
+    *m = NULL;
+    *b = NULL;
+    int rc = cli_resolve_model(name, path, sizeof path);
+    if (rc) return cli_fail("model", rc);
+    rc = model_load(path, m);
+    if (rc) return cli_fail("loading model", rc);
+    rc = cli_create_backend(*m, device, p, b);
+    if (rc) {
+        model_free(*m);
+        *m = NULL;
+        return cli_fail("creating backend", rc);
+    }
+    return 0;
+}

@@ -1,0 +1,31 @@
+/* Shared by the commands that run a model (run, perplexity, bench): finding
+ * the model file, loading it and creating the backend the user asked for. */
+#ifndef M40_CLI_BACKEND_H
+#define M40_CLI_BACKEND_H
+
+#include <stddef.h>
+
+#include "backend.h"
+#include "model.h"
+
+/* A path as given if it exists; otherwise NAME, NAME.gguf or the only
+ * *.gguf starting with NAME (case-insensitive) in $M40LLM_MODELS or
+ * ~/.cache/m40-llm/models. */
+int cli_resolve_model(const char *name, char *path, size_t size);
+
+/* Online CPU cores (at least 1). */
+int cli_default_threads(void);
+
+/* device: "cpu", "cuda", "cuda:N" or NULL/"auto" (CUDA if usable, else CPU).
+ * An explicit CUDA request that fails falls back to the CPU with a message
+ * on stderr. p->device is set from "cuda:N". */
+int cli_create_backend(const model *m, const char *device, backend_params *p, backend **out);
+
+/* Resolves, loads and creates in one step; prints the error and returns
+ * nonzero on failure (the caller exits with it). */
+int cli_open(const char *name, const char *device, backend_params *p, model **m, backend **b);
+
+/* Validates a --device value; prints an error and returns -1 if malformed. */
+int cli_check_device(const char *device);
+
+#endif

@@ -1,0 +1,192 @@
+/* m40-llm perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] [--threads N] [--device D]
+ *
+ * llama.cpp's method: the token stream is cut into non-overlapping chunks of
+ * n_ctx tokens, the first token of each chunk is replaced by BOS, and only
+ * the second half of each chunk is scored (logits at positions n_ctx/2 ..
+ * n_ctx-2 predicting the next token), so every scored token has at least
+ * n_ctx/2 tokens of context. At least one full chunk is required (llama.cpp
+ * asks for two). The last line of output is "PPL = X +/- E". */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "cli_backend.h"
+#include "err.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Whitespace-separated decimal ids, each checked against the vocabulary. */
+static int read_token_file(const char *path, int n_vocab, int32_t **out, int64_t *n_out) {
+    FILE *f = fopen(path, "r");
+    if (!f) return err_set(M40LLM_ERR_IO, "cannot open token file %s", path);
+    int64_t n = 0, cap = 4096;
+    int32_t *t = malloc((size_t)cap * sizeof *t);
+    int rc = t ? M40LLM_OK : err_set(M40LLM_ERR_OOM, "out of memory");
+    char word[32];
+    while (rc == M40LLM_OK && fscanf(f, "%31s", word) == 1) {
+        char *end = NULL;
+        long v = strtol(word, &end, 10);
+        if (*end || end == word || v < 0 || v >= n_vocab) {
+            rc = err_set(M40LLM_ERR_FORMAT, "%s: item %lld '%s' is not a token id in 0..%d", path,
+                         (long long)n + 1, word, n_vocab - 1);
+            break;
+        }
+        if (n == cap) {
+            int32_t *nt = realloc(t, (size_t)(cap *= 2) * sizeof *t);
+            if (!nt) {
+                rc = err_set(M40LLM_ERR_OOM, "out of memory reading %s", path);
+                break;
+            }
+            t = nt;
+        }
+        t[n++] = (int32_t)v;
+    }
+    fclose(f);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    *out = t;
+    *n_out = n;
+    return M40LLM_OK;
+}
+
+/* -log softmax(l)[target], in double. */
+static double token_nll(const float *l, int n, int target) {
+    float mx = l[0];
+    for (int i = 1; i < n; i++)
+        if (l[i] > mx) mx = l[i];
+    double s = 0;
+    for (int i = 0; i < n; i++) s += exp((double)l[i] - mx);
+    return log(s) + mx - l[target];
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: m40-llm perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] "
+                    "[--threads N] [--device cpu|cuda[:N]]\n");
+    return 2;
+}
+
+int cmd_perplexity(int argc, char **argv) {
+    const char *model_name = NULL, *text = NULL, *tokens_path = NULL, *device = NULL;
+    long n_ctx = 512, threads = cli_default_threads();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--tokens")) {
+            if (!v) return usage();
+            tokens_path = argv[++i];
+        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
+            if ((n_ctx = cli_parse_long(a, v, 4, 1 << 20)) < 0) return 2;
+            i++;
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            if ((threads = cli_parse_long(a, v, 1, 1024)) < 0) return 2;
+            i++;
+        } else if (!strcmp(a, "--device")) {
+            if (!v || cli_check_device(v)) return 2;
+            device = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "m40-llm perplexity: unknown option %s\n", a);
+            return usage();
+        } else if (!model_name) {
+            model_name = a;
+        } else if (!text) {
+            text = a;
+        } else {
+            return usage();
+        }
+    }
+    if (!model_name || (!text && !tokens_path) || (text && tokens_path)) return usage();
+    if (text) {
+        fprintf(stderr, "m40-llm perplexity: text input needs the tokenizer, which this build "
+                        "does not have yet; pass token ids with --tokens FILE\n");
+        return 1;
+    }
+    backend_params p = {.n_ctx = (int)n_ctx,
+                        .n_seq_max = 1,
+                        .n_batch_max = (int)n_ctx,
+                        .n_threads = (int)threads,
+                        .kv_type = BACKEND_KV_F32};
+    model *m = NULL;
+    backend *b = NULL;
+    if (cli_open(model_name, device, &p, &m, &b)) return 1;
+    const int V = m->cfg.n_vocab;
+    int32_t *tok = NULL;
+    int64_t n_tok = 0;
+    int rc = read_token_file(tokens_path, V, &tok, &n_tok);
+    int ret = 1;
+    float *logits = NULL;
+    backend_entry *e = NULL;
+    if (rc) {
+        cli_fail("reading tokens", rc);
+        goto out;
+    }
+    uint32_t bos = 0;
+    bool have_bos = gguf_get_u32(m->gguf, "tokenizer.ggml.bos_token_id", &bos) == M40LLM_OK &&
+                    bos < (uint32_t)V;
+    if (!have_bos)
+        fprintf(stderr, "m40-llm perplexity: model has no BOS token; chunks keep their first "
+                        "token\n");
+    int64_t n_chunks = n_tok / n_ctx;
+    if (n_chunks < 1) {
+        fprintf(stderr, "m40-llm perplexity: %lld tokens, need at least --ctx %ld for one chunk\n",
+                (long long)n_tok, n_ctx);
+        goto out;
+    }
+    const int first = (int)n_ctx / 2, n_scored = (int)n_ctx - 1 - first;
+    logits = malloc((size_t)n_scored * V * sizeof(float));
+    e = malloc((size_t)n_ctx * sizeof *e);
+    if (!logits || !e) {
+        fprintf(stderr, "m40-llm perplexity: out of memory for %d logits rows\n", n_scored);
+        goto out;
+    }
+    fprintf(stderr,
+            "perplexity: %lld tokens, %lld chunks of %ld, %d scored per chunk, %s backend, "
+            "%ld threads\n",
+            (long long)n_tok, (long long)n_chunks, n_ctx, n_scored, b->ops->name, threads);
+    double nll = 0, nll2 = 0;
+    int64_t count = 0;
+    double t0 = now_s();
+    for (int64_t c = 0; c < n_chunks; c++) {
+        const int32_t *ct = tok + c * n_ctx;
+        for (int j = 0; j < n_ctx; j++)
+            e[j] = (backend_entry){0, j, j == 0 && have_bos ? (int32_t)bos : ct[j],
+                                   j >= first && j < n_ctx - 1};
+        b->ops->seq_clear(b, 0);
+        if ((rc = backend_forward(b, e, (int)n_ctx, logits))) {
+            cli_fail("forward", rc);
+            goto out;
+        }
+        for (int j = first; j < n_ctx - 1; j++) {
+            double v = token_nll(logits + (size_t)(j - first) * V, V, ct[j + 1]);
+            nll += v;
+            nll2 += v * v;
+            count++;
+        }
+        if (c == 0) {
+            double dt = now_s() - t0;
+            fprintf(stderr, "perplexity: %.2f s per chunk, about %.1f s in all\n", dt,
+                    dt * (double)n_chunks);
+        }
+        printf("[%lld]%.4f,", (long long)c + 1, exp(nll / count));
+        fflush(stdout);
+    }
+    double mean = nll / count, var = nll2 / count - mean * mean;
+    double err = count > 1 && var > 0 ? sqrt(var / (count - 1)) : 0;
+    double ppl = exp(mean);
+    printf("\nPPL = %.4f +/- %.5f\n", ppl, ppl * err);
+    ret = isfinite(ppl) ? 0 : 1;
+out:
+    free(e);
+    free(logits);
+    free(tok);
+    backend_destroy(b);
+    model_free(m);
+    return ret;
+}

@@ -1,0 +1,121 @@
+/* RoPE, KV-cache stores and causal GQA attention of the CPU backend. */
+#include <math.h>
+
+#include "cpu_internal.h"
+#include "quant.h"
+
+/* llama.cpp's "normal" RoPE: adjacent pairs (2i, 2i+1) of each head rotated
+ * by theta = pos * freq_scale * base^(-2i/n_rot), first n_rot dims only.
+ * Angles in double: at long contexts pos * freq is large and float loses
+ * the fractional part. */
+void cpu_rope(cpu_backend *cb, const backend_entry *e, int n) {
+    const model_config *c = &cb->base.model->cfg;
+    const int half = c->n_rot / 2, hd = c->head_dim;
+    for (int i = 0; i < n; i++) {
+        float *cs = cb->rope + (size_t)i * c->n_rot;
+        for (int p = 0; p < half; p++) {
+            double theta = (double)e[i].pos * c->rope_freq_scale *
+                           pow((double)c->rope_freq_base, -2.0 * p / c->n_rot);
+            cs[2 * p] = (float)cos(theta);
+            cs[2 * p + 1] = (float)sin(theta);
+        }
+        float *q = cb->q + (size_t)i * cb->q_dim, *k = cb->k + (size_t)i * cb->kv_dim;
+        for (int h = 0; h < c->n_head + c->n_head_kv; h++) {
+            float *v = h < c->n_head ? q + (size_t)h * hd : k + (size_t)(h - c->n_head) * hd;
+            for (int p = 0; p < half; p++) {
+                float x0 = v[2 * p], x1 = v[2 * p + 1], co = cs[2 * p], si = cs[2 * p + 1];
+                v[2 * p] = x0 * co - x1 * si;
+                v[2 * p + 1] = x0 * si + x1 * co;
+            }
+        }
+    }
+}
+
+static size_t kv_offset(const cpu_backend *cb, int il, int pos) {
+    return ((size_t)il * cb->base.params.n_ctx + (size_t)pos) * (size_t)cb->kv_dim;
+}
+
+void cpu_kv_store(cpu_backend *cb, const backend_entry *e, int n, int il) {
+    const int kd = cb->kv_dim;
+    for (int i = 0; i < n; i++) {
+        cpu_seq *s = &cb->seqs[e[i].seq];
+        size_t off = kv_offset(cb, il, e[i].pos);
+        const float *k = cb->k + (size_t)i * kd, *v = cb->v + (size_t)i * kd;
+        if (cb->base.params.kv_type == BACKEND_KV_F16) {
+            uint16_t *kc = (uint16_t *)s->k + off, *vc = (uint16_t *)s->v + off;
+            for (int d = 0; d < kd; d++) {
+                kc[d] = quant_f32_to_f16(k[d]);
+                vc[d] = quant_f32_to_f16(v[d]);
+            }
+        } else {
+            memcpy((float *)s->k + off, k, (size_t)kd * sizeof(float));
+            memcpy((float *)s->v + off, v, (size_t)kd * sizeof(float));
+        }
+    }
+}
+
+typedef struct att_job {
+    cpu_backend *cb;
+    const backend_entry *e;
+    int il;
+} att_job;
+
+/* One (entry, query head) per item. */
+static void att_worker(void *ctx, int64_t begin, int64_t end, int thread) {
+    att_job *j = ctx;
+    cpu_backend *cb = j->cb;
+    const model_config *c = &cb->base.model->cfg;
+    const int hd = c->head_dim, group = c->n_head / c->n_head_kv;
+    const bool f16 = cb->base.params.kv_type == BACKEND_KV_F16;
+    const float scale = (float)(1.0 / sqrt((double)hd));
+    float *sc = cb->scores + (size_t)thread * cb->base.params.n_ctx;
+    float *kr = cb->kvrow + (size_t)thread * 2 * hd, *vr = kr + hd;
+    for (int64_t it = begin; it < end; it++) {
+        int i = (int)(it / c->n_head), h = (int)(it % c->n_head), kvh = h / group;
+        const backend_entry *e = &j->e[i];
+        const cpu_seq *s = &cb->seqs[e->seq];
+        const float *q = cb->q + (size_t)i * cb->q_dim + (size_t)h * hd;
+        size_t base = kv_offset(cb, j->il, 0) + (size_t)kvh * hd;
+        float mx = -INFINITY;
+        for (int t = 0; t <= e->pos; t++) {
+            size_t off = base + (size_t)t * cb->kv_dim;
+            const float *k;
+            if (f16) {
+                const uint16_t *k16 = (const uint16_t *)s->k + off;
+                for (int d = 0; d < hd; d++) kr[d] = cpu_f16_to_f32(k16[d]);
+                k = kr;
+            } else {
+                k = (const float *)s->k + off;
+            }
+            float a = cpu_dot(q, k, hd) * scale;
+            sc[t] = a;
+            if (a > mx) mx = a;
+        }
+        float sum = 0.0f;
+        for (int t = 0; t <= e->pos; t++) {
+            sc[t] = expf(sc[t] - mx);
+            sum += sc[t];
+        }
+        float inv = 1.0f / sum;
+        float *out = cb->att + (size_t)i * cb->q_dim + (size_t)h * hd;
+        for (int d = 0; d < hd; d++) out[d] = 0.0f;
+        for (int t = 0; t <= e->pos; t++) {
+            size_t off = base + (size_t)t * cb->kv_dim;
+            const float *v;
+            if (f16) {
+                const uint16_t *v16 = (const uint16_t *)s->v + off;
+                for (int d = 0; d < hd; d++) vr[d] = cpu_f16_to_f32(v16[d]);
+                v = vr;
+            } else {
+                v = (const float *)s->v + off;
+            }
+            float p = sc[t] * inv;
+            for (int d = 0; d < hd; d++) out[d] += p * v[d];
+        }
+    }
+}
+
+void cpu_attention(cpu_backend *cb, const backend_entry *e, int n, int il) {
+    att_job j = {cb, e, il};
+    threadpool_for(cb->pool, (int64_t)n * cb->base.model->cfg.n_head, 1, att_worker, &j);
+}

@@ -1,0 +1,92 @@
+/* Internals of the CPU reference backend, shared by its files:
+ * cpu_backend.c (create, KV cache, forward driver), cpu_matmul.c (weight
+ * products), cpu_attention.c (RoPE + causal GQA attention), cpu_kernels.c
+ * (vector helpers). */
+#ifndef M40_CPU_INTERNAL_H
+#define M40_CPU_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "backend.h"
+#include "threadpool.h"
+
+/* Weight rows dequantized together in one tile of a batched product: the
+ * activations of one token are then reused from L1 for all rows of a tile. */
+#define CPU_MM_TILE 8
+
+typedef struct cpu_seq {
+    int len; /* positions held */
+    void *k; /* [n_layer][n_ctx][kv_dim] of float or uint16 (F16); NULL until first use */
+    void *v; /* same layout as k */
+} cpu_seq;
+
+typedef struct cpu_backend {
+    backend base;
+    threadpool *pool;
+    int n_threads;
+    int q_dim;     /* n_head * head_dim */
+    int kv_dim;    /* n_head_kv * head_dim */
+    int max_in;    /* longest weight row (elements) */
+    size_t kv_elt; /* 4 (F32) or 2 (F16) */
+    float *norms;  /* [n_layer][2][n_embd] attn_norm, ffn_norm, then [n_embd] output_norm */
+    cpu_seq *seqs; /* [n_seq_max] */
+    /* activations for one forward call, [n_batch_max] rows each */
+    float *x;    /* [n][n_embd] residual stream */
+    float *xb;   /* [n][n_embd] normalised input of a sub-block */
+    float *q;    /* [n][q_dim] */
+    float *k;    /* [n][kv_dim] */
+    float *v;    /* [n][kv_dim] */
+    float *att;  /* [n][q_dim] attention output (heads concatenated) */
+    float *hb;   /* [n][n_ff] silu(gate) * up */
+    float *rope; /* [n][n_rot] (cos, sin) pairs per entry */
+    /* per thread */
+    float *wbuf;   /* [n_threads][2 * CPU_MM_TILE][max_in] dequantized weight rows */
+    float *scores; /* [n_threads][n_ctx] attention weights */
+    float *kvrow;  /* [n_threads][2][head_dim] F16 K/V rows converted to F32 */
+    uint64_t scratch_bytes;
+    uint64_t kv_bytes; /* KV memory allocated so far */
+} cpu_backend;
+
+/* ---- kernels (cpu_kernels.c); loops written for auto-vectorisation ---- */
+float cpu_dot(const float *a, const float *b, int n);
+/* y = x / sqrt(mean(x^2) + eps) * w */
+void cpu_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+float cpu_silu(float x);
+
+/* F16 bits -> F32 without a call or table: vectorizable. */
+static inline float cpu_f16_to_f32(uint16_t h) {
+    union {
+        uint32_t u;
+        float f;
+    } o;
+    o.u = (uint32_t)(h & 0x7fffu) << 13;
+    o.f *= 0x1.0p+112f; /* rebias the exponent; subnormal halves become normal floats */
+    if (o.f >= 65536.0f) o.u |= 255u << 23; /* inf / nan */
+    o.u |= (uint32_t)(h & 0x8000u) << 16;
+    return o.f;
+}
+
+/* ---- products with weights (cpu_matmul.c) ---- */
+typedef enum cpu_mm_epilogue {
+    CPU_MM_STORE, /* y[i][r] = W[r] . x[i] */
+    CPU_MM_ADD,   /* y[i][r] += W[r] . x[i] (residual) */
+} cpu_mm_epilogue;
+
+/* y rows of stride ldy, x rows of stride ldx, n tokens. */
+int cpu_matmul(cpu_backend *cb, const model_tensor *w, const float *x, int ldx, int n, float *y,
+               int ldy, cpu_mm_epilogue ep);
+/* Q, K and V of n tokens in one parallel pass. */
+int cpu_matmul_qkv(cpu_backend *cb, const model_layer *L, const float *x, int n);
+/* hb[i][r] = silu(gate[r] . x[i]) * (up[r] . x[i]) */
+int cpu_matmul_ffn_in(cpu_backend *cb, const model_layer *L, const float *x, int n);
+
+/* ---- attention (cpu_attention.c) ---- */
+/* Rotates q and k of n entries in place (adjacent pairs). */
+void cpu_rope(cpu_backend *cb, const backend_entry *e, int n);
+/* Stores K/V of n entries of layer il into their sequences' caches. */
+void cpu_kv_store(cpu_backend *cb, const backend_entry *e, int n, int il);
+/* att[i] = causal GQA attention of entry i over 0..pos of its sequence. */
+void cpu_attention(cpu_backend *cb, const backend_entry *e, int n, int il);
+
+#endif
