@@ -44,8 +44,8 @@ static bool is_gguf(const char *path) {
     return yes;
 }
 
-static int usage(void) {
-    fprintf(stderr,
+static int usage(FILE *f) {
+    fprintf(f,
             "usage: m40-llm template TEMPLATE MESSAGES_JSON [--add-generation-prompt] "
             "[--bos TEXT] [--eos TEXT]\n"
             "  TEMPLATE: a GGUF model, a .jinja file, or one of: %s\n",
@@ -67,20 +67,20 @@ int cmd_template(int argc, char **argv) {
             *(argv[i][2] == 'b' ? &bos_arg : &eos_arg) = argv[i + 1];
             i++;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage();
+            usage(stdout);
             return 0;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             fprintf(stderr, "m40-llm: template: unknown option '%s'\n", argv[i]);
-            return usage();
+            return usage(stderr);
         } else if (!tpath) {
             tpath = argv[i];
         } else if (!mpath) {
             mpath = argv[i];
         } else {
-            return usage();
+            return usage(stderr);
         }
     }
-    if (!tpath || !mpath) return usage();
+    if (!tpath || !mpath) return usage(stderr);
 
     char *tmpl = NULL, *bos = NULL, *eos = NULL;
     int rc;
