@@ -516,6 +516,10 @@ METHOD(str_join) {
     return jv_from_buf(ev, &b, out);
 }
 
+METHOD(str_format) {
+    return jstr_format(ev, self, args, nargs, kw, line, out);
+}
+
 static int str_pred(jeval *ev, const jv *self, int kind, jv *out) {
     (void)ev;
     bool r = self->s.n > 0;
@@ -601,17 +605,29 @@ typedef struct jmethod {
 } jmethod;
 
 static const jmethod methods[] = {
-    {JV_STR, "strip", g_str_strip},           {JV_STR, "lstrip", g_str_lstrip},
-    {JV_STR, "rstrip", g_str_rstrip},         {JV_STR, "upper", g_str_upper},
-    {JV_STR, "lower", g_str_lower},           {JV_STR, "title", g_str_title},
-    {JV_STR, "capitalize", g_str_capitalize}, {JV_STR, "replace", g_str_replace},
-    {JV_STR, "split", g_str_split},           {JV_STR, "startswith", g_str_startswith},
-    {JV_STR, "endswith", g_str_endswith},     {JV_STR, "find", g_str_find},
-    {JV_STR, "count", g_str_count},           {JV_STR, "join", g_str_join},
-    {JV_STR, "isdigit", g_str_isdigit},       {JV_STR, "isspace", g_str_isspace},
-    {JV_STR, "isalpha", g_str_isalpha},       {JV_DICT, "get", g_dict_get},
-    {JV_DICT, "keys", g_dict_keys},           {JV_DICT, "values", g_dict_values},
-    {JV_DICT, "items", g_dict_items},         {JV_MACRO, "cycle", g_loop_cycle},
+    {JV_STR, "strip", g_str_strip},
+    {JV_STR, "lstrip", g_str_lstrip},
+    {JV_STR, "rstrip", g_str_rstrip},
+    {JV_STR, "upper", g_str_upper},
+    {JV_STR, "lower", g_str_lower},
+    {JV_STR, "title", g_str_title},
+    {JV_STR, "capitalize", g_str_capitalize},
+    {JV_STR, "replace", g_str_replace},
+    {JV_STR, "split", g_str_split},
+    {JV_STR, "startswith", g_str_startswith},
+    {JV_STR, "endswith", g_str_endswith},
+    {JV_STR, "find", g_str_find},
+    {JV_STR, "count", g_str_count},
+    {JV_STR, "join", g_str_join},
+    {JV_STR, "isdigit", g_str_isdigit},
+    {JV_STR, "isspace", g_str_isspace},
+    {JV_STR, "isalpha", g_str_isalpha},
+    {JV_STR, "format", g_str_format},
+    {JV_DICT, "get", g_dict_get},
+    {JV_DICT, "keys", g_dict_keys},
+    {JV_DICT, "values", g_dict_values},
+    {JV_DICT, "items", g_dict_items},
+    {JV_MACRO, "cycle", g_loop_cycle},
 };
 
 bool jinja_find_method(jeval *ev, const jv *obj, const char *name, jv *out) {

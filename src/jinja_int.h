@@ -313,6 +313,9 @@ int jeval_slice(jeval *ev, const jv *obj, const jv *lo, const jv *hi, const jv *
 const char *jeval_hint(jeval *ev, const char *fmt, const char *a, const char *b);
 /* Python's printf-style `fmt % args` (args: one value, a tuple, or a dict). */
 int jstr_percent(jeval *ev, const jv *fmt, const jv *args, int line, jv *out);
+/* Python's str.format() with plain {} / {0} / {name} fields. */
+int jstr_format(jeval *ev, const jv *fmt, jv *args, size_t nargs, const char **kw, int line,
+                jv *out);
 /* Python comparison (==, <, in, ...); errors on unorderable types. */
 int jeval_compare(jeval *ev, jcmp_op op, const jv *a, const jv *b, int line, bool *out);
 

@@ -6,42 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jinja_int.h"
-
-typedef struct jparser {
-    jinja_template *t;
-    jtok *tk; /* [n], the last is JT_EOF */
-    size_t n, i;
-    int depth; /* nesting of expressions and blocks, bounded to protect the stack */
-} jparser;
-
-enum { JPARSE_MAX_DEPTH = 200 };
-
-static jtok *cur(jparser *P) {
-    return &P->tk[P->i];
-}
-static jtok *peek(jparser *P, size_t k) {
-    return P->i + k < P->n ? &P->tk[P->i + k] : &P->tk[P->n - 1];
-}
-static bool tok_is(const jtok *t, jtok_type type, const char *s) {
-    return t->type == type && (!s || (t->n == strlen(s) && memcmp(t->s, s, t->n) == 0));
-}
-static bool is_op(jparser *P, const char *s) {
-    return tok_is(cur(P), JT_OP, s);
-}
-static bool is_name(jparser *P, const char *s) {
-    return tok_is(cur(P), JT_NAME, s);
-}
-static bool skip_op(jparser *P, const char *s) {
-    if (!is_op(P, s)) return false;
-    P->i++;
-    return true;
-}
-static bool skip_name(jparser *P, const char *s) {
-    if (!is_name(P, s)) return false;
-    P->i++;
-    return true;
-}
+#include "jinja_parse.h"
 
 static const char *tok_desc(const jtok *t, char *buf, size_t n) {
     switch (t->type) {
@@ -69,25 +34,25 @@ static const char *tok_desc(const jtok *t, char *buf, size_t n) {
     }
 }
 
-static int pfail(jparser *P, const char *what) {
+int jparse_fail(jparser *P, const char *what) {
     char b[64];
     return err_set(M40LLM_ERR_UNSUPPORTED, "template line %d: %s (at %s)", cur(P)->line, what,
                    tok_desc(cur(P), b, sizeof b));
 }
 
-static int expect_op(jparser *P, const char *s) {
+int jparse_expect_op(jparser *P, const char *s) {
     if (skip_op(P, s)) return M40LLM_OK;
     char what[64];
     snprintf(what, sizeof what, "expected '%s'", s);
-    return pfail(P, what);
+    return jparse_fail(P, what);
 }
-static int expect_type(jparser *P, jtok_type t, const char *what) {
-    if (cur(P)->type != t) return pfail(P, what);
+int jparse_expect_type(jparser *P, jtok_type t, const char *what) {
+    if (cur(P)->type != t) return jparse_fail(P, what);
     P->i++;
     return M40LLM_OK;
 }
 
-static jexpr *node(jparser *P, jexpr_kind k, int line) {
+jexpr *jparse_node(jparser *P, jexpr_kind k, int line) {
     jexpr *e = jarena_alloc(&P->t->arena, sizeof *e);
     if (e) {
         e->kind = k;
@@ -95,21 +60,14 @@ static jexpr *node(jparser *P, jexpr_kind k, int line) {
     }
     return e;
 }
-#define NODE(var, kind, line)                                                                      \
-    jexpr *var = node(P, kind, line);                                                              \
-    if (!var) return err_set(M40LLM_ERR_OOM, "template: out of memory")
 
-static char *tok_str(jparser *P, const jtok *t) {
+char *jparse_tok_str(jparser *P, const jtok *t) {
     return jarena_strndup(&P->t->arena, t->s, t->n);
 }
 
 /* growable array of expression pointers in the template arena */
-typedef struct {
-    jexpr **v;
-    const char **kw;
-    size_t n, cap;
-} jvec;
-static int vec_push(jparser *P, jvec *v, jexpr *e, const char *kw) {
+
+int jparse_vec_push(jparser *P, jvec *v, jexpr *e, const char *kw) {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 4;
         jexpr **nv = jarena_alloc(&P->t->arena, cap * sizeof *nv);
@@ -129,7 +87,6 @@ static int vec_push(jparser *P, jvec *v, jexpr *e, const char *kw) {
     return M40LLM_OK;
 }
 
-static int parse_expr(jparser *P, bool with_cond, jexpr **out);
 static int parse_unary(jparser *P, bool with_filter, jexpr **out);
 static int parse_primary(jparser *P, jexpr **out);
 static int parse_postfix(jparser *P, jexpr *e, jexpr **out);
@@ -141,8 +98,8 @@ static bool tuple_end(jparser *P, const char *extra_end) {
 }
 
 /* expr or expr, expr, ... (a tuple) */
-static int parse_tuple(jparser *P, bool with_cond, const char *extra_end, bool explicit_parens,
-                       jexpr **out) {
+int jparse_tuple(jparser *P, bool with_cond, const char *extra_end, bool explicit_parens,
+                 jexpr **out) {
     int line = cur(P)->line;
     jvec v = {0};
     bool comma = false;
@@ -152,14 +109,14 @@ static int parse_tuple(jparser *P, bool with_cond, const char *extra_end, bool e
         if (v.n && tuple_end(P, extra_end)) break;
         if (explicit_parens && v.n == 0 && is_op(P, ")")) break;
         jexpr *e = NULL;
-        JTRY(parse_expr(P, with_cond, &e));
-        JTRY(vec_push(P, &v, e, NULL));
+        JTRY(jparse_expr(P, with_cond, &e));
+        JTRY(jparse_vec_push(P, &v, e, NULL));
     }
     if (v.n == 1 && !comma) {
         *out = v.v[0];
         return M40LLM_OK;
     }
-    if (v.n == 0 && !explicit_parens) return pfail(P, "expected an expression");
+    if (v.n == 0 && !explicit_parens) return jparse_fail(P, "expected an expression");
     NODE(e, JE_TUPLE, line);
     e->items = v.v;
     e->n = v.n;
@@ -172,18 +129,18 @@ static int parse_call_args(jparser *P, jexpr *e) {
     P->i++;
     jvec v = {0};
     while (!is_op(P, ")")) {
-        if (v.n) JTRY(expect_op(P, ","));
+        if (v.n) JTRY(jparse_expect_op(P, ","));
         if (is_op(P, ")")) break;
         if (is_op(P, "*") || is_op(P, "**"))
-            return pfail(P, "*args and **kwargs are not supported");
+            return jparse_fail(P, "*args and **kwargs are not supported");
         const char *kw = NULL;
         if (cur(P)->type == JT_NAME && tok_is(peek(P, 1), JT_OP, "=")) {
-            kw = tok_str(P, cur(P));
+            kw = jparse_tok_str(P, cur(P));
             P->i += 2;
         }
         jexpr *a;
-        JTRY(parse_expr(P, true, &a));
-        JTRY(vec_push(P, &v, a, kw));
+        JTRY(jparse_expr(P, true, &a));
+        JTRY(jparse_vec_push(P, &v, a, kw));
     }
     P->i++;
     e->items = v.v;
@@ -195,9 +152,9 @@ static int parse_call_args(jparser *P, jexpr *e) {
 static int parse_filter(jparser *P, jexpr *in, jexpr **out) {
     /* after '|' */
     int line = cur(P)->line;
-    if (cur(P)->type != JT_NAME) return pfail(P, "expected a filter name");
+    if (cur(P)->type != JT_NAME) return jparse_fail(P, "expected a filter name");
     NODE(e, JE_FILTER, line);
-    e->name = tok_str(P, cur(P));
+    e->name = jparse_tok_str(P, cur(P));
     P->i++;
     e->a = in;
     e->filter = jinja_find_filter(e->name);
@@ -213,9 +170,9 @@ static int parse_test(jparser *P, jexpr *in, jexpr **out) {
     /* after 'is' */
     int line = cur(P)->line;
     bool neg = skip_name(P, "not");
-    if (cur(P)->type != JT_NAME) return pfail(P, "expected a test name");
+    if (cur(P)->type != JT_NAME) return jparse_fail(P, "expected a test name");
     NODE(e, JE_TEST, line);
-    e->name = tok_str(P, cur(P));
+    e->name = jparse_tok_str(P, cur(P));
     P->i++;
     e->a = in;
     e->negated = neg;
@@ -229,12 +186,12 @@ static int parse_test(jparser *P, jexpr *in, jexpr **out) {
     } else if ((t->type == JT_NAME || t->type == JT_STRING || t->type == JT_INT ||
                 t->type == JT_FLOAT || tok_is(t, JT_OP, "[") || tok_is(t, JT_OP, "{")) &&
                !is_name(P, "else") && !is_name(P, "or") && !is_name(P, "and")) {
-        if (is_name(P, "is")) return pfail(P, "You cannot chain multiple tests with is");
+        if (is_name(P, "is")) return jparse_fail(P, "You cannot chain multiple tests with is");
         jexpr *a;
         JTRY(parse_primary(P, &a));
         JTRY(parse_postfix(P, a, &a));
         jvec v = {0};
-        JTRY(vec_push(P, &v, a, NULL));
+        JTRY(jparse_vec_push(P, &v, a, NULL));
         e->items = v.v;
         e->kwnames = v.kw;
         e->n = 1;
@@ -256,10 +213,10 @@ static int parse_subscript(jparser *P, jexpr *obj, jexpr **out) {
             *out = e;
             return M40LLM_OK;
         }
-        if (cur(P)->type != JT_NAME) return pfail(P, "expected an attribute name after '.'");
+        if (cur(P)->type != JT_NAME) return jparse_fail(P, "expected an attribute name after '.'");
         NODE(e, JE_GETATTR, line);
         e->a = obj;
-        e->name = tok_str(P, cur(P));
+        e->name = jparse_tok_str(P, cur(P));
         P->i++;
         *out = e;
         return M40LLM_OK;
@@ -272,16 +229,16 @@ static int parse_subscript(jparser *P, jexpr *obj, jexpr **out) {
         if (is_op(P, ":")) {
             slice = true;
             P->i++;
-            if (++np > 2) return pfail(P, "too many ':' in a slice");
+            if (++np > 2) return jparse_fail(P, "too many ':' in a slice");
             continue;
         }
         if (is_op(P, "]")) break;
-        if (parts[np]) return pfail(P, "expected ']'");
-        JTRY(parse_expr(P, true, &parts[np]));
+        if (parts[np]) return jparse_fail(P, "expected ']'");
+        JTRY(jparse_expr(P, true, &parts[np]));
     }
     P->i++;
     if (!slice) {
-        if (!parts[0]) return pfail(P, "expected a subscript");
+        if (!parts[0]) return jparse_fail(P, "expected a subscript");
         NODE(e, JE_GETITEM, line);
         e->a = obj;
         e->b = parts[0];
@@ -347,7 +304,7 @@ static int parse_primary(jparser *P, jexpr **out) {
                 return M40LLM_OK;
             }
         NODE(e, JE_NAME, line);
-        e->name = tok_str(P, t);
+        e->name = jparse_tok_str(P, t);
         P->i++;
         *out = e;
         return M40LLM_OK;
@@ -376,18 +333,18 @@ static int parse_primary(jparser *P, jexpr **out) {
         return M40LLM_OK;
     }
     if (skip_op(P, "(")) {
-        JTRY(parse_tuple(P, true, NULL, true, out));
-        return expect_op(P, ")");
+        JTRY(jparse_tuple(P, true, NULL, true, out));
+        return jparse_expect_op(P, ")");
     }
     if (skip_op(P, "[")) {
         NODE(e, JE_LIST, line);
         jvec v = {0};
         while (!is_op(P, "]")) {
-            if (v.n) JTRY(expect_op(P, ","));
+            if (v.n) JTRY(jparse_expect_op(P, ","));
             if (is_op(P, "]")) break;
             jexpr *a;
-            JTRY(parse_expr(P, true, &a));
-            JTRY(vec_push(P, &v, a, NULL));
+            JTRY(jparse_expr(P, true, &a));
+            JTRY(jparse_vec_push(P, &v, a, NULL));
         }
         P->i++;
         e->items = v.v;
@@ -399,14 +356,14 @@ static int parse_primary(jparser *P, jexpr **out) {
         NODE(e, JE_DICT, line);
         jvec v = {0};
         while (!is_op(P, "}")) {
-            if (v.n) JTRY(expect_op(P, ","));
+            if (v.n) JTRY(jparse_expect_op(P, ","));
             if (is_op(P, "}")) break;
             jexpr *k, *val;
-            JTRY(parse_expr(P, true, &k));
-            JTRY(expect_op(P, ":"));
-            JTRY(parse_expr(P, true, &val));
-            JTRY(vec_push(P, &v, k, NULL));
-            JTRY(vec_push(P, &v, val, NULL));
+            JTRY(jparse_expr(P, true, &k));
+            JTRY(jparse_expect_op(P, ":"));
+            JTRY(jparse_expr(P, true, &val));
+            JTRY(jparse_vec_push(P, &v, k, NULL));
+            JTRY(jparse_vec_push(P, &v, val, NULL));
         }
         P->i++;
         e->items = v.v;
@@ -414,12 +371,12 @@ static int parse_primary(jparser *P, jexpr **out) {
         *out = e;
         return M40LLM_OK;
     }
-    return pfail(P, "unexpected token in an expression");
+    return jparse_fail(P, "unexpected token in an expression");
 }
 
 static int parse_unary(jparser *P, bool with_filter, jexpr **out) {
     int line = cur(P)->line;
-    if (P->depth > JPARSE_MAX_DEPTH) return pfail(P, "expression nested too deeply");
+    if (P->depth > JPARSE_MAX_DEPTH) return jparse_fail(P, "expression nested too deeply");
     jexpr *e;
     if (skip_op(P, "-") || (is_op(P, "+") && (P->i++, true))) {
         bool neg = tok_is(&P->tk[P->i - 1], JT_OP, "-");
@@ -484,11 +441,11 @@ static int parse_compare(jparser *P, jexpr **out) {
         } else {
             break;
         }
-        if (v.n == 16) return pfail(P, "comparison chain too long");
+        if (v.n == 16) return jparse_fail(P, "comparison chain too long");
         ops[v.n] = (jcmp_op)op;
         jexpr *r;
         JTRY(parse_binary(P, 0, &r));
-        JTRY(vec_push(P, &v, r, NULL));
+        JTRY(jparse_vec_push(P, &v, r, NULL));
     }
     if (v.n == 0) {
         *out = l;
@@ -509,7 +466,7 @@ static int parse_not(jparser *P, jexpr **out) {
     if (is_name(P, "not")) {
         NODE(e, JE_NOT, cur(P)->line);
         P->i++;
-        if (++P->depth > JPARSE_MAX_DEPTH) return pfail(P, "expression nested too deeply");
+        if (++P->depth > JPARSE_MAX_DEPTH) return jparse_fail(P, "expression nested too deeply");
         int rc = parse_not(P, &e->a);
         P->depth--;
         JTRY(rc);
@@ -534,8 +491,8 @@ static int parse_logic(jparser *P, bool is_or, jexpr **out) {
 }
 
 static int parse_expr_inner(jparser *P, bool with_cond, jexpr **out);
-static int parse_expr(jparser *P, bool with_cond, jexpr **out) {
-    if (++P->depth > JPARSE_MAX_DEPTH) return pfail(P, "expression nested too deeply");
+int jparse_expr(jparser *P, bool with_cond, jexpr **out) {
+    if (++P->depth > JPARSE_MAX_DEPTH) return jparse_fail(P, "expression nested too deeply");
     int rc = parse_expr_inner(P, with_cond, out);
     P->depth--;
     return rc;
@@ -549,7 +506,7 @@ static int parse_expr_inner(jparser *P, bool with_cond, jexpr **out) {
         P->i++;
         c->b = e;
         JTRY(parse_logic(P, true, &c->a));
-        if (skip_name(P, "else")) JTRY(parse_expr(P, true, &c->c));
+        if (skip_name(P, "else")) JTRY(jparse_expr(P, true, &c->c));
         e = c;
     }
     *out = e;
@@ -557,28 +514,28 @@ static int parse_expr_inner(jparser *P, bool with_cond, jexpr **out) {
 }
 
 /* for/set targets: name, name.attr (set only), or names separated by commas */
-static int parse_target(jparser *P, bool with_ns, jexpr **out) {
+int jparse_target(jparser *P, bool with_ns, jexpr **out) {
     int line = cur(P)->line;
     bool paren = skip_op(P, "(");
     jvec v = {0};
     do {
-        if (cur(P)->type != JT_NAME) return pfail(P, "expected a variable name");
+        if (cur(P)->type != JT_NAME) return jparse_fail(P, "expected a variable name");
         NODE(e, JE_NAME, cur(P)->line);
-        e->name = tok_str(P, cur(P));
+        e->name = jparse_tok_str(P, cur(P));
         P->i++;
         if (with_ns && v.n == 0 && !paren && is_op(P, ".")) {
             P->i++;
-            if (cur(P)->type != JT_NAME) return pfail(P, "expected an attribute name");
+            if (cur(P)->type != JT_NAME) return jparse_fail(P, "expected an attribute name");
             NODE(g, JE_GETATTR, line);
             g->a = e;
-            g->name = tok_str(P, cur(P));
+            g->name = jparse_tok_str(P, cur(P));
             P->i++;
             *out = g;
             return M40LLM_OK;
         }
-        JTRY(vec_push(P, &v, e, NULL));
+        JTRY(jparse_vec_push(P, &v, e, NULL));
     } while (skip_op(P, ","));
-    if (paren) JTRY(expect_op(P, ")"));
+    if (paren) JTRY(jparse_expect_op(P, ")"));
     if (v.n == 1 && !paren) {
         *out = v.v[0];
         return M40LLM_OK;
@@ -588,244 +545,4 @@ static int parse_target(jparser *P, bool with_ns, jexpr **out) {
     t->n = v.n;
     *out = t;
     return M40LLM_OK;
-}
-
-/* ---- statements ---- */
-static int body_push(jparser *P, jbody *b, jstmt *s) {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 8;
-        jstmt **v = jarena_alloc(&P->t->arena, cap * sizeof *v);
-        if (!v) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        if (b->n) memcpy(v, b->items, b->n * sizeof *v);
-        b->items = v;
-        b->cap = cap;
-    }
-    b->items[b->n++] = s;
-    return M40LLM_OK;
-}
-
-static jstmt *stmt(jparser *P, jstmt_kind k, int line) {
-    jstmt *s = jarena_alloc(&P->t->arena, sizeof *s);
-    if (s) {
-        s->kind = k;
-        s->line = line;
-    }
-    return s;
-}
-#define STMT(var, kind, line)                                                                      \
-    jstmt *var = stmt(P, kind, line);                                                              \
-    if (!var) return err_set(M40LLM_ERR_OOM, "template: out of memory")
-
-/* Parses statements until a block tag named in `ends` (NULL-terminated);
- * leaves the cursor on that name. */
-static int parse_body(jparser *P, jbody *body, const char *const *ends);
-
-static int block_end(jparser *P) {
-    return expect_type(P, JT_BLOCK_END, "expected '%}'");
-}
-
-static int end_tag(jparser *P, const char *name) {
-    if (!skip_name(P, name)) return pfail(P, "unexpected tag");
-    return block_end(P);
-}
-
-static int parse_for(jparser *P, jstmt *s) {
-    JTRY(parse_target(P, false, &s->target));
-    if (!skip_name(P, "in")) return pfail(P, "expected 'in' in a for loop");
-    JTRY(parse_tuple(P, false, "recursive", false, &s->expr));
-    if (skip_name(P, "if")) JTRY(parse_expr(P, true, &s->cond));
-    if (is_name(P, "recursive")) return pfail(P, "recursive loops are not supported");
-    JTRY(block_end(P));
-    static const char *const ends[] = {"endfor", "else", NULL};
-    JTRY(parse_body(P, &s->body, ends));
-    if (skip_name(P, "else")) {
-        JTRY(block_end(P));
-        static const char *const ends2[] = {"endfor", NULL};
-        JTRY(parse_body(P, &s->else_body, ends2));
-    }
-    return end_tag(P, "endfor");
-}
-
-static int parse_if(jparser *P, jstmt *s) {
-    JTRY(parse_tuple(P, false, NULL, false, &s->expr));
-    JTRY(block_end(P));
-    static const char *const ends[] = {"elif", "else", "endif", NULL};
-    JTRY(parse_body(P, &s->body, ends));
-    if (is_name(P, "elif")) {
-        STMT(e, JS_IF, cur(P)->line);
-        P->i++;
-        JTRY(parse_if(P, e));
-        return body_push(P, &s->else_body, e); /* the nested if consumed endif */
-    }
-    if (skip_name(P, "else")) {
-        JTRY(block_end(P));
-        static const char *const ends2[] = {"endif", NULL};
-        JTRY(parse_body(P, &s->else_body, ends2));
-    }
-    return end_tag(P, "endif");
-}
-
-static int parse_set(jparser *P, jstmt *s) {
-    JTRY(parse_target(P, true, &s->target));
-    if (skip_op(P, "=")) {
-        JTRY(parse_tuple(P, true, NULL, false, &s->expr));
-        return block_end(P);
-    }
-    if (s->target->kind != JE_NAME) return pfail(P, "a block set needs a plain variable name");
-    if (is_op(P, "|")) return pfail(P, "filters on a block set are not supported");
-    s->kind = JS_SET_BLOCK;
-    JTRY(block_end(P));
-    static const char *const ends[] = {"endset", NULL};
-    JTRY(parse_body(P, &s->body, ends));
-    return end_tag(P, "endset");
-}
-
-static int parse_macro(jparser *P, jstmt *s) {
-    if (cur(P)->type != JT_NAME) return pfail(P, "expected a macro name");
-    s->name = tok_str(P, cur(P));
-    P->i++;
-    JTRY(expect_op(P, "("));
-    jvec names = {0}, defs = {0};
-    while (!is_op(P, ")")) {
-        if (names.n) JTRY(expect_op(P, ","));
-        if (is_op(P, ")")) break;
-        if (cur(P)->type != JT_NAME) return pfail(P, "expected a parameter name");
-        NODE(n, JE_NAME, cur(P)->line);
-        n->name = tok_str(P, cur(P));
-        P->i++;
-        jexpr *d = NULL;
-        if (skip_op(P, "=")) JTRY(parse_expr(P, true, &d));
-        JTRY(vec_push(P, &names, n, n->name));
-        JTRY(vec_push(P, &defs, d, NULL));
-    }
-    P->i++;
-    s->params = names.kw;
-    s->defaults = defs.v;
-    s->n_params = names.n;
-    JTRY(block_end(P));
-    static const char *const ends[] = {"endmacro", NULL};
-    JTRY(parse_body(P, &s->body, ends));
-    return end_tag(P, "endmacro");
-}
-
-static int parse_with(jparser *P, jstmt *s) {
-    jvec names = {0}, vals = {0};
-    while (cur(P)->type != JT_BLOCK_END) {
-        if (names.n) JTRY(expect_op(P, ","));
-        jexpr *t, *v;
-        JTRY(parse_target(P, false, &t));
-        JTRY(expect_op(P, "="));
-        JTRY(parse_expr(P, true, &v));
-        JTRY(vec_push(P, &names, t, NULL));
-        JTRY(vec_push(P, &vals, v, NULL));
-    }
-    s->with_targets = names.v;
-    s->defaults = vals.v;
-    s->n_params = names.n;
-    JTRY(block_end(P));
-    static const char *const ends[] = {"endwith", NULL};
-    JTRY(parse_body(P, &s->body, ends));
-    return end_tag(P, "endwith");
-}
-
-static int parse_statement_inner(jparser *P, jbody *body);
-static int parse_statement(jparser *P, jbody *body) {
-    if (++P->depth > JPARSE_MAX_DEPTH) return pfail(P, "blocks nested too deeply");
-    int rc = parse_statement_inner(P, body);
-    P->depth--;
-    return rc;
-}
-
-static int parse_statement_inner(jparser *P, jbody *body) {
-    jtok *t = cur(P);
-    int line = t->line;
-    if (t->type != JT_NAME) return pfail(P, "expected a tag name");
-    char name[48];
-    snprintf(name, sizeof name, "%.*s", (int)(t->n < 40 ? t->n : 40), t->s);
-    P->i++;
-    STMT(s, JS_TEXT, line);
-    if (!strcmp(name, "for")) {
-        s->kind = JS_FOR;
-        JTRY(parse_for(P, s));
-    } else if (!strcmp(name, "if")) {
-        s->kind = JS_IF;
-        JTRY(parse_if(P, s));
-    } else if (!strcmp(name, "set")) {
-        s->kind = JS_SET;
-        JTRY(parse_set(P, s));
-    } else if (!strcmp(name, "macro")) {
-        s->kind = JS_MACRO;
-        JTRY(parse_macro(P, s));
-    } else if (!strcmp(name, "with")) {
-        s->kind = JS_WITH;
-        JTRY(parse_with(P, s));
-    } else if (!strcmp(name, "break") || !strcmp(name, "continue")) {
-        s->kind = name[0] == 'b' ? JS_BREAK : JS_CONTINUE;
-        JTRY(block_end(P));
-    } else {
-        return err_set(M40LLM_ERR_UNSUPPORTED, "template line %d: Encountered unknown tag '%s'.",
-                       line, name);
-    }
-    return body_push(P, body, s);
-}
-
-static int parse_body(jparser *P, jbody *body, const char *const *ends) {
-    for (;;) {
-        jtok *t = cur(P);
-        if (t->type == JT_EOF) {
-            if (!ends) return M40LLM_OK;
-            return err_set(M40LLM_ERR_UNSUPPORTED,
-                           "template line %d: Unexpected end of template. Jinja was looking "
-                           "for the tag '%s'.",
-                           t->line, ends[0]);
-        }
-        if (t->type == JT_DATA) {
-            STMT(s, JS_TEXT, t->line);
-            s->text = t->s;
-            s->len = t->n;
-            JTRY(body_push(P, body, s));
-            P->i++;
-        } else if (t->type == JT_VAR_BEGIN) {
-            STMT(s, JS_OUTPUT, t->line);
-            P->i++;
-            JTRY(parse_tuple(P, true, NULL, false, &s->expr));
-            JTRY(expect_type(P, JT_VAR_END, "expected '}}'"));
-            JTRY(body_push(P, body, s));
-        } else if (t->type == JT_BLOCK_BEGIN) {
-            P->i++;
-            for (size_t k = 0; ends && ends[k]; k++)
-                if (is_name(P, ends[k])) return M40LLM_OK;
-            JTRY(parse_statement(P, body));
-        } else {
-            return pfail(P, "unexpected token");
-        }
-    }
-}
-
-int jinja_parse_tokens(jinja_template *t, jtok *toks, size_t ntoks) {
-    jparser P = {.t = t, .tk = toks, .n = ntoks};
-    return parse_body(&P, &t->root, NULL);
-}
-
-int jinja_parse(const char *src, size_t len, jinja_template **out) {
-    *out = NULL;
-    if (!src) return err_set(M40LLM_ERR_INVALID_ARG, "template: no source");
-    jinja_template *t = calloc(1, sizeof *t);
-    if (!t) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-    jtok *toks;
-    size_t n;
-    int rc = jinja_lex(&t->arena, src, len, &toks, &n);
-    if (rc == M40LLM_OK) rc = jinja_parse_tokens(t, toks, n);
-    if (rc != M40LLM_OK) {
-        jinja_free(t);
-        return rc;
-    }
-    *out = t;
-    return M40LLM_OK;
-}
-
-void jinja_free(jinja_template *t) {
-    if (!t) return;
-    jarena_free(&t->arena);
-    free(t);
 }

@@ -235,3 +235,65 @@ int jstr_percent(jeval *ev, const jv *fmt, const jv *args, int line, jv *out) {
     }
     return jv_from_buf(ev, &b, out);
 }
+
+/* str.format(): {} / {0} / {name} fields, {{ and }} escapes; a field's
+ * format spec may be empty or one of s, d (conversion is str()). */
+int jstr_format(jeval *ev, const jv *fmt, jv *args, size_t nargs, const char **kw, int line,
+                jv *out) {
+    const char *s = fmt->s.p, *end = s + fmt->s.n;
+    size_t auto_i = 0;
+    jbuf b = {0};
+    int rc = M40LLM_OK;
+    while (s < end && rc == M40LLM_OK) {
+        char c = *s;
+        if ((c == '{' || c == '}') && s + 1 < end && s[1] == c) {
+            jbuf_putc(&b, c);
+            s += 2;
+            continue;
+        }
+        if (c == '}') {
+            rc = jeval_fail(ev, M40LLM_ERR_FORMAT, line, "Single '}' encountered in format string");
+            break;
+        }
+        if (c != '{') {
+            jbuf_putc(&b, c);
+            s++;
+            continue;
+        }
+        const char *close = memchr(s, '}', (size_t)(end - s));
+        if (!close) {
+            rc = jeval_fail(ev, M40LLM_ERR_FORMAT, line, "Single '{' encountered in format string");
+            break;
+        }
+        const char *name = s + 1, *colon = memchr(name, ':', (size_t)(close - name));
+        size_t nlen = (size_t)((colon ? colon : close) - name);
+        if (colon &&
+            !(close - colon == 1 || (close - colon == 2 && (colon[1] == 's' || colon[1] == 'd')))) {
+            rc = jeval_fail(ev, M40LLM_ERR_UNSUPPORTED, line,
+                            "str.format(): format spec '%.*s' is not supported",
+                            (int)(close - colon - 1), colon + 1);
+            break;
+        }
+        const jv *v = NULL;
+        if (nlen == 0) {
+            v = jarg(args, nargs, kw, auto_i++, NULL);
+        } else if (name[0] >= '0' && name[0] <= '9') {
+            v = jarg(args, nargs, kw, (size_t)strtoul(name, NULL, 10), NULL);
+        } else {
+            for (size_t i = 0; kw && i < nargs && !v; i++)
+                if (kw[i] && strlen(kw[i]) == nlen && !memcmp(kw[i], name, nlen)) v = &args[i];
+        }
+        if (!v) {
+            rc = jeval_fail(ev, M40LLM_ERR_FORMAT, line,
+                            "str.format(): no argument for field '{%.*s}'", (int)nlen, name);
+            break;
+        }
+        jv_to_str(&b, v);
+        s = close + 1;
+    }
+    if (rc != M40LLM_OK) {
+        free(b.p);
+        return rc;
+    }
+    return jv_from_buf(ev, &b, out);
+}
