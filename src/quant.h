@@ -116,6 +116,11 @@ int quant_dequantize_row(int type, const void *src, float *dst, int64_t n);
 /* sum_i w[i] * x[i] over n elements of a weight row in its stored type, x in FP32.
  * The caller has checked the type with quant_info()->can_dequant. */
 float quant_dot_row(int type, const void *w, const float *x, int64_t n);
+/* out[j] = quant_dot_row(type, w, x + j * x_stride, n) for j < nx, bit for bit,
+ * but each weight block is dequantized once per 4 activation rows: use it
+ * for batches (prompt processing). */
+void quant_dot_rows(int type, const void *w, const float *x, int64_t x_stride, int nx, int64_t n,
+                    float *out);
 /* Quantizes n FP32 values (n a multiple of the block size). For K-quants
  * this uses the reference (non-imatrix) search. */
 int quant_quantize_row(int type, const float *src, void *dst, int64_t n);

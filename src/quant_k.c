@@ -15,17 +15,15 @@ static inline float k_half(const uint8_t *p) {
 static inline void deq_q2_K(const uint8_t *b, float *y) {
     const uint8_t *sc = b, *q = b + 16;
     const float d = k_half(b + 80), dmin = k_half(b + 82);
-    int is = 0;
-    for (int n = 0; n < QK_K; n += 128) {
-        for (int shift = 0; shift < 8; shift += 2) {
-            for (int h = 0; h < 2; h++) {
-                const float dl = d * (float)(sc[is] & 0xF);
-                const float ml = dmin * (float)(sc[is] >> 4);
-                is++;
-                for (int l = 0; l < 16; l++) *y++ = dl * (float)((q[l + 16 * h] >> shift) & 3) - ml;
-            }
-        }
-        q += 32;
+    /* 2-bit values first (byte ops), then one scale/min per 16 */
+    uint8_t v[QK_K];
+    for (int n = 0; n < 2; n++)
+        for (int p = 0; p < 4; p++)
+            for (int l = 0; l < 32; l++) v[128 * n + 32 * p + l] = (q[32 * n + l] >> (2 * p)) & 3;
+    for (int is = 0; is < 16; is++) {
+        const float dl = d * (float)(sc[is] & 0xF);
+        const float ml = dmin * (float)(sc[is] >> 4);
+        for (int l = 0; l < 16; l++) y[16 * is + l] = dl * (float)v[16 * is + l] - ml;
     }
 }
 
@@ -87,8 +85,11 @@ static inline void deq_q4_K(const uint8_t *b, float *y) {
         const float d1 = d * (float)sc, m1 = dmin * (float)mn;
         k4_scale_min(j + 1, s, &sc, &mn);
         const float d2 = d * (float)sc, m2 = dmin * (float)mn;
-        for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
-        for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+        uint8_t v[64]; /* low nibbles of q[0..31], then high nibbles */
+        quant_nibbles16(q, v, v + 32);
+        quant_nibbles16(q + 16, v + 16, v + 48);
+        for (int l = 0; l < 32; l++) *y++ = d1 * (float)v[l] - m1;
+        for (int l = 0; l < 32; l++) *y++ = d2 * (float)v[l + 32] - m2;
         q += 32;
     }
 }
@@ -105,10 +106,15 @@ static inline void deq_q5_K(const uint8_t *b, float *y) {
         const float d1 = d * (float)sc, m1 = dmin * (float)mn;
         k4_scale_min(j + 1, s, &sc, &mn);
         const float d2 = d * (float)sc, m2 = dmin * (float)mn;
-        for (int l = 0; l < 32; l++)
-            *y++ = d1 * (float)((ql[l] & 0xF) + ((qh[l] & u1) ? 16 : 0)) - m1;
-        for (int l = 0; l < 32; l++)
-            *y++ = d2 * (float)((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
+        uint8_t v[64];
+        quant_nibbles16(ql, v, v + 32);
+        quant_nibbles16(ql + 16, v + 16, v + 48);
+        for (int l = 0; l < 32; l++) {
+            v[l] = (uint8_t)(v[l] + ((qh[l] & u1) ? 16 : 0));
+            v[l + 32] = (uint8_t)(v[l + 32] + ((qh[l] & u2) ? 16 : 0));
+        }
+        for (int l = 0; l < 32; l++) *y++ = d1 * (float)v[l] - m1;
+        for (int l = 0; l < 32; l++) *y++ = d2 * (float)v[l + 32] - m2;
         ql += 32;
         u1 = (uint8_t)(u1 << 2);
         u2 = (uint8_t)(u2 << 2);
@@ -116,22 +122,26 @@ static inline void deq_q5_K(const uint8_t *b, float *y) {
 }
 
 /* Q6_K: ql[128] (low 4 bits), qh[64] (high 2 bits), int8 scales[16], d.
- * Value = (d*scale)*(q - 32). */
+ * Value = (d*scale)*(q - 32); d*scale is formed once per 16 values, which
+ * is the same rounding as ggml forming it per value. */
 static inline void deq_q6_K(const uint8_t *b, float *y) {
     const uint8_t *ql = b, *qh = b + 128;
     const int8_t *sc = (const int8_t *)(b + 192);
     const float d = k_half(b + 208);
     for (int n = 0; n < QK_K; n += 128) {
-        for (int l = 0; l < 32; l++) {
-            const int is = l / 16;
-            const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-            y[l] = d * (float)sc[is] * (float)q1;
-            y[l + 32] = d * (float)sc[is + 2] * (float)q2;
-            y[l + 64] = d * (float)sc[is + 4] * (float)q3;
-            y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+        for (int h = 0; h < 2; h++) { /* elements 16h..16h+15 of each 32-quarter */
+            const float s1 = d * (float)sc[h], s2 = d * (float)sc[h + 2];
+            const float s3 = d * (float)sc[h + 4], s4 = d * (float)sc[h + 6];
+            for (int l = 16 * h; l < 16 * h + 16; l++) {
+                const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = s1 * (float)q1;
+                y[l + 32] = s2 * (float)q2;
+                y[l + 64] = s3 * (float)q3;
+                y[l + 96] = s4 * (float)q4;
+            }
         }
         y += 128;
         ql += 64;
@@ -140,52 +150,42 @@ static inline void deq_q6_K(const uint8_t *b, float *y) {
     }
 }
 
-typedef void (*k_block_fn)(const uint8_t *b, float *y);
-
-static k_block_fn k_fn(int type) {
-    switch (type) {
-    case QT_Q2_K:
-        return deq_q2_K;
-    case QT_Q3_K:
-        return deq_q3_K;
-    case QT_Q4_K:
-        return deq_q4_K;
-    case QT_Q5_K:
-        return deq_q5_K;
-    case QT_Q6_K:
-        return deq_q6_K;
-    default:
-        return NULL;
-    }
-}
+QUANT_DEFINE_DEQ(q2_K, deq_q2_K, QK_K, 84)
+QUANT_DEFINE_DEQ(q3_K, deq_q3_K, QK_K, 110)
+QUANT_DEFINE_DEQ(q4_K, deq_q4_K, QK_K, 144)
+QUANT_DEFINE_DEQ(q5_K, deq_q5_K, QK_K, 176)
+QUANT_DEFINE_DEQ(q6_K, deq_q6_K, QK_K, 210)
 
 int quant_k_dequantize(int type, const void *src, float *dst, int64_t n) {
-    k_block_fn fn = k_fn(type);
-    if (!fn) return err_set(M40LLM_ERR_UNSUPPORTED, "quant: type %d is not a K-quant type", type);
-    const int bs = quant_info(type)->type_size;
-    const uint8_t *p = src;
-    for (int64_t i = 0; i < n / QK_K; i++) fn(p + i * bs, dst + i * QK_K);
+    switch (type) {
+    case QT_Q2_K:
+        q2_K_deq(src, dst, n);
+        break;
+    case QT_Q3_K:
+        q3_K_deq(src, dst, n);
+        break;
+    case QT_Q4_K:
+        q4_K_deq(src, dst, n);
+        break;
+    case QT_Q5_K:
+        q5_K_deq(src, dst, n);
+        break;
+    case QT_Q6_K:
+        q6_K_deq(src, dst, n);
+        break;
+    default:
+        return err_set(M40LLM_ERR_UNSUPPORTED, "quant: type %d is not a K-quant type", type);
+    }
     return M40LLM_OK;
 }
 
 /* Dequantize one super-block to the stack (inlined), then a vectorizable
  * multiply-add against the activations. */
-#define K_DOT(NAME, FN, BS)                                                                        \
-    static float NAME(const uint8_t *w, const float *x, int64_t n) {                               \
-        float acc[8] = {0};                                                                        \
-        float buf[QK_K];                                                                           \
-        for (int64_t i = 0; i < n / QK_K; i++) {                                                   \
-            FN(w + i * (BS), buf);                                                                 \
-            quant_dot_acc(acc, buf, x + i * QK_K, QK_K);                                           \
-        }                                                                                          \
-        return quant_acc_sum(acc);                                                                 \
-    }
-
-K_DOT(dot_q2_K, deq_q2_K, 84)
-K_DOT(dot_q3_K, deq_q3_K, 110)
-K_DOT(dot_q4_K, deq_q4_K, 144)
-K_DOT(dot_q5_K, deq_q5_K, 176)
-K_DOT(dot_q6_K, deq_q6_K, 210)
+QUANT_DEFINE_DOT(dot_q2_K, deq_q2_K, QK_K, 84)
+QUANT_DEFINE_DOT(dot_q3_K, deq_q3_K, QK_K, 110)
+QUANT_DEFINE_DOT(dot_q4_K, deq_q4_K, QK_K, 144)
+QUANT_DEFINE_DOT(dot_q5_K, deq_q5_K, QK_K, 176)
+QUANT_DEFINE_DOT(dot_q6_K, deq_q6_K, QK_K, 210)
 
 float quant_k_dot(int type, const void *w, const float *x, int64_t n) {
     switch (type) {
@@ -201,5 +201,28 @@ float quant_k_dot(int type, const void *w, const float *x, int64_t n) {
         return dot_q6_K(w, x, n);
     default:
         return 0.0f;
+    }
+}
+
+void quant_k_dot_rows(int type, const void *w, const float *x, int64_t xs, int nx, int64_t n,
+                      float *out) {
+    switch (type) {
+    case QT_Q2_K:
+        dot_q2_K_rows(w, x, xs, nx, n, out);
+        break;
+    case QT_Q3_K:
+        dot_q3_K_rows(w, x, xs, nx, n, out);
+        break;
+    case QT_Q4_K:
+        dot_q4_K_rows(w, x, xs, nx, n, out);
+        break;
+    case QT_Q5_K:
+        dot_q5_K_rows(w, x, xs, nx, n, out);
+        break;
+    case QT_Q6_K:
+        dot_q6_K_rows(w, x, xs, nx, n, out);
+        break;
+    default:
+        break;
     }
 }

@@ -40,8 +40,13 @@ static void min_max(const float *x, int n, float *mn, float *mx) {
     *mx = hi;
 }
 
-static int clampi(int v, int lo, int hi) {
-    return v < lo ? lo : v > hi ? hi : v;
+/* Truncates v to an integer in lo..hi, as ggml's (int8_t) cast + MIN does for
+ * in-range values, but defined for any float: when the block scale is
+ * subnormal its inverse overflows and v can be inf or NaN (-> lo). */
+static int trunc_clamp(float v, int lo, int hi) {
+    if (!(v >= (float)lo)) return lo;
+    if (v >= (float)hi) return hi;
+    return (int)v;
 }
 
 static void quant_q4_0(const float *x, uint8_t *b) {
@@ -49,8 +54,8 @@ static void quant_q4_0(const float *x, uint8_t *b) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     put_half(b, d);
     for (int j = 0; j < 16; j++) {
-        const int x0 = clampi((int)(x[j] * id + 8.5f), 0, 15);
-        const int x1 = clampi((int)(x[j + 16] * id + 8.5f), 0, 15);
+        const int x0 = trunc_clamp(x[j] * id + 8.5f, 0, 15);
+        const int x1 = trunc_clamp(x[j + 16] * id + 8.5f, 0, 15);
         b[2 + j] = (uint8_t)(x0 | x1 << 4);
     }
 }
@@ -63,8 +68,8 @@ static void quant_q4_1(const float *x, uint8_t *b) {
     put_half(b, d);
     put_half(b + 2, mn);
     for (int j = 0; j < 16; j++) {
-        const int x0 = clampi((int)((x[j] - mn) * id + 0.5f), 0, 15);
-        const int x1 = clampi((int)((x[j + 16] - mn) * id + 0.5f), 0, 15);
+        const int x0 = trunc_clamp((x[j] - mn) * id + 0.5f, 0, 15);
+        const int x1 = trunc_clamp((x[j + 16] - mn) * id + 0.5f, 0, 15);
         b[4 + j] = (uint8_t)(x0 | x1 << 4);
     }
 }
@@ -75,8 +80,8 @@ static void quant_q5_0(const float *x, uint8_t *b) {
     uint32_t qh = 0;
     put_half(b, d);
     for (int j = 0; j < 16; j++) {
-        const int x0 = clampi((int)(x[j] * id + 16.5f), 0, 31);
-        const int x1 = clampi((int)(x[j + 16] * id + 16.5f), 0, 31);
+        const int x0 = trunc_clamp(x[j] * id + 16.5f, 0, 31);
+        const int x1 = trunc_clamp(x[j + 16] * id + 16.5f, 0, 31);
         b[6 + j] = (uint8_t)((x0 & 0xF) | (x1 & 0xF) << 4);
         qh |= (uint32_t)(x0 >> 4) << j;
         qh |= (uint32_t)(x1 >> 4) << (j + 16);
@@ -93,8 +98,8 @@ static void quant_q5_1(const float *x, uint8_t *b) {
     put_half(b, d);
     put_half(b + 2, mn);
     for (int j = 0; j < 16; j++) {
-        const int x0 = clampi((int)((x[j] - mn) * id + 0.5f), 0, 31);
-        const int x1 = clampi((int)((x[j + 16] - mn) * id + 0.5f), 0, 31);
+        const int x0 = trunc_clamp((x[j] - mn) * id + 0.5f, 0, 31);
+        const int x1 = trunc_clamp((x[j + 16] - mn) * id + 0.5f, 0, 31);
         b[8 + j] = (uint8_t)((x0 & 0xF) | (x1 & 0xF) << 4);
         qh |= (uint32_t)(x0 >> 4) << j;
         qh |= (uint32_t)(x1 >> 4) << (j + 16);
@@ -109,7 +114,7 @@ static void quant_q8_0(const float *x, uint8_t *b) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     put_half(b, d);
     for (int j = 0; j < 32; j++)
-        b[2 + j] = (uint8_t)(int8_t)clampi((int)roundf(x[j] * id), -127, 127);
+        b[2 + j] = (uint8_t)(int8_t)trunc_clamp(roundf(x[j] * id), -127, 127);
 }
 
 int quant_legacy_quantize(int type, const float *src, void *dst, int64_t n) {

@@ -47,59 +47,95 @@ int quant_dequantize_row(int type, const void *src, float *dst, int64_t n) {
     return M40LLM_OK;
 }
 
-/* Float rows: convert a chunk of 64 to the stack, then multiply-add; the
- * tail (n not a multiple of 8 is allowed here) is summed separately. */
+/* Float rows: chunks of 64 (converted to the stack for F16/BF16), then
+ * multiply-add; a tail when n is not a multiple of 8 is summed separately.
+ * One body for the one-row and the multi-row dot, so both give identical
+ * bits. */
 #define FLOAT_CHUNK 64
 
-static float dot_f32(const float *w, const float *x, int64_t n) {
-    float acc[8] = {0};
-    int64_t n8 = n & ~(int64_t)7;
-    for (int64_t i = 0; i < n8; i += FLOAT_CHUNK) {
-        int len = (int)(n8 - i < FLOAT_CHUNK ? n8 - i : FLOAT_CHUNK);
-        quant_dot_acc(acc, w + i, x + i, len);
-    }
-    float tail = 0.0f;
-    for (int64_t i = n8; i < n; i++) tail += w[i] * x[i];
-    return quant_acc_sum(acc) + tail;
-}
-
-static float dot_half(const uint8_t *w, const float *x, int64_t n, bool bf16) {
-    float acc[8] = {0};
+static inline __attribute__((always_inline)) void
+dot_float_n(int type, const uint8_t *w, const float *x, int64_t xs, int nx, int64_t n, float *out) {
+    quant_v8 acc[QUANT_ROWS] = {{0}};
     float buf[FLOAT_CHUNK];
-    int64_t n8 = n & ~(int64_t)7;
+    const int64_t n8 = n & ~(int64_t)7;
     for (int64_t i = 0; i < n8; i += FLOAT_CHUNK) {
-        int len = (int)(n8 - i < FLOAT_CHUNK ? n8 - i : FLOAT_CHUNK);
+        const int len = (int)(n8 - i < FLOAT_CHUNK ? n8 - i : FLOAT_CHUNK);
+        const float *wf = buf;
         const uint8_t *p = w + 2 * i;
-        if (bf16)
+        if (type == QT_F32)
+            wf = (const float *)(const void *)w + i;
+        else if (type == QT_BF16)
             for (int k = 0; k < len; k++)
                 buf[k] = quant_bf2f((uint16_t)(p[2 * k] | p[2 * k + 1] << 8));
         else
             for (int k = 0; k < len; k++)
                 buf[k] = quant_h2f((uint16_t)(p[2 * k] | p[2 * k + 1] << 8));
-        quant_dot_acc(acc, buf, x + i, len);
+        for (int j = 0; j < nx; j++) quant_dot_acc(&acc[j], wf, x + j * xs + i, len);
     }
-    float tail = 0.0f;
-    for (int64_t i = n8; i < n; i++) {
-        uint16_t h = (uint16_t)(w[2 * i] | w[2 * i + 1] << 8);
-        tail += (bf16 ? quant_bf2f(h) : quant_h2f(h)) * x[i];
+    for (int j = 0; j < nx; j++) {
+        float tail = 0.0f;
+        for (int64_t i = n8; i < n; i++) {
+            float wi;
+            if (type == QT_F32) {
+                memcpy(&wi, w + 4 * i, 4);
+            } else {
+                const uint16_t h = (uint16_t)(w[2 * i] | w[2 * i + 1] << 8);
+                wi = type == QT_BF16 ? quant_bf2f(h) : quant_h2f(h);
+            }
+            tail += wi * x[j * xs + i];
+        }
+        out[j] = quant_acc_sum(&acc[j]) + tail;
     }
-    return quant_acc_sum(acc) + tail;
+}
+
+static float dot_float(int type, const uint8_t *w, const float *x, int64_t n) {
+    float r;
+    if (type == QT_F32)
+        dot_float_n(QT_F32, w, x, 0, 1, n, &r);
+    else if (type == QT_BF16)
+        dot_float_n(QT_BF16, w, x, 0, 1, n, &r);
+    else
+        dot_float_n(QT_F16, w, x, 0, 1, n, &r);
+    return r;
+}
+
+static void dot_float_rows(int type, const uint8_t *w, const float *x, int64_t xs, int nx,
+                           int64_t n, float *out) {
+    int j = 0;
+    for (; j + QUANT_ROWS <= nx; j += QUANT_ROWS) {
+        if (type == QT_F32)
+            dot_float_n(QT_F32, w, x + j * xs, xs, QUANT_ROWS, n, out + j);
+        else if (type == QT_BF16)
+            dot_float_n(QT_BF16, w, x + j * xs, xs, QUANT_ROWS, n, out + j);
+        else
+            dot_float_n(QT_F16, w, x + j * xs, xs, QUANT_ROWS, n, out + j);
+    }
+    for (; j < nx; j++) out[j] = dot_float(type, w, x + j * xs, n);
 }
 
 float quant_dot_row(int type, const void *w, const float *x, int64_t n) {
     if (n <= 0) return 0.0f;
-    switch (type) {
-    case QT_F32:
-        return dot_f32(w, x, n);
-    case QT_F16:
-        return dot_half(w, x, n, false);
-    case QT_BF16:
-        return dot_half(w, x, n, true);
-    default:
-        if (row_is_legacy(type)) return quant_legacy_dot(type, w, x, n);
-        if (row_is_k(type)) return quant_k_dot(type, w, x, n);
-        return 0.0f;
+    if (type == QT_F32 || type == QT_F16 || type == QT_BF16) return dot_float(type, w, x, n);
+    if (row_is_legacy(type)) return quant_legacy_dot(type, w, x, n);
+    if (row_is_k(type)) return quant_k_dot(type, w, x, n);
+    return 0.0f;
+}
+
+void quant_dot_rows(int type, const void *w, const float *x, int64_t x_stride, int nx, int64_t n,
+                    float *out) {
+    if (nx <= 0) return;
+    if (n <= 0) {
+        for (int j = 0; j < nx; j++) out[j] = 0.0f;
+        return;
     }
+    if (type == QT_F32 || type == QT_F16 || type == QT_BF16)
+        dot_float_rows(type, w, x, x_stride, nx, n, out);
+    else if (row_is_legacy(type))
+        quant_legacy_dot_rows(type, w, x, x_stride, nx, n, out);
+    else if (row_is_k(type))
+        quant_k_dot_rows(type, w, x, x_stride, nx, n, out);
+    else
+        for (int j = 0; j < nx; j++) out[j] = 0.0f;
 }
 
 int quant_quantize_row(int type, const float *src, void *dst, int64_t n) {

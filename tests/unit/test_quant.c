@@ -354,6 +354,29 @@ static void test_roundtrip(void) {
     }
 }
 
+/* extreme magnitudes: subnormal and huge blocks quantize without undefined
+ * behaviour; tiny ones dequantize to (near) zero, huge ones stay finite or
+ * saturate as FP16 scales must */
+static void test_extremes(void) {
+    static float x[512], y[512];
+    static uint8_t q[2048];
+    const float scales[] = {1e-42f, 1e-39f, 1e-30f, 1e4f, 3e37f};
+    for (int t = 0; t < N_TYPES; t++) {
+        const int type = all_types[t];
+        for (size_t s = 0; s < sizeof scales / sizeof scales[0]; s++) {
+            for (int i = 0; i < 512; i++) x[i] = scales[s] * rnd_normal();
+            CHECK(quant_quantize_row(type, x, q, 512) == M40LLM_OK);
+            CHECK(quant_dequantize_row(type, q, y, 512) == M40LLM_OK);
+            int bad = 0;
+            for (int i = 0; i < 512; i++) {
+                if (scales[s] < 1e-20f) bad += !(fabsf(y[i]) <= 1e-20f);
+                if (scales[s] == 1e4f) bad += !(fabsf(y[i] - x[i]) <= 0.5f * fabsf(x[i]) + 2e4f);
+            }
+            CHECKF(bad == 0, "%s scale %g: %d values off", quant_info(type)->name, scales[s], bad);
+        }
+    }
+}
+
 /* ---- dot products ---- */
 
 static void test_dot(void) {
@@ -397,6 +420,31 @@ static void test_dot(void) {
     (void)x;
 }
 
+/* quant_dot_rows must give exactly quant_dot_row's bits for every row */
+static void test_dot_rows(void) {
+    enum { N = 1024, NX = 9, XS = N + 8 };
+    static float w[N], x[NX * XS], out[NX];
+    static uint8_t q[N * 4];
+    for (int i = 0; i < N; i++) w[i] = 0.05f * rnd_normal();
+    for (int i = 0; i < NX * XS; i++) x[i] = rnd_normal();
+    for (int t = 0; t < N_TYPES; t++) {
+        const int type = all_types[t];
+        const int lens[] = {N, quant_info(type)->block_size == 1 ? 1003 : N - 256};
+        for (int li = 0; li < 2; li++) {
+            const int n = lens[li];
+            CHECK(quant_quantize_row(type, w, q, n) == M40LLM_OK);
+            for (int nx = 1; nx <= NX; nx += 2) {
+                quant_dot_rows(type, q, x, XS, nx, n, out);
+                int bad = 0;
+                for (int j = 0; j < nx; j++)
+                    bad += fbits(out[j]) != fbits(quant_dot_row(type, q, x + j * XS, n));
+                CHECKF(bad == 0, "%s n=%d nx=%d: %d rows differ from quant_dot_row",
+                       quant_info(type)->name, n, nx, bad);
+            }
+        }
+    }
+}
+
 /* ---- bad arguments ---- */
 
 static void test_errors(void) {
@@ -425,7 +473,9 @@ int main(void) {
     test_legacy_blocks();
     test_k_blocks();
     test_roundtrip();
+    test_extremes();
     test_dot();
+    test_dot_rows();
     test_errors();
     return check_summary("test_quant");
 }
