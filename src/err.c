@@ -24,7 +24,18 @@ int err_prefix(int status, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    snprintf(err_msg, sizeof err_msg, "%s: %s", pre, old);
+    /* both halves fit: the message is cut at ERR_MSG_MAX by design */
+    size_t n = strnlen(pre, sizeof pre - 1);
+    memcpy(err_msg, pre, n);
+    size_t rest = sizeof err_msg - n - 1;
+    if (rest >= 2) {
+        memcpy(err_msg + n, ": ", 2);
+        n += 2;
+        size_t m = strnlen(old, rest - 2);
+        memcpy(err_msg + n, old, m);
+        n += m;
+    }
+    err_msg[n] = '\0';
     return status;
 }
 

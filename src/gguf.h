@@ -77,7 +77,9 @@ typedef struct gguf_file gguf_file;
 /* Opens and mmaps a file, parses header, metadata and tensor infos, checks
  * every tensor lies inside the file. */
 int gguf_open(const char *path, gguf_file **out);
-/* Parses a buffer the caller keeps alive (tests, fuzzing). */
+/* Parses a buffer the caller keeps alive (tests, fuzzing). On failure *out
+ * is NULL and the status is FORMAT (malformed/truncated), UNSUPPORTED
+ * (version 1, unknown tensor type) or OOM. */
 int gguf_open_memory(const void *data, size_t size, gguf_file **out);
 void gguf_close(gguf_file *f);
 
@@ -129,7 +131,10 @@ typedef int (*gguf_fill_fn)(void *ctx, void *dst, size_t nbytes);
 int gguf_writer_create(gguf_writer **out);
 void gguf_writer_free(gguf_writer *w);
 int gguf_writer_set_alignment(gguf_writer *w, uint32_t alignment);
-/* Keys are copied. Setting an existing key replaces it. */
+/* Keys and values (strings, arrays, string arrays) are copied. Setting an
+ * existing key replaces it in place (key order is insertion order).
+ * set_alignment also writes general.alignment; set_u32 of that key goes
+ * through the same check (power of two). */
 int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v);
 int gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v);
 int gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);

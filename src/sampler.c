@@ -354,7 +354,8 @@ int32_t sampler_sample(sampler *s, const float *logits) {
     if (penalties_active(s)) apply_penalties(s);
 
     int32_t best = sampler_argmax(lg, nv);
-    if (s->p.temp <= 0.0f || s->p.top_k == 1 || !(lg[best] > -INFINITY)) return best;
+    /* greedy, or nothing to weigh against (all -inf, or +inf present) */
+    if (s->p.temp <= 0.0f || s->p.top_k == 1 || !isfinite(lg[best])) return best;
     const float lmax = lg[best];
 
     /* top-k */

@@ -1,4 +1,5 @@
-/* Stop strings over streamed text.
+/* Stop strings over streamed text; end-of-generation tokens and the token
+ * budget.
  *
  * Text arrives in arbitrary chunks (token pieces), so a stop string may span
  * several of them. The matcher holds back the longest tail of the text that is
@@ -173,4 +174,24 @@ void stop_matcher_flush(stop_matcher *m, const char **emit, size_t *emit_len) {
     *emit = m->buf;
     *emit_len = m->len;
     m->drop = m->len;
+}
+
+sampler_stop_reason sampler_check_stop(const sampler_limits *l, int32_t token, int n_generated) {
+    if (!l) return SAMPLER_CONTINUE;
+    for (int i = 0; i < l->n_eog; i++)
+        if (l->eog && l->eog[i] == token) return SAMPLER_STOP_EOG;
+    if (l->max_tokens > 0 && n_generated >= l->max_tokens) return SAMPLER_STOP_LENGTH;
+    return SAMPLER_CONTINUE;
+}
+
+const char *sampler_stop_reason_str(sampler_stop_reason r) {
+    switch (r) {
+    case SAMPLER_STOP_EOG:
+    case SAMPLER_STOP_STRING:
+        return "stop";
+    case SAMPLER_STOP_LENGTH:
+        return "length";
+    default:
+        return NULL;
+    }
 }

@@ -124,7 +124,7 @@ int threadpool_size(const threadpool *p) {
 void threadpool_for(threadpool *p, int64_t n, int64_t grain, threadpool_fn fn, void *ctx) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
-    int64_t max_chunks = (n + grain - 1) / grain;
+    int64_t max_chunks = n / grain; /* every chunk gets at least grain items */
     int n_chunks = p ? p->n_threads : 1;
     if (n_chunks > max_chunks) n_chunks = (int)max_chunks;
     if (n_chunks <= 1) { /* not worth waking anyone */

@@ -1,13 +1,24 @@
 /* Vector helpers of the CPU backend. Without -ffast-math a compiler may not
- * reorder a float sum, so reductions keep 16 independent partial sums that
+ * reorder a float sum, so reductions keep 32 independent partial sums that
  * map onto SIMD lanes; the result is identical whatever the vector width. */
 #include <math.h>
 
 #include "cpu_internal.h"
 
-#define LANES 16
+#define LANES 32
 
-float cpu_dot(const float *a, const float *b, int n) {
+/* The build targets baseline x86-64 (SSE2); an AVX2 clone is picked at load
+ * time where the CPU has it. Same lanes, same order: identical results. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef CPU_CLONES
+#define CPU_CLONES
+#endif
+
+CPU_CLONES float cpu_dot(const float *a, const float *b, int n) {
     float acc[LANES] = {0};
     int i = 0;
     for (; i + LANES <= n; i += LANES)
