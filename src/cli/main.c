@@ -18,6 +18,10 @@ static const cli_command cli_commands[] = {
     {"bench", cmd_bench, "bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] [--json]"},
     {"dump-tensor", cmd_dump_tensor,
      "dump-tensor FILE OUT [NAME...]   dequantized FP32 values (raw LE float32)"},
+    {"tokenize", cmd_tokenize,
+     "tokenize MODEL (TEXT | -) [--add-special] [--parse-special] [--pieces]"},
+    {"template", cmd_template,
+     "template TEMPLATE MESSAGES_JSON [--add-generation-prompt] [--bos TEXT] [--eos TEXT]"},
 };
 
 static void cli_usage(FILE *f) {
