@@ -341,6 +341,10 @@ static int call_macro(jeval *ev, const jv *m, jv *args, size_t nargs, const char
         return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "macro '%s' recursed too deeply", s->name);
     jframe *f = frame_new(ev, m->macro.scope);
     if (!f) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+    if (ev->caller.type == JV_MACRO) { /* the body of the call block that called us */
+        JTRY(frame_set(ev, f, "caller", ev->caller));
+        ev->caller = jv_undef(NULL);
+    }
     bool *set = jarena_alloc(ev->a, s->n_params + 1);
     if (!set) return err_set(M40LLM_ERR_OOM, "template: out of memory");
     size_t pos = 0;
@@ -627,7 +631,8 @@ static int exec_stmt(jeval *ev, jframe *f, const jstmt *s, jbuf *out) {
     case JS_SET:
         JTRY(eval(ev, f, s->expr, &v));
         return assign(ev, f, s->target, v, s->line);
-    case JS_SET_BLOCK: {
+    case JS_SET_BLOCK:
+    case JS_FILTER_BLOCK: {
         jbuf b = {0};
         int rc = exec_body(ev, f, &s->body, &b);
         char *p = rc == M40LLM_OK ? jarena_strndup(ev->a, b.p ? b.p : "", b.n) : NULL;
@@ -635,7 +640,34 @@ static int exec_stmt(jeval *ev, jframe *f, const jstmt *s, jbuf *out) {
         free(b.p);
         if (rc != M40LLM_OK) return rc;
         if (!p) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        return frame_set(ev, f, s->target->name, jv_strn(p, n));
+        v = jv_strn(p, n);
+        if (s->expr) { /* the block's filters, applied to its text */
+            jframe *bf = frame_new(ev, f);
+            if (!bf) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+            JTRY(frame_set(ev, bf, JINJA_BLOCK_VAR, v));
+            JTRY(eval(ev, bf, s->expr, &v));
+        }
+        if (s->kind == JS_FILTER_BLOCK) {
+            jv_to_str(out, &v);
+            return M40LLM_OK;
+        }
+        return frame_set(ev, f, s->target->name, v);
+    }
+    case JS_CALL_BLOCK: {
+        jv callee, *args, caller = {.type = JV_MACRO};
+        caller.macro.stmt = s;
+        caller.macro.scope = f;
+        JTRY(eval(ev, f, s->expr->a, &callee));
+        JTRY(eval_args(ev, f, s->expr, &args));
+        if (callee.type != JV_MACRO)
+            return jeval_fail(ev, M40LLM_ERR_FORMAT, s->line, "a call block needs a macro, not %s",
+                              jv_type_name(&callee));
+        ev->caller = caller;
+        int rc = jeval_call(ev, &callee, args, s->expr->n, s->expr->kwnames, s->line, &v);
+        ev->caller = jv_undef(NULL);
+        JTRY(rc);
+        jv_to_str(out, &v);
+        return M40LLM_OK;
     }
     case JS_MACRO:
         v = (jv){.type = JV_MACRO};

@@ -237,9 +237,15 @@ typedef enum jstmt_kind {
     JS_SET_BLOCK,
     JS_MACRO,
     JS_WITH,
+    JS_FILTER_BLOCK, /* {% filter f %}body{% endfilter %}: expr filters JINJA_BLOCK_VAR */
+    JS_CALL_BLOCK,   /* {% call(params) m(args) %}body{% endcall %}: body is `caller` */
     JS_BREAK,
     JS_CONTINUE,
 } jstmt_kind;
+
+/* Name bound to a block's rendered text while its filters run (a name no
+ * template can spell). */
+#define JINJA_BLOCK_VAR "\x01block"
 
 typedef struct jbody {
     struct jstmt **items; /* [n] */
@@ -251,7 +257,8 @@ typedef struct jstmt {
     int line;
     const char *text; /* TEXT: [len] bytes */
     size_t len;
-    jexpr *expr;   /* OUTPUT value, IF condition, FOR iterable, SET value */
+    jexpr *expr;   /* OUTPUT value, IF condition, FOR iterable, SET value, SET_BLOCK and
+                      FILTER_BLOCK filters (or NULL), CALL_BLOCK call */
     jexpr *target; /* FOR/SET target: NAME, TUPLE of NAMEs, or GETATTR (ns.x) */
     jexpr *cond;   /* FOR: `if` filter */
     jbody body, else_body;
@@ -292,6 +299,7 @@ typedef struct jeval {
     int64_t now; /* strftime_now time */
     int depth;   /* macro call depth, to stop runaway recursion */
     int edepth;  /* expression evaluation depth (long operator chains) */
+    jv caller;   /* set by a call block for the macro it calls (JV_UNDEF when none) */
 } jeval;
 
 /* Errors raised at render time, "line N: ..." prefixed. */

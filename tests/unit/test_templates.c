@@ -202,6 +202,15 @@ static const struct {
     {"{{ d|tojson(indent=2) }}\n{{ [1, [2, {}], []]|tojson(indent=4) }}",
      "{\n  \"b\": 1,\n  \"a\": \"x\"\n}\n[\n    1,\n    [\n        2,\n        {}\n    ],\n    "
      "[]\n]"},
+    {"{% filter upper %}a{{ s }}{% endfilter %}|{% set x | trim | replace('p', 'P') %}  pad  {% "
+     "endset %}[{{ x }}]",
+     "A  PAD  |[Pad]"},
+    {"{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% call wrap('b') "
+     "%}in{% endcall %}|{% macro each(xs) %}{% for i in xs %}{{ caller(i) }}{% endfor %}{% "
+     "endmacro %}{% call(v) each(l) %}[{{ v }}]{% endcall %}",
+     "<b>in</b>|[3][1][2]"},
+    {"{{ '{} and {x}'.format(1, x='y') }} {{ 'AbC'.lower() }} {{ 'abc'.upper() }}",
+     "1 and y abc ABC"},
     {"{{ range(3)|list }} {{ range(1, 6, 2)|list }} {{ dict(a=1, b=2) }} {{ namespace(a=1).a }} {{ "
      "strftime_now('%d %b %Y') }}",
      "[0, 1, 2] [1, 3, 5] {'a': 1, 'b': 2} 1 26 Jul 2024"},
