@@ -7,8 +7,10 @@
  *
  * Errors:
  *   M40LLM_ERR_UNSUPPORTED  syntax error or a construct the engine does not know
- *                           (unknown tag, filter, test, function, method); the
- *                           message names it. Callers may fall back to another template.
+ *                           (unknown tag, filter or test at compile time; a call of
+ *                           a function or method that does not exist at render
+ *                           time); the message names it. Callers may fall back to
+ *                           another template.
  *   M40LLM_ERR_INVALID_ARG  the template called raise_exception(msg); the message is msg.
  *   M40LLM_ERR_FORMAT       any other render-time error (undefined value used,
  *                           type mismatch, division by zero, ...). */

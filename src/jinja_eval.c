@@ -395,7 +395,9 @@ int jeval_call(jeval *ev, const jv *callee, jv *args, size_t nargs, const char *
     if (callee->type == JV_FUNC)
         return callee->fn.fn(ev, callee->fn.self, args, nargs, kwnames, line, out);
     if (callee->type == JV_MACRO) return call_macro(ev, callee, args, nargs, kwnames, line, out);
-    if (callee->type == JV_UNDEF) return jeval_undef_error(ev, callee, line);
+    if (callee->type == JV_UNDEF) /* a function or method this engine does not provide */
+        return jeval_fail(ev, M40LLM_ERR_UNSUPPORTED, line, "%s (cannot call it)",
+                          callee->undef_hint ? callee->undef_hint : "value is undefined");
     return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "'%s' object is not callable",
                       jv_type_name(callee));
 }

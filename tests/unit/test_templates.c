@@ -274,7 +274,9 @@ static void test_errors(void) {
     /* Undefined: using an attribute, calling, arithmetic and comparing fail */
     expect_error("{{ nothing.attr }}", M40LLM_ERR_FORMAT, "'nothing' is undefined");
     expect_error("{{ nothing['k'] }}", M40LLM_ERR_FORMAT, "'nothing' is undefined");
-    expect_error("{{ nothing() }}", M40LLM_ERR_FORMAT, "'nothing' is undefined");
+    /* calling what does not exist is an unsupported construct (fallback-worthy) */
+    expect_error("{{ nothing() }}", M40LLM_ERR_UNSUPPORTED, "'nothing' is undefined");
+    expect_error("{{ s.zfill(3) }}", M40LLM_ERR_UNSUPPORTED, "'str object' has no attribute 'zfill'");
     expect_error("{{ nothing + 'x' }}", M40LLM_ERR_FORMAT, "'nothing' is undefined");
     expect_error("{{ s.nope.deeper }}", M40LLM_ERR_FORMAT, "'str object' has no attribute 'nope'");
     expect_error("{{ nothing|tojson }}", M40LLM_ERR_FORMAT, "not JSON serializable");
@@ -285,7 +287,7 @@ static void test_errors(void) {
     expect_error("{{ 1 in 'abc' }}", M40LLM_ERR_FORMAT, "requires string");
     expect_error("{% for a, b in l %}{% endfor %}", M40LLM_ERR_FORMAT, "unpack");
     expect_error("{% set s.x = 1 %}", M40LLM_ERR_FORMAT, "non-namespace");
-    expect_error("{{ l.append(3) }}", M40LLM_ERR_FORMAT, "'append'");
+    expect_error("{{ l.append(3) }}", M40LLM_ERR_UNSUPPORTED, "'append'");
     expect_error("{{ range(1000000)|length }}", M40LLM_ERR_FORMAT, "MAX_RANGE");
     expect_error("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", M40LLM_ERR_FORMAT, "deeply");
     /* 64-bit ints: overflow is an error rather than a wrong number */
