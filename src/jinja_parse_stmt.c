@@ -211,6 +211,14 @@ static int parse_statement_inner(jparser *P, jbody *body) {
     } else if (!strcmp(name, "call")) {
         s->kind = JS_CALL_BLOCK;
         JTRY(parse_call_block(P, s));
+    } else if (!strcmp(name, "generation")) {
+        /* transformers' AssistantTracker marks assistant text for masks; when
+         * rendering a prompt the block is just its body */
+        s->kind = JS_WITH;
+        JTRY(block_end(P));
+        static const char *const ends[] = {"endgeneration", NULL};
+        JTRY(parse_body(P, &s->body, ends));
+        JTRY(end_tag(P, "endgeneration"));
     } else if (!strcmp(name, "with")) {
         s->kind = JS_WITH;
         JTRY(parse_with(P, s));

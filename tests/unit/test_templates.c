@@ -354,6 +354,11 @@ static void test_undefined_and_printing(void) {
     CHECK(render("", NULL, &out) == M40LLM_OK);
     CHECK(out && !strcmp(out, ""));
     free(out);
+    /* transformers' {% generation %} block renders its body */
+    CHECK(render("{% for i in l %}{% generation %}<{{ i }}>{% endgeneration %}{% endfor %}",
+                 "{\"l\": [1, 2]}", &out) == M40LLM_OK);
+    CHECK(out && !strcmp(out, "<1><2>"));
+    free(out);
     /* output bytes are not re-parsed: content holding tags comes out verbatim */
     CHECK(render("{{ s }}", "{\"s\": \"{{ x }}{% if %}\"}", &out) == M40LLM_OK);
     CHECK(out && !strcmp(out, "{{ x }}{% if %}"));
