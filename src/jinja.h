@@ -35,6 +35,9 @@ typedef struct jinja_render_opts {
     /* Seconds since the epoch that strftime_now() formats (local time);
      * 0 = the current time. Tests pin it for reproducible output. */
     int64_t now;
+    /* Loop iterations allowed in one render before it fails (a template from
+     * a model file is not trusted to terminate); 0 = 1,000,000. */
+    uint64_t max_loop_iterations;
 } jinja_render_opts;
 
 /* Renders with the members of the JSON object `vars` as template variables

@@ -125,7 +125,6 @@ const jv *jdict_get(const jdict *d, const char *key, size_t klen);
 const jv *jdict_getv(const jdict *d, const jv *key);
 jv jv_list(jlist *l);
 jv jv_dict(jdict *d);
-jv jv_cstr(jarena *a, const char *s); /* copies */
 
 const char *jv_type_name(const jv *v); /* Python type name: 'str', 'dict', ... */
 bool jv_truthy(const jv *v);
@@ -295,11 +294,13 @@ bool jinja_find_method(struct jeval *ev, const jv *obj, const char *name, jv *ou
 
 /* ---- evaluator (jinja_eval.c) ---- */
 typedef struct jeval {
-    jarena *a;   /* render arena */
-    int64_t now; /* strftime_now time */
-    int depth;   /* macro call depth, to stop runaway recursion */
-    int edepth;  /* expression evaluation depth (long operator chains) */
-    jv caller;   /* set by a call block for the macro it calls (JV_UNDEF when none) */
+    jarena *a;          /* render arena */
+    int64_t now;        /* strftime_now time */
+    int depth;          /* macro call depth, to stop runaway recursion */
+    int edepth;         /* expression evaluation depth (long operator chains) */
+    jv caller;          /* set by a call block for the macro it calls (JV_UNDEF when none) */
+    uint64_t steps;     /* loop iterations so far, bounded so a hostile template ends */
+    uint64_t max_steps; /* that bound */
 } jeval;
 
 /* Errors raised at render time, "line N: ..." prefixed. */
