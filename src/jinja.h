@@ -24,6 +24,8 @@
 
 #include "m40llm.h"
 
+/* A compiled template is read-only while rendering: one may be rendered by
+ * several threads at once (each render has its own memory). */
 typedef struct jinja_template jinja_template;
 
 /* Compiles `len` bytes of template source. On error *out is NULL and the
