@@ -7,8 +7,10 @@
  *
  * Errors:
  *   M40LLM_ERR_UNSUPPORTED  syntax error or a construct the engine does not know
- *                           (unknown tag, filter, test, function, method); the
- *                           message names it. Callers may fall back to another template.
+ *                           (unknown tag, filter or test at compile time; a call of
+ *                           a function or method that does not exist at render
+ *                           time); the message names it. Callers may fall back to
+ *                           another template.
  *   M40LLM_ERR_INVALID_ARG  the template called raise_exception(msg); the message is msg.
  *   M40LLM_ERR_FORMAT       any other render-time error (undefined value used,
  *                           type mismatch, division by zero, ...). */
@@ -22,6 +24,8 @@
 
 #include "m40llm.h"
 
+/* A compiled template is read-only while rendering: one may be rendered by
+ * several threads at once (each render has its own memory). */
 typedef struct jinja_template jinja_template;
 
 /* Compiles `len` bytes of template source. On error *out is NULL and the
@@ -33,6 +37,9 @@ typedef struct jinja_render_opts {
     /* Seconds since the epoch that strftime_now() formats (local time);
      * 0 = the current time. Tests pin it for reproducible output. */
     int64_t now;
+    /* Loop iterations allowed in one render before it fails (a template from
+     * a model file is not trusted to terminate); 0 = 1,000,000. */
+    uint64_t max_loop_iterations;
 } jinja_render_opts;
 
 /* Renders with the members of the JSON object `vars` as template variables

@@ -130,29 +130,24 @@ int jeval_slice(jeval *ev, const jv *obj, const jv *lo, const jv *hi, const jv *
         if (b < 0) b = step > 0 ? 0 : -1;
         if (b > len) b = len;
     }
-    jlist *l = jlist_new(ev->a, 0);
-    jbuf sb = {0};
-    if (!l) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-    for (int64_t i = a; step > 0 ? i < b : i > b; i += step) {
-        if (obj->type == JV_LIST) {
-            JTRY(jlist_push(ev->a, l, obj->l->items[i]));
-        } else {
-            size_t o = utf8_offset(obj->s.p, obj->s.n, (size_t)i);
-            size_t e = utf8_offset(obj->s.p, obj->s.n, (size_t)i + 1);
-            jbuf_put(&sb, obj->s.p + o, e - o);
-        }
-    }
     if (obj->type == JV_LIST) {
+        jlist *l = jlist_new(ev->a, 0);
+        if (!l) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+        for (int64_t i = a; step > 0 ? i < b : i > b; i += step)
+            JTRY(jlist_push(ev->a, l, obj->l->items[i]));
         l->is_tuple = obj->l->is_tuple;
         *out = jv_list(l);
         return M40LLM_OK;
     }
-    char *p = jarena_strndup(ev->a, sb.p ? sb.p : "", sb.n);
-    size_t n = sb.n;
-    free(sb.p);
-    if (!p) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-    *out = jv_strn(p, n);
-    return M40LLM_OK;
+    /* byte offset of every code point, so the slice is linear in its length */
+    size_t *off = jarena_alloc(ev->a, ((size_t)len + 1) * sizeof *off);
+    if (!off) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+    for (size_t i = 0, k = 0; i <= obj->s.n; i++)
+        if (i == obj->s.n || ((unsigned char)obj->s.p[i] & 0xc0) != 0x80) off[k++] = i;
+    jbuf sb = {0};
+    for (int64_t i = a; step > 0 ? i < b : i > b; i += step)
+        jbuf_put(&sb, obj->s.p + off[i], off[i + 1] - off[i]);
+    return jv_from_buf(ev, &sb, out);
 }
 
 int jeval_to_list(jeval *ev, const jv *v, int line, jlist **out) {

@@ -300,7 +300,7 @@ static int make_dict(jeval *ev, jdict_kind kind, jv *args, size_t nargs, const c
     if (!d) return OOM();
     for (size_t i = 0; i < nargs; i++) {
         if (kw && kw[i]) {
-            JTRY(jdict_set(ev->a, d, jv_cstr(ev->a, kw[i]), args[i]));
+            JTRY(jdict_set(ev->a, d, jv_strn(kw[i], strlen(kw[i])), args[i]));
         } else if (args[i].type == JV_DICT) {
             for (size_t k = 0; k < args[i].d->n; k++)
                 JTRY(jdict_set(ev->a, d, args[i].d->keys[k], args[i].d->vals[k]));

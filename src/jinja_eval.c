@@ -10,6 +10,9 @@
 
 enum { JX_BREAK = 1, JX_CONTINUE = 2 }; /* statement results besides OK/errors */
 enum { JEVAL_MAX_DEPTH = 64 };
+/* Limits no chat template comes near; they turn runaway loops into errors. */
+#define JEVAL_DEFAULT_STEPS 1000000ull
+#define JEVAL_MAX_OUTPUT    (256u << 20)
 
 /* A scope: variables set in it; lookups walk to the parent. A for-loop
  * iteration, a macro call and a with-block each get their own. */
@@ -137,12 +140,7 @@ static int binop(jeval *ev, const char *op, const jv *a, const jv *b, int line, 
         jbuf s = {0};
         jv_to_str(&s, a);
         jv_to_str(&s, b);
-        char *p = jarena_strndup(ev->a, s.p ? s.p : "", s.n);
-        size_t n = s.n;
-        free(s.p);
-        if (!p) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        *out = jv_strn(p, n);
-        return M40LLM_OK;
+        return jv_from_buf(ev, &s, out);
     }
     bool num = jv_is_number(a) && jv_is_number(b);
     bool ints = num && a->type != JV_FLOAT && b->type != JV_FLOAT;
@@ -341,6 +339,10 @@ static int call_macro(jeval *ev, const jv *m, jv *args, size_t nargs, const char
         return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "macro '%s' recursed too deeply", s->name);
     jframe *f = frame_new(ev, m->macro.scope);
     if (!f) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+    if (ev->caller.type == JV_MACRO) { /* the body of the call block that called us */
+        JTRY(frame_set(ev, f, "caller", ev->caller));
+        ev->caller = jv_undef(NULL);
+    }
     bool *set = jarena_alloc(ev->a, s->n_params + 1);
     if (!set) return err_set(M40LLM_ERR_OOM, "template: out of memory");
     size_t pos = 0;
@@ -391,7 +393,9 @@ int jeval_call(jeval *ev, const jv *callee, jv *args, size_t nargs, const char *
     if (callee->type == JV_FUNC)
         return callee->fn.fn(ev, callee->fn.self, args, nargs, kwnames, line, out);
     if (callee->type == JV_MACRO) return call_macro(ev, callee, args, nargs, kwnames, line, out);
-    if (callee->type == JV_UNDEF) return jeval_undef_error(ev, callee, line);
+    if (callee->type == JV_UNDEF) /* a function or method this engine does not provide */
+        return jeval_fail(ev, M40LLM_ERR_UNSUPPORTED, line, "%s (cannot call it)",
+                          callee->undef_hint ? callee->undef_hint : "value is undefined");
     return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "'%s' object is not callable",
                       jv_type_name(callee));
 }
@@ -544,7 +548,7 @@ static int assign(jeval *ev, jframe *f, const jexpr *target, jv v, int line) {
         if (ns.type != JV_DICT || ns.d->kind != JD_NAMESPACE)
             return jeval_fail(ev, M40LLM_ERR_FORMAT, line,
                               "cannot assign attribute on non-namespace object");
-        return jdict_set(ev->a, ns.d, jv_cstr(ev->a, target->name), v);
+        return jdict_set(ev->a, ns.d, jv_strn(target->name, strlen(target->name)), v);
     }
     /* tuple unpacking */
     jlist *l;
@@ -559,46 +563,56 @@ static int assign(jeval *ev, jframe *f, const jexpr *target, jv v, int line) {
     return M40LLM_OK;
 }
 
-static int loop_set(jeval *ev, jdict *d, const char *k, jv v) {
-    return jdict_set(ev->a, d, jv_strn(k, strlen(k)), v);
-}
+/* `loop` keys; their values are rewritten in place on every iteration */
+static const char *const loop_keys[] = {"index",  "index0",   "revindex", "revindex0",
+                                        "first",  "last",     "length",   "depth",
+                                        "depth0", "previtem", "nextitem"};
+enum { LOOP_NKEYS = sizeof loop_keys / sizeof loop_keys[0] };
 
 static int exec_for(jeval *ev, jframe *f, const jstmt *s, jbuf *out) {
     jv it;
     jlist *src, *items;
     JTRY(eval(ev, f, s->expr, &it));
     JTRY(jeval_to_list(ev, &it, s->line, &src));
+    /* one scope reused by every iteration (emptied each time), so a long loop
+     * does not grow the arena; sets inside the body still end with it */
+    jframe *it_f = frame_new(ev, f);
+    if (!it_f) return err_set(M40LLM_ERR_OOM, "template: out of memory");
     items = src;
     if (s->cond) {
         items = jlist_new(ev->a, src->n);
         if (!items) return err_set(M40LLM_ERR_OOM, "template: out of memory");
         for (size_t i = 0; i < src->n; i++) {
-            jframe *cf = frame_new(ev, f);
             jv c;
-            if (!cf) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-            JTRY(assign(ev, cf, s->target, src->items[i], s->line));
-            JTRY(eval(ev, cf, s->cond, &c));
+            it_f->n = 0;
+            JTRY(assign(ev, it_f, s->target, src->items[i], s->line));
+            JTRY(eval(ev, it_f, s->cond, &c));
             if (jv_truthy(&c)) JTRY(jlist_push(ev->a, items, src->items[i]));
         }
     }
     size_t n = items->n;
+    jdict *loop = jdict_new(ev->a, JD_LOOP);
+    if (!loop) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+    for (size_t k = 0; k < LOOP_NKEYS; k++)
+        JTRY(jdict_set(ev->a, loop, jv_strn(loop_keys[k], strlen(loop_keys[k])), jv_none()));
     for (size_t i = 0; i < n; i++) {
-        jframe *it_f = frame_new(ev, f);
-        jdict *loop = jdict_new(ev->a, JD_LOOP);
-        if (!it_f || !loop) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        JTRY(loop_set(ev, loop, "index", jv_int((int64_t)i + 1)));
-        JTRY(loop_set(ev, loop, "index0", jv_int((int64_t)i)));
-        JTRY(loop_set(ev, loop, "revindex", jv_int((int64_t)(n - i))));
-        JTRY(loop_set(ev, loop, "revindex0", jv_int((int64_t)(n - i - 1))));
-        JTRY(loop_set(ev, loop, "first", jv_bool(i == 0)));
-        JTRY(loop_set(ev, loop, "last", jv_bool(i + 1 == n)));
-        JTRY(loop_set(ev, loop, "length", jv_int((int64_t)n)));
-        JTRY(loop_set(ev, loop, "depth", jv_int(1)));
-        JTRY(loop_set(ev, loop, "depth0", jv_int(0)));
-        JTRY(loop_set(ev, loop, "previtem",
-                      i > 0 ? items->items[i - 1] : jv_undef("there is no previous item")));
-        JTRY(loop_set(ev, loop, "nextitem",
-                      i + 1 < n ? items->items[i + 1] : jv_undef("there is no next item")));
+        if (++ev->steps > ev->max_steps)
+            return jeval_fail(ev, M40LLM_ERR_FORMAT, s->line,
+                              "more than %llu loop iterations; stopping the render",
+                              (unsigned long long)ev->max_steps);
+        jv *lv = loop->vals;
+        lv[0] = jv_int((int64_t)i + 1);
+        lv[1] = jv_int((int64_t)i);
+        lv[2] = jv_int((int64_t)(n - i));
+        lv[3] = jv_int((int64_t)(n - i - 1));
+        lv[4] = jv_bool(i == 0);
+        lv[5] = jv_bool(i + 1 == n);
+        lv[6] = jv_int((int64_t)n);
+        lv[7] = jv_int(1);
+        lv[8] = jv_int(0);
+        lv[9] = i > 0 ? items->items[i - 1] : jv_undef("there is no previous item");
+        lv[10] = i + 1 < n ? items->items[i + 1] : jv_undef("there is no next item");
+        it_f->n = 0;
         JTRY(frame_set(ev, it_f, "loop", jv_dict(loop)));
         JTRY(assign(ev, it_f, s->target, items->items[i], s->line));
         int rc = exec_body(ev, it_f, &s->body, out);
@@ -627,7 +641,8 @@ static int exec_stmt(jeval *ev, jframe *f, const jstmt *s, jbuf *out) {
     case JS_SET:
         JTRY(eval(ev, f, s->expr, &v));
         return assign(ev, f, s->target, v, s->line);
-    case JS_SET_BLOCK: {
+    case JS_SET_BLOCK:
+    case JS_FILTER_BLOCK: {
         jbuf b = {0};
         int rc = exec_body(ev, f, &s->body, &b);
         char *p = rc == M40LLM_OK ? jarena_strndup(ev->a, b.p ? b.p : "", b.n) : NULL;
@@ -635,7 +650,34 @@ static int exec_stmt(jeval *ev, jframe *f, const jstmt *s, jbuf *out) {
         free(b.p);
         if (rc != M40LLM_OK) return rc;
         if (!p) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        return frame_set(ev, f, s->target->name, jv_strn(p, n));
+        v = jv_strn(p, n);
+        if (s->expr) { /* the block's filters, applied to its text */
+            jframe *bf = frame_new(ev, f);
+            if (!bf) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+            JTRY(frame_set(ev, bf, JINJA_BLOCK_VAR, v));
+            JTRY(eval(ev, bf, s->expr, &v));
+        }
+        if (s->kind == JS_FILTER_BLOCK) {
+            jv_to_str(out, &v);
+            return M40LLM_OK;
+        }
+        return frame_set(ev, f, s->target->name, v);
+    }
+    case JS_CALL_BLOCK: {
+        jv callee, *args, caller = {.type = JV_MACRO};
+        caller.macro.stmt = s;
+        caller.macro.scope = f;
+        JTRY(eval(ev, f, s->expr->a, &callee));
+        JTRY(eval_args(ev, f, s->expr, &args));
+        if (callee.type != JV_MACRO)
+            return jeval_fail(ev, M40LLM_ERR_FORMAT, s->line, "a call block needs a macro, not %s",
+                              jv_type_name(&callee));
+        ev->caller = caller;
+        int rc = jeval_call(ev, &callee, args, s->expr->n, s->expr->kwnames, s->line, &v);
+        ev->caller = jv_undef(NULL);
+        JTRY(rc);
+        jv_to_str(out, &v);
+        return M40LLM_OK;
     }
     case JS_MACRO:
         v = (jv){.type = JV_MACRO};
@@ -664,6 +706,9 @@ static int exec_body(jeval *ev, jframe *f, const jbody *b, jbuf *out) {
         int rc = exec_stmt(ev, f, b->items[i], out);
         if (rc != M40LLM_OK) return rc;
         if (out->oom) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+        if (out->n > JEVAL_MAX_OUTPUT)
+            return err_set(M40LLM_ERR_FORMAT, "template: output larger than %u MiB",
+                           JEVAL_MAX_OUTPUT >> 20);
     }
     return M40LLM_OK;
 }
@@ -677,6 +722,8 @@ int jinja_render(const jinja_template *t, const cJSON *vars, const jinja_render_
         return err_set(M40LLM_ERR_INVALID_ARG, "template: variables must be a JSON object");
     jarena arena = {0};
     jeval ev = {.a = &arena, .now = opts ? opts->now : 0};
+    ev.max_steps =
+        opts && opts->max_loop_iterations ? opts->max_loop_iterations : JEVAL_DEFAULT_STEPS;
     jbuf b = {0};
     int rc = M40LLM_OK;
     jframe *root = frame_new(&ev, NULL);

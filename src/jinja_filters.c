@@ -684,7 +684,7 @@ FILTER(format) {
         jdict *d = jdict_new(ev->a, JD_PLAIN);
         if (!d) return OOM();
         for (size_t i = 0; i < nargs; i++)
-            if (kw[i]) JTRY(jdict_set(ev->a, d, jv_cstr(ev->a, kw[i]), args[i]));
+            if (kw[i]) JTRY(jdict_set(ev->a, d, jv_strn(kw[i], strlen(kw[i])), args[i]));
         a = jv_dict(d);
     } else {
         jlist *t = jlist_new(ev->a, nargs);

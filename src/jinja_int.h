@@ -125,7 +125,6 @@ const jv *jdict_get(const jdict *d, const char *key, size_t klen);
 const jv *jdict_getv(const jdict *d, const jv *key);
 jv jv_list(jlist *l);
 jv jv_dict(jdict *d);
-jv jv_cstr(jarena *a, const char *s); /* copies */
 
 const char *jv_type_name(const jv *v); /* Python type name: 'str', 'dict', ... */
 bool jv_truthy(const jv *v);
@@ -237,9 +236,15 @@ typedef enum jstmt_kind {
     JS_SET_BLOCK,
     JS_MACRO,
     JS_WITH,
+    JS_FILTER_BLOCK, /* {% filter f %}body{% endfilter %}: expr filters JINJA_BLOCK_VAR */
+    JS_CALL_BLOCK,   /* {% call(params) m(args) %}body{% endcall %}: body is `caller` */
     JS_BREAK,
     JS_CONTINUE,
 } jstmt_kind;
+
+/* Name bound to a block's rendered text while its filters run (a name no
+ * template can spell). */
+#define JINJA_BLOCK_VAR "\x01block"
 
 typedef struct jbody {
     struct jstmt **items; /* [n] */
@@ -251,7 +256,8 @@ typedef struct jstmt {
     int line;
     const char *text; /* TEXT: [len] bytes */
     size_t len;
-    jexpr *expr;   /* OUTPUT value, IF condition, FOR iterable, SET value */
+    jexpr *expr;   /* OUTPUT value, IF condition, FOR iterable, SET value, SET_BLOCK and
+                      FILTER_BLOCK filters (or NULL), CALL_BLOCK call */
     jexpr *target; /* FOR/SET target: NAME, TUPLE of NAMEs, or GETATTR (ns.x) */
     jexpr *cond;   /* FOR: `if` filter */
     jbody body, else_body;
@@ -288,10 +294,13 @@ bool jinja_find_method(struct jeval *ev, const jv *obj, const char *name, jv *ou
 
 /* ---- evaluator (jinja_eval.c) ---- */
 typedef struct jeval {
-    jarena *a;   /* render arena */
-    int64_t now; /* strftime_now time */
-    int depth;   /* macro call depth, to stop runaway recursion */
-    int edepth;  /* expression evaluation depth (long operator chains) */
+    jarena *a;          /* render arena */
+    int64_t now;        /* strftime_now time */
+    int depth;          /* macro call depth, to stop runaway recursion */
+    int edepth;         /* expression evaluation depth (long operator chains) */
+    jv caller;          /* set by a call block for the macro it calls (JV_UNDEF when none) */
+    uint64_t steps;     /* loop iterations so far, bounded so a hostile template ends */
+    uint64_t max_steps; /* that bound */
 } jeval;
 
 /* Errors raised at render time, "line N: ..." prefixed. */

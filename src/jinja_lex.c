@@ -35,8 +35,24 @@ static int emit(jlexer *L, jtok t) {
     return M40LLM_OK;
 }
 
-static bool is_ws(char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+/* Bytes of the whitespace character at s[i] (Python's \s: Unicode spaces
+ * too), or 0. */
+static size_t ws_at(const char *s, size_t n, size_t i) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == ' ' || (c >= '\t' && c <= '\r')) return 1;
+    if (c < 0x80) return (c >= 0x1c && c <= 0x1f) ? 1 : 0;
+    uint32_t cp;
+    size_t k = utf8_decode(s + i, n - i, &cp);
+    return k > 1 && jv_is_space_cp(cp) ? k : 0;
+}
+
+/* Start of the whitespace character ending at s[e) (not before b), or e. */
+static size_t ws_before(const char *s, size_t b, size_t e) {
+    if (e <= b) return e;
+    size_t st = e - 1;
+    while (st > b && ((unsigned char)s[st] & 0xc0) == 0x80 && e - st < 4) st--;
+    size_t k = ws_at(s, e, st);
+    return k && st + k == e ? st : e;
 }
 static bool is_ident_start(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
@@ -55,7 +71,8 @@ static void advance(jlexer *L, size_t to) {
 
 static void skip_ws(jlexer *L) {
     size_t p = L->pos;
-    while (p < L->n && is_ws(L->s[p])) p++;
+    size_t k;
+    while (p < L->n && (k = ws_at(L->s, L->n, p)) > 0) p += k;
     advance(L, p);
 }
 
@@ -70,13 +87,13 @@ static bool at(const jlexer *L, const char *lit) {
 static int emit_data(jlexer *L, size_t b, size_t e, char kind, char sign) {
     size_t end = e;
     if (sign == '-') {
-        while (end > b && is_ws(L->s[end - 1])) end--;
+        for (size_t st; (st = ws_before(L->s, b, end)) < end;) end = st;
     } else if (sign != '+' && kind != '{') {
         size_t l = e;
         while (l > b && L->s[l - 1] != '\n') l--;
         bool blank = l < e;
-        for (size_t i = l; i < e; i++)
-            if (!is_ws(L->s[i])) blank = false;
+        for (size_t i = l, k; i < e && blank; i += k)
+            if ((k = ws_at(L->s, e, i)) == 0) blank = false;
         if (blank && (l > b || L->line_starting)) end = l;
     }
     int line = L->line;
@@ -261,12 +278,12 @@ static int lex_tag(jlexer *L, bool block) {
  * just after "{%" and its sign; returns 1 if this was not a raw tag. */
 static int lex_raw(jlexer *L) {
     size_t p = L->pos;
-    while (p < L->n && is_ws(L->s[p])) p++;
+    for (size_t k; p < L->n && (k = ws_at(L->s, L->n, p)) > 0;) p += k;
     if (!(p + 3 <= L->n && memcmp(L->s + p, "raw", 3) == 0 &&
           (p + 3 == L->n || !is_ident(L->s[p + 3]))))
         return 1;
     p += 3;
-    while (p < L->n && is_ws(L->s[p])) p++;
+    for (size_t k; p < L->n && (k = ws_at(L->s, L->n, p)) > 0;) p += k;
     advance(L, p);
     if (at(L, "-%}")) {
         advance(L, L->pos + 3);
@@ -282,10 +299,10 @@ static int lex_raw(jlexer *L) {
         size_t r = q + 2;
         char sign = 0;
         if (r < L->n && (L->s[r] == '-' || L->s[r] == '+')) sign = L->s[r++];
-        while (r < L->n && is_ws(L->s[r])) r++;
+        for (size_t k; r < L->n && (k = ws_at(L->s, L->n, r)) > 0;) r += k;
         if (!(r + 6 <= L->n && memcmp(L->s + r, "endraw", 6) == 0)) continue;
         r += 6;
-        while (r < L->n && is_ws(L->s[r])) r++;
+        for (size_t k; r < L->n && (k = ws_at(L->s, L->n, r)) > 0;) r += k;
         char esign = 0;
         if (r < L->n && (L->s[r] == '-' || L->s[r] == '+')) esign = L->s[r++];
         if (!(r + 2 <= L->n && L->s[r] == '%' && L->s[r + 1] == '}')) continue;

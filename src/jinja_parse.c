@@ -166,6 +166,14 @@ static int parse_filter(jparser *P, jexpr *in, jexpr **out) {
     return M40LLM_OK;
 }
 
+int jparse_filters(jparser *P, jexpr *in, bool leading_bar, jexpr **out) {
+    if (leading_bar) JTRY(jparse_expect_op(P, "|"));
+    JTRY(parse_filter(P, in, &in));
+    while (skip_op(P, "|")) JTRY(parse_filter(P, in, &in));
+    *out = in;
+    return M40LLM_OK;
+}
+
 static int parse_test(jparser *P, jexpr *in, jexpr **out) {
     /* after 'is' */
     int line = cur(P)->line;

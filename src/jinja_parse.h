@@ -65,6 +65,9 @@ int jparse_expr(jparser *P, bool with_cond, jexpr **out);
 /* expr or expr, expr, ... (a tuple); stops at extra_end (a name) too. */
 int jparse_tuple(jparser *P, bool with_cond, const char *extra_end, bool explicit_parens,
                  jexpr **out);
+/* One or more filters applied to `in`: "name(args) | name ..." (after a
+ * '|' when leading_bar). Used by filter blocks and block sets. */
+int jparse_filters(jparser *P, jexpr *in, bool leading_bar, jexpr **out);
 /* for/set targets: name, name.attr (with_ns), or names separated by commas. */
 int jparse_target(jparser *P, bool with_ns, jexpr **out);
 

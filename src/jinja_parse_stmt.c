@@ -90,19 +90,20 @@ static int parse_set(jparser *P, jstmt *s) {
     }
     if (s->target->kind != JE_NAME)
         return jparse_fail(P, "a block set needs a plain variable name");
-    if (is_op(P, "|")) return jparse_fail(P, "filters on a block set are not supported");
     s->kind = JS_SET_BLOCK;
+    if (is_op(P, "|")) {
+        NODE(blk, JE_NAME, cur(P)->line);
+        blk->name = JINJA_BLOCK_VAR;
+        JTRY(jparse_filters(P, blk, true, &s->expr));
+    }
     JTRY(block_end(P));
     static const char *const ends[] = {"endset", NULL};
     JTRY(parse_body(P, &s->body, ends));
     return end_tag(P, "endset");
 }
 
-static int parse_macro(jparser *P, jstmt *s) {
-    if (cur(P)->type != JT_NAME) return jparse_fail(P, "expected a macro name");
-    s->name = jparse_tok_str(P, cur(P));
-    P->i++;
-    JTRY(jparse_expect_op(P, "("));
+static int parse_params(jparser *P, jstmt *s) {
+    /* after '(' */
     jvec names = {0}, defs = {0};
     while (!is_op(P, ")")) {
         if (names.n) JTRY(jparse_expect_op(P, ","));
@@ -120,6 +121,15 @@ static int parse_macro(jparser *P, jstmt *s) {
     s->params = names.kw;
     s->defaults = defs.v;
     s->n_params = names.n;
+    return M40LLM_OK;
+}
+
+static int parse_macro(jparser *P, jstmt *s) {
+    if (cur(P)->type != JT_NAME) return jparse_fail(P, "expected a macro name");
+    s->name = jparse_tok_str(P, cur(P));
+    P->i++;
+    JTRY(jparse_expect_op(P, "("));
+    JTRY(parse_params(P, s));
     JTRY(block_end(P));
     static const char *const ends[] = {"endmacro", NULL};
     JTRY(parse_body(P, &s->body, ends));
@@ -144,6 +154,27 @@ static int parse_with(jparser *P, jstmt *s) {
     static const char *const ends[] = {"endwith", NULL};
     JTRY(parse_body(P, &s->body, ends));
     return end_tag(P, "endwith");
+}
+
+static int parse_filter_block(jparser *P, jstmt *s) {
+    NODE(blk, JE_NAME, cur(P)->line);
+    blk->name = JINJA_BLOCK_VAR;
+    JTRY(jparse_filters(P, blk, false, &s->expr));
+    JTRY(block_end(P));
+    static const char *const ends[] = {"endfilter", NULL};
+    JTRY(parse_body(P, &s->body, ends));
+    return end_tag(P, "endfilter");
+}
+
+static int parse_call_block(jparser *P, jstmt *s) {
+    s->name = "caller";
+    if (skip_op(P, "(")) JTRY(parse_params(P, s));
+    JTRY(jparse_expr(P, true, &s->expr));
+    if (s->expr->kind != JE_CALL) return jparse_fail(P, "expected a macro call after 'call'");
+    JTRY(block_end(P));
+    static const char *const ends[] = {"endcall", NULL};
+    JTRY(parse_body(P, &s->body, ends));
+    return end_tag(P, "endcall");
 }
 
 static int parse_statement_inner(jparser *P, jbody *body);
@@ -174,6 +205,20 @@ static int parse_statement_inner(jparser *P, jbody *body) {
     } else if (!strcmp(name, "macro")) {
         s->kind = JS_MACRO;
         JTRY(parse_macro(P, s));
+    } else if (!strcmp(name, "filter")) {
+        s->kind = JS_FILTER_BLOCK;
+        JTRY(parse_filter_block(P, s));
+    } else if (!strcmp(name, "call")) {
+        s->kind = JS_CALL_BLOCK;
+        JTRY(parse_call_block(P, s));
+    } else if (!strcmp(name, "generation")) {
+        /* transformers' AssistantTracker marks assistant text for masks; when
+         * rendering a prompt the block is just its body */
+        s->kind = JS_WITH;
+        JTRY(block_end(P));
+        static const char *const ends[] = {"endgeneration", NULL};
+        JTRY(parse_body(P, &s->body, ends));
+        JTRY(end_tag(P, "endgeneration"));
     } else if (!strcmp(name, "with")) {
         s->kind = JS_WITH;
         JTRY(parse_with(P, s));

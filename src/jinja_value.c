@@ -170,11 +170,6 @@ jv jv_list(jlist *l) {
 jv jv_dict(jdict *d) {
     return (jv){.type = JV_DICT, .d = d};
 }
-jv jv_cstr(jarena *a, const char *s) {
-    size_t n = strlen(s);
-    char *p = jarena_strndup(a, s, n);
-    return p ? jv_strn(p, n) : jv_strn("", 0);
-}
 
 /* ---- type queries ---- */
 const char *jv_type_name(const jv *v) {
@@ -443,6 +438,15 @@ int jv_stringify(jarena *a, const jv *v, jv *out) {
 }
 
 /* ---- JSON in ---- */
+/* an arena copy of s as a string value */
+static int json_str_val(jarena *a, const char *s, jv *out) {
+    size_t n = strlen(s);
+    char *p = jarena_strndup(a, s, n);
+    if (!p) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+    *out = jv_strn(p, n);
+    return M40LLM_OK;
+}
+
 int jv_from_json(jarena *a, const cJSON *j, jv *out) {
     if (cJSON_IsNull(j) || !j) {
         *out = jv_none();
@@ -456,7 +460,7 @@ int jv_from_json(jarena *a, const cJSON *j, jv *out) {
         else
             *out = jv_float(d);
     } else if (cJSON_IsString(j)) {
-        *out = jv_cstr(a, j->valuestring);
+        return json_str_val(a, j->valuestring, out);
     } else if (cJSON_IsArray(j)) {
         jlist *l = jlist_new(a, (size_t)cJSON_GetArraySize(j));
         if (!l) return err_set(M40LLM_ERR_OOM, "template: out of memory");
@@ -474,7 +478,9 @@ int jv_from_json(jarena *a, const cJSON *j, jv *out) {
         cJSON_ArrayForEach(it, j) {
             jv v;
             JTRY(jv_from_json(a, it, &v));
-            JTRY(jdict_set(a, d, jv_cstr(a, it->string ? it->string : ""), v));
+            jv key;
+            JTRY(json_str_val(a, it->string ? it->string : "", &key));
+            JTRY(jdict_set(a, d, key, v));
         }
         *out = jv_dict(d);
     } else {

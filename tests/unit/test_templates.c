@@ -202,6 +202,15 @@ static const struct {
     {"{{ d|tojson(indent=2) }}\n{{ [1, [2, {}], []]|tojson(indent=4) }}",
      "{\n  \"b\": 1,\n  \"a\": \"x\"\n}\n[\n    1,\n    [\n        2,\n        {}\n    ],\n    "
      "[]\n]"},
+    {"{% filter upper %}a{{ s }}{% endfilter %}|{% set x | trim | replace('p', 'P') %}  pad  {% "
+     "endset %}[{{ x }}]",
+     "A  PAD  |[Pad]"},
+    {"{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% call wrap('b') "
+     "%}in{% endcall %}|{% macro each(xs) %}{% for i in xs %}{{ caller(i) }}{% endfor %}{% "
+     "endmacro %}{% call(v) each(l) %}[{{ v }}]{% endcall %}",
+     "<b>in</b>|[3][1][2]"},
+    {"{{ '{} and {x}'.format(1, x='y') }} {{ 'AbC'.lower() }} {{ 'abc'.upper() }}",
+     "1 and y abc ABC"},
     {"{{ range(3)|list }} {{ range(1, 6, 2)|list }} {{ dict(a=1, b=2) }} {{ namespace(a=1).a }} {{ "
      "strftime_now('%d %b %Y') }}",
      "[0, 1, 2] [1, 3, 5] {'a': 1, 'b': 2} 1 26 Jul 2024"},
@@ -213,7 +222,7 @@ static int render(const char *tmpl, const char *vars_json, char **out) {
     int rc = jinja_parse(tmpl, strlen(tmpl), &t);
     if (rc != M40LLM_OK) return rc;
     cJSON *vars = cJSON_Parse(vars_json ? vars_json : "{}");
-    jinja_render_opts o = {.now = FIXTURE_NOW};
+    jinja_render_opts o = {.now = FIXTURE_NOW, .max_loop_iterations = 100000};
     rc = jinja_render(t, vars, &o, out, NULL);
     cJSON_Delete(vars);
     jinja_free(t);
@@ -265,7 +274,10 @@ static void test_errors(void) {
     /* Undefined: using an attribute, calling, arithmetic and comparing fail */
     expect_error("{{ nothing.attr }}", M40LLM_ERR_FORMAT, "'nothing' is undefined");
     expect_error("{{ nothing['k'] }}", M40LLM_ERR_FORMAT, "'nothing' is undefined");
-    expect_error("{{ nothing() }}", M40LLM_ERR_FORMAT, "'nothing' is undefined");
+    /* calling what does not exist is an unsupported construct (fallback-worthy) */
+    expect_error("{{ nothing() }}", M40LLM_ERR_UNSUPPORTED, "'nothing' is undefined");
+    expect_error("{{ s.zfill(3) }}", M40LLM_ERR_UNSUPPORTED,
+                 "'str object' has no attribute 'zfill'");
     expect_error("{{ nothing + 'x' }}", M40LLM_ERR_FORMAT, "'nothing' is undefined");
     expect_error("{{ s.nope.deeper }}", M40LLM_ERR_FORMAT, "'str object' has no attribute 'nope'");
     expect_error("{{ nothing|tojson }}", M40LLM_ERR_FORMAT, "not JSON serializable");
@@ -276,8 +288,10 @@ static void test_errors(void) {
     expect_error("{{ 1 in 'abc' }}", M40LLM_ERR_FORMAT, "requires string");
     expect_error("{% for a, b in l %}{% endfor %}", M40LLM_ERR_FORMAT, "unpack");
     expect_error("{% set s.x = 1 %}", M40LLM_ERR_FORMAT, "non-namespace");
-    expect_error("{{ l.append(3) }}", M40LLM_ERR_FORMAT, "'append'");
+    expect_error("{{ l.append(3) }}", M40LLM_ERR_UNSUPPORTED, "'append'");
     expect_error("{{ range(1000000)|length }}", M40LLM_ERR_FORMAT, "MAX_RANGE");
+    expect_error("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+                 M40LLM_ERR_FORMAT, "loop iterations");
     expect_error("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", M40LLM_ERR_FORMAT, "deeply");
     /* 64-bit ints: overflow is an error rather than a wrong number */
     expect_error("{{ 9223372036854775807 + 1 }}", M40LLM_ERR_FORMAT, "overflow");
@@ -342,6 +356,11 @@ static void test_undefined_and_printing(void) {
     free(out);
     CHECK(render("", NULL, &out) == M40LLM_OK);
     CHECK(out && !strcmp(out, ""));
+    free(out);
+    /* transformers' {% generation %} block renders its body */
+    CHECK(render("{% for i in l %}{% generation %}<{{ i }}>{% endgeneration %}{% endfor %}",
+                 "{\"l\": [1, 2]}", &out) == M40LLM_OK);
+    CHECK(out && !strcmp(out, "<1><2>"));
     free(out);
     /* output bytes are not re-parsed: content holding tags comes out verbatim */
     CHECK(render("{{ s }}", "{\"s\": \"{{ x }}{% if %}\"}", &out) == M40LLM_OK);
