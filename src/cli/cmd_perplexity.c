@@ -5,7 +5,12 @@
  * the second half of each chunk is scored (logits at positions n_ctx/2 ..
  * n_ctx-2 predicting the next token), so every scored token has at least
  * n_ctx/2 tokens of context. At least one full chunk is required (llama.cpp
- * asks for two). The last line of output is "PPL = X +/- E". */
+ * asks for two). The last line of output is "PPL = X +/- E".
+ *
+ * A TEXTFILE is tokenized whole with the model's special tokens (a BOS at the
+ * start when the vocab asks for one) and without parsing special-token text,
+ * as llama.cpp does; the BOS replacement of each chunk's first token also
+ * happens only when the vocab adds BOS (tokenizer.ggml.add_bos_token). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +20,7 @@
 #include "cli.h"
 #include "cli_backend.h"
 #include "err.h"
+#include "tokenizer.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -55,6 +61,39 @@ static int read_token_file(const char *path, int n_vocab, int32_t **out, int64_t
     }
     *out = t;
     *n_out = n;
+    return M40LLM_OK;
+}
+
+/* The whole file through the model's tokenizer (see the header comment). */
+static int read_text_file(const char *path, const tokenizer *tk, int32_t **out, int64_t *n_out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(M40LLM_ERR_IO, "cannot open text file %s", path);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (ferror(f) || feof(f)) break;
+        char *nb = realloc(buf, cap * 2);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf) return err_set(M40LLM_ERR_OOM, "out of memory reading %s", path);
+    if (bad) {
+        free(buf);
+        return err_set(M40LLM_ERR_IO, "error reading %s", path);
+    }
+    size_t n_ids = 0;
+    int rc = tokenizer_encode(tk, buf, n, TOKENIZER_ADD_SPECIAL, out, &n_ids);
+    free(buf);
+    if (rc) return err_prefix(rc, "tokenizing %s", path);
+    *n_out = (int64_t)n_ids;
     return M40LLM_OK;
 }
 
@@ -103,11 +142,6 @@ int cmd_perplexity(int argc, char **argv) {
         }
     }
     if (!model_name || (!text && !tokens_path) || (text && tokens_path)) return usage();
-    if (text) {
-        fprintf(stderr, "m40-llm perplexity: text input needs the tokenizer, which this build "
-                        "does not have yet; pass token ids with --tokens FILE\n");
-        return 1;
-    }
     backend_params p = {.n_ctx = (int)n_ctx,
                         .n_seq_max = 1,
                         .n_batch_max = (int)n_ctx,
@@ -119,20 +153,30 @@ int cmd_perplexity(int argc, char **argv) {
     const int V = m->cfg.n_vocab;
     int32_t *tok = NULL;
     int64_t n_tok = 0;
-    int rc = read_token_file(tokens_path, V, &tok, &n_tok);
     int ret = 1;
     float *logits = NULL;
     backend_entry *e = NULL;
+    tokenizer *tk = NULL;
+    int rc = tokenizer_load(m->gguf, &tk);
+    if (rc && text) {
+        cli_fail("loading the tokenizer", rc);
+        goto out;
+    }
+    rc = text ? read_text_file(text, tk, &tok, &n_tok)
+              : read_token_file(tokens_path, V, &tok, &n_tok);
     if (rc) {
-        cli_fail("reading tokens", rc);
+        cli_fail(text ? "reading text" : "reading tokens", rc);
         goto out;
     }
     uint32_t bos = 0;
     bool have_bos = gguf_get_u32(m->gguf, "tokenizer.ggml.bos_token_id", &bos) == M40LLM_OK &&
                     bos < (uint32_t)V;
+    /* llama.cpp replaces the chunk's first token only for vocabs that add
+     * BOS; without a loadable tokenizer, whenever a BOS id exists. */
+    if (tk && !tokenizer_add_bos(tk)) have_bos = false;
     if (!have_bos)
-        fprintf(stderr, "m40-llm perplexity: model has no BOS token; chunks keep their first "
-                        "token\n");
+        fprintf(stderr, "m40-llm perplexity: the model adds no BOS token; chunks keep their "
+                        "first token\n");
     int64_t n_chunks = n_tok / n_ctx;
     if (n_chunks < 1) {
         fprintf(stderr, "m40-llm perplexity: %lld tokens, need at least --ctx %ld for one chunk\n",
@@ -183,6 +227,7 @@ int cmd_perplexity(int argc, char **argv) {
     printf("\nPPL = %.4f +/- %.5f\n", ppl, ppl * err);
     ret = isfinite(ppl) ? 0 : 1;
 out:
+    tokenizer_free(tk);
     free(e);
     free(logits);
     free(tok);

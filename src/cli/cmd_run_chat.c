@@ -14,6 +14,17 @@ static const char *chat_prompt(EditLine *el) {
     return ">>> ";
 }
 
+/* Ctrl-C at the prompt arrives as a key (ISIG is off while editing): the
+ * line is dropped and el_gets returns as on end of file, with this flag set. */
+static bool chat_ctrl_c;
+
+static unsigned char chat_on_ctrl_c(EditLine *el, int ch) {
+    (void)el;
+    (void)ch;
+    chat_ctrl_c = true;
+    return CC_EOF;
+}
+
 static void chat_help(void) {
     printf("Commands:\n"
            "  /bye                   exit\n"
@@ -156,6 +167,9 @@ int run_chat(run_ctx *r) {
     el_set(el, EL_PROMPT, chat_prompt);
     el_set(el, EL_HIST, history, h);
     el_source(el, NULL);
+    el_set(el, EL_SETTY, "-d", "-isig", NULL);
+    el_set(el, EL_ADDFN, "m40-interrupt", "drop the line (twice: exit)", chat_on_ctrl_c);
+    el_set(el, EL_BIND, "^C", "m40-interrupt", NULL);
     printf("Chatting with %s. /? for help, /bye or Ctrl-D to exit.\n",
            r->m->cfg.name[0] ? r->m->cfg.name : "the model");
     fflush(stdout);
@@ -163,16 +177,17 @@ int run_chat(run_ctx *r) {
     for (;;) {
         int count = 0;
         run_interrupted = 0;
+        chat_ctrl_c = false;
         errno = 0;
         const char *in = el_gets(el, &count);
         if (!in) {
-            if (run_interrupted || errno == EINTR) {
+            if (chat_ctrl_c || run_interrupted || errno == EINTR) {
                 /* Ctrl-C at the prompt: the line is dropped; twice in a row exits. */
                 if (++interrupts >= 2) {
                     printf("\n");
                     break;
                 }
-                printf("\n(Ctrl-C again, Ctrl-D or /bye to exit)\n");
+                printf("^C\n(Ctrl-C again, Ctrl-D or /bye to exit)\n");
                 fflush(stdout);
                 continue;
             }
