@@ -19,6 +19,7 @@ struct gen_session {
     float *logits;     /* [n_vocab] last row */
     backend_entry *ev; /* [n_batch_max] prefill entries */
     tokenizer_stream *stream;
+    bool stream_special; /* stream renders control tokens' text */
 };
 
 static double gen_now(void) {
@@ -226,6 +227,14 @@ int gen_generate(gen_session *s, const int32_t *prompt, int n_prompt, const gen_
     int n_decode = 0;
 
     gen_out o = {stop, cb, cb_ctx, false};
+    if (p->special != s->stream_special) {
+        tokenizer_stream *ns = NULL;
+        rc = tokenizer_stream_create(s->t, p->special ? TOKENIZER_DECODE_SPECIAL : 0, &ns);
+        if (rc) goto out;
+        tokenizer_stream_free(s->stream);
+        s->stream = ns;
+        s->stream_special = p->special;
+    }
     tokenizer_stream_reset(s->stream);
     const char *text = NULL;
     size_t len = 0;

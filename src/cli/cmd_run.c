@@ -20,8 +20,15 @@
 
 volatile sig_atomic_t run_interrupted = 0;
 
+/* The first Ctrl-C asks the generation to stop (checked before each forward
+ * call); a second one before it has stopped ends the program, since a long
+ * prefill chunk may take a while. */
 static void run_on_sigint(int sig) {
-    (void)sig;
+    if (run_interrupted) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
     run_interrupted = 1;
 }
 
@@ -317,8 +324,8 @@ int cmd_run(int argc, char **argv) {
             free(r.system);
             return usage(stdout);
         } else if (!strcmp(a, "--raw")) {
-            r.raw = takes = false;
             r.raw = true;
+            takes = false;
         } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
             r.verbose = true;
             takes = false;
