@@ -10,4 +10,5 @@ cmake --build build -j "$(nproc)"
 ./build/m40-llm show "$model" | sed -n '1,20p'
 ./build/m40-llm bench "$model" -p 64 -n 16 -r 1
 ./build/m40-llm perplexity "$model" tests/data/ppl-sample.txt --ctx 128
-./build/m40-llm run "$model" "What is the capital of France?" --verbose
+# greedy, so the answer is the same on every run
+./build/m40-llm run "$model" "What is the capital of France?" --temp 0 --verbose

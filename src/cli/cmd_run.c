@@ -445,7 +445,10 @@ int cmd_run(int argc, char **argv) {
         size_t l = strlen(in);
         if (!r.raw)
             while (l && (in[l - 1] == '\n' || in[l - 1] == '\r')) in[--l] = '\0';
-        ret = run_turn(&r, in);
+        if (strspn(in, " \t\r\n") == l)
+            fprintf(stderr, "m40-llm run: no prompt on stdin (give PROMPT or pipe text)\n");
+        else
+            ret = run_turn(&r, in);
         free(in);
     }
 out:

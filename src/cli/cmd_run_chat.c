@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "cmd_run.h"
 
@@ -151,6 +152,24 @@ static bool chat_command(run_ctx *r, char *line) {
     return true;
 }
 
+/* The history file: $M40LLM_HISTORY ("" = none), else
+ * ~/.cache/m40-llm/history (directories created as needed). */
+static bool chat_history_path(char *buf, size_t n) {
+    const char *env = getenv("M40LLM_HISTORY");
+    if (env) {
+        snprintf(buf, n, "%s", env);
+        return *env != '\0';
+    }
+    const char *home = getenv("HOME");
+    if (!home || !*home) return false;
+    snprintf(buf, n, "%s/.cache", home);
+    mkdir(buf, 0755);
+    snprintf(buf, n, "%s/.cache/m40-llm", home);
+    mkdir(buf, 0755);
+    snprintf(buf, n, "%s/.cache/m40-llm/history", home);
+    return true;
+}
+
 int run_chat(run_ctx *r) {
     EditLine *el = el_init("m40-llm", stdin, stdout, stderr);
     History *h = history_init();
@@ -163,6 +182,9 @@ int run_chat(run_ctx *r) {
     HistEvent ev;
     history(h, &ev, H_SETSIZE, 1000);
     history(h, &ev, H_SETUNIQUE, 1);
+    char hist_path[1024];
+    bool have_hist = chat_history_path(hist_path, sizeof hist_path);
+    if (have_hist) history(h, &ev, H_LOAD, hist_path); /* absent on first use */
     el_set(el, EL_EDITOR, "emacs");
     el_set(el, EL_PROMPT, chat_prompt);
     el_set(el, EL_HIST, history, h);
@@ -217,6 +239,8 @@ int run_chat(run_ctx *r) {
         fflush(stdout);
         if (!go) break;
     }
+    if (have_hist && history(h, &ev, H_SAVE, hist_path) < 0)
+        fprintf(stderr, "m40-llm run: cannot save the history to %s\n", hist_path);
     el_end(el);
     history_end(h);
     for (int i = 0; i < RUN_MAX_STOPS; i++) {

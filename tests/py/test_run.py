@@ -53,6 +53,11 @@ def test_prompt_from_stdin():
     assert "Paris" in p.stdout.decode()
 
 
+def test_empty_stdin_is_an_error():
+    p = run("run", MODEL, *THREADS, stdin=b"\n")
+    assert p.returncode != 0 and b"no prompt" in p.stderr, p.stderr
+
+
 def test_raw_completion():
     # no template: the text continues the prompt as written
     p = run("run", MODEL, "The capital of France is", "--raw", "--temp", "0", "-n", "8",
@@ -119,10 +124,11 @@ def test_perplexity_text_file():
 # ---- interactive chat through a pseudo-terminal ----
 
 class Chat:
-    def __init__(self, *args):
+    def __init__(self, *args, history=""):
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
             os.environ["TERM"] = "xterm"
+            os.environ["M40LLM_HISTORY"] = str(history)
             os.execv(BIN, [BIN, "run", MODEL, *args])
         self.buf = b""
 
@@ -173,8 +179,9 @@ def answer(text):
     return "\n".join(lines[1:-1])
 
 
-def test_interactive_chat_keeps_context():
-    chat = Chat("--temp", "0", "-n", "40", *THREADS)
+def test_interactive_chat_keeps_context(tmp_path):
+    hist = tmp_path / "history"
+    chat = Chat("--temp", "0", "-n", "40", *THREADS, history=hist)
     try:
         assert chat.read_until(b">>> ", 120), chat.buf
         assert "Timings on" in chat.send(b"/set verbose on\r")
@@ -197,6 +204,9 @@ def test_interactive_chat_keeps_context():
     finally:
         code = chat.close()
     assert code == 0
+    # the lines typed are kept for the next session (libedit history)
+    saved = hist.read_text(errors="replace").replace("\\040", " ")  # vis(3) encoding
+    assert "planning a trip" in saved and "/clear" in saved, saved
 
 
 def test_interactive_ctrl_c():
