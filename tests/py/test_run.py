@@ -156,6 +156,8 @@ class Chat:
         return self.buf.decode(errors="replace")
 
     def close(self):
+        if self.pid is None:
+            return None
         try:
             os.write(self.fd, b"/bye\r")
         except OSError:
@@ -165,11 +167,13 @@ class Chat:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 os.close(self.fd)
+                self.pid = None
                 return os.waitstatus_to_exitcode(status)
             self.read_until(b"\0", 0.5)
         os.kill(self.pid, 9)
         os.waitpid(self.pid, 0)
         os.close(self.fd)
+        self.pid = None
         return None
 
 
@@ -218,9 +222,13 @@ def test_interactive_ctrl_c():
         chat.buf = b""
         os.write(chat.fd, b"Write a long story about a dragon and a knight.\r")
         assert chat.read_until(b"\n", 60)
-        time.sleep(4)
+        echo = len(chat.buf)
+        end = time.time() + 180  # until the answer has started
+        while len(chat.buf.strip()) <= echo and time.time() < end:
+            chat.read_until(b"\0", 0.5)
+        time.sleep(1)
         os.write(chat.fd, b"\x03")
-        assert chat.read_until(b">>> ", 60), chat.buf
+        assert chat.read_until(b">>> ", 180), chat.buf
         assert b"(interrupted)" in chat.buf, chat.buf
         # at the prompt: the first Ctrl-C drops the line, a second one exits
         out = chat.send(b"half a line\x03")
@@ -231,8 +239,9 @@ def test_interactive_ctrl_c():
         while time.time() < end:
             pid, status = os.waitpid(chat.pid, os.WNOHANG)
             if pid:
-                assert os.waitstatus_to_exitcode(status) == 0
+                chat.pid = None
                 os.close(chat.fd)
+                assert os.waitstatus_to_exitcode(status) == 0, chat.buf
                 return
             chat.read_until(b"\0", 0.3)
         pytest.fail("a second Ctrl-C at the prompt did not exit")
