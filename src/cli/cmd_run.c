@@ -284,6 +284,8 @@ static int run_setup_template(run_ctx *r, const char *chat_template) {
         r->tmpl = NULL;
         r->raw = true;
         if (r->verbose) fprintf(stderr, "m40-llm run: no chat template; raw completion\n");
+        if (r->system)
+            fprintf(stderr, "m40-llm run: warning: --system needs a chat template; ignored\n");
         return 0;
     }
     if (!r->bos) r->bos = strdup("");

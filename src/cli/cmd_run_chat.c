@@ -86,7 +86,9 @@ static void chat_set(run_ctx *r, char *args) {
         printf("usage: /set PARAMETER VALUE (see /?)\n");
     } else if (!strcmp(name, "system")) {
         run_set_system(r, val);
-        printf(*val ? "Set system message.\n" : "Removed the system message.\n");
+        printf(r->raw ? "A system message needs a chat template (raw mode).\n"
+               : *val ? "Set system message.\n"
+                      : "Removed the system message.\n");
     } else if (!*val) {
         printf("/set %s needs a value\n", name);
     } else if (!strcmp(name, "temperature") || !strcmp(name, "temp")) {
