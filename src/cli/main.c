@@ -20,6 +20,8 @@ static const cli_command cli_commands[] = {
      "dump-tensor FILE OUT [NAME...]   dequantized FP32 values (raw LE float32)"},
     {"tokenize", cmd_tokenize,
      "tokenize MODEL (TEXT | -) [--add-special] [--parse-special] [--pieces]"},
+    {"run", cmd_run,
+     "run MODEL [PROMPT] [-n N] [--temp T] [--raw] [--system TEXT] [--stop STR] ...  (--help)"},
     {"template", cmd_template,
      "template TEMPLATE MESSAGES_JSON [--add-generation-prompt] [--bos TEXT] [--eos TEXT]"},
 };
