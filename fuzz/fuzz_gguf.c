@@ -61,8 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
         touch(t->name.data, t->name.len);
         touch(t->data, t->nbytes);
-        if ((const uint8_t *)t->data < data ||
-            (const uint8_t *)t->data + t->nbytes > data + size)
+        if ((const uint8_t *)t->data < data || (const uint8_t *)t->data + t->nbytes > data + size)
             __builtin_trap();
     }
     gguf_close(f);

@@ -6,7 +6,12 @@
  * over positions 0..pos of that sequence (entries earlier in the same batch
  * included). Positions of a sequence must be filled in order: an entry's
  * pos must be <= the sequence's current length (pos < length overwrites
- * and truncates the sequence to pos). */
+ * and truncates the sequence to pos). An entry that goes back to or before
+ * an earlier entry's position of the same sequence in one batch sees the
+ * cache as the entries before it left it (as if the batch were split there).
+ * Logits depend only on the tokens and positions, not on how a sequence is
+ * split into batches or mixed with others (the CPU backend's are identical
+ * bit for bit). */
 #ifndef M40_BACKEND_H
 #define M40_BACKEND_H
 

@@ -121,8 +121,10 @@ float quant_dot_row(int type, const void *w, const float *x, int64_t n);
  * for batches (prompt processing). */
 void quant_dot_rows(int type, const void *w, const float *x, int64_t x_stride, int nx, int64_t n,
                     float *out);
-/* Quantizes n FP32 values (n a multiple of the block size). For K-quants
- * this uses the reference (non-imatrix) search. */
+/* Quantizes n FP32 values (n a multiple of the block size; all finite, else
+ * M40LLM_ERR_INVALID_ARG). Same algorithms as llama.cpp's reference
+ * (non-imatrix) quantizers, so the blocks are byte-identical to what
+ * llama-quantize writes for the same rows (checked on the fixtures). */
 int quant_quantize_row(int type, const float *src, void *dst, int64_t n);
 
 #endif

@@ -1,6 +1,7 @@
-/* Private helpers shared by the quant_*.c files: little-endian loads, the
- * per-block dequantizers (static inline so that dot products inline them and
- * vectorize) and the per-family row entry points. */
+/* Private helpers shared by the quant_*.c files: little-endian loads, scalar
+ * conversions, the lane-wise multiply-add, macros that build the row loops
+ * around each type's (static inline) block decoder, and the per-family row
+ * entry points. */
 #ifndef M40_QUANT_INTERNAL_H
 #define M40_QUANT_INTERNAL_H
 

@@ -11,6 +11,7 @@
 #include "quant_internal.h"
 
 #define GROUP_MAX_EPS 1e-15f
+#define KQ_MAXN       32 /* longest sub-block any K-quant searches */
 
 static int kclamp(int v, int lo, int hi) {
     return v < lo ? lo : v > hi ? hi : v;
@@ -28,7 +29,7 @@ static void kput_half(uint8_t *p, uint16_t h) {
 /* Asymmetric grid 0..nmax with scale and min (x ~ scale*L - the_min):
  * start from the min/max fit, then try nstep slightly different grid
  * widths and keep the weighted least-squares (scale, min) with the lowest
- * error. use_mad weighs absolute instead of squared errors. */
+ * error. use_mad weighs absolute instead of squared errors. n <= KQ_MAXN. */
 static float kq_qkx2(int n, int nmax, const float *x, const float *weights, uint8_t *L,
                      float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
                      bool use_mad) {
@@ -61,16 +62,24 @@ static float kq_qkx2(int n, int nmax, const float *x, const float *weights, uint
         *the_min = -min;
         return scale;
     }
+    /* Per-element products are formed in vectorizable loops; the sums stay
+     * strictly sequential, so the result is the same float for float. */
+    /* min (and so the grid origin) changes whenever a better fit is found */
+    float wl[KQ_MAXN], wll[KQ_MAXN], wlx[KQ_MAXN];
     for (int is = 0; is <= nstep; is++) {
         iscale = (rmin + rdelta * is + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
         for (int i = 0; i < n; i++) {
             int l = kclamp(quant_nearest_int(iscale * (x[i] - min)), 0, nmax);
             Laux[i] = (uint8_t)l;
-            float w = weights[i];
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
+            wl[i] = weights[i] * (float)l;
+            wll[i] = wl[i] * (float)l;
+            wlx[i] = wl[i] * x[i];
+        }
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            sum_l += wl[i];
+            sum_l2 += wll[i];
+            sum_xl += wlx[i];
         }
         float D = sum_w * sum_l2 - sum_l * sum_l;
         if (D > 0) {
@@ -80,12 +89,13 @@ static float kq_qkx2(int n, int nmax, const float *x, const float *weights, uint
                 this_min = 0;
                 this_scale = sum_xl / sum_l2;
             }
-            float mad = 0;
             for (int i = 0; i < n; i++) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
+                float diff = this_scale * (float)Laux[i] + this_min - x[i];
                 diff = use_mad ? fabsf(diff) : diff * diff;
-                mad += weights[i] * diff;
+                wl[i] = weights[i] * diff;
             }
+            float mad = 0;
+            for (int i = 0; i < n; i++) mad += wl[i];
             if (mad < best_mad) {
                 for (int i = 0; i < n; i++) L[i] = Laux[i];
                 best_mad = mad;
@@ -128,12 +138,18 @@ static float kq_qx(int n, int nmax, const float *x, int8_t *L) {
     for (int is = -9; is <= 9; is++) {
         if (is == 0) continue;
         iscale = -(nmax + 0.1f * is) / max;
+        /* products vectorized, sums sequential (same floats as one loop) */
+        float tlx[KQ_MAXN], tl2[KQ_MAXN];
+        for (int i = 0; i < n; i++) {
+            const float l = (float)kclamp(quant_nearest_int(iscale * x[i]), -nmax, nmax - 1);
+            const float w = x[i] * x[i];
+            tlx[i] = w * x[i] * l;
+            tl2[i] = w * l * l;
+        }
         sumlx = suml2 = 0;
         for (int i = 0; i < n; i++) {
-            int l = kclamp(quant_nearest_int(iscale * x[i]), -nmax, nmax - 1);
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
+            sumlx += tlx[i];
+            suml2 += tl2[i];
         }
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; i++) {

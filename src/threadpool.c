@@ -1,13 +1,20 @@
-/* Parallel-for over a fixed set of pthreads. Workers sleep on a condition
- * variable between jobs; a job is published by bumping a generation counter
- * under the mutex, and the caller waits until every worker has finished its
- * chunk. The caller runs chunk 0 itself, so a pool of 1 never touches a lock. */
+/* Parallel-for over a fixed set of pthreads. A job is published by bumping a
+ * generation counter (release) under the mutex and broadcasting; the caller
+ * runs chunk 0 itself, then waits until every worker has finished. Both
+ * sides spin briefly before sleeping on a condition variable: a forward
+ * pass issues a few hundred short jobs per token, and a futex sleep/wake
+ * pair per job would cost more than the work of a small one. */
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "err.h"
+
+/* Polls before sleeping: tens of microseconds, so idle workers stop
+ * burning a core soon after the last job. */
+#define TP_SPIN 2000
 
 struct threadpool {
     int n_threads; /* workers + the calling thread */
@@ -15,20 +22,26 @@ struct threadpool {
     pthread_mutex_t mu;
     pthread_cond_t wake; /* a new job (or shutdown) */
     pthread_cond_t done; /* the last worker finished */
-    /* current job, valid while pending > 0 */
+    /* current job, written before generation is bumped */
     threadpool_fn fn;
     void *ctx;
     int64_t n;
     int n_chunks;
-    uint64_t generation;
-    int pending; /* workers that still have to finish this job */
-    int stop;
+    _Atomic uint64_t generation;
+    atomic_int pending; /* workers that still have to finish this job */
+    atomic_int stop;
 };
 
 typedef struct worker_arg {
     threadpool *pool;
     int index; /* 1 .. n_threads-1 */
 } worker_arg;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 /* Chunk c of n_chunks over [0, n): contiguous, sizes differ by at most 1. */
 static void chunk_bounds(int64_t n, int n_chunks, int c, int64_t *b, int64_t *e) {
@@ -43,25 +56,34 @@ static void *worker_main(void *p) {
     int idx = a->index;
     free(a);
     uint64_t seen = 0;
-    pthread_mutex_lock(&pool->mu);
     for (;;) {
-        while (!pool->stop && pool->generation == seen) pthread_cond_wait(&pool->wake, &pool->mu);
-        if (pool->stop) break;
-        seen = pool->generation;
-        threadpool_fn fn = pool->fn;
-        void *ctx = pool->ctx;
-        int64_t n = pool->n;
-        int n_chunks = pool->n_chunks;
-        pthread_mutex_unlock(&pool->mu);
-        if (idx < n_chunks) {
-            int64_t b, e;
-            chunk_bounds(n, n_chunks, idx, &b, &e);
-            if (b < e) fn(ctx, b, e, idx);
+        uint64_t g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        for (int i = 0; i < TP_SPIN && g == seen && !atomic_load(&pool->stop); i++) {
+            cpu_relax();
+            g = atomic_load_explicit(&pool->generation, memory_order_acquire);
         }
-        pthread_mutex_lock(&pool->mu);
-        if (--pool->pending == 0) pthread_cond_signal(&pool->done);
+        if (g == seen) {
+            pthread_mutex_lock(&pool->mu);
+            while (!atomic_load(&pool->stop) &&
+                   (g = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen)
+                pthread_cond_wait(&pool->wake, &pool->mu);
+            pthread_mutex_unlock(&pool->mu);
+        }
+        if (atomic_load(&pool->stop)) break;
+        seen = g;
+        if (idx < pool->n_chunks) {
+            int64_t b, e;
+            chunk_bounds(pool->n, pool->n_chunks, idx, &b, &e);
+            if (b < e) pool->fn(pool->ctx, b, e, idx);
+        }
+        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
+            /* under the mutex: the caller either sees pending == 0 before it
+             * sleeps or is already waiting when this signal comes */
+            pthread_mutex_lock(&pool->mu);
+            pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->mu);
+        }
     }
-    pthread_mutex_unlock(&pool->mu);
     return NULL;
 }
 
@@ -106,7 +128,7 @@ int threadpool_create(int n_threads, threadpool **out) {
 void threadpool_free(threadpool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n_threads; i++) pthread_join(p->workers[i - 1], NULL);
@@ -131,14 +153,14 @@ void threadpool_for(threadpool *p, int64_t n, int64_t grain, threadpool_fn fn, v
         fn(ctx, 0, n, 0);
         return;
     }
-    int n_workers = p->n_threads - 1;
-    pthread_mutex_lock(&p->mu);
+    /* workers are idle here (the previous job's pending reached 0) */
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
     p->n_chunks = n_chunks;
-    p->pending = n_workers;
-    p->generation++;
+    atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
@@ -146,7 +168,12 @@ void threadpool_for(threadpool *p, int64_t n, int64_t grain, threadpool_fn fn, v
     chunk_bounds(n, n_chunks, 0, &b, &e);
     if (b < e) fn(ctx, b, e, 0);
 
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < TP_SPIN && atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++)
+        cpu_relax();
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+            pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }

@@ -202,7 +202,10 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (!model_name || (pp == 0 && tg == 0)) return usage();
-    int need = (int)(pp > TG_PROMPT + tg ? pp : TG_PROMPT + tg);
+    /* positions: the prompt test, or the short prompt plus the decode steps
+     * (at least one: the warm-up) */
+    long tg_need = TG_PROMPT + (tg > 0 ? tg : 1);
+    int need = (int)(pp > tg_need ? pp : tg_need);
     if (ctx == 0) ctx = need;
     if (ctx < need) {
         fprintf(stderr, "m40-llm bench: --ctx %ld is smaller than the %d positions the tests use\n",

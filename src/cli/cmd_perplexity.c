@@ -5,7 +5,9 @@
  * the second half of each chunk is scored (logits at positions n_ctx/2 ..
  * n_ctx-2 predicting the next token), so every scored token has at least
  * n_ctx/2 tokens of context. At least one full chunk is required (llama.cpp
- * asks for two). The last line of output is "PPL = X +/- E". */
+ * asks for two). TEXTFILE goes through the model's tokenizer (BOS added as
+ * the model asks); --tokens FILE takes whitespace-separated ids instead.
+ * The last line of output is "PPL = X +/- E". */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,9 @@
 #include "cli.h"
 #include "cli_backend.h"
 #include "err.h"
+#include "tokenizer.h"
+
+#define PPL_BATCH 512
 
 static double now_s(void) {
     struct timespec ts;
@@ -55,6 +60,39 @@ static int read_token_file(const char *path, int n_vocab, int32_t **out, int64_t
     }
     *out = t;
     *n_out = n;
+    return M40LLM_OK;
+}
+
+/* The whole text file through the model's tokenizer, BOS added as the
+ * model asks (as llama.cpp's perplexity tool does). */
+static int tokenize_file(const model *m, const char *path, int32_t **out, int64_t *n_out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(M40LLM_ERR_IO, "cannot open text file %s", path);
+    size_t cap = 1 << 16, len = 0, got;
+    char *buf = malloc(cap);
+    while (buf && (got = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += got;
+        if (len == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) free(buf);
+            buf = nb;
+        }
+    }
+    int io_error = ferror(f);
+    fclose(f);
+    if (!buf) return err_set(M40LLM_ERR_OOM, "out of memory reading %s", path);
+    if (io_error) {
+        free(buf);
+        return err_set(M40LLM_ERR_IO, "error reading %s", path);
+    }
+    tokenizer *tk = NULL;
+    int rc = tokenizer_load(m->gguf, &tk);
+    size_t n = 0;
+    if (rc == M40LLM_OK) rc = tokenizer_encode(tk, buf, len, TOKENIZER_ADD_SPECIAL, out, &n);
+    tokenizer_free(tk);
+    free(buf);
+    if (rc) return err_prefix(rc, "tokenizing %s", path);
+    *n_out = (int64_t)n;
     return M40LLM_OK;
 }
 
@@ -103,14 +141,12 @@ int cmd_perplexity(int argc, char **argv) {
         }
     }
     if (!model_name || (!text && !tokens_path) || (text && tokens_path)) return usage();
-    if (text) {
-        fprintf(stderr, "m40-llm perplexity: text input needs the tokenizer, which this build "
-                        "does not have yet; pass token ids with --tokens FILE\n");
-        return 1;
-    }
+    /* a chunk goes in sub-batches of at most PPL_BATCH entries: bounded
+     * scratch and logits memory whatever --ctx is */
+    const int n_batch = n_ctx < PPL_BATCH ? (int)n_ctx : PPL_BATCH;
     backend_params p = {.n_ctx = (int)n_ctx,
                         .n_seq_max = 1,
-                        .n_batch_max = (int)n_ctx,
+                        .n_batch_max = n_batch,
                         .n_threads = (int)threads,
                         .kv_type = BACKEND_KV_F32};
     model *m = NULL;
@@ -119,12 +155,13 @@ int cmd_perplexity(int argc, char **argv) {
     const int V = m->cfg.n_vocab;
     int32_t *tok = NULL;
     int64_t n_tok = 0;
-    int rc = read_token_file(tokens_path, V, &tok, &n_tok);
+    int rc = tokens_path ? read_token_file(tokens_path, V, &tok, &n_tok)
+                         : tokenize_file(m, text, &tok, &n_tok);
     int ret = 1;
     float *logits = NULL;
     backend_entry *e = NULL;
     if (rc) {
-        cli_fail("reading tokens", rc);
+        cli_fail(tokens_path ? "reading tokens" : "reading text", rc);
         goto out;
     }
     uint32_t bos = 0;
@@ -140,10 +177,10 @@ int cmd_perplexity(int argc, char **argv) {
         goto out;
     }
     const int first = (int)n_ctx / 2, n_scored = (int)n_ctx - 1 - first;
-    logits = malloc((size_t)n_scored * V * sizeof(float));
+    logits = malloc((size_t)n_batch * V * sizeof(float));
     e = malloc((size_t)n_ctx * sizeof *e);
     if (!logits || !e) {
-        fprintf(stderr, "m40-llm perplexity: out of memory for %d logits rows\n", n_scored);
+        fprintf(stderr, "m40-llm perplexity: out of memory for %d logits rows\n", n_batch);
         goto out;
     }
     fprintf(stderr,
@@ -159,15 +196,20 @@ int cmd_perplexity(int argc, char **argv) {
             e[j] = (backend_entry){0, j, j == 0 && have_bos ? (int32_t)bos : ct[j],
                                    j >= first && j < n_ctx - 1};
         b->ops->seq_clear(b, 0);
-        if ((rc = backend_forward(b, e, (int)n_ctx, logits))) {
-            cli_fail("forward", rc);
-            goto out;
-        }
-        for (int j = first; j < n_ctx - 1; j++) {
-            double v = token_nll(logits + (size_t)(j - first) * V, V, ct[j + 1]);
-            nll += v;
-            nll2 += v * v;
-            count++;
+        for (int s0 = 0; s0 < n_ctx; s0 += n_batch) {
+            int n = n_ctx - s0 < n_batch ? (int)n_ctx - s0 : n_batch;
+            if ((rc = backend_forward(b, e + s0, n, logits))) {
+                cli_fail("forward", rc);
+                goto out;
+            }
+            int row = 0;
+            for (int j = s0; j < s0 + n; j++) {
+                if (!e[j].logits) continue;
+                double v = token_nll(logits + (size_t)row++ * V, V, ct[j + 1]);
+                nll += v;
+                nll2 += v * v;
+                count++;
+            }
         }
         if (c == 0) {
             double dt = now_s() - t0;

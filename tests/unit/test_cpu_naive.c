@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "cpu/cpu_internal.h"
 #include "gguf.h"
 #include "model.h"
 #include "quant.h"
@@ -147,7 +148,19 @@ static int write_model(const char *path) {
     return rc;
 }
 
+/* The backend's inline F16 decoder (F16 KV cache) equals the quant module's
+ * for every bit pattern. */
+static void check_f16_decoder(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float a = cpu_f16_to_f32((uint16_t)h), b = quant_f16_to_f32((uint16_t)h);
+        if (isnan(b) ? !isnan(a) : memcmp(&a, &b, 4) != 0) bad++;
+    }
+    CHECKF(bad == 0, "%d half patterns decode differently", bad);
+}
+
 int main(void) {
+    check_f16_decoder();
     fill(tok, V * E, 1.0f, 0);
     fill(onorm, E, 0.5f, 1.0f);
     for (int l = 0; l < NL; l++) {

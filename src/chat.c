@@ -1,0 +1,204 @@
+/* Chat layer over the template engine: variables as transformers passes
+ * them, the ChatML fallback and the built-in templates. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "err.h"
+#include "jinja.h"
+
+const char chat_template_chatml[] =
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
+/* Llama 2 chat: system prompt folded into the first user turn. */
+static const char tmpl_llama2[] =
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{%- set system_message = '<<SYS>>\\n' + messages[0]['content'] | trim + '\\n<</SYS>>\\n\\n' %}"
+    "{%- set messages = messages[1:] %}"
+    "{%- else %}{%- set system_message = '' %}{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'user' %}"
+    "{{- bos_token + '[INST] ' + (system_message if loop.first else '') + message['content'] | trim"
+    " + ' [/INST]' }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- ' ' + message['content'] | trim + ' ' + eos_token }}"
+    "{%- endif %}"
+    "{%- endfor %}";
+
+static const char tmpl_llama3[] =
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] "
+    "| trim + '<|eot_id|>' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+    "{%- endif %}";
+
+/* Mistral [INST]: a system prompt is prefixed to the first user turn. */
+static const char tmpl_mistral[] =
+    "{{- bos_token }}"
+    "{%- set ns = namespace(system='') %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' %}{%- set ns.system = message['content'] + '\\n\\n' %}"
+    "{%- elif message['role'] == 'user' %}"
+    "{{- '[INST] ' + ns.system + message['content'] + ' [/INST]' }}{%- set ns.system = '' %}"
+    "{%- elif message['role'] == 'assistant' %}{{- message['content'] + eos_token }}"
+    "{%- endif %}"
+    "{%- endfor %}";
+
+static const char tmpl_phi3[] =
+    "{%- for message in messages %}"
+    "{{- '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- else %}{{- eos_token }}"
+    "{%- endif %}";
+
+/* Gemma has no system role: its text goes before the next user turn. */
+static const char tmpl_gemma[] =
+    "{{- bos_token }}"
+    "{%- set ns = namespace(system='') %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' %}"
+    "{%- set ns.system = message['content'] | trim + '\\n\\n' %}"
+    "{%- else %}"
+    "{{- '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + "
+    "'\\n' + (ns.system if message['role'] == 'user' else '') + message['content'] | trim + "
+    "'<end_of_turn>\\n' }}"
+    "{%- if message['role'] == 'user' %}{%- set ns.system = '' %}{%- endif %}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<start_of_turn>model\\n' }}{%- endif %}";
+
+static const char tmpl_zephyr[] =
+    "{%- for message in messages %}"
+    "{{- '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}";
+
+static const struct {
+    const char *name;
+    const char *text;
+} builtins[] = {
+    {"chatml", chat_template_chatml}, {"llama2", tmpl_llama2}, {"llama3", tmpl_llama3},
+    {"mistral", tmpl_mistral},        {"phi3", tmpl_phi3},     {"gemma", tmpl_gemma},
+    {"zephyr", tmpl_zephyr},
+};
+
+const char *chat_builtin_template(const char *name) {
+    for (size_t i = 0; name && i < sizeof builtins / sizeof builtins[0]; i++)
+        if (!strcmp(builtins[i].name, name)) return builtins[i].text;
+    return NULL;
+}
+
+const char *chat_builtin_names(void) {
+    return "chatml, llama2, llama3, mistral, phi3, gemma, zephyr";
+}
+
+int chat_render_at(const char *template_text, const cJSON *messages, bool add_generation_prompt,
+                   const char *bos_token, const char *eos_token, int64_t now, char **out) {
+    *out = NULL;
+    if (!template_text) return err_set(M40LLM_ERR_INVALID_ARG, "chat: no template");
+    if (!cJSON_IsArray(messages))
+        return err_set(M40LLM_ERR_INVALID_ARG, "chat: messages must be a JSON array");
+    jinja_template *t = NULL;
+    int rc = jinja_parse(template_text, strlen(template_text), &t);
+    if (rc != M40LLM_OK) return rc;
+    cJSON *vars = cJSON_CreateObject();
+    if (!vars) {
+        jinja_free(t);
+        return err_set(M40LLM_ERR_OOM, "chat: out of memory");
+    }
+    /* a reference keeps the caller's array; the object does not own it */
+    cJSON_AddItemReferenceToObject(vars, "messages", (cJSON *)messages);
+    cJSON_AddBoolToObject(vars, "add_generation_prompt", add_generation_prompt);
+    cJSON_AddStringToObject(vars, "bos_token", bos_token ? bos_token : "");
+    cJSON_AddStringToObject(vars, "eos_token", eos_token ? eos_token : "");
+    cJSON_AddNullToObject(vars, "tools");
+    jinja_render_opts opts = {.now = now};
+    rc = jinja_render(t, vars, &opts, out, NULL);
+    cJSON_Delete(vars);
+    jinja_free(t);
+    return rc;
+}
+
+int chat_render(const char *template_text, const cJSON *messages, bool add_generation_prompt,
+                const char *bos_token, const char *eos_token, char **out) {
+    return chat_render_at(template_text, messages, add_generation_prompt, bos_token, eos_token, 0,
+                          out);
+}
+
+int chat_render_or_fallback(const char *template_text, const cJSON *messages,
+                            bool add_generation_prompt, const char *bos_token,
+                            const char *eos_token, char **out, bool *fell_back) {
+    *fell_back = false;
+    if (template_text && *template_text) {
+        int rc =
+            chat_render(template_text, messages, add_generation_prompt, bos_token, eos_token, out);
+        if (rc != M40LLM_ERR_UNSUPPORTED) return rc;
+        /* keep the reason for the caller's warning */
+        char why[512];
+        snprintf(why, sizeof why, "%s", m40llm_last_error());
+        rc = chat_render(chat_template_chatml, messages, add_generation_prompt, bos_token,
+                         eos_token, out);
+        if (rc != M40LLM_OK) return rc;
+        *fell_back = true;
+        err_set(M40LLM_ERR_UNSUPPORTED, "%s", why);
+        return M40LLM_OK;
+    }
+    int rc = chat_render(chat_template_chatml, messages, add_generation_prompt, bos_token,
+                         eos_token, out);
+    if (rc == M40LLM_OK) {
+        *fell_back = true;
+        err_set(M40LLM_ERR_NOT_FOUND, "the model has no chat template");
+    }
+    return rc;
+}
+
+int chat_template_for(const char *name_or_path, char **out) {
+    *out = NULL;
+    if (!name_or_path || !*name_or_path)
+        return err_set(M40LLM_ERR_INVALID_ARG, "chat template: empty name");
+    const char *b = chat_builtin_template(name_or_path);
+    if (b) {
+        *out = strdup(b);
+        return *out ? M40LLM_OK : err_set(M40LLM_ERR_OOM, "chat template: out of memory");
+    }
+    FILE *f = fopen(name_or_path, "rb");
+    if (!f)
+        return err_set(errno == ENOENT ? M40LLM_ERR_NOT_FOUND : M40LLM_ERR_IO,
+                       "chat template '%s': not a built-in (%s) and not a readable file: %s",
+                       name_or_path, chat_builtin_names(), strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (ferror(f) || feof(f)) break;
+        char *nb = realloc(buf, cap * 2);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    bool bad = !buf || ferror(f);
+    fclose(f);
+    if (bad) {
+        int st = buf ? M40LLM_ERR_IO : M40LLM_ERR_OOM;
+        free(buf);
+        return err_set(st, "chat template '%s': read failed", name_or_path);
+    }
+    buf[n] = '\0';
+    if (strlen(buf) != n) {
+        free(buf);
+        return err_set(M40LLM_ERR_FORMAT, "chat template '%s': contains a NUL byte", name_or_path);
+    }
+    *out = buf;
+    return M40LLM_OK;
+}

@@ -1,0 +1,463 @@
+/* m40-llm run MODEL [PROMPT] [options]
+ *
+ * Answers one prompt (from the command line, or from standard input when it
+ * is not a terminal) or, on a terminal without PROMPT, holds an interactive
+ * chat (cmd_run_chat.c). Models with a chat template get it (messages:
+ * optional system, then user) unless --raw; --chat-template overrides. */
+#include "cmd_run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "cli.h"
+#include "cli_backend.h"
+#include "err.h"
+
+volatile sig_atomic_t run_interrupted = 0;
+
+/* The first Ctrl-C asks the generation to stop (checked before each forward
+ * call); a second one before it has stopped ends the program, since a long
+ * prefill chunk may take a while. */
+static void run_on_sigint(int sig) {
+    if (run_interrupted) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    run_interrupted = 1;
+}
+
+void run_install_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = run_on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: a blocked read returns EINTR */
+    sigaction(SIGINT, &sa, NULL);
+}
+
+static int usage(FILE *f) {
+    fprintf(f,
+            "usage: m40-llm run MODEL [PROMPT] [options]\n"
+            "  PROMPT absent: interactive chat on a terminal, else read from stdin\n"
+            "  -n N                 tokens to generate (default: until the end of the answer)\n"
+            "  --temp T             temperature (0 = greedy; default 0.8)\n"
+            "  --top-k K            (default 40, 0 = off)\n"
+            "  --top-p P            (default 0.95, 1 = off)\n"
+            "  --min-p P            (default 0.05, 0 = off)\n"
+            "  --repeat-penalty R   (default 1 = off)\n"
+            "  --seed S             (default: random)\n"
+            "  --ctx N              context length (default min(4096, trained))\n"
+            "  --threads N          CPU threads\n"
+            "  --system TEXT        system message\n"
+            "  --stop STR           stop string (repeatable; not printed)\n"
+            "  --raw                no chat template: the prompt is sent as written\n"
+            "  --chat-template NAME|FILE  use this template (built-in: %s)\n"
+            "  --device cpu|cuda[:N]\n"
+            "  --verbose            timings to stderr\n",
+            chat_builtin_names());
+    return f == stdout ? 0 : 2;
+}
+
+static bool parse_float(const char *opt, const char *v, float lo, float hi, float *out) {
+    char *end = NULL;
+    double d = v ? strtod(v, &end) : 0;
+    if (!v || end == v || *end || !isfinite(d) || d < lo || d > hi) {
+        fprintf(stderr, "m40-llm run: %s: '%s' is not a number in %g..%g\n", opt, v ? v : "", lo,
+                hi);
+        return false;
+    }
+    *out = (float)d;
+    return true;
+}
+
+/* ---- one turn ---- */
+
+typedef struct run_sink {
+    char *text; /* answer so far */
+    size_t len, cap;
+    bool ok;
+} run_sink;
+
+static bool run_on_text(void *ctx, const char *text, size_t len) {
+    run_sink *s = ctx;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    if (s->len + len + 1 > s->cap) {
+        size_t cap = (s->len + len + 1) * 2;
+        char *n = realloc(s->text, cap);
+        if (!n) {
+            s->ok = false;
+            return true; /* keep printing; the history just misses this text */
+        }
+        s->text = n;
+        s->cap = cap;
+    }
+    memcpy(s->text + s->len, text, len);
+    s->len += len;
+    s->text[s->len] = '\0';
+    return true;
+}
+
+static char *str_cat(const char *a, const char *b) {
+    size_t la = a ? strlen(a) : 0, lb = strlen(b);
+    char *s = malloc(la + lb + 1);
+    if (!s) return NULL;
+    if (la) memcpy(s, a, la);
+    memcpy(s + la, b, lb + 1);
+    return s;
+}
+
+/* The text to tokenize for this turn (malloc'd), or NULL after an error. */
+static char *run_render(run_ctx *r, const char *user_text) {
+    if (r->raw) return str_cat(r->transcript, user_text);
+    cJSON *msg = cJSON_CreateObject();
+    cJSON_AddStringToObject(msg, "role", "user");
+    cJSON_AddStringToObject(msg, "content", user_text);
+    cJSON_AddItemToArray(r->messages, msg);
+    char *out = NULL;
+    bool fell_back = false;
+    int rc = chat_render_or_fallback(r->tmpl, r->messages, true, r->bos, r->eos, &out, &fell_back);
+    if (rc) {
+        cli_fail("chat template", rc);
+        cJSON_DeleteItemFromArray(r->messages, cJSON_GetArraySize(r->messages) - 1);
+        return NULL;
+    }
+    if (fell_back && !r->warned) {
+        fprintf(stderr, "m40-llm: warning: the chat template cannot be used (%s); using ChatML\n",
+                m40llm_last_error());
+        r->warned = true;
+    }
+    return out;
+}
+
+static void run_print_stats(const run_ctx *r, const gen_stats *st) {
+    if (!r->verbose) return;
+    fprintf(stderr,
+            "\nprompt: %d tokens (%d reused, %d evaluated) in %.3f s, %.2f tok/s\n"
+            "generation: %d tokens in %.3f s, %.2f tok/s\n"
+            "time to first token: %.3f s; stop: %s; backend: %s\n",
+            st->n_prompt, st->n_reused, st->n_prompt_eval, st->t_prompt_s, st->prompt_tps,
+            st->n_gen, st->t_gen_s, st->gen_tps, st->ttft_s, gen_stop_reason_str(st->reason),
+            r->b->ops->name);
+}
+
+/* Forgets the user message this turn added. */
+static void run_undo_user(run_ctx *r) {
+    if (!r->raw) cJSON_DeleteItemFromArray(r->messages, cJSON_GetArraySize(r->messages) - 1);
+}
+
+int run_turn(run_ctx *r, const char *user_text) {
+    char *text = run_render(r, user_text);
+    if (!text) return 1;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = tokenizer_encode(r->tok, text, strlen(text),
+                              TOKENIZER_ADD_SPECIAL | TOKENIZER_PARSE_SPECIAL, &ids, &n);
+    if (rc) {
+        free(text);
+        run_undo_user(r);
+        return cli_fail("tokenizing the prompt", rc);
+    }
+    /* A template that writes bos_token itself plus add_bos would double it. */
+    int32_t bos = tokenizer_bos(r->tok);
+    size_t skip = n >= 2 && bos >= 0 && ids[0] == bos && ids[1] == bos ? 1 : 0;
+    if (n - skip == 0) {
+        free(text);
+        free(ids);
+        run_undo_user(r);
+        fprintf(stderr, "m40-llm run: the prompt is empty\n");
+        return 1;
+    }
+    if (n - skip > (size_t)gen_session_n_ctx(r->sess)) {
+        fprintf(stderr,
+                "m40-llm run: the prompt is %zu tokens but the context holds only %d; use a "
+                "larger --ctx%s\n",
+                n - skip, gen_session_n_ctx(r->sess), r->messages ? " or /clear" : "");
+        free(text);
+        free(ids);
+        run_undo_user(r);
+        return 1;
+    }
+    run_sink sink = {NULL, 0, 0, true};
+    gen_stats st;
+    run_interrupted = 0;
+    rc = gen_generate(r->sess, ids + skip, (int)(n - skip), &r->gp, run_on_text, &sink, &st);
+    free(ids);
+    if (rc) {
+        free(text);
+        free(sink.text);
+        run_undo_user(r);
+        fprintf(stdout, "\n");
+        return cli_fail("generation", rc);
+    }
+    const char *answer = sink.text ? sink.text : "";
+    if (!sink.len || sink.text[sink.len - 1] != '\n') fputc('\n', stdout);
+    fflush(stdout);
+    if (st.reason == GEN_STOP_CONTEXT)
+        fprintf(stderr, "m40-llm run: the context (%d tokens) is full%s\n",
+                gen_session_n_ctx(r->sess), r->messages ? "; /clear starts over" : "");
+    if (st.reason == GEN_STOP_CANCELLED && run_interrupted) fprintf(stderr, "(interrupted)\n");
+    run_print_stats(r, &st);
+    if (r->raw) {
+        free(r->transcript);
+        r->transcript = str_cat(text, answer);
+    } else {
+        cJSON *msg = cJSON_CreateObject();
+        cJSON_AddStringToObject(msg, "role", "assistant");
+        cJSON_AddStringToObject(msg, "content", answer);
+        cJSON_AddItemToArray(r->messages, msg);
+    }
+    free(text);
+    free(sink.text);
+    run_interrupted = 0;
+    return 0;
+}
+
+void run_set_system(run_ctx *r, const char *text) {
+    free(r->system);
+    r->system = text && *text ? strdup(text) : NULL;
+    if (!r->messages) return;
+    cJSON *first = cJSON_GetArrayItem(r->messages, 0);
+    cJSON *role = first ? cJSON_GetObjectItem(first, "role") : NULL;
+    if (role && cJSON_IsString(role) && !strcmp(role->valuestring, "system"))
+        cJSON_DeleteItemFromArray(r->messages, 0);
+    if (r->system) {
+        cJSON *msg = cJSON_CreateObject();
+        cJSON_AddStringToObject(msg, "role", "system");
+        cJSON_AddStringToObject(msg, "content", r->system);
+        cJSON_InsertItemInArray(r->messages, 0, msg);
+    }
+}
+
+void run_clear(run_ctx *r) {
+    if (r->messages) {
+        cJSON_Delete(r->messages);
+        r->messages = cJSON_CreateArray();
+        char *sys = r->system;
+        r->system = NULL;
+        run_set_system(r, sys);
+        free(sys);
+    }
+    free(r->transcript);
+    r->transcript = NULL;
+    gen_session_reset(r->sess);
+}
+
+/* ---- setup ---- */
+
+static char *read_all(FILE *f) {
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        n += fread(b + n, 1, cap - n - 1, f);
+        if (ferror(f) || feof(f)) break;
+        char *nb = realloc(b, cap * 2);
+        if (!nb) {
+            free(b);
+            return NULL;
+        }
+        b = nb;
+        cap *= 2;
+    }
+    if (b) b[n] = '\0';
+    return b;
+}
+
+/* Chooses the template: --chat-template, else the model's own; none => raw. */
+static int run_setup_template(run_ctx *r, const char *chat_template) {
+    int rc = chat_model_template(r->m->gguf, &r->tmpl, &r->bos, &r->eos);
+    if (rc) return cli_fail("reading the chat template", rc);
+    if (chat_template) {
+        free(r->tmpl);
+        r->tmpl = NULL;
+        rc = chat_template_for(chat_template, &r->tmpl);
+        if (rc) return cli_fail("--chat-template", rc);
+    }
+    if (r->raw || !r->tmpl) {
+        free(r->tmpl);
+        r->tmpl = NULL;
+        r->raw = true;
+        if (r->verbose) fprintf(stderr, "m40-llm run: no chat template; raw completion\n");
+        if (r->system)
+            fprintf(stderr, "m40-llm run: warning: --system needs a chat template; ignored\n");
+        return 0;
+    }
+    if (!r->bos) r->bos = strdup("");
+    if (!r->eos) r->eos = strdup("");
+    r->messages = cJSON_CreateArray();
+    char *sys = r->system;
+    r->system = NULL;
+    run_set_system(r, sys);
+    free(sys);
+    return r->bos && r->eos && r->messages ? 0 : cli_fail("chat", M40LLM_ERR_OOM);
+}
+
+static void run_free(run_ctx *r) {
+    gen_session_free(r->sess);
+    tokenizer_free(r->tok);
+    backend_destroy(r->b);
+    model_free(r->m);
+    cJSON_Delete(r->messages);
+    free(r->tmpl);
+    free(r->bos);
+    free(r->eos);
+    free(r->system);
+    free(r->transcript);
+}
+
+int cmd_run(int argc, char **argv) {
+    run_ctx r;
+    memset(&r, 0, sizeof r);
+    r.gp = gen_default_params();
+    r.gp.sampling.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    const char *model_name = NULL, *prompt = NULL, *device = NULL, *chat_template = NULL;
+    long n_ctx = 0, threads = cli_default_threads(), n_predict = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        sampler_params *sp = &r.gp.sampling;
+        bool takes = true;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            free(r.system);
+            return usage(stdout);
+        } else if (!strcmp(a, "--raw")) {
+            r.raw = true;
+            takes = false;
+        } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+            r.verbose = true;
+            takes = false;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--num-predict")) {
+            if ((n_predict = cli_parse_long(a, v, -1, 1 << 30)) < -1) goto bad;
+            if (!v || (n_predict == -1 && strcmp(v, "-1"))) goto bad;
+        } else if (!strcmp(a, "--temp")) {
+            if (!parse_float(a, v, 0, 100, &sp->temp)) goto bad;
+        } else if (!strcmp(a, "--top-k")) {
+            long k = cli_parse_long(a, v, 0, 1 << 30);
+            if (k < 0) goto bad;
+            sp->top_k = (int)k;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!parse_float(a, v, 0, 1, &sp->top_p)) goto bad;
+        } else if (!strcmp(a, "--min-p")) {
+            if (!parse_float(a, v, 0, 1, &sp->min_p)) goto bad;
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            if (!parse_float(a, v, 0, 100, &sp->repeat_penalty)) goto bad;
+        } else if (!strcmp(a, "--seed")) {
+            char *end = NULL;
+            if (!v || !*v) goto bad;
+            sp->seed = strtoull(v, &end, 10);
+            if (*end) {
+                fprintf(stderr, "m40-llm run: --seed: '%s' is not a number\n", v);
+                goto bad;
+            }
+        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
+            if ((n_ctx = cli_parse_long(a, v, 8, 1 << 20)) < 0) goto bad;
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            if ((threads = cli_parse_long(a, v, 1, 1024)) < 0) goto bad;
+        } else if (!strcmp(a, "--system")) {
+            if (!v) goto bad;
+            free(r.system);
+            r.system = strdup(v);
+        } else if (!strcmp(a, "--stop")) {
+            if (!v) goto bad;
+            if (r.n_stops == RUN_MAX_STOPS) {
+                fprintf(stderr, "m40-llm run: at most %d --stop strings\n", RUN_MAX_STOPS);
+                goto bad;
+            }
+            r.stops[r.n_stops++] = v;
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!v) goto bad;
+            chat_template = v;
+        } else if (!strcmp(a, "--device")) {
+            if (!v || cli_check_device(v)) goto bad;
+            device = v;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "m40-llm run: unknown option %s\n", a);
+            goto bad;
+        } else {
+            takes = false;
+            if (!model_name) {
+                model_name = a;
+            } else if (!prompt) {
+                prompt = a;
+            } else {
+                fprintf(stderr, "m40-llm run: one PROMPT only (quote it)\n");
+                goto bad;
+            }
+        }
+        if (takes) i++;
+    }
+    if (!model_name) goto bad;
+    r.gp.max_tokens = (int)n_predict;
+    r.gp.stops = r.stops;
+    r.gp.n_stops = r.n_stops;
+    r.gp.cancel = &run_interrupted;
+
+    char path[1024];
+    int rc = cli_resolve_model(model_name, path, sizeof path);
+    if (rc) {
+        free(r.system);
+        return cli_fail("model", rc);
+    }
+    rc = model_load(path, &r.m);
+    if (rc) {
+        free(r.system);
+        return cli_fail("loading model", rc);
+    }
+    int ret = 1;
+    if (!n_ctx)
+        n_ctx =
+            r.m->cfg.n_ctx_train > 0 && r.m->cfg.n_ctx_train < 4096 ? r.m->cfg.n_ctx_train : 4096;
+    backend_params bp = {.n_ctx = (int)n_ctx,
+                         .n_seq_max = 1,
+                         .n_batch_max = n_ctx < 512 ? (int)n_ctx : 512,
+                         .n_threads = (int)threads,
+                         .kv_type = BACKEND_KV_F32};
+    if ((rc = cli_create_backend(r.m, device, &bp, &r.b))) {
+        cli_fail("creating backend", rc);
+        goto out;
+    }
+    if ((rc = tokenizer_load(r.m->gguf, &r.tok))) {
+        cli_fail("loading the tokenizer", rc);
+        goto out;
+    }
+    if ((rc = gen_session_create(r.b, r.tok, 0, &r.sess))) {
+        cli_fail("generation", rc);
+        goto out;
+    }
+    if (run_setup_template(&r, chat_template)) goto out;
+    if (r.verbose)
+        fprintf(stderr, "m40-llm run: %s, %s backend, context %ld, %s\n", r.m->cfg.name,
+                r.b->ops->name, n_ctx, r.raw ? "raw" : "chat template");
+    run_install_sigint();
+    if (prompt) {
+        ret = run_turn(&r, prompt);
+    } else if (isatty(STDIN_FILENO)) {
+        ret = run_chat(&r);
+    } else {
+        char *in = read_all(stdin);
+        if (!in) {
+            fprintf(stderr, "m40-llm run: cannot read the prompt from stdin\n");
+            goto out;
+        }
+        size_t l = strlen(in);
+        if (!r.raw)
+            while (l && (in[l - 1] == '\n' || in[l - 1] == '\r')) in[--l] = '\0';
+        if (strspn(in, " \t\r\n") == l)
+            fprintf(stderr, "m40-llm run: no prompt on stdin (give PROMPT or pipe text)\n");
+        else
+            ret = run_turn(&r, in);
+        free(in);
+    }
+out:
+    run_free(&r);
+    return ret;
+bad:
+    free(r.system);
+    usage(stderr);
+    return 2;
+}

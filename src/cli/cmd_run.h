@@ -1,0 +1,53 @@
+/* State shared by `m40-llm run` (cmd_run.c: options, one-shot prompts) and
+ * its interactive chat (cmd_run_chat.c). */
+#ifndef M40_CMD_RUN_H
+#define M40_CMD_RUN_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include <cjson/cJSON.h>
+
+#include "backend.h"
+#include "generate.h"
+#include "model.h"
+#include "tokenizer.h"
+
+#define RUN_MAX_STOPS 16
+
+typedef struct run_ctx {
+    model *m;
+    backend *b;
+    tokenizer *tok;
+    gen_session *sess;
+    gen_params gp;
+    const char *stops[RUN_MAX_STOPS]; /* [n_stops] --stop strings (argv) */
+    int n_stops;
+    char *tmpl;       /* chat template source; NULL in raw mode */
+    char *bos, *eos;  /* special-token texts for the template ("" when absent) */
+    bool raw;         /* no template: the prompt is sent as written */
+    bool warned;      /* the template fallback warning was printed */
+    bool verbose;     /* timings to stderr */
+    char *system;     /* system message (malloc'd) or NULL */
+    cJSON *messages;  /* conversation so far (chat mode) */
+    char *transcript; /* raw mode: everything sent and generated so far */
+} run_ctx;
+
+/* Set by the SIGINT handler; generation polls it. */
+extern volatile sig_atomic_t run_interrupted;
+/* Installs the SIGINT handler (no SA_RESTART, so reads return EINTR). */
+void run_install_sigint(void);
+
+/* One user turn: renders the conversation (or extends the raw transcript),
+ * generates, streams the answer to stdout and records it. Returns 0, or 1
+ * after printing an error (the turn is then forgotten). */
+int run_turn(run_ctx *r, const char *user_text);
+/* Forgets the conversation and the KV cache (the system message stays). */
+void run_clear(run_ctx *r);
+/* Sets the system message (NULL/"" removes it) and rebuilds the messages. */
+void run_set_system(run_ctx *r, const char *text);
+
+/* The interactive chat on a terminal; returns the exit status. */
+int run_chat(run_ctx *r);
+
+#endif

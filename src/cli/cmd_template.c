@@ -1,0 +1,139 @@
+/* m40-llm template TEMPLATE MESSAGES_JSON [--add-generation-prompt] [--bos TEXT] [--eos TEXT]
+ * Renders a chat template and prints the result exactly. TEMPLATE is a GGUF
+ * model (its own template and BOS/EOS texts), a template file, or a built-in
+ * name; MESSAGES_JSON is a file holding a JSON list of {role, content}
+ * ("-" reads standard input). */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "cli.h"
+#include "err.h"
+#include "gguf.h"
+
+static char *slurp(FILE *f) {
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        n += fread(b + n, 1, cap - n - 1, f);
+        if (ferror(f) || feof(f)) break;
+        char *nb = realloc(b, cap * 2);
+        if (!nb) {
+            free(b);
+            return NULL;
+        }
+        b = nb;
+        cap *= 2;
+    }
+    if (b && ferror(f)) {
+        free(b);
+        return NULL;
+    }
+    if (b) b[n] = '\0';
+    return b;
+}
+
+static bool is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    if (!f) return false;
+    bool yes = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    fclose(f);
+    return yes;
+}
+
+static int usage(FILE *f) {
+    fprintf(f,
+            "usage: m40-llm template TEMPLATE MESSAGES_JSON [--add-generation-prompt] "
+            "[--bos TEXT] [--eos TEXT]\n"
+            "  TEMPLATE: a GGUF model, a .jinja file, or one of: %s\n",
+            chat_builtin_names());
+    return 2;
+}
+
+int cmd_template(int argc, char **argv) {
+    const char *tpath = NULL, *mpath = NULL, *bos_arg = NULL, *eos_arg = NULL;
+    bool agp = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--add-generation-prompt")) {
+            agp = true;
+        } else if (!strcmp(argv[i], "--bos") || !strcmp(argv[i], "--eos")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "m40-llm: %s needs a value\n", argv[i]);
+                return 2;
+            }
+            *(argv[i][2] == 'b' ? &bos_arg : &eos_arg) = argv[i + 1];
+            i++;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "m40-llm: template: unknown option '%s'\n", argv[i]);
+            return usage(stderr);
+        } else if (!tpath) {
+            tpath = argv[i];
+        } else if (!mpath) {
+            mpath = argv[i];
+        } else {
+            return usage(stderr);
+        }
+    }
+    if (!tpath || !mpath) return usage(stderr);
+
+    char *tmpl = NULL, *bos = NULL, *eos = NULL;
+    int rc;
+    if (is_gguf(tpath)) {
+        gguf_file *g = NULL;
+        rc = gguf_open(tpath, &g);
+        if (rc != M40LLM_OK) return cli_fail(tpath, rc);
+        rc = chat_model_template(g, &tmpl, &bos, &eos);
+        gguf_close(g);
+        if (rc != M40LLM_OK) return cli_fail(tpath, rc);
+        if (!tmpl) {
+            fprintf(stderr, "m40-llm: warning: %s has no chat template; using ChatML\n", tpath);
+            tmpl = strdup(chat_template_chatml);
+        }
+    } else {
+        rc = chat_template_for(tpath, &tmpl);
+        if (rc != M40LLM_OK) return cli_fail("template", rc);
+    }
+
+    FILE *mf = strcmp(mpath, "-") ? fopen(mpath, "rb") : stdin;
+    char *mtext = mf ? slurp(mf) : NULL;
+    if (mf && mf != stdin) fclose(mf);
+    cJSON *messages = mtext ? cJSON_Parse(mtext) : NULL;
+    int status = 1;
+    if (!mtext) {
+        fprintf(stderr, "m40-llm: template: cannot read messages file '%s'\n", mpath);
+    } else if (!cJSON_IsArray(messages)) {
+        fprintf(stderr, "m40-llm: template: %s: expected a JSON list of {role, content} objects\n",
+                mpath);
+    } else if (!tmpl) {
+        fprintf(stderr, "m40-llm: template: out of memory\n");
+    } else {
+        char *out = NULL;
+        rc = chat_render(tmpl, messages, agp,
+                         bos_arg ? bos_arg
+                         : bos   ? bos
+                                 : "",
+                         eos_arg ? eos_arg
+                         : eos   ? eos
+                                 : "",
+                         &out);
+        if (rc == M40LLM_OK) {
+            size_t n = strlen(out);
+            status = fwrite(out, 1, n, stdout) == n && fflush(stdout) == 0 ? 0 : 1;
+            free(out);
+        } else {
+            status = cli_fail("template", rc);
+        }
+    }
+    cJSON_Delete(messages);
+    free(mtext);
+    free(tmpl);
+    free(bos);
+    free(eos);
+    return status;
+}

@@ -1,0 +1,163 @@
+/* m40-llm tokenize MODEL (TEXT | -) [--add-special] [--parse-special] [--pieces]
+ * Prints the token ids on one line, space-separated. Without options: no
+ * BOS/EOS and special-token text is not recognised (like the .out vectors).
+ * "-" reads the text from stdin, byte for byte (a trailing newline is text). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gguf.h"
+#include "tokenizer.h"
+
+static int tokenize_usage(void) {
+    fprintf(stderr, "usage: m40-llm tokenize MODEL (TEXT | -) [--add-special] [--parse-special] "
+                    "[--pieces]\n");
+    return 2;
+}
+
+static char *tokenize_read_stdin(size_t *len) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t k = fread(buf + n, 1, cap - n, stdin);
+        n += k;
+        if (n < cap) break;
+        char *p = realloc(buf, cap * 2);
+        if (!p) {
+            free(buf);
+            return NULL;
+        }
+        buf = p;
+        cap *= 2;
+    }
+    if (buf && ferror(stdin)) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+/* Length of a complete, valid UTF-8 sequence at p (2..4), or 0. */
+static size_t tokenize_utf8_seq(const unsigned char *p, size_t n) {
+    size_t need = p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
+    if (!need || need > n) return 0;
+    for (size_t i = 1; i < need; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return need;
+}
+
+/* Prints a piece with C-style escapes for control bytes and for bytes that
+ * are only part of a UTF-8 character, so each token stays on one line. */
+static void tokenize_print_piece(const char *p, size_t n) {
+    putchar('\'');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        size_t k;
+        if (c == '\n')
+            fputs("\\n", stdout);
+        else if (c == '\t')
+            fputs("\\t", stdout);
+        else if (c == '\r')
+            fputs("\\r", stdout);
+        else if (c == '\\')
+            fputs("\\\\", stdout);
+        else if (c == '\'')
+            fputs("\\'", stdout);
+        else if (c < 0x20 || c == 0x7F)
+            printf("\\x%02x", c);
+        else if (c < 0x80)
+            putchar(c);
+        else if ((k = tokenize_utf8_seq((const unsigned char *)p + i, n - i))) {
+            fwrite(p + i, 1, k, stdout);
+            i += k - 1;
+        } else
+            printf("\\x%02x", c);
+    }
+    putchar('\'');
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *model = NULL, *text_arg = NULL;
+    unsigned flags = 0;
+    bool pieces = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--add-special"))
+            flags |= TOKENIZER_ADD_SPECIAL;
+        else if (!strcmp(argv[i], "--parse-special"))
+            flags |= TOKENIZER_PARSE_SPECIAL;
+        else if (!strcmp(argv[i], "--pieces"))
+            pieces = true;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+            return tokenize_usage();
+        else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "m40-llm tokenize: unknown option '%s'\n", argv[i]);
+            return tokenize_usage();
+        } else if (!model)
+            model = argv[i];
+        else if (!text_arg)
+            text_arg = argv[i];
+        else
+            return tokenize_usage();
+    }
+    if (!model || !text_arg) return tokenize_usage();
+
+    char *text = NULL;
+    size_t len;
+    if (!strcmp(text_arg, "-")) {
+        text = tokenize_read_stdin(&len);
+        if (!text) {
+            fprintf(stderr, "m40-llm tokenize: cannot read stdin\n");
+            return 1;
+        }
+    } else {
+        len = strlen(text_arg);
+    }
+    gguf_file *f = NULL;
+    tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int ret = 0, rc = gguf_open(model, &f);
+    if (rc) {
+        ret = cli_fail(model, rc);
+        goto done;
+    }
+    rc = tokenizer_load(f, &tok);
+    if (rc) {
+        ret = cli_fail(model, rc);
+        goto done;
+    }
+    rc = tokenizer_encode(tok, text ? text : text_arg, len, flags, &ids, &n);
+    if (rc) {
+        ret = cli_fail("tokenize", rc);
+        goto done;
+    }
+    if (pieces) {
+        for (size_t i = 0; i < n; i++) {
+            size_t pl = 0;
+            rc = tokenizer_token_piece(tok, ids[i], true, NULL, 0, &pl); /* size query */
+            char *buf = rc ? NULL : malloc(pl + 1);
+            if (!rc && buf) rc = tokenizer_token_piece(tok, ids[i], true, buf, pl, &pl);
+            if (rc || !buf) {
+                free(buf);
+                ret = rc ? cli_fail("tokenize", rc) : 1;
+                goto done;
+            }
+            printf("%d ", ids[i]);
+            tokenize_print_piece(buf, pl);
+            putchar('\n');
+            free(buf);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        putchar('\n');
+    }
+    if (fflush(stdout) != 0) ret = 1;
+done:
+    free(ids);
+    tokenizer_free(tok);
+    gguf_close(f);
+    free(text);
+    return ret;
+}

@@ -1,0 +1,350 @@
+/* Internals of the template engine shared by jinja_*.c: arena, values,
+ * tokens, syntax tree, and the evaluator's entry points for filters. */
+#ifndef M40_JINJA_INT_H
+#define M40_JINJA_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "jinja.h"
+
+/* ---- arena: everything of one parse or one render is freed at once ---- */
+typedef struct jarena_block jarena_block;
+typedef struct jarena {
+    jarena_block *head; /* newest block first */
+} jarena;
+
+void *jarena_alloc(jarena *a, size_t n); /* zeroed; NULL on OOM */
+char *jarena_strndup(jarena *a, const char *s, size_t n);
+void jarena_free(jarena *a);
+
+/* ---- growable byte buffer (malloc) ---- */
+typedef struct jbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} jbuf;
+void jbuf_put(jbuf *b, const char *s, size_t n);
+void jbuf_puts(jbuf *b, const char *s);
+void jbuf_putc(jbuf *b, char c);
+void jbuf_printf(jbuf *b, const char *fmt, ...) ERR_PRINTF(2, 3);
+
+/* ---- values ---- */
+typedef enum jv_type {
+    JV_UNDEF,
+    JV_NONE,
+    JV_BOOL,
+    JV_INT,
+    JV_FLOAT,
+    JV_STR,
+    JV_LIST, /* also tuples (is_tuple) */
+    JV_DICT, /* also namespace() objects and `loop` */
+    JV_FUNC, /* a global function or a bound method */
+    JV_MACRO,
+} jv_type;
+
+struct jlist;
+struct jdict;
+struct jstmt;
+struct jeval;
+typedef struct jv jv;
+typedef int (*jfunc_fn)(struct jeval *ev, const jv *self, jv *args, size_t nargs,
+                        const char **kwnames, int line, jv *out);
+
+struct jv {
+    jv_type type;
+    union {
+        bool b;
+        int64_t i;
+        double f;
+        struct {
+            const char *p; /* [n] bytes, not NUL-terminated */
+            size_t n;
+        } s;
+        struct jlist *l;
+        struct jdict *d;
+        struct {
+            jfunc_fn fn;
+            const char *name;
+            const jv *self; /* bound receiver (methods), else NULL */
+        } fn;
+        struct {
+            const struct jstmt *stmt; /* the {% macro %} statement */
+            void *scope;              /* frame it was defined in (closure) */
+        } macro;
+    };
+    /* JV_UNDEF: what was looked up, for the error when it is used:
+     * "'x' is undefined" or "'dict object' has no attribute 'x'". */
+    const char *undef_hint;
+};
+
+typedef struct jlist {
+    jv *items; /* [n] */
+    size_t n, cap;
+    bool is_tuple;
+} jlist;
+
+typedef enum { JD_PLAIN, JD_NAMESPACE, JD_LOOP } jdict_kind;
+typedef struct jdict {
+    jv *keys, *vals; /* [n] each, insertion order */
+    size_t n, cap;
+    jdict_kind kind;
+} jdict;
+
+static inline jv jv_undef(const char *hint) {
+    jv v = {.type = JV_UNDEF};
+    v.undef_hint = hint;
+    return v;
+}
+static inline jv jv_none(void) {
+    return (jv){.type = JV_NONE};
+}
+static inline jv jv_bool(bool b) {
+    return (jv){.type = JV_BOOL, .b = b};
+}
+static inline jv jv_int(int64_t i) {
+    return (jv){.type = JV_INT, .i = i};
+}
+static inline jv jv_float(double f) {
+    return (jv){.type = JV_FLOAT, .f = f};
+}
+static inline jv jv_strn(const char *p, size_t n) {
+    jv v = {.type = JV_STR};
+    v.s.p = p;
+    v.s.n = n;
+    return v;
+}
+
+jlist *jlist_new(jarena *a, size_t cap);
+int jlist_push(jarena *a, jlist *l, jv v);
+jdict *jdict_new(jarena *a, jdict_kind kind);
+int jdict_set(jarena *a, jdict *d, jv key, jv val);
+const jv *jdict_get(const jdict *d, const char *key, size_t klen);
+const jv *jdict_getv(const jdict *d, const jv *key);
+jv jv_list(jlist *l);
+jv jv_dict(jdict *d);
+
+const char *jv_type_name(const jv *v); /* Python type name: 'str', 'dict', ... */
+bool jv_truthy(const jv *v);
+bool jv_equal(const jv *a, const jv *b);
+bool jv_is_number(const jv *v); /* int, float or bool */
+double jv_as_double(const jv *v);
+/* str(v) appended to b; Python's str() for scalars, repr() for containers. */
+void jv_to_str(jbuf *b, const jv *v);
+void jv_repr(jbuf *b, const jv *v);
+void jv_format_float(jbuf *b, double f); /* Python repr(float) */
+/* str(v) as a value (strings returned as they are). */
+int jv_stringify(jarena *a, const jv *v, jv *out);
+/* Converts a cJSON tree; dicts keep key order. */
+int jv_from_json(jarena *a, const cJSON *j, jv *out);
+
+typedef struct jjson_opts {
+    int indent;             /* < 0: none (one line) */
+    const char *indent_str; /* used when not NULL instead of `indent` spaces */
+    bool ensure_ascii;
+    bool sort_keys;
+    const char *item_sep, *key_sep; /* NULL: Python's defaults */
+} jjson_opts;
+/* json.dumps(v, ...); error (M40LLM_ERR_FORMAT) on values JSON cannot hold. */
+int jv_to_json(jbuf *b, const jv *v, const jjson_opts *o);
+
+/* UTF-8 helpers */
+size_t utf8_decode(const char *s, size_t n, uint32_t *cp); /* bytes used (>=1) */
+void utf8_put(jbuf *b, uint32_t cp);
+bool jv_is_space_cp(uint32_t cp); /* Python str.isspace() */
+uint32_t jcase_upper(uint32_t cp);
+uint32_t jcase_lower(uint32_t cp);
+bool jcase_is_cased(uint32_t cp);
+
+/* ---- tokens ---- */
+typedef enum jtok_type {
+    JT_EOF,
+    JT_DATA,
+    JT_VAR_BEGIN,
+    JT_VAR_END,
+    JT_BLOCK_BEGIN,
+    JT_BLOCK_END,
+    JT_NAME,
+    JT_STRING,
+    JT_INT,
+    JT_FLOAT,
+    JT_OP,
+} jtok_type;
+
+typedef struct jtok {
+    jtok_type type;
+    int line;
+    const char *s; /* DATA/NAME/STRING/OP text (decoded for strings), [n] bytes */
+    size_t n;
+    int64_t i; /* INT */
+    double f;  /* FLOAT */
+} jtok;
+
+/* Tokenizes src (newlines normalized, whitespace control applied). */
+int jinja_lex(jarena *a, const char *src, size_t len, jtok **toks, size_t *ntoks);
+
+/* ---- syntax tree ---- */
+typedef enum jexpr_kind {
+    JE_CONST,
+    JE_NAME,
+    JE_GETATTR, /* a.name */
+    JE_GETITEM, /* a[b] */
+    JE_SLICE,   /* a[b:c:d], missing parts NULL */
+    JE_CALL,    /* a(items...) */
+    JE_FILTER,  /* a | name(items...) */
+    JE_TEST,    /* a is [not] name(items...) */
+    JE_NOT,
+    JE_NEG,
+    JE_POS,
+    JE_BINOP, /* op: + - * / // % ** ~ */
+    JE_AND,
+    JE_OR,
+    JE_COMPARE, /* a, then items[k] compared with ops[k] */
+    JE_COND,    /* b if a else c */
+    JE_LIST,
+    JE_TUPLE,
+    JE_DICT, /* items: key, value, key, value ... */
+} jexpr_kind;
+
+typedef enum { JOP_EQ, JOP_NE, JOP_LT, JOP_LE, JOP_GT, JOP_GE, JOP_IN, JOP_NOTIN } jcmp_op;
+
+struct jfilter_def;
+struct jtest_def;
+typedef struct jexpr {
+    jexpr_kind kind;
+    int line;
+    jv cval;          /* JE_CONST */
+    const char *name; /* NAME, GETATTR attribute, FILTER/TEST name, BINOP op text */
+    struct jexpr *a, *b, *c, *d;
+    struct jexpr **items; /* [n] list/tuple/dict items, call arguments */
+    const char **kwnames; /* [n] keyword of each argument, NULL for positional */
+    size_t n;
+    jcmp_op *ops; /* [n] JE_COMPARE */
+    bool negated; /* JE_TEST: `is not` */
+    const struct jfilter_def *filter;
+    const struct jtest_def *test;
+} jexpr;
+
+typedef enum jstmt_kind {
+    JS_TEXT,
+    JS_OUTPUT,
+    JS_IF,
+    JS_FOR,
+    JS_SET,
+    JS_SET_BLOCK,
+    JS_MACRO,
+    JS_WITH,
+    JS_FILTER_BLOCK, /* {% filter f %}body{% endfilter %}: expr filters JINJA_BLOCK_VAR */
+    JS_CALL_BLOCK,   /* {% call(params) m(args) %}body{% endcall %}: body is `caller` */
+    JS_BREAK,
+    JS_CONTINUE,
+} jstmt_kind;
+
+/* Name bound to a block's rendered text while its filters run (a name no
+ * template can spell). */
+#define JINJA_BLOCK_VAR "\x01block"
+
+typedef struct jbody {
+    struct jstmt **items; /* [n] */
+    size_t n, cap;
+} jbody;
+
+typedef struct jstmt {
+    jstmt_kind kind;
+    int line;
+    const char *text; /* TEXT: [len] bytes */
+    size_t len;
+    jexpr *expr;   /* OUTPUT value, IF condition, FOR iterable, SET value, SET_BLOCK and
+                      FILTER_BLOCK filters (or NULL), CALL_BLOCK call */
+    jexpr *target; /* FOR/SET target: NAME, TUPLE of NAMEs, or GETATTR (ns.x) */
+    jexpr *cond;   /* FOR: `if` filter */
+    jbody body, else_body;
+    const char *name;    /* MACRO name */
+    const char **params; /* MACRO: [n_params] parameter names */
+    jexpr **defaults;    /* MACRO: [n_params] default or NULL */
+    size_t n_params;
+    jexpr **with_targets; /* WITH: [n_params] names with values in `defaults` */
+} jstmt;
+
+struct jinja_template {
+    jarena arena;
+    jbody root;
+};
+
+int jinja_parse_tokens(jinja_template *t, jtok *toks, size_t ntoks);
+
+/* ---- filters, tests, globals, methods (jinja_filters.c) ---- */
+typedef struct jfilter_def {
+    const char *name;
+    int (*fn)(struct jeval *ev, jv *in, jv *args, size_t nargs, const char **kw, int line, jv *out);
+} jfilter_def;
+typedef struct jtest_def {
+    const char *name;
+    int (*fn)(struct jeval *ev, const jv *in, jv *args, size_t nargs, int line, bool *out);
+} jtest_def;
+
+const jfilter_def *jinja_find_filter(const char *name);
+const jtest_def *jinja_find_test(const char *name);
+/* Global function by name, or NULL. */
+bool jinja_find_global(const char *name, jv *out);
+/* Bound method `obj.name` for str/dict/loop objects; false if none. */
+bool jinja_find_method(struct jeval *ev, const jv *obj, const char *name, jv *out);
+
+/* ---- evaluator (jinja_eval.c) ---- */
+typedef struct jeval {
+    jarena *a;          /* render arena */
+    int64_t now;        /* strftime_now time */
+    int depth;          /* macro call depth, to stop runaway recursion */
+    int edepth;         /* expression evaluation depth (long operator chains) */
+    jv caller;          /* set by a call block for the macro it calls (JV_UNDEF when none) */
+    uint64_t steps;     /* loop iterations so far, bounded so a hostile template ends */
+    uint64_t max_steps; /* that bound */
+} jeval;
+
+/* Errors raised at render time, "line N: ..." prefixed. */
+int jeval_fail(jeval *ev, int status, int line, const char *fmt, ...) ERR_PRINTF(4, 5);
+/* Fails with Jinja2's UndefinedError text for an undefined value that was used. */
+int jeval_undef_error(jeval *ev, const jv *v, int line);
+/* Calls a callable value (function, bound method, macro). */
+int jeval_call(jeval *ev, const jv *callee, jv *args, size_t nargs, const char **kwnames, int line,
+               jv *out);
+/* obj.name / obj[key] with Jinja2's getattr/getitem fallbacks. */
+int jeval_getattr(jeval *ev, const jv *obj, const char *name, int line, jv *out);
+int jeval_getitem(jeval *ev, const jv *obj, const jv *key, int line, jv *out);
+/* Iterates: lists, tuples, dict keys, string characters; undefined is empty. */
+int jeval_to_list(jeval *ev, const jv *v, int line, jlist **out);
+/* obj[lo:hi:step] on lists and strings (by code point); none = omitted. */
+int jeval_slice(jeval *ev, const jv *obj, const jv *lo, const jv *hi, const jv *st, int line,
+                jv *out);
+/* An arena copy of fmt formatted with a and b (for undefined-value messages). */
+const char *jeval_hint(jeval *ev, const char *fmt, const char *a, const char *b);
+/* Python's printf-style `fmt % args` (args: one value, a tuple, or a dict). */
+int jstr_percent(jeval *ev, const jv *fmt, const jv *args, int line, jv *out);
+/* Python's str.format() with plain {} / {0} / {name} fields. */
+int jstr_format(jeval *ev, const jv *fmt, jv *args, size_t nargs, const char **kw, int line,
+                jv *out);
+/* Python comparison (==, <, in, ...); errors on unorderable types. */
+int jeval_compare(jeval *ev, jcmp_op op, const jv *a, const jv *b, int line, bool *out);
+
+/* ---- helpers shared by filters and builtins (jinja_filters.c) ---- */
+/* Argument `pos` (positional) or keyword `name`; NULL if not given. */
+const jv *jarg(jv *args, size_t nargs, const char **kw, size_t pos, const char *name);
+/* Fails naming an argument the function does not take. */
+int jargs_check(jeval *ev, const char *fn, size_t nargs, const char **kw, size_t max_pos,
+                const char *const *names, int line);
+int jv_from_buf(jeval *ev, jbuf *b, jv *out); /* frees b */
+typedef enum { JCASE_UPPER, JCASE_LOWER, JCASE_CAPITALIZE, JCASE_TITLE, JCASE_JTITLE } jcase_mode;
+int jstr_case(jeval *ev, const jv *s, jcase_mode mode, jv *out);
+/* strip: which = 1 left, 2 right, 3 both; chars NULL/none = whitespace */
+int jstr_strip(jeval *ev, const jv *s, const jv *chars, int which, jv *out);
+int jstr_replace(jeval *ev, const jv *s, const jv *old, const jv *rep, int64_t count, jv *out);
+
+#define JTRY(x)                                                                                    \
+    do {                                                                                           \
+        int jtry_rc_ = (x);                                                                        \
+        if (jtry_rc_ != M40LLM_OK) return jtry_rc_;                                                \
+    } while (0)
+
+#endif

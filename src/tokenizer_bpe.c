@@ -1,0 +1,109 @@
+/* Byte-level BPE ("gpt2" vocabs): pre-tokenize into words, map each word's
+ * bytes to the byte-level alphabet, then repeatedly merge the adjacent pair
+ * with the lowest merge rank (ties: leftmost). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "tokenizer_int.h"
+
+typedef struct tok_sym {
+    int32_t prev, next;
+    size_t off, n; /* bytes in the encoded word; n = 0 once merged away */
+} tok_sym;
+
+typedef struct tok_bpe_ctx {
+    const tokenizer *t;
+    const char *w; /* byte-level encoded word */
+    tok_sym *sym;
+    tok_heap heap;
+    tok_buf key; /* "left right" lookup key */
+} tok_bpe_ctx;
+
+static int tok_bpe_try_pair(tok_bpe_ctx *c, int32_t left, int32_t right) {
+    if (left < 0 || right < 0) return M40LLM_OK;
+    const tok_sym *l = &c->sym[left], *r = &c->sym[right];
+    c->key.n = 0;
+    int rc = tok_buf_put(&c->key, c->w + l->off, l->n);
+    if (!rc) rc = tok_buf_put(&c->key, " ", 1);
+    if (!rc) rc = tok_buf_put(&c->key, c->w + r->off, r->n);
+    if (rc) return rc;
+    int32_t rank = tok_strmap_get(&c->t->merges, c->key.p, c->key.n);
+    if (rank < 0) return M40LLM_OK;
+    return tok_heap_push(&c->heap,
+                         (tok_bigram){left, right, -(float)rank, (uint32_t)(l->n + r->n)});
+}
+
+/* Merges one encoded word and appends its tokens. */
+static int tok_bpe_word(tok_bpe_ctx *c, size_t len, tok_ids *out) {
+    const tokenizer *t = c->t;
+    const char *w = c->w;
+    if (t->ignore_merges) { /* llama3: a word that is already a token stays whole */
+        int32_t id = tok_strmap_get(&t->vocab, w, len);
+        if (id >= 0) return tok_ids_push(out, id);
+    }
+    tok_sym *sym = realloc(c->sym, sizeof *sym * len);
+    if (!sym) return err_set(M40LLM_ERR_OOM, "tokenizer: out of memory (%zu symbols)", len);
+    c->sym = sym;
+    int32_t ns = 0;
+    for (size_t off = 0; off < len; ns++) {
+        size_t n = tok_utf8_len((unsigned char)w[off]);
+        if (n > len - off) n = len - off;
+        sym[ns] = (tok_sym){ns - 1, -1, off, n};
+        off += n;
+        if (off < len) sym[ns].next = ns + 1;
+    }
+    c->heap.n = 0;
+    int rc = M40LLM_OK;
+    for (int32_t i = 1; !rc && i < ns; i++) rc = tok_bpe_try_pair(c, i - 1, i);
+    tok_bigram b;
+    while (!rc && tok_heap_pop(&c->heap, &b)) {
+        tok_sym *l = &sym[b.left], *r = &sym[b.right];
+        if (!l->n || !r->n || l->n + r->n != b.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) sym[r->next].prev = b.left;
+        rc = tok_bpe_try_pair(c, l->prev, b.left);
+        if (!rc) rc = tok_bpe_try_pair(c, b.left, l->next);
+    }
+    for (int32_t i = 0; !rc && ns && i >= 0; i = sym[i].next) {
+        int32_t id = tok_strmap_get(&t->vocab, w + sym[i].off, sym[i].n);
+        if (id >= 0) {
+            rc = tok_ids_push(out, id);
+            continue;
+        }
+        /* not in the vocab: its single bytes if those are tokens, else dropped
+         * (as llama.cpp; a complete byte-level vocab never gets here) */
+        for (size_t j = 0; !rc && j < sym[i].n; j++) {
+            int32_t bid = tok_strmap_get(&t->vocab, w + sym[i].off + j, 1);
+            if (bid >= 0) rc = tok_ids_push(out, bid);
+        }
+    }
+    return rc;
+}
+
+int tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_ids *out) {
+    size_t *offs = NULL, nw = 0;
+    int rc = tok_pre_split(t->pre, text, len, &offs, &nw);
+    if (rc) return rc;
+    tok_bpe_ctx c = {.t = t};
+    tok_buf word = {0};
+    for (size_t i = 0; !rc && i < nw; i++) {
+        word.n = 0;
+        for (size_t j = offs[i]; !rc && j < offs[i + 1]; j++) {
+            char u[4];
+            size_t k = tok_utf8_put(tok_byte_to_cp((uint8_t)text[j]), u);
+            rc = tok_buf_put(&word, u, k);
+        }
+        if (rc || !word.n) continue;
+        c.w = word.p;
+        rc = tok_bpe_word(&c, word.n, out);
+    }
+    free(offs);
+    free(word.p);
+    free(c.sym);
+    free(c.heap.v);
+    free(c.key.p);
+    return rc;
+}
