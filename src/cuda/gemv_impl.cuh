@@ -9,10 +9,7 @@
 #include "wformat.cuh"
 
 #define GV_WARPS 4
-/* row streams per warp: 8 for one vector (more loads in flight, x staging
- * shared by more rows), 4 when 8 vectors' accumulators need the registers */
-#define GV_NR (B == 1 ? 8 : 4)
-#define GV_HALF (GV_NR / 2)
+#define GV_NR 4
 #define GV_THREADS (GV_WARPS * 32)
 
 /* x chunk (elements) per staging round: 4096 / B rounded to whole warp passes */
@@ -36,8 +33,8 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
     /* split-K (residual adds only): this block's slice of the inputs */
     const int64_t kbeg = (int64_t)blockIdx.y * kspan;
     const int64_t kend = kbeg + kspan < K ? kbeg + kspan : K;
-    const int rows_per_block = MODE == GEMV_SWIGLU ? GV_WARPS * GV_HALF : GV_WARPS * GV_NR;
-    const int rows_per_warp = MODE == GEMV_SWIGLU ? GV_HALF : GV_NR;
+    const int rows_per_block = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
+    const int rows_per_warp = MODE == GEMV_SWIGLU ? 2 : GV_NR;
     int64_t rbase = (int64_t)blockIdx.x * rows_per_block + warp * rows_per_warp;
 
     /* ask for every byte this warp will read before the x staging, so the
@@ -45,9 +42,9 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
      * itself keeps too few loads in flight to cover DRAM latency */
 #pragma unroll
     for (int r = 0; r < GV_NR; r++) {
-        int64_t row = MODE == GEMV_SWIGLU ? rbase + (r % GV_HALF) : rbase + r;
+        int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
         if (row >= w.rows) continue;
-        const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= GV_HALF ? w2 : w;
+        const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= 2 ? w2 : w;
         const uint8_t *q = m.q + row * m.q_row;
         size_t ob = m.q_row * (size_t)(kbeg >> 5) / (size_t)m.nsb, oe = m.q_row * (size_t)(kend >> 5) / (size_t)m.nsb;
         for (size_t off = ob + (size_t)lane * 128; off < oe; off += 32 * 128) dev_prefetch_l2(q + off);
@@ -107,9 +104,9 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
                 }
 #pragma unroll
                 for (int r = 0; r < GV_NR; r++) {
-                    int64_t row = MODE == GEMV_SWIGLU ? rbase + (r % GV_HALF) : rbase + r;
+                    int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
                     if (row >= w.rows) continue;
-                    const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= GV_HALF ? w2 : w;
+                    const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= 2 ? w2 : w;
                     if (wdot<T>::fast) {
                         acc[r][0] += wdot<T>::dot(m, row, sb0 + s, xr, sx);
                         continue;
@@ -128,10 +125,10 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
             }
 #pragma unroll
             for (int r = 0; r < GV_NR; r++) {
-                int64_t row = MODE == GEMV_SWIGLU ? rbase + (r % GV_HALF) : rbase + r;
+                int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
                 if (row >= w.rows) continue;
                 float wv[32];
-                if (MODE == GEMV_SWIGLU && r >= GV_HALF)
+                if (MODE == GEMV_SWIGLU && r >= 2)
                     wdec<T>::get(w2, row, sb0 + s, wv);
                 else
                     wdec<T>::get(w, row, sb0 + s, wv);
@@ -169,14 +166,14 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
     /* epilogues: every lane holds every sum; lane i writes output i */
     if (MODE == GEMV_SWIGLU) {
 #pragma unroll
-        for (int r = 0; r < GV_HALF; r++)
+        for (int r = 0; r < 2; r++)
 #pragma unroll
             for (int b = 0; b < B; b++)
                 if (lane == r * B + b && b < nb && rbase + r < w.rows)
-                    y[b * ldy + rbase + r] = dev_silu(acc[r][b]) * acc[r + GV_HALF][b];
+                    y[b * ldy + rbase + r] = dev_silu(acc[r][b]) * acc[r + 2][b];
     } else if (MODE == GEMV_QKV) {
 #pragma unroll
-        for (int p = 0; p < GV_HALF; p++)
+        for (int p = 0; p < 2; p++)
 #pragma unroll
             for (int b = 0; b < B; b++)
                 if (lane == p * B + b && b < nb && rbase + 2 * p + 1 < w.rows)
@@ -202,7 +199,7 @@ template <int T, int B, int MODE>
 static int gemv_launch_tbm(const gemv_args *a, cudaStream_t st) {
     const int CH = gv_chunk<B>::elems;
     size_t smem = (size_t)B * gv_padded(CH) * sizeof(float);
-    int rpb = MODE == GEMV_SWIGLU ? GV_WARPS * GV_HALF : GV_WARPS * GV_NR;
+    int rpb = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
     unsigned blocks = (unsigned)((a->w->rows + rpb - 1) / rpb);
     /* a residual add with few rows leaves SMs idle: split K over more blocks
      * (whole 1024-element passes) and add the parts atomically */
