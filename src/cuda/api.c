@@ -15,10 +15,10 @@ struct M40llmCudaContext {
     cudaStream_t prefill; /* GEMMs */
     cudaEvent_t ev;       /* orders the two streams */
     void *cublas;
-    int32_t *idx;         /* [1] scratch: seq 0 / position for the API kernels */
-    int32_t *page_table;  /* [max pages] identity, shared by this context's caches */
+    int32_t *idx;        /* [1] scratch: seq 0 / position for the API kernels */
+    int32_t *page_table; /* [max pages] identity, shared by this context's caches */
     int page_table_len;
-    float *partial;       /* attention split scratch */
+    float *partial; /* attention split scratch */
     size_t partial_len;
 };
 
@@ -31,9 +31,9 @@ struct M40llmKVCache {
 };
 
 int cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
-    int st = e == cudaErrorMemoryAllocation ? M40LLM_ERR_OOM
+    int st = e == cudaErrorMemoryAllocation                                 ? M40LLM_ERR_OOM
              : (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver) ? M40LLM_ERR_NO_DEVICE
-                                                                             : M40LLM_ERR_CUDA;
+                                                                            : M40LLM_ERR_CUDA;
     return err_set(st, "%s:%d: %s: %s (%s)", file, line, what, cudaGetErrorString(e),
                    cudaGetErrorName(e));
 }
@@ -53,7 +53,8 @@ int m40llm_create_context(int device, M40llmCudaContext **out) {
     *out = NULL;
     int n = 0;
     m40llm_gpu_count(&n);
-    if (n == 0) return err_set(M40LLM_ERR_NO_DEVICE, "no usable CUDA GPU (none, or driver too old)");
+    if (n == 0)
+        return err_set(M40LLM_ERR_NO_DEVICE, "no usable CUDA GPU (none, or driver too old)");
     if (device < 0 || device >= n)
         return err_set(M40LLM_ERR_INVALID_ARG, "GPU %d does not exist (%d found)", device, n);
     M40llmCudaContext *c = calloc(1, sizeof *c);
@@ -132,7 +133,8 @@ int m40llm_device_free(M40llmCudaContext *c, void *p) {
 }
 
 int m40llm_host_to_device_f16(M40llmCudaContext *c, void *dst, const uint16_t *src, size_t n) {
-    if (!c || !dst || (!src && n)) return err_set(M40LLM_ERR_INVALID_ARG, "host_to_device_f16: NULL");
+    if (!c || !dst || (!src && n))
+        return err_set(M40LLM_ERR_INVALID_ARG, "host_to_device_f16: NULL");
     CUDA_TRY(cudaSetDevice(c->device));
     CUDA_TRY(cudaMemcpyAsync(dst, src, n * 2, cudaMemcpyHostToDevice, c->decode));
     CUDA_TRY(cudaStreamSynchronize(c->decode)); /* src may be reused at return */
@@ -140,7 +142,8 @@ int m40llm_host_to_device_f16(M40llmCudaContext *c, void *dst, const uint16_t *s
 }
 
 int m40llm_device_to_host_f32(M40llmCudaContext *c, float *dst, const float *src, size_t n) {
-    if (!c || !src || (!dst && n)) return err_set(M40LLM_ERR_INVALID_ARG, "device_to_host_f32: NULL");
+    if (!c || !src || (!dst && n))
+        return err_set(M40LLM_ERR_INVALID_ARG, "device_to_host_f32: NULL");
     CUDA_TRY(cudaSetDevice(c->device));
     CUDA_TRY(cudaStreamSynchronize(c->prefill));
     CUDA_TRY(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, c->decode));
@@ -309,8 +312,8 @@ int m40llm_attention_last_token(M40llmCudaContext *c, const M40llmKVCache *kv, i
     int32_t last[2] = {0, kv->len[layer] - 1};
     CUDA_TRY(cudaMemcpyAsync(c->idx, last, sizeof last, cudaMemcpyHostToDevice, c->decode));
     kv_view v = kv_layer(kv, layer);
-    rc = launch_attention(&pl, q, &v, c->idx, c->idx + 1, 1, 1.0f / sqrtf((float)kv->hd), c->partial,
-                          out, c->decode);
+    rc = launch_attention(&pl, q, &v, c->idx, c->idx + 1, 1, 1.0f / sqrtf((float)kv->hd),
+                          c->partial, out, c->decode);
     if (rc) return rc;
     CUDA_TRY(cudaStreamSynchronize(c->decode)); /* `last` is on this stack frame */
     return M40LLM_OK;
@@ -338,10 +341,11 @@ int m40llm_mlp_swiglu_f32_f16w(M40llmCudaContext *c, const float *x, const void 
     if (!c || !x || !wg || !wu || !wd || !out || n <= 0 || dim <= 0 || ff <= 0)
         return err_set(M40LLM_ERR_INVALID_ARG, "mlp_swiglu: bad arguments");
     if (dim % 32 || ff % 32)
-        return err_set(M40LLM_ERR_UNSUPPORTED, "mlp_swiglu: dim %d and ff %d must be multiples of 32",
-                       dim, ff);
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "mlp_swiglu: dim %d and ff %d must be multiples of 32", dim, ff);
     CUDA_TRY(cudaSetDevice(c->device));
-    gpu_matrix g = f16_matrix(wg, ff, dim), u = f16_matrix(wu, ff, dim), d = f16_matrix(wd, dim, ff);
+    gpu_matrix g = f16_matrix(wg, ff, dim), u = f16_matrix(wu, ff, dim),
+               d = f16_matrix(wd, dim, ff);
     float *h = NULL;
     int rc = m40llm_device_malloc(c, (size_t)n * ff * sizeof(float), (void **)&h);
     if (rc) return rc;
@@ -375,5 +379,9 @@ int m40llm_mlp_swiglu_f32_f16w(M40llmCudaContext *c, const float *x, const void 
 }
 
 /* for the backend, which runs on a context of its own */
-cudaStream_t m40llm_context_stream(M40llmCudaContext *c) { return c->decode; }
-void *m40llm_context_cublas(M40llmCudaContext *c) { return c->cublas; }
+cudaStream_t m40llm_context_stream(M40llmCudaContext *c) {
+    return c->decode;
+}
+void *m40llm_context_cublas(M40llmCudaContext *c) {
+    return c->cublas;
+}

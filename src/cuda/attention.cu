@@ -8,13 +8,14 @@
 #include "dev_common.cuh"
 
 #define AT_THREADS 128
-#define AT_GMAX 16 /* query heads per KV head */
+#define AT_GMAX    16 /* query heads per KV head */
 
 static size_t attn_smem(int g, int hd, int chunk) {
     return (size_t)g * (hd + chunk + AT_THREADS) * sizeof(float) + (size_t)chunk * sizeof(int64_t);
 }
 
-extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits, attn_plan *p) {
+extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits,
+                              attn_plan *p) {
     if (n_kv <= 0 || n_head % n_kv || hd <= 0 || hd > 256 || hd % 8 || n_ctx <= 0)
         return err_set(M40LLM_ERR_UNSUPPORTED, "attention: %d heads, %d KV heads, head dim %d",
                        n_head, n_kv, hd);
@@ -32,7 +33,8 @@ extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_s
         chunk /= 2;
         smem = attn_smem(g, hd, chunk);
     }
-    if (smem > 40 * 1024) return err_set(M40LLM_ERR_UNSUPPORTED, "attention: shape needs too much shared memory");
+    if (smem > 40 * 1024)
+        return err_set(M40LLM_ERR_UNSUPPORTED, "attention: shape needs too much shared memory");
     p->n_head = n_head;
     p->n_kv = n_kv;
     p->hd = hd;
@@ -45,8 +47,7 @@ extern "C" size_t attention_partial_floats(const attn_plan *p, int n) {
     return (size_t)n * p->n_head * p->n_split * (p->hd + 2);
 }
 
-template <int F16>
-static __device__ __forceinline__ float kv_at(const void *base, int64_t i) {
+template <int F16> static __device__ __forceinline__ float kv_at(const void *base, int64_t i) {
     return F16 ? dev_f16(((const uint16_t *)base)[i]) : ((const float *)base)[i];
 }
 
@@ -64,7 +65,8 @@ static __device__ __forceinline__ void kv_load8(const void *base, int64_t i, flo
     } else {
         float4 a = __ldg((const float4 *)((const float *)base + i));
         float4 b = __ldg((const float4 *)((const float *)base + i) + 1);
-        o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+        o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z,
+        o[7] = b.w;
     }
 }
 
@@ -74,9 +76,9 @@ __global__ void __launch_bounds__(AT_THREADS)
                  float scale, float *partial) {
     extern __shared__ float sm[];
     const int G = pl.n_head / pl.n_kv, hd = pl.hd, chunk = pl.chunk;
-    float *qs = sm;              /* [G][hd] */
-    float *sc = qs + G * hd;     /* [G][chunk] */
-    float *red = sc + G * chunk; /* [G][AT_THREADS] */
+    float *qs = sm;                                      /* [G][hd] */
+    float *sc = qs + G * hd;                             /* [G][chunk] */
+    float *red = sc + G * chunk;                         /* [G][AT_THREADS] */
     int64_t *rowoff = (int64_t *)(red + G * AT_THREADS); /* [chunk] cache offset of each position */
     __shared__ float ms[AT_GMAX], ls[AT_GMAX];
     int kvh = blockIdx.x, split = blockIdx.y, e = blockIdx.z;
@@ -99,8 +101,9 @@ __global__ void __launch_bounds__(AT_THREADS)
     const int32_t *pt = kv.page_table + (int64_t)seq * kv.pages_per_seq;
     for (int p = tid; p < L; p += AT_THREADS) {
         int pos = s0 + p;
-        rowoff[p] = (((int64_t)pt[pos / M40_KV_PAGE] * kv.n_kv + kvh) * M40_KV_PAGE +
-                     pos % M40_KV_PAGE) * hd;
+        rowoff[p] =
+            (((int64_t)pt[pos / M40_KV_PAGE] * kv.n_kv + kvh) * M40_KV_PAGE + pos % M40_KV_PAGE) *
+            hd;
     }
     __syncthreads();
 
@@ -186,7 +189,8 @@ __global__ void __launch_bounds__(AT_THREADS)
 }
 
 /* merge the splits: block (head, entry); weights[s] in dynamic shared memory */
-__global__ void k_attn_combine(attn_plan pl, const float *partial, const int32_t *poss, float *out) {
+__global__ void k_attn_combine(attn_plan pl, const float *partial, const int32_t *poss,
+                               float *out) {
     extern __shared__ float wsm[]; /* [n_split] */
     __shared__ float red[32];
     int h = blockIdx.x, e = blockIdx.y, hd = pl.hd;
@@ -219,8 +223,8 @@ extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_vie
     if (n <= 0) return M40LLM_OK;
     if (n > 65535) return err_set(M40LLM_ERR_INVALID_ARG, "attention: %d entries > 65535", n);
     if (kv->n_kv != p->n_kv || kv->hd != p->hd)
-        return err_set(M40LLM_ERR_INVALID_ARG, "attention: cache has %d x %d, plan %d x %d", kv->n_kv,
-                       kv->hd, p->n_kv, p->hd);
+        return err_set(M40LLM_ERR_INVALID_ARG, "attention: cache has %d x %d, plan %d x %d",
+                       kv->n_kv, kv->hd, p->n_kv, p->hd);
     int g = p->n_head / p->n_kv;
     size_t smem = attn_smem(g, p->hd, p->chunk);
     dim3 grid((unsigned)p->n_kv, (unsigned)p->n_split, (unsigned)n);
@@ -230,7 +234,8 @@ extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_vie
         k_attn_split<0><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial);
     CUDA_LAUNCHED("k_attn_split");
     dim3 g2((unsigned)p->n_head, (unsigned)n);
-    k_attn_combine<<<g2, AT_THREADS, (size_t)p->n_split * sizeof(float), st>>>(*p, partial, pos, out);
+    k_attn_combine<<<g2, AT_THREADS, (size_t)p->n_split * sizeof(float), st>>>(*p, partial, pos,
+                                                                               out);
     CUDA_LAUNCHED("k_attn_combine");
     return M40LLM_OK;
 }

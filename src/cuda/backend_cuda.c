@@ -70,7 +70,8 @@ static int up_matrix(uploader *u, gpu_matrix *m, const model_tensor **parts, int
     size_t bytes = gpu_matrix_layout(m, parts[0]->type, rows, cols, &qb, &sb, &hb);
     if (!bytes)
         return err_set(M40LLM_ERR_UNSUPPORTED, "%s: type %s with %lld columns has no GPU layout",
-                       parts[0]->name, quant_info(parts[0]->type) ? quant_info(parts[0]->type)->name : "?",
+                       parts[0]->name,
+                       quant_info(parts[0]->type) ? quant_info(parts[0]->type)->name : "?",
                        (long long)cols);
     void *mem;
     int rc = cb_alloc(cb, bytes, parts[0]->name, &mem);
@@ -90,7 +91,9 @@ static int up_matrix(uploader *u, gpu_matrix *m, const model_tensor **parts, int
     return M40LLM_OK;
 }
 
-static int up_one(uploader *u, gpu_matrix *m, const model_tensor *t) { return up_matrix(u, m, &t, 1); }
+static int up_one(uploader *u, gpu_matrix *m, const model_tensor *t) {
+    return up_matrix(u, m, &t, 1);
+}
 
 static int up_norm(uploader *u, float **dst, const model_tensor *t) {
     int64_t n = t->ne[0];
@@ -99,8 +102,8 @@ static int up_norm(uploader *u, float **dst, const model_tensor *t) {
     int rc = quant_dequantize_row(t->type, t->data, tmp, n);
     if (!rc) rc = cb_alloc(u->cb, (size_t)n * sizeof(float), t->name, (void **)dst);
     if (!rc) {
-        cudaError_t e = cudaMemcpyAsync(*dst, tmp, (size_t)n * sizeof(float), cudaMemcpyHostToDevice,
-                                        u->cb->st);
+        cudaError_t e = cudaMemcpyAsync(*dst, tmp, (size_t)n * sizeof(float),
+                                        cudaMemcpyHostToDevice, u->cb->st);
         if (e == cudaSuccess) e = cudaStreamSynchronize(u->cb->st); /* tmp is freed next */
         if (e != cudaSuccess) rc = cuda_fail(e, "copy of a norm vector", __FILE__, __LINE__);
     }
@@ -108,7 +111,9 @@ static int up_norm(uploader *u, float **dst, const model_tensor *t) {
     return rc;
 }
 
-static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+static size_t max_sz(size_t a, size_t b) {
+    return a > b ? a : b;
+}
 
 static int upload_weights(cuda_backend *cb) {
     const model *m = cb->base.model;
@@ -117,7 +122,8 @@ static int upload_weights(cuda_backend *cb) {
     size_t big = max_sz(m->tok_embd.nbytes, m->output.nbytes);
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer *L = &m->layers[l];
-        const model_tensor *ts[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        const model_tensor *ts[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                    &L->w_gate, &L->w_up, &L->w_down};
         for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) big = max_sz(big, ts[i]->nbytes);
     }
     int rc = cb_alloc(cb, big, "weight staging", &u.staging);
@@ -179,18 +185,20 @@ static int alloc_buffers(cuda_backend *cb) {
     /* KV cache */
     cb->pages_per_seq = (p->n_ctx + M40_KV_PAGE - 1) / M40_KV_PAGE;
     size_t elt = p->kv_type == BACKEND_KV_F16 ? 2 : 4;
-    cb->kv_layer_bytes = (size_t)p->n_seq_max * cb->pages_per_seq * c->n_head_kv * M40_KV_PAGE *
-                         c->head_dim * elt;
+    cb->kv_layer_bytes =
+        (size_t)p->n_seq_max * cb->pages_per_seq * c->n_head_kv * M40_KV_PAGE * c->head_dim * elt;
     if ((rc = cb_alloc(cb, cb->kv_layer_bytes * 2 * c->n_layer, "the KV cache", (void **)&cb->kv)))
         return rc;
     int npt = p->n_seq_max * cb->pages_per_seq;
     if ((rc = cb_alloc(cb, (size_t)npt * 4, "page table", (void **)&cb->page_table))) return rc;
     if ((rc = launch_iota(cb->page_table, npt, 0, cb->st))) return rc;
-    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 32, &cb->plan))) return rc;
+    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 32, &cb->plan)))
+        return rc;
     if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 256, &cb->plan_dec)))
         return rc;
     size_t part = attention_partial_floats(&cb->plan, (int)B);
-    size_t part_dec = attention_partial_floats(&cb->plan_dec, (int)(B < M40_GEMV_MAX_B ? B : M40_GEMV_MAX_B));
+    size_t part_dec =
+        attention_partial_floats(&cb->plan_dec, (int)(B < M40_GEMV_MAX_B ? B : M40_GEMV_MAX_B));
     struct {
         void **dst;
         size_t bytes;
@@ -217,7 +225,8 @@ static int alloc_buffers(cuda_backend *cb) {
         size_t ws = dense_bytes(&cb->output, cb->gemm_f16);
         for (int l = 0; l < c->n_layer; l++) {
             const cuda_layer *G = &cb->layers[l];
-            const gpu_matrix *ms[] = {&G->wqkv, &G->wq, &G->wk, &G->wv, &G->wo, &G->w_gate, &G->w_up, &G->w_down};
+            const gpu_matrix *ms[] = {&G->wqkv, &G->wq,     &G->wk,   &G->wv,
+                                      &G->wo,   &G->w_gate, &G->w_up, &G->w_down};
             for (size_t i = 0; i < 8; i++)
                 if (ms[i]->q) ws = max_sz(ws, dense_bytes(ms[i], cb->gemm_f16));
         }
@@ -245,7 +254,9 @@ static int cuda_seq_clear(backend *b, int seq) {
     return M40LLM_OK;
 }
 
-static uint64_t cuda_mem_used(const backend *b) { return ((const cuda_backend *)b)->mem; }
+static uint64_t cuda_mem_used(const backend *b) {
+    return ((const cuda_backend *)b)->mem;
+}
 
 static int cuda_run(backend *b, const backend_entry *e, int n, float *logits, int32_t *ids) {
     cuda_backend *cb = (cuda_backend *)b;
@@ -254,7 +265,8 @@ static int cuda_run(backend *b, const backend_entry *e, int n, float *logits, in
     int n_out = 0;
     for (int i = 0; i < n; i++) n_out += e[i].logits;
     if (n_out && !logits && !ids)
-        return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: %d entries want logits but the output buffer is NULL", n_out);
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "cuda backend: %d entries want logits but the output buffer is NULL", n_out);
     CUDA_TRY(cudaSetDevice(cb->device));
     /* a sequence revisiting a position inside one batch must see the cache as
      * it was after the entries before it: run such a batch in parts */
@@ -301,14 +313,16 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
     *out = NULL;
     if (!m || !p) return err_set(M40LLM_ERR_INVALID_ARG, "backend_cuda_create: no model or params");
     if (p->n_ctx < 1 || p->n_seq_max < 1 || p->n_batch_max < 1)
-        return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: n_ctx %d, n_seq_max %d, n_batch_max %d",
-                       p->n_ctx, p->n_seq_max, p->n_batch_max);
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "cuda backend: n_ctx %d, n_seq_max %d, n_batch_max %d", p->n_ctx,
+                       p->n_seq_max, p->n_batch_max);
     if (p->n_batch_max > 65535)
-        return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: n_batch_max %d > 65535", p->n_batch_max);
+        return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: n_batch_max %d > 65535",
+                       p->n_batch_max);
     const model_config *c = &m->cfg;
     if (c->head_dim % 2 || c->n_rot > c->head_dim || c->n_rot % 2)
-        return err_set(M40LLM_ERR_UNSUPPORTED, "cuda backend: head dim %d, rope dims %d", c->head_dim,
-                       c->n_rot);
+        return err_set(M40LLM_ERR_UNSUPPORTED, "cuda backend: head dim %d, rope dims %d",
+                       c->head_dim, c->n_rot);
     cuda_backend *cb = calloc(1, sizeof *cb);
     if (!cb) return err_set(M40LLM_ERR_OOM, "out of host memory");
     cb->base.ops = &cuda_ops;

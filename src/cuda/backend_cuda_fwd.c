@@ -18,8 +18,8 @@
 
 /* ---- optional profile: synchronize after each group and add its time ---- */
 enum { PG_EMBD, PG_GEMV, PG_DEQUANT, PG_GEMM, PG_ATTN, PG_ELEM, PG_HEAD, PG_N };
-static const char *pg_names[PG_N] = {"embedding", "gemv", "dequantize", "gemm", "attention",
-                                     "norm/rope/swiglu", "lm head+argmax"};
+static const char *pg_names[PG_N] = {
+    "embedding", "gemv", "dequantize", "gemm", "attention", "norm/rope/swiglu", "lm head+argmax"};
 
 static double prof_now(void) {
     struct timespec ts;
@@ -47,7 +47,8 @@ void cuda_profile_report(const cuda_backend *cb) {
     for (int i = 0; i < PG_N; i++)
         if (cb->prof_calls[i])
             fprintf(stderr, "  %-18s %9.3f ms %7ld calls %7.1f us/call %5.1f%%\n", pg_names[i],
-                    cb->prof_ns[i] / 1e6, cb->prof_calls[i], cb->prof_ns[i] / 1e3 / cb->prof_calls[i],
+                    cb->prof_ns[i] / 1e6, cb->prof_calls[i],
+                    cb->prof_ns[i] / 1e3 / cb->prof_calls[i],
                     100 * cb->prof_ns[i] / (tot > 0 ? tot : 1));
 }
 
@@ -110,31 +111,41 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
             rc = gv(cb, &L->wqkv, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o, 0);
         } else {
             rc = gv(cb, &L->wq, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o, 0);
-            if (!rc) rc = gv(cb, &L->wk, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o, cb->nq);
+            if (!rc)
+                rc = gv(cb, &L->wk, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o, cb->nq);
             if (!rc)
                 rc = gv(cb, &L->wv, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o,
                         cb->nq + cb->nkv);
         }
         if (!rc)
-            rc = PROF(cb, PG_ATTN, launch_attention(&cb->plan_dec, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
-                                  cb->att, cb->st));
+            rc = PROF(cb, PG_ATTN,
+                      launch_attention(&cb->plan_dec, cb->q, &o.kv, o.seq, o.pos, n, scale,
+                                       cb->partial, cb->att, cb->st));
         if (!rc) rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
         if (rc) break;
         if (L->w_gate.type == L->w_up.type) {
-            rc = gv(cb, &L->w_gate, &L->w_up, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_SWIGLU, NULL, 0);
+            rc = gv(cb, &L->w_gate, &L->w_up, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_SWIGLU, NULL,
+                    0);
         } else { /* mixed types: two products, then the gate */
             rc = gv(cb, &L->w_gate, NULL, cb->x, E, n, L->ffn_norm, cb->xn, F, GEMV_STORE, NULL, 0);
-            if (!rc) rc = gv(cb, &L->w_up, NULL, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_STORE, NULL, 0);
-            if (!rc) rc = PROF(cb, PG_ELEM, launch_swiglu(cb->xn, cb->h, F, n, F, cb->h, NULL, F, cb->st));
+            if (!rc)
+                rc =
+                    gv(cb, &L->w_up, NULL, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_STORE, NULL, 0);
+            if (!rc)
+                rc = PROF(cb, PG_ELEM,
+                          launch_swiglu(cb->xn, cb->h, F, n, F, cb->h, NULL, F, cb->st));
         }
         if (!rc) rc = gv(cb, &L->w_down, NULL, cb->h, F, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
     }
     if (rc || n_out == 0) return rc;
-    rc = PROF(cb, PG_ELEM, launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st));
+    rc = PROF(cb, PG_ELEM,
+              launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st));
     if (!rc)
         rc = gv(cb, &cb->output, NULL, cb->xo, E, n_out, cb->output_norm, cb->logits, c->n_vocab,
                 GEMV_STORE, NULL, 0);
-    if (!rc && argmax) rc = PROF(cb, PG_HEAD, launch_argmax(cb->logits, c->n_vocab, n_out, c->n_vocab, cb->d_ids, cb->st));
+    if (!rc && argmax)
+        rc = PROF(cb, PG_HEAD,
+                  launch_argmax(cb->logits, c->n_vocab, n_out, c->n_vocab, cb->d_ids, cb->st));
     return rc;
 }
 
@@ -154,7 +165,10 @@ static int gemm(cuda_backend *cb, const gpu_matrix *w, const void *act, int n, f
                 int64_t ldy, float beta) {
     const void *wp;
     int rc = gemm_w(cb, w, &wp);
-    if (!rc) rc = PROF(cb, PG_GEMM, gemm_rows(cb->cublas, cb->st, cb->gemm_f16, wp, w->rows, act, n, w->cols, y, ldy, beta));
+    if (!rc)
+        rc = PROF(cb, PG_GEMM,
+                  gemm_rows(cb->cublas, cb->st, cb->gemm_f16, wp, w->rows, act, n, w->cols, y, ldy,
+                            beta));
     return rc;
 }
 
@@ -168,8 +182,10 @@ static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
     for (int l = 0; l < c->n_layer && !rc; l++) {
         const cuda_layer *L = &cb->layers[l];
         qkv_out o = layer_qkv(cb, l, n);
-        rc = PROF(cb, PG_ELEM, launch_rmsnorm(cb->x, NULL, E, L->attn_norm, eps, n, E, cb->gemm_f16 ? NULL : cb->xn,
-                            cb->gemm_f16 ? cb->a16 : NULL, E, cb->st));
+        rc = PROF(cb, PG_ELEM,
+                  launch_rmsnorm(cb->x, NULL, E, L->attn_norm, eps, n, E,
+                                 cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E,
+                                 cb->st));
         if (!rc && L->qkv_fused) rc = gemm(cb, &L->wqkv, act, n, cb->qkv, ld_qkv, 0.0f);
         if (!rc && !L->qkv_fused) {
             rc = gemm(cb, &L->wq, act, n, cb->qkv, ld_qkv, 0.0f);
@@ -178,31 +194,45 @@ static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         }
         if (!rc) rc = PROF(cb, PG_ELEM, launch_rope_store(cb->qkv, ld_qkv, n, &o, cb->st));
         if (!rc)
-            rc = PROF(cb, PG_ATTN, launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
-                                  cb->att, cb->st));
-        if (!rc && cb->gemm_f16) rc = PROF(cb, PG_ELEM, launch_to_f16(cb->att, cb->nq, n, cb->nq, cb->a16, cb->nq, cb->st));
-        if (!rc) rc = gemm(cb, &L->wo, cb->gemm_f16 ? (const void *)cb->a16 : cb->att, n, cb->x, E, 1.0f);
+            rc = PROF(cb, PG_ATTN,
+                      launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
+                                       cb->att, cb->st));
+        if (!rc && cb->gemm_f16)
+            rc = PROF(cb, PG_ELEM,
+                      launch_to_f16(cb->att, cb->nq, n, cb->nq, cb->a16, cb->nq, cb->st));
         if (!rc)
-            rc = PROF(cb, PG_ELEM, launch_rmsnorm(cb->x, NULL, E, L->ffn_norm, eps, n, E, cb->gemm_f16 ? NULL : cb->xn,
-                                cb->gemm_f16 ? cb->a16 : NULL, E, cb->st));
+            rc =
+                gemm(cb, &L->wo, cb->gemm_f16 ? (const void *)cb->a16 : cb->att, n, cb->x, E, 1.0f);
+        if (!rc)
+            rc = PROF(cb, PG_ELEM,
+                      launch_rmsnorm(cb->x, NULL, E, L->ffn_norm, eps, n, E,
+                                     cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E,
+                                     cb->st));
         if (!rc) rc = gemm(cb, &L->w_gate, act, n, cb->gu, 2 * F, 0.0f);
         if (!rc) rc = gemm(cb, &L->w_up, act, n, cb->gu + F, 2 * F, 0.0f);
         if (!rc)
-            rc = PROF(cb, PG_ELEM, launch_swiglu(cb->gu, cb->gu + F, 2 * F, n, F, cb->gemm_f16 ? NULL : cb->h,
-                               cb->gemm_f16 ? cb->a16 : NULL, F, cb->st));
-        if (!rc) rc = gemm(cb, &L->w_down, cb->gemm_f16 ? (const void *)cb->a16 : cb->h, n, cb->x, E, 1.0f);
+            rc = PROF(cb, PG_ELEM,
+                      launch_swiglu(cb->gu, cb->gu + F, 2 * F, n, F, cb->gemm_f16 ? NULL : cb->h,
+                                    cb->gemm_f16 ? cb->a16 : NULL, F, cb->st));
+        if (!rc)
+            rc = gemm(cb, &L->w_down, cb->gemm_f16 ? (const void *)cb->a16 : cb->h, n, cb->x, E,
+                      1.0f);
     }
     if (rc || n_out == 0) return rc;
-    rc = PROF(cb, PG_ELEM, launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st));
+    rc = PROF(cb, PG_ELEM,
+              launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st));
     if (!rc && n_out <= M40_GEMV_MAX_B) {
         rc = gv(cb, &cb->output, NULL, cb->xo, E, n_out, cb->output_norm, cb->logits, V, GEMV_STORE,
                 NULL, 0);
     } else if (!rc) {
-        rc = PROF(cb, PG_ELEM, launch_rmsnorm(cb->xo, NULL, E, cb->output_norm, eps, n_out, E,
-                            cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E, cb->st));
+        rc = PROF(cb, PG_ELEM,
+                  launch_rmsnorm(cb->xo, NULL, E, cb->output_norm, eps, n_out, E,
+                                 cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E,
+                                 cb->st));
         if (!rc) rc = gemm(cb, &cb->output, act, n_out, cb->logits, V, 0.0f);
     }
-    if (!rc && argmax) rc = PROF(cb, PG_HEAD, launch_argmax(cb->logits, V, n_out, V, cb->d_ids, cb->st));
+    if (!rc && argmax)
+        rc = PROF(cb, PG_HEAD, launch_argmax(cb->logits, V, n_out, V, cb->d_ids, cb->st));
     return rc;
 }
 
@@ -242,7 +272,8 @@ static int graph_replay(cuda_backend *cb, int n, int n_out, int argmax) {
     return M40LLM_OK;
 }
 
-int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *logits, int32_t *ids) {
+int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *logits,
+                      int32_t *ids) {
     const int B = cb->base.params.n_batch_max, V = cb->base.model->cfg.n_vocab;
     int n_out = 0;
     for (int i = 0; i < n; i++) {
@@ -257,7 +288,8 @@ int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *lo
     int argmax = ids != NULL;
     int rc;
     if (n <= M40_GEMV_MAX_B)
-        rc = cb->use_graphs ? graph_replay(cb, n, n_out, argmax) : decode_kernels(cb, n, n_out, argmax);
+        rc = cb->use_graphs ? graph_replay(cb, n, n_out, argmax)
+                            : decode_kernels(cb, n, n_out, argmax);
     else
         rc = prefill_kernels(cb, n, n_out, argmax);
     if (rc) {

@@ -27,9 +27,9 @@ typedef struct cuda_backend {
     backend base;
     M40llmCudaContext *ctx; /* device, streams, cuBLAS */
     int device;
-    cudaStream_t st;        /* the context's decode stream */
+    cudaStream_t st; /* the context's decode stream */
     void *cublas;
-    cuda_layer *layers;     /* [n_layer] */
+    cuda_layer *layers;          /* [n_layer] */
     gpu_matrix tok_embd, output; /* output aliases tok_embd when tied */
     float *output_norm;          /* [n_embd] */
 
@@ -42,7 +42,7 @@ typedef struct cuda_backend {
     size_t kv_layer_bytes; /* bytes of one layer's K (= its V) */
     int32_t *page_table;   /* [n_seq_max][pages_per_seq] */
     int pages_per_seq;
-    int *seq_len; /* host [n_seq_max] */
+    int *seq_len;       /* host [n_seq_max] */
     attn_plan plan;     /* prefill batches: few long splits */
     attn_plan plan_dec; /* decode (<= 8 entries): many short splits */
 
@@ -62,14 +62,14 @@ typedef struct cuda_backend {
     float *partial;
     void *wscratch; /* dequantized weights for the GEMM path */
     size_t wscratch_bytes;
-    int32_t *d_in;   /* device [4][B]: token, seq, pos, out index */
-    int32_t *d_ids;  /* device [B] argmax */
-    int32_t *h_in;   /* pinned host [4][B] */
-    int32_t *h_ids;  /* pinned host [B] */
-    int gemm_f16;    /* prefill GEMM operands in f16 (tensor cores) or f32 */
+    int32_t *d_in;  /* device [4][B]: token, seq, pos, out index */
+    int32_t *d_ids; /* device [B] argmax */
+    int32_t *h_in;  /* pinned host [4][B] */
+    int32_t *h_ids; /* pinned host [B] */
+    int gemm_f16;   /* prefill GEMM operands in f16 (tensor cores) or f32 */
     int use_graphs;
-    int profile;             /* M40LLM_PROFILE=1: time each kernel group (no graphs) */
-    double prof_ns[8];       /* per group, see backend_cuda_fwd.c */
+    int profile;       /* M40LLM_PROFILE=1: time each kernel group (no graphs) */
+    double prof_ns[8]; /* per group, see backend_cuda_fwd.c */
     long prof_calls[8];
     double prof_t0; /* scratch of the PROF macro */
     int prof_rc;

@@ -108,14 +108,14 @@ typedef struct gemv_args {
     const gpu_matrix *w2; /* up matrix for GEMV_SWIGLU (same type and shape as w) */
     const float *x;       /* [nb][ldx] */
     int64_t ldx;
-    int nb;              /* 1..M40_GEMV_MAX_B */
-    const float *gamma;  /* fused RMSNorm of x with this gain [K], or NULL */
-    float eps;           /* RMSNorm epsilon */
-    float *y;            /* [nb][ldy] */
+    int nb;             /* 1..M40_GEMV_MAX_B */
+    const float *gamma; /* fused RMSNorm of x with this gain [K], or NULL */
+    float eps;          /* RMSNorm epsilon */
+    float *y;           /* [nb][ldy] */
     int64_t ldy;
-    int mode;            /* gemv_mode */
-    const qkv_out *qkv;  /* GEMV_QKV */
-    int64_t row0;        /* GEMV_QKV: index of w's row 0 within [q | k | v] rows */
+    int mode;           /* gemv_mode */
+    const qkv_out *qkv; /* GEMV_QKV */
+    int64_t row0;       /* GEMV_QKV: index of w's row 0 within [q | k | v] rows */
 } gemv_args;
 
 #define M40_GEMV_MAX_B 8
@@ -126,7 +126,8 @@ int launch_gemv(const gemv_args *a, cudaStream_t st);
  * out32 and/or out16 (f16 bits) may be NULL. x16 (f16 input) replaces x when set. */
 int launch_rmsnorm(const float *x, const uint16_t *x16, int64_t ldx, const float *gamma, float eps,
                    int n, int dim, float *out32, uint16_t *out16, int64_t ldo, cudaStream_t st);
-/* qkv[b] = [q | k | v] rows of n entries (ld elements apart) -> roped q into o->q, k/v into the cache. */
+/* qkv[b] = [q | k | v] rows of n entries (ld elements apart) -> roped q into o->q, k/v into the
+ * cache. */
 int launch_rope_store(const float *qkv, int64_t ld, int n, const qkv_out *o, cudaStream_t st);
 /* y[i][j] = silu(g[i][j]) * u[i][j]; y32 or y16 output (the other NULL). */
 int launch_swiglu(const float *g, const float *u, int64_t ldi, int n, int dim, float *y32,

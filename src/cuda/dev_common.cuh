@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#define M40_WARP 32
+#define M40_WARP      32
 #define M40_FULL_MASK 0xffffffffu
 
 static __device__ __forceinline__ float dev_warp_sum(float v) {
@@ -79,6 +79,8 @@ static __device__ __forceinline__ void dev_prefetch_l2(const void *p) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
-static __device__ __forceinline__ float dev_silu(float g) { return g / (1.0f + expf(-g)); }
+static __device__ __forceinline__ float dev_silu(float g) {
+    return g / (1.0f + expf(-g));
+}
 
 #endif

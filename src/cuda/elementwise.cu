@@ -39,15 +39,18 @@ __global__ void k_swiglu(const float *g, const float *u, int64_t ldi, int dim, f
     int64_t row = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x) {
         float v = dev_silu(g[row * ldi + i]) * u[row * ldi + i];
-        if (y32) y32[row * ldo + i] = v;
-        else y16[row * ldo + i] = dev_to_f16(v);
+        if (y32)
+            y32[row * ldo + i] = v;
+        else
+            y16[row * ldo + i] = dev_to_f16(v);
     }
 }
 
-extern "C" int launch_swiglu(const float *g, const float *u, int64_t ldi, int n, int dim, float *y32,
-                             uint16_t *y16, int64_t ldo, cudaStream_t st) {
+extern "C" int launch_swiglu(const float *g, const float *u, int64_t ldi, int n, int dim,
+                             float *y32, uint16_t *y16, int64_t ldo, cudaStream_t st) {
     if (n <= 0) return M40LLM_OK;
-    if (n > 65535 || (!y32 && !y16)) return err_set(M40LLM_ERR_INVALID_ARG, "swiglu: bad arguments");
+    if (n > 65535 || (!y32 && !y16))
+        return err_set(M40LLM_ERR_INVALID_ARG, "swiglu: bad arguments");
     dim3 grid((unsigned)((dim + 255) / 256), (unsigned)n);
     k_swiglu<<<grid, 256, 0, st>>>(g, u, ldi, dim, y32, y16, ldo);
     CUDA_LAUNCHED("k_swiglu");
@@ -156,7 +159,8 @@ extern "C" int launch_rope_store(const float *qkv, int64_t ld, int n, const qkv_
                                  cudaStream_t st) {
     if (n <= 0) return M40LLM_OK;
     if (n > 65535 || o->rope.hd % 2)
-        return err_set(M40LLM_ERR_INVALID_ARG, "rope_store: %d entries, head dim %d", n, o->rope.hd);
+        return err_set(M40LLM_ERR_INVALID_ARG, "rope_store: %d entries, head dim %d", n,
+                       o->rope.hd);
     int pairs = (o->rope.n_head + 2 * o->rope.n_kv) * o->rope.hd / 2;
     dim3 grid((unsigned)((pairs + 127) / 128), (unsigned)n);
     k_rope_store<<<grid, 128, 0, st>>>(qkv, ld, pairs, *o);

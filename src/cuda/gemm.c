@@ -7,14 +7,22 @@
 
 static const char *cublas_reason(cublasStatus_t s) {
     switch (s) {
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
-    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
-    default: return "error";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+        return "not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+        return "allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE:
+        return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+        return "architecture mismatch";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+        return "execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+        return "internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+        return "not supported";
+    default:
+        return "error";
     }
 }
 
@@ -27,7 +35,7 @@ int cublas_fail(int status, const char *what, const char *file, int line) {
 #define CUBLAS_TRY(call)                                                                           \
     do {                                                                                           \
         cublasStatus_t s_ = (call);                                                                \
-        if (s_ != CUBLAS_STATUS_SUCCESS) return cublas_fail((int)s_, #call, __FILE__, __LINE__);  \
+        if (s_ != CUBLAS_STATUS_SUCCESS) return cublas_fail((int)s_, #call, __FILE__, __LINE__);   \
     } while (0)
 
 int gemm_rows(void *handle, cudaStream_t st, int f16, const void *w, int64_t rows, const void *x,

@@ -26,7 +26,8 @@ int launch_gemv(const gemv_args *a, cudaStream_t st) {
     if (a->mode == GEMV_SWIGLU) {
         if (!a->w2 || a->w2->type != a->w->type || a->w2->rows != a->w->rows ||
             a->w2->cols != a->w->cols)
-            return err_set(M40LLM_ERR_INVALID_ARG, "gemv: SwiGLU needs gate and up of one type and shape");
+            return err_set(M40LLM_ERR_INVALID_ARG,
+                           "gemv: SwiGLU needs gate and up of one type and shape");
     }
     if (a->mode == GEMV_QKV) {
         if (!a->qkv) return err_set(M40LLM_ERR_INVALID_ARG, "gemv: QKV epilogue without outputs");
@@ -38,17 +39,22 @@ int launch_gemv(const gemv_args *a, cudaStream_t st) {
     switch (a->w->type) {
     case QT_F32:
     case QT_F16:
-    case QT_BF16: return gemv_run_float(a, st);
+    case QT_BF16:
+        return gemv_run_float(a, st);
     case QT_Q4_0:
     case QT_Q4_1:
     case QT_Q5_0:
     case QT_Q5_1:
-    case QT_Q8_0: return gemv_run_q32(a, st);
+    case QT_Q8_0:
+        return gemv_run_q32(a, st);
     case QT_Q2_K:
     case QT_Q3_K:
     case QT_Q4_K:
     case QT_Q5_K:
-    case QT_Q6_K: return gemv_run_kq(a, st);
-    default: return err_set(M40LLM_ERR_UNSUPPORTED, "gemv: weight type %d has no GPU kernel", a->w->type);
+    case QT_Q6_K:
+        return gemv_run_kq(a, st);
+    default:
+        return err_set(M40LLM_ERR_UNSUPPORTED, "gemv: weight type %d has no GPU kernel",
+                       a->w->type);
     }
 }

@@ -8,23 +8,22 @@
 #include "rope_kv.cuh"
 #include "wformat.cuh"
 
-#define GV_WARPS 4
-#define GV_NR 4
+#define GV_WARPS   4
+#define GV_NR      4
 #define GV_THREADS (GV_WARPS * 32)
 
 /* x chunk (elements) per staging round: 4096 / B rounded to whole warp passes */
-template <int B> struct gv_chunk {
-    static const int elems = B <= 4 ? 4096 / B : 1024;
-};
+template <int B> struct gv_chunk { static const int elems = B <= 4 ? 4096 / B : 1024; };
 /* kernel variants: PLAIN covers GEMV_STORE and GEMV_ADD (a runtime flag) */
 #define GV_PLAIN 0
-static __host__ __device__ __forceinline__ int gv_padded(int elems) { return elems + (elems >> 5) * 4; }
+static __host__ __device__ __forceinline__ int gv_padded(int elems) {
+    return elems + (elems >> 5) * 4;
+}
 
 template <int T, int B, int MODE>
-__global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix w2, const float *x,
-                                                     int64_t ldx, int nb, const float *gamma,
-                                                     float eps, float *y, int64_t ldy, int add,
-                                                     qkv_out qo, int64_t row0, int64_t kspan) {
+__global__ void __launch_bounds__(GV_THREADS, 1)
+    k_gemv(gpu_matrix w, gpu_matrix w2, const float *x, int64_t ldx, int nb, const float *gamma,
+           float eps, float *y, int64_t ldy, int add, qkv_out qo, int64_t row0, int64_t kspan) {
     const int CH = gv_chunk<B>::elems, CHP = gv_padded(CH);
     extern __shared__ float xs[]; /* [B][CHP] */
     __shared__ float red[32];
@@ -46,9 +45,12 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
         if (row >= w.rows) continue;
         const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= 2 ? w2 : w;
         const uint8_t *q = m.q + row * m.q_row;
-        size_t ob = m.q_row * (size_t)(kbeg >> 5) / (size_t)m.nsb, oe = m.q_row * (size_t)(kend >> 5) / (size_t)m.nsb;
-        for (size_t off = ob + (size_t)lane * 128; off < oe; off += 32 * 128) dev_prefetch_l2(q + off);
-        if (m.s && lane == 0) dev_prefetch_l2(m.s + row * m.nsb * (T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2));
+        size_t ob = m.q_row * (size_t)(kbeg >> 5) / (size_t)m.nsb,
+               oe = m.q_row * (size_t)(kend >> 5) / (size_t)m.nsb;
+        for (size_t off = ob + (size_t)lane * 128; off < oe; off += 32 * 128)
+            dev_prefetch_l2(q + off);
+        if (m.s && lane == 0)
+            dev_prefetch_l2(m.s + row * m.nsb * (T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2));
         if (m.h && lane == 1) dev_prefetch_l2(m.h + row * m.nsb * 4);
     }
 
@@ -95,7 +97,8 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
 #pragma unroll
                 for (int q = 0; q < 8; q++) {
                     float4 xv = xp[q];
-                    xr[4 * q] = xv.x, xr[4 * q + 1] = xv.y, xr[4 * q + 2] = xv.z, xr[4 * q + 3] = xv.w;
+                    xr[4 * q] = xv.x, xr[4 * q + 1] = xv.y, xr[4 * q + 2] = xv.z,
+                           xr[4 * q + 3] = xv.w;
                 }
                 float sx = 0.0f;
                 if (wdot<T>::fast) {
@@ -194,9 +197,7 @@ __global__ void __launch_bounds__(GV_THREADS, 1) k_gemv(gpu_matrix w, gpu_matrix
     }
 }
 
-
-template <int T, int B, int MODE>
-static int gemv_launch_tbm(const gemv_args *a, cudaStream_t st) {
+template <int T, int B, int MODE> static int gemv_launch_tbm(const gemv_args *a, cudaStream_t st) {
     const int CH = gv_chunk<B>::elems;
     size_t smem = (size_t)B * gv_padded(CH) * sizeof(float);
     int rpb = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
@@ -224,8 +225,7 @@ static int gemv_launch_tbm(const gemv_args *a, cudaStream_t st) {
     return M40LLM_OK;
 }
 
-template <int T, int B>
-static int gemv_launch_tb(const gemv_args *a, cudaStream_t st) {
+template <int T, int B> static int gemv_launch_tb(const gemv_args *a, cudaStream_t st) {
     if (a->mode == GEMV_SWIGLU) return gemv_launch_tbm<T, B, GEMV_SWIGLU>(a, st);
     if (a->mode == GEMV_QKV) return gemv_launch_tbm<T, B, GEMV_QKV>(a, st);
     return gemv_launch_tbm<T, B, GV_PLAIN>(a, st);

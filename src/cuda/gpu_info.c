@@ -15,8 +15,8 @@ typedef int (*nvml_temp_fn)(void *dev, int sensor, unsigned *t);
 typedef int (*nvml_clock_fn)(void *dev, int type, unsigned *mhz);
 typedef const char *(*nvml_str_fn)(int rc);
 #define NVML_TEMPERATURE_GPU 0
-#define NVML_CLOCK_SM 1
-#define NVML_CLOCK_MEM 2
+#define NVML_CLOCK_SM        1
+#define NVML_CLOCK_MEM       2
 
 static void nvml_fill(int device, m40llm_gpu_info *g) {
     void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -119,7 +119,8 @@ int m40llm_gpu_copy_bandwidth(int device, double *gbps) {
     float best = 1e30f;
     for (int rep = 0; rep < 5; rep++) {
         BW_TRY(cudaEventRecord(e0, 0));
-        BW_TRY(cudaMemcpyAsync(rep & 1 ? a : b, rep & 1 ? b : a, bytes, cudaMemcpyDeviceToDevice, 0));
+        BW_TRY(
+            cudaMemcpyAsync(rep & 1 ? a : b, rep & 1 ? b : a, bytes, cudaMemcpyDeviceToDevice, 0));
         BW_TRY(cudaEventRecord(e1, 0));
         BW_TRY(cudaEventSynchronize(e1));
         float ms = 0;

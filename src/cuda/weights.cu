@@ -2,7 +2,9 @@
  * dense f32/f16 (prefill GEMM operands) and row lookup (embeddings). */
 #include "wformat.cuh"
 
-static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
+static size_t align256(size_t n) {
+    return (n + 255) & ~(size_t)255;
+}
 
 extern "C" size_t gpu_matrix_layout(gpu_matrix *m, int type, int64_t rows, int64_t cols,
                                     size_t *q_bytes, size_t *s_bytes, size_t *h_bytes) {
@@ -10,20 +12,57 @@ extern "C" size_t gpu_matrix_layout(gpu_matrix *m, int type, int64_t rows, int64
     if (rows <= 0 || cols <= 0 || cols % 32) return 0;
     int64_t nsb = cols / 32;
     switch (type) {
-    case QT_F32: qr = (size_t)cols * 4; break;
+    case QT_F32:
+        qr = (size_t)cols * 4;
+        break;
     case QT_F16:
-    case QT_BF16: qr = (size_t)cols * 2; break;
-    case QT_Q4_0: qr = nsb * 16; sb = 2; break;
-    case QT_Q4_1: qr = nsb * 16; sb = 4; break;
-    case QT_Q5_0: qr = nsb * 16; sb = 2; hb = 4; break;
-    case QT_Q5_1: qr = nsb * 16; sb = 4; hb = 4; break;
-    case QT_Q8_0: qr = nsb * 32; sb = 2; break;
-    case QT_Q2_K: if (cols % 256) return 0; qr = (cols / 256) * M40_Q2K_STRIDE; break;
-    case QT_Q3_K: if (cols % 256) return 0; qr = (cols / 256) * M40_Q3K_STRIDE; break;
-    case QT_Q4_K: if (cols % 256) return 0; qr = (cols / 256) * M40_Q4K_STRIDE; break;
-    case QT_Q5_K: if (cols % 256) return 0; qr = (cols / 256) * M40_Q5K_STRIDE; break;
-    case QT_Q6_K: if (cols % 256) return 0; qr = (cols / 256) * M40_Q6K_STRIDE; break;
-    default: return 0;
+    case QT_BF16:
+        qr = (size_t)cols * 2;
+        break;
+    case QT_Q4_0:
+        qr = nsb * 16;
+        sb = 2;
+        break;
+    case QT_Q4_1:
+        qr = nsb * 16;
+        sb = 4;
+        break;
+    case QT_Q5_0:
+        qr = nsb * 16;
+        sb = 2;
+        hb = 4;
+        break;
+    case QT_Q5_1:
+        qr = nsb * 16;
+        sb = 4;
+        hb = 4;
+        break;
+    case QT_Q8_0:
+        qr = nsb * 32;
+        sb = 2;
+        break;
+    case QT_Q2_K:
+        if (cols % 256) return 0;
+        qr = (cols / 256) * M40_Q2K_STRIDE;
+        break;
+    case QT_Q3_K:
+        if (cols % 256) return 0;
+        qr = (cols / 256) * M40_Q3K_STRIDE;
+        break;
+    case QT_Q4_K:
+        if (cols % 256) return 0;
+        qr = (cols / 256) * M40_Q4K_STRIDE;
+        break;
+    case QT_Q5_K:
+        if (cols % 256) return 0;
+        qr = (cols / 256) * M40_Q5K_STRIDE;
+        break;
+    case QT_Q6_K:
+        if (cols % 256) return 0;
+        qr = (cols / 256) * M40_Q6K_STRIDE;
+        break;
+    default:
+        return 0;
     }
     m->type = type;
     m->rows = rows;
@@ -48,13 +87,15 @@ extern "C" void gpu_matrix_place(gpu_matrix *m, void *base, size_t q_bytes, size
 }
 
 /* ---- repack: one thread per GGUF block ---- */
-static __device__ __forceinline__ uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static __device__ __forceinline__ uint16_t rd16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 static __device__ __forceinline__ uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-__global__ void k_repack(gpu_matrix m, int64_t r0, const uint8_t *src, int64_t n, int bsz,
-                         int tsz, int stride) {
+__global__ void k_repack(gpu_matrix m, int64_t r0, const uint8_t *src, int64_t n, int bsz, int tsz,
+                         int stride) {
     int64_t nbr = m.cols / bsz; /* GGUF blocks per row */
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n * nbr) return;
@@ -108,25 +149,35 @@ extern "C" int launch_repack(const gpu_matrix *m, int64_t r0, const void *src, i
     }
     int stride = 0;
     switch (m->type) {
-    case QT_Q2_K: stride = M40_Q2K_STRIDE; break;
-    case QT_Q3_K: stride = M40_Q3K_STRIDE; break;
-    case QT_Q4_K: stride = M40_Q4K_STRIDE; break;
-    case QT_Q5_K: stride = M40_Q5K_STRIDE; break;
-    case QT_Q6_K: stride = M40_Q6K_STRIDE; break;
-    default: break;
+    case QT_Q2_K:
+        stride = M40_Q2K_STRIDE;
+        break;
+    case QT_Q3_K:
+        stride = M40_Q3K_STRIDE;
+        break;
+    case QT_Q4_K:
+        stride = M40_Q4K_STRIDE;
+        break;
+    case QT_Q5_K:
+        stride = M40_Q5K_STRIDE;
+        break;
+    case QT_Q6_K:
+        stride = M40_Q6K_STRIDE;
+        break;
+    default:
+        break;
     }
     int64_t total = n * (m->cols / qi->block_size);
     int threads = 256;
     int64_t blocks = (total + threads - 1) / threads;
     k_repack<<<(unsigned)blocks, threads, 0, st>>>(*m, r0, (const uint8_t *)src, n, qi->block_size,
-                                                  qi->type_size, stride);
+                                                   qi->type_size, stride);
     CUDA_LAUNCHED("k_repack");
     return M40LLM_OK;
 }
 
 /* ---- dequantize: one thread per 32-element sub-block ---- */
-template <int T>
-__global__ void k_dequant(gpu_matrix m, void *dst, int f16) {
+template <int T> __global__ void k_dequant(gpu_matrix m, void *dst, int f16) {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= m.rows * m.nsb) return;
     int64_t r = i / m.nsb, sb = i % m.nsb;
@@ -139,13 +190,15 @@ __global__ void k_dequant(gpu_matrix m, void *dst, int f16) {
             uint32_t p[4];
 #pragma unroll
             for (int j = 0; j < 4; j++)
-                p[j] = (uint32_t)dev_to_f16(w[8 * l + 2 * j]) | ((uint32_t)dev_to_f16(w[8 * l + 2 * j + 1]) << 16);
+                p[j] = (uint32_t)dev_to_f16(w[8 * l + 2 * j]) |
+                       ((uint32_t)dev_to_f16(w[8 * l + 2 * j + 1]) << 16);
             o[l] = make_uint4(p[0], p[1], p[2], p[3]);
         }
     } else {
         float4 *o = (float4 *)((float *)dst + r * m.cols + sb * 32);
 #pragma unroll
-        for (int l = 0; l < 8; l++) o[l] = make_float4(w[4 * l], w[4 * l + 1], w[4 * l + 2], w[4 * l + 3]);
+        for (int l = 0; l < 8; l++)
+            o[l] = make_float4(w[4 * l], w[4 * l + 1], w[4 * l + 2], w[4 * l + 3]);
     }
 }
 
@@ -161,8 +214,7 @@ extern "C" int launch_dequant(const gpu_matrix *m, void *dst, int dst_f16, cudaS
 }
 
 /* ---- row lookup: block per row, thread per sub-block ---- */
-template <int T>
-__global__ void k_get_rows(gpu_matrix m, const int32_t *ids, float *dst) {
+template <int T> __global__ void k_get_rows(gpu_matrix m, const int32_t *ids, float *dst) {
     int64_t r = ids[blockIdx.y];
     float *o = dst + (int64_t)blockIdx.y * m.cols;
     for (int64_t sb = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; sb < m.nsb;
@@ -176,7 +228,8 @@ __global__ void k_get_rows(gpu_matrix m, const int32_t *ids, float *dst) {
         }
         float4 *o4 = (float4 *)(o + sb * 32);
 #pragma unroll
-        for (int l = 0; l < 8; l++) o4[l] = make_float4(w[4 * l], w[4 * l + 1], w[4 * l + 2], w[4 * l + 3]);
+        for (int l = 0; l < 8; l++)
+            o4[l] = make_float4(w[4 * l], w[4 * l + 1], w[4 * l + 2], w[4 * l + 3]);
     }
 }
 

@@ -34,7 +34,8 @@ static __device__ __forceinline__ uint32_t dev_word(const uint4 &u, int i) {
 template <int T> struct wdec;
 
 template <> struct wdec<QT_F32> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         const float *p = (const float *)(m.q + r * m.q_row) + sb * 32;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
@@ -54,26 +55,31 @@ template <bool BF> static __device__ __forceinline__ void dec_half32(const uint1
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             uint32_t v = dev_word(u, k);
-            w[8 * i + 2 * k] = BF ? dev_bf16((uint16_t)(v & 0xffff)) : dev_f16((uint16_t)(v & 0xffff));
-            w[8 * i + 2 * k + 1] = BF ? dev_bf16((uint16_t)(v >> 16)) : dev_f16((uint16_t)(v >> 16));
+            w[8 * i + 2 * k] =
+                BF ? dev_bf16((uint16_t)(v & 0xffff)) : dev_f16((uint16_t)(v & 0xffff));
+            w[8 * i + 2 * k + 1] =
+                BF ? dev_bf16((uint16_t)(v >> 16)) : dev_f16((uint16_t)(v >> 16));
         }
     }
 }
 
 template <> struct wdec<QT_F16> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         dec_half32<false>((const uint16_t *)(m.q + r * m.q_row) + sb * 32, w);
     }
 };
 
 template <> struct wdec<QT_BF16> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         dec_half32<true>((const uint16_t *)(m.q + r * m.q_row) + sb * 32, w);
     }
 };
 
 template <> struct wdec<QT_Q4_0> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         int64_t i = r * m.nsb + sb;
         uint4 u = dev_ld128(m.q + i * 16);
         float d = dev_f16(dev_ld16(m.s + i * 2));
@@ -87,7 +93,8 @@ template <> struct wdec<QT_Q4_0> {
 };
 
 template <> struct wdec<QT_Q4_1> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         int64_t i = r * m.nsb + sb;
         uint4 u = dev_ld128(m.q + i * 16);
         uint32_t dm = dev_ld32(m.s + i * 4);
@@ -102,7 +109,8 @@ template <> struct wdec<QT_Q4_1> {
 };
 
 template <> struct wdec<QT_Q5_0> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         int64_t i = r * m.nsb + sb;
         uint4 u = dev_ld128(m.q + i * 16);
         float d = dev_f16(dev_ld16(m.s + i * 2));
@@ -119,7 +127,8 @@ template <> struct wdec<QT_Q5_0> {
 };
 
 template <> struct wdec<QT_Q5_1> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         int64_t i = r * m.nsb + sb;
         uint4 u = dev_ld128(m.q + i * 16);
         uint32_t dm = dev_ld32(m.s + i * 4);
@@ -137,7 +146,8 @@ template <> struct wdec<QT_Q5_1> {
 };
 
 template <> struct wdec<QT_Q8_0> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         int64_t i = r * m.nsb + sb;
         uint4 u0 = dev_ld128(m.q + i * 32), u1 = dev_ld128(m.q + i * 32 + 16);
         float d = dev_f16(dev_ld16(m.s + i * 2));
@@ -157,7 +167,8 @@ template <> struct wdec<QT_Q8_0> {
 #define BYTE32(a, b, l) ((l) < 16 ? U4_BYTE(a, (l)) : U4_BYTE(b, (l)-16))
 
 template <> struct wdec<QT_Q2_K> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q2K_STRIDE;
         int j = (int)(sb & 7), n = j >> 2, jj = j & 3;
         LD32B(blk + 16 + 32 * n, qa, qb);
@@ -185,19 +196,28 @@ static __device__ __forceinline__ int q3k_scale(const uint8_t *sc12, int is) {
     uint32_t aux;
     const uint32_t k1 = 0x03030303u, k2 = 0x0f0f0f0fu;
     switch (is >> 2) {
-    case 0: aux = (a0 & k2) | (((t >> 0) & k1) << 4); break;
-    case 1: aux = (a1 & k2) | (((t >> 2) & k1) << 4); break;
-    case 2: aux = ((a0 >> 4) & k2) | (((t >> 4) & k1) << 4); break;
-    default: aux = ((a1 >> 4) & k2) | (((t >> 6) & k1) << 4); break;
+    case 0:
+        aux = (a0 & k2) | (((t >> 0) & k1) << 4);
+        break;
+    case 1:
+        aux = (a1 & k2) | (((t >> 2) & k1) << 4);
+        break;
+    case 2:
+        aux = ((a0 >> 4) & k2) | (((t >> 4) & k1) << 4);
+        break;
+    default:
+        aux = ((a1 >> 4) & k2) | (((t >> 6) & k1) << 4);
+        break;
     }
     return (int)(int8_t)((aux >> ((is & 3) * 8)) & 0xff);
 }
 
 template <> struct wdec<QT_Q3_K> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q3K_STRIDE;
         int j = (int)(sb & 7), n = j >> 2, jj = j & 3;
-        LD32B(blk, ha, hb);           /* hmask */
+        LD32B(blk, ha, hb);               /* hmask */
         LD32B(blk + 32 + 32 * n, qa, qb); /* qs */
         float d = dev_f16(dev_ld16(blk + 108));
         int is = 8 * n + 2 * jj;
@@ -245,7 +265,8 @@ static __device__ __forceinline__ void k4_scale_min(const uint8_t *p, int j, uin
 }
 
 template <> struct wdec<QT_Q4_K> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q4K_STRIDE;
         int j = (int)(sb & 7), c = j >> 1;
         uint32_t dd = dev_ld32(blk);
@@ -262,7 +283,8 @@ template <> struct wdec<QT_Q4_K> {
 };
 
 template <> struct wdec<QT_Q5_K> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q5K_STRIDE;
         int j = (int)(sb & 7), c = j >> 1;
         uint32_t dd = dev_ld32(blk);
@@ -282,7 +304,8 @@ template <> struct wdec<QT_Q5_K> {
 };
 
 template <> struct wdec<QT_Q6_K> {
-    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb, float *w) {
+    static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
+                                               float *w) {
         const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q6K_STRIDE;
         int j = (int)(sb & 7), n = j >> 2, t = j & 3;
         LD32B(blk + 64 * n + 32 * (t & 1), la, lb); /* ql */
@@ -296,7 +319,8 @@ template <> struct wdec<QT_Q6_K> {
         int lsh = (t >> 1) * 4, hsh = 2 * t;
 #pragma unroll
         for (int l = 0; l < 32; l++) {
-            uint32_t q = ((BYTE32(la, lb, l) >> lsh) & 15) | (((BYTE32(ha, hb, l) >> hsh) & 3) << 4);
+            uint32_t q =
+                ((BYTE32(la, lb, l) >> lsh) & 15) | (((BYTE32(ha, hb, l) >> hsh) & 3) << 4);
             w[l] = __fmul_rn(l < 16 ? ds0 : ds1, dev_u2f(q) - 32.0f);
         }
     }
@@ -310,7 +334,8 @@ template <> struct wdec<QT_Q6_K> {
  * the plain decode would make the kernel bound by instructions, not bytes. */
 template <int T> struct wdot {
     static const bool fast = false;
-    static __device__ __forceinline__ float dot(const gpu_matrix &, int64_t, int64_t, const float *, float) {
+    static __device__ __forceinline__ float dot(const gpu_matrix &, int64_t, int64_t, const float *,
+                                                float) {
         return 0.0f;
     }
 };
@@ -336,8 +361,8 @@ static __device__ __forceinline__ float dot_nibbles(const uint4 &u, const float 
 
 template <> struct wdot<QT_Q4_0> {
     static const bool fast = true;
-    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb, const float *xr,
-                                                float sx) {
+    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb,
+                                                const float *xr, float sx) {
         int64_t i = r * m.nsb + sb;
         uint4 u = dev_ld128(m.q + i * 16);
         float d = dev_f16(dev_ld16(m.s + i * 2));
@@ -347,19 +372,20 @@ template <> struct wdot<QT_Q4_0> {
 
 template <> struct wdot<QT_Q4_1> {
     static const bool fast = true;
-    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb, const float *xr,
-                                                float sx) {
+    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb,
+                                                const float *xr, float sx) {
         int64_t i = r * m.nsb + sb;
         uint4 u = dev_ld128(m.q + i * 16);
         uint32_t dm = dev_ld32(m.s + i * 4);
-        return dev_f16((uint16_t)(dm & 0xffff)) * dot_nibbles(u, xr) + dev_f16((uint16_t)(dm >> 16)) * sx;
+        return dev_f16((uint16_t)(dm & 0xffff)) * dot_nibbles(u, xr) +
+               dev_f16((uint16_t)(dm >> 16)) * sx;
     }
 };
 
 template <> struct wdot<QT_Q8_0> {
     static const bool fast = true;
-    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb, const float *xr,
-                                                float sx) {
+    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb,
+                                                const float *xr, float sx) {
         int64_t i = r * m.nsb + sb;
         uint4 u0 = dev_ld128(m.q + i * 32), u1 = dev_ld128(m.q + i * 32 + 16);
         float d = dev_f16(dev_ld16(m.s + i * 2));
@@ -379,8 +405,8 @@ template <> struct wdot<QT_Q8_0> {
 
 template <> struct wdot<QT_Q4_K> {
     static const bool fast = true;
-    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb, const float *xr,
-                                                float sx) {
+    static __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb,
+                                                const float *xr, float sx) {
         const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q4K_STRIDE;
         int j = (int)(sb & 7), c = j >> 1;
         uint32_t dd = dev_ld32(blk);
@@ -391,7 +417,8 @@ template <> struct wdot<QT_Q4_K> {
         float a0 = 0.0f, a1 = 0.0f;
 #pragma unroll
         for (int wi = 0; wi < 4; wi++) {
-            uint32_t wa = (dev_word(qa, wi) >> sh) & 0x0F0F0F0Fu, wb = (dev_word(qb, wi) >> sh) & 0x0F0F0F0Fu;
+            uint32_t wa = (dev_word(qa, wi) >> sh) & 0x0F0F0F0Fu,
+                     wb = (dev_word(qb, wi) >> sh) & 0x0F0F0F0Fu;
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 a0 = fmaf(BYTE_F(wa, k), xr[4 * wi + k], a0);
@@ -405,22 +432,49 @@ template <> struct wdot<QT_Q4_K> {
 };
 
 /* Calls F<T>::run(args...) for the runtime type; returns false when unsupported. */
-#define M40_TYPE_SWITCH(type, CASE)                                                               \
+#define M40_TYPE_SWITCH(type, CASE)                                                                \
     switch (type) {                                                                                \
-    case QT_F32: CASE(QT_F32); break;                                                              \
-    case QT_F16: CASE(QT_F16); break;                                                              \
-    case QT_BF16: CASE(QT_BF16); break;                                                            \
-    case QT_Q4_0: CASE(QT_Q4_0); break;                                                            \
-    case QT_Q4_1: CASE(QT_Q4_1); break;                                                            \
-    case QT_Q5_0: CASE(QT_Q5_0); break;                                                            \
-    case QT_Q5_1: CASE(QT_Q5_1); break;                                                            \
-    case QT_Q8_0: CASE(QT_Q8_0); break;                                                            \
-    case QT_Q2_K: CASE(QT_Q2_K); break;                                                            \
-    case QT_Q3_K: CASE(QT_Q3_K); break;                                                            \
-    case QT_Q4_K: CASE(QT_Q4_K); break;                                                            \
-    case QT_Q5_K: CASE(QT_Q5_K); break;                                                            \
-    case QT_Q6_K: CASE(QT_Q6_K); break;                                                            \
-    default: return err_set(M40LLM_ERR_UNSUPPORTED, "weight type %d has no GPU kernel", (int)(type)); \
+    case QT_F32:                                                                                   \
+        CASE(QT_F32);                                                                              \
+        break;                                                                                     \
+    case QT_F16:                                                                                   \
+        CASE(QT_F16);                                                                              \
+        break;                                                                                     \
+    case QT_BF16:                                                                                  \
+        CASE(QT_BF16);                                                                             \
+        break;                                                                                     \
+    case QT_Q4_0:                                                                                  \
+        CASE(QT_Q4_0);                                                                             \
+        break;                                                                                     \
+    case QT_Q4_1:                                                                                  \
+        CASE(QT_Q4_1);                                                                             \
+        break;                                                                                     \
+    case QT_Q5_0:                                                                                  \
+        CASE(QT_Q5_0);                                                                             \
+        break;                                                                                     \
+    case QT_Q5_1:                                                                                  \
+        CASE(QT_Q5_1);                                                                             \
+        break;                                                                                     \
+    case QT_Q8_0:                                                                                  \
+        CASE(QT_Q8_0);                                                                             \
+        break;                                                                                     \
+    case QT_Q2_K:                                                                                  \
+        CASE(QT_Q2_K);                                                                             \
+        break;                                                                                     \
+    case QT_Q3_K:                                                                                  \
+        CASE(QT_Q3_K);                                                                             \
+        break;                                                                                     \
+    case QT_Q4_K:                                                                                  \
+        CASE(QT_Q4_K);                                                                             \
+        break;                                                                                     \
+    case QT_Q5_K:                                                                                  \
+        CASE(QT_Q5_K);                                                                             \
+        break;                                                                                     \
+    case QT_Q6_K:                                                                                  \
+        CASE(QT_Q6_K);                                                                             \
+        break;                                                                                     \
+    default:                                                                                       \
+        return err_set(M40LLM_ERR_UNSUPPORTED, "weight type %d has no GPU kernel", (int)(type));   \
     }
 
 #endif

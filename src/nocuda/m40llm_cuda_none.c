@@ -3,14 +3,18 @@
 #include "err.h"
 #include "m40llm.h"
 
-static int no_cuda(void) { return err_set(M40LLM_ERR_NO_DEVICE, "this build has no CUDA support"); }
+static int no_cuda(void) {
+    return err_set(M40LLM_ERR_NO_DEVICE, "this build has no CUDA support");
+}
 
 int m40llm_create_context(int device, M40llmCudaContext **out) {
     (void)device;
     *out = 0;
     return no_cuda();
 }
-void m40llm_destroy_context(M40llmCudaContext *ctx) { (void)ctx; }
+void m40llm_destroy_context(M40llmCudaContext *ctx) {
+    (void)ctx;
+}
 int m40llm_synchronize(M40llmCudaContext *ctx) {
     (void)ctx;
     return no_cuda();
@@ -44,7 +48,9 @@ int m40llm_alloc_kvcache(M40llmCudaContext *ctx, int n_layer, int n_kv_head, int
     *out = 0;
     return no_cuda();
 }
-void m40llm_free_kvcache(M40llmCudaContext *ctx, M40llmKVCache *kv) { (void)ctx, (void)kv; }
+void m40llm_free_kvcache(M40llmCudaContext *ctx, M40llmKVCache *kv) {
+    (void)ctx, (void)kv;
+}
 int m40llm_kv_append_token(M40llmCudaContext *ctx, M40llmKVCache *kv, int layer, const float *k,
                            const float *v) {
     (void)ctx, (void)kv, (void)layer, (void)k, (void)v;

@@ -45,7 +45,9 @@ static inline uint32_t gt_u32(void) {
     return (uint32_t)(gt_rng >> 11);
 }
 /* uniform in [-1, 1) */
-static inline float gt_uniform(void) { return (float)(gt_u32() & 0xffffff) / 8388608.0f - 1.0f; }
+static inline float gt_uniform(void) {
+    return (float)(gt_u32() & 0xffffff) / 8388608.0f - 1.0f;
+}
 static inline void gt_fill(float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = gt_uniform() * scale;
 }

@@ -101,7 +101,8 @@ static void test_rmsnorm(void) {
         }
     }
     CHECKF(worst <= 1e-5, "rmsnorm: relative error %.3g", worst);
-    CHECK(m40llm_rmsnorm_f16_f32gamma(ctx, dx, NULL, dout, n, dim, 1e-5f) == M40LLM_ERR_INVALID_ARG);
+    CHECK(m40llm_rmsnorm_f16_f32gamma(ctx, dx, NULL, dout, n, dim, 1e-5f) ==
+          M40LLM_ERR_INVALID_ARG);
     m40llm_device_free(ctx, dx), m40llm_device_free(ctx, dg), m40llm_device_free(ctx, dout);
 }
 
@@ -116,8 +117,10 @@ static void test_kv_attention(void) {
     float *dk = dmalloc(sizeof(float) * nkv * hd), *dv = dmalloc(sizeof(float) * nkv * hd);
     int ok = 1;
     for (int t = 0; t < len && ok; t++) {
-        GT_CUDA(cudaMemcpy(dk, k + (size_t)t * nkv * hd, sizeof(float) * nkv * hd, cudaMemcpyHostToDevice));
-        GT_CUDA(cudaMemcpy(dv, v + (size_t)t * nkv * hd, sizeof(float) * nkv * hd, cudaMemcpyHostToDevice));
+        GT_CUDA(cudaMemcpy(dk, k + (size_t)t * nkv * hd, sizeof(float) * nkv * hd,
+                           cudaMemcpyHostToDevice));
+        GT_CUDA(cudaMemcpy(dv, v + (size_t)t * nkv * hd, sizeof(float) * nkv * hd,
+                           cudaMemcpyHostToDevice));
         ok = m40llm_kv_append_token(ctx, kv, 1, dk, dv) == 0;
     }
     CHECKF(ok, "kv_append_token: %s", m40llm_last_error());
@@ -135,7 +138,8 @@ static void test_kv_attention(void) {
         for (int p = 0; p < len; p++) {
             double s = 0;
             for (int d = 0; d < hd; d++)
-                s += (double)q[h * hd + d] * quant_f16_to_f32(quant_f32_to_f16(k[((size_t)p * nkv + kh) * hd + d]));
+                s += (double)q[h * hd + d] *
+                     quant_f16_to_f32(quant_f32_to_f16(k[((size_t)p * nkv + kh) * hd + d]));
             sc[p] = s / sqrt((double)hd);
             if (sc[p] > mx) mx = sc[p];
         }
@@ -149,8 +153,10 @@ static void test_kv_attention(void) {
         }
     }
     CHECKF(worst <= 2e-5, "attention_last_token: max error %.3g", worst);
-    CHECK(m40llm_attention_last_token(ctx, kv, 0, dq, nh, dout) == M40LLM_ERR_INVALID_ARG); /* empty */
-    CHECK(m40llm_attention_last_token(ctx, kv, 1, dq, 5, dout) == M40LLM_ERR_UNSUPPORTED);  /* 5 % 2 */
+    CHECK(m40llm_attention_last_token(ctx, kv, 0, dq, nh, dout) ==
+          M40LLM_ERR_INVALID_ARG); /* empty */
+    CHECK(m40llm_attention_last_token(ctx, kv, 1, dq, 5, dout) ==
+          M40LLM_ERR_UNSUPPORTED); /* 5 % 2 */
     for (int t = len; t < maxt; t++) GT_OK(m40llm_kv_append_token(ctx, kv, 1, dk, dv));
     CHECK(m40llm_kv_append_token(ctx, kv, 1, dk, dv) == M40LLM_ERR_CONTEXT_FULL);
     M40llmKVCache *huge = NULL;
@@ -174,8 +180,8 @@ static void test_mlp(int n) {
     GT_OK(m40llm_host_to_device_f16(ctx, dw, wh, (size_t)3 * ff * dim));
     float *dx = dmalloc(sizeof(float) * n * dim), *dout = dmalloc(sizeof(float) * n * dim);
     GT_CUDA(cudaMemcpy(dx, x, sizeof(float) * n * dim, cudaMemcpyHostToDevice));
-    GT_OK(m40llm_mlp_swiglu_f32_f16w(ctx, dx, dw, (uint16_t *)dw + ff * dim, (uint16_t *)dw + 2 * ff * dim,
-                                     dout, n, dim, ff));
+    GT_OK(m40llm_mlp_swiglu_f32_f16w(ctx, dx, dw, (uint16_t *)dw + ff * dim,
+                                     (uint16_t *)dw + 2 * ff * dim, dout, n, dim, ff));
     float *out = malloc(sizeof(float) * n * dim);
     GT_OK(m40llm_device_to_host_f32(ctx, out, dout, (size_t)n * dim));
     double worst = 0, *hbuf = malloc(sizeof(double) * ff), *hmag = malloc(sizeof(double) * ff);
@@ -185,7 +191,8 @@ static void test_mlp(int n) {
             for (int i = 0; i < dim; i++) {
                 g += wg[j * dim + i] * x[r * dim + i];
                 u += wu[j * dim + i] * x[r * dim + i];
-                m += fabs(wg[j * dim + i] * x[r * dim + i]) + fabs(wu[j * dim + i] * x[r * dim + i]);
+                m +=
+                    fabs(wg[j * dim + i] * x[r * dim + i]) + fabs(wu[j * dim + i] * x[r * dim + i]);
             }
             hbuf[j] = g / (1 + exp(-g)) * u;
             hmag[j] = m * (fabs(u) + fabs(g) + 1);
@@ -201,7 +208,8 @@ static void test_mlp(int n) {
         }
     }
     CHECKF(worst <= 1.0, "mlp_swiglu n=%d: error %.3g x tolerance", n, worst);
-    CHECK(m40llm_mlp_swiglu_f32_f16w(ctx, dx, dw, dw, dw, dout, n, 100, ff) == M40LLM_ERR_UNSUPPORTED);
+    CHECK(m40llm_mlp_swiglu_f32_f16w(ctx, dx, dw, dw, dw, dout, n, 100, ff) ==
+          M40LLM_ERR_UNSUPPORTED);
     m40llm_device_free(ctx, dw), m40llm_device_free(ctx, dx), m40llm_device_free(ctx, dout);
     free(x), free(w), free(wh), free(wr), free(out), free(hbuf), free(hmag);
 }

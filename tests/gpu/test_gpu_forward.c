@@ -13,7 +13,7 @@
 #include "model.h"
 
 #define N_GREEDY 16
-#define NT 48
+#define NT       48
 
 typedef struct ref_case {
     char name[128];
@@ -58,7 +58,8 @@ static int load_case(const char *dir, const char *json_name, ref_case *rc) {
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root) return -1;
-    snprintf(rc->name, sizeof rc->name, "%.*s", (int)(strlen(json_name) - strlen(".tokens.json")), json_name);
+    snprintf(rc->name, sizeof rc->name, "%.*s", (int)(strlen(json_name) - strlen(".tokens.json")),
+             json_name);
     int nt = int_array(root, "tokens", rc->tokens, NT);
     int ng = int_array(root, "greedy_next_exact", rc->greedy, N_GREEDY);
     const cJSON *nv = cJSON_GetObjectItemCaseSensitive(root, "n_vocab");
@@ -74,7 +75,8 @@ static int load_case(const char *dir, const char *json_name, ref_case *rc) {
     return got == (size_t)NT * rc->n_vocab ? 0 : -1;
 }
 
-static void compare(const ref_case *rc, const float *got, const char *what, double tmax, double trms) {
+static void compare(const ref_case *rc, const float *got, const char *what, double tmax,
+                    double trms) {
     double mx = 0, ss = 0;
     size_t n = (size_t)NT * rc->n_vocab;
     for (size_t i = 0; i < n; i++) {
@@ -84,14 +86,19 @@ static void compare(const ref_case *rc, const float *got, const char *what, doub
     }
     double rms = sqrt(ss / n);
     printf("  %-16s %-34s max %.2e  rms %.2e\n", rc->name, what, mx, rms);
-    CHECKF(mx <= tmax && rms <= trms, "%s %s: max %.3g (<= %.0e), rms %.3g (<= %.0e)", rc->name, what,
-           mx, tmax, rms, trms);
+    CHECKF(mx <= tmax && rms <= trms, "%s %s: max %.3g (<= %.0e), rms %.3g (<= %.0e)", rc->name,
+           what, mx, tmax, rms, trms);
 }
 
-static backend *open_backend(model *m, backend_kv_type kv, int n_seq, int n_batch, const char *gemm) {
+static backend *open_backend(model *m, backend_kv_type kv, int n_seq, int n_batch,
+                             const char *gemm) {
     setenv("M40LLM_PREFILL_GEMM", gemm, 1);
-    backend_params p = {.n_ctx = 128, .n_seq_max = n_seq, .n_batch_max = n_batch, .n_threads = 1,
-                        .device = 0, .kv_type = kv};
+    backend_params p = {.n_ctx = 128,
+                        .n_seq_max = n_seq,
+                        .n_batch_max = n_batch,
+                        .n_threads = 1,
+                        .device = 0,
+                        .kv_type = kv};
     backend *b = NULL;
     int rc = backend_cuda_create(m, &p, &b);
     CHECKF(rc == 0, "backend_cuda_create: %s", m40llm_last_error());
@@ -164,7 +171,8 @@ static void run_case(const char *dir, const ref_case *rc) {
             }
             ok = backend_forward(b, e, n, step) == 0;
             for (int i = 0; i < n && ok; i++)
-                memcpy(all + ((size_t)e[i].seq * NT + e[i].pos) * V, step + (size_t)i * V, sizeof(float) * V);
+                memcpy(all + ((size_t)e[i].seq * NT + e[i].pos) * V, step + (size_t)i * V,
+                       sizeof(float) * V);
         }
         CHECKF(ok, "%s batched: %s", rc->name, m40llm_last_error());
         for (int s = 0; s < 8 && ok; s += 7) {
@@ -192,7 +200,8 @@ static void run_case(const char *dir, const ref_case *rc) {
         int ok = 1, t = 0;
         for (size_t c = 0; c < sizeof chunks / sizeof chunks[0] && ok; c++) {
             backend_entry e[32];
-            for (int i = 0; i < chunks[c]; i++) e[i] = (backend_entry){0, t + i, rc->tokens[t + i], true};
+            for (int i = 0; i < chunks[c]; i++)
+                e[i] = (backend_entry){0, t + i, rc->tokens[t + i], true};
             ok = backend_forward(b, e, chunks[c], got + (size_t)t * V) == 0;
             t += chunks[c];
         }
@@ -232,6 +241,30 @@ int main(void) {
     }
     closedir(d);
     CHECKF(n >= 14, "found %d reference models (expected 14)", n);
-    /* bad input: out of memory at load must fail cleanly */
+    /* a KV cache far larger than the GPU: a clear out-of-memory error and
+     * every allocation of the half-built backend returned */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/synth-q8_0.gguf", dir);
+    model *m = NULL;
+    if (model_load(path, &m) == 0) {
+        size_t free0 = 0, free1 = 0, tot = 0;
+        GT_CUDA(cudaMemGetInfo(&free0, &tot));
+        backend_params p = {.n_ctx = 1 << 20,
+                            .n_seq_max = 4096,
+                            .n_batch_max = 8,
+                            .n_threads = 1,
+                            .device = 0,
+                            .kv_type = BACKEND_KV_F16};
+        backend *b = NULL;
+        int rc = backend_cuda_create(m, &p, &b);
+        CHECKF(rc == M40LLM_ERR_OOM && b == NULL, "huge KV cache: status %d (%s)", rc,
+               m40llm_last_error());
+        CHECKF(strstr(m40llm_last_error(), "KV cache") != NULL,
+               "OOM message names the KV cache: %s", m40llm_last_error());
+        GT_CUDA(cudaMemGetInfo(&free1, &tot));
+        CHECKF(free1 + (64u << 20) >= free0, "device memory not returned: %zu -> %zu free", free0,
+               free1);
+        model_free(m);
+    }
     return check_summary("test_gpu_forward");
 }

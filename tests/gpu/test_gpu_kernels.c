@@ -14,9 +14,9 @@ static const int k_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5
 typedef struct host_w {
     int type;
     int64_t rows, cols;
-    uint8_t *raw;  /* GGUF rows */
-    float *deq;    /* quant_dequantize_row of raw */
-    gpu_matrix m;  /* repacked on the device */
+    uint8_t *raw; /* GGUF rows */
+    float *deq;   /* quant_dequantize_row of raw */
+    gpu_matrix m; /* repacked on the device */
     void *mem;
 } host_w;
 
@@ -63,7 +63,8 @@ static void test_layout(host_w *h) {
     gt_down(got, dd, n * 4);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) bad += memcmp(&got[i], &h->deq[i], 4) != 0;
-    CHECKF(bad == 0, "%s dequant f32: %zu of %zu values differ from quant_dequantize_row", name, bad, n);
+    CHECKF(bad == 0, "%s dequant f32: %zu of %zu values differ from quant_dequantize_row", name,
+           bad, n);
     uint16_t *g16 = malloc(n * 2);
     GT_OK(launch_dequant(&h->m, dd, 1, 0));
     gt_down(g16, dd, n * 2);
@@ -84,13 +85,16 @@ static void test_layout(host_w *h) {
     free(got);
 }
 
-static double silu_d(double g) { return g / (1.0 + exp(-g)); }
+static double silu_d(double g) {
+    return g / (1.0 + exp(-g));
+}
 
 /* y = W x for nb vectors in every mode, against float64 */
 static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
     const char *name = quant_info(h->type)->name;
     int64_t R = h->rows, K = h->cols, ldx = K + 32, ldy = R + 8;
-    float *x = calloc((size_t)nb * ldx, 4), *gamma = malloc(K * 4), *y0 = malloc((size_t)nb * ldy * 4);
+    float *x = calloc((size_t)nb * ldx, 4), *gamma = malloc(K * 4),
+          *y0 = malloc((size_t)nb * ldy * 4);
     gt_fill(x, (size_t)nb * ldx, 1.0f);
     gt_fill(gamma, K, 1.0f);
     gt_fill(y0, (size_t)nb * ldy, 1.0f);
@@ -107,11 +111,14 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
                 m += fabs(h->deq[r * K + k] * xv);
                 if (h2) a2 += h2->deq[r * K + k] * xv, m += fabs(h2->deq[r * K + k] * xv);
             }
-            ref[b * R + r] = mode == GEMV_SWIGLU ? silu_d(a) * a2 : mode == GEMV_ADD ? y0[b * ldy + r] + a : a;
+            ref[b * R + r] = mode == GEMV_SWIGLU ? silu_d(a) * a2
+                             : mode == GEMV_ADD  ? y0[b * ldy + r] + a
+                                                 : a;
             mag[b * R + r] = mode == GEMV_SWIGLU ? m * (fabs(a2) + fabs(a)) + 1 : m;
         }
     }
-    float *dx = gt_up(x, (size_t)nb * ldx * 4), *dg = gt_up(gamma, K * 4), *dy = gt_up(y0, (size_t)nb * ldy * 4);
+    float *dx = gt_up(x, (size_t)nb * ldx * 4), *dg = gt_up(gamma, K * 4),
+          *dy = gt_up(y0, (size_t)nb * ldy * 4);
     gemv_args a;
     memset(&a, 0, sizeof a);
     a.w = &h->m;
@@ -136,7 +143,8 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
         }
         for (int64_t r = R; r < ldy; r++) untouched_ok &= y[b * ldy + r] == y0[b * ldy + r];
     }
-    CHECKF(worst <= 1.0, "%s gemv nb=%d mode=%d norm=%d: error %.3g x tolerance", name, nb, mode, norm, worst);
+    CHECKF(worst <= 1.0, "%s gemv nb=%d mode=%d norm=%d: error %.3g x tolerance", name, nb, mode,
+           norm, worst);
     CHECKF(untouched_ok, "%s gemv nb=%d: wrote past the rows", name, nb);
     cudaFree(dx);
     cudaFree(dg);
@@ -145,7 +153,8 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
 }
 
 /* ---- rope + KV store: QKV epilogue of the GEMV and the prefill kernel ---- */
-static void rope_ref(double *v, int n_heads, int hd, int n_rot, int pos, double base, double scale) {
+static void rope_ref(double *v, int n_heads, int hd, int n_rot, int pos, double base,
+                     double scale) {
     for (int h = 0; h < n_heads; h++)
         for (int d = 0; d < n_rot; d += 2) {
             double th = pos * scale * pow(base, -(double)d / n_rot);
@@ -179,7 +188,8 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv) {
     GT_CUDA(cudaMemset(dv, 0, layer * elt));
     int32_t *pt = gt_dev(n_seq * pps * 4), *dsp = gt_up(seqpos, sizeof seqpos);
     GT_OK(launch_iota(pt, n_seq * pps, 0, 0));
-    float *dq = gt_dev(nb * nh * hd * 4), *dx = gt_up(via_gemv ? x : xin, via_gemv ? sizeof x : sizeof(float) * nb * rows);
+    float *dq = gt_dev(nb * nh * hd * 4),
+          *dx = gt_up(via_gemv ? x : xin, via_gemv ? sizeof x : sizeof(float) * nb * rows);
     qkv_out o;
     memset(&o, 0, sizeof o);
     o.kv = (kv_view){dk, dv, pt, pps, nkv, hd, f16kv};
@@ -209,17 +219,22 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv) {
     double worst = 0;
     for (int b = 0; b < nb; b++) {
         int seq = seqpos[b], pos = seqpos[3 + b];
-        rope_ref(vals[b], nh + nkv, hd, n_rot, pos, 10000.0, 0.5); /* q and k heads are contiguous */
+        rope_ref(vals[b], nh + nkv, hd, n_rot, pos, 10000.0,
+                 0.5); /* q and k heads are contiguous */
         for (int i = 0; i < nh * hd; i++) {
             double e = fabs(q[b * nh * hd + i] - vals[b][i]);
             if (!(e <= worst)) worst = e;
         }
         for (int h = 0; h < nkv; h++)
             for (int d = 0; d < hd; d++) {
-                size_t off = (((size_t)(seq * pps + pos / M40_KV_PAGE) * nkv + h) * M40_KV_PAGE + pos % M40_KV_PAGE) * hd + d;
+                size_t off = (((size_t)(seq * pps + pos / M40_KV_PAGE) * nkv + h) * M40_KV_PAGE +
+                              pos % M40_KV_PAGE) *
+                                 hd +
+                             d;
                 double kg = f16kv ? quant_f16_to_f32(((uint16_t *)hk)[off]) : ((float *)hk)[off];
                 double vg = f16kv ? quant_f16_to_f32(((uint16_t *)hv)[off]) : ((float *)hv)[off];
-                double kr = vals[b][nh * hd + h * hd + d], vr = vals[b][(nh + nkv) * hd + h * hd + d];
+                double kr = vals[b][nh * hd + h * hd + d],
+                       vr = vals[b][(nh + nkv) * hd + h * hd + d];
                 double tol = f16kv ? 1e-3 : 1.0; /* f16 rounding, relative */
                 double ek = fabs(kg - kr) / (f16kv ? fabs(kr) * tol + 1e-4 : 1.0);
                 double ev = fabs(vg - vr) / (f16kv ? fabs(vr) * tol + 1e-4 : 1.0);
@@ -283,7 +298,10 @@ static void test_attention(int f16kv) {
             int kh = h / G;
             double mx = -1e300, den = 0;
             for (int p = 0; p < len; p++) {
-                size_t row = (((size_t)table[seq * pps + p / M40_KV_PAGE] * nkv + kh) * M40_KV_PAGE + p % M40_KV_PAGE) * hd;
+                size_t row =
+                    (((size_t)table[seq * pps + p / M40_KV_PAGE] * nkv + kh) * M40_KV_PAGE +
+                     p % M40_KV_PAGE) *
+                    hd;
                 double s = 0;
                 for (int d = 0; d < hd; d++) s += (double)q[(e * nh + h) * hd + d] * kf[row + d];
                 sc[p] = s * scale;
@@ -293,7 +311,10 @@ static void test_attention(int f16kv) {
             for (int d = 0; d < hd; d++) {
                 double a = 0;
                 for (int p = 0; p < len; p++) {
-                    size_t row = (((size_t)table[seq * pps + p / M40_KV_PAGE] * nkv + kh) * M40_KV_PAGE + p % M40_KV_PAGE) * hd;
+                    size_t row =
+                        (((size_t)table[seq * pps + p / M40_KV_PAGE] * nkv + kh) * M40_KV_PAGE +
+                         p % M40_KV_PAGE) *
+                        hd;
                     a += sc[p] * vf[row + d];
                 }
                 double err = fabs(out[(e * nh + h) * hd + d] - a / den);
@@ -303,7 +324,8 @@ static void test_attention(int f16kv) {
     }
     CHECKF(worst <= 2e-5, "attention kv f16=%d: max error %.3g (tolerance 2e-5)", f16kv, worst);
     free(kf), free(vf), free(hk), free(hv), free(table), free(q), free(out), free(sc);
-    cudaFree(dk), cudaFree(dv), cudaFree(dt), cudaFree(dsp), cudaFree(dq), cudaFree(dout), cudaFree(part);
+    cudaFree(dk), cudaFree(dv), cudaFree(dt), cudaFree(dsp), cudaFree(dq), cudaFree(dout),
+        cudaFree(part);
 }
 
 static void test_small_kernels(void) {
@@ -370,9 +392,11 @@ static void test_small_kernels(void) {
     int32_t *dids = gt_dev(12), ids[3];
     GT_OK(launch_argmax(dl, V, 3, V, dids, 0));
     gt_down(ids, dids, 12);
-    CHECKF(ids[0] == 1234 && ids[1] == V - 1 && ids[2] == 0, "argmax: %d %d %d", ids[0], ids[1], ids[2]);
+    CHECKF(ids[0] == 1234 && ids[1] == V - 1 && ids[2] == 0, "argmax: %d %d %d", ids[0], ids[1],
+           ids[2]);
     free(x), free(g), free(o), free(o16), free(l);
-    cudaFree(dx), cudaFree(dg), cudaFree(do32), cudaFree(do16), cudaFree(di), cudaFree(dl), cudaFree(dids);
+    cudaFree(dx), cudaFree(dg), cudaFree(do32), cudaFree(do16), cudaFree(di), cudaFree(dl),
+        cudaFree(dids);
 }
 
 int main(void) {

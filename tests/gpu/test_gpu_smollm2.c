@@ -42,8 +42,12 @@ int main(void) {
     GT_OK(model_load(path, &m));
     const int V = m->cfg.n_vocab;
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    backend_params p = {.n_ctx = 128, .n_seq_max = 1, .n_batch_max = 16,
-                        .n_threads = nproc > 0 ? (int)nproc : 1, .device = 0, .kv_type = BACKEND_KV_F16};
+    backend_params p = {.n_ctx = 128,
+                        .n_seq_max = 1,
+                        .n_batch_max = 16,
+                        .n_threads = nproc > 0 ? (int)nproc : 1,
+                        .device = 0,
+                        .kv_type = BACKEND_KV_F16};
     backend *cpu = NULL, *gpu = NULL;
     GT_OK(backend_cpu_create(m, &p, &cpu));
     GT_OK(backend_cuda_create(m, &p, &gpu));
@@ -70,9 +74,12 @@ int main(void) {
             }
             if (tc != tg) {
                 parted = t;
-                printf("prompt %d: parts at step %d (cpu %d, gpu %d); cpu top-2 margin %.3g, gpu %.3g\n", k,
-                       t, tc, tg, mc, mg);
-                CHECKF(mc < 1e-3, "prompt %d step %d: continuations part with a top-2 margin of %.3g", k, t, mc);
+                printf("prompt %d: parts at step %d (cpu %d, gpu %d); cpu top-2 margin %.3g, gpu "
+                       "%.3g\n",
+                       k, t, tc, tg, mc, mg);
+                CHECKF(mc < 1e-3,
+                       "prompt %d step %d: continuations part with a top-2 margin of %.3g", k, t,
+                       mc);
                 break;
             }
             gen[t] = tc;
