@@ -63,6 +63,7 @@ int main(void) {
         GT_OK(backend_forward(cpu, e, n, lc));
         GT_OK(backend_forward(gpu, e, n, lg));
         int pos = n, parted = -1;
+        float part_margin = 0.0f;
         double maxd = 0;
         int32_t gen[N_GEN];
         for (int t = 0; t < N_GEN; t++) {
@@ -77,9 +78,7 @@ int main(void) {
                 printf("prompt %d: parts at step %d (cpu %d, gpu %d); cpu top-2 margin %.3g, gpu "
                        "%.3g\n",
                        k, t, tc, tg, mc, mg);
-                CHECKF(mc < 1e-3,
-                       "prompt %d step %d: continuations part with a top-2 margin of %.3g", k, t,
-                       mc);
+                part_margin = mc;
                 break;
             }
             gen[t] = tc;
@@ -87,6 +86,10 @@ int main(void) {
             GT_OK(backend_forward(cpu, &d, 1, lc));
             GT_OK(backend_forward(gpu, &d, 1, lg));
         }
+        /* one check per prompt: identical, or parted only at a near tie */
+        CHECKF(parted < 0 || part_margin < 1e-3,
+               "prompt %d step %d: continuations part with a top-2 margin of %.3g", k, parted,
+               part_margin);
         if (parted < 0) {
             equal_runs++;
             printf("prompt %d: 64 tokens equal (max |logit diff| %.3g): ", k, maxd);
