@@ -313,7 +313,7 @@ int m40llm_attention_last_token(M40llmCudaContext *c, const M40llmKVCache *kv, i
     CUDA_TRY(cudaMemcpyAsync(c->idx, last, sizeof last, cudaMemcpyHostToDevice, c->decode));
     kv_view v = kv_layer(kv, layer);
     rc = launch_attention(&pl, q, &v, c->idx, c->idx + 1, 1, 1.0f / sqrtf((float)kv->hd),
-                          c->partial, out, c->decode);
+                          c->partial, out, kv->len[layer] - 1, c->decode);
     if (rc) return rc;
     CUDA_TRY(cudaStreamSynchronize(c->decode)); /* `last` is on this stack frame */
     return M40LLM_OK;

@@ -219,7 +219,7 @@ __global__ void k_attn_combine(attn_plan pl, const float *partial, const int32_t
 
 extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_view *kv,
                                 const int32_t *seq, const int32_t *pos, int n, float scale,
-                                float *partial, float *out, cudaStream_t st) {
+                                float *partial, float *out, int max_pos, cudaStream_t st) {
     if (n <= 0) return M40LLM_OK;
     if (n > 65535) return err_set(M40LLM_ERR_INVALID_ARG, "attention: %d entries > 65535", n);
     if (kv->n_kv != p->n_kv || kv->hd != p->hd)
@@ -227,7 +227,10 @@ extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_vie
                        kv->n_kv, kv->hd, p->n_kv, p->hd);
     int g = p->n_head / p->n_kv;
     size_t smem = attn_smem(g, p->hd, p->chunk);
-    dim3 grid((unsigned)p->n_kv, (unsigned)p->n_split, (unsigned)n);
+    /* splits past the longest entry would only write empty results */
+    int nl = p->n_split;
+    if (max_pos >= 0 && max_pos / p->chunk + 1 < nl) nl = max_pos / p->chunk + 1;
+    dim3 grid((unsigned)p->n_kv, (unsigned)nl, (unsigned)n);
     if (kv->f16)
         k_attn_split<1><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial);
     else

@@ -120,7 +120,7 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         if (!rc)
             rc = PROF(cb, PG_ATTN,
                       launch_attention(&cb->plan_dec, cb->q, &o.kv, o.seq, o.pos, n, scale,
-                                       cb->partial, cb->att, cb->st));
+                                       cb->partial, cb->att, cb->att_max_pos, cb->st));
         if (!rc) rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
         if (rc) break;
         if (L->w_gate.type == L->w_up.type) {
@@ -196,7 +196,7 @@ static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         if (!rc)
             rc = PROF(cb, PG_ATTN,
                       launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
-                                       cb->att, cb->st));
+                                       cb->att, cb->att_max_pos, cb->st));
         if (!rc && cb->gemm_f16)
             rc = PROF(cb, PG_ELEM,
                       launch_to_f16(cb->att, cb->nq, n, cb->nq, cb->a16, cb->nq, cb->st));
@@ -239,7 +239,8 @@ static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
 static int graph_replay(cuda_backend *cb, int n, int n_out, int argmax) {
     for (int i = 0; i < cb->n_graphs; i++) {
         cuda_graph_entry *g = &cb->graphs[i];
-        if (g->n == n && g->n_out == n_out && g->argmax == argmax) {
+        if (g->n == n && g->n_out == n_out && g->argmax == argmax &&
+            g->att_max_pos == cb->att_max_pos) {
             CUDA_TRY(cudaGraphLaunch(g->exec, cb->st));
             return M40LLM_OK;
         }
@@ -267,6 +268,7 @@ static int graph_replay(cuda_backend *cb, int n, int n_out, int argmax) {
     g->n = n;
     g->n_out = n_out;
     g->argmax = argmax;
+    g->att_max_pos = cb->att_max_pos;
     g->exec = exec;
     CUDA_TRY(cudaGraphLaunch(exec, cb->st));
     return M40LLM_OK;
@@ -287,6 +289,20 @@ int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *lo
                              cudaMemcpyHostToDevice, cb->st));
     int argmax = ids != NULL;
     int rc;
+    /* attention launches only the splits up to the longest entry; a replayed
+     * graph covers a power-of-two number of splits, so it is re-captured
+     * only when the context doubles */
+    int maxp = 0;
+    for (int i = 0; i < n; i++)
+        if (e[i].pos > maxp) maxp = e[i].pos;
+    if (n <= M40_GEMV_MAX_B) {
+        const attn_plan *pl = &cb->plan_dec;
+        int need = maxp / pl->chunk + 1, ns = 1;
+        while (ns < need) ns *= 2;
+        cb->att_max_pos = ns >= pl->n_split ? -1 : ns * pl->chunk - 1;
+    } else {
+        cb->att_max_pos = maxp;
+    }
     if (n <= M40_GEMV_MAX_B)
         rc = cb->use_graphs ? graph_replay(cb, n, n_out, argmax)
                             : decode_kernels(cb, n, n_out, argmax);

@@ -20,6 +20,7 @@ typedef struct cuda_layer {
 
 typedef struct cuda_graph_entry {
     int n, n_out, argmax; /* shape key of a decode step */
+    int att_max_pos;      /* attention splits launched, as their last position */
     cudaGraphExec_t exec;
 } cuda_graph_entry;
 
@@ -62,11 +63,12 @@ typedef struct cuda_backend {
     float *partial;
     void *wscratch; /* dequantized weights for the GEMM path */
     size_t wscratch_bytes;
-    int32_t *d_in;  /* device [4][B]: token, seq, pos, out index */
-    int32_t *d_ids; /* device [B] argmax */
-    int32_t *h_in;  /* pinned host [4][B] */
-    int32_t *h_ids; /* pinned host [B] */
-    int gemm_f16;   /* prefill GEMM operands in f16 (tensor cores) or f32 */
+    int32_t *d_in;   /* device [4][B]: token, seq, pos, out index */
+    int32_t *d_ids;  /* device [B] argmax */
+    int32_t *h_in;   /* pinned host [4][B] */
+    int32_t *h_ids;  /* pinned host [B] */
+    int gemm_f16;    /* prefill GEMM operands in f16 (tensor cores) or f32 */
+    int att_max_pos; /* of the batch part being run: bounds the attention grid */
     int use_graphs;
     int profile;       /* M40LLM_PROFILE=1: time each kernel group (no graphs) */
     double prof_ns[8]; /* per group, see backend_cuda_fwd.c */

@@ -146,7 +146,9 @@ int launch_argmax(const float *logits, int64_t ld, int n, int n_vocab, int32_t *
  * Causal GQA attention of n query entries (q [n][n_head*hd]) over their
  * sequences' cache positions 0..pos[i]; the sequence is cut into splits of
  * `chunk` positions computed by separate blocks and merged (flash-decoding).
- * partial: attention_partial_floats() floats. out: [n][n_head*hd]. */
+ * partial: attention_partial_floats() floats. out: [n][n_head*hd].
+ * max_pos: the largest pos[i] (host-known; only the splits up to it are
+ * launched), or -1 for all n_split (graph replays with changing positions). */
 typedef struct attn_plan {
     int n_head, n_kv, hd;
     int chunk;   /* positions per split */
@@ -158,7 +160,7 @@ int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits, attn
 size_t attention_partial_floats(const attn_plan *p, int n);
 int launch_attention(const attn_plan *p, const float *q, const kv_view *kv, const int32_t *seq,
                      const int32_t *pos, int n, float scale, float *partial, float *out,
-                     cudaStream_t st);
+                     int max_pos, cudaStream_t st);
 
 /* Fills n int32 with v0, v0+1, ... (identity page tables). */
 int launch_iota(int32_t *dst, int n, int32_t v0, cudaStream_t st);

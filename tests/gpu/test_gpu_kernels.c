@@ -287,7 +287,7 @@ static void test_attention(int f16kv) {
     float *part = gt_dev(attention_partial_floats(&pl, n) * 4);
     kv_view kv = {dk, dv, dt, pps, nkv, hd, f16kv};
     float scale = 1.0f / sqrtf((float)hd);
-    GT_OK(launch_attention(&pl, dq, &kv, dsp, dsp + n, n, scale, part, dout, 0));
+    GT_OK(launch_attention(&pl, dq, &kv, dsp, dsp + n, n, scale, part, dout, -1, 0));
     float *out = malloc(n * nh * hd * 4);
     gt_down(out, dout, n * nh * hd * 4);
     double worst = 0;
