@@ -278,8 +278,8 @@ int model_load(const char *path, model **out) {
     *out = NULL;
     if (!path) return err_set(M40LLM_ERR_INVALID_ARG, "model_load: no path");
     gguf_file *g = NULL;
-    int rc = gguf_open(path, &g);
-    if (rc) return err_prefix(rc, "%s", path);
+    int rc = gguf_open(path, &g); /* its messages already name the file */
+    if (rc) return rc;
     rc = model_from_gguf(g, out);
     if (rc) {
         gguf_close(g);

@@ -3,6 +3,8 @@
 #ifndef M40_CLI_H
 #define M40_CLI_H
 
+#include <stdio.h>
+
 int cmd_show(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -14,6 +16,9 @@ int cmd_run(int argc, char **argv);
 
 /* Prints "m40-llm: <what>: <last library error>" to stderr; returns 1. */
 int cli_fail(const char *what, int status);
+/* Reads a whole stream into a NUL-terminated buffer (caller frees); NULL on
+ * a read error or out of memory. */
+char *cli_read_all(FILE *f);
 /* Parses a non-negative int option value; prints an error and returns -1 on bad input. */
 long cli_parse_long(const char *opt, const char *val, long min, long max);
 

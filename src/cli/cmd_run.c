@@ -251,24 +251,6 @@ void run_clear(run_ctx *r) {
 
 /* ---- setup ---- */
 
-static char *read_all(FILE *f) {
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n - 1, f);
-        if (ferror(f) || feof(f)) break;
-        char *nb = realloc(b, cap * 2);
-        if (!nb) {
-            free(b);
-            return NULL;
-        }
-        b = nb;
-        cap *= 2;
-    }
-    if (b) b[n] = '\0';
-    return b;
-}
-
 /* Chooses the template: --chat-template, else the model's own; none => raw. */
 static int run_setup_template(run_ctx *r, const char *chat_template) {
     int rc = chat_model_template(r->m->gguf, &r->tmpl, &r->bos, &r->eos);
@@ -439,7 +421,7 @@ int cmd_run(int argc, char **argv) {
     } else if (isatty(STDIN_FILENO)) {
         ret = run_chat(&r);
     } else {
-        char *in = read_all(stdin);
+        char *in = cli_read_all(stdin);
         if (!in) {
             fprintf(stderr, "m40-llm run: cannot read the prompt from stdin\n");
             goto out;

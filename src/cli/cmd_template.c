@@ -13,28 +13,6 @@
 #include "err.h"
 #include "gguf.h"
 
-static char *slurp(FILE *f) {
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n - 1, f);
-        if (ferror(f) || feof(f)) break;
-        char *nb = realloc(b, cap * 2);
-        if (!nb) {
-            free(b);
-            return NULL;
-        }
-        b = nb;
-        cap *= 2;
-    }
-    if (b && ferror(f)) {
-        free(b);
-        return NULL;
-    }
-    if (b) b[n] = '\0';
-    return b;
-}
-
 static bool is_gguf(const char *path) {
     FILE *f = fopen(path, "rb");
     char magic[4] = {0};
@@ -101,7 +79,7 @@ int cmd_template(int argc, char **argv) {
     }
 
     FILE *mf = strcmp(mpath, "-") ? fopen(mpath, "rb") : stdin;
-    char *mtext = mf ? slurp(mf) : NULL;
+    char *mtext = mf ? cli_read_all(mf) : NULL;
     if (mf && mf != stdin) fclose(mf);
     cJSON *messages = mtext ? cJSON_Parse(mtext) : NULL;
     int status = 1;

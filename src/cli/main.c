@@ -54,6 +54,28 @@ long cli_parse_long(const char *opt, const char *val, long min, long max) {
     return v;
 }
 
+char *cli_read_all(FILE *f) {
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        n += fread(b + n, 1, cap - n - 1, f);
+        if (ferror(f) || feof(f)) break;
+        char *nb = realloc(b, cap * 2);
+        if (!nb) {
+            free(b);
+            return NULL;
+        }
+        b = nb;
+        cap *= 2;
+    }
+    if (b && ferror(f)) {
+        free(b);
+        return NULL;
+    }
+    if (b) b[n] = '\0';
+    return b;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
         !strcmp(argv[1], "help")) {
