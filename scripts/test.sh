@@ -17,3 +17,6 @@ cmake --build build-asan -j "$jobs"
 (cd build-asan && M40LLM_SANITIZED=1 ctest --output-on-failure -j "$jobs" -LE slow)
 
 M40LLM_BIN="$PWD/build/m40-llm" python3 -m pytest -q tests/py
+
+# Maxwell proof: every kernel builds for sm_52 with CUDA 11.8, no spills
+./scripts/maxwell-check build/maxwell-ptxas.txt
