@@ -14,7 +14,7 @@ cmake --build build -j "$jobs"
 # ASan + UBSan, CPU backend (the sanitizers do not apply to device code)
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DM40LLM_SANITIZE=ON -DM40LLM_CUDA=OFF >/dev/null
 cmake --build build-asan -j "$jobs"
-(cd build-asan && M40LLM_SANITIZED=1 ctest --output-on-failure -j "$jobs" -LE slow)
+(cd build-asan && M40LLM_SANITIZED=1 ctest --output-on-failure -j "$jobs" -LE "slow|fuzz")
 
 M40LLM_BIN="$PWD/build/m40-llm" python3 -m pytest -q tests/py
 
