@@ -5,6 +5,7 @@
 #ifndef M40_CPU_INTERNAL_H
 #define M40_CPU_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -14,6 +15,10 @@
 /* Weight rows dequantized together in one tile of a batched product: the
  * activations of one token are then reused from L1 for all rows of a tile. */
 #define CPU_MM_TILE 8
+/* Activation rows (tokens) a fused kernel takes per decoded weight block. */
+#define CPU_QX 4
+/* Elements per block of the fused kernels (and per activation sum). */
+#define CPU_QBLK 32
 
 typedef struct cpu_seq {
     int len; /* positions held */
@@ -42,6 +47,7 @@ typedef struct cpu_backend {
     float *rope; /* [n][n_rot] (cos, sin) pairs per entry */
     /* per thread */
     float *wbuf;   /* [n_threads][2 * CPU_MM_TILE][max_in] dequantized weight rows */
+    float *xsum;   /* [n_batch_max][max_in / CPU_QBLK] block sums of a product's input */
     float *scores; /* [n_threads][n_ctx] attention weights */
     float *kvrow;  /* [n_threads][2][head_dim] F16 K/V rows converted to F32 */
     uint64_t scratch_bytes;
@@ -66,6 +72,18 @@ static inline float cpu_f16_to_f32(uint16_t h) {
     o.u |= (uint32_t)(h & 0x8000u) << 16;
     return o.f;
 }
+
+/* ---- fused dequantize + dot kernels (cpu_qdot.c, cpu_qdot_avx2.c) ---- */
+/* out[j] = W . x[j] for nx (1..CPU_QX) activation rows of stride ldx; xs holds
+ * their per-block sums (stride ldxs) for types that need them. A row's
+ * result is the same whatever nx it was computed in. */
+typedef void (*cpu_qdot_fn)(const uint8_t *w, const float *x, int ldx, const float *xs, int ldxs,
+                            int nx, int n, float *out);
+/* The kernel for a weight type on this CPU, or NULL (then rows are
+ * dequantized and dotted with cpu_dot). */
+cpu_qdot_fn cpu_qdot_lookup(int type, bool *needs_xsum);
+/* out[b] = sum of x[b*CPU_QBLK .. +CPU_QBLK), b < n / CPU_QBLK. */
+void cpu_block_sums(const float *x, int n, float *out);
 
 /* ---- products with weights (cpu_matmul.c) ---- */
 typedef enum cpu_mm_epilogue {
