@@ -125,5 +125,5 @@ static void att_worker(void *ctx, int64_t begin, int64_t end, int thread) {
 
 void cpu_attention(cpu_backend *cb, const backend_entry *e, int n, int il) {
     att_job j = {cb, e, il};
-    threadpool_for(cb->pool, (int64_t)n * cb->base.model->cfg.n_head, 1, att_worker, &j);
+    threadpool_for_dynamic(cb->pool, (int64_t)n * cb->base.model->cfg.n_head, 1, 4, att_worker, &j);
 }

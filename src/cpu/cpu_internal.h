@@ -15,6 +15,9 @@
 /* Weight rows dequantized together in one tile of a batched product: the
  * activations of one token are then reused from L1 for all rows of a tile. */
 #define CPU_MM_TILE 8
+/* Chunks per thread of a product's rows, claimed by whichever thread is
+ * free: a descheduled thread (shared machine) holds up less of a token. */
+#define CPU_MM_CHUNKS 8
 /* Activation rows (tokens) a fused kernel takes per decoded weight block. */
 #define CPU_QX 4
 /* Elements per block of the fused kernels (and per activation sum). */

@@ -120,7 +120,7 @@ static int mm_run(mm_job *j, int64_t rows) {
         for (int i = 0; i < j->n; i++)
             cpu_block_sums(j->x + (size_t)i * j->ldx, j->n_in, j->cb->xsum + (size_t)i * j->ldxs);
     /* enough rows per thread that a chunk is worth a wake-up */
-    threadpool_for(j->cb->pool, rows, CPU_MM_TILE, mm_worker, j);
+    threadpool_for_dynamic(j->cb->pool, rows, CPU_MM_TILE, CPU_MM_CHUNKS, mm_worker, j);
     int rc = atomic_load(&j->failed);
     if (rc) return err_prefix(rc, "cpu backend: dequantizing %s", j->w[0]->name);
     return M40LLM_OK;
