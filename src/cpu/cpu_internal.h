@@ -82,8 +82,13 @@ static inline float cpu_f16_to_f32(uint16_t h) {
  * result is the same whatever nx it was computed in. */
 typedef void (*cpu_qdot_fn)(const uint8_t *w, const float *x, int ldx, const float *xs, int ldxs,
                             int nx, int n, float *out);
-/* The kernel for a weight type on this CPU, or NULL (then rows are
- * dequantized and dotted with cpu_dot). */
+typedef enum cpu_isa { CPU_ISA_NONE, CPU_ISA_AVX2, CPU_ISA_AVX512 } cpu_isa;
+/* Best kernel set this CPU runs (env M40LLM_CPU_ISA=none|avx2|avx512 caps it). */
+cpu_isa cpu_isa_best(void);
+/* The kernel for a weight type in a kernel set, or NULL (then rows are
+ * dequantized and dotted with cpu_dot). The caller checks the CPU has isa. */
+cpu_qdot_fn cpu_qdot_lookup_isa(int type, cpu_isa isa, bool *needs_xsum);
+/* Same, for cpu_isa_best(). */
 cpu_qdot_fn cpu_qdot_lookup(int type, bool *needs_xsum);
 /* out[b] = sum of x[b*CPU_QBLK .. +CPU_QBLK), b < n / CPU_QBLK. */
 void cpu_block_sums(const float *x, int n, float *out);

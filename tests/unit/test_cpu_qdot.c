@@ -19,12 +19,14 @@ static float frand(void) {
     return (float)((rng >> 8) & 0xFFFF) / 32768.0f - 1.0f;
 }
 
-static void check_type(int type) {
+static const char *isa_name[] = {"none", "avx2", "avx512"};
+
+static void check_type(int type, cpu_isa isa) {
     const quant_type_info *qi = quant_info(type);
     bool need;
-    cpu_qdot_fn fn = cpu_qdot_lookup(type, &need);
+    cpu_qdot_fn fn = cpu_qdot_lookup_isa(type, isa, &need);
     if (!fn) {
-        printf("%-5s no fused kernel for this type on this CPU\n", qi->name);
+        printf("%-6s %-5s no fused kernel\n", isa_name[isa], qi->name);
         return;
     }
     const size_t rb = quant_row_size(type, N_IN);
@@ -63,7 +65,7 @@ static void check_type(int type) {
             if (rel > worst) worst = rel;
         }
     }
-    printf("%-5s max |kernel - exact| / sum|w*x| = %.3e\n", qi->name, worst);
+    printf("%-6s %-5s max |kernel - exact| / sum|w*x| = %.3e\n", isa_name[isa], qi->name, worst);
     CHECKF(worst < 2e-6, "%s: kernel far from the dequantized row's dot", qi->name);
     free(w);
     free(wf);
@@ -119,7 +121,10 @@ static void check_model(const char *rel) {
 int main(void) {
     const int types[] = {QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q8_0,
                          QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_F16,  QT_F32};
-    for (size_t i = 0; i < sizeof types / sizeof *types; i++) check_type(types[i]);
+    /* every kernel set this CPU runs, not only the one the backend picks */
+    for (int isa = CPU_ISA_AVX2; isa <= (int)cpu_isa_best(); isa++)
+        for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+            check_type(types[i], (cpu_isa)isa);
     const char *models[] = {"reference/synth-q4_0.gguf", "reference/synth-q4_1.gguf",
                             "reference/synth-q5_0.gguf", "reference/synth-q5_1.gguf",
                             "reference/synth-q8_0.gguf", "reference/synth-q5_k_m.gguf",
