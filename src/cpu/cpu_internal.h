@@ -77,7 +77,8 @@ static inline float cpu_f16_to_f32(uint16_t h) {
 }
 
 /* ---- fused dequantize + dot kernels (cpu_qdot.c, cpu_qdot_avx2.c) ---- */
-/* out[j] = W . x[j] for nx (1..CPU_QX) activation rows of stride ldx; xs holds
+/* out[j] = W . x[j] for nx (1..CPU_QX) activation rows of stride ldx, n a
+ * multiple of CPU_QBLK (float types too); xs holds
  * their per-block sums (stride ldxs) for types that need them. A row's
  * result is the same whatever nx it was computed in. */
 typedef void (*cpu_qdot_fn)(const uint8_t *w, const float *x, int ldx, const float *xs, int ldxs,

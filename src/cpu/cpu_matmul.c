@@ -111,6 +111,8 @@ static int mm_run(mm_job *j, int64_t rows) {
     for (int k = 0; k < n_w; k++) {
         bool need;
         j->fn[k] = cpu_qdot_lookup(j->w[k]->type, &need);
+        /* float rows of any length: the kernels take whole 32-element groups */
+        if (j->n_in % CPU_QBLK) j->fn[k] = NULL;
         sums |= j->fn[k] && need;
     }
     /* per-block input sums, once per call, for the kernels of offset types */
