@@ -18,6 +18,11 @@ DECL(q4_1, avx2)
 DECL(q5_0, avx2)
 DECL(q5_1, avx2)
 DECL(q8_0, avx2)
+DECL(q4_K, avx2)
+DECL(q5_K, avx2)
+DECL(q6_K, avx2)
+DECL(f16, avx2)
+DECL(f32, avx2)
 DECL(q4_0, avx512)
 DECL(q4_1, avx512)
 DECL(q5_0, avx512)
@@ -101,6 +106,16 @@ cpu_qdot_fn cpu_qdot_lookup_isa(int type, cpu_isa isa, bool *needs_xsum) {
             return cpu_qdot_q5_1_avx2;
         case QT_Q8_0:
             return cpu_qdot_q8_0_avx2;
+        case QT_Q4_K:
+            return cpu_qdot_q4_K_avx2;
+        case QT_Q5_K:
+            return cpu_qdot_q5_K_avx2;
+        case QT_Q6_K:
+            return cpu_qdot_q6_K_avx2;
+        case QT_F16:
+            return cpu_qdot_f16_avx2;
+        case QT_F32:
+            return cpu_qdot_f32_avx2;
         default:
             *needs_xsum = false;
             return NULL;

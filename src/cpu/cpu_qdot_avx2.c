@@ -10,6 +10,9 @@
  *   acc = t * scale + acc               (8 lanes)
  *   ms  = min * xsum[block] + ms        (scalar; types with an offset)
  * result = lane fold of acc (fixed order) + ms.
+ * K-quant and float rows are decoded to exactly the floats
+ * quant_dequantize_row gives (same operations) and accumulated in two
+ * 8-lane sums per token (quarters 0 and 2, 1 and 3 of each group).
  * Built only where the compiler targets x86-64; selected at run time when
  * the CPU has the three extensions (cpu_qdot.c). */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -173,5 +176,134 @@ QDOT_LEGACY(q4_1, dec_q4_1, 20, 1)
 QDOT_LEGACY(q5_0, dec_q5_0, 22, 0)
 QDOT_LEGACY(q5_1, dec_q5_1, 24, 1)
 QDOT_LEGACY(q8_0, dec_q8_0, 34, 0)
+
+/* ---- K-quant super-blocks and float rows: exact dequantized values ---- */
+
+/* 32 bytes -> 4 x 8 floats. */
+AVX2 INLINE void u8x32_to_f(__m256i v, __m256 *f) {
+    const __m128i a = _mm256_castsi256_si128(v), b = _mm256_extracti128_si256(v, 1);
+    u8x16_to_f(a, f);
+    u8x16_to_f(b, f + 2);
+}
+
+AVX2 INLINE void i8x32_to_f(__m256i v, __m256 *f) {
+    const __m128i a = _mm256_castsi256_si128(v), b = _mm256_extracti128_si256(v, 1);
+    i8x16_to_f(a, f);
+    i8x16_to_f(b, f + 2);
+}
+
+AVX2 INLINE void k4_scale_min(int j, const uint8_t *q, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *mn = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* f = d1 * f - m1 on all four registers (ggml's two roundings). */
+AVX2 INLINE void scale_sub(__m256 *f, float d1, float m1) {
+    const __m256 dv = _mm256_set1_ps(d1), mv = _mm256_set1_ps(m1);
+    for (int i = 0; i < 4; i++) f[i] = _mm256_sub_ps(_mm256_mul_ps(dv, f[i]), mv);
+}
+
+AVX2 INLINE __m256i nib32(const uint8_t *q, int high) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)q);
+    if (high) v = _mm256_srli_epi16(v, 4);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* Q4_K group g: nibbles (low for even g) of bytes 32*(g/2).., d*sc*q - dmin*mn. */
+AVX2 INLINE void xdec_q4_K(const uint8_t *b, int g, __m256 *f) {
+    int sc, mn;
+    k4_scale_min(g, b + 4, &sc, &mn);
+    u8x32_to_f(nib32(b + 16 + 32 * (g / 2), g & 1), f);
+    scale_sub(f, half(b) * (float)sc, half(b + 2) * (float)mn);
+}
+
+/* Q5_K group g: Q4_K plus bit g of qh[l] as 16. */
+AVX2 INLINE void xdec_q5_K(const uint8_t *b, int g, __m256 *f) {
+    int sc, mn;
+    k4_scale_min(g, b + 4, &sc, &mn);
+    const __m256i bit = _mm256_set1_epi8((char)(1 << g));
+    __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(b + 16));
+    h = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit), _mm256_set1_epi8(16));
+    u8x32_to_f(_mm256_or_si256(nib32(b + 48 + 32 * (g / 2), g & 1), h), f);
+    scale_sub(f, half(b) * (float)sc, half(b + 2) * (float)mn);
+}
+
+/* Q6_K group g = 4n + k: see cpu_qdot_avx512.c. */
+AVX2 INLINE void xdec_q6_K(const uint8_t *b, int g, __m256 *f) {
+    const int n = g / 4, k = g % 4;
+    const int8_t *sc = (const int8_t *)(b + 192) + 8 * n + 2 * k;
+    const float d = half(b + 208);
+    __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(b + 128 + 32 * n));
+    h = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(3));
+    const __m256i v = _mm256_sub_epi8(
+        _mm256_or_si256(nib32(b + 64 * n + 32 * (k & 1), k >= 2), _mm256_slli_epi16(h, 4)),
+        _mm256_set1_epi8(32));
+    i8x32_to_f(v, f);
+    const __m256 s0 = _mm256_set1_ps(d * (float)sc[0]), s1 = _mm256_set1_ps(d * (float)sc[1]);
+    f[0] = _mm256_mul_ps(s0, f[0]);
+    f[1] = _mm256_mul_ps(s0, f[1]);
+    f[2] = _mm256_mul_ps(s1, f[2]);
+    f[3] = _mm256_mul_ps(s1, f[3]);
+}
+
+AVX2 INLINE void xdec_f16(const uint8_t *b, int g, __m256 *f) {
+    (void)g;
+    for (int i = 0; i < 4; i++)
+        f[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(b + 16 * i)));
+}
+
+AVX2 INLINE void xdec_f32(const uint8_t *b, int g, __m256 *f) {
+    (void)g;
+    for (int i = 0; i < 4; i++) f[i] = _mm256_loadu_ps((const float *)(const void *)b + 8 * i);
+}
+
+#define QDOT_EXACT(NAME, DEC, GPB, BS)                                                             \
+    AVX2 INLINE void NAME##_nx(const uint8_t *w, const float *x, int ldx, const int nx, int n,     \
+                               float *out) {                                                       \
+        __m256 a0[CPU_QX], a1[CPU_QX];                                                             \
+        for (int j = 0; j < nx; j++) a0[j] = a1[j] = _mm256_setzero_ps();                          \
+        for (int gi = 0; gi < n / 32; gi++) {                                                      \
+            __m256 f[4];                                                                           \
+            DEC(w + (size_t)(gi / (GPB)) * (BS), gi % (GPB), f);                                   \
+            for (int j = 0; j < nx; j++) {                                                         \
+                const float *xj = x + (size_t)j * ldx + (size_t)gi * 32;                           \
+                a0[j] = _mm256_fmadd_ps(f[0], _mm256_loadu_ps(xj), a0[j]);                         \
+                a1[j] = _mm256_fmadd_ps(f[1], _mm256_loadu_ps(xj + 8), a1[j]);                     \
+                a0[j] = _mm256_fmadd_ps(f[2], _mm256_loadu_ps(xj + 16), a0[j]);                    \
+                a1[j] = _mm256_fmadd_ps(f[3], _mm256_loadu_ps(xj + 24), a1[j]);                    \
+            }                                                                                      \
+        }                                                                                          \
+        for (int j = 0; j < nx; j++) out[j] = hsum(_mm256_add_ps(a0[j], a1[j]));                   \
+    }                                                                                              \
+    AVX2 void cpu_qdot_##NAME##_avx2(const uint8_t *w, const float *x, int ldx, const float *xs,   \
+                                     int ldxs, int nx, int n, float *out) {                        \
+        (void)xs;                                                                                  \
+        (void)ldxs;                                                                                \
+        switch (nx) {                                                                              \
+        case 1:                                                                                    \
+            NAME##_nx(w, x, ldx, 1, n, out);                                                       \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            NAME##_nx(w, x, ldx, 2, n, out);                                                       \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            NAME##_nx(w, x, ldx, 3, n, out);                                                       \
+            break;                                                                                 \
+        default:                                                                                   \
+            NAME##_nx(w, x, ldx, CPU_QX, n, out);                                                  \
+            break;                                                                                 \
+        }                                                                                          \
+    }
+
+QDOT_EXACT(q4_K, xdec_q4_K, 8, 144)
+QDOT_EXACT(q5_K, xdec_q5_K, 8, 176)
+QDOT_EXACT(q6_K, xdec_q6_K, 8, 210)
+QDOT_EXACT(f16, xdec_f16, 1, 64)
+QDOT_EXACT(f32, xdec_f32, 1, 128)
 
 #endif
