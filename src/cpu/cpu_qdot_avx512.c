@@ -8,9 +8,9 @@
  * permute: no integer-to-float conversion per element.
  *
  * Every token's sum is formed by the same operations in the same order
- * whatever the group size (1..CPU_QX): four 16-lane accumulators (even and
- * odd groups, low and high halves) of fused multiply-adds, folded in a fixed
- * order at the end. A row's result does not depend on the batching. */
+ * whatever the group size (1..CPU_QX): two 16-lane accumulators (low and
+ * high half of each group) of fused multiply-adds, folded in a fixed order
+ * at the end. A row's result does not depend on the batching. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
 #include <immintrin.h>
@@ -187,35 +187,22 @@ AVX512 INLINE w32 dec_f32(const uint8_t *b, int g) {
     return (w32){_mm512_loadu_ps(b), _mm512_loadu_ps(b + 64)};
 }
 
-/* acc[0..1] += group gi's weights times token j's 32 activations. */
-#define QDOT512_STEP(DEC, GPB, BS, gi, e)                                                          \
-    do {                                                                                           \
-        const w32 v = DEC(w + (size_t)((gi) / (GPB)) * (BS), (gi) % (GPB));                        \
-        for (int j = 0; j < nx; j++) {                                                             \
-            const float *xj = x + (size_t)j * ldx + (size_t)(gi)*32;                               \
-            e##0 [j] = _mm512_fmadd_ps(v.lo, _mm512_loadu_ps(xj), e##0 [j]);                       \
-            e##1 [j] = _mm512_fmadd_ps(v.hi, _mm512_loadu_ps(xj + 16), e##1 [j]);                  \
-        }                                                                                          \
-    } while (0)
-
 /* Kernel of a type with GPB groups of 32 per block of BS bytes; NX is a
- * constant in each inlined copy. Even groups go to accumulators a0/a1, odd
- * ones to b0/b1 (two independent chains per half). */
+ * constant in each inlined copy. */
 #define QDOT512(NAME, DEC, GPB, BS)                                                                \
     AVX512 INLINE void NAME##_nx(const uint8_t *w, const float *x, int ldx, const int nx, int n,   \
                                  float *out) {                                                     \
-        __m512 a0[CPU_QX], a1[CPU_QX], b0[CPU_QX], b1[CPU_QX];                                     \
-        for (int j = 0; j < nx; j++) a0[j] = a1[j] = b0[j] = b1[j] = _mm512_setzero_ps();          \
-        const int ng = n / 32;                                                                     \
-        int gi = 0;                                                                                \
-        for (; gi + 1 < ng; gi += 2) {                                                             \
-            QDOT512_STEP(DEC, GPB, BS, gi, a);                                                     \
-            QDOT512_STEP(DEC, GPB, BS, gi + 1, b);                                                 \
+        __m512 a0[CPU_QX], a1[CPU_QX];                                                             \
+        for (int j = 0; j < nx; j++) a0[j] = a1[j] = _mm512_setzero_ps();                          \
+        for (int gi = 0; gi < n / 32; gi++) {                                                      \
+            const w32 v = DEC(w + (size_t)(gi / (GPB)) * (BS), gi % (GPB));                        \
+            for (int j = 0; j < nx; j++) {                                                         \
+                const float *xj = x + (size_t)j * ldx + (size_t)gi * 32;                           \
+                a0[j] = _mm512_fmadd_ps(v.lo, _mm512_loadu_ps(xj), a0[j]);                         \
+                a1[j] = _mm512_fmadd_ps(v.hi, _mm512_loadu_ps(xj + 16), a1[j]);                    \
+            }                                                                                      \
         }                                                                                          \
-        if (gi < ng) QDOT512_STEP(DEC, GPB, BS, gi, a);                                            \
-        for (int j = 0; j < nx; j++)                                                               \
-            out[j] = _mm512_reduce_add_ps(                                                         \
-                _mm512_add_ps(_mm512_add_ps(a0[j], b0[j]), _mm512_add_ps(a1[j], b1[j])));          \
+        for (int j = 0; j < nx; j++) out[j] = _mm512_reduce_add_ps(_mm512_add_ps(a0[j], a1[j]));   \
     }                                                                                              \
     AVX512 void cpu_qdot_##NAME##_avx512(const uint8_t *w, const float *x, int ldx,                \
                                          const float *xs, int ldxs, int nx, int n, float *out) {   \
