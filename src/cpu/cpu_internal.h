@@ -62,6 +62,11 @@ float cpu_dot(const float *a, const float *b, int n);
 /* y = x / sqrt(mean(x^2) + eps) * w */
 void cpu_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 float cpu_silu(float x);
+/* out[t] = (q . k_t) * scale for n keys k_t = k + t * ks of hd floats. */
+void cpu_attn_scores(const float *q, const float *k, size_t ks, int n, int hd, float scale,
+                     float *out);
+/* out[d] += p[t] * v_t[d] for n rows v_t = v + t * vs of hd floats, t in order. */
+void cpu_attn_accum(float *out, const float *v, size_t vs, const float *p, int n, int hd);
 
 /* F16 bits -> F32 without a call or table: vectorizable. */
 static inline float cpu_f16_to_f32(uint16_t h) {
