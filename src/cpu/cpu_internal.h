@@ -19,7 +19,7 @@
  * free: a descheduled thread (shared machine) holds up less of a token. */
 #define CPU_MM_CHUNKS 8
 /* Activation rows (tokens) a fused kernel takes per decoded weight block. */
-#define CPU_QX 4
+#define CPU_QX 8
 /* Elements per block of the fused kernels (and per activation sum). */
 #define CPU_QBLK 32
 

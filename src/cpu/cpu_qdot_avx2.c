@@ -134,8 +134,8 @@ AVX2 INLINE void dec_q8_0(const uint8_t *b, __m256 *f, float *d, float *m) {
 #define QDOT_LEGACY(NAME, DEC, BS, HAS_MIN)                                                        \
     AVX2 INLINE void NAME##_nx(const uint8_t *w, const float *x, int ldx, const float *xs,         \
                                int ldxs, const int nx, int n, float *out) {                        \
-        __m256 acc[CPU_QX];                                                                        \
-        float ms[CPU_QX];                                                                          \
+        __m256 acc[4];                                                                             \
+        float ms[4];                                                                               \
         for (int j = 0; j < nx; j++) {                                                             \
             acc[j] = _mm256_setzero_ps();                                                          \
             ms[j] = 0.0f;                                                                          \
@@ -155,19 +155,26 @@ AVX2 INLINE void dec_q8_0(const uint8_t *b, __m256 *f, float *d, float *m) {
     }                                                                                              \
     AVX2 void cpu_qdot_##NAME##_avx2(const uint8_t *w, const float *x, int ldx, const float *xs,   \
                                      int ldxs, int nx, int n, float *out) {                        \
-        switch (nx) {                                                                              \
-        case 1:                                                                                    \
-            NAME##_nx(w, x, ldx, xs, ldxs, 1, n, out);                                             \
-            break;                                                                                 \
-        case 2:                                                                                    \
-            NAME##_nx(w, x, ldx, xs, ldxs, 2, n, out);                                             \
-            break;                                                                                 \
-        case 3:                                                                                    \
-            NAME##_nx(w, x, ldx, xs, ldxs, 3, n, out);                                             \
-            break;                                                                                 \
-        default:                                                                                   \
-            NAME##_nx(w, x, ldx, xs, ldxs, CPU_QX, n, out);                                        \
-            break;                                                                                 \
+        while (nx > 0) {                                                                           \
+            const int k = nx >= 4 ? 4 : nx;                                                        \
+            switch (k) {                                                                           \
+            case 1:                                                                                \
+                NAME##_nx(w, x, ldx, xs, ldxs, 1, n, out);                                         \
+                break;                                                                             \
+            case 2:                                                                                \
+                NAME##_nx(w, x, ldx, xs, ldxs, 2, n, out);                                         \
+                break;                                                                             \
+            case 3:                                                                                \
+                NAME##_nx(w, x, ldx, xs, ldxs, 3, n, out);                                         \
+                break;                                                                             \
+            default:                                                                               \
+                NAME##_nx(w, x, ldx, xs, ldxs, 4, n, out);                                         \
+                break;                                                                             \
+            }                                                                                      \
+            x += (size_t)k * ldx;                                                                  \
+            xs += (size_t)k * ldxs;                                                                \
+            out += k;                                                                              \
+            nx -= k;                                                                               \
         }                                                                                          \
     }
 
@@ -265,7 +272,7 @@ AVX2 INLINE void xdec_f32(const uint8_t *b, int g, __m256 *f) {
 #define QDOT_EXACT(NAME, DEC, GPB, BS)                                                             \
     AVX2 INLINE void NAME##_nx(const uint8_t *w, const float *x, int ldx, const int nx, int n,     \
                                float *out) {                                                       \
-        __m256 a0[CPU_QX], a1[CPU_QX];                                                             \
+        __m256 a0[4], a1[4];                                                                       \
         for (int j = 0; j < nx; j++) a0[j] = a1[j] = _mm256_setzero_ps();                          \
         for (int gi = 0; gi < n / 32; gi++) {                                                      \
             __m256 f[4];                                                                           \
@@ -284,19 +291,25 @@ AVX2 INLINE void xdec_f32(const uint8_t *b, int g, __m256 *f) {
                                      int ldxs, int nx, int n, float *out) {                        \
         (void)xs;                                                                                  \
         (void)ldxs;                                                                                \
-        switch (nx) {                                                                              \
-        case 1:                                                                                    \
-            NAME##_nx(w, x, ldx, 1, n, out);                                                       \
-            break;                                                                                 \
-        case 2:                                                                                    \
-            NAME##_nx(w, x, ldx, 2, n, out);                                                       \
-            break;                                                                                 \
-        case 3:                                                                                    \
-            NAME##_nx(w, x, ldx, 3, n, out);                                                       \
-            break;                                                                                 \
-        default:                                                                                   \
-            NAME##_nx(w, x, ldx, CPU_QX, n, out);                                                  \
-            break;                                                                                 \
+        while (nx > 0) {                                                                           \
+            const int k = nx >= 4 ? 4 : nx;                                                        \
+            switch (k) {                                                                           \
+            case 1:                                                                                \
+                NAME##_nx(w, x, ldx, 1, n, out);                                                   \
+                break;                                                                             \
+            case 2:                                                                                \
+                NAME##_nx(w, x, ldx, 2, n, out);                                                   \
+                break;                                                                             \
+            case 3:                                                                                \
+                NAME##_nx(w, x, ldx, 3, n, out);                                                   \
+                break;                                                                             \
+            default:                                                                               \
+                NAME##_nx(w, x, ldx, 4, n, out);                                                   \
+                break;                                                                             \
+            }                                                                                      \
+            x += (size_t)k * ldx;                                                                  \
+            out += k;                                                                              \
+            nx -= k;                                                                               \
         }                                                                                          \
     }
 

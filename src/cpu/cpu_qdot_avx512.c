@@ -192,7 +192,7 @@ AVX512 INLINE w32 dec_f32(const uint8_t *b, int g) {
 #define QDOT512(NAME, DEC, GPB, BS)                                                                \
     AVX512 INLINE void NAME##_nx(const uint8_t *w, const float *x, int ldx, const int nx, int n,   \
                                  float *out) {                                                     \
-        __m512 a0[CPU_QX], a1[CPU_QX];                                                             \
+        __m512 a0[8], a1[8];                                                                       \
         for (int j = 0; j < nx; j++) a0[j] = a1[j] = _mm512_setzero_ps();                          \
         for (int gi = 0; gi < n / 32; gi++) {                                                      \
             const w32 v = DEC(w + (size_t)(gi / (GPB)) * (BS), gi % (GPB));                        \
@@ -208,19 +208,28 @@ AVX512 INLINE w32 dec_f32(const uint8_t *b, int g) {
                                          const float *xs, int ldxs, int nx, int n, float *out) {   \
         (void)xs;                                                                                  \
         (void)ldxs;                                                                                \
-        switch (nx) {                                                                              \
-        case 1:                                                                                    \
-            NAME##_nx(w, x, ldx, 1, n, out);                                                       \
-            break;                                                                                 \
-        case 2:                                                                                    \
-            NAME##_nx(w, x, ldx, 2, n, out);                                                       \
-            break;                                                                                 \
-        case 3:                                                                                    \
-            NAME##_nx(w, x, ldx, 3, n, out);                                                       \
-            break;                                                                                 \
-        default:                                                                                   \
-            NAME##_nx(w, x, ldx, CPU_QX, n, out);                                                  \
-            break;                                                                                 \
+        while (nx > 0) {                                                                           \
+            const int k = nx >= 8 ? 8 : nx >= 4 ? 4 : nx;                                          \
+            switch (k) {                                                                           \
+            case 1:                                                                                \
+                NAME##_nx(w, x, ldx, 1, n, out);                                                   \
+                break;                                                                             \
+            case 2:                                                                                \
+                NAME##_nx(w, x, ldx, 2, n, out);                                                   \
+                break;                                                                             \
+            case 3:                                                                                \
+                NAME##_nx(w, x, ldx, 3, n, out);                                                   \
+                break;                                                                             \
+            case 4:                                                                                \
+                NAME##_nx(w, x, ldx, 4, n, out);                                                   \
+                break;                                                                             \
+            default:                                                                               \
+                NAME##_nx(w, x, ldx, 8, n, out);                                                   \
+                break;                                                                             \
+            }                                                                                      \
+            x += (size_t)k * ldx;                                                                  \
+            out += k;                                                                              \
+            nx -= k;                                                                               \
         }                                                                                          \
     }
 

@@ -10,7 +10,7 @@
 
 #define N_IN  768 /* three K-quant super-blocks, 24 legacy blocks */
 #define ROWS  5
-#define TOKS  7
+#define TOKS  11
 #define T_SEQ 20
 
 static uint32_t rng = 12345;
