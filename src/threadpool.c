@@ -1,13 +1,18 @@
-/* Parallel-for over a fixed set of pthreads. A job is published by bumping a
- * generation counter (release) under the mutex and broadcasting; the caller
- * runs chunk 0 itself, then waits until every worker has finished. Both
- * sides spin briefly before sleeping on a condition variable: a forward
+/* Parallel-for over a fixed set of pthreads. A job is a set of chunks;
+ * threads claim chunks with a compare-and-swap on one word that holds the
+ * job's generation, its chunk count and the next unclaimed chunk, so a
+ * worker that wakes late (or for a job already finished) claims nothing and
+ * never reads a job it did not claim a chunk of. The caller waits for the
+ * chunks to be done, not for every worker to show up: on a loaded machine a
+ * descheduled worker does not hold up a job the others can finish.
+ * Both sides spin briefly before sleeping on a condition variable: a forward
  * pass issues a few hundred short jobs per token, and a futex sleep/wake
  * pair per job would cost more than the work of a small one. */
 #include "threadpool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "err.h"
@@ -21,16 +26,20 @@ struct threadpool {
     pthread_t *workers;
     pthread_mutex_t mu;
     pthread_cond_t wake; /* a new job (or shutdown) */
-    pthread_cond_t done; /* the last worker finished */
-    /* current job, written before generation is bumped */
+    pthread_cond_t done; /* the last chunk finished */
+    /* current job: written by the caller while no chunk is claimable, read
+     * by a thread only after it claimed a chunk of this job */
     threadpool_fn fn;
     void *ctx;
     int64_t n;
-    int n_chunks;
     _Atomic uint64_t generation;
-    atomic_int pending; /* workers that still have to finish this job */
+    /* generation (low 32 bits) << 32 | n_chunks << 16 | next chunk */
+    _Atomic uint64_t claim;
+    atomic_int chunks_done;
     atomic_int stop;
 };
+
+#define TP_MAX_CHUNKS 0xFFFF
 
 typedef struct worker_arg {
     threadpool *pool;
@@ -48,6 +57,38 @@ static void chunk_bounds(int64_t n, int n_chunks, int c, int64_t *b, int64_t *e)
     int64_t base = n / n_chunks, rem = n % n_chunks;
     *b = c * base + (c < rem ? c : rem);
     *e = *b + base + (c < rem ? 1 : 0);
+}
+
+/* Runs one chunk; the thread that completes the job wakes the caller. */
+static void run_chunk(threadpool *pool, int c, int n_chunks, int thread) {
+    int64_t b, e;
+    chunk_bounds(pool->n, n_chunks, c, &b, &e);
+    if (b < e) pool->fn(pool->ctx, b, e, thread);
+    if (atomic_fetch_add_explicit(&pool->chunks_done, 1, memory_order_acq_rel) + 1 == n_chunks) {
+        /* under the mutex: the caller either sees the count before it
+         * sleeps or is already waiting when this signal comes */
+        pthread_mutex_lock(&pool->mu);
+        pthread_cond_signal(&pool->done);
+        pthread_mutex_unlock(&pool->mu);
+    }
+}
+
+/* Claims and runs chunks of job g until none is left (or a newer job was
+ * published); returns the number run. */
+static int claim_chunks(threadpool *pool, uint64_t g, int thread) {
+    int ran = 0;
+    uint64_t c = atomic_load_explicit(&pool->claim, memory_order_acquire);
+    for (;;) {
+        if ((uint32_t)(c >> 32) != (uint32_t)g) return ran;
+        const int n_chunks = (int)(c >> 16 & TP_MAX_CHUNKS), next = (int)(c & TP_MAX_CHUNKS);
+        if (next >= n_chunks) return ran;
+        if (atomic_compare_exchange_weak_explicit(&pool->claim, &c, c + 1, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            run_chunk(pool, next, n_chunks, thread);
+            ran++;
+            c = atomic_load_explicit(&pool->claim, memory_order_acquire);
+        }
+    }
 }
 
 static void *worker_main(void *p) {
@@ -71,18 +112,7 @@ static void *worker_main(void *p) {
         }
         if (atomic_load(&pool->stop)) break;
         seen = g;
-        if (idx < pool->n_chunks) {
-            int64_t b, e;
-            chunk_bounds(pool->n, pool->n_chunks, idx, &b, &e);
-            if (b < e) pool->fn(pool->ctx, b, e, idx);
-        }
-        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
-            /* under the mutex: the caller either sees pending == 0 before it
-             * sleeps or is already waiting when this signal comes */
-            pthread_mutex_lock(&pool->mu);
-            pthread_cond_signal(&pool->done);
-            pthread_mutex_unlock(&pool->mu);
-        }
+        claim_chunks(pool, g, idx);
     }
     return NULL;
 }
@@ -143,6 +173,38 @@ int threadpool_size(const threadpool *p) {
     return p ? p->n_threads : 1;
 }
 
+/* Publishes a job of n_chunks chunks; the caller runs chunk 0 first
+ * (claimed before any worker can see the job), then, when it helps, claims
+ * more; it returns once every chunk is done. */
+static void run_job(threadpool *p, int64_t n, int n_chunks, bool caller_helps, threadpool_fn fn,
+                    void *ctx) {
+    /* no chunk of the previous job is running or claimable here */
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n = n;
+    atomic_store_explicit(&p->chunks_done, 0, memory_order_relaxed);
+    const uint64_t g = atomic_load_explicit(&p->generation, memory_order_relaxed) + 1;
+    atomic_store_explicit(&p->claim, (uint64_t)(uint32_t)g << 32 | (uint64_t)n_chunks << 16 | 1u,
+                          memory_order_release);
+    pthread_mutex_lock(&p->mu);
+    atomic_store_explicit(&p->generation, g, memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+
+    run_chunk(p, 0, n_chunks, 0);
+    if (caller_helps) claim_chunks(p, g, 0);
+
+    for (int i = 0;
+         i < TP_SPIN && atomic_load_explicit(&p->chunks_done, memory_order_acquire) < n_chunks; i++)
+        cpu_relax();
+    if (atomic_load_explicit(&p->chunks_done, memory_order_acquire) < n_chunks) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load_explicit(&p->chunks_done, memory_order_acquire) < n_chunks)
+            pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
 void threadpool_for(threadpool *p, int64_t n, int64_t grain, threadpool_fn fn, void *ctx) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
@@ -153,27 +215,21 @@ void threadpool_for(threadpool *p, int64_t n, int64_t grain, threadpool_fn fn, v
         fn(ctx, 0, n, 0);
         return;
     }
-    /* workers are idle here (the previous job's pending reached 0) */
-    p->fn = fn;
-    p->ctx = ctx;
-    p->n = n;
-    p->n_chunks = n_chunks;
-    atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    run_job(p, n, n_chunks, false, fn, ctx);
+}
 
-    int64_t b, e;
-    chunk_bounds(n, n_chunks, 0, &b, &e);
-    if (b < e) fn(ctx, b, e, 0);
-
-    for (int i = 0; i < TP_SPIN && atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++)
-        cpu_relax();
-    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
-        pthread_mutex_lock(&p->mu);
-        while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-            pthread_cond_wait(&p->done, &p->mu);
-        pthread_mutex_unlock(&p->mu);
+void threadpool_for_dynamic(threadpool *p, int64_t n, int64_t grain, int per_thread,
+                            threadpool_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    if (per_thread < 1) per_thread = 1;
+    int64_t max_chunks = n / grain;
+    int64_t want = (int64_t)(p ? p->n_threads : 1) * per_thread;
+    if (want > TP_MAX_CHUNKS) want = TP_MAX_CHUNKS;
+    int n_chunks = (int)(want < max_chunks ? want : max_chunks);
+    if (!p || p->n_threads == 1 || n_chunks <= 1) {
+        fn(ctx, 0, n, 0);
+        return;
     }
+    run_job(p, n, n_chunks, true, fn, ctx);
 }

@@ -84,46 +84,42 @@ static void att_worker(void *ctx, int64_t begin, int64_t end, int thread) {
         const cpu_seq *s = &cb->seqs[e->seq];
         const float *q = cb->q + (size_t)i * cb->q_dim + (size_t)h * hd;
         size_t base = kv_offset(cb, j->il, 0) + (size_t)kvh * hd;
-        float mx = -INFINITY;
-        for (int t = 0; t <= e->pos; t++) {
-            size_t off = base + (size_t)t * cb->kv_dim;
-            const float *k;
-            if (f16) {
-                const uint16_t *k16 = (const uint16_t *)s->k + off;
+        const int n_keys = e->pos + 1;
+        if (f16) {
+            for (int t = 0; t < n_keys; t++) {
+                const uint16_t *k16 = (const uint16_t *)s->k + base + (size_t)t * cb->kv_dim;
                 for (int d = 0; d < hd; d++) kr[d] = cpu_f16_to_f32(k16[d]);
-                k = kr;
-            } else {
-                k = (const float *)s->k + off;
+                cpu_attn_scores(q, kr, 0, 1, hd, scale, sc + t);
             }
-            float a = cpu_dot(q, k, hd) * scale;
-            sc[t] = a;
-            if (a > mx) mx = a;
+        } else {
+            cpu_attn_scores(q, (const float *)s->k + base, (size_t)cb->kv_dim, n_keys, hd, scale,
+                            sc);
         }
+        float mx = -INFINITY;
+        for (int t = 0; t < n_keys; t++)
+            if (sc[t] > mx) mx = sc[t];
         float sum = 0.0f;
-        for (int t = 0; t <= e->pos; t++) {
+        for (int t = 0; t < n_keys; t++) {
             sc[t] = expf(sc[t] - mx);
             sum += sc[t];
         }
         float inv = 1.0f / sum;
+        for (int t = 0; t < n_keys; t++) sc[t] *= inv;
         float *out = cb->att + (size_t)i * cb->q_dim + (size_t)h * hd;
         for (int d = 0; d < hd; d++) out[d] = 0.0f;
-        for (int t = 0; t <= e->pos; t++) {
-            size_t off = base + (size_t)t * cb->kv_dim;
-            const float *v;
-            if (f16) {
-                const uint16_t *v16 = (const uint16_t *)s->v + off;
+        if (f16) {
+            for (int t = 0; t < n_keys; t++) {
+                const uint16_t *v16 = (const uint16_t *)s->v + base + (size_t)t * cb->kv_dim;
                 for (int d = 0; d < hd; d++) vr[d] = cpu_f16_to_f32(v16[d]);
-                v = vr;
-            } else {
-                v = (const float *)s->v + off;
+                cpu_attn_accum(out, vr, 0, sc + t, 1, hd);
             }
-            float p = sc[t] * inv;
-            for (int d = 0; d < hd; d++) out[d] += p * v[d];
+        } else {
+            cpu_attn_accum(out, (const float *)s->v + base, (size_t)cb->kv_dim, sc, n_keys, hd);
         }
     }
 }
 
 void cpu_attention(cpu_backend *cb, const backend_entry *e, int n, int il) {
     att_job j = {cb, e, il};
-    threadpool_for(cb->pool, (int64_t)n * cb->base.model->cfg.n_head, 1, att_worker, &j);
+    threadpool_for_dynamic(cb->pool, (int64_t)n * cb->base.model->cfg.n_head, 1, 4, att_worker, &j);
 }

@@ -180,6 +180,7 @@ static void cpu_destroy(backend *b) {
     free(cb->hb);
     free(cb->rope);
     free(cb->wbuf);
+    free(cb->xsum);
     free(cb->scores);
     free(cb->kvrow);
     free(cb);
@@ -235,10 +236,11 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     cb->hb = xcalloc(n * (size_t)c->n_ff, sizeof(float), acct);
     cb->rope = xcalloc(n * (size_t)(c->n_rot > 0 ? c->n_rot : 1), sizeof(float), acct);
     cb->wbuf = xcalloc(T * 2 * CPU_MM_TILE * (size_t)cb->max_in, sizeof(float), acct);
+    cb->xsum = xcalloc(n * (size_t)(cb->max_in / CPU_QBLK + 1), sizeof(float), acct);
     cb->scores = xcalloc(T * (size_t)p->n_ctx, sizeof(float), acct);
     cb->kvrow = xcalloc(T * 2 * (size_t)c->head_dim, sizeof(float), acct);
     if (!cb->seqs || !cb->norms || !cb->x || !cb->xb || !cb->q || !cb->k || !cb->v || !cb->att ||
-        !cb->hb || !cb->rope || !cb->wbuf || !cb->scores || !cb->kvrow) {
+        !cb->hb || !cb->rope || !cb->wbuf || !cb->xsum || !cb->scores || !cb->kvrow) {
         cpu_destroy(&cb->base);
         return err_set(M40LLM_ERR_OOM, "cpu backend: no memory for buffers of a %d-entry batch",
                        p->n_batch_max);

@@ -5,6 +5,7 @@
 #ifndef M40_CPU_INTERNAL_H
 #define M40_CPU_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -14,6 +15,13 @@
 /* Weight rows dequantized together in one tile of a batched product: the
  * activations of one token are then reused from L1 for all rows of a tile. */
 #define CPU_MM_TILE 8
+/* Chunks per thread of a product's rows, claimed by whichever thread is
+ * free: a descheduled thread (shared machine) holds up less of a token. */
+#define CPU_MM_CHUNKS 8
+/* Activation rows (tokens) a fused kernel takes per decoded weight block. */
+#define CPU_QX 8
+/* Elements per block of the fused kernels (and per activation sum). */
+#define CPU_QBLK 32
 
 typedef struct cpu_seq {
     int len; /* positions held */
@@ -42,6 +50,7 @@ typedef struct cpu_backend {
     float *rope; /* [n][n_rot] (cos, sin) pairs per entry */
     /* per thread */
     float *wbuf;   /* [n_threads][2 * CPU_MM_TILE][max_in] dequantized weight rows */
+    float *xsum;   /* [n_batch_max][max_in / CPU_QBLK] block sums of a product's input */
     float *scores; /* [n_threads][n_ctx] attention weights */
     float *kvrow;  /* [n_threads][2][head_dim] F16 K/V rows converted to F32 */
     uint64_t scratch_bytes;
@@ -53,6 +62,11 @@ float cpu_dot(const float *a, const float *b, int n);
 /* y = x / sqrt(mean(x^2) + eps) * w */
 void cpu_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 float cpu_silu(float x);
+/* out[t] = (q . k_t) * scale for n keys k_t = k + t * ks of hd floats. */
+void cpu_attn_scores(const float *q, const float *k, size_t ks, int n, int hd, float scale,
+                     float *out);
+/* out[d] += p[t] * v_t[d] for n rows v_t = v + t * vs of hd floats, t in order. */
+void cpu_attn_accum(float *out, const float *v, size_t vs, const float *p, int n, int hd);
 
 /* F16 bits -> F32 without a call or table: vectorizable. */
 static inline float cpu_f16_to_f32(uint16_t h) {
@@ -66,6 +80,24 @@ static inline float cpu_f16_to_f32(uint16_t h) {
     o.u |= (uint32_t)(h & 0x8000u) << 16;
     return o.f;
 }
+
+/* ---- fused dequantize + dot kernels (cpu_qdot.c, cpu_qdot_avx2.c) ---- */
+/* out[j] = W . x[j] for nx (1..CPU_QX) activation rows of stride ldx, n a
+ * multiple of CPU_QBLK (float types too); xs holds
+ * their per-block sums (stride ldxs) for types that need them. A row's
+ * result is the same whatever nx it was computed in. */
+typedef void (*cpu_qdot_fn)(const uint8_t *w, const float *x, int ldx, const float *xs, int ldxs,
+                            int nx, int n, float *out);
+typedef enum cpu_isa { CPU_ISA_NONE, CPU_ISA_AVX2, CPU_ISA_AVX512 } cpu_isa;
+/* Best kernel set this CPU runs (env M40LLM_CPU_ISA=none|avx2|avx512 caps it). */
+cpu_isa cpu_isa_best(void);
+/* The kernel for a weight type in a kernel set, or NULL (then rows are
+ * dequantized and dotted with cpu_dot). The caller checks the CPU has isa. */
+cpu_qdot_fn cpu_qdot_lookup_isa(int type, cpu_isa isa, bool *needs_xsum);
+/* Same, for cpu_isa_best(). */
+cpu_qdot_fn cpu_qdot_lookup(int type, bool *needs_xsum);
+/* out[b] = sum of x[b*CPU_QBLK .. +CPU_QBLK), b < n / CPU_QBLK. */
+void cpu_block_sums(const float *x, int n, float *out);
 
 /* ---- products with weights (cpu_matmul.c) ---- */
 typedef enum cpu_mm_epilogue {

@@ -32,6 +32,31 @@ CPU_CLONES float cpu_dot(const float *a, const float *b, int n) {
     return acc[0];
 }
 
+/* 8 lanes per key (one AVX2 register), folded in a fixed order. */
+CPU_CLONES void cpu_attn_scores(const float *q, const float *k, size_t ks, int n, int hd,
+                                float scale, float *out) {
+    for (int t = 0; t < n; t++) {
+        const float *kt = k + (size_t)t * ks;
+        float acc[8] = {0};
+        int d = 0;
+        for (; d + 8 <= hd; d += 8)
+            for (int l = 0; l < 8; l++) acc[l] += q[d + l] * kt[d + l];
+        for (; d < hd; d++) acc[d & 7] += q[d] * kt[d];
+        out[t] =
+            (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) *
+            scale;
+    }
+}
+
+CPU_CLONES void cpu_attn_accum(float *out, const float *v, size_t vs, const float *p, int n,
+                               int hd) {
+    for (int t = 0; t < n; t++) {
+        const float *vt = v + (size_t)t * vs;
+        const float pt = p[t];
+        for (int d = 0; d < hd; d++) out[d] += pt * vt[d];
+    }
+}
+
 void cpu_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
     float ss = cpu_dot(x, x, n);
     float scale = (float)(1.0 / sqrt((double)ss / n + (double)eps));

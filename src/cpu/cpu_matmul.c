@@ -1,9 +1,11 @@
 /* Products of stored weights with FP32 activations. A thread owns a range of
- * output rows; it dequantizes CPU_MM_TILE rows at a time into its own buffer
- * (once per call, whatever the number of tokens) and dots them with every
- * token's activations, which stay in L1 across the tile. A single token takes
- * the same path, so a row's result does not depend on how a sequence was
- * split into batches (bit-identical logits for any batching). */
+ * output rows, taken CPU_MM_TILE at a time. Where the weight type has a fused
+ * kernel (cpu_qdot.c) each row is decoded block by block in registers, once
+ * per CPU_QX tokens; otherwise the tile is dequantized into the thread's
+ * buffer once per call and dotted with every token. Either way a single
+ * token takes the same arithmetic as a batch, so a row's result does not
+ * depend on how a sequence was split into batches (bit-identical logits for
+ * any batching). */
 #include <stdatomic.h>
 
 #include "cpu_internal.h"
@@ -25,6 +27,9 @@ typedef struct mm_job {
     int ldx, n, n_in;
     mm_mode mode;
     atomic_int failed; /* a status from quant_dequantize_row */
+    cpu_qdot_fn fn[3]; /* fused kernel of each weight, or NULL */
+    const float *xs;   /* [n][ldxs] block sums of x */
+    int ldxs;
 } mm_job;
 
 static float *thread_wbuf(cpu_backend *cb, int thread) {
@@ -42,6 +47,19 @@ static int dequant(const model_tensor *w, int64_t row, float *dst, int n_in) {
     return quant_dequantize_row(w->type, src, dst, n_in);
 }
 
+/* v[q] = row . x[i0 + q] for q < nx: the fused kernel of the row's type, or
+ * its dequantized copy in wrow dotted token by token. */
+static void mm_row_dot(const mm_job *j, int k, int64_t col, const float *wrow, int i0, int nx,
+                       float *v) {
+    const float *x = j->x + (size_t)i0 * j->ldx;
+    if (j->fn[k]) {
+        const uint8_t *w = (const uint8_t *)j->w[k]->data + (size_t)col * j->w[k]->row_bytes;
+        j->fn[k](w, x, j->ldx, j->xs + (size_t)i0 * j->ldxs, j->ldxs, nx, j->n_in, v);
+    } else {
+        for (int q = 0; q < nx; q++) v[q] = cpu_dot(wrow, x + (size_t)q * j->ldx, j->n_in);
+    }
+}
+
 static void mm_worker(void *ctx, int64_t begin, int64_t end, int thread) {
     mm_job *j = ctx;
     float *buf = thread_wbuf(j->cb, thread);
@@ -55,26 +73,31 @@ static void mm_worker(void *ctx, int64_t begin, int64_t end, int thread) {
             int k = j->mode == MM_SWIGLU ? 0 : mm_which(j, r);
             which[t] = k;
             col[t] = r - j->first[k];
-            int rc = dequant(j->w[k], col[t], buf + (size_t)t * mi, n_in);
-            if (j->mode == MM_SWIGLU && !rc)
+            int rc = j->fn[k] ? 0 : dequant(j->w[k], col[t], buf + (size_t)t * mi, n_in);
+            if (j->mode == MM_SWIGLU && !rc && !j->fn[1])
                 rc = dequant(j->w[1], col[t], buf + (size_t)(CPU_MM_TILE + t) * mi, n_in);
             if (rc) {
                 atomic_store(&j->failed, rc);
                 return;
             }
         }
-        for (int i = 0; i < j->n; i++) {
-            const float *xi = j->x + (size_t)i * j->ldx;
+        /* CPU_QX tokens at a time: their activations stay in L1 over the tile */
+        for (int i0 = 0; i0 < j->n; i0 += CPU_QX) {
+            const int nx = j->n - i0 < CPU_QX ? j->n - i0 : CPU_QX;
             for (int t = 0; t < nt; t++) {
-                float v = cpu_dot(buf + (size_t)t * mi, xi, n_in);
-                float *y = j->y[which[t]] + (size_t)i * j->ld[which[t]] + col[t];
-                if (j->mode == MM_SWIGLU) {
-                    float u = cpu_dot(buf + (size_t)(CPU_MM_TILE + t) * mi, xi, n_in);
-                    *y = cpu_silu(v) * u;
-                } else if (j->mode == MM_ADD) {
-                    *y += v;
-                } else {
-                    *y = v;
+                const int k = which[t];
+                float v[CPU_QX], u[CPU_QX];
+                mm_row_dot(j, k, col[t], buf + (size_t)t * mi, i0, nx, v);
+                if (j->mode == MM_SWIGLU)
+                    mm_row_dot(j, 1, col[t], buf + (size_t)(CPU_MM_TILE + t) * mi, i0, nx, u);
+                for (int q = 0; q < nx; q++) {
+                    float *y = j->y[k] + (size_t)(i0 + q) * j->ld[k] + col[t];
+                    if (j->mode == MM_SWIGLU)
+                        *y = cpu_silu(v[q]) * u[q];
+                    else if (j->mode == MM_ADD)
+                        *y += v[q];
+                    else
+                        *y = v[q];
                 }
             }
         }
@@ -83,8 +106,23 @@ static void mm_worker(void *ctx, int64_t begin, int64_t end, int thread) {
 
 static int mm_run(mm_job *j, int64_t rows) {
     atomic_init(&j->failed, 0);
+    const int n_w = j->mode == MM_SWIGLU ? 2 : j->n_w;
+    bool sums = false;
+    for (int k = 0; k < n_w; k++) {
+        bool need;
+        j->fn[k] = cpu_qdot_lookup(j->w[k]->type, &need);
+        /* float rows of any length: the kernels take whole 32-element groups */
+        if (j->n_in % CPU_QBLK) j->fn[k] = NULL;
+        sums |= j->fn[k] && need;
+    }
+    /* per-block input sums, once per call, for the kernels of offset types */
+    j->xs = j->cb->xsum;
+    j->ldxs = j->n_in / CPU_QBLK;
+    if (sums)
+        for (int i = 0; i < j->n; i++)
+            cpu_block_sums(j->x + (size_t)i * j->ldx, j->n_in, j->cb->xsum + (size_t)i * j->ldxs);
     /* enough rows per thread that a chunk is worth a wake-up */
-    threadpool_for(j->cb->pool, rows, CPU_MM_TILE, mm_worker, j);
+    threadpool_for_dynamic(j->cb->pool, rows, CPU_MM_TILE, CPU_MM_CHUNKS, mm_worker, j);
     int rc = atomic_load(&j->failed);
     if (rc) return err_prefix(rc, "cpu backend: dequantizing %s", j->w[0]->name);
     return M40LLM_OK;
