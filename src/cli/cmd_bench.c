@@ -125,10 +125,10 @@ static double n_params(const model *m) {
     return n;
 }
 
-static int usage(void) {
-    fprintf(stderr, "usage: m40-llm bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] "
-                    "[--device cpu|cuda[:N]] [--ctx N] [--kv f32|f16] [--json]\n");
-    return 2;
+static int usage(FILE *f) {
+    fprintf(f, "usage: m40-llm bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] "
+               "[--device cpu|cuda[:N]] [--ctx N] [--kv f32|f16] [--json]\n");
+    return f == stdout ? 0 : 2;
 }
 
 static void print_json(const model *m, const char *path, const backend *b, bench_test *tests,
@@ -183,7 +183,9 @@ int cmd_bench(int argc, char **argv) {
                     : !strcmp(a, "--threads") || !strcmp(a, "-t") ? &threads
                     : !strcmp(a, "--ctx") || !strcmp(a, "-c")     ? &ctx
                                                                   : NULL;
-        if (dst) {
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            return usage(stdout);
+        } else if (dst) {
             long lo = dst == &reps || dst == &threads ? 1 : 0;
             if ((*dst = cli_parse_long(a, v, lo, 1 << 20)) < 0) return 2;
             i++;
@@ -191,17 +193,17 @@ int cmd_bench(int argc, char **argv) {
             if (!v || cli_check_device(v)) return 2;
             device = argv[++i];
         } else if (!strcmp(a, "--kv")) {
-            if (!v || (strcmp(v, "f16") && strcmp(v, "f32"))) return usage();
+            if (!v || (strcmp(v, "f16") && strcmp(v, "f32"))) return usage(stderr);
             kv16 = !strcmp(argv[++i], "f16");
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (a[0] == '-' || model_name) {
-            return usage();
+            return usage(stderr);
         } else {
             model_name = a;
         }
     }
-    if (!model_name || (pp == 0 && tg == 0)) return usage();
+    if (!model_name || (pp == 0 && tg == 0)) return usage(stderr);
     /* positions: the prompt test, or the short prompt plus the decode steps
      * (at least one: the warm-up) */
     long tg_need = TG_PROMPT + (tg > 0 ? tg : 1);

@@ -48,9 +48,16 @@ static int dump_one(const gguf_tensor *t, FILE *out, const char *path) {
     return rc;
 }
 
+static const char dump_usage[] = "usage: m40-llm dump-tensor FILE OUT [NAME...]\n";
+
 int cmd_dump_tensor(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(dump_usage, stdout);
+            return 0;
+        }
     if (argc < 3) {
-        fprintf(stderr, "usage: m40-llm dump-tensor FILE OUT [NAME...]\n");
+        fputs(dump_usage, stderr);
         return 2;
     }
     gguf_file *f = NULL;

@@ -11,6 +11,9 @@ int cmd_info(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-bandwidth")) {
             measure = 0;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: m40-llm info [--no-bandwidth]\n");
+            return 0;
         } else {
             fprintf(stderr, "usage: m40-llm info [--no-bandwidth]\n");
             return 2;

@@ -106,10 +106,10 @@ static double token_nll(const float *l, int n, int target) {
     return log(s) + mx - l[target];
 }
 
-static int usage(void) {
-    fprintf(stderr, "usage: m40-llm perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] "
-                    "[--threads N] [--device cpu|cuda[:N]]\n");
-    return 2;
+static int usage(FILE *f) {
+    fprintf(f, "usage: m40-llm perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] "
+               "[--threads N] [--device cpu|cuda[:N]]\n");
+    return f == stdout ? 0 : 2;
 }
 
 int cmd_perplexity(int argc, char **argv) {
@@ -117,8 +117,10 @@ int cmd_perplexity(int argc, char **argv) {
     long n_ctx = 512, threads = cli_default_threads();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--tokens")) {
-            if (!v) return usage();
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            return usage(stdout);
+        } else if (!strcmp(a, "--tokens")) {
+            if (!v) return usage(stderr);
             tokens_path = argv[++i];
         } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
             if ((n_ctx = cli_parse_long(a, v, 4, 1 << 20)) < 0) return 2;
@@ -131,16 +133,16 @@ int cmd_perplexity(int argc, char **argv) {
             device = argv[++i];
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "m40-llm perplexity: unknown option %s\n", a);
-            return usage();
+            return usage(stderr);
         } else if (!model_name) {
             model_name = a;
         } else if (!text) {
             text = a;
         } else {
-            return usage();
+            return usage(stderr);
         }
     }
-    if (!model_name || (!text && !tokens_path) || (text && tokens_path)) return usage();
+    if (!model_name || (!text && !tokens_path) || (text && tokens_path)) return usage(stderr);
     /* a chunk goes in sub-batches of at most PPL_BATCH entries: bounded
      * scratch and logits memory whatever --ctx is */
     const int n_batch = n_ctx < PPL_BATCH ? (int)n_ctx : PPL_BATCH;

@@ -10,10 +10,10 @@
 #include "gguf.h"
 #include "tokenizer.h"
 
-static int tokenize_usage(void) {
-    fprintf(stderr, "usage: m40-llm tokenize MODEL (TEXT | -) [--add-special] [--parse-special] "
-                    "[--pieces]\n");
-    return 2;
+static int tokenize_usage(FILE *f) {
+    fprintf(f, "usage: m40-llm tokenize MODEL (TEXT | -) [--add-special] [--parse-special] "
+               "[--pieces]\n");
+    return f == stdout ? 0 : 2;
 }
 
 static char *tokenize_read_stdin(size_t *len) {
@@ -90,18 +90,18 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(argv[i], "--pieces"))
             pieces = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-            return tokenize_usage();
+            return tokenize_usage(stdout);
         else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             fprintf(stderr, "m40-llm tokenize: unknown option '%s'\n", argv[i]);
-            return tokenize_usage();
+            return tokenize_usage(stderr);
         } else if (!model)
             model = argv[i];
         else if (!text_arg)
             text_arg = argv[i];
         else
-            return tokenize_usage();
+            return tokenize_usage(stderr);
     }
-    if (!model || !text_arg) return tokenize_usage();
+    if (!model || !text_arg) return tokenize_usage(stderr);
 
     char *text = NULL;
     size_t len;

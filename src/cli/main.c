@@ -12,10 +12,12 @@ typedef struct cli_command {
 } cli_command;
 
 static const cli_command cli_commands[] = {
-    {"show", cmd_show, "show FILE [--json]            metadata and tensor table of a GGUF"},
+    {"show", cmd_show, "show FILE [--json] [--full]     metadata and tensor table of a GGUF"},
     {"perplexity", cmd_perplexity,
-     "perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] [--threads N]"},
-    {"bench", cmd_bench, "bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] [--json]"},
+     "perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] [--threads N] [--device D]"},
+    {"bench", cmd_bench,
+     "bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] [--device D] [--ctx N] [--kv f32|f16] "
+     "[--json]"},
     {"info", cmd_info, "info [--no-bandwidth]        GPUs: memory, temperature, clocks, bandwidth"},
     {"dump-tensor", cmd_dump_tensor,
      "dump-tensor FILE OUT [NAME...]   dequantized FP32 values (raw LE float32)"},
@@ -31,7 +33,7 @@ static void cli_usage(FILE *f) {
     fprintf(f, "usage: m40-llm COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof cli_commands / sizeof cli_commands[0]; i++)
         fprintf(f, "  %s\n", cli_commands[i].usage);
-    fprintf(f, "  version\n");
+    fprintf(f, "  version\n\n'm40-llm COMMAND --help' describes a command.\n");
 }
 
 int cli_fail(const char *what, int status) {

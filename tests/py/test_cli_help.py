@@ -1,0 +1,39 @@
+"""Every command answers --help on stdout with its usage line and exit status 0;
+the top-level usage lists every command's options as the command knows them."""
+import os
+import subprocess
+
+import pytest
+
+BIN = os.environ.get("M40LLM_BIN")
+COMMANDS = ["show", "perplexity", "bench", "info", "dump-tensor", "tokenize", "run", "template"]
+
+pytestmark = pytest.mark.skipif(not BIN, reason="M40LLM_BIN not set")
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_command_help(cmd, flag):
+    r = subprocess.run([BIN, cmd, flag], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: m40-llm " + cmd), r.stdout
+
+
+def test_bad_option_still_fails():
+    for cmd in ["perplexity", "bench", "tokenize"]:
+        r = subprocess.run([BIN, cmd, "--bogus"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, (cmd, r.returncode)
+        assert "usage: m40-llm " + cmd in r.stderr
+
+
+def test_top_level_usage_matches_commands():
+    top = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=30).stdout
+    lines = {l.split()[0]: l for l in top.splitlines() if l.startswith("  ")}
+    for cmd in COMMANDS:
+        assert cmd in lines, cmd
+    for cmd, opts in {"show": ["--full"], "bench": ["--device", "--ctx", "--kv"],
+                      "perplexity": ["--device"]}.items():
+        own = subprocess.run([BIN, cmd, "--help"], capture_output=True, text=True,
+                             timeout=30).stdout
+        for o in opts:
+            assert o in own and o in lines[cmd], (cmd, o)
