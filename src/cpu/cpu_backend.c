@@ -4,6 +4,8 @@
  * layer: Q/K/V of every entry, K/V stored, then attention per entry, so an
  * entry sees the K/V of the entries before it in the same batch. */
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "cpu_internal.h"
@@ -207,6 +209,17 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     if (p->kv_type != BACKEND_KV_F32 && p->kv_type != BACKEND_KV_F16)
         return err_set(M40LLM_ERR_UNSUPPORTED, "cpu backend: KV cache type %d", (int)p->kv_type);
     const model_config *c = &m->cfg;
+    /* One sequence's K and V (allocated on first use): checked here, so the
+     * product in seq_alloc cannot wrap into a small allocation. */
+    const size_t kv_elt = p->kv_type == BACKEND_KV_F16 ? 2 : 4;
+    size_t kv_seq;
+    if (__builtin_mul_overflow((size_t)c->n_layer * (size_t)p->n_ctx,
+                               (size_t)c->n_head_kv * (size_t)c->head_dim * 2 * kv_elt, &kv_seq) ||
+        kv_seq > PTRDIFF_MAX)
+        return err_set(M40LLM_ERR_OOM,
+                       "cpu backend: the KV cache of one sequence (%d layers x %d positions x %d "
+                       "values x 2) does not fit in memory",
+                       c->n_layer, p->n_ctx, c->n_head_kv * c->head_dim);
     cpu_backend *cb = calloc(1, sizeof *cb);
     if (!cb) return err_set(M40LLM_ERR_OOM, "cpu backend: out of memory");
     cb->base.ops = &cpu_ops;
@@ -217,7 +230,7 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     cb->kv_dim = c->n_head_kv * c->head_dim;
     cb->max_in = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
     if (cb->q_dim > cb->max_in) cb->max_in = cb->q_dim;
-    cb->kv_elt = p->kv_type == BACKEND_KV_F16 ? 2 : 4;
+    cb->kv_elt = kv_elt;
     int rc = threadpool_create(p->n_threads, &cb->pool);
     if (rc) {
         cpu_destroy(&cb->base);

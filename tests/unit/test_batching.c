@@ -2,6 +2,8 @@
  * on how it is split into forward calls, on other sequences sharing a batch,
  * on the thread count, or on a cleared cache's history; invalid batches are
  * rejected with the right status. */
+#include <string.h>
+
 #include "backend.h"
 #include "check.h"
 #include "model.h"
@@ -182,6 +184,21 @@ int main(void) {
     }
     CHECK(agree);
     backend_destroy(b);
+
+    /* a KV cache whose size overflows size_t is refused as out of memory,
+     * naming the KV cache, before anything is allocated */
+    model huge = *g_model;
+    huge.cfg.n_layer = 1 << 30;
+    huge.cfg.n_head = huge.cfg.n_head_kv = 1 << 15;
+    huge.cfg.head_dim = 1 << 15;
+    backend_params hp = {.n_ctx = 0x7fffffff,
+                         .n_seq_max = 1,
+                         .n_batch_max = 1,
+                         .n_threads = 1,
+                         .kv_type = BACKEND_KV_F32};
+    b = NULL;
+    CHECK(backend_cpu_create(&huge, &hp, &b) == M40LLM_ERR_OOM && b == NULL);
+    CHECKF(strstr(m40llm_last_error(), "KV cache") != NULL, "%s", m40llm_last_error());
 
     free(one), free(steps), free(uneven), free(other), free(mix), free(tmp);
     model_free(g_model);
