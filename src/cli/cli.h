@@ -17,8 +17,9 @@ int cmd_run(int argc, char **argv);
 /* Prints "m40-llm: <what>: <last library error>" to stderr; returns 1. */
 int cli_fail(const char *what, int status);
 /* Reads a whole stream into a NUL-terminated buffer (caller frees); NULL on
- * a read error or out of memory. */
-char *cli_read_all(FILE *f);
+ * a read error or out of memory. *len (when len is not NULL) gets the byte
+ * count, which differs from strlen when the data holds NUL bytes. */
+char *cli_read_all(FILE *f, size_t *len);
 /* Parses a non-negative int option value; prints an error and returns -1 on bad input. */
 long cli_parse_long(const char *opt, const char *val, long min, long max);
 

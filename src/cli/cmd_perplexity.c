@@ -68,23 +68,10 @@ static int read_token_file(const char *path, int n_vocab, int32_t **out, int64_t
 static int tokenize_file(const model *m, const char *path, int32_t **out, int64_t *n_out) {
     FILE *f = fopen(path, "rb");
     if (!f) return err_set(M40LLM_ERR_IO, "cannot open text file %s", path);
-    size_t cap = 1 << 16, len = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += got;
-        if (len == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) free(buf);
-            buf = nb;
-        }
-    }
-    int io_error = ferror(f);
+    size_t len = 0;
+    char *buf = cli_read_all(f, &len);
     fclose(f);
-    if (!buf) return err_set(M40LLM_ERR_OOM, "out of memory reading %s", path);
-    if (io_error) {
-        free(buf);
-        return err_set(M40LLM_ERR_IO, "error reading %s", path);
-    }
+    if (!buf) return err_set(M40LLM_ERR_IO, "cannot read %s (read error or out of memory)", path);
     tokenizer *tk = NULL;
     int rc = tokenizer_load(m->gguf, &tk);
     size_t n = 0;

@@ -421,7 +421,7 @@ int cmd_run(int argc, char **argv) {
     } else if (isatty(STDIN_FILENO)) {
         ret = run_chat(&r);
     } else {
-        char *in = cli_read_all(stdin);
+        char *in = cli_read_all(stdin, NULL);
         if (!in) {
             fprintf(stderr, "m40-llm run: cannot read the prompt from stdin\n");
             goto out;

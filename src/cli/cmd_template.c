@@ -79,7 +79,7 @@ int cmd_template(int argc, char **argv) {
     }
 
     FILE *mf = strcmp(mpath, "-") ? fopen(mpath, "rb") : stdin;
-    char *mtext = mf ? cli_read_all(mf) : NULL;
+    char *mtext = mf ? cli_read_all(mf, NULL) : NULL;
     if (mf && mf != stdin) fclose(mf);
     cJSON *messages = mtext ? cJSON_Parse(mtext) : NULL;
     int status = 1;

@@ -16,29 +16,6 @@ static int tokenize_usage(FILE *f) {
     return f == stdout ? 0 : 2;
 }
 
-static char *tokenize_read_stdin(size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t k = fread(buf + n, 1, cap - n, stdin);
-        n += k;
-        if (n < cap) break;
-        char *p = realloc(buf, cap * 2);
-        if (!p) {
-            free(buf);
-            return NULL;
-        }
-        buf = p;
-        cap *= 2;
-    }
-    if (buf && ferror(stdin)) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* Length of a complete, valid UTF-8 sequence at p (2..4), or 0. */
 static size_t tokenize_utf8_seq(const unsigned char *p, size_t n) {
     size_t need = p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
@@ -106,7 +83,7 @@ int cmd_tokenize(int argc, char **argv) {
     char *text = NULL;
     size_t len;
     if (!strcmp(text_arg, "-")) {
-        text = tokenize_read_stdin(&len);
+        text = cli_read_all(stdin, &len);
         if (!text) {
             fprintf(stderr, "m40-llm tokenize: cannot read stdin\n");
             return 1;

@@ -56,7 +56,7 @@ long cli_parse_long(const char *opt, const char *val, long min, long max) {
     return v;
 }
 
-char *cli_read_all(FILE *f) {
+char *cli_read_all(FILE *f, size_t *len) {
     size_t cap = 4096, n = 0;
     char *b = malloc(cap);
     while (b) {
@@ -75,6 +75,7 @@ char *cli_read_all(FILE *f) {
         return NULL;
     }
     if (b) b[n] = '\0';
+    if (b && len) *len = n;
     return b;
 }
 
