@@ -81,10 +81,15 @@ int cmd_template(int argc, char **argv) {
     FILE *mf = strcmp(mpath, "-") ? fopen(mpath, "rb") : stdin;
     char *mtext = mf ? cli_read_all(mf, NULL) : NULL;
     if (mf && mf != stdin) fclose(mf);
-    cJSON *messages = mtext ? cJSON_Parse(mtext) : NULL;
+    const char *json_end = NULL;
+    cJSON *messages = mtext ? cJSON_ParseWithOpts(mtext, &json_end, true) : NULL;
     int status = 1;
     if (!mtext) {
         fprintf(stderr, "m40-llm: template: cannot read messages file '%s'\n", mpath);
+    } else if (!messages) {
+        /* json_end points where parsing stopped */
+        size_t at = json_end && json_end >= mtext ? (size_t)(json_end - mtext) : 0;
+        fprintf(stderr, "m40-llm: template: %s: invalid JSON near byte %zu\n", mpath, at);
     } else if (!cJSON_IsArray(messages)) {
         fprintf(stderr, "m40-llm: template: %s: expected a JSON list of {role, content} objects\n",
                 mpath);

@@ -66,6 +66,15 @@ def test_builtin_name_and_bad_input(tmp_path):
     bad.write_text("{not json")
     r = subprocess.run([m40_bin(), "template", "chatml", str(bad)], capture_output=True)
     assert r.returncode != 0 and b"JSON" in r.stderr
+    # a syntax error is reported as such, with where it is; trailing text is an error too
+    for text, where in (('[{"role": "user", "content": "x"},', b"near byte 34"),
+                        ('[{"role": "user", "content": "x"}] junk', b"near byte 35")):
+        bad.write_text(text)
+        r = subprocess.run([m40_bin(), "template", "chatml", str(bad)], capture_output=True)
+        assert r.returncode != 0 and b"invalid JSON" in r.stderr and where in r.stderr, r.stderr
+    bad.write_text('{"role": "user"}')
+    r = subprocess.run([m40_bin(), "template", "chatml", str(bad)], capture_output=True)
+    assert r.returncode != 0 and b"expected a JSON list" in r.stderr
     unknown = tmp_path / "t.jinja"
     unknown.write_text("{{ messages|frobnicate }}")
     r = run_template(unknown, [], tmp_path)
