@@ -8,26 +8,12 @@ cd "$(dirname "$0")/.."
 secs="${1:-20}"
 shift || true
 
-cc=""
-for c in "${CLANG:-}" clang clang-14 clang-15 clang-16 clang-17 clang-18; do
-    if [ -n "$c" ] && command -v "$c" >/dev/null 2>&1; then cc="$c"; break; fi
-done
-if [ -z "$cc" ]; then echo "fuzz_template.sh: clang not found" >&2; exit 77; fi
-
 out="${M40LLM_FUZZ_DIR:-build-fuzz}"
 mkdir -p "$out"
 bin="$out/fuzz_template"
-src=(fuzz/fuzz_template.c src/jinja_*.c src/err.c)
-stale=0
-[ -x "$bin" ] || stale=1
-for f in "${src[@]}" src/jinja.h src/jinja_int.h src/jinja_parse.h; do
-    if [ "$f" -nt "$bin" ]; then stale=1; fi
-done
-if [ "$stale" = 1 ]; then
-    "$cc" -std=c17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
-        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -Iinclude -Isrc "${src[@]}" -lcjson -lm -o "$bin"
-fi
+. scripts/fuzz_common.sh
+fuzz_build "$bin" "-lcjson -lm" fuzz/fuzz_template.c src/jinja_*.c src/err.c -- \
+    src/jinja.h src/jinja_int.h src/jinja_parse.h
 
 # seed corpus: the fixture templates; new inputs go there too and vanish with it
 corpus=$(mktemp -d)
