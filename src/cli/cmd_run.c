@@ -6,6 +6,8 @@
  * optional system, then user) unless --raw; --chat-template overrides. */
 #include "cmd_run.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,8 +333,10 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--seed")) {
             char *end = NULL;
             if (!v || !*v) goto bad;
+            errno = 0;
             sp->seed = strtoull(v, &end, 10);
-            if (*end) {
+            /* strtoull takes "-1" (as 2^64-1) and leading blanks: digits only */
+            if (*end || !isdigit((unsigned char)v[0]) || errno == ERANGE) {
                 fprintf(stderr, "m40-llm run: --seed: '%s' is not a number\n", v);
                 goto bad;
             }

@@ -37,3 +37,23 @@ def test_top_level_usage_matches_commands():
                              timeout=30).stdout
         for o in opts:
             assert o in own and o in lines[cmd], (cmd, o)
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "M", "hi", "--seed", "-1"],
+    ["run", "M", "hi", "--seed", "99999999999999999999999"],
+    ["run", "M", "hi", "--seed", " 5"],
+    ["run", "M", "hi", "--temp", "nan"],
+    ["run", "M", "hi", "--top-p", "2"],
+    ["run", "M", "hi", "--ctx", "0"],
+    ["run", "M", "hi", "-n", "abc"],
+    ["run", "M", "hi", "--threads", "0"],
+    ["perplexity", "M", "t.txt", "--ctx", "3"],
+    ["bench", "M", "-r", "0"],
+    ["tokenize", "M"],
+])
+def test_invalid_option_values_exit_2(args):
+    """Bad option values are usage errors (status 2) reported before any file is opened."""
+    r = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, (args, r.returncode, r.stderr)
+    assert r.stderr
