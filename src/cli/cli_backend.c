@@ -47,7 +47,10 @@ static int search_dir(const char *dir, const char *name, char *path, size_t size
 int cli_resolve_model(const char *name, char *path, size_t size) {
     if (!name || !*name) return err_set(M40LLM_ERR_INVALID_ARG, "no model given");
     if (is_file(name) || strchr(name, '/')) {
-        snprintf(path, size, "%s", name);
+        /* a shortened path would name another file */
+        if ((size_t)snprintf(path, size, "%s", name) >= size)
+            return err_set(M40LLM_ERR_INVALID_ARG, "model path is longer than %zu bytes: %.60s...",
+                           size - 1, name);
         return M40LLM_OK;
     }
     char dirs[2][512];

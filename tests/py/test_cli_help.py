@@ -57,3 +57,9 @@ def test_invalid_option_values_exit_2(args):
     r = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2, (args, r.returncode, r.stderr)
     assert r.stderr
+
+
+def test_overlong_model_path_is_refused_not_shortened():
+    path = "/tmp/" + "d/" * 1000 + "model.gguf"
+    r = subprocess.run([BIN, "run", path, "hi"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "longer than" in r.stderr, r.stderr
