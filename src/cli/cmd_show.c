@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "cli_backend.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -342,6 +343,7 @@ static int show_json(FILE *o, const gguf_file *f, const show_summary *s, const s
 static void show_usage(FILE *o) {
     fprintf(o,
             "usage: m40-llm show FILE [--json] [--full]\n"
+            "  FILE: a GGUF path, or a model name looked up as for run\n"
             "  prints the header, a model summary (layers, embd, heads, kv heads, ff, vocab),\n"
             "  every metadata key with type and value, and the tensor table\n"
             "  (name, type, shape, offset in the data section, bytes).\n"
@@ -377,8 +379,12 @@ int cmd_show(int argc, char **argv) {
         show_usage(stderr);
         return 2;
     }
+    /* FILE may also name a model in the store, as for run */
+    char resolved[1024];
+    int rc = cli_resolve_model(path, resolved, sizeof resolved);
+    if (rc) return cli_fail("show", rc);
     gguf_file *f = NULL;
-    int rc = gguf_open(path, &f);
+    rc = gguf_open(resolved, &f);
     if (rc) return cli_fail("show", rc);
     show_summary s;
     summarize(f, &s);
@@ -386,7 +392,7 @@ int cmd_show(int argc, char **argv) {
     if (op.json)
         ret = show_json(stdout, f, &s, &op);
     else
-        show_text(stdout, path, f, &s, &op);
+        show_text(stdout, resolved, f, &s, &op);
     gguf_close(f);
     if (fflush(stdout) != 0) ret = 1;
     return ret;

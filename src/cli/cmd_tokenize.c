@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_backend.h"
 #include "gguf.h"
 #include "tokenizer.h"
 
@@ -56,7 +57,7 @@ static void tokenize_print_piece(const char *p, size_t n) {
 }
 
 int cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL, *text_arg = NULL;
+    const char *model_name = NULL, *text_arg = NULL;
     unsigned flags = 0;
     bool pieces = false;
     for (int i = 1; i < argc; i++) {
@@ -71,14 +72,14 @@ int cmd_tokenize(int argc, char **argv) {
         else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             fprintf(stderr, "m40-llm tokenize: unknown option '%s'\n", argv[i]);
             return tokenize_usage(stderr);
-        } else if (!model)
-            model = argv[i];
+        } else if (!model_name)
+            model_name = argv[i];
         else if (!text_arg)
             text_arg = argv[i];
         else
             return tokenize_usage(stderr);
     }
-    if (!model || !text_arg) return tokenize_usage(stderr);
+    if (!model_name || !text_arg) return tokenize_usage(stderr);
 
     char *text = NULL;
     size_t len;
@@ -95,14 +96,17 @@ int cmd_tokenize(int argc, char **argv) {
     tokenizer *tok = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    int ret = 0, rc = gguf_open(model, &f);
+    char path[1024];
+    /* MODEL: a path or a name in the model store, as for run */
+    int ret = 0, rc = cli_resolve_model(model_name, path, sizeof path);
+    if (!rc) rc = gguf_open(path, &f);
     if (rc) {
-        ret = cli_fail(model, rc);
+        ret = cli_fail(model_name, rc);
         goto done;
     }
     rc = tokenizer_load(f, &tok);
     if (rc) {
-        ret = cli_fail(model, rc);
+        ret = cli_fail(model_name, rc);
         goto done;
     }
     rc = tokenizer_encode(tok, text ? text : text_arg, len, flags, &ids, &n);

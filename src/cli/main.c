@@ -12,7 +12,7 @@ typedef struct cli_command {
 } cli_command;
 
 static const cli_command cli_commands[] = {
-    {"show", cmd_show, "show FILE [--json] [--full]     metadata and tensor table of a GGUF"},
+    {"show", cmd_show, "show FILE|MODEL [--json] [--full]   metadata and tensor table of a GGUF"},
     {"perplexity", cmd_perplexity,
      "perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] [--threads N] [--device D]"},
     {"bench", cmd_bench,

