@@ -375,6 +375,34 @@ static cJSON *conversation(void) {
                        "{\"role\": \"user\", \"content\": \"Capital of France?\"}]");
 }
 
+/* Every name chat_builtin_names lists is a built-in that renders, and the
+ * list names every built-in the lookup knows of the common template names. */
+static void test_builtin_names(void) {
+    char names[256];
+    snprintf(names, sizeof names, "%s", chat_builtin_names());
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(names, ", ", &save); tok;
+         tok = strtok_r(NULL, ", ", &save), n++) {
+        const char *t = chat_builtin_template(tok);
+        CHECKF(t != NULL, "listed built-in '%s' is not found", tok);
+        cJSON *msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"hi\"}]");
+        char *out = NULL;
+        CHECKF(t && chat_render(t, msgs, true, "<s>", "</s>", &out) == M40LLM_OK &&
+                   strstr(out, "hi"),
+               "built-in '%s' does not render: %s", tok, m40llm_last_error());
+        free(out);
+        cJSON_Delete(msgs);
+    }
+    CHECK(n >= 1);
+    const char *known[] = {"chatml", "llama2", "llama3", "mistral",  "phi3",      "gemma",
+                           "zephyr", "vicuna", "alpaca", "deepseek", "command-r", "qwen"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (chat_builtin_template(known[i]))
+            CHECKF(strstr(chat_builtin_names(), known[i]) != NULL,
+                   "built-in '%s' is missing from chat_builtin_names()", known[i]);
+    CHECK(chat_builtin_template("no-such-template") == NULL);
+}
+
 static void test_chat_layer(void) {
     cJSON *msgs = conversation();
     char *out = NULL;
@@ -478,6 +506,7 @@ int main(void) {
     test_errors();
     test_undefined_and_printing();
     test_chat_layer();
+    test_builtin_names();
     test_robustness();
     return check_summary("test_templates");
 }
