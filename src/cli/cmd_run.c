@@ -47,7 +47,7 @@ static int usage(FILE *f) {
     fprintf(f,
             "usage: m40-llm run MODEL [PROMPT] [options]\n"
             "  PROMPT absent: interactive chat on a terminal, else read from stdin\n"
-            "  -n N                 tokens to generate (default: until the end of the answer)\n"
+            "  -n N                 tokens to generate (default -1: until the end of the answer)\n"
             "  --temp T             temperature (0 = greedy; default 0.8)\n"
             "  --top-k K            (default 40, 0 = off)\n"
             "  --top-p P            (default 0.95, 1 = off)\n"
@@ -318,6 +318,10 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "-n") || !strcmp(a, "--num-predict")) {
             if ((n_predict = cli_parse_long(a, v, -1, 1 << 30)) < -1) goto bad;
             if (!v || (n_predict == -1 && strcmp(v, "-1"))) goto bad;
+            if (n_predict == 0) { /* the generator reads 0 as "no limit" */
+                fprintf(stderr, "m40-llm run: -n 0: give at least 1 token (-1 = no limit)\n");
+                goto bad;
+            }
         } else if (!strcmp(a, "--temp")) {
             if (!parse_float(a, v, 0, 100, &sp->temp)) goto bad;
         } else if (!strcmp(a, "--top-k")) {

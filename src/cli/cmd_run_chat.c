@@ -108,7 +108,9 @@ static void chat_set(run_ctx *r, char *args) {
             printf("Set seed to %ld.\n", l);
         }
     } else if (!strcmp(name, "num_predict") || !strcmp(name, "n")) {
-        if (chat_int(val, -1, 1 << 30, &l))
+        if (!strcmp(val, "0")) /* the generator reads 0 as "no limit" */
+            printf("num_predict must be at least 1 (-1 = no limit)\n");
+        else if (chat_int(val, -1, 1 << 30, &l))
             printf("Set num_predict to %d.\n", r->gp.max_tokens = (int)l);
     } else if (!strcmp(name, "stop")) {
         if (r->n_stops == RUN_MAX_STOPS) {

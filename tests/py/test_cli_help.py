@@ -47,6 +47,7 @@ def test_top_level_usage_matches_commands():
     ["run", "M", "hi", "--top-p", "2"],
     ["run", "M", "hi", "--ctx", "0"],
     ["run", "M", "hi", "-n", "abc"],
+    ["run", "M", "hi", "-n", "0"],  # would otherwise mean "no limit"
     ["run", "M", "hi", "--threads", "0"],
     ["perplexity", "M", "t.txt", "--ctx", "3"],
     ["bench", "M", "-r", "0"],
