@@ -5,6 +5,7 @@
 #include "model.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +45,9 @@ static int cfg_float(const gguf_file *g, const char *arch, const char *suffix, b
         return err_set(M40LLM_ERR_NOT_FOUND, "required metadata key %s is missing", key);
     }
     if (rc != M40LLM_OK) return err_set(M40LLM_ERR_TYPE, "metadata key %s: expected a float", key);
-    if (!(v > 0.0f) || v != v)
-        return err_set(M40LLM_ERR_FORMAT, "metadata key %s: value %g must be positive", key, v);
+    if (!(v > 0.0f) || !isfinite(v))
+        return err_set(M40LLM_ERR_FORMAT, "metadata key %s: value %g must be positive and finite",
+                       key, v);
     *out = v;
     return M40LLM_OK;
 }

@@ -1,6 +1,7 @@
 /* Model loading: a valid tiny llama GGUF (written with the GGUF writer) gives
  * the right config; each kind of defect gives the right status and a message
  * naming the key or tensor. */
+#include <math.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@ typedef struct spec {
     bool with_output;
     bool kv_heads;            /* write head_count_kv */
     const char *rope_scaling; /* NULL: none written */
+    float eps;                /* RMSNorm epsilon; 0: 1e-6 */
 } spec;
 
 static float g_data[1 << 16]; /* enough for the largest tensor (VOCAB * EMBD, FF * EMBD) */
@@ -57,7 +59,7 @@ static int write_model(const spec *s, const char *path) {
     key_u32(w, s, "llama.rope.dimension_count", HD);
     gguf_writer_set_f32(w, "llama.rope.freq_base", 50000.0f);
     if (!s->skip_key || strcmp(s->skip_key, "llama.attention.layer_norm_rms_epsilon"))
-        gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-6f);
+        gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", s->eps ? s->eps : 1e-6f);
     if (s->rope_scaling) {
         gguf_writer_set_str(w, "llama.rope.scaling.type", s->rope_scaling);
         gguf_writer_set_f32(w, "llama.rope.scaling.factor", 4.0f);
@@ -154,6 +156,10 @@ int main(void) {
     spec yarn = {.with_output = true, .kv_heads = true, .rope_scaling = "yarn"};
     CHECK(try_load(&yarn, NULL) == M40LLM_ERR_UNSUPPORTED);
     CHECK(says("yarn", NULL));
+
+    spec inf_eps = {.with_output = true, .kv_heads = true, .eps = INFINITY};
+    CHECK(try_load(&inf_eps, NULL) == M40LLM_ERR_FORMAT);
+    CHECK(says("layer_norm_rms_epsilon", "finite"));
 
     spec arch = {.arch = "gpt2", .with_output = true, .kv_heads = true};
     CHECK(try_load(&arch, NULL) == M40LLM_ERR_UNSUPPORTED);
