@@ -6,8 +6,6 @@
  * optional system, then user) unless --raw; --chat-template overrides. */
 #include "cmd_run.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,13 +333,9 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--repeat-penalty")) {
             if (!parse_float(a, v, 0, 100, &sp->repeat_penalty)) goto bad;
         } else if (!strcmp(a, "--seed")) {
-            char *end = NULL;
-            if (!v || !*v) goto bad;
-            errno = 0;
-            sp->seed = strtoull(v, &end, 10);
-            /* strtoull takes "-1" (as 2^64-1) and leading blanks: digits only */
-            if (*end || !isdigit((unsigned char)v[0]) || errno == ERANGE) {
-                fprintf(stderr, "m40-llm run: --seed: '%s' is not a number\n", v);
+            if (!v || !cli_parse_u64(v, &sp->seed)) {
+                fprintf(stderr, "m40-llm run: --seed: '%s' is not a number in 0..2^64-1\n",
+                        v ? v : "");
                 goto bad;
             }
         } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "cli.h"
 #include "cmd_run.h"
 
 static const char *chat_prompt(EditLine *el) {
@@ -103,10 +104,10 @@ static void chat_set(run_ctx *r, char *args) {
         if (chat_float(val, 0, 100, &s->repeat_penalty))
             printf("Set repeat_penalty to %g.\n", s->repeat_penalty);
     } else if (!strcmp(name, "seed")) {
-        if (chat_int(val, 0, 0x7fffffffL, &l)) {
-            s->seed = (uint64_t)l;
-            printf("Set seed to %ld.\n", l);
-        }
+        if (cli_parse_u64(val, &s->seed)) /* the same range as --seed */
+            printf("Set seed to %llu.\n", (unsigned long long)s->seed);
+        else
+            printf("'%s' is not a number in 0..2^64-1\n", val);
     } else if (!strcmp(name, "num_predict") || !strcmp(name, "n")) {
         if (!strcmp(val, "0")) /* the generator reads 0 as "no limit" */
             printf("num_predict must be at least 1 (-1 = no limit)\n");

@@ -1,3 +1,5 @@
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,17 @@ long cli_parse_long(const char *opt, const char *val, long min, long max) {
         return -1;
     }
     return v;
+}
+
+bool cli_parse_u64(const char *s, uint64_t *out) {
+    /* strtoull alone takes "-1" (as 2^64-1) and leading blanks */
+    if (!s || !isdigit((unsigned char)s[0])) return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno == ERANGE) return false;
+    *out = (uint64_t)v;
+    return true;
 }
 
 char *cli_read_all(FILE *f, size_t *len) {
