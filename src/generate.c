@@ -2,6 +2,7 @@
  * through the UTF-8-safe detokenizer and the stop-string matcher. */
 #include "generate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,6 +15,7 @@ struct gen_session {
     int seq;
     int n_ctx;
     int n_vocab;       /* logits row length (model) */
+    int n_text_vocab;  /* ids the tokenizer can render: min(model, tokenizer vocab) */
     int32_t *hist;     /* [n_ctx] tokens whose K/V the cache holds */
     int n_hist;        /* valid entries of hist */
     float *logits;     /* [n_vocab] last row */
@@ -78,6 +80,10 @@ int gen_session_create(backend *b, const tokenizer *t, int seq, gen_session **ou
     s->seq = seq;
     s->n_ctx = b->params.n_ctx;
     s->n_vocab = b->model->cfg.n_vocab;
+    /* GGUFs may pad the embedding past the token list; those rows have no
+     * text, so they must never be sampled */
+    const int32_t tv = tokenizer_n_vocab(t);
+    s->n_text_vocab = tv > 0 && tv < s->n_vocab ? tv : s->n_vocab;
     s->hist = malloc((size_t)s->n_ctx * sizeof *s->hist);
     s->logits = malloc((size_t)s->n_vocab * sizeof *s->logits);
     s->ev = malloc((size_t)b->params.n_batch_max * sizeof *s->ev);
@@ -113,6 +119,12 @@ const int32_t *gen_session_tokens(const gen_session *s, int *n) {
 
 int gen_session_n_ctx(const gen_session *s) {
     return s ? s->n_ctx : 0;
+}
+
+/* Samples from the last logits row, never a padding id without text. */
+static int32_t gen_sample(gen_session *s, sampler *smp) {
+    for (int i = s->n_text_vocab; i < s->n_vocab; i++) s->logits[i] = -INFINITY;
+    return sampler_sample(smp, s->logits);
 }
 
 static bool gen_cancelled(const gen_params *p) {
@@ -195,6 +207,7 @@ int gen_generate(gen_session *s, const int32_t *prompt, int n_prompt, const gen_
     /* Greedy without penalties needs only the argmax, which the backend can
      * compute where the logits are. */
     const bool argmax = sp->temp <= 0 && s->b->ops->forward_argmax &&
+                        s->n_text_vocab == s->n_vocab && /* padding ids must be masked */
                         (sp->repeat_penalty == 1.0f || sp->penalty_last_n == 0) &&
                         sp->freq_penalty == 0 && sp->presence_penalty == 0;
     sampler *smp = NULL;
@@ -221,7 +234,7 @@ int gen_generate(gen_session *s, const int32_t *prompt, int n_prompt, const gen_
         st.reason = GEN_STOP_CANCELLED;
         goto out;
     }
-    if (!argmax) tok = sampler_sample(smp, s->logits);
+    if (!argmax) tok = gen_sample(s, smp);
     st.ttft_s = gen_now() - t0;
     const double tg0 = gen_now();
     int n_decode = 0;
@@ -269,7 +282,7 @@ int gen_generate(gen_session *s, const int32_t *prompt, int n_prompt, const gen_
         }
         s->hist[s->n_hist++] = e.token;
         n_decode++;
-        if (!argmax) tok = sampler_sample(smp, s->logits);
+        if (!argmax) tok = gen_sample(s, smp);
     }
     /* Text still held: an incomplete character, then a possible stop prefix. */
     if (st.reason != GEN_STOP_STRING && !o.cb_stopped) {

@@ -7,12 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "check.h"
 #include "generate.h"
 #include "m40llm.h"
 #include "model.h"
+#include "synth.h"
 #include "tokenizer.h"
 
 static model *g_model;
@@ -265,6 +267,63 @@ static void test_sampled(void) {
     backend_destroy(b);
 }
 
+/* A model whose embedding has more rows than the tokenizer has tokens (GGUFs
+ * pad it): the padding ids have no text and are never generated, sampled or
+ * greedy. The tokenizer here is a 300-token synthetic vocabulary; the model
+ * has 512 rows. */
+static void test_padded_vocab(void) {
+    synth_config c;
+    synth_default_config(&c);
+    c.n_layer = 1;
+    c.n_embd = 32;
+    c.n_head = c.n_head_kv = 2;
+    c.n_ff = 32;
+    c.n_vocab = 300;
+    c.n_threads = 1;
+    char path[] = "/tmp/m40llm-test-generate-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    close(fd);
+    gguf_file *g = NULL;
+    tokenizer *small = NULL;
+    int rc = synth_write(&c, path, NULL);
+    if (!rc) rc = gguf_open(path, &g);
+    if (!rc) rc = tokenizer_load(g, &small);
+    CHECKF(rc == M40LLM_OK, "small tokenizer: %s", m40llm_last_error());
+    CHECK(!small || tokenizer_n_vocab(small) == 300);
+    if (!rc && g_model->cfg.n_vocab > 300) {
+        int32_t prompt[8];
+        for (int i = 0; i < 8; i++) prompt[i] = 259 + i * 5;
+        backend *b = make_backend(128, 64);
+        gen_session *s = NULL;
+        CHECK(gen_session_create(b, small, 0, &s) == M40LLM_OK);
+        for (int pass = 0; pass < 2 && s; pass++) {
+            gen_params p = gen_default_params();
+            p.sampling.temp = pass ? 0.0f : 3.0f; /* flat: padding ids would come up */
+            p.sampling.top_k = 0;
+            p.sampling.top_p = 1.0f;
+            p.sampling.min_p = 0.0f;
+            p.sampling.seed = 5;
+            p.max_tokens = 60;
+            collect out = {0};
+            gen_stats st;
+            rc = gen_generate(s, prompt, 8, &p, on_text, &out, &st);
+            CHECKF(rc == M40LLM_OK, "pass %d: %s", pass, m40llm_last_error());
+            int n = 0, bad = 0;
+            const int32_t *ids = gen_session_tokens(s, &n);
+            for (int i = 0; i < n; i++) bad += ids[i] >= 300;
+            CHECKF(bad == 0, "pass %d: %d generated ids outside the 300-token vocabulary", pass,
+                   bad);
+        }
+        gen_session_free(s);
+        backend_destroy(b);
+    }
+    tokenizer_free(small);
+    gguf_close(g);
+    unlink(path);
+}
+
 int main(void) {
     char path[512];
     check_fixture("reference/synth-q8_0.gguf", path, sizeof path);
@@ -278,6 +337,7 @@ int main(void) {
     test_stop_string();
     test_context();
     test_sampled();
+    test_padded_vocab();
     tokenizer_free(g_tok);
     model_free(g_model);
     return check_summary("test_generate");
