@@ -202,7 +202,8 @@ int run_turn(run_ctx *r, const char *user_text) {
     if (st.reason == GEN_STOP_CONTEXT)
         fprintf(stderr, "m40-llm run: the context (%d tokens) is full%s\n",
                 gen_session_n_ctx(r->sess), r->messages ? "; /clear starts over" : "");
-    if (st.reason == GEN_STOP_CANCELLED && run_interrupted) fprintf(stderr, "(interrupted)\n");
+    r->interrupted = st.reason == GEN_STOP_CANCELLED && run_interrupted;
+    if (r->interrupted) fprintf(stderr, "(interrupted)\n");
     run_print_stats(r, &st);
     if (r->raw) {
         free(r->transcript);
@@ -419,7 +420,10 @@ int cmd_run(int argc, char **argv) {
                 r.b->ops->name, n_ctx, r.raw ? "raw" : "chat template");
     run_install_sigint();
     if (prompt) {
-        ret = run_turn(&r, prompt);
+        if (strspn(prompt, " \t\r\n") == strlen(prompt))
+            fprintf(stderr, "m40-llm run: the prompt is empty\n");
+        else
+            ret = run_turn(&r, prompt);
     } else if (isatty(STDIN_FILENO)) {
         ret = run_chat(&r);
     } else {
@@ -439,6 +443,8 @@ int cmd_run(int argc, char **argv) {
     }
 out:
     run_free(&r);
+    /* a one-shot answer stopped by Ctrl-C exits as the shell expects of SIGINT */
+    if (ret == 0 && r.interrupted && (prompt || !isatty(STDIN_FILENO))) ret = 130;
     return ret;
 bad:
     free(r.system);

@@ -28,6 +28,7 @@ typedef struct run_ctx {
     bool raw;         /* no template: the prompt is sent as written */
     bool warned;      /* the template fallback warning was printed */
     bool verbose;     /* timings to stderr */
+    bool interrupted; /* the last answer was stopped by Ctrl-C */
     char *system;     /* system message (malloc'd) or NULL */
     cJSON *messages;  /* conversation so far (chat mode) */
     char *transcript; /* raw mode: everything sent and generated so far */

@@ -58,6 +58,25 @@ def test_empty_stdin_is_an_error():
     assert p.returncode != 0 and b"no prompt" in p.stderr, p.stderr
 
 
+def test_empty_prompt_argument_is_an_error():
+    p = run("run", MODEL, "  ", *THREADS)
+    assert p.returncode != 0 and b"prompt is empty" in p.stderr, p.stderr
+
+
+def test_one_shot_ctrl_c_exits_130():
+    import signal
+    p = subprocess.Popen([BIN, "run", MODEL, "Write a very long story about a dragon.", "-n",
+                          "2000", "--temp", "0", *THREADS],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # wait for the answer to start streaming, then interrupt it
+    first = p.stdout.read(1)
+    assert first, p.stderr.read()
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert b"(interrupted)" in err, err
+
+
 def test_raw_completion():
     # no template: the text continues the prompt as written
     p = run("run", MODEL, "The capital of France is", "--raw", "--temp", "0", "-n", "8",
