@@ -107,12 +107,22 @@ __global__ void __launch_bounds__(AT_THREADS)
     }
     __syncthreads();
 
+    /* ask for this chunk's K and V rows now: the score loop below walks
+     * each K row serially and would otherwise wait on DRAM per 16 bytes */
+    const int nl = (hd * (F16 ? 2 : 4) + 127) / 128; /* 128-byte lines per row */
+    for (int i = tid; i < L * nl; i += AT_THREADS) {
+        int64_t o = rowoff[i / nl] * (F16 ? 2 : 4) + 128 * (i % nl);
+        dev_prefetch_l2((const char *)kv.k + o);
+        dev_prefetch_l2((const char *)kv.v + o);
+    }
+
     /* scores: one thread per position, its K row in 16-byte loads */
     for (int p = tid; p < L; p += AT_THREADS) {
         int64_t row = rowoff[p];
         float part[AT_GMAX];
 #pragma unroll
         for (int g = 0; g < AT_GMAX; g++) part[g] = 0.0f;
+#pragma unroll 2
         for (int d0 = 0; d0 < hd; d0 += 8) {
             float kd[8];
             kv_load8<F16>(kv.k, row + d0, kd);
@@ -156,7 +166,7 @@ __global__ void __launch_bounds__(AT_THREADS)
         for (int g = 0; g < AT_GMAX; g++) acc[g] = 0.0f;
         bool active = d < hd && pg < pg_n;
         if (active) {
-#pragma unroll 4
+#pragma unroll 8
             for (int p = pg; p < L; p += pg_n) {
                 float vd = kv_at<F16>(kv.v, rowoff[p] + d);
 #pragma unroll

@@ -7,7 +7,9 @@
  * x is staged through shared memory in chunks, each 32-float sub-block padded
  * by 4 floats so that the lanes' float4 reads hit distinct banks. Optional
  * fused RMSNorm of x on staging, and epilogues: store, residual add, SwiGLU,
- * rope + KV-cache store. */
+ * rope + KV-cache store. One vector with K <= 2048 goes to a warp-
+ * independent variant instead (gemv1_impl.cuh: x staged per warp, no block
+ * barrier), which is faster there and slower on 4096+ inputs. */
 
 #include "cuda_internal.h"
 #include "quant.h"

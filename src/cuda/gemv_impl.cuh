@@ -3,6 +3,7 @@
 #ifndef M40_GEMV_IMPL_CUH
 #define M40_GEMV_IMPL_CUH
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "rope_kv.cuh"
@@ -231,9 +232,33 @@ template <int T, int B> static int gemv_launch_tb(const gemv_args *a, cudaStream
     return gemv_launch_tbm<T, B, GV_PLAIN>(a, st);
 }
 
-/* batch sizes with their own kernels: 1 (decode) and 8 (batched decode);
+#include "gemv1_impl.cuh"
+
+/* which single-vector kernel: 0 = by shape, 1 = always the warp kernel,
+ * 2 = always the block-staged one (M40LLM_GEMV=warp|staged, to compare) */
+static int gemv1_choice(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("M40LLM_GEMV");
+        v = e && !strcmp(e, "warp") ? 1 : e && !strcmp(e, "staged") ? 2 : 0;
+    }
+    return v;
+}
+
+/* The warp kernel wins where x is short (K <= 2048: SmolLM2-size layers,
+ * where a block staging x for only 16 rows and idle lanes past K/32
+ * dominate); on 4096+ inputs the block-staged kernel streams faster
+ * (measured on an H200: 7B Q4_0 gate/up 51 us staged vs 61 us warp). */
+static int gemv1_use_warp(const gemv_args *a) {
+    int c = gemv1_choice();
+    return c == 1 || (c == 0 && a->w->cols <= 2048);
+}
+
+/* batch sizes with their own kernels: 1 (decode: the warp kernel or the
+ * block-staged one, by shape) and 8 (batched decode, block-staged);
  * 2..8 vectors run in the 8-wide kernel with the unused lanes zero */
 template <int T> static int gemv_run_type(const gemv_args *a, cudaStream_t st) {
+    if (a->nb == 1 && gemv1_use_warp(a)) return gemv1_run<T>(a, st);
     if (a->nb == 1) return gemv_launch_tb<T, 1>(a, st);
     return gemv_launch_tb<T, 8>(a, st);
 }

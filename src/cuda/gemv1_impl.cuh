@@ -1,0 +1,192 @@
+/* The single-vector decode GEMV (included by gemv_impl.cuh).
+ *
+ * Every warp is independent: it owns NR row streams (NR rows of W, NR/2
+ * rows of Wg + the same rows of Wu for SwiGLU, NR/2 adjacent row pairs for
+ * the rope epilogue) and its lanes walk the 32-element sub-blocks of K, so
+ * the warp alone sees all of x: the RMSNorm sum of squares is a warp sum,
+ * x is staged per warp (no block barrier), and a warp that finishes early
+ * leaves room for the next block at once. Each lane has NR weight loads
+ * outstanding per sub-block, and the warp's whole rows were asked into L2
+ * before the first one. */
+#ifndef M40_GEMV1_IMPL_CUH
+#define M40_GEMV1_IMPL_CUH
+
+#define G1_WARPS   4
+#define G1_THREADS (G1_WARPS * 32)
+
+/* row of stream r: SwiGLU streams r < NR/2 are gate rows, the others the same rows of up */
+template <int MODE, int NR> static __device__ __forceinline__ int64_t g1_row(int64_t rbase, int r) {
+    return MODE == GEMV_SWIGLU ? rbase + (r % (NR / 2)) : rbase + r;
+}
+
+/* acc[r] += W[row r][sub-block sb] . xr for every live stream */
+template <int T, int MODE, int NR>
+static __device__ __forceinline__ void g1_sub(const gpu_matrix &w, const gpu_matrix &w2,
+                                              int64_t rbase, int64_t sb, const float *xr,
+                                              float *acc) {
+    float sx = 0.0f;
+    if (wdot<T>::fast) {
+#pragma unroll
+        for (int l = 0; l < 32; l++) sx += xr[l];
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        int64_t row = g1_row<MODE, NR>(rbase, r);
+        if (row >= w.rows) continue;
+        const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w;
+        if (wdot<T>::fast) {
+            acc[r] += wdot<T>::dot(m, row, sb, xr, sx);
+            continue;
+        }
+        float wv[32];
+        wdec<T>::get(m, row, sb, wv);
+        float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll
+        for (int l = 0; l < 32; l += 2) {
+            a0 = fmaf(wv[l], xr[l], a0);
+            a1 = fmaf(wv[l + 1], xr[l + 1], a1);
+        }
+        acc[r] += a0 + a1;
+    }
+}
+
+template <int T, int MODE, int NR>
+__global__ void __launch_bounds__(G1_THREADS, 1)
+    k_gemv1(gpu_matrix w, gpu_matrix w2, const float *x, const float *gamma, float eps, float *y,
+            int add, qkv_out qo, int64_t row0, int64_t kspan) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR; /* output rows per warp */
+    const int64_t rbase = ((int64_t)blockIdx.x * G1_WARPS + warp) * RPW;
+    if (rbase >= w.rows) return; /* no barrier below: idle warps may leave */
+    const int64_t K = w.cols;
+    const int64_t kbeg = (int64_t)blockIdx.y * kspan;
+    const int64_t kend = kbeg + kspan < K ? kbeg + kspan : K;
+    const int64_t s0 = kbeg >> 5, s1 = kend >> 5;
+
+    /* ask for this warp's weight bytes up front: the loop's own loads then
+     * mostly hit L2, and the DRAM reads of all streams overlap */
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        int64_t row = g1_row<MODE, NR>(rbase, r);
+        if (row >= w.rows) continue;
+        const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w;
+        const uint8_t *q = m.q + row * m.q_row;
+        size_t ob = m.q_row * (size_t)s0 / (size_t)m.nsb, oe = m.q_row * (size_t)s1 / (size_t)m.nsb;
+        for (size_t off = ob + (size_t)lane * 128; off < oe; off += 32 * 128)
+            dev_prefetch_l2(q + off);
+    }
+
+    float acc[NR], ssq = 0.0f;
+#pragma unroll
+    for (int r = 0; r < NR; r++) acc[r] = 0.0f;
+
+    /* one pass = 32 sub-blocks, one per lane: the warp stages their 1024
+     * x values (times the gain) with coalesced 16-byte loads into its own
+     * shared slice, padded 4 floats per sub-block so the lanes' reads of
+     * their own 32 values are conflict-free; only warp syncs */
+    __shared__ float xs_all[G1_WARPS][32 * 36];
+    float *xs = xs_all[warp];
+    for (int64_t p = s0; p < s1; p += 32) {
+        const int np = (int)(s1 - p < 32 ? s1 - p : 32); /* sub-blocks in this pass */
+        const float4 *xp = (const float4 *)(x + p * 32);
+        const float4 *gp = (const float4 *)(gamma + p * 32);
+        __syncwarp(); /* the previous pass's reads are done */
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int f = lane + 32 * i; /* float4 index in the pass */
+            if ((f >> 3) < np) {
+                float4 v = __ldg(xp + f);
+                if (gamma) {
+                    float4 g = __ldg(gp + f);
+                    ssq = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ssq))));
+                    v.x *= g.x, v.y *= g.y, v.z *= g.z, v.w *= g.w;
+                }
+                *(float4 *)(xs + (f >> 3) * 36 + (f & 7) * 4) = v;
+            }
+        }
+        __syncwarp();
+        if (lane < np) {
+            float xr[32];
+#pragma unroll
+            for (int q = 0; q < 8; q++) {
+                float4 v = *(const float4 *)(xs + lane * 36 + 4 * q);
+                xr[4 * q] = v.x, xr[4 * q + 1] = v.y, xr[4 * q + 2] = v.z, xr[4 * q + 3] = v.w;
+            }
+            g1_sub<T, MODE, NR>(w, w2, rbase, p + lane, xr, acc);
+        }
+    }
+    if (gamma) { /* RMSNorm: W (x * g * s) = s * W (x * g); the warp saw all of x */
+        float sc = 1.0f / sqrtf(dev_warp_sum(ssq) / (float)K + eps);
+#pragma unroll
+        for (int r = 0; r < NR; r++) acc[r] *= sc;
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++) acc[r] = dev_warp_sum(acc[r]);
+
+    /* every lane holds every sum; lane i writes output i */
+    if (MODE == GEMV_SWIGLU) {
+#pragma unroll
+        for (int r = 0; r < NR / 2; r++)
+            if (lane == r && rbase + r < w.rows) y[rbase + r] = dev_silu(acc[r]) * acc[r + NR / 2];
+    } else if (MODE == GEMV_QKV) {
+#pragma unroll
+        for (int p = 0; p < NR / 2; p++)
+            if (lane == p && rbase + 2 * p + 1 < w.rows)
+                qkv_epilogue(qo, row0 + rbase + 2 * p, 0, acc[2 * p], acc[2 * p + 1]);
+    } else {
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+            if (lane == r && rbase + r < w.rows) {
+                if (gridDim.y > 1)
+                    atomicAdd(&y[rbase + r], acc[r]);
+                else if (add)
+                    y[rbase + r] += acc[r];
+                else
+                    y[rbase + r] = acc[r];
+            }
+    }
+}
+
+template <int T, int MODE, int NR> static int gemv1_launch(const gemv_args *a, cudaStream_t st) {
+    const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR;
+    const int64_t rpb = (int64_t)G1_WARPS * RPW;
+    unsigned blocks = (unsigned)((a->w->rows + rpb - 1) / rpb);
+    /* a residual add with few rows leaves SMs idle: split K over more blocks
+     * (whole 1024-element passes) and add the parts atomically */
+    int64_t K = a->w->cols, kspan = K;
+    unsigned ksplit = 1;
+    if (a->mode == GEMV_ADD && !a->gamma && blocks < 1024 && K >= 2048) {
+        int64_t passes = (K + 1023) / 1024;
+        int64_t want = (1024 + blocks - 1) / blocks;
+        if (want > passes) want = passes;
+        kspan = ((passes + want - 1) / want) * 1024;
+        ksplit = (unsigned)((K + kspan - 1) / kspan);
+    }
+    dim3 grid(blocks, ksplit);
+    qkv_out qo;
+    memset(&qo, 0, sizeof qo);
+    if (a->qkv) qo = *a->qkv;
+    gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
+    k_gemv1<T, MODE, NR><<<grid, G1_THREADS, 0, st>>>(*a->w, w2, a->x, a->gamma, a->eps, a->y,
+                                                      a->mode == GEMV_ADD, qo, a->row0, kspan);
+    CUDA_LAUNCHED("k_gemv1");
+    return M40LLM_OK;
+}
+
+/* Streams per warp: as many as keep ~16 warps per SM busy. More streams
+ * per warp stage x fewer times (x and the gain cost 8 bytes per element per
+ * warp from L1, a row of Q4_0 0.56). */
+template <int T, int MODE> static int gemv1_launch_m(const gemv_args *a, cudaStream_t st) {
+    int64_t streams = a->w->rows * (MODE == GEMV_SWIGLU ? 2 : 1);
+    if (streams / 8 >= 2048) return gemv1_launch<T, MODE, 8>(a, st);
+    if (streams / 4 >= 1024) return gemv1_launch<T, MODE, 4>(a, st);
+    return gemv1_launch<T, MODE, 2>(a, st);
+}
+
+template <int T> static int gemv1_run(const gemv_args *a, cudaStream_t st) {
+    if (a->mode == GEMV_SWIGLU) return gemv1_launch_m<T, GEMV_SWIGLU>(a, st);
+    if (a->mode == GEMV_QKV) return gemv1_launch_m<T, GEMV_QKV>(a, st);
+    return gemv1_launch_m<T, GV_PLAIN>(a, st);
+}
+
+#endif
