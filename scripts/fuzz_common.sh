@@ -12,11 +12,25 @@ fuzz_build() {
         shift
     done
     [ $# -gt 0 ] && shift
-    local cc="" c f stale=0
+    local cc="" c f stale=0 probe
+    # a clang whose libFuzzer and sanitizer runtimes are installed (some
+    # images ship clang without them: Debian's libclang-rt-N-dev has them)
+    probe=$(mktemp -d)
+    printf '%s\n' '#include <stddef.h>' '#include <stdint.h>' \
+        'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }' \
+        >"$probe/p.c"
     for c in "${CLANG:-}" clang clang-14 clang-15 clang-16 clang-17 clang-18; do
-        if [ -n "$c" ] && command -v "$c" >/dev/null 2>&1; then cc="$c"; break; fi
+        if [ -n "$c" ] && command -v "$c" >/dev/null 2>&1 &&
+            "$c" -fsanitize=fuzzer,address,undefined "$probe/p.c" -o "$probe/p" >/dev/null 2>&1; then
+            cc="$c"
+            break
+        fi
     done
-    if [ -z "$cc" ]; then echo "$(basename "$0"): clang not found" >&2; exit 77; fi
+    rm -rf "$probe"
+    if [ -z "$cc" ]; then
+        echo "$(basename "$0"): no clang with the libFuzzer runtime (install libclang-rt-14-dev)" >&2
+        exit 77
+    fi
     [ -x "$bin" ] || stale=1
     for f in "${srcs[@]}" "$@"; do
         if [ "$f" -nt "$bin" ]; then stale=1; fi
