@@ -108,10 +108,11 @@ static float kq_qkx2(int n, int nmax, const float *x, const float *weights, uint
     return scale;
 }
 
-/* Symmetric grid -nmax..nmax-1 (stored +nmax): the largest-magnitude value
- * maps to -nmax; 18 nearby grid widths are tried, keeping the one that
- * maximises the weighted correlation (weights x^2, rmse_type 1). */
-static float kq_qx(int n, int nmax, const float *x, int8_t *L) {
+/* Shared start of the symmetric searches: the largest-magnitude value maps
+ * to -nmax; L[i] = level + offset; returns false (L zeroed) for an all-tiny
+ * group. max is that value, sumlx and suml2 the x^2-weighted sums. */
+static bool kq_max_fit(int n, int nmax, const float *x, int8_t *L, int offset, float *max_out,
+                       float *sumlx_out, float *suml2_out) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; i++) {
         float ax = fabsf(x[i]);
@@ -122,22 +123,34 @@ static float kq_qx(int n, int nmax, const float *x, int8_t *L) {
     }
     if (amax < GROUP_MAX_EPS) {
         for (int i = 0; i < n; i++) L[i] = 0;
-        return 0.0f;
+        return false;
     }
     float iscale = -nmax / max;
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; i++) {
         int l = kclamp(quant_nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)(l + nmax);
+        L[i] = (int8_t)(l + offset);
         float w = x[i] * x[i];
         sumlx += w * x[i] * l;
         suml2 += w * l * l;
     }
+    *max_out = max;
+    *sumlx_out = sumlx;
+    *suml2_out = suml2;
+    return true;
+}
+
+/* Symmetric grid -nmax..nmax-1 (stored +nmax): the largest-magnitude value
+ * maps to -nmax; 18 nearby grid widths are tried, keeping the one that
+ * maximises the weighted correlation (weights x^2, rmse_type 1). */
+static float kq_qx(int n, int nmax, const float *x, int8_t *L) {
+    float max, sumlx, suml2;
+    if (!kq_max_fit(n, nmax, x, L, nmax, &max, &sumlx, &suml2)) return 0.0f;
     float scale = suml2 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; is++) {
         if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
+        const float iscale = -(nmax + 0.1f * is) / max;
         /* products vectorized, sums sequential (same floats as one loop) */
         float tlx[KQ_MAXN], tl2[KQ_MAXN];
         for (int i = 0; i < n; i++) {
@@ -166,27 +179,8 @@ static float kq_qx(int n, int nmax, const float *x, int8_t *L) {
 /* Symmetric grid for Q3_K: start from the max fit, then move single values
  * to the level that lowers the x^2-weighted error (up to 5 passes). */
 static float kq_q3(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_MAX_EPS) {
-        for (int i = 0; i < n; i++) L[i] = 0;
-        return 0.0f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = kclamp(quant_nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)l;
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float max, sumlx, suml2;
+    if (!kq_max_fit(n, nmax, x, L, 0, &max, &sumlx, &suml2)) return 0.0f;
     for (int itry = 0; itry < 5; itry++) {
         int n_changed = 0;
         for (int i = 0; i < n; i++) {
