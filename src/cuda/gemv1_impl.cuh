@@ -151,17 +151,8 @@ template <int T, int MODE, int NR> static int gemv1_launch(const gemv_args *a, c
     const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR;
     const int64_t rpb = (int64_t)G1_WARPS * RPW;
     unsigned blocks = (unsigned)((a->w->rows + rpb - 1) / rpb);
-    /* a residual add with few rows leaves SMs idle: split K over more blocks
-     * (whole 1024-element passes) and add the parts atomically */
-    int64_t K = a->w->cols, kspan = K;
-    unsigned ksplit = 1;
-    if (a->mode == GEMV_ADD && !a->gamma && blocks < 1024 && K >= 2048) {
-        int64_t passes = (K + 1023) / 1024;
-        int64_t want = (1024 + blocks - 1) / blocks;
-        if (want > passes) want = passes;
-        kspan = ((passes + want - 1) / want) * 1024;
-        ksplit = (unsigned)((K + kspan - 1) / kspan);
-    }
+    int64_t kspan;
+    unsigned ksplit = gemv_split_k(a, blocks, 1024, &kspan);
     dim3 grid(blocks, ksplit);
     qkv_out qo;
     memset(&qo, 0, sizeof qo);

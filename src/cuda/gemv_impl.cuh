@@ -198,22 +198,27 @@ __global__ void __launch_bounds__(GV_THREADS, 1)
     }
 }
 
+/* A residual add with few rows leaves SMs idle: split K over enough blocks
+ * to reach about `target` of them (whole 1024-element passes; the kernels add
+ * the parts atomically). Returns the number of K slices, *kspan their width. */
+static unsigned gemv_split_k(const gemv_args *a, unsigned blocks, unsigned target, int64_t *kspan) {
+    int64_t K = a->w->cols;
+    *kspan = K;
+    if (a->mode != GEMV_ADD || a->gamma || blocks >= target || K < 2048) return 1;
+    int64_t passes = (K + 1023) / 1024;
+    int64_t want = (target + blocks - 1) / blocks;
+    if (want > passes) want = passes;
+    *kspan = ((passes + want - 1) / want) * 1024;
+    return (unsigned)((K + *kspan - 1) / *kspan);
+}
+
 template <int T, int B, int MODE> static int gemv_launch_tbm(const gemv_args *a, cudaStream_t st) {
     const int CH = gv_chunk<B>::elems;
     size_t smem = (size_t)B * gv_padded(CH) * sizeof(float);
     int rpb = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
     unsigned blocks = (unsigned)((a->w->rows + rpb - 1) / rpb);
-    /* a residual add with few rows leaves SMs idle: split K over more blocks
-     * (whole 1024-element passes) and add the parts atomically */
-    int64_t K = a->w->cols, kspan = K;
-    unsigned ksplit = 1;
-    if (a->mode == GEMV_ADD && !a->gamma && blocks < 512 && K >= 2048) {
-        int64_t passes = (K + 1023) / 1024;
-        int64_t want = (512 + blocks - 1) / blocks;
-        if (want > passes) want = passes;
-        kspan = ((passes + want - 1) / want) * 1024;
-        ksplit = (unsigned)((K + kspan - 1) / kspan);
-    }
+    int64_t kspan;
+    unsigned ksplit = gemv_split_k(a, blocks, 512, &kspan);
     dim3 grid(blocks, ksplit);
     qkv_out qo;
     memset(&qo, 0, sizeof qo);
