@@ -20,6 +20,8 @@ struct M40llmCudaContext {
     int page_table_len;
     float *partial; /* attention split scratch */
     size_t partial_len;
+    unsigned *att_count; /* attention split counters, kept zero between launches */
+    size_t att_count_len;
 };
 
 struct M40llmKVCache {
@@ -94,6 +96,7 @@ void m40llm_destroy_context(M40llmCudaContext *c) {
     gemm_destroy(c->cublas);
     cudaFree(c->idx);
     cudaFree(c->partial);
+    cudaFree(c->att_count);
     if (c->ev) cudaEventDestroy(c->ev);
     if (c->decode) cudaStreamDestroy(c->decode);
     if (c->prefill) cudaStreamDestroy(c->prefill);
@@ -309,11 +312,22 @@ int m40llm_attention_last_token(M40llmCudaContext *c, const M40llmKVCache *kv, i
         if (rc) return rc;
         c->partial_len = need;
     }
+    size_t nc = attention_counters(&pl, 1);
+    if (c->att_count_len < nc) {
+        cudaStreamSynchronize(c->decode);
+        cudaFree(c->att_count);
+        c->att_count = NULL;
+        c->att_count_len = 0;
+        rc = m40llm_device_malloc(c, nc * sizeof(unsigned), (void **)&c->att_count);
+        if (rc) return rc;
+        CUDA_TRY(cudaMemset(c->att_count, 0, nc * sizeof(unsigned)));
+        c->att_count_len = nc;
+    }
     int32_t last[2] = {0, kv->len[layer] - 1};
     CUDA_TRY(cudaMemcpyAsync(c->idx, last, sizeof last, cudaMemcpyHostToDevice, c->decode));
     kv_view v = kv_layer(kv, layer);
     rc = launch_attention(&pl, q, &v, c->idx, c->idx + 1, 1, 1.0f / sqrtf((float)kv->hd),
-                          c->partial, out, kv->len[layer] - 1, c->decode);
+                          c->partial, c->att_count, out, kv->len[layer] - 1, c->decode);
     if (rc) return rc;
     CUDA_TRY(cudaStreamSynchronize(c->decode)); /* `last` is on this stack frame */
     return M40LLM_OK;

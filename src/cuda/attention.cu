@@ -1,17 +1,19 @@
 /* Causal GQA attention over the paged KV cache, split along the sequence
  * (flash-decoding): block (kv head, split, entry) scores its chunk of
- * positions for all query heads of that KV head (K/V read once per group),
- * keeps the chunk's max and sum, and a second kernel merges the splits.
- * Prefill entries run through the same path, one query row each, so no
- * n x n score matrix ever exists in global memory. */
+ * positions for the query heads of that KV head (K/V read once per group)
+ * and keeps the chunk's max and sum; the last split block of an entry to
+ * finish merges the splits (one kernel). Prefill entries run through the
+ * same path, one query row each, so no n x n score matrix ever exists in
+ * global memory. */
 #include "cuda_internal.h"
 #include "dev_common.cuh"
 
 #define AT_THREADS 128
-#define AT_GMAX    16 /* query heads per KV head */
+#define AT_GMAX    64 /* query heads per KV head */
 
-static size_t attn_smem(int g, int hd, int chunk) {
-    return (size_t)g * (hd + chunk + AT_THREADS) * sizeof(float) + (size_t)chunk * sizeof(int64_t);
+/* q, scores and merge weights of gm heads, then the chunk's row offsets */
+static size_t attn_smem(int gm, int hd, int chunk, int n_split) {
+    return (size_t)gm * (hd + chunk + n_split) * sizeof(float) + (size_t)chunk * sizeof(int64_t);
 }
 
 extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits,
@@ -28,10 +30,12 @@ extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_s
     int chunk = 32;
     if (max_splits < 1) max_splits = 1;
     while ((n_ctx + chunk - 1) / chunk > max_splits) chunk *= 2;
-    size_t smem = attn_smem(g, hd, chunk);
+    int gm = g <= 4 ? 4 : 8, ns = (n_ctx + chunk - 1) / chunk;
+    size_t smem = attn_smem(gm, hd, chunk, ns);
     while (smem > 40 * 1024 && chunk > 32) {
         chunk /= 2;
-        smem = attn_smem(g, hd, chunk);
+        ns = (n_ctx + chunk - 1) / chunk;
+        smem = attn_smem(gm, hd, chunk, ns);
     }
     if (smem > 40 * 1024)
         return err_set(M40LLM_ERR_UNSUPPORTED, "attention: shape needs too much shared memory");
@@ -47,57 +51,56 @@ extern "C" size_t attention_partial_floats(const attn_plan *p, int n) {
     return (size_t)n * p->n_head * p->n_split * (p->hd + 2);
 }
 
-template <int F16> static __device__ __forceinline__ float kv_at(const void *base, int64_t i) {
-    return F16 ? dev_f16(((const uint16_t *)base)[i]) : ((const float *)base)[i];
-}
-
-/* 8 consecutive cache elements (16 B of f16 or 2 x 16 B of f32) as floats */
-template <int F16>
-static __device__ __forceinline__ void kv_load8(const void *base, int64_t i, float *o) {
-    if (F16) {
-        uint4 u = dev_ld128((const uint16_t *)base + i);
-        uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            o[2 * j] = dev_f16((uint16_t)(w[j] & 0xffff));
-            o[2 * j + 1] = dev_f16((uint16_t)(w[j] >> 16));
+/* 8 consecutive cache elements as raw bytes: 16 B of f16 or 32 B of f32 */
+template <int F16> struct kv8 {
+    uint4 a, b;
+    __device__ __forceinline__ void load(const void *base, int64_t i) {
+        if (F16) {
+            a = dev_ld128((const uint16_t *)base + i);
+        } else {
+            a = dev_ld128((const float *)base + i);
+            b = dev_ld128((const float *)base + i + 4);
         }
-    } else {
-        float4 a = __ldg((const float4 *)((const float *)base + i));
-        float4 b = __ldg((const float4 *)((const float *)base + i) + 1);
-        o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z,
-        o[7] = b.w;
     }
-}
+    __device__ __forceinline__ float at(int j) const {
+        if (F16) {
+            uint32_t w = dev_word(a, j >> 1);
+            return dev_f16((uint16_t)(j & 1 ? w >> 16 : w & 0xffff));
+        }
+        return __uint_as_float(j < 4 ? dev_word(a, j) : dev_word(b, j - 4));
+    }
+};
 
-template <int F16>
+/* Block (KV head and query-head group, split, entry): the chunk's scores
+ * for the group's GM query heads (K rows read once for all), their softmax
+ * numerators, and the weighted V sum. Then either the final output (the
+ * entry has one split) or a partial (sum, max, denominator) and a count;
+ * the entry's last split block to finish merges all of them, so no second
+ * kernel runs. Every load of a phase is issued before its arithmetic. */
+template <int F16, int GM>
 __global__ void __launch_bounds__(AT_THREADS)
-    k_attn_split(attn_plan pl, const float *q, kv_view kv, const int32_t *seqs, const int32_t *poss,
-                 float scale, float *partial) {
+    k_attn(attn_plan pl, const float *q, kv_view kv, const int32_t *seqs, const int32_t *poss,
+           float scale, float *partial, unsigned *counters, float *out) {
     extern __shared__ float sm[];
-    const int G = pl.n_head / pl.n_kv, hd = pl.hd, chunk = pl.chunk;
-    float *qs = sm;                                      /* [G][hd] */
-    float *sc = qs + G * hd;                             /* [G][chunk] */
-    float *red = sc + G * chunk;                         /* [G][AT_THREADS] */
-    int64_t *rowoff = (int64_t *)(red + G * AT_THREADS); /* [chunk] cache offset of each position */
-    __shared__ float ms[AT_GMAX], ls[AT_GMAX];
-    int kvh = blockIdx.x, split = blockIdx.y, e = blockIdx.z;
+    const int G = pl.n_head / pl.n_kv, hd = pl.hd, chunk = pl.chunk, ngr = (G + GM - 1) / GM;
+    const int kvh = blockIdx.x / ngr, g0 = (blockIdx.x % ngr) * GM;
+    const int Gb = min(GM, G - g0);                       /* query heads of this block */
+    float *qs = sm;                                       /* [GM][hd] */
+    float *sc = qs + GM * hd;                             /* [GM][chunk] */
+    float *wts = sc + GM * chunk;                         /* [GM][n_split] merge weights */
+    int64_t *rowoff = (int64_t *)(wts + GM * pl.n_split); /* [chunk], 8-byte aligned: GM even */
+    __shared__ float ms[GM], ls[GM];
+    __shared__ int last;
+    int split = blockIdx.y, e = blockIdx.z;
     int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     int len = poss[e] + 1, seq = seqs[e];
     int s0 = split * chunk;
-    size_t pstride = (size_t)hd + 2;
-    float *pout = partial + ((size_t)e * pl.n_head + (size_t)kvh * G) * pl.n_split * pstride +
-                  (size_t)split * pstride;
-    if (s0 >= len) { /* beyond this entry's length: an empty split */
-        if (tid < G) {
-            pout[(size_t)tid * pl.n_split * pstride + hd] = -INFINITY;
-            pout[(size_t)tid * pl.n_split * pstride + hd + 1] = 0.0f;
-        }
-        return;
-    }
+    if (s0 >= len) return; /* past this entry's positions: not counted */
+    const int ns = min(pl.n_split, (len + chunk - 1) / chunk); /* the entry's splits */
+    const int h0 = kvh * G + g0;                               /* first query head of the block */
     int L = min(len - s0, chunk);
-    const float *qe = q + (size_t)e * pl.n_head * hd + (size_t)kvh * G * hd;
-    for (int i = tid; i < G * hd; i += AT_THREADS) qs[i] = qe[i] * scale;
+    const float *qe = q + ((size_t)e * pl.n_head + h0) * hd;
+    for (int i = tid; i < Gb * hd; i += AT_THREADS) qs[i] = qe[i] * scale;
     const int32_t *pt = kv.page_table + (int64_t)seq * kv.pages_per_seq;
     for (int p = tid; p < L; p += AT_THREADS) {
         int pos = s0 + p;
@@ -107,39 +110,48 @@ __global__ void __launch_bounds__(AT_THREADS)
     }
     __syncthreads();
 
-    /* ask for this chunk's K and V rows now: the score loop below walks
-     * each K row serially and would otherwise wait on DRAM per 16 bytes */
-    const int nl = (hd * (F16 ? 2 : 4) + 127) / 128; /* 128-byte lines per row */
-    for (int i = tid; i < L * nl; i += AT_THREADS) {
-        int64_t o = rowoff[i / nl] * (F16 ? 2 : 4) + 128 * (i % nl);
-        dev_prefetch_l2((const char *)kv.k + o);
-        dev_prefetch_l2((const char *)kv.v + o);
-    }
-
-    /* scores: one thread per position, its K row in 16-byte loads */
-    for (int p = tid; p < L; p += AT_THREADS) {
-        int64_t row = rowoff[p];
-        float part[AT_GMAX];
+    /* scores: 4 threads per position, each 8-element groups t, t+4, ...
+     * of the K row (all loads first), summed over the quad by shuffles */
+    const int ndg = hd / 8;
+    for (int p0 = 0; p0 < L; p0 += AT_THREADS / 4) {
+        int p = p0 + (tid >> 2), t = tid & 3;
+        kv8<F16> kr[8];
+        if (p < L) {
 #pragma unroll
-        for (int g = 0; g < AT_GMAX; g++) part[g] = 0.0f;
-#pragma unroll 2
-        for (int d0 = 0; d0 < hd; d0 += 8) {
-            float kd[8];
-            kv_load8<F16>(kv.k, row + d0, kd);
+            for (int i = 0; i < 8; i++)
+                if (t + 4 * i < ndg) kr[i].load(kv.k, rowoff[p] + 8 * (t + 4 * i));
+        }
+        float part[GM];
 #pragma unroll
-            for (int g = 0; g < AT_GMAX; g++)
-                if (g < G) {
+        for (int g = 0; g < GM; g++) part[g] = 0.0f;
+        if (p < L) {
 #pragma unroll
-                    for (int j = 0; j < 8; j++) part[g] = fmaf(qs[g * hd + d0 + j], kd[j], part[g]);
-                }
+            for (int i = 0; i < 8; i++) {
+                int d0 = 8 * (t + 4 * i);
+                if (d0 >= hd) break;
+#pragma unroll
+                for (int g = 0; g < GM; g++)
+                    if (g < Gb) {
+#pragma unroll
+                        for (int j = 0; j < 8; j++)
+                            part[g] = fmaf(qs[g * hd + d0 + j], kr[i].at(j), part[g]);
+                    }
+            }
         }
 #pragma unroll
-        for (int g = 0; g < AT_GMAX; g++)
-            if (g < G) sc[g * chunk + p] = part[g];
+        for (int g = 0; g < GM; g++) {
+            part[g] += __shfl_xor_sync(M40_FULL_MASK, part[g], 1);
+            part[g] += __shfl_xor_sync(M40_FULL_MASK, part[g], 2);
+        }
+        if (t == 0 && p < L) {
+#pragma unroll
+            for (int g = 0; g < GM; g++)
+                if (g < Gb) sc[g * chunk + p] = part[g];
+        }
     }
     __syncthreads();
     /* softmax numerators within the chunk: one warp per query head */
-    for (int g = warp; g < G; g += AT_THREADS / 32) {
+    for (int g = warp; g < Gb; g += AT_THREADS / 32) {
         float m = -INFINITY;
         for (int p = lane; p < L; p += 32) m = fmaxf(m, sc[g * chunk + p]);
         m = dev_warp_max(m);
@@ -156,99 +168,152 @@ __global__ void __launch_bounds__(AT_THREADS)
         }
     }
     __syncthreads();
-    /* weighted sum of V: thread -> (position group, dim); independent loads in flight */
-    int pg_n = hd >= AT_THREADS ? 1 : AT_THREADS / hd;
-    for (int base = 0; base < hd; base += AT_THREADS) {
-        int d = base + (hd >= AT_THREADS ? tid : tid % hd);
-        int pg = hd >= AT_THREADS ? 0 : tid / hd;
-        float acc[AT_GMAX];
-#pragma unroll
-        for (int g = 0; g < AT_GMAX; g++) acc[g] = 0.0f;
-        bool active = d < hd && pg < pg_n;
-        if (active) {
-#pragma unroll 8
-            for (int p = pg; p < L; p += pg_n) {
-                float vd = kv_at<F16>(kv.v, rowoff[p] + d);
-#pragma unroll
-                for (int g = 0; g < AT_GMAX; g++)
-                    if (g < G) acc[g] = fmaf(sc[g * chunk + p], vd, acc[g]);
-            }
-        }
-#pragma unroll
-        for (int g = 0; g < AT_GMAX; g++)
-            if (g < G) red[g * AT_THREADS + tid] = active ? acc[g] : 0.0f;
-        __syncthreads();
-        for (int i = tid; i < G * AT_THREADS; i += AT_THREADS) {
-            int g = i / AT_THREADS, j = i % AT_THREADS;
-            int dd = hd >= AT_THREADS ? base + j : j;
-            if (dd >= hd || (hd < AT_THREADS && j >= hd)) continue;
-            float sum = 0.0f;
-            if (hd >= AT_THREADS) {
-                sum = red[g * AT_THREADS + j];
-            } else {
-                for (int k = 0; k < pg_n; k++) sum += red[g * AT_THREADS + k * hd + j];
-            }
-            pout[(size_t)g * pl.n_split * pstride + dd] = sum;
-        }
-        __syncthreads();
-    }
-    if (tid < G) {
-        pout[(size_t)tid * pl.n_split * pstride + hd] = ms[tid];
-        pout[(size_t)tid * pl.n_split * pstride + hd + 1] = ls[tid];
-    }
-}
 
-/* merge the splits: block (head, entry); weights[s] in dynamic shared memory */
-__global__ void k_attn_combine(attn_plan pl, const float *partial, const int32_t *poss,
-                               float *out) {
-    extern __shared__ float wsm[]; /* [n_split] */
-    __shared__ float red[32];
-    int h = blockIdx.x, e = blockIdx.y, hd = pl.hd;
-    size_t pstride = (size_t)hd + 2;
-    const float *pp = partial + ((size_t)e * pl.n_head + h) * pl.n_split * pstride;
-    int ns = (poss[e] + pl.chunk) / pl.chunk; /* splits holding positions 0..pos */
-    if (ns > pl.n_split) ns = pl.n_split;
-    float m = -INFINITY;
-    for (int s = threadIdx.x; s < ns; s += blockDim.x) m = fmaxf(m, pp[s * pstride + hd]);
-    float M = dev_block_max(m, red);
-    float den = 0.0f;
-    for (int s = threadIdx.x; s < ns; s += blockDim.x) {
-        float wgt = expf(pp[s * pstride + hd] - M);
-        wsm[s] = wgt;
-        den += wgt * pp[s * pstride + hd + 1];
+    /* weighted V sum: thread = (8-dim group dg, position slice sl); the NS
+     * slices of a group are adjacent lanes and are summed by shuffles */
+    int NS = 1;
+    while (NS * 2 * ndg <= AT_THREADS && NS < 32) NS *= 2;
+    const int dg = tid / NS, sl = tid % NS;
+    float acc[GM][8];
+#pragma unroll
+    for (int g = 0; g < GM; g++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[g][j] = 0.0f;
+    if (dg < ndg) {
+        const int VU = F16 ? 4 : 2; /* rows in flight (f32 rows take twice the registers) */
+        for (int pb = sl; pb < L; pb += VU * NS) {
+            kv8<F16> vr[VU];
+#pragma unroll
+            for (int u = 0; u < VU; u++)
+                if (pb + u * NS < L) vr[u].load(kv.v, rowoff[pb + u * NS] + 8 * dg);
+#pragma unroll
+            for (int u = 0; u < VU; u++) {
+                int p = pb + u * NS;
+                if (p >= L) break;
+#pragma unroll
+                for (int g = 0; g < GM; g++)
+                    if (g < Gb) {
+                        float wgt = sc[g * chunk + p];
+#pragma unroll
+                        for (int j = 0; j < 8; j++) acc[g][j] = fmaf(wgt, vr[u].at(j), acc[g][j]);
+                    }
+            }
+        }
     }
-    den = dev_block_sum(den, red); /* its barriers also publish wsm */
-    float inv = 1.0f / den;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    for (int o = 1; o < NS; o <<= 1)
+#pragma unroll
+        for (int g = 0; g < GM; g++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) acc[g][j] += __shfl_xor_sync(M40_FULL_MASK, acc[g][j], o);
+
+    size_t pstride = (size_t)hd + 2;
+    if (ns == 1) { /* the whole entry in this block: normalize and finish */
+        if (dg < ndg && sl == 0) {
+#pragma unroll
+            for (int g = 0; g < GM; g++)
+                if (g < Gb) {
+                    float inv = 1.0f / ls[g];
+                    float *o = out + ((size_t)e * pl.n_head + h0 + g) * hd + 8 * dg;
+#pragma unroll
+                    for (int j = 0; j < 8; j++) o[j] = acc[g][j] * inv;
+                }
+        }
+        return;
+    }
+    /* partial [entry][head][split][hd + 2] */
+    float *pbase = partial + ((size_t)e * pl.n_head + h0) * pl.n_split * pstride;
+    if (dg < ndg && sl == 0) {
+#pragma unroll
+        for (int g = 0; g < GM; g++)
+            if (g < Gb) {
+                float *o = pbase + ((size_t)g * pl.n_split + split) * pstride + 8 * dg;
+#pragma unroll
+                for (int j = 0; j < 8; j++) o[j] = acc[g][j];
+            }
+    }
+    if (tid < Gb) {
+        pbase[((size_t)tid * pl.n_split + split) * pstride + hd] = ms[tid];
+        pbase[((size_t)tid * pl.n_split + split) * pstride + hd + 1] = ls[tid];
+    }
+    /* publish, then count: the block that brings the count to ns merges */
+    __threadfence();
+    __syncthreads();
+    unsigned *cnt = counters + (size_t)e * gridDim.x + blockIdx.x;
+    if (tid == 0) last = atomicAdd(cnt, 1u) == (unsigned)ns - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int i = tid; i < Gb * ns; i += AT_THREADS) { /* weights, step 1: the maxima */
+        int g = i / ns, s = i % ns;
+        wts[g * pl.n_split + s] = __ldcg(pbase + ((size_t)g * pl.n_split + s) * pstride + hd);
+    }
+    __syncthreads();
+    for (int g = warp; g < Gb; g += AT_THREADS / 32) { /* step 2: exp(m_s - M), the denominator */
+        float m = -INFINITY;
+        for (int s = lane; s < ns; s += 32) m = fmaxf(m, wts[g * pl.n_split + s]);
+        m = dev_warp_max(m);
+        float den = 0.0f;
+        for (int s = lane; s < ns; s += 32) {
+            float w = expf(wts[g * pl.n_split + s] - m);
+            den += w * __ldcg(pbase + ((size_t)g * pl.n_split + s) * pstride + hd + 1);
+            wts[g * pl.n_split + s] = w;
+        }
+        den = dev_warp_sum(den);
+        __syncwarp();
+        if (lane == 0) ls[g] = den;
+    }
+    __syncthreads();
+    for (int i = tid; i < Gb * hd; i += AT_THREADS) {
+        int g = i / hd, d = i % hd;
+        const float *pp = pbase + (size_t)g * pl.n_split * pstride + d;
         float a = 0.0f;
 #pragma unroll 4
-        for (int s = 0; s < ns; s++) a = fmaf(wsm[s], pp[s * pstride + d], a);
-        out[((size_t)e * pl.n_head + h) * hd + d] = a * inv;
+        for (int s = 0; s < ns; s++) a = fmaf(wts[g * pl.n_split + s], __ldcg(pp + s * pstride), a);
+        out[((size_t)e * pl.n_head + h0 + g) * hd + d] = a / ls[g];
     }
+    if (tid == 0) *cnt = 0; /* ready for the next launch */
+}
+
+/* query heads per block: 4 (most models) or 8; more in several groups */
+static int attn_gm(int g) {
+    return g <= 4 ? 4 : 8;
+}
+
+extern "C" size_t attention_counters(const attn_plan *p, int n) {
+    int g = p->n_head / p->n_kv, gm = attn_gm(g);
+    return (size_t)n * p->n_kv * ((g + gm - 1) / gm);
 }
 
 extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_view *kv,
                                 const int32_t *seq, const int32_t *pos, int n, float scale,
-                                float *partial, float *out, int max_pos, cudaStream_t st) {
+                                float *partial, unsigned *counters, float *out, int max_pos,
+                                cudaStream_t st) {
     if (n <= 0) return M40LLM_OK;
     if (n > 65535) return err_set(M40LLM_ERR_INVALID_ARG, "attention: %d entries > 65535", n);
     if (kv->n_kv != p->n_kv || kv->hd != p->hd)
         return err_set(M40LLM_ERR_INVALID_ARG, "attention: cache has %d x %d, plan %d x %d",
                        kv->n_kv, kv->hd, p->n_kv, p->hd);
-    int g = p->n_head / p->n_kv;
-    size_t smem = attn_smem(g, p->hd, p->chunk);
-    /* splits past the longest entry would only write empty results */
+    int g = p->n_head / p->n_kv, gm = attn_gm(g);
+    size_t smem = attn_smem(gm, p->hd, p->chunk, p->n_split);
+    /* splits past the longest entry would only return at once */
     int nl = p->n_split;
     if (max_pos >= 0 && max_pos / p->chunk + 1 < nl) nl = max_pos / p->chunk + 1;
-    dim3 grid((unsigned)p->n_kv, (unsigned)nl, (unsigned)n);
-    if (kv->f16)
-        k_attn_split<1><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial);
-    else
-        k_attn_split<0><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial);
-    CUDA_LAUNCHED("k_attn_split");
-    dim3 g2((unsigned)p->n_head, (unsigned)n);
-    k_attn_combine<<<g2, AT_THREADS, (size_t)p->n_split * sizeof(float), st>>>(*p, partial, pos,
-                                                                               out);
-    CUDA_LAUNCHED("k_attn_combine");
+    dim3 grid((unsigned)(attention_counters(p, 1)), (unsigned)nl, (unsigned)n);
+    if (kv->f16) {
+        if (gm == 4)
+            k_attn<1, 4><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial,
+                                                         counters, out);
+        else
+            k_attn<1, 8><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial,
+                                                         counters, out);
+    } else {
+        if (gm == 4)
+            k_attn<0, 4><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial,
+                                                         counters, out);
+        else
+            k_attn<0, 8><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial,
+                                                         counters, out);
+    }
+    CUDA_LAUNCHED("k_attn");
     return M40LLM_OK;
 }

@@ -199,6 +199,9 @@ static int alloc_buffers(cuda_backend *cb) {
     size_t part = attention_partial_floats(&cb->plan, (int)B);
     size_t part_dec =
         attention_partial_floats(&cb->plan_dec, (int)(B < M40_GEMV_MAX_B ? B : M40_GEMV_MAX_B));
+    size_t cnt = attention_counters(&cb->plan, (int)B);
+    size_t cnt_dec =
+        attention_counters(&cb->plan_dec, (int)(B < M40_GEMV_MAX_B ? B : M40_GEMV_MAX_B));
     struct {
         void **dst;
         size_t bytes;
@@ -213,11 +216,13 @@ static int alloc_buffers(cuda_backend *cb) {
         {(void **)&cb->xo, B * c->n_embd * 4, "activations"},
         {(void **)&cb->logits, B * c->n_vocab * 4, "logits"},
         {(void **)&cb->partial, (part > part_dec ? part : part_dec) * 4, "attention splits"},
+        {(void **)&cb->att_count, (cnt > cnt_dec ? cnt : cnt_dec) * 4, "attention splits"},
         {(void **)&cb->d_in, 4 * B * 4, "batch indices"},
         {(void **)&cb->d_ids, B * 4, "batch indices"},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if ((rc = cb_alloc(cb, bufs[i].bytes, bufs[i].what, bufs[i].dst))) return rc;
+    CUDA_TRY(cudaMemsetAsync(cb->att_count, 0, (cnt > cnt_dec ? cnt : cnt_dec) * 4, cb->st));
     if (p->n_batch_max > M40_GEMV_MAX_B) { /* prefill GEMM path */
         if ((rc = cb_alloc(cb, B * 2 * c->n_ff * 4, "activations", (void **)&cb->gu))) return rc;
         if ((rc = cb_alloc(cb, B * (cb->nq + 2 * cb->nkv) * 4, "activations", (void **)&cb->qkv)))

@@ -120,7 +120,8 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         if (!rc)
             rc = PROF(cb, PG_ATTN,
                       launch_attention(&cb->plan_dec, cb->q, &o.kv, o.seq, o.pos, n, scale,
-                                       cb->partial, cb->att, cb->att_max_pos, cb->st));
+                                       cb->partial, cb->att_count, cb->att, cb->att_max_pos,
+                                       cb->st));
         if (!rc) rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
         if (rc) break;
         if (L->w_gate.type == L->w_up.type) {
@@ -196,7 +197,7 @@ static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         if (!rc)
             rc = PROF(cb, PG_ATTN,
                       launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
-                                       cb->att, cb->att_max_pos, cb->st));
+                                       cb->att_count, cb->att, cb->att_max_pos, cb->st));
         if (!rc && cb->gemm_f16)
             rc = PROF(cb, PG_ELEM,
                       launch_to_f16(cb->att, cb->nq, n, cb->nq, cb->a16, cb->nq, cb->st));

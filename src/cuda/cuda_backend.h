@@ -48,20 +48,21 @@ typedef struct cuda_backend {
     attn_plan plan_dec; /* decode (<= 8 entries): many short splits */
 
     /* activations, sized for n_batch_max entries */
-    int nq, nkv;   /* n_head * head_dim, n_head_kv * head_dim */
-    int act_w;     /* max(n_embd, n_ff, nq) */
-    float *x;      /* [B][n_embd] residual stream */
-    float *xn;     /* [B][act_w] normalized / f32 GEMM operand */
-    uint16_t *a16; /* [B][act_w] f16 GEMM operand */
-    float *q;      /* [B][nq] */
-    float *att;    /* [B][nq] */
-    float *h;      /* [B][n_ff] */
-    float *gu;     /* [B][2 n_ff] gate | up (GEMM path) */
-    float *qkv;    /* [B][nq + 2 nkv] (GEMM path) */
-    float *xo;     /* [B][n_embd] rows that want logits */
-    float *logits; /* [B][n_vocab] */
-    float *partial;
-    void *wscratch; /* dequantized weights for the GEMM path */
+    int nq, nkv;         /* n_head * head_dim, n_head_kv * head_dim */
+    int act_w;           /* max(n_embd, n_ff, nq) */
+    float *x;            /* [B][n_embd] residual stream */
+    float *xn;           /* [B][act_w] normalized / f32 GEMM operand */
+    uint16_t *a16;       /* [B][act_w] f16 GEMM operand */
+    float *q;            /* [B][nq] */
+    float *att;          /* [B][nq] */
+    float *h;            /* [B][n_ff] */
+    float *gu;           /* [B][2 n_ff] gate | up (GEMM path) */
+    float *qkv;          /* [B][nq + 2 nkv] (GEMM path) */
+    float *xo;           /* [B][n_embd] rows that want logits */
+    float *logits;       /* [B][n_vocab] */
+    float *partial;      /* attention split partials */
+    unsigned *att_count; /* attention split counters (zero between launches) */
+    void *wscratch;      /* dequantized weights for the GEMM path */
     size_t wscratch_bytes;
     int32_t *d_in;   /* device [4][B]: token, seq, pos, out index */
     int32_t *d_ids;  /* device [B] argmax */

@@ -121,6 +121,12 @@ typedef struct gemv_args {
 #define M40_GEMV_MAX_B 8
 /* Matrix-vector products for decode: each weight read once for all nb vectors. */
 int launch_gemv(const gemv_args *a, cudaStream_t st);
+/* The single-vector kernel launch_gemv uses (to compare them in tests and
+ * benchmarks): GEMV_KERNEL_AUTO picks by shape; the initial value comes
+ * from M40LLM_GEMV=warp|staged. */
+enum { GEMV_KERNEL_AUTO = 0, GEMV_KERNEL_WARP = 1, GEMV_KERNEL_STAGED = 2 };
+void gemv_set_kernel(int choice);
+int gemv_kernel_choice(void);
 
 /* out[i][:] = x[i] / sqrt(mean(x[i]^2) + eps) * gamma, for n rows of dim;
  * out32 and/or out16 (f16 bits) may be NULL. x16 (f16 input) replaces x when set. */
@@ -158,9 +164,12 @@ typedef struct attn_plan {
  * ~256 for decode, ~32 for prefill batches. */
 int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits, attn_plan *p);
 size_t attention_partial_floats(const attn_plan *p, int n);
+/* counters: attention_counters() unsigned ints, zero before the first
+ * launch; each launch leaves them zero again. */
+size_t attention_counters(const attn_plan *p, int n);
 int launch_attention(const attn_plan *p, const float *q, const kv_view *kv, const int32_t *seq,
-                     const int32_t *pos, int n, float scale, float *partial, float *out,
-                     int max_pos, cudaStream_t st);
+                     const int32_t *pos, int n, float scale, float *partial, unsigned *counters,
+                     float *out, int max_pos, cudaStream_t st);
 
 /* Fills n int32 with v0, v0+1, ... (identity page tables). */
 int launch_iota(int32_t *dst, int n, int32_t v0, cudaStream_t st);

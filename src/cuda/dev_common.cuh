@@ -66,6 +66,11 @@ static __device__ __forceinline__ uint4 dev_ld128(const void *p) {
     return __ldg((const uint4 *)p);
 }
 
+/* word i (0..3, folding to a constant) of a 16-byte vector */
+static __device__ __forceinline__ uint32_t dev_word(const uint4 &u, int i) {
+    return i == 0 ? u.x : i == 1 ? u.y : i == 2 ? u.z : u.w;
+}
+
 static __device__ __forceinline__ uint32_t dev_ld32(const void *p) {
     return __ldg((const uint32_t *)p);
 }

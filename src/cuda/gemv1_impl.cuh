@@ -19,35 +19,11 @@ template <int MODE, int NR> static __device__ __forceinline__ int64_t g1_row(int
     return MODE == GEMV_SWIGLU ? rbase + (r % (NR / 2)) : rbase + r;
 }
 
-/* acc[r] += W[row r][sub-block sb] . xr for every live stream */
-template <int T, int MODE, int NR>
-static __device__ __forceinline__ void g1_sub(const gpu_matrix &w, const gpu_matrix &w2,
-                                              int64_t rbase, int64_t sb, const float *xr,
-                                              float *acc) {
-    float sx = 0.0f;
-    if (wdot<T>::fast) {
-#pragma unroll
-        for (int l = 0; l < 32; l++) sx += xr[l];
-    }
-#pragma unroll
-    for (int r = 0; r < NR; r++) {
-        int64_t row = g1_row<MODE, NR>(rbase, r);
-        if (row >= w.rows) continue;
-        const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w;
-        if (wdot<T>::fast) {
-            acc[r] += wdot<T>::dot(m, row, sb, xr, sx);
-            continue;
-        }
-        float wv[32];
-        wdec<T>::get(m, row, sb, wv);
-        float a0 = 0.0f, a1 = 0.0f;
-#pragma unroll
-        for (int l = 0; l < 32; l += 2) {
-            a0 = fmaf(wv[l], xr[l], a0);
-            a1 = fmaf(wv[l + 1], xr[l + 1], a1);
-        }
-        acc[r] += a0 + a1;
-    }
+/* the matrix of stream r: SwiGLU's second half reads the up rows */
+template <int MODE, int NR>
+static __device__ __forceinline__ const gpu_matrix &g1_mat(const gpu_matrix &w,
+                                                           const gpu_matrix &w2, int r) {
+    return MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w;
 }
 
 template <int T, int MODE, int NR>
@@ -63,17 +39,17 @@ __global__ void __launch_bounds__(G1_THREADS, 1)
     const int64_t kend = kbeg + kspan < K ? kbeg + kspan : K;
     const int64_t s0 = kbeg >> 5, s1 = kend >> 5;
 
-    /* ask for this warp's weight bytes up front: the loop's own loads then
-     * mostly hit L2, and the DRAM reads of all streams overlap */
+    /* the warp's row streams (rows past the end read the last row, unwritten);
+     * their bytes are asked for up front: the loop's own loads then mostly
+     * hit L2, and the DRAM reads of all streams overlap */
+    wrow rp[NR];
 #pragma unroll
     for (int r = 0; r < NR; r++) {
         int64_t row = g1_row<MODE, NR>(rbase, r);
-        if (row >= w.rows) continue;
-        const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w;
-        const uint8_t *q = m.q + row * m.q_row;
-        size_t ob = m.q_row * (size_t)s0 / (size_t)m.nsb, oe = m.q_row * (size_t)s1 / (size_t)m.nsb;
-        for (size_t off = ob + (size_t)lane * 128; off < oe; off += 32 * 128)
-            dev_prefetch_l2(q + off);
+        row = row < w.rows ? row : w.rows - 1;
+        const gpu_matrix &m = g1_mat<MODE, NR>(w, w2, r);
+        rp[r] = wrow_at<T>(m, row);
+        gv_prefetch_row(m, row, s0, s1, lane, T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2);
     }
 
     float acc[NR], ssq = 0.0f;
@@ -90,6 +66,13 @@ __global__ void __launch_bounds__(G1_THREADS, 1)
         const int np = (int)(s1 - p < 32 ? s1 - p : 32); /* sub-blocks in this pass */
         const float4 *xp = (const float4 *)(x + p * 32);
         const float4 *gp = (const float4 *)(gamma + p * 32);
+        /* this pass's weight bytes first: they travel while x is staged */
+        const int64_t sb = p + lane;
+        wraw<T> wr[NR];
+        if (lane < np) {
+#pragma unroll
+            for (int r = 0; r < NR; r++) wr[r].load(rp[r], sb);
+        }
         __syncwarp(); /* the previous pass's reads are done */
 #pragma unroll
         for (int i = 0; i < 8; i++) {
@@ -112,7 +95,17 @@ __global__ void __launch_bounds__(G1_THREADS, 1)
                 float4 v = *(const float4 *)(xs + lane * 36 + 4 * q);
                 xr[4 * q] = v.x, xr[4 * q + 1] = v.y, xr[4 * q + 2] = v.z, xr[4 * q + 3] = v.w;
             }
-            g1_sub<T, MODE, NR>(w, w2, rbase, p + lane, xr, acc);
+            float sx = 0.0f;
+            if (wraw<T>::uses_sx) {
+#pragma unroll
+                for (int l = 0; l < 32; l++) sx += xr[l];
+            }
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                int64_t row = g1_row<MODE, NR>(rbase, r);
+                row = row < w.rows ? row : w.rows - 1;
+                acc[r] += wr[r].dot(g1_mat<MODE, NR>(w, w2, r), row, sb, xr, sx);
+            }
         }
     }
     if (gamma) { /* RMSNorm: W (x * g * s) = s * W (x * g); the warp saw all of x */
@@ -169,7 +162,10 @@ template <int T, int MODE, int NR> static int gemv1_launch(const gemv_args *a, c
  * warp from L1, a row of Q4_0 0.56). */
 template <int T, int MODE> static int gemv1_launch_m(const gemv_args *a, cudaStream_t st) {
     int64_t streams = a->w->rows * (MODE == GEMV_SWIGLU ? 2 : 1);
-    if (streams / 8 >= 2048) return gemv1_launch<T, MODE, 8>(a, st);
+    /* 8 streams only for the compact quantized dots: float rows (16+
+     * registers per stream in flight) and the decoded types need more */
+    const int NR8 = wraw<T>::uses_sx ? 8 : 4; /* (the 8-stream kernel only exists for those) */
+    if (NR8 == 8 && streams / 8 >= 2048) return gemv1_launch<T, MODE, NR8>(a, st);
     if (streams / 4 >= 1024) return gemv1_launch<T, MODE, 4>(a, st);
     return gemv1_launch<T, MODE, 2>(a, st);
 }

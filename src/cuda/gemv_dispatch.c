@@ -11,12 +11,31 @@
  * independent variant instead (gemv1_impl.cuh: x staged per warp, no block
  * barrier), which is faster there and slower on 4096+ inputs. */
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "cuda_internal.h"
 #include "quant.h"
 
 int gemv_run_float(const gemv_args *a, cudaStream_t st);
 int gemv_run_q32(const gemv_args *a, cudaStream_t st);
 int gemv_run_kq(const gemv_args *a, cudaStream_t st);
+
+static int g_gemv_kernel = -1;
+
+void gemv_set_kernel(int choice) {
+    g_gemv_kernel = choice;
+}
+
+int gemv_kernel_choice(void) {
+    if (g_gemv_kernel < 0) {
+        const char *e = getenv("M40LLM_GEMV");
+        g_gemv_kernel = e && !strcmp(e, "warp")     ? GEMV_KERNEL_WARP
+                        : e && !strcmp(e, "staged") ? GEMV_KERNEL_STAGED
+                                                    : GEMV_KERNEL_AUTO;
+    }
+    return g_gemv_kernel;
+}
 
 int launch_gemv(const gemv_args *a, cudaStream_t st) {
     if (!a || !a->w || !a->x || a->nb < 1 || a->nb > M40_GEMV_MAX_B)

@@ -21,12 +21,37 @@ static __host__ __device__ __forceinline__ int gv_padded(int elems) {
     return elems + (elems >> 5) * 4;
 }
 
+/* Asks L2 for the bytes of one row's sub-blocks [sb0, sb1) (and its
+ * scales / high bits) without waiting: the DRAM reads of every row a warp
+ * owns then overlap, and its loads later mostly hit L2. */
+static __device__ __forceinline__ void
+gv_prefetch_row(const gpu_matrix &m, int64_t row, int64_t sb0, int64_t sb1, int lane, int sbytes) {
+    /* bytes per 32-element sub-block: exact for every layout (K-quant blocks are 8 of them) */
+    const uint32_t bps = (uint32_t)m.q_row / (uint32_t)m.nsb;
+    const uint8_t *q = m.q + row * m.q_row;
+    for (int64_t off = sb0 * bps + lane * 128; off < sb1 * bps; off += 32 * 128)
+        dev_prefetch_l2(q + off);
+    for (int64_t off = lane * 128; m.s && off < (sb1 - sb0) * sbytes; off += 32 * 128)
+        dev_prefetch_l2(m.s + (row * m.nsb + sb0) * sbytes + off);
+    for (int64_t off = lane * 128; m.h && off < (sb1 - sb0) * 4; off += 32 * 128)
+        dev_prefetch_l2(m.h + (row * m.nsb + sb0) * 4 + off);
+}
+
+/* one vector, 32-element block types and Q4_K: at most ~100 registers,
+ * 5 blocks (20 warps) per SM; the others need more registers than that */
+template <int T, int B> struct gv_min_blocks {
+    static const int n = B == 1 && (T == QT_Q4_0 || T == QT_Q4_1 || T == QT_Q5_0 || T == QT_Q5_1 ||
+                                    T == QT_Q8_0 || T == QT_Q4_K)
+                             ? 5
+                             : 1;
+};
+
 template <int T, int B, int MODE>
-__global__ void __launch_bounds__(GV_THREADS, 1)
+__global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
     k_gemv(gpu_matrix w, gpu_matrix w2, const float *x, int64_t ldx, int nb, const float *gamma,
            float eps, float *y, int64_t ldy, int add, qkv_out qo, int64_t row0, int64_t kspan) {
     const int CH = gv_chunk<B>::elems, CHP = gv_padded(CH);
-    extern __shared__ float xs[]; /* [B][CHP] */
+    extern __shared__ float xs[]; /* [B][CHP]: 32 values + 4 pad per sub-block */
     __shared__ float red[32];
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t K = w.cols;
@@ -37,22 +62,16 @@ __global__ void __launch_bounds__(GV_THREADS, 1)
     const int rows_per_warp = MODE == GEMV_SWIGLU ? 2 : GV_NR;
     int64_t rbase = (int64_t)blockIdx.x * rows_per_block + warp * rows_per_warp;
 
-    /* ask for every byte this warp will read before the x staging, so the
-     * DRAM reads overlap it and the decode loop finds them in L2: the loop
-     * itself keeps too few loads in flight to cover DRAM latency */
+    /* the warp's row streams (SwiGLU: 2 gate rows, then the same 2 of up);
+     * rows past the end read the last row and are not written */
+    wrow rp[GV_NR];
 #pragma unroll
     for (int r = 0; r < GV_NR; r++) {
         int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
-        if (row >= w.rows) continue;
+        row = row < w.rows ? row : w.rows - 1;
         const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= 2 ? w2 : w;
-        const uint8_t *q = m.q + row * m.q_row;
-        size_t ob = m.q_row * (size_t)(kbeg >> 5) / (size_t)m.nsb,
-               oe = m.q_row * (size_t)(kend >> 5) / (size_t)m.nsb;
-        for (size_t off = ob + (size_t)lane * 128; off < oe; off += 32 * 128)
-            dev_prefetch_l2(q + off);
-        if (m.s && lane == 0)
-            dev_prefetch_l2(m.s + row * m.nsb * (T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2));
-        if (m.h && lane == 1) dev_prefetch_l2(m.h + row * m.nsb * 4);
+        rp[r] = wrow_at<T>(m, row);
+        gv_prefetch_row(m, row, kbeg >> 5, kend >> 5, lane, T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2);
     }
 
     float acc[GV_NR][B], ssq[B];
@@ -65,34 +84,59 @@ __global__ void __launch_bounds__(GV_THREADS, 1)
 
     for (int64_t k0 = kbeg; k0 < kend; k0 += CH) {
         int kc = (int)(kend - k0 < CH ? kend - k0 : CH);
+        int nsc = kc >> 5;
+        int64_t sb0 = k0 >> 5;
         __syncthreads(); /* previous chunk fully consumed */
         /* stage x (times the norm gain) with 16-byte loads, several in flight;
-         * the RMSNorm scale itself is a per-vector factor applied at the end */
+         * the RMSNorm scale itself is a per-vector factor applied at the end.
+         * The 8 threads of a sub-block also leave its sum in the pad (one
+         * vector: the quantized dots take sum(x) once per sub-block). */
         const int kc4 = kc >> 2;
+        /* float4s per thread per round: a round's loads are all in flight at once */
+        const int NPT =
+            (CH / 4 + GV_THREADS - 1) / GV_THREADS < 4 ? (CH / 4 + GV_THREADS - 1) / GV_THREADS : 4;
 #pragma unroll
         for (int b = 0; b < B; b++) {
             const float4 *xb = (const float4 *)(x + b * ldx + k0);
             const float4 *gb = (const float4 *)(gamma + k0);
-#pragma unroll 4
-            for (int i = threadIdx.x; i < kc4; i += GV_THREADS) {
-                float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                if (b < nb) {
-                    v = __ldg(xb + i);
-                    if (gamma) {
-                        ssq[b] += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-                        float4 g = __ldg(gb + i);
-                        v.x *= g.x, v.y *= g.y, v.z *= g.z, v.w *= g.w;
+            for (int i0 = 0; i0 < kc4; i0 += NPT * GV_THREADS) {
+                float4 v[NPT], g[NPT];
+#pragma unroll
+                for (int j = 0; j < NPT; j++) {
+                    int i = i0 + j * GV_THREADS + threadIdx.x;
+                    v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                    g[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+                    if (i < kc4 && b < nb) {
+                        v[j] = __ldg(xb + i);
+                        if (gamma) g[j] = __ldg(gb + i);
                     }
                 }
-                int k = 4 * i;
-                *(float4 *)(xs + b * CHP + k + (k >> 5) * 4) = v;
+#pragma unroll
+                for (int j = 0; j < NPT; j++) {
+                    int i = i0 + j * GV_THREADS + threadIdx.x;
+                    float4 u = v[j];
+                    if (gamma) {
+                        ssq[b] += u.x * u.x + u.y * u.y + u.z * u.z + u.w * u.w;
+                        u.x *= g[j].x, u.y *= g[j].y, u.z *= g[j].z, u.w *= g[j].w;
+                    }
+                    int k = 4 * i;
+                    if (i < kc4) *(float4 *)(xs + b * CHP + k + (k >> 5) * 4) = u;
+                    if (B == 1 && wraw<T>::uses_sx) {
+                        float t = (u.x + u.y) + (u.z + u.w);
+                        t += __shfl_xor_sync(M40_FULL_MASK, t, 1);
+                        t += __shfl_xor_sync(M40_FULL_MASK, t, 2);
+                        t += __shfl_xor_sync(M40_FULL_MASK, t, 4);
+                        if ((i & 7) == 0 && i < kc4) xs[(i >> 3) * 36 + 32] = t;
+                    }
+                }
             }
         }
         __syncthreads();
-        int nsc = kc >> 5;
-        int64_t sb0 = k0 >> 5;
         for (int s = lane; s < nsc; s += 32) {
-            if (B == 1) { /* one vector: hold its 32 values, reuse for every row */
+            if (B == 1) {          /* one vector: hold its 32 values, reuse for every row */
+                wraw<T> wr[GV_NR]; /* every row's bytes asked for first */
+#pragma unroll
+                for (int r = 0; r < GV_NR; r++) wr[r].load(rp[r], sb0 + s);
                 float xr[32];
                 const float4 *xp = (const float4 *)(xs + s * 36);
 #pragma unroll
@@ -101,54 +145,38 @@ __global__ void __launch_bounds__(GV_THREADS, 1)
                     xr[4 * q] = xv.x, xr[4 * q + 1] = xv.y, xr[4 * q + 2] = xv.z,
                            xr[4 * q + 3] = xv.w;
                 }
-                float sx = 0.0f;
-                if (wdot<T>::fast) {
+                const float sx = wraw<T>::uses_sx ? xs[s * 36 + 32] : 0.0f;
 #pragma unroll
-                    for (int l = 0; l < 32; l++) sx += xr[l];
+                for (int r = 0; r < GV_NR; r++) {
+                    int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
+                    row = row < w.rows ? row : w.rows - 1;
+                    acc[r][0] +=
+                        wr[r].dot(MODE == GEMV_SWIGLU && r >= 2 ? w2 : w, row, sb0 + s, xr, sx);
                 }
+            } else { /* several vectors: decode each row once, use it for all */
 #pragma unroll
                 for (int r = 0; r < GV_NR; r++) {
                     int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
                     if (row >= w.rows) continue;
-                    const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= 2 ? w2 : w;
-                    if (wdot<T>::fast) {
-                        acc[r][0] += wdot<T>::dot(m, row, sb0 + s, xr, sx);
-                        continue;
-                    }
                     float wv[32];
-                    wdec<T>::get(m, row, sb0 + s, wv);
-                    float a0 = 0.0f, a1 = 0.0f;
+                    if (MODE == GEMV_SWIGLU && r >= 2)
+                        wdec<T>::get(w2, row, sb0 + s, wv);
+                    else
+                        wdec<T>::get(w, row, sb0 + s, wv);
 #pragma unroll
-                    for (int l = 0; l < 32; l += 2) {
-                        a0 = fmaf(wv[l], xr[l], a0);
-                        a1 = fmaf(wv[l + 1], xr[l + 1], a1);
+                    for (int b = 0; b < B; b++) {
+                        const float4 *xp = (const float4 *)(xs + b * CHP + s * 36);
+                        float a = 0.0f;
+#pragma unroll
+                        for (int q = 0; q < 8; q++) {
+                            float4 xv = xp[q];
+                            a = fmaf(wv[4 * q], xv.x, a);
+                            a = fmaf(wv[4 * q + 1], xv.y, a);
+                            a = fmaf(wv[4 * q + 2], xv.z, a);
+                            a = fmaf(wv[4 * q + 3], xv.w, a);
+                        }
+                        acc[r][b] += a;
                     }
-                    acc[r][0] += a0 + a1;
-                }
-                continue;
-            }
-#pragma unroll
-            for (int r = 0; r < GV_NR; r++) {
-                int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
-                if (row >= w.rows) continue;
-                float wv[32];
-                if (MODE == GEMV_SWIGLU && r >= 2)
-                    wdec<T>::get(w2, row, sb0 + s, wv);
-                else
-                    wdec<T>::get(w, row, sb0 + s, wv);
-#pragma unroll
-                for (int b = 0; b < B; b++) {
-                    const float4 *xp = (const float4 *)(xs + b * CHP + s * 36);
-                    float a = 0.0f;
-#pragma unroll
-                    for (int q = 0; q < 8; q++) {
-                        float4 xv = xp[q];
-                        a = fmaf(wv[4 * q], xv.x, a);
-                        a = fmaf(wv[4 * q + 1], xv.y, a);
-                        a = fmaf(wv[4 * q + 2], xv.z, a);
-                        a = fmaf(wv[4 * q + 3], xv.w, a);
-                    }
-                    acc[r][b] += a;
                 }
             }
         }
@@ -239,24 +267,13 @@ template <int T, int B> static int gemv_launch_tb(const gemv_args *a, cudaStream
 
 #include "gemv1_impl.cuh"
 
-/* which single-vector kernel: 0 = by shape, 1 = always the warp kernel,
- * 2 = always the block-staged one (M40LLM_GEMV=warp|staged, to compare) */
-static int gemv1_choice(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("M40LLM_GEMV");
-        v = e && !strcmp(e, "warp") ? 1 : e && !strcmp(e, "staged") ? 2 : 0;
-    }
-    return v;
-}
-
 /* The warp kernel wins where x is short (K <= 2048: SmolLM2-size layers,
  * where a block staging x for only 16 rows and idle lanes past K/32
  * dominate); on 4096+ inputs the block-staged kernel streams faster
  * (measured on an H200: 7B Q4_0 gate/up 51 us staged vs 61 us warp). */
 static int gemv1_use_warp(const gemv_args *a) {
-    int c = gemv1_choice();
-    return c == 1 || (c == 0 && a->w->cols <= 2048);
+    int c = gemv_kernel_choice();
+    return c == GEMV_KERNEL_WARP || (c == GEMV_KERNEL_AUTO && a->w->cols <= 2048);
 }
 
 /* batch sizes with their own kernels: 1 (decode: the warp kernel or the

@@ -98,7 +98,9 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
     gt_fill(x, (size_t)nb * ldx, 1.0f);
     gt_fill(gamma, K, 1.0f);
     gt_fill(y0, (size_t)nb * ldy, 1.0f);
-    double *ref = malloc(sizeof(double) * nb * R), *mag = malloc(sizeof(double) * nb * R);
+    if (nb < 1 || R < 1) return;
+    size_t nref = (size_t)nb * (size_t)R;
+    double *ref = malloc(sizeof(double) * nref), *mag = malloc(sizeof(double) * nref);
     for (int b = 0; b < nb; b++) {
         double ss = 0, s = 1;
         for (int64_t k = 0; k < K; k++) ss += (double)x[b * ldx + k] * x[b * ldx + k];
@@ -118,34 +120,40 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
         }
     }
     float *dx = gt_up(x, (size_t)nb * ldx * 4), *dg = gt_up(gamma, K * 4),
-          *dy = gt_up(y0, (size_t)nb * ldy * 4);
-    gemv_args a;
-    memset(&a, 0, sizeof a);
-    a.w = &h->m;
-    a.w2 = h2 ? &h2->m : NULL;
-    a.x = dx;
-    a.ldx = ldx;
-    a.nb = nb;
-    a.gamma = norm ? dg : NULL;
-    a.eps = 1e-5f;
-    a.y = dy;
-    a.ldy = ldy;
-    a.mode = mode;
-    GT_OK(launch_gemv(&a, 0));
+          *dy = gt_dev((size_t)nb * ldy * 4);
     float *y = malloc((size_t)nb * ldy * 4);
-    gt_down(y, dy, (size_t)nb * ldy * 4);
-    double worst = 0;
-    int untouched_ok = 1;
-    for (int b = 0; b < nb; b++) {
-        for (int64_t r = 0; r < R; r++) {
-            double err = fabs(y[b * ldy + r] - ref[b * R + r]) / (2e-5 * mag[b * R + r] + 1e-6);
-            if (!(err <= worst)) worst = isnan(err) ? INFINITY : err;
+    /* one vector: both single-vector kernels (warp-staged and block-staged) */
+    for (int kc = GEMV_KERNEL_WARP; kc <= (nb == 1 ? GEMV_KERNEL_STAGED : GEMV_KERNEL_WARP); kc++) {
+        gemv_set_kernel(nb == 1 ? kc : GEMV_KERNEL_AUTO);
+        cudaMemcpy(dy, y0, (size_t)nb * ldy * 4, cudaMemcpyHostToDevice);
+        gemv_args a;
+        memset(&a, 0, sizeof a);
+        a.w = &h->m;
+        a.w2 = h2 ? &h2->m : NULL;
+        a.x = dx;
+        a.ldx = ldx;
+        a.nb = nb;
+        a.gamma = norm ? dg : NULL;
+        a.eps = 1e-5f;
+        a.y = dy;
+        a.ldy = ldy;
+        a.mode = mode;
+        GT_OK(launch_gemv(&a, 0));
+        gt_down(y, dy, (size_t)nb * ldy * 4);
+        double worst = 0;
+        int untouched_ok = 1;
+        for (int b = 0; b < nb; b++) {
+            for (int64_t r = 0; r < R; r++) {
+                double err = fabs(y[b * ldy + r] - ref[b * R + r]) / (2e-5 * mag[b * R + r] + 1e-6);
+                if (!(err <= worst)) worst = isnan(err) ? INFINITY : err;
+            }
+            for (int64_t r = R; r < ldy; r++) untouched_ok &= y[b * ldy + r] == y0[b * ldy + r];
         }
-        for (int64_t r = R; r < ldy; r++) untouched_ok &= y[b * ldy + r] == y0[b * ldy + r];
+        CHECKF(worst <= 1.0, "%s gemv kernel %d nb=%d mode=%d norm=%d: error %.3g x tolerance",
+               name, kc, nb, mode, norm, worst);
+        CHECKF(untouched_ok, "%s gemv nb=%d: wrote past the rows", name, nb);
     }
-    CHECKF(worst <= 1.0, "%s gemv nb=%d mode=%d norm=%d: error %.3g x tolerance", name, nb, mode,
-           norm, worst);
-    CHECKF(untouched_ok, "%s gemv nb=%d: wrote past the rows", name, nb);
+    gemv_set_kernel(GEMV_KERNEL_AUTO);
     cudaFree(dx);
     cudaFree(dg);
     cudaFree(dy);
@@ -251,11 +259,14 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv) {
     cudaFree(dk), cudaFree(dv), cudaFree(pt), cudaFree(dsp), cudaFree(dq), cudaFree(dx);
 }
 
-/* ---- attention over a paged cache with several splits ---- */
-static void test_attention(int f16kv) {
-    const int nh = 8, nkv = 2, hd = 64, n_ctx = 1000, n_seq = 2, G = nh / nkv;
+/* ---- attention over a paged cache with several splits ----
+ * entries at positions 0 and 1 fit one split (finished in place), 300 and
+ * 999 are merged from several; G = nh / nkv query heads per KV head picks
+ * the 4- or 8-head kernel, G > 8 runs in several head groups */
+static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits) {
+    const int n_ctx = 1000, n_seq = 2, G = nh / nkv;
     attn_plan pl;
-    GT_OK(attention_plan(nh, nkv, hd, n_ctx, 8, &pl));
+    GT_OK(attention_plan(nh, nkv, hd, n_ctx, max_splits, &pl));
     CHECK(pl.n_split >= 2);
     int pps = (n_ctx + M40_KV_PAGE - 1) / M40_KV_PAGE;
     size_t layer = (size_t)n_seq * pps * nkv * M40_KV_PAGE * hd, elt = f16kv ? 2 : 4;
@@ -285,11 +296,25 @@ static void test_attention(int f16kv) {
     int32_t *dt = gt_up(table, n_seq * pps * 4), *dsp = gt_up(sp, sizeof sp);
     float *dq = gt_up(q, n * nh * hd * 4), *dout = gt_dev(n * nh * hd * 4);
     float *part = gt_dev(attention_partial_floats(&pl, n) * 4);
+    size_t ncnt = attention_counters(&pl, n);
+    unsigned *cnt = gt_dev(ncnt * 4);
+    cudaMemset(cnt, 0, ncnt * 4);
     kv_view kv = {dk, dv, dt, pps, nkv, hd, f16kv};
     float scale = 1.0f / sqrtf((float)hd);
-    GT_OK(launch_attention(&pl, dq, &kv, dsp, dsp + n, n, scale, part, dout, -1, 0));
-    float *out = malloc(n * nh * hd * 4);
+    /* twice: the split counters must be back at zero after a launch */
+    float *out = malloc(n * nh * hd * 4), *out1 = malloc(n * nh * hd * 4);
+    GT_OK(launch_attention(&pl, dq, &kv, dsp, dsp + n, n, scale, part, cnt, dout, -1, 0));
+    gt_down(out1, dout, n * nh * hd * 4);
+    GT_OK(launch_attention(&pl, dq, &kv, dsp, dsp + n, n, scale, part, cnt, dout, -1, 0));
     gt_down(out, dout, n * nh * hd * 4);
+    CHECKF(!memcmp(out, out1, n * nh * hd * 4), "attention %d/%d/%d: a second launch differs", nh,
+           nkv, hd);
+    unsigned *hc = malloc(ncnt * 4);
+    gt_down(hc, cnt, ncnt * 4);
+    int nonzero = 0;
+    for (size_t i = 0; i < ncnt; i++) nonzero += hc[i] != 0;
+    CHECKF(nonzero == 0, "attention: %d split counters left nonzero", nonzero);
+    free(hc), free(out1);
     double worst = 0;
     double *sc = malloc(sizeof(double) * n_ctx);
     for (int e = 0; e < n; e++) {
@@ -322,10 +347,11 @@ static void test_attention(int f16kv) {
             }
         }
     }
-    CHECKF(worst <= 2e-5, "attention kv f16=%d: max error %.3g (tolerance 2e-5)", f16kv, worst);
+    CHECKF(worst <= 2e-5, "attention kv f16=%d heads %d/%d hd %d: max error %.3g (tolerance 2e-5)",
+           f16kv, nh, nkv, hd, worst);
     free(kf), free(vf), free(hk), free(hv), free(table), free(q), free(out), free(sc);
     cudaFree(dk), cudaFree(dv), cudaFree(dt), cudaFree(dsp), cudaFree(dq), cudaFree(dout),
-        cudaFree(part);
+        cudaFree(part), cudaFree(cnt);
 }
 
 static void test_small_kernels(void) {
@@ -424,7 +450,11 @@ int main(void) {
     for (int f16 = 0; f16 < 2; f16++) {
         test_qkv(f16, 32, 1);
         test_qkv(f16, 16, 0);
-        test_attention(f16);
+        test_attention(f16, 8, 2, 64, 8);   /* 4 heads per KV head, 128-position splits */
+        test_attention(f16, 9, 3, 64, 256); /* SmolLM2's 3, decode's 32-position splits */
+        test_attention(f16, 8, 1, 128, 8);  /* 8 */
+        test_attention(f16, 12, 1, 128, 8); /* 12: groups of 8 and 4 */
+        test_attention(f16, 4, 4, 256, 20); /* widest head */
     }
     test_small_kernels();
     return check_summary("test_gpu_kernels");
