@@ -3,7 +3,7 @@
  * (as in a real decode step), and prints the achieved DRAM bandwidth.
  *
  *   m40-gemv-bench [--shape 7b|smollm2] [--only qkv,down,...]
- *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged]
+ *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged,staged2,staged4]
  *                  [--iters N] [--device N]
  *
  * Weight bytes are random (timing does not depend on the values). Each
@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s [--shape 7b|smollm2] [--types q4_0,...] "
-                    "[--kernels auto,warp,staged] [--iters N] [--device N]\n",
+                    "[--kernels auto,warp,staged,staged2,staged4] [--iters N] [--device N]\n",
                     argv[0]);
             return 2;
         }
@@ -158,9 +158,12 @@ int main(int argc, char **argv) {
             snprintf(kbuf, sizeof kbuf, "%s", kernels);
             char *ksave = NULL;
             for (char *ks = strtok_r(kbuf, ",", &ksave); ks; ks = strtok_r(NULL, ",", &ksave)) {
-                int kc = !strcmp(ks, "warp")     ? GEMV_KERNEL_WARP
-                         : !strcmp(ks, "staged") ? GEMV_KERNEL_STAGED
-                                                 : GEMV_KERNEL_AUTO;
+                int kc = gemv_kernel_from_name(ks);
+                if (kc < 0) {
+                    fprintf(stderr, "unknown kernel %s (auto, warp, staged, staged2, staged4)\n",
+                            ks);
+                    return 2;
+                }
                 gemv_set_kernel(kc);
                 gemv_args a;
                 memset(&a, 0, sizeof a);

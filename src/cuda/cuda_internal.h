@@ -122,9 +122,18 @@ typedef struct gemv_args {
 /* Matrix-vector products for decode: each weight read once for all nb vectors. */
 int launch_gemv(const gemv_args *a, cudaStream_t st);
 /* The single-vector kernel launch_gemv uses (to compare them in tests and
- * benchmarks): GEMV_KERNEL_AUTO picks by shape; the initial value comes
- * from M40LLM_GEMV=warp|staged. */
-enum { GEMV_KERNEL_AUTO = 0, GEMV_KERNEL_WARP = 1, GEMV_KERNEL_STAGED = 2 };
+ * benchmarks): GEMV_KERNEL_AUTO picks by shape; STAGED is the block-staged
+ * kernel (4 row streams per warp), STAGED2/STAGED4 force 2 or 4. The initial value comes from M40LLM_GEMV=warp|staged|
+ * staged2|staged4. */
+enum {
+    GEMV_KERNEL_AUTO = 0,
+    GEMV_KERNEL_WARP = 1,
+    GEMV_KERNEL_STAGED = 2,
+    GEMV_KERNEL_STAGED2 = 3,
+    GEMV_KERNEL_STAGED4 = 4
+};
+/* name -> GEMV_KERNEL_* ("auto", "warp", "staged", "staged2", "staged4"); -1 if unknown */
+int gemv_kernel_from_name(const char *name);
 void gemv_set_kernel(int choice);
 int gemv_kernel_choice(void);
 

@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(G1_THREADS, 1)
         row = row < w.rows ? row : w.rows - 1;
         const gpu_matrix &m = g1_mat<MODE, NR>(w, w2, r);
         rp[r] = wrow_at<T>(m, row);
-        gv_prefetch_row(m, row, s0, s1, lane, T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2);
+        gv_prefetch_row<T>(m, row, s0, s1, lane, T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2);
     }
 
     float acc[NR], ssq = 0.0f;

@@ -27,12 +27,17 @@ void gemv_set_kernel(int choice) {
     g_gemv_kernel = choice;
 }
 
+int gemv_kernel_from_name(const char *name) {
+    static const char *const names[] = {"auto", "warp", "staged", "staged2", "staged4"};
+    for (int i = 0; name && i < (int)(sizeof names / sizeof names[0]); i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
 int gemv_kernel_choice(void) {
     if (g_gemv_kernel < 0) {
-        const char *e = getenv("M40LLM_GEMV");
-        g_gemv_kernel = e && !strcmp(e, "warp")     ? GEMV_KERNEL_WARP
-                        : e && !strcmp(e, "staged") ? GEMV_KERNEL_STAGED
-                                                    : GEMV_KERNEL_AUTO;
+        int c = gemv_kernel_from_name(getenv("M40LLM_GEMV"));
+        g_gemv_kernel = c < 0 ? GEMV_KERNEL_AUTO : c;
     }
     return g_gemv_kernel;
 }

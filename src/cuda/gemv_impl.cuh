@@ -10,7 +10,6 @@
 #include "wformat.cuh"
 
 #define GV_WARPS   4
-#define GV_NR      4
 #define GV_THREADS (GV_WARPS * 32)
 
 /* x chunk (elements) per staging round: 4096 / B rounded to whole warp passes */
@@ -24,10 +23,19 @@ static __host__ __device__ __forceinline__ int gv_padded(int elems) {
 /* Asks L2 for the bytes of one row's sub-blocks [sb0, sb1) (and its
  * scales / high bits) without waiting: the DRAM reads of every row a warp
  * owns then overlap, and its loads later mostly hit L2. */
+template <int T>
 static __device__ __forceinline__ void
 gv_prefetch_row(const gpu_matrix &m, int64_t row, int64_t sb0, int64_t sb1, int lane, int sbytes) {
-    /* bytes per 32-element sub-block: exact for every layout (K-quant blocks are 8 of them) */
-    const uint32_t bps = (uint32_t)m.q_row / (uint32_t)m.nsb;
+    /* bytes per 32-element sub-block in q (K-quant blocks are 8 of them) */
+    const int bps = T == QT_F32                   ? 128
+                    : T == QT_F16 || T == QT_BF16 ? 64
+                    : T == QT_Q8_0                ? 32
+                    : T == QT_Q2_K                ? M40_Q2K_STRIDE / 8
+                    : T == QT_Q3_K                ? M40_Q3K_STRIDE / 8
+                    : T == QT_Q4_K                ? M40_Q4K_STRIDE / 8
+                    : T == QT_Q5_K                ? M40_Q5K_STRIDE / 8
+                    : T == QT_Q6_K                ? M40_Q6K_STRIDE / 8
+                                                  : 16;
     const uint8_t *q = m.q + row * m.q_row;
     for (int64_t off = sb0 * bps + lane * 128; off < sb1 * bps; off += 32 * 128)
         dev_prefetch_l2(q + off);
@@ -46,7 +54,7 @@ template <int T, int B> struct gv_min_blocks {
                              : 1;
 };
 
-template <int T, int B, int MODE>
+template <int T, int B, int MODE, int NR>
 __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
     k_gemv(gpu_matrix w, gpu_matrix w2, const float *x, int64_t ldx, int nb, const float *gamma,
            float eps, float *y, int64_t ldy, int add, qkv_out qo, int64_t row0, int64_t kspan) {
@@ -58,28 +66,29 @@ __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
     /* split-K (residual adds only): this block's slice of the inputs */
     const int64_t kbeg = (int64_t)blockIdx.y * kspan;
     const int64_t kend = kbeg + kspan < K ? kbeg + kspan : K;
-    const int rows_per_block = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
-    const int rows_per_warp = MODE == GEMV_SWIGLU ? 2 : GV_NR;
+    const int rows_per_warp = MODE == GEMV_SWIGLU ? NR / 2 : NR;
+    const int rows_per_block = GV_WARPS * rows_per_warp;
     int64_t rbase = (int64_t)blockIdx.x * rows_per_block + warp * rows_per_warp;
 
     /* the warp's row streams (SwiGLU: 2 gate rows, then the same 2 of up);
      * rows past the end read the last row and are not written */
-    wrow rp[GV_NR];
+    wrow rp[NR];
 #pragma unroll
-    for (int r = 0; r < GV_NR; r++) {
-        int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
+    for (int r = 0; r < NR; r++) {
+        int64_t row = MODE == GEMV_SWIGLU ? rbase + (r % (NR / 2)) : rbase + r;
         row = row < w.rows ? row : w.rows - 1;
-        const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= 2 ? w2 : w;
+        const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w;
         rp[r] = wrow_at<T>(m, row);
-        gv_prefetch_row(m, row, kbeg >> 5, kend >> 5, lane, T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2);
+        gv_prefetch_row<T>(m, row, kbeg >> 5, kend >> 5, lane,
+                           T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2);
     }
 
-    float acc[GV_NR][B], ssq[B];
+    float acc[NR][B], ssq[B];
 #pragma unroll
     for (int b = 0; b < B; b++) {
         ssq[b] = 0.0f;
 #pragma unroll
-        for (int r = 0; r < GV_NR; r++) acc[r][b] = 0.0f;
+        for (int r = 0; r < NR; r++) acc[r][b] = 0.0f;
     }
 
     for (int64_t k0 = kbeg; k0 < kend; k0 += CH) {
@@ -133,10 +142,10 @@ __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
         }
         __syncthreads();
         for (int s = lane; s < nsc; s += 32) {
-            if (B == 1) {          /* one vector: hold its 32 values, reuse for every row */
-                wraw<T> wr[GV_NR]; /* every row's bytes asked for first */
+            if (B == 1) {       /* one vector: hold its 32 values, reuse for every row */
+                wraw<T> wr[NR]; /* every row's bytes asked for first */
 #pragma unroll
-                for (int r = 0; r < GV_NR; r++) wr[r].load(rp[r], sb0 + s);
+                for (int r = 0; r < NR; r++) wr[r].load(rp[r], sb0 + s);
                 float xr[32];
                 const float4 *xp = (const float4 *)(xs + s * 36);
 #pragma unroll
@@ -147,19 +156,19 @@ __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
                 }
                 const float sx = wraw<T>::uses_sx ? xs[s * 36 + 32] : 0.0f;
 #pragma unroll
-                for (int r = 0; r < GV_NR; r++) {
-                    int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
+                for (int r = 0; r < NR; r++) {
+                    int64_t row = MODE == GEMV_SWIGLU ? rbase + (r % (NR / 2)) : rbase + r;
                     row = row < w.rows ? row : w.rows - 1;
-                    acc[r][0] +=
-                        wr[r].dot(MODE == GEMV_SWIGLU && r >= 2 ? w2 : w, row, sb0 + s, xr, sx);
+                    acc[r][0] += wr[r].dot(MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w, row,
+                                           sb0 + s, xr, sx);
                 }
             } else { /* several vectors: decode each row once, use it for all */
 #pragma unroll
-                for (int r = 0; r < GV_NR; r++) {
-                    int64_t row = MODE == GEMV_SWIGLU ? rbase + (r & 1) : rbase + r;
+                for (int r = 0; r < NR; r++) {
+                    int64_t row = MODE == GEMV_SWIGLU ? rbase + (r % (NR / 2)) : rbase + r;
                     if (row >= w.rows) continue;
                     float wv[32];
-                    if (MODE == GEMV_SWIGLU && r >= 2)
+                    if (MODE == GEMV_SWIGLU && r >= NR / 2)
                         wdec<T>::get(w2, row, sb0 + s, wv);
                     else
                         wdec<T>::get(w, row, sb0 + s, wv);
@@ -187,32 +196,32 @@ __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
             float ss = dev_block_sum(ssq[b], red);
             float sc = 1.0f / sqrtf(ss / (float)K + eps);
 #pragma unroll
-            for (int r = 0; r < GV_NR; r++) acc[r][b] *= sc;
+            for (int r = 0; r < NR; r++) acc[r][b] *= sc;
         }
     }
 #pragma unroll
-    for (int r = 0; r < GV_NR; r++)
+    for (int r = 0; r < NR; r++)
 #pragma unroll
         for (int b = 0; b < B; b++) acc[r][b] = dev_warp_sum(acc[r][b]);
 
     /* epilogues: every lane holds every sum; lane i writes output i */
     if (MODE == GEMV_SWIGLU) {
 #pragma unroll
-        for (int r = 0; r < 2; r++)
+        for (int r = 0; r < NR / 2; r++)
 #pragma unroll
             for (int b = 0; b < B; b++)
                 if (lane == r * B + b && b < nb && rbase + r < w.rows)
-                    y[b * ldy + rbase + r] = dev_silu(acc[r][b]) * acc[r + 2][b];
+                    y[b * ldy + rbase + r] = dev_silu(acc[r][b]) * acc[r + NR / 2][b];
     } else if (MODE == GEMV_QKV) {
 #pragma unroll
-        for (int p = 0; p < 2; p++)
+        for (int p = 0; p < NR / 2; p++)
 #pragma unroll
             for (int b = 0; b < B; b++)
                 if (lane == p * B + b && b < nb && rbase + 2 * p + 1 < w.rows)
                     qkv_epilogue(qo, row0 + rbase + 2 * p, b, acc[2 * p][b], acc[2 * p + 1][b]);
     } else {
 #pragma unroll
-        for (int r = 0; r < GV_NR; r++)
+        for (int r = 0; r < NR; r++)
 #pragma unroll
             for (int b = 0; b < B; b++)
                 if (lane == (r * B + b) % 32 && b < nb && rbase + r < w.rows) {
@@ -240,10 +249,11 @@ static unsigned gemv_split_k(const gemv_args *a, unsigned blocks, unsigned targe
     return (unsigned)((K + *kspan - 1) / *kspan);
 }
 
-template <int T, int B, int MODE> static int gemv_launch_tbm(const gemv_args *a, cudaStream_t st) {
+template <int T, int B, int MODE, int NR>
+static int gemv_launch_tbmn(const gemv_args *a, cudaStream_t st) {
     const int CH = gv_chunk<B>::elems;
     size_t smem = (size_t)B * gv_padded(CH) * sizeof(float);
-    int rpb = MODE == GEMV_SWIGLU ? GV_WARPS * 2 : GV_WARPS * GV_NR;
+    int rpb = GV_WARPS * (MODE == GEMV_SWIGLU ? NR / 2 : NR);
     unsigned blocks = (unsigned)((a->w->rows + rpb - 1) / rpb);
     int64_t kspan;
     unsigned ksplit = gemv_split_k(a, blocks, 512, &kspan);
@@ -252,11 +262,22 @@ template <int T, int B, int MODE> static int gemv_launch_tbm(const gemv_args *a,
     memset(&qo, 0, sizeof qo);
     if (a->qkv) qo = *a->qkv;
     gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
-    k_gemv<T, B, MODE><<<grid, GV_THREADS, smem, st>>>(*a->w, w2, a->x, a->ldx, a->nb, a->gamma,
-                                                       a->eps, a->y, a->ldy, a->mode == GEMV_ADD,
-                                                       qo, a->row0, kspan);
+    k_gemv<T, B, MODE, NR><<<grid, GV_THREADS, smem, st>>>(*a->w, w2, a->x, a->ldx, a->nb, a->gamma,
+                                                           a->eps, a->y, a->ldy,
+                                                           a->mode == GEMV_ADD, qo, a->row0, kspan);
     CUDA_LAUNCHED("k_gemv");
     return M40LLM_OK;
+}
+
+/* Row streams per warp: 4. Two (more warps, more x reads per row) measured
+ * slower on every 7B-shape product but F16 gate+up on an H200 (Q4_0
+ * QKV 11.6 vs 11.4 us, down 22.7 vs 20.0 us); GEMV_KERNEL_STAGED2 keeps
+ * it for comparison. Several vectors: 4. */
+template <int T, int B, int MODE> static int gemv_launch_tbm(const gemv_args *a, cudaStream_t st) {
+    const int NR2 = B == 1 ? 2 : 4;
+    if (B == 1 && gemv_kernel_choice() == GEMV_KERNEL_STAGED2)
+        return gemv_launch_tbmn<T, B, MODE, NR2>(a, st);
+    return gemv_launch_tbmn<T, B, MODE, 4>(a, st);
 }
 
 template <int T, int B> static int gemv_launch_tb(const gemv_args *a, cudaStream_t st) {
@@ -273,6 +294,7 @@ template <int T, int B> static int gemv_launch_tb(const gemv_args *a, cudaStream
  * (measured on an H200: 7B Q4_0 gate/up 51 us staged vs 61 us warp). */
 static int gemv1_use_warp(const gemv_args *a) {
     int c = gemv_kernel_choice();
+    /* (STAGED, STAGED2, STAGED4: the block-staged kernel) */
     return c == GEMV_KERNEL_WARP || (c == GEMV_KERNEL_AUTO && a->w->cols <= 2048);
 }
 

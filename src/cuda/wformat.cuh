@@ -367,8 +367,7 @@ struct wrow {
     const uint8_t *q, *s;
 };
 
-template <int T>
-static __device__ __forceinline__ wrow wrow_at(const gpu_matrix &m, int64_t r) {
+template <int T> static __device__ __forceinline__ wrow wrow_at(const gpu_matrix &m, int64_t r) {
     const int sbytes = T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2; /* scale bytes per sub-block */
     wrow p;
     p.q = m.q + r * m.q_row;

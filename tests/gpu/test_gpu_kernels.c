@@ -122,8 +122,10 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
     float *dx = gt_up(x, (size_t)nb * ldx * 4), *dg = gt_up(gamma, K * 4),
           *dy = gt_dev((size_t)nb * ldy * 4);
     float *y = malloc((size_t)nb * ldy * 4);
-    /* one vector: both single-vector kernels (warp-staged and block-staged) */
-    for (int kc = GEMV_KERNEL_WARP; kc <= (nb == 1 ? GEMV_KERNEL_STAGED : GEMV_KERNEL_WARP); kc++) {
+    /* one vector: every single-vector kernel (warp-staged, block-staged
+     * with 2 and with 4 row streams per warp) */
+    for (int kc = GEMV_KERNEL_WARP; kc <= (nb == 1 ? GEMV_KERNEL_STAGED4 : GEMV_KERNEL_WARP);
+         kc++) {
         gemv_set_kernel(nb == 1 ? kc : GEMV_KERNEL_AUTO);
         cudaMemcpy(dy, y0, (size_t)nb * ldy * 4, cudaMemcpyHostToDevice);
         gemv_args a;
