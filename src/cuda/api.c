@@ -245,6 +245,22 @@ static kv_view kv_layer(const M40llmKVCache *kv, int layer) {
     return v;
 }
 
+/* Grows a context scratch buffer to n elements of elt bytes (zeroed when
+ * asked); work still queued on the decode stream may use the old one. */
+static int ctx_scratch(M40llmCudaContext *c, void **buf, size_t *len, size_t n, size_t elt,
+                       int zero) {
+    if (*len >= n) return M40LLM_OK;
+    cudaStreamSynchronize(c->decode);
+    cudaFree(*buf);
+    *buf = NULL;
+    *len = 0;
+    int rc = m40llm_device_malloc(c, n * elt, buf);
+    if (rc) return rc;
+    if (zero) CUDA_TRY(cudaMemset(*buf, 0, n * elt));
+    *len = n;
+    return M40LLM_OK;
+}
+
 int m40llm_kv_append_token(M40llmCudaContext *c, M40llmKVCache *kv, int layer, const float *k,
                            const float *v) {
     if (!c || !kv || !k || !v || layer < 0 || layer >= kv->n_layer)
@@ -273,18 +289,12 @@ int m40llm_kv_append_token(M40llmCudaContext *c, M40llmKVCache *kv, int layer, c
     CUDA_TRY(cudaMemsetAsync(c->idx, 0, sizeof(int32_t), c->decode));
     /* k then v must be adjacent in one row: copy them into the attention scratch */
     size_t row = (size_t)2 * kv->n_kv * kv->hd;
-    if (c->partial_len < row) {
-        cudaFree(c->partial);
-        c->partial = NULL;
-        c->partial_len = 0;
-        int rc = m40llm_device_malloc(c, row * sizeof(float), (void **)&c->partial);
-        if (rc) return rc;
-        c->partial_len = row;
-    }
+    int rc = ctx_scratch(c, (void **)&c->partial, &c->partial_len, row, sizeof(float), 0);
+    if (rc) return rc;
     size_t half = row / 2 * sizeof(float);
     CUDA_TRY(cudaMemcpyAsync(c->partial, k, half, cudaMemcpyDeviceToDevice, c->decode));
     CUDA_TRY(cudaMemcpyAsync(c->partial + row / 2, v, half, cudaMemcpyDeviceToDevice, c->decode));
-    int rc = launch_rope_store(c->partial, (int64_t)row, 1, &o, c->decode);
+    rc = launch_rope_store(c->partial, (int64_t)row, 1, &o, c->decode);
     if (rc) return rc;
     kv->len[layer]++;
     /* host pos may change before the copy runs: wait for this small step */
@@ -302,27 +312,12 @@ int m40llm_attention_last_token(M40llmCudaContext *c, const M40llmKVCache *kv, i
     int rc = attention_plan(n_head, kv->n_kv, kv->hd, kv->max_tokens, 256, &pl);
     if (rc) return rc;
     CUDA_TRY(cudaSetDevice(c->device));
-    size_t need = attention_partial_floats(&pl, 1);
-    if (c->partial_len < need) {
-        cudaStreamSynchronize(c->decode);
-        cudaFree(c->partial);
-        c->partial = NULL;
-        c->partial_len = 0;
-        rc = m40llm_device_malloc(c, need * sizeof(float), (void **)&c->partial);
-        if (rc) return rc;
-        c->partial_len = need;
-    }
-    size_t nc = attention_counters(&pl, 1);
-    if (c->att_count_len < nc) {
-        cudaStreamSynchronize(c->decode);
-        cudaFree(c->att_count);
-        c->att_count = NULL;
-        c->att_count_len = 0;
-        rc = m40llm_device_malloc(c, nc * sizeof(unsigned), (void **)&c->att_count);
-        if (rc) return rc;
-        CUDA_TRY(cudaMemset(c->att_count, 0, nc * sizeof(unsigned)));
-        c->att_count_len = nc;
-    }
+    rc = ctx_scratch(c, (void **)&c->partial, &c->partial_len, attention_partial_floats(&pl, 1),
+                     sizeof(float), 0);
+    if (!rc)
+        rc = ctx_scratch(c, (void **)&c->att_count, &c->att_count_len, attention_counters(&pl, 1),
+                         sizeof(unsigned), 1);
+    if (rc) return rc;
     int32_t last[2] = {0, kv->len[layer] - 1};
     CUDA_TRY(cudaMemcpyAsync(c->idx, last, sizeof last, cudaMemcpyHostToDevice, c->decode));
     kv_view v = kv_layer(kv, layer);

@@ -14,18 +14,6 @@
 #define G1_WARPS   4
 #define G1_THREADS (G1_WARPS * 32)
 
-/* row of stream r: SwiGLU streams r < NR/2 are gate rows, the others the same rows of up */
-template <int MODE, int NR> static __device__ __forceinline__ int64_t g1_row(int64_t rbase, int r) {
-    return MODE == GEMV_SWIGLU ? rbase + (r % (NR / 2)) : rbase + r;
-}
-
-/* the matrix of stream r: SwiGLU's second half reads the up rows */
-template <int MODE, int NR>
-static __device__ __forceinline__ const gpu_matrix &g1_mat(const gpu_matrix &w,
-                                                           const gpu_matrix &w2, int r) {
-    return MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w;
-}
-
 template <int T, int MODE, int NR>
 __global__ void __launch_bounds__(G1_THREADS, 1)
     k_gemv1(gpu_matrix w, gpu_matrix w2, const float *x, const float *gamma, float eps, float *y,
@@ -45,11 +33,10 @@ __global__ void __launch_bounds__(G1_THREADS, 1)
     wrow rp[NR];
 #pragma unroll
     for (int r = 0; r < NR; r++) {
-        int64_t row = g1_row<MODE, NR>(rbase, r);
-        row = row < w.rows ? row : w.rows - 1;
-        const gpu_matrix &m = g1_mat<MODE, NR>(w, w2, r);
+        int64_t row = gv_row_in<MODE, NR>(w, rbase, r);
+        const gpu_matrix &m = gv_mat<MODE, NR>(w, w2, r);
         rp[r] = wrow_at<T>(m, row);
-        gv_prefetch_row<T>(m, row, s0, s1, lane, T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2);
+        gv_prefetch_row<T>(m, row, s0, s1, lane);
     }
 
     float acc[NR], ssq = 0.0f;
@@ -102,9 +89,8 @@ __global__ void __launch_bounds__(G1_THREADS, 1)
             }
 #pragma unroll
             for (int r = 0; r < NR; r++) {
-                int64_t row = g1_row<MODE, NR>(rbase, r);
-                row = row < w.rows ? row : w.rows - 1;
-                acc[r] += wr[r].dot(g1_mat<MODE, NR>(w, w2, r), row, sb, xr, sx);
+                acc[r] += wr[r].dot(gv_mat<MODE, NR>(w, w2, r), gv_row_in<MODE, NR>(w, rbase, r),
+                                    sb, xr, sx);
             }
         }
     }

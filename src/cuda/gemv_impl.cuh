@@ -20,22 +20,32 @@ static __host__ __device__ __forceinline__ int gv_padded(int elems) {
     return elems + (elems >> 5) * 4;
 }
 
+/* Row stream r of a warp owning output rows rbase..: r itself, or for
+ * SwiGLU the gate rows (r < NR / 2) then the same rows of up (w2). */
+template <int MODE, int NR> static __device__ __forceinline__ int64_t gv_row(int64_t rbase, int r) {
+    return MODE == GEMV_SWIGLU ? rbase + (r % (NR / 2)) : rbase + r;
+}
+
+template <int MODE, int NR>
+static __device__ __forceinline__ const gpu_matrix &gv_mat(const gpu_matrix &w,
+                                                           const gpu_matrix &w2, int r) {
+    return MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w;
+}
+
+/* the stream's row, rows past the end clamped to the last (read, never written) */
+template <int MODE, int NR>
+static __device__ __forceinline__ int64_t gv_row_in(const gpu_matrix &w, int64_t rbase, int r) {
+    int64_t row = gv_row<MODE, NR>(rbase, r);
+    return row < w.rows ? row : w.rows - 1;
+}
+
 /* Asks L2 for the bytes of one row's sub-blocks [sb0, sb1) (and its
  * scales / high bits) without waiting: the DRAM reads of every row a warp
  * owns then overlap, and its loads later mostly hit L2. */
 template <int T>
-static __device__ __forceinline__ void
-gv_prefetch_row(const gpu_matrix &m, int64_t row, int64_t sb0, int64_t sb1, int lane, int sbytes) {
-    /* bytes per 32-element sub-block in q (K-quant blocks are 8 of them) */
-    const int bps = T == QT_F32                   ? 128
-                    : T == QT_F16 || T == QT_BF16 ? 64
-                    : T == QT_Q8_0                ? 32
-                    : T == QT_Q2_K                ? M40_Q2K_STRIDE / 8
-                    : T == QT_Q3_K                ? M40_Q3K_STRIDE / 8
-                    : T == QT_Q4_K                ? M40_Q4K_STRIDE / 8
-                    : T == QT_Q5_K                ? M40_Q5K_STRIDE / 8
-                    : T == QT_Q6_K                ? M40_Q6K_STRIDE / 8
-                                                  : 16;
+static __device__ __forceinline__ void gv_prefetch_row(const gpu_matrix &m, int64_t row,
+                                                       int64_t sb0, int64_t sb1, int lane) {
+    const int bps = wbytes<T>::q, sbytes = wbytes<T>::s;
     const uint8_t *q = m.q + row * m.q_row;
     for (int64_t off = sb0 * bps + lane * 128; off < sb1 * bps; off += 32 * 128)
         dev_prefetch_l2(q + off);
@@ -75,12 +85,10 @@ __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
     wrow rp[NR];
 #pragma unroll
     for (int r = 0; r < NR; r++) {
-        int64_t row = MODE == GEMV_SWIGLU ? rbase + (r % (NR / 2)) : rbase + r;
-        row = row < w.rows ? row : w.rows - 1;
-        const gpu_matrix &m = MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w;
+        int64_t row = gv_row_in<MODE, NR>(w, rbase, r);
+        const gpu_matrix &m = gv_mat<MODE, NR>(w, w2, r);
         rp[r] = wrow_at<T>(m, row);
-        gv_prefetch_row<T>(m, row, kbeg >> 5, kend >> 5, lane,
-                           T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2);
+        gv_prefetch_row<T>(m, row, kbeg >> 5, kend >> 5, lane);
     }
 
     float acc[NR][B], ssq[B];
@@ -157,21 +165,16 @@ __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
                 const float sx = wraw<T>::uses_sx ? xs[s * 36 + 32] : 0.0f;
 #pragma unroll
                 for (int r = 0; r < NR; r++) {
-                    int64_t row = MODE == GEMV_SWIGLU ? rbase + (r % (NR / 2)) : rbase + r;
-                    row = row < w.rows ? row : w.rows - 1;
-                    acc[r][0] += wr[r].dot(MODE == GEMV_SWIGLU && r >= NR / 2 ? w2 : w, row,
-                                           sb0 + s, xr, sx);
+                    acc[r][0] += wr[r].dot(gv_mat<MODE, NR>(w, w2, r),
+                                           gv_row_in<MODE, NR>(w, rbase, r), sb0 + s, xr, sx);
                 }
             } else { /* several vectors: decode each row once, use it for all */
 #pragma unroll
                 for (int r = 0; r < NR; r++) {
-                    int64_t row = MODE == GEMV_SWIGLU ? rbase + (r % (NR / 2)) : rbase + r;
+                    int64_t row = gv_row<MODE, NR>(rbase, r);
                     if (row >= w.rows) continue;
                     float wv[32];
-                    if (MODE == GEMV_SWIGLU && r >= NR / 2)
-                        wdec<T>::get(w2, row, sb0 + s, wv);
-                    else
-                        wdec<T>::get(w, row, sb0 + s, wv);
+                    wdec<T>::get(gv_mat<MODE, NR>(w, w2, r), row, sb0 + s, wv);
 #pragma unroll
                     for (int b = 0; b < B; b++) {
                         const float4 *xp = (const float4 *)(xs + b * CHP + s * 36);

@@ -367,11 +367,25 @@ struct wrow {
     const uint8_t *q, *s;
 };
 
+/* bytes per 32-element sub-block of the device layout: in q (K-quant
+ * blocks hold 8 sub-blocks) and in s (d, or d and m) */
+template <int T> struct wbytes {
+    static const int q = T == QT_F32                   ? 128
+                         : T == QT_F16 || T == QT_BF16 ? 64
+                         : T == QT_Q8_0                ? 32
+                         : T == QT_Q2_K                ? M40_Q2K_STRIDE / 8
+                         : T == QT_Q3_K                ? M40_Q3K_STRIDE / 8
+                         : T == QT_Q4_K                ? M40_Q4K_STRIDE / 8
+                         : T == QT_Q5_K                ? M40_Q5K_STRIDE / 8
+                         : T == QT_Q6_K                ? M40_Q6K_STRIDE / 8
+                                                       : 16;
+    static const int s = T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2;
+};
+
 template <int T> static __device__ __forceinline__ wrow wrow_at(const gpu_matrix &m, int64_t r) {
-    const int sbytes = T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2; /* scale bytes per sub-block */
     wrow p;
     p.q = m.q + r * m.q_row;
-    p.s = m.s ? m.s + r * m.nsb * sbytes : NULL;
+    p.s = m.s ? m.s + r * m.nsb * wbytes<T>::s : NULL;
     return p;
 }
 
