@@ -122,20 +122,28 @@ typedef struct gemv_args {
 /* Matrix-vector products for decode: each weight read once for all nb vectors. */
 int launch_gemv(const gemv_args *a, cudaStream_t st);
 /* The single-vector kernel launch_gemv uses (to compare them in tests and
- * benchmarks): GEMV_KERNEL_AUTO picks by shape; STAGED is the block-staged
- * kernel (4 row streams per warp), STAGED2/STAGED4 force 2 or 4. The initial value comes from M40LLM_GEMV=warp|staged|
- * staged2|staged4. */
+ * benchmarks): GEMV_KERNEL_AUTO picks by shape and type; STAGED is the
+ * block-staged kernel (4 row streams per warp), STAGED2/STAGED4 force 2 or
+ * 4; PERSIST the persistent kernel (types without a split dot, and wide x
+ * outside a residual add, fall back to STAGED). The initial value comes
+ * from M40LLM_GEMV=warp|staged|staged2|staged4|persist. */
 enum {
     GEMV_KERNEL_AUTO = 0,
     GEMV_KERNEL_WARP = 1,
     GEMV_KERNEL_STAGED = 2,
     GEMV_KERNEL_STAGED2 = 3,
-    GEMV_KERNEL_STAGED4 = 4
+    GEMV_KERNEL_STAGED4 = 4,
+    GEMV_KERNEL_PERSIST = 5
 };
-/* name -> GEMV_KERNEL_* ("auto", "warp", "staged", "staged2", "staged4"); -1 if unknown */
+/* name -> GEMV_KERNEL_* ("auto", "warp", "staged", "staged2", "staged4", "persist"); -1 if unknown
+ */
 int gemv_kernel_from_name(const char *name);
 void gemv_set_kernel(int choice);
 int gemv_kernel_choice(void);
+/* Caps the persistent kernel's grid at n blocks (0: none), so that tests
+ * can give each warp many row groups. */
+void gemv_set_persist_max_blocks(int n);
+int gemv_persist_max_blocks(void);
 
 /* out[i][:] = x[i] / sqrt(mean(x[i]^2) + eps) * gamma, for n rows of dim;
  * out32 and/or out16 (f16 bits) may be NULL. x16 (f16 input) replaces x when set. */

@@ -102,28 +102,7 @@ __global__ void __launch_bounds__(G1_THREADS, 1)
 #pragma unroll
     for (int r = 0; r < NR; r++) acc[r] = dev_warp_sum(acc[r]);
 
-    /* every lane holds every sum; lane i writes output i */
-    if (MODE == GEMV_SWIGLU) {
-#pragma unroll
-        for (int r = 0; r < NR / 2; r++)
-            if (lane == r && rbase + r < w.rows) y[rbase + r] = dev_silu(acc[r]) * acc[r + NR / 2];
-    } else if (MODE == GEMV_QKV) {
-#pragma unroll
-        for (int p = 0; p < NR / 2; p++)
-            if (lane == p && rbase + 2 * p + 1 < w.rows)
-                qkv_epilogue(qo, row0 + rbase + 2 * p, 0, acc[2 * p], acc[2 * p + 1]);
-    } else {
-#pragma unroll
-        for (int r = 0; r < NR; r++)
-            if (lane == r && rbase + r < w.rows) {
-                if (gridDim.y > 1)
-                    atomicAdd(&y[rbase + r], acc[r]);
-                else if (add)
-                    y[rbase + r] += acc[r];
-                else
-                    y[rbase + r] = acc[r];
-            }
-    }
+    gv_store1<MODE, NR>(acc, lane, rbase, w.rows, y, add, gridDim.y > 1, qo, row0);
 }
 
 template <int T, int MODE, int NR> static int gemv1_launch(const gemv_args *a, cudaStream_t st) {

@@ -2,14 +2,15 @@
  * 8 vectors at once, each weight read once (128-bit loads of the device
  * layout), dequantized in registers, FP32 accumulate.
  *
- * Block = 4 warps; each warp owns 4 row streams (4 rows of W, or 2 rows of
- * Wg + the same 2 rows of Wu for SwiGLU); lane l takes sub-blocks l, l+32, ...
- * x is staged through shared memory in chunks, each 32-float sub-block padded
- * by 4 floats so that the lanes' float4 reads hit distinct banks. Optional
- * fused RMSNorm of x on staging, and epilogues: store, residual add, SwiGLU,
- * rope + KV-cache store. One vector with K <= 2048 goes to a warp-
- * independent variant instead (gemv1_impl.cuh: x staged per warp, no block
- * barrier), which is faster there and slower on 4096+ inputs. */
+ * One vector (the decode step) mostly runs the persistent kernel
+ * (gemvp_impl.cuh): a grid no larger than the GPU holds, each block
+ * staging x once, each warp walking row groups with the next step's
+ * weights in flight. Types whose dot has no split form run the
+ * block-staged kernel (gemv_impl.cuh: 4 warps of 4 row streams, x staged
+ * in chunks per block), or the warp kernel (gemv1_impl.cuh) where K <=
+ * 2048. Batches of 2..8 vectors run the block-staged kernel, each row
+ * decoded once for all of them. All take an optional fused RMSNorm of x
+ * and the epilogues: store, residual add, SwiGLU, rope + KV-cache store. */
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +22,22 @@ int gemv_run_float(const gemv_args *a, cudaStream_t st);
 int gemv_run_q32(const gemv_args *a, cudaStream_t st);
 int gemv_run_kq(const gemv_args *a, cudaStream_t st);
 
-static int g_gemv_kernel = -1;
+static int g_gemv_kernel = -1, g_persist_max_blocks = 0;
 
 void gemv_set_kernel(int choice) {
     g_gemv_kernel = choice;
 }
 
+void gemv_set_persist_max_blocks(int n) {
+    g_persist_max_blocks = n > 0 ? n : 0;
+}
+
+int gemv_persist_max_blocks(void) {
+    return g_persist_max_blocks;
+}
+
 int gemv_kernel_from_name(const char *name) {
-    static const char *const names[] = {"auto", "warp", "staged", "staged2", "staged4"};
+    static const char *const names[] = {"auto", "warp", "staged", "staged2", "staged4", "persist"};
     for (int i = 0; name && i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(name, names[i])) return i;
     return -1;

@@ -289,25 +289,55 @@ template <int T, int B> static int gemv_launch_tb(const gemv_args *a, cudaStream
     return gemv_launch_tbm<T, B, GV_PLAIN>(a, st);
 }
 
-#include "gemv1_impl.cuh"
-
-/* The warp kernel wins where x is short (K <= 2048: SmolLM2-size layers,
- * where a block staging x for only 16 rows and idle lanes past K/32
- * dominate); on 4096+ inputs the block-staged kernel streams faster
- * (measured on an H200: 7B Q4_0 gate/up 51 us staged vs 61 us warp). */
-static int gemv1_use_warp(const gemv_args *a) {
-    int c = gemv_kernel_choice();
-    /* (STAGED, STAGED2, STAGED4: the block-staged kernel) */
-    return c == GEMV_KERNEL_WARP || (c == GEMV_KERNEL_AUTO && a->w->cols <= 2048);
+/* One vector's epilogue for a warp's NR finished sums (every lane holds
+ * every sum; lane i writes output i): store, residual add (atomic when K
+ * is split over blocks), SwiGLU, or rope + KV store. */
+template <int MODE, int NR>
+static __device__ __forceinline__ void gv_store1(const float *acc, int lane, int64_t rbase,
+                                                 int64_t rows, float *y, int add, bool atomic,
+                                                 const qkv_out &qo, int64_t row0) {
+    if (MODE == GEMV_SWIGLU) {
+#pragma unroll
+        for (int r = 0; r < NR / 2; r++)
+            if (lane == r && rbase + r < rows) y[rbase + r] = dev_silu(acc[r]) * acc[r + NR / 2];
+    } else if (MODE == GEMV_QKV) {
+#pragma unroll
+        for (int p = 0; p < NR / 2; p++)
+            if (lane == p && rbase + 2 * p + 1 < rows)
+                qkv_epilogue(qo, row0 + rbase + 2 * p, 0, acc[2 * p], acc[2 * p + 1]);
+    } else {
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+            if (lane == r && rbase + r < rows) {
+                if (atomic)
+                    atomicAdd(&y[rbase + r], acc[r]);
+                else if (add)
+                    y[rbase + r] += acc[r];
+                else
+                    y[rbase + r] = acc[r];
+            }
+    }
 }
 
-/* batch sizes with their own kernels: 1 (decode: the warp kernel or the
- * block-staged one, by shape) and 8 (batched decode, block-staged);
- * 2..8 vectors run in the 8-wide kernel with the unused lanes zero */
+#include "gemv1_impl.cuh"
+#include "gemvp_impl.cuh"
+
+/* One vector: the persistent kernel takes the types with a split dot (on
+ * an H200 it streams 7B-shape products up to 1.4x and SmolLM2-shape ones up
+ * to 1.8x faster than the others); of the others, the warp kernel wins
+ * where x is short (K <= 2048, where a block staging x for only 16 rows
+ * and idle lanes past K/32 dominate) and the block-staged one on 4096+
+ * inputs (7B Q4_0 gate/up 51 us staged vs 61 us warp). */
 template <int T> static int gemv_run_type(const gemv_args *a, cudaStream_t st) {
-    if (a->nb == 1 && gemv1_use_warp(a)) return gemv1_run<T>(a, st);
-    if (a->nb == 1) return gemv_launch_tb<T, 1>(a, st);
-    return gemv_launch_tb<T, 8>(a, st);
+    if (a->nb > 1) return gemv_launch_tb<T, 8>(a, st); /* 2..8 vectors: the unused lanes zero */
+    const int c = gemv_kernel_choice();
+    if (c == GEMV_KERNEL_PERSIST || c == GEMV_KERNEL_AUTO) {
+        int rc = gemvp_entry<T>::run(a, st);
+        if (rc <= 0) return rc;
+    }
+    if (c == GEMV_KERNEL_WARP || (c == GEMV_KERNEL_AUTO && a->w->cols <= 2048))
+        return gemv1_run<T>(a, st);
+    return gemv_launch_tb<T, 1>(a, st);
 }
 
 #endif

@@ -341,25 +341,34 @@ template <> struct wdec<QT_Q6_K> {
  * mantissa under an exponent of 2^-1, one permute and no subtraction */
 #define NIB_F(v, k) __int_as_float(__byte_perm((v), 0x3F000000u, 0x7044u + ((k) << 8)))
 
-/* sum over 16 bytes (u) of low nibbles * x[j] and high nibbles * x[j + 16],
- * shifted right by sh first (K-quants); sx = sum of the 32 x values.
- * Accumulates sum (0.5 + q / 256) x = sx / 2 + (sum q x) / 256, so
- * sum q x = 256 a - 128 sx: 2 instructions per weight instead of 3. */
-static __device__ __forceinline__ float dot_nibbles(const uint4 &u, const uint4 &u2, int two,
-                                                    int sh, const float *xr, float sx) {
-    float a0 = 0.0f, a1 = 0.0f;
-#pragma unroll
-    for (int wi = 0; wi < 4; wi++) {
-        uint32_t wd = dev_word(u, wi), wd2 = dev_word(u2, wi);
-        uint32_t lo = (wd >> sh) & 0x0F0F0F0Fu;
-        uint32_t hi = two ? (wd2 >> sh) & 0x0F0F0F0Fu : (wd >> 4) & 0x0F0F0F0Fu;
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            a0 = fmaf(NIB_F(lo, k), xr[4 * wi + k], a0);
-            a1 = fmaf(NIB_F(hi, k), xr[16 + 4 * wi + k], a1);
-        }
-    }
+/* Part i (0..3) of a nibble sub-block's dot: word i of u (low nibbles,
+ * shifted right by sh first for the K-quants) against x[4i..4i+3] (xa), and
+ * its high nibbles (or, two: word i of u2) against x[16+4i..] (xb).
+ * Accumulates sum (0.5 + q / 256) x = sx / 2 + (sum q x) / 256; nib_fin
+ * turns that back into sum q x = 256 a - 128 sx: 2 instructions per weight
+ * instead of 3. */
+static __device__ __forceinline__ void nib_part(uint32_t wd, uint32_t wd2, int two, int sh,
+                                                const float4 &xa, const float4 &xb, float &a0,
+                                                float &a1) {
+    uint32_t lo = (wd >> sh) & 0x0F0F0F0Fu;
+    uint32_t hi = two ? (wd2 >> sh) & 0x0F0F0F0Fu : (wd >> 4) & 0x0F0F0F0Fu;
+    a0 = fmaf(NIB_F(lo, 0), xa.x, a0);
+    a0 = fmaf(NIB_F(lo, 1), xa.y, a0);
+    a0 = fmaf(NIB_F(lo, 2), xa.z, a0);
+    a0 = fmaf(NIB_F(lo, 3), xa.w, a0);
+    a1 = fmaf(NIB_F(hi, 0), xb.x, a1);
+    a1 = fmaf(NIB_F(hi, 1), xb.y, a1);
+    a1 = fmaf(NIB_F(hi, 2), xb.z, a1);
+    a1 = fmaf(NIB_F(hi, 3), xb.w, a1);
+}
+
+static __device__ __forceinline__ float nib_fin(float a0, float a1, float sx) {
     return fmaf(256.0f, a0 + a1, -128.0f * sx);
+}
+
+/* x values i*4.. of a sub-block held in registers, as a float4 */
+static __device__ __forceinline__ float4 xr4(const float *xr, int i) {
+    return make_float4(xr[4 * i], xr[4 * i + 1], xr[4 * i + 2], xr[4 * i + 3]);
 }
 
 /* the start of one row: its quant bytes and its per-sub-block scales */
@@ -392,6 +401,7 @@ template <int T> static __device__ __forceinline__ wrow wrow_at(const gpu_matrix
 /* generic: nothing early, decode at dot time */
 template <int T> struct wraw {
     static const bool uses_sx = false;
+    static const bool parts = false;
     __device__ __forceinline__ void load(const wrow &, int64_t) {}
     __device__ __forceinline__ float dot(const gpu_matrix &m, int64_t r, int64_t sb,
                                          const float *xr, float) const {
@@ -407,37 +417,69 @@ template <int T> struct wraw {
     }
 };
 
+/* The "fast" types split a sub-block's dot into 4 parts (part i reads the
+ * float4s xq(i, 0) and xq(i, 1) of the sub-block's x) and a final step
+ * (fin), so that a kernel can walk x once for several rows; dot() is the
+ * whole of it with x in registers. */
+#define WRAW_PARTS_DOT                                                                             \
+    __device__ __forceinline__ float dot(const gpu_matrix &, int64_t, int64_t, const float *xr,    \
+                                         float sx) const {                                         \
+        float a0 = 0.0f, a1 = 0.0f;                                                                \
+        _Pragma("unroll") for (int i = 0; i < 4; i++)                                              \
+            part(i, xr4(xr, xq(i, 0)), xr4(xr, xq(i, 1)), a0, a1);                                 \
+        return fin(a0, a1, sx);                                                                    \
+    }
+
+/* nibble and byte types: part i covers x[4i..4i+3] and x[16+4i..] */
+#define WRAW_XQ_SPLIT16                                                                            \
+    static __device__ __forceinline__ int xq(int i, int h) {                                       \
+        return h ? 4 + i : i;                                                                      \
+    }
+
 template <> struct wraw<QT_Q4_0> {
     static const bool uses_sx = true;
+    static const bool parts = true;
     uint4 q;
     uint16_t s;
     __device__ __forceinline__ void load(const wrow &p, int64_t sb) {
         q = dev_ld128(p.q + sb * 16);
         s = dev_ld16(p.s + sb * 2);
     }
-    __device__ __forceinline__ float dot(const gpu_matrix &, int64_t, int64_t, const float *xr,
-                                         float sx) const {
-        return dev_f16(s) * (dot_nibbles(q, q, 0, 0, xr, sx) - 8.0f * sx);
+    WRAW_XQ_SPLIT16
+    __device__ __forceinline__ void part(int i, const float4 &xa, const float4 &xb, float &a0,
+                                         float &a1) const {
+        nib_part(dev_word(q, i), 0, 0, 0, xa, xb, a0, a1);
     }
+    __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
+        return dev_f16(s) * (nib_fin(a0, a1, sx) - 8.0f * sx);
+    }
+    WRAW_PARTS_DOT
 };
 
 template <> struct wraw<QT_Q4_1> {
     static const bool uses_sx = true;
+    static const bool parts = true;
     uint4 q;
     uint32_t dm;
     __device__ __forceinline__ void load(const wrow &p, int64_t sb) {
         q = dev_ld128(p.q + sb * 16);
         dm = dev_ld32(p.s + sb * 4);
     }
-    __device__ __forceinline__ float dot(const gpu_matrix &, int64_t, int64_t, const float *xr,
-                                         float sx) const {
-        return dev_f16((uint16_t)(dm & 0xffff)) * dot_nibbles(q, q, 0, 0, xr, sx) +
+    WRAW_XQ_SPLIT16
+    __device__ __forceinline__ void part(int i, const float4 &xa, const float4 &xb, float &a0,
+                                         float &a1) const {
+        nib_part(dev_word(q, i), 0, 0, 0, xa, xb, a0, a1);
+    }
+    __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
+        return dev_f16((uint16_t)(dm & 0xffff)) * nib_fin(a0, a1, sx) +
                dev_f16((uint16_t)(dm >> 16)) * sx;
     }
+    WRAW_PARTS_DOT
 };
 
 template <> struct wraw<QT_Q8_0> {
     static const bool uses_sx = true;
+    static const bool parts = true;
     uint4 u0, u1;
     uint16_t s;
     __device__ __forceinline__ void load(const wrow &p, int64_t sb) {
@@ -445,24 +487,29 @@ template <> struct wraw<QT_Q8_0> {
         u1 = dev_ld128(p.q + sb * 32 + 16);
         s = dev_ld16(p.s + sb * 2);
     }
-    __device__ __forceinline__ float dot(const gpu_matrix &, int64_t, int64_t, const float *xr,
-                                         float sx) const {
-        float a0 = 0.0f, a1 = 0.0f;
-#pragma unroll
-        for (int wi = 0; wi < 4; wi++) {
-            uint32_t w0 = dev_word(u0, wi) ^ 0x80808080u, w1 = dev_word(u1, wi) ^ 0x80808080u;
-#pragma unroll
-            for (int k = 0; k < 4; k++) { /* q + 128 as floats; the bias comes off with sx */
-                a0 = fmaf(BYTE_F(w0, k), xr[4 * wi + k], a0);
-                a1 = fmaf(BYTE_F(w1, k), xr[16 + 4 * wi + k], a1);
-            }
-        }
+    WRAW_XQ_SPLIT16
+    /* q + 128 as floats; the bias comes off with sx */
+    __device__ __forceinline__ void part(int i, const float4 &xa, const float4 &xb, float &a0,
+                                         float &a1) const {
+        uint32_t w0 = dev_word(u0, i) ^ 0x80808080u, w1 = dev_word(u1, i) ^ 0x80808080u;
+        a0 = fmaf(BYTE_F(w0, 0), xa.x, a0);
+        a0 = fmaf(BYTE_F(w0, 1), xa.y, a0);
+        a0 = fmaf(BYTE_F(w0, 2), xa.z, a0);
+        a0 = fmaf(BYTE_F(w0, 3), xa.w, a0);
+        a1 = fmaf(BYTE_F(w1, 0), xb.x, a1);
+        a1 = fmaf(BYTE_F(w1, 1), xb.y, a1);
+        a1 = fmaf(BYTE_F(w1, 2), xb.z, a1);
+        a1 = fmaf(BYTE_F(w1, 3), xb.w, a1);
+    }
+    __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
         return dev_f16(s) * (a0 + a1 - 128.0f * sx);
     }
+    WRAW_PARTS_DOT
 };
 
 template <> struct wraw<QT_Q4_K> {
     static const bool uses_sx = true;
+    static const bool parts = true;
     uint4 qa, qb;
     uint32_t dd, sc, mn;
     int sh;
@@ -475,38 +522,54 @@ template <> struct wraw<QT_Q4_K> {
         qb = dev_ld128(blk + 32 + 32 * c);
         sh = (j & 1) * 4;
     }
-    __device__ __forceinline__ float dot(const gpu_matrix &, int64_t, int64_t, const float *xr,
-                                         float sx) const {
+    WRAW_XQ_SPLIT16
+    __device__ __forceinline__ void part(int i, const float4 &xa, const float4 &xb, float &a0,
+                                         float &a1) const {
+        nib_part(dev_word(qa, i), dev_word(qb, i), 1, sh, xa, xb, a0, a1);
+    }
+    __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
         float d1 = dev_f16((uint16_t)(dd & 0xffff)) * (float)sc;
         float m1 = dev_f16((uint16_t)(dd >> 16)) * (float)mn;
-        return d1 * dot_nibbles(qa, qb, 1, sh, xr, sx) - m1 * sx;
+        return d1 * nib_fin(a0, a1, sx) - m1 * sx;
     }
+    WRAW_PARTS_DOT
 };
 
 /* half-precision rows: 64 raw bytes per sub-block */
 template <bool BF> struct wraw_half {
     static const bool uses_sx = false;
+    static const bool parts = true;
     uint4 u[4];
     __device__ __forceinline__ void load(const wrow &p, int64_t sb) {
         const uint16_t *h = (const uint16_t *)p.q + sb * 32;
 #pragma unroll
         for (int i = 0; i < 4; i++) u[i] = dev_ld128(h + 8 * i);
     }
-    __device__ __forceinline__ float dot(const gpu_matrix &, int64_t, int64_t, const float *xr,
-                                         float) const {
-        float a0 = 0.0f, a1 = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                uint32_t v = dev_word(u[i], k);
-                float lo = BF ? __uint_as_float(v << 16) : dev_f16((uint16_t)(v & 0xffff));
-                float hi = BF ? __uint_as_float(v & 0xffff0000u) : dev_f16((uint16_t)(v >> 16));
-                a0 = fmaf(lo, xr[8 * i + 2 * k], a0);
-                a1 = fmaf(hi, xr[8 * i + 2 * k + 1], a1);
-            }
+    static __device__ __forceinline__ float lo(uint32_t v) {
+        return BF ? __uint_as_float(v << 16) : dev_f16((uint16_t)(v & 0xffff));
+    }
+    static __device__ __forceinline__ float hi(uint32_t v) {
+        return BF ? __uint_as_float(v & 0xffff0000u) : dev_f16((uint16_t)(v >> 16));
+    }
+    /* part i: the 8 values of u[i], x[8i..8i+7]; even elements into a0, odd into a1 */
+    static __device__ __forceinline__ int xq(int i, int h) {
+        return 2 * i + h;
+    }
+    __device__ __forceinline__ void part(int i, const float4 &xa, const float4 &xb, float &a0,
+                                         float &a1) const {
+        a0 = fmaf(lo(dev_word(u[i], 0)), xa.x, a0);
+        a1 = fmaf(hi(dev_word(u[i], 0)), xa.y, a1);
+        a0 = fmaf(lo(dev_word(u[i], 1)), xa.z, a0);
+        a1 = fmaf(hi(dev_word(u[i], 1)), xa.w, a1);
+        a0 = fmaf(lo(dev_word(u[i], 2)), xb.x, a0);
+        a1 = fmaf(hi(dev_word(u[i], 2)), xb.y, a1);
+        a0 = fmaf(lo(dev_word(u[i], 3)), xb.z, a0);
+        a1 = fmaf(hi(dev_word(u[i], 3)), xb.w, a1);
+    }
+    __device__ __forceinline__ float fin(float a0, float a1, float) const {
         return a0 + a1;
     }
+    WRAW_PARTS_DOT
 };
 template <> struct wraw<QT_F16> : wraw_half<false> {};
 template <> struct wraw<QT_BF16> : wraw_half<true> {};

@@ -123,10 +123,14 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
           *dy = gt_dev((size_t)nb * ldy * 4);
     float *y = malloc((size_t)nb * ldy * 4);
     /* one vector: every single-vector kernel (warp-staged, block-staged
-     * with 2 and with 4 row streams per warp) */
-    for (int kc = GEMV_KERNEL_WARP; kc <= (nb == 1 ? GEMV_KERNEL_STAGED4 : GEMV_KERNEL_WARP);
-         kc++) {
+     * with 2 and with 4 row streams per warp, persistent with its own grid
+     * and with one block, whose warps then walk many row groups) */
+    const int kcs[] = {GEMV_KERNEL_WARP,    GEMV_KERNEL_STAGED,  GEMV_KERNEL_STAGED2,
+                       GEMV_KERNEL_STAGED4, GEMV_KERNEL_PERSIST, GEMV_KERNEL_PERSIST};
+    for (int ki = 0; ki < (nb == 1 ? 6 : 1); ki++) {
+        int kc = kcs[ki];
         gemv_set_kernel(nb == 1 ? kc : GEMV_KERNEL_AUTO);
+        gemv_set_persist_max_blocks(ki == 5 ? 1 : 0);
         cudaMemcpy(dy, y0, (size_t)nb * ldy * 4, cudaMemcpyHostToDevice);
         gemv_args a;
         memset(&a, 0, sizeof a);
@@ -151,11 +155,13 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
             }
             for (int64_t r = R; r < ldy; r++) untouched_ok &= y[b * ldy + r] == y0[b * ldy + r];
         }
-        CHECKF(worst <= 1.0, "%s gemv kernel %d nb=%d mode=%d norm=%d: error %.3g x tolerance",
-               name, kc, nb, mode, norm, worst);
+        CHECKF(worst <= 1.0,
+               "%s %lldx%lld gemv kernel %d%s nb=%d mode=%d norm=%d: error %.3g x tolerance", name,
+               (long long)R, (long long)K, kc, ki == 5 ? " (1 block)" : "", nb, mode, norm, worst);
         CHECKF(untouched_ok, "%s gemv nb=%d: wrote past the rows", name, nb);
     }
     gemv_set_kernel(GEMV_KERNEL_AUTO);
+    gemv_set_persist_max_blocks(0);
     cudaFree(dx);
     cudaFree(dg);
     cudaFree(dy);
@@ -174,11 +180,13 @@ static void rope_ref(double *v, int n_heads, int hd, int n_rot, int pos, double 
         }
 }
 
-static void test_qkv(int f16kv, int n_rot, int via_gemv) {
+/* via_gemv: 0 = the prefill rope kernel; 1 = the GEMV epilogue, 3 vectors
+ * at once; 2 = the GEMV epilogue one vector at a time, with kernel choice kc */
+static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc) {
     const int nh = 4, nkv = 2, hd = 32, K = 256, nb = 3, n_ctx = 128, n_seq = 3;
     const int rows = (nh + 2 * nkv) * hd, pps = n_ctx / M40_KV_PAGE;
     host_w w;
-    make_w(&w, QT_F32, rows, K);
+    make_w(&w, via_gemv == 2 ? QT_Q4_0 : QT_F32, rows, K);
     float x[3 * 256];
     gt_fill(x, sizeof x / 4, 1.0f);
     int32_t seqpos[6] = {0, 1, 2, 5, 70, 0};
@@ -208,7 +216,7 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv) {
     o.pos = dsp + 3;
     o.q = dq;
     o.ldq = nh * hd;
-    if (via_gemv) {
+    if (via_gemv == 1) {
         gemv_args a;
         memset(&a, 0, sizeof a);
         a.w = &w.m;
@@ -218,6 +226,24 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv) {
         a.mode = GEMV_QKV;
         a.qkv = &o;
         GT_OK(launch_gemv(&a, 0));
+    } else if (via_gemv == 2) {
+        gemv_set_kernel(kc);
+        for (int b = 0; b < nb; b++) {
+            qkv_out ob = o;
+            ob.seq = dsp + b;
+            ob.pos = dsp + 3 + b;
+            ob.q = dq + b * nh * hd;
+            gemv_args a;
+            memset(&a, 0, sizeof a);
+            a.w = &w.m;
+            a.x = dx + b * K;
+            a.ldx = K;
+            a.nb = 1;
+            a.mode = GEMV_QKV;
+            a.qkv = &ob;
+            GT_OK(launch_gemv(&a, 0));
+        }
+        gemv_set_kernel(GEMV_KERNEL_AUTO);
     } else {
         GT_OK(launch_rope_store(dx, rows, nb, &o, 0));
     }
@@ -254,8 +280,8 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv) {
             }
     }
     /* f32: absolute error <= 2e-4 (sincos, FP32 products); f16: within f16 rounding */
-    CHECKF(worst <= (f16kv ? 1.0 : 2e-4), "qkv %s, kv f16=%d, n_rot=%d: worst %.3g",
-           via_gemv ? "gemv epilogue" : "rope_store", f16kv, n_rot, worst);
+    CHECKF(worst <= (f16kv ? 1.0 : 2e-4), "qkv %s (kernel %d), kv f16=%d, n_rot=%d: worst %.3g",
+           via_gemv ? "gemv epilogue" : "rope_store", kc, f16kv, n_rot, worst);
     free_w(&w);
     free(xin), free(hk), free(hv);
     cudaFree(dk), cudaFree(dv), cudaFree(pt), cudaFree(dsp), cudaFree(dq), cudaFree(dx);
@@ -443,15 +469,33 @@ int main(void) {
         free_w(&w);
         free_w(&w2);
     }
-    /* a long row: x staged in several chunks */
+    /* a long row: x staged in several chunks; one vector's residual add
+     * cut into K slices (the persistent kernel: 4096, 4096, 1024) */
     host_w wl;
     make_w(&wl, QT_Q4_0, 20, 9216);
     test_gemv(&wl, NULL, 1, GEMV_STORE, 1);
+    test_gemv(&wl, NULL, 1, GEMV_ADD, 0);
     test_gemv(&wl, NULL, 8, GEMV_ADD, 0);
     free_w(&wl);
+    /* the persistent kernel's types at a 7B layer's input width: row groups
+     * past the last row, 1024-wide K slices, a whole x of 4096 staged */
+    const int wide[] = {QT_F16, QT_Q4_0, QT_Q4_1, QT_Q8_0, QT_Q4_K};
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
+        host_w w, w2;
+        make_w(&w, wide[i], 70, 4096);
+        make_w(&w2, wide[i], 70, 4096);
+        test_gemv(&w, NULL, 1, GEMV_ADD, 0);
+        test_gemv(&w, NULL, 1, GEMV_STORE, 1);
+        test_gemv(&w, &w2, 1, GEMV_SWIGLU, 1);
+        free_w(&w);
+        free_w(&w2);
+    }
     for (int f16 = 0; f16 < 2; f16++) {
-        test_qkv(f16, 32, 1);
-        test_qkv(f16, 16, 0);
+        test_qkv(f16, 32, 1, GEMV_KERNEL_AUTO);
+        test_qkv(f16, 16, 0, GEMV_KERNEL_AUTO);
+        test_qkv(f16, 32, 2, GEMV_KERNEL_WARP);
+        test_qkv(f16, 32, 2, GEMV_KERNEL_STAGED);
+        test_qkv(f16, 32, 2, GEMV_KERNEL_PERSIST);
         test_attention(f16, 8, 2, 64, 8);   /* 4 heads per KV head, 128-position splits */
         test_attention(f16, 9, 3, 64, 256); /* SmolLM2's 3, decode's 32-position splits */
         test_attention(f16, 8, 1, 128, 8);  /* 8 */

@@ -1,0 +1,286 @@
+/* The persistent single-vector decode GEMV (included by gemv_impl.cuh), for
+ * the weight types whose dot splits into parts (wraw<T>::parts).
+ *
+ * The grid holds no more warps than the GPU runs at once, and each warp
+ * walks row groups (NR row streams, as in k_gemv) spaced by the number of
+ * warps in the grid: a block stages its slice of x (times the norm gain)
+ * into shared memory once, whatever the number of rows, and no warp waits
+ * at a barrier after that. A warp's work is one flat sequence of steps (a
+ * step: the NR rows' next 32 sub-blocks, one per lane), and the weights of
+ * step i+1 are loaded before step i is computed, across row groups too, so
+ * every lane keeps NR x SPL weight loads in flight while it computes.
+ *
+ * Long inputs of a residual add are cut into K slices (parts added
+ * atomically), also to give a small matrix enough warps. Other products
+ * whose x is longer than GP_MAXK stay on the block-staged kernel. */
+#ifndef M40_GEMVP_IMPL_CUH
+#define M40_GEMVP_IMPL_CUH
+
+#define GP_WARPS   4
+#define GP_THREADS (GP_WARPS * 32)
+#define GP_MAXK    8192 /* widest x a block stages: 36 KB of shared memory */
+#define GP_SLICE   4096 /* widest K slice of a split residual add */
+
+/* Row streams per warp (NR) and 32-sub-block chunks per lane and step
+ * (SPL): two rows, each read SPL x 512 contiguous bytes per step (two
+ * chunks for the 18/20-byte sub-blocks: 2 rows x 2 chunks measured 2-5%
+ * faster than 4 rows x 1 on an H200); two buffers of that must fit in ~100
+ * registers without spills on sm_52. Loading 2 or 3 steps ahead instead
+ * of 1, or asking L2 for the next row group ahead, measured no faster or
+ * slower. */
+template <int T> struct gp_cfg {
+    static const int nr = 2;
+    static const int spl = T == QT_Q4_0 || T == QT_Q4_1 ? 2 : 1;
+};
+
+/* blocks per SM the registers are capped for: 6 (80 registers); 4 for
+ * the half types, whose 2 x 2 x 64 raw bytes need more */
+template <int T> struct gp_min_blocks { static const int n = T == QT_F16 || T == QT_BF16 ? 4 : 6; };
+
+/* shared bytes for a slice of n x values: 32 values + their sum + 3 pad
+ * per sub-block (36 floats: the lanes' float4 reads hit distinct banks) */
+static __host__ __device__ __forceinline__ size_t gp_smem(int n) {
+    return (size_t)(n >> 5) * 36 * sizeof(float);
+}
+
+/* Stages x[0, n) (times g) as sub-blocks of 36 floats, each with the sum of
+ * its 32 values in slot 32; returns the RMSNorm scale 1/rms(x) over K
+ * values when g is given (then n == K), else 1. Ends with a barrier. */
+static __device__ float gp_stage_x(float *xs, float *red, const float *x, const float *g, int n,
+                                   int K, float eps) {
+    const int n4 = n >> 2;
+    const float4 *x4 = (const float4 *)x, *g4 = (const float4 *)g;
+    float ssq = 0.0f;
+    for (int i0 = 0; i0 < n4; i0 += 4 * GP_THREADS) { /* 4 loads in flight per thread */
+        float4 v[4], gv[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int i = i0 + j * GP_THREADS + threadIdx.x;
+            v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            gv[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            if (i < n4) {
+                v[j] = __ldg(x4 + i);
+                if (g) gv[j] = __ldg(g4 + i);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int i = i0 + j * GP_THREADS + threadIdx.x; /* 8 consecutive threads: one sub-block */
+            float4 u = v[j];
+            if (g) {
+                ssq = fmaf(u.x, u.x, fmaf(u.y, u.y, fmaf(u.z, u.z, fmaf(u.w, u.w, ssq))));
+                u.x *= gv[j].x, u.y *= gv[j].y, u.z *= gv[j].z, u.w *= gv[j].w;
+            }
+            float t = (u.x + u.y) + (u.z + u.w);
+            t += __shfl_xor_sync(M40_FULL_MASK, t, 1);
+            t += __shfl_xor_sync(M40_FULL_MASK, t, 2);
+            t += __shfl_xor_sync(M40_FULL_MASK, t, 4);
+            if (i < n4) {
+                *(float4 *)(xs + (i >> 3) * 36 + (i & 7) * 4) = u;
+                if ((i & 7) == 0) xs[(i >> 3) * 36 + 32] = t;
+            }
+        }
+    }
+    float sc = 1.0f;
+    if (g) sc = 1.0f / sqrtf(dev_block_sum(ssq, red) / (float)K + eps);
+    __syncthreads();
+    return sc;
+}
+
+/* One warp's walk over its row groups: two buffers of raw weights; the
+ * load cursor (gl, stl) runs a step ahead of the compute cursor (gc, st),
+ * so one step's loads are in flight while the other is computed. step<P>
+ * refills buffer 1 - P, then computes buffer P. */
+template <int T, int MODE, int NR, int SPL> struct gp_walk {
+    static const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR; /* output rows per group */
+    const gpu_matrix &w, &w2;
+    const float *xs; /* the block's staged slice */
+    int nsb, nst;    /* sub-blocks in the slice, steps per group (32 SPL sub-blocks each) */
+    int64_t sbase;   /* the slice's first sub-block */
+    int64_t ngroups, gstride;
+    int lane;
+    wraw<T> buf[2][NR][SPL];
+    int st, stl;    /* step being computed / loaded, within its group */
+    int64_t gc, gl; /* group being computed / loaded */
+    float acc[NR];
+
+    __device__ __forceinline__ gp_walk(const gpu_matrix &w_, const gpu_matrix &w2_)
+        : w(w_), w2(w2_) {}
+
+    /* loads step stl of group gl into buffer B and moves the load cursor on
+     * (lanes past the slice re-read its last sub-block; their sums are not
+     * used); nothing once the cursor is past the last group */
+    template <int B> __device__ __forceinline__ void load() {
+        if (gl >= ngroups) return;
+#pragma unroll
+        for (int r = 0; r < NR; r++) { /* row starts recomputed: fewer live registers */
+            const gpu_matrix &m = gv_mat<MODE, NR>(w, w2, r);
+            const wrow p = wrow_at<T>(m, gv_row_in<MODE, NR>(w, gl * RPW, r));
+#pragma unroll
+            for (int j = 0; j < SPL; j++) {
+                int s = (stl * SPL + j) * 32 + lane;
+                buf[B][r][j].load(p, sbase + (s < nsb ? s : nsb - 1));
+            }
+        }
+        if (++stl == nst) {
+            stl = 0;
+            gl += gstride;
+        }
+    }
+
+    /* false: the walk is over */
+    template <int P>
+    __device__ __forceinline__ bool step(float scale, float *y, int add, bool atomic,
+                                         const qkv_out &qo, int64_t row0) {
+        load<1 - P>();
+#pragma unroll
+        for (int j = 0; j < SPL; j++) {
+            const int s = (st * SPL + j) * 32 + lane;
+            if (s < nsb) {
+                float a0[NR], a1[NR];
+#pragma unroll
+                for (int r = 0; r < NR; r++) a0[r] = a1[r] = 0.0f;
+                const float4 *xv = (const float4 *)(xs + s * 36);
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const float4 xa = xv[wraw<T>::xq(i, 0)], xb = xv[wraw<T>::xq(i, 1)];
+#pragma unroll
+                    for (int r = 0; r < NR; r++) buf[P][r][j].part(i, xa, xb, a0[r], a1[r]);
+                }
+                const float sx = wraw<T>::uses_sx ? xs[s * 36 + 32] : 0.0f;
+#pragma unroll
+                for (int r = 0; r < NR; r++) acc[r] += buf[P][r][j].fin(a0[r], a1[r], sx);
+            }
+        }
+        if (++st == nst) {
+#pragma unroll
+            for (int r = 0; r < NR; r++) acc[r] = dev_warp_sum(acc[r]) * scale;
+            gv_store1<MODE, NR>(acc, lane, gc * RPW, w.rows, y, add, atomic, qo, row0);
+#pragma unroll
+            for (int r = 0; r < NR; r++) acc[r] = 0.0f;
+            st = 0;
+            gc += gstride;
+        }
+        return gc < ngroups;
+    }
+
+    /* the walk, once buffer 0 holds the first step */
+    __device__ __forceinline__ void run(float scale, float *y, int add, bool atomic,
+                                        const qkv_out &qo, int64_t row0) {
+        while (step<0>(scale, y, add, atomic, qo, row0) &&
+               step<1>(scale, y, add, atomic, qo, row0)) {
+        }
+    }
+};
+
+template <int T, int MODE, int NR, int SPL>
+__global__ void __launch_bounds__(GP_THREADS, gp_min_blocks<T>::n)
+    k_gemvp(gpu_matrix w, gpu_matrix w2, const float *x, const float *gamma, float eps, float *y,
+            int add, qkv_out qo, int64_t row0, int kspan) {
+    extern __shared__ float xs[]; /* [slice / 32][36] */
+    __shared__ float red[32];
+    const int K = (int)w.cols;
+    const int kbeg = (int)blockIdx.y * kspan, kend = kbeg + kspan < K ? kbeg + kspan : K;
+    gp_walk<T, MODE, NR, SPL> wk(w, w2);
+    wk.lane = threadIdx.x & 31;
+    wk.ngroups = (w.rows + wk.RPW - 1) / wk.RPW;
+    wk.gstride = (int64_t)gridDim.x * GP_WARPS;
+    wk.gc = wk.gl = (int64_t)blockIdx.x * GP_WARPS + (threadIdx.x >> 5);
+    wk.xs = xs;
+    wk.nsb = (kend - kbeg) >> 5;
+    wk.nst = (wk.nsb + 32 * SPL - 1) / (32 * SPL);
+    wk.sbase = kbeg >> 5;
+    wk.st = wk.stl = 0;
+#pragma unroll
+    for (int r = 0; r < NR; r++) wk.acc[r] = 0.0f;
+    wk.template load<0>(); /* the first weights travel while x is staged */
+
+    const float scale =
+        gp_stage_x(xs, red, x + kbeg, gamma ? gamma + kbeg : NULL, kend - kbeg, K, eps);
+    if (wk.gc >= wk.ngroups) return; /* (no barrier follows) */
+    wk.run(scale, y, add, gridDim.y > 1, qo, row0);
+}
+
+/* Blocks of this kernel one SM holds with `smem` bytes of x (*per_sm), and
+ * the device's SM count, cached per instance and device. */
+template <int T, int MODE, int NR, int SPL>
+static int gemvp_occupancy(size_t smem, int *per_sm, int *sms) {
+    static int cached_dev = -1, cached_n = 0, cached_sms = 0;
+    static size_t cached_smem = 0;
+    int dev = 0;
+    CUDA_TRY(cudaGetDevice(&dev));
+    if (dev != cached_dev || smem != cached_smem) {
+        int n = 0, nsm = 0;
+        CUDA_TRY(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
+        CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k_gemvp<T, MODE, NR, SPL>,
+                                                               GP_THREADS, smem));
+        cached_dev = dev, cached_smem = smem, cached_n = n > 0 ? n : 1, cached_sms = nsm;
+    }
+    *per_sm = cached_n;
+    *sms = cached_sms;
+    return M40LLM_OK;
+}
+
+/* Grid math: K slices (residual adds only), then as many warps per slice as
+ * the GPU holds, fewer where that evens out the row groups per warp. */
+template <int T, int MODE> static int gemvp_launch(const gemv_args *a, cudaStream_t st) {
+    const int NR = gp_cfg<T>::nr, SPL = gp_cfg<T>::spl;
+    const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR;
+    const int64_t K = a->w->cols, ngroups = (a->w->rows + RPW - 1) / RPW;
+    int64_t kspan = K;
+    unsigned nsl = 1;
+    int sms = 0, per_sm = 0;
+    int rc =
+        gemvp_occupancy<T, MODE, NR, SPL>(gp_smem(K < GP_SLICE ? (int)K : GP_SLICE), &per_sm, &sms);
+    if (rc) return rc;
+    const int64_t cap = (int64_t)per_sm * sms * GP_WARPS; /* warps resident at once */
+    if (a->mode == GEMV_ADD && !a->gamma && K > 1024) {
+        /* slices of whole 1024-element passes: at most GP_SLICE wide, and
+         * enough of them for every resident warp to have a row group */
+        int64_t passes = (K + 1023) / 1024, want = (cap + ngroups - 1) / ngroups;
+        int64_t need = (K + GP_SLICE - 1) / GP_SLICE;
+        if (want > passes) want = passes;
+        if (want < need) want = need;
+        kspan = ((passes + want - 1) / want) * 1024;
+        nsl = (unsigned)((K + kspan - 1) / kspan);
+    }
+    size_t smem = gp_smem((int)kspan);
+    if (nsl == 1 && kspan > GP_SLICE) { /* a full-width x wider than the slice: its own count */
+        rc = gemvp_occupancy<T, MODE, NR, SPL>(smem, &per_sm, &sms);
+        if (rc) return rc;
+    }
+    int64_t cap_sl = (int64_t)per_sm * sms * GP_WARPS / nsl;
+    if (cap_sl < GP_WARPS) cap_sl = GP_WARPS;
+    int64_t per_warp = (ngroups + cap_sl - 1) / cap_sl;
+    int64_t warps = (ngroups + per_warp - 1) / per_warp;
+    unsigned blocks = (unsigned)((warps + GP_WARPS - 1) / GP_WARPS);
+    int forced = gemv_persist_max_blocks();
+    if (forced > 0 && blocks > (unsigned)forced) blocks = (unsigned)forced;
+    qkv_out qo;
+    memset(&qo, 0, sizeof qo);
+    if (a->qkv) qo = *a->qkv;
+    gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
+    k_gemvp<T, MODE, NR, SPL><<<dim3(blocks, nsl), GP_THREADS, smem, st>>>(
+        *a->w, w2, a->x, a->gamma, a->eps, a->y, a->mode == GEMV_ADD, qo, a->row0, (int)kspan);
+    CUDA_LAUNCHED("k_gemvp");
+    return M40LLM_OK;
+}
+
+/* Runs the persistent kernel where it takes the product (a type with a
+ * split dot, one vector, x within GP_MAXK unless a residual add); returns
+ * 1 where it does not, for the caller's other kernels. Q4_K stays on the
+ * block-staged kernel: its scale decode at load time makes the persistent
+ * one no faster (H200: 7B gate+up 1327 vs 1478 GB/s, down 1304 vs 1200). */
+template <int T, bool PARTS = wraw<T>::parts &&T != QT_Q4_K> struct gemvp_entry {
+    static int run(const gemv_args *, cudaStream_t) { return 1; }
+};
+template <int T> struct gemvp_entry<T, true> {
+    static int run(const gemv_args *a, cudaStream_t st) {
+        if (a->nb != 1 || (a->w->cols > GP_MAXK && (a->mode != GEMV_ADD || a->gamma))) return 1;
+        if (a->mode == GEMV_SWIGLU) return gemvp_launch<T, GEMV_SWIGLU>(a, st);
+        if (a->mode == GEMV_QKV) return gemvp_launch<T, GEMV_QKV>(a, st);
+        return gemvp_launch<T, GV_PLAIN>(a, st);
+    }
+};
+
+#endif
