@@ -341,6 +341,12 @@ template <> struct wdec<QT_Q6_K> {
  * mantissa under an exponent of 2^-1, one permute and no subtraction */
 #define NIB_F(v, k) __int_as_float(__byte_perm((v), 0x3F000000u, 0x7044u + ((k) << 8)))
 
+/* a + w . x, in order (x's 4 values against 4 weights) */
+static __device__ __forceinline__ float fma4(float a, float w0, float w1, float w2, float w3,
+                                             const float4 &x) {
+    return fmaf(w3, x.w, fmaf(w2, x.z, fmaf(w1, x.y, fmaf(w0, x.x, a))));
+}
+
 /* Part i (0..3) of a nibble sub-block's dot: word i of u (low nibbles,
  * shifted right by sh first for the K-quants) against x[4i..4i+3] (xa), and
  * its high nibbles (or, two: word i of u2) against x[16+4i..] (xb).
@@ -352,14 +358,8 @@ static __device__ __forceinline__ void nib_part(uint32_t wd, uint32_t wd2, int t
                                                 float &a1) {
     uint32_t lo = (wd >> sh) & 0x0F0F0F0Fu;
     uint32_t hi = two ? (wd2 >> sh) & 0x0F0F0F0Fu : (wd >> 4) & 0x0F0F0F0Fu;
-    a0 = fmaf(NIB_F(lo, 0), xa.x, a0);
-    a0 = fmaf(NIB_F(lo, 1), xa.y, a0);
-    a0 = fmaf(NIB_F(lo, 2), xa.z, a0);
-    a0 = fmaf(NIB_F(lo, 3), xa.w, a0);
-    a1 = fmaf(NIB_F(hi, 0), xb.x, a1);
-    a1 = fmaf(NIB_F(hi, 1), xb.y, a1);
-    a1 = fmaf(NIB_F(hi, 2), xb.z, a1);
-    a1 = fmaf(NIB_F(hi, 3), xb.w, a1);
+    a0 = fma4(a0, NIB_F(lo, 0), NIB_F(lo, 1), NIB_F(lo, 2), NIB_F(lo, 3), xa);
+    a1 = fma4(a1, NIB_F(hi, 0), NIB_F(hi, 1), NIB_F(hi, 2), NIB_F(hi, 3), xb);
 }
 
 static __device__ __forceinline__ float nib_fin(float a0, float a1, float sx) {
@@ -492,14 +492,8 @@ template <> struct wraw<QT_Q8_0> {
     __device__ __forceinline__ void part(int i, const float4 &xa, const float4 &xb, float &a0,
                                          float &a1) const {
         uint32_t w0 = dev_word(u0, i) ^ 0x80808080u, w1 = dev_word(u1, i) ^ 0x80808080u;
-        a0 = fmaf(BYTE_F(w0, 0), xa.x, a0);
-        a0 = fmaf(BYTE_F(w0, 1), xa.y, a0);
-        a0 = fmaf(BYTE_F(w0, 2), xa.z, a0);
-        a0 = fmaf(BYTE_F(w0, 3), xa.w, a0);
-        a1 = fmaf(BYTE_F(w1, 0), xb.x, a1);
-        a1 = fmaf(BYTE_F(w1, 1), xb.y, a1);
-        a1 = fmaf(BYTE_F(w1, 2), xb.z, a1);
-        a1 = fmaf(BYTE_F(w1, 3), xb.w, a1);
+        a0 = fma4(a0, BYTE_F(w0, 0), BYTE_F(w0, 1), BYTE_F(w0, 2), BYTE_F(w0, 3), xa);
+        a1 = fma4(a1, BYTE_F(w1, 0), BYTE_F(w1, 1), BYTE_F(w1, 2), BYTE_F(w1, 3), xb);
     }
     __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
         return dev_f16(s) * (a0 + a1 - 128.0f * sx);
