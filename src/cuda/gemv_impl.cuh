@@ -55,6 +55,53 @@ static __device__ __forceinline__ void gv_prefetch_row(const gpu_matrix &m, int6
         dev_prefetch_l2(m.h + (row * m.nsb + sb0) * 4 + off);
 }
 
+/* Stages n values of x (times the gain g, when given) into xs as sub-blocks
+ * of 36 floats (32 values + 4 pad: the lanes' float4 reads of their own
+ * sub-block hit distinct banks), NPT 16-byte loads in flight per thread;
+ * with sums, slot 32 of each sub-block gets the sum of its 32 values (from
+ * the 8 threads that staged it). read false: zeros, x untouched. All NT
+ * threads of the block call it (shuffles); returns this thread's part of
+ * sum(x^2) where g is given (the RMSNorm scale is a per-vector factor the
+ * caller applies at the end), else 0. */
+template <int NT, int NPT>
+static __device__ __forceinline__ float gv_stage(float *xs, const float *x, const float *g, int n,
+                                                 bool read, bool sums) {
+    const int n4 = n >> 2;
+    const float4 *x4 = (const float4 *)x, *g4 = (const float4 *)g;
+    float ssq = 0.0f;
+    for (int i0 = 0; i0 < n4; i0 += NPT * NT) {
+        float4 v[NPT], gv[NPT];
+#pragma unroll
+        for (int j = 0; j < NPT; j++) {
+            int i = i0 + j * NT + threadIdx.x;
+            v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            gv[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            if (i < n4 && read) {
+                v[j] = __ldg(x4 + i);
+                if (g) gv[j] = __ldg(g4 + i);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < NPT; j++) {
+            int i = i0 + j * NT + threadIdx.x; /* 8 consecutive threads: one sub-block */
+            float4 u = v[j];
+            if (g) {
+                ssq = fmaf(u.x, u.x, fmaf(u.y, u.y, fmaf(u.z, u.z, fmaf(u.w, u.w, ssq))));
+                u.x *= gv[j].x, u.y *= gv[j].y, u.z *= gv[j].z, u.w *= gv[j].w;
+            }
+            if (i < n4) *(float4 *)(xs + (i >> 3) * 36 + (i & 7) * 4) = u;
+            if (sums) {
+                float t = (u.x + u.y) + (u.z + u.w);
+                t += __shfl_xor_sync(M40_FULL_MASK, t, 1);
+                t += __shfl_xor_sync(M40_FULL_MASK, t, 2);
+                t += __shfl_xor_sync(M40_FULL_MASK, t, 4);
+                if ((i & 7) == 0 && i < n4) xs[(i >> 3) * 36 + 32] = t;
+            }
+        }
+    }
+    return ssq;
+}
+
 /* one vector, 32-element block types and Q4_K: at most ~100 registers,
  * 5 blocks (20 warps) per SM; the others need more registers than that */
 template <int T, int B> struct gv_min_blocks {
@@ -104,50 +151,14 @@ __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
         int nsc = kc >> 5;
         int64_t sb0 = k0 >> 5;
         __syncthreads(); /* previous chunk fully consumed */
-        /* stage x (times the norm gain) with 16-byte loads, several in flight;
-         * the RMSNorm scale itself is a per-vector factor applied at the end.
-         * The 8 threads of a sub-block also leave its sum in the pad (one
-         * vector: the quantized dots take sum(x) once per sub-block). */
-        const int kc4 = kc >> 2;
         /* float4s per thread per round: a round's loads are all in flight at once */
         const int NPT =
             (CH / 4 + GV_THREADS - 1) / GV_THREADS < 4 ? (CH / 4 + GV_THREADS - 1) / GV_THREADS : 4;
 #pragma unroll
-        for (int b = 0; b < B; b++) {
-            const float4 *xb = (const float4 *)(x + b * ldx + k0);
-            const float4 *gb = (const float4 *)(gamma + k0);
-            for (int i0 = 0; i0 < kc4; i0 += NPT * GV_THREADS) {
-                float4 v[NPT], g[NPT];
-#pragma unroll
-                for (int j = 0; j < NPT; j++) {
-                    int i = i0 + j * GV_THREADS + threadIdx.x;
-                    v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                    g[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
-                    if (i < kc4 && b < nb) {
-                        v[j] = __ldg(xb + i);
-                        if (gamma) g[j] = __ldg(gb + i);
-                    }
-                }
-#pragma unroll
-                for (int j = 0; j < NPT; j++) {
-                    int i = i0 + j * GV_THREADS + threadIdx.x;
-                    float4 u = v[j];
-                    if (gamma) {
-                        ssq[b] += u.x * u.x + u.y * u.y + u.z * u.z + u.w * u.w;
-                        u.x *= g[j].x, u.y *= g[j].y, u.z *= g[j].z, u.w *= g[j].w;
-                    }
-                    int k = 4 * i;
-                    if (i < kc4) *(float4 *)(xs + b * CHP + k + (k >> 5) * 4) = u;
-                    if (B == 1 && wraw<T>::uses_sx) {
-                        float t = (u.x + u.y) + (u.z + u.w);
-                        t += __shfl_xor_sync(M40_FULL_MASK, t, 1);
-                        t += __shfl_xor_sync(M40_FULL_MASK, t, 2);
-                        t += __shfl_xor_sync(M40_FULL_MASK, t, 4);
-                        if ((i & 7) == 0 && i < kc4) xs[(i >> 3) * 36 + 32] = t;
-                    }
-                }
-            }
-        }
+        for (int b = 0; b < B; b++) /* one vector: sub-block sums for the quantized dots */
+            ssq[b] +=
+                gv_stage<GV_THREADS, NPT>(xs + b * CHP, x + b * ldx + k0, gamma ? gamma + k0 : NULL,
+                                          kc, b < nb, B == 1 && wraw<T>::uses_sx);
         __syncthreads();
         for (int s = lane; s < nsc; s += 32) {
             if (B == 1) {       /* one vector: hold its 32 values, reuse for every row */

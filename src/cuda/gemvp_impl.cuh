@@ -33,10 +33,8 @@
  * registers without spills on sm_52. Loading 2 or 3 steps ahead instead
  * of 1, or asking L2 for the next row group ahead, measured no faster or
  * slower. */
-template <int T> struct gp_cfg {
-    static const int nr = 2;
-    static const int spl = T == QT_Q4_0 || T == QT_Q4_1 ? 2 : 1;
-};
+#define GP_NR 2
+template <int T> struct gp_spl { static const int n = T == QT_Q4_0 || T == QT_Q4_1 ? 2 : 1; };
 
 /* blocks per SM the registers are capped for, from a target of 28 warps
  * per SM (72 registers), 20 under the rope epilogue and 16 for the half
@@ -53,44 +51,12 @@ static __host__ __device__ __forceinline__ size_t gp_smem(int n) {
     return (size_t)(n >> 5) * 36 * sizeof(float);
 }
 
-/* Stages x[0, n) (times g) as sub-blocks of 36 floats, each with the sum of
- * its 32 values in slot 32; returns the RMSNorm scale 1/rms(x) over K
- * values when g is given (then n == K), else 1. Ends with a barrier. */
+/* Stages x[0, n) (times g) with the sub-block sums (gv_stage); returns the
+ * RMSNorm scale 1/rms(x) over K values when g is given (then n == K), else
+ * 1. Ends with a barrier. */
 static __device__ float gp_stage_x(float *xs, float *red, const float *x, const float *g, int n,
                                    int K, float eps) {
-    const int n4 = n >> 2;
-    const float4 *x4 = (const float4 *)x, *g4 = (const float4 *)g;
-    float ssq = 0.0f;
-    for (int i0 = 0; i0 < n4; i0 += 4 * GP_THREADS) { /* 4 loads in flight per thread */
-        float4 v[4], gv[4];
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            int i = i0 + j * GP_THREADS + threadIdx.x;
-            v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            gv[j] = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
-            if (i < n4) {
-                v[j] = __ldg(x4 + i);
-                if (g) gv[j] = __ldg(g4 + i);
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            int i = i0 + j * GP_THREADS + threadIdx.x; /* 8 consecutive threads: one sub-block */
-            float4 u = v[j];
-            if (g) {
-                ssq = fmaf(u.x, u.x, fmaf(u.y, u.y, fmaf(u.z, u.z, fmaf(u.w, u.w, ssq))));
-                u.x *= gv[j].x, u.y *= gv[j].y, u.z *= gv[j].z, u.w *= gv[j].w;
-            }
-            float t = (u.x + u.y) + (u.z + u.w);
-            t += __shfl_xor_sync(M40_FULL_MASK, t, 1);
-            t += __shfl_xor_sync(M40_FULL_MASK, t, 2);
-            t += __shfl_xor_sync(M40_FULL_MASK, t, 4);
-            if (i < n4) {
-                *(float4 *)(xs + (i >> 3) * 36 + (i & 7) * 4) = u;
-                if ((i & 7) == 0) xs[(i >> 3) * 36 + 32] = t;
-            }
-        }
-    }
+    float ssq = gv_stage<GP_THREADS, 4>(xs, x, g, n, true, true);
     float sc = 1.0f;
     if (g) sc = 1.0f / sqrtf(dev_block_sum(ssq, red) / (float)K + eps);
     __syncthreads();
@@ -118,9 +84,7 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
     __device__ __forceinline__ gp_walk(const gpu_matrix &w_, const gpu_matrix &w2_)
         : w(w_), w2(w2_) {}
 
-    /* loads step stl of group gl into buffer B and moves the load cursor on
-     * (lanes past the slice re-read its last sub-block; their sums are not
-     * used); nothing once the cursor is past the last group */
+    /* the byte offsets of group g's rows */
     __device__ __forceinline__ void rows_of(int64_t g) {
 #pragma unroll
         for (int r = 0; r < NR; r++) {
@@ -131,6 +95,9 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
         }
     }
 
+    /* loads step stl of group gl into buffer B and moves the load cursor on
+     * (lanes past the slice re-read its last sub-block; their sums are not
+     * used); nothing once the cursor is past the last group */
     template <int B> __device__ __forceinline__ void load() {
         if (gl >= ngroups) return;
 #pragma unroll
@@ -228,21 +195,28 @@ __global__ void __launch_bounds__(GP_THREADS, gp_min_blocks<T, MODE>::n)
 }
 
 /* Blocks of this kernel one SM holds with `smem` bytes of x (*per_sm), and
- * the device's SM count, cached per instance and device. */
+ * the device's SM count; cached per instance and device for the few x
+ * widths a model has (a residual add sees two: wo's and down's). */
 template <int T, int MODE, int NR, int SPL>
 static int gemvp_occupancy(size_t smem, int *per_sm, int *sms) {
-    static int cached_dev = -1, cached_n = 0, cached_sms = 0;
-    static size_t cached_smem = 0;
+    static int cached_dev = -1, cached_sms = 0, cached_n[4];
+    static size_t cached_smem[4];
     int dev = 0;
     CUDA_TRY(cudaGetDevice(&dev));
-    if (dev != cached_dev || smem != cached_smem) {
-        int n = 0, nsm = 0;
-        CUDA_TRY(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
+    if (dev != cached_dev) {
+        CUDA_TRY(cudaDeviceGetAttribute(&cached_sms, cudaDevAttrMultiProcessorCount, dev));
+        memset(cached_smem, 0, sizeof cached_smem);
+        cached_dev = dev;
+    }
+    int i = 0;
+    while (i < 3 && cached_smem[i] && cached_smem[i] != smem) i++;
+    if (cached_smem[i] != smem) { /* a new width (the 4th slot is reused) */
+        int n = 0;
         CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k_gemvp<T, MODE, NR, SPL>,
                                                                GP_THREADS, smem));
-        cached_dev = dev, cached_smem = smem, cached_n = n > 0 ? n : 1, cached_sms = nsm;
+        cached_smem[i] = smem, cached_n[i] = n > 0 ? n : 1;
     }
-    *per_sm = cached_n;
+    *per_sm = cached_n[i];
     *sms = cached_sms;
     return M40LLM_OK;
 }
@@ -250,17 +224,20 @@ static int gemvp_occupancy(size_t smem, int *per_sm, int *sms) {
 /* Grid math: K slices (residual adds only), then as many warps per slice as
  * the GPU holds, fewer where that evens out the row groups per warp. */
 template <int T, int MODE> static int gemvp_launch(const gemv_args *a, cudaStream_t st) {
-    const int NR = gp_cfg<T>::nr, SPL = gp_cfg<T>::spl;
+    const int NR = GP_NR, SPL = gp_spl<T>::n;
     const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR;
     const int64_t K = a->w->cols, ngroups = (a->w->rows + RPW - 1) / RPW;
     int64_t kspan = K;
     unsigned nsl = 1;
+    const bool sliced = a->mode == GEMV_ADD && !a->gamma && K > 1024;
+    /* blocks per SM at the widest x a block may stage (a narrower slice
+     * needs no more shared memory) */
     int sms = 0, per_sm = 0;
-    int rc =
-        gemvp_occupancy<T, MODE, NR, SPL>(gp_smem(K < GP_SLICE ? (int)K : GP_SLICE), &per_sm, &sms);
+    int rc = gemvp_occupancy<T, MODE, NR, SPL>(gp_smem(sliced && K > GP_SLICE ? GP_SLICE : (int)K),
+                                               &per_sm, &sms);
     if (rc) return rc;
     const int64_t cap = (int64_t)per_sm * sms * GP_WARPS; /* warps resident at once */
-    if (a->mode == GEMV_ADD && !a->gamma && K > 1024) {
+    if (sliced) {
         /* slices of whole 1024-element passes: at most GP_SLICE wide, and
          * enough of them for every resident warp to have a row group */
         int64_t passes = (K + 1023) / 1024, want = (cap + ngroups - 1) / ngroups;
@@ -271,10 +248,6 @@ template <int T, int MODE> static int gemvp_launch(const gemv_args *a, cudaStrea
         nsl = (unsigned)((K + kspan - 1) / kspan);
     }
     size_t smem = gp_smem((int)kspan);
-    if (nsl == 1 && kspan > GP_SLICE) { /* a full-width x wider than the slice: its own count */
-        rc = gemvp_occupancy<T, MODE, NR, SPL>(smem, &per_sm, &sms);
-        if (rc) return rc;
-    }
     int64_t cap_sl = (int64_t)per_sm * sms * GP_WARPS / nsl;
     if (cap_sl < GP_WARPS) cap_sl = GP_WARPS;
     int64_t per_warp = (ngroups + cap_sl - 1) / cap_sl;

@@ -5,6 +5,8 @@
 #ifndef M40_WFORMAT_CUH
 #define M40_WFORMAT_CUH
 
+#include <type_traits>
+
 #include "cuda_internal.h"
 #include "dev_common.cuh"
 extern "C" {
@@ -436,43 +438,35 @@ template <int T> struct wraw {
         return h ? 4 + i : i;                                                                      \
     }
 
-template <> struct wraw<QT_Q4_0> {
+/* Q4_0 and Q4_1: 16 bytes of nibbles per sub-block, then the scale (d, or
+ * d and m) of S bytes; the derived type adds fin() */
+template <int S> struct wraw_q4 {
     static const bool uses_sx = true;
     static const bool parts = true;
     uint4 q;
-    uint16_t s;
+    typename std::conditional<S == 2, uint16_t, uint32_t>::type sc;
     __device__ __forceinline__ void load(const wrow &p, int64_t sb) {
         q = dev_ld128(p.q + sb * 16);
-        s = dev_ld16(p.s + sb * 2);
+        sc = S == 2 ? dev_ld16(p.s + sb * 2) : dev_ld32(p.s + sb * 4);
     }
     WRAW_XQ_SPLIT16
     __device__ __forceinline__ void part(int i, const float4 &xa, const float4 &xb, float &a0,
                                          float &a1) const {
         nib_part(dev_word(q, i), 0, 0, 0, xa, xb, a0, a1);
     }
+};
+
+template <> struct wraw<QT_Q4_0> : wraw_q4<2> {
     __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
-        return dev_f16(s) * (nib_fin(a0, a1, sx) - 8.0f * sx);
+        return dev_f16(sc) * (nib_fin(a0, a1, sx) - 8.0f * sx);
     }
     WRAW_PARTS_DOT
 };
 
-template <> struct wraw<QT_Q4_1> {
-    static const bool uses_sx = true;
-    static const bool parts = true;
-    uint4 q;
-    uint32_t dm;
-    __device__ __forceinline__ void load(const wrow &p, int64_t sb) {
-        q = dev_ld128(p.q + sb * 16);
-        dm = dev_ld32(p.s + sb * 4);
-    }
-    WRAW_XQ_SPLIT16
-    __device__ __forceinline__ void part(int i, const float4 &xa, const float4 &xb, float &a0,
-                                         float &a1) const {
-        nib_part(dev_word(q, i), 0, 0, 0, xa, xb, a0, a1);
-    }
+template <> struct wraw<QT_Q4_1> : wraw_q4<4> {
     __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
-        return dev_f16((uint16_t)(dm & 0xffff)) * nib_fin(a0, a1, sx) +
-               dev_f16((uint16_t)(dm >> 16)) * sx;
+        return dev_f16((uint16_t)(sc & 0xffff)) * nib_fin(a0, a1, sx) +
+               dev_f16((uint16_t)(sc >> 16)) * sx;
     }
     WRAW_PARTS_DOT
 };
