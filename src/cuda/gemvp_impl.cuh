@@ -31,17 +31,37 @@
  * chunks for the 18/20-byte sub-blocks: 2 rows x 2 chunks measured 2-5%
  * faster than 4 rows x 1 on an H200); two buffers of that must fit in ~100
  * registers without spills on sm_52. Loading 2 or 3 steps ahead instead
- * of 1, or asking L2 for the next row group ahead, measured no faster or
- * slower. */
+ * of 1, asking L2 for the next row group ahead or L1 for the next step,
+ * measured no faster or slower; so did 4 blocks per SM (64 registers). With
+ * every weight read from L2 instead of DRAM, Q4_0 gate+up ran only 22%
+ * faster (2898 vs 2382 GB/s): Q4_0 is bound by the SMs' issue (ncu: 50% of
+ * issue slots, ALU pipe 43%), not by DRAM. One chunk per step for the QKV
+ * product (fewer warps, a group per warp or two) measured 7% faster with a
+ * block's warps on adjacent groups (1378 vs 1284 GB/s), no faster with the
+ * interleaved walk (1288). */
+#ifndef GP_NR
 #define GP_NR 2
-template <int T> struct gp_spl { static const int n = T == QT_Q4_0 || T == QT_Q4_1 ? 2 : 1; };
+#endif
+#ifndef GP_Q4_SPL
+#define GP_Q4_SPL 2
+#endif
+#ifndef GP_QKV_SPL
+#define GP_QKV_SPL 1
+#endif
+template <int T, int MODE> struct gp_spl {
+    static const int n =
+        T == QT_Q4_0 || T == QT_Q4_1 ? (MODE == GEMV_QKV ? GP_QKV_SPL : GP_Q4_SPL) : 1;
+};
 
 /* blocks per SM the registers are capped for, from a target of 28 warps
  * per SM (72 registers), 20 under the rope epilogue and 16 for the half
  * types (2 x 2 x 64 raw bytes), which need more registers to stay free of
  * spills on sm_52; whole blocks: 24, 16, 16 warps with 8-warp blocks */
+#ifndef GP_WARPS_SM
+#define GP_WARPS_SM 28
+#endif
 template <int T, int MODE> struct gp_min_blocks {
-    static const int warps = T == QT_F16 || T == QT_BF16 ? 16 : MODE == GEMV_QKV ? 20 : 28;
+    static const int warps = T == QT_F16 || T == QT_BF16 ? 16 : MODE == GEMV_QKV ? 20 : GP_WARPS_SM;
     static const int n = warps / GP_WARPS;
 };
 
@@ -70,53 +90,73 @@ static __device__ float gp_stage_x(float *xs, float *red, const float *x, const 
 template <int T, int MODE, int NR, int SPL> struct gp_walk {
     static const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR; /* output rows per group */
     const gpu_matrix &w, &w2;
-    const float *xs; /* the block's staged slice */
-    int nsb, nst;    /* sub-blocks in the slice, steps per group (32 SPL sub-blocks each) */
-    int64_t sbase;   /* the slice's first sub-block */
-    int64_t ngroups, gstride;
+    const float *xs;      /* the block's staged slice */
+    int nsb, nst;         /* sub-blocks in the slice, steps per group (32 SPL sub-blocks each) */
+    int sbase;            /* the slice's first sub-block */
+    int ngroups, gstride; /* (rows < 2^31: the launcher keeps a matrix under 4 GiB) */
     int lane;
     wraw<T> buf[2][NR][SPL];
-    uint32_t oq[NR], os[NR]; /* the rows of group gl: byte offsets in q and s (< 4 GiB) */
-    int st, stl;             /* step being computed / loaded, within its group */
-    int64_t gc, gl;          /* group being computed / loaded */
+    /* the lane's next loads in group gl's rows: byte offsets in q and s
+     * (< 4 GiB), moved on by a step's bytes after each step */
+    uint32_t cq[NR], cs[NR];
+    int st, stl; /* step being computed / loaded, within its group */
+    int gc, gl;  /* group being computed / loaded */
     float acc[NR];
 
     __device__ __forceinline__ gp_walk(const gpu_matrix &w_, const gpu_matrix &w2_)
         : w(w_), w2(w2_) {}
 
-    /* the byte offsets of group g's rows */
-    __device__ __forceinline__ void rows_of(int64_t g) {
+    /* the offsets of group g's rows at the slice's first step */
+    __device__ __forceinline__ void rows_of(int g) {
+        const uint32_t sb0 = (uint32_t)sbase + (uint32_t)lane;
 #pragma unroll
         for (int r = 0; r < NR; r++) {
             const gpu_matrix &m = gv_mat<MODE, NR>(w, w2, r);
-            const int64_t row = gv_row_in<MODE, NR>(w, g * RPW, r);
-            oq[r] = (uint32_t)(row * m.q_row);
-            os[r] = (uint32_t)(row * m.nsb * wbytes<T>::s);
+            const int64_t row = gv_row_in<MODE, NR>(w, (int64_t)g * RPW, r);
+            cq[r] = (uint32_t)(row * m.q_row) + sb0 * (uint32_t)wbytes<T>::q;
+            cs[r] = (uint32_t)(row * m.nsb * wbytes<T>::s) + sb0 * (uint32_t)wbytes<T>::s;
         }
     }
 
     /* loads step stl of group gl into buffer B and moves the load cursor on
-     * (lanes past the slice re-read its last sub-block; their sums are not
-     * used); nothing once the cursor is past the last group */
+     * (in a last, partial step, lanes past the slice re-read its last
+     * sub-block; their sums are not used); nothing once the cursor is past
+     * the last group */
     template <int B> __device__ __forceinline__ void load() {
+        const uint32_t Q = wbytes<T>::q, S = wbytes<T>::s;
         if (gl >= ngroups) return;
+        const int left = nsb - stl * SPL * 32; /* sub-blocks from this step's first on */
 #pragma unroll
         for (int r = 0; r < NR; r++) {
             const gpu_matrix &m = gv_mat<MODE, NR>(w, w2, r);
+            const uint8_t *bq = m.q + cq[r], *bs = m.s + cs[r];
+            if (left >= SPL * 32) { /* a whole step: constant offsets */
 #pragma unroll
-            for (int j = 0; j < SPL; j++) {
-                int s = (stl * SPL + j) * 32 + lane;
-                const uint32_t sb = (uint32_t)sbase + (uint32_t)(s < nsb ? s : nsb - 1);
-                wrow p;
-                p.q = m.q + (oq[r] + sb * (uint32_t)wbytes<T>::q);
-                p.s = m.s + (os[r] + sb * (uint32_t)wbytes<T>::s);
-                buf[B][r][j].load(p, 0);
+                for (int j = 0; j < SPL; j++) {
+                    wrow p;
+                    p.q = bq + j * 32 * Q;
+                    p.s = bs + j * 32 * S;
+                    buf[B][r][j].load(p, 0);
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < SPL; j++) {
+                    const int over = j * 32 + lane - (left - 1);
+                    const int d = j * 32 - (over > 0 ? over : 0);
+                    wrow p;
+                    p.q = bq + d * (int)Q;
+                    p.s = bs + d * (int)S;
+                    buf[B][r][j].load(p, 0);
+                }
             }
         }
         if (++stl == nst) {
             stl = 0;
             gl += gstride;
             if (gl < ngroups) rows_of(gl);
+        } else {
+#pragma unroll
+            for (int r = 0; r < NR; r++) cq[r] += SPL * 32 * Q, cs[r] += SPL * 32 * S;
         }
     }
 
@@ -147,7 +187,7 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
         if (++st == nst) {
 #pragma unroll
             for (int r = 0; r < NR; r++) acc[r] = dev_warp_sum(acc[r]) * scale;
-            gv_store1<MODE, NR>(acc, lane, gc * RPW, w.rows, y, add, atomic, qo, row0);
+            gv_store1<MODE, NR>(acc, lane, (int64_t)gc * RPW, w.rows, y, add, atomic, qo, row0);
 #pragma unroll
             for (int r = 0; r < NR; r++) acc[r] = 0.0f;
             st = 0;
@@ -175,9 +215,11 @@ __global__ void __launch_bounds__(GP_THREADS, gp_min_blocks<T, MODE>::n)
     const int kbeg = (int)blockIdx.y * kspan, kend = kbeg + kspan < K ? kbeg + kspan : K;
     gp_walk<T, MODE, NR, SPL> wk(w, w2);
     wk.lane = threadIdx.x & 31;
-    wk.ngroups = (w.rows + wk.RPW - 1) / wk.RPW;
-    wk.gstride = (int64_t)gridDim.x * GP_WARPS;
-    wk.gc = wk.gl = (int64_t)blockIdx.x * GP_WARPS + (threadIdx.x >> 5);
+    wk.ngroups = (int)((w.rows + wk.RPW - 1) / wk.RPW);
+    wk.gstride = (int)gridDim.x * GP_WARPS;
+    /* warp w of block b starts at group w * blocks + b: the groups left over
+     * after whole rounds fall to every block alike */
+    wk.gc = wk.gl = (int)(threadIdx.x >> 5) * (int)gridDim.x + (int)blockIdx.x;
     wk.xs = xs;
     wk.nsb = (kend - kbeg) >> 5;
     wk.nst = (wk.nsb + 32 * SPL - 1) / (32 * SPL);
@@ -221,10 +263,10 @@ static int gemvp_occupancy(size_t smem, int *per_sm, int *sms) {
     return M40LLM_OK;
 }
 
-/* Grid math: K slices (residual adds only), then as many warps per slice as
- * the GPU holds, fewer where that evens out the row groups per warp. */
+/* Grid math: K slices (residual adds only), then warps per slice: as many
+ * as the GPU holds, or fewer that even out the row groups per warp. */
 template <int T, int MODE> static int gemvp_launch(const gemv_args *a, cudaStream_t st) {
-    const int NR = GP_NR, SPL = gp_spl<T>::n;
+    const int NR = GP_NR, SPL = gp_spl<T, MODE>::n;
     const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR;
     const int64_t K = a->w->cols, ngroups = (a->w->rows + RPW - 1) / RPW;
     int64_t kspan = K;
@@ -248,10 +290,19 @@ template <int T, int MODE> static int gemvp_launch(const gemv_args *a, cudaStrea
         nsl = (unsigned)((K + kspan - 1) / kspan);
     }
     size_t smem = gp_smem((int)kspan);
+    /* gate+up: every resident warp slot filled, so that the SMs share the
+     * row groups evenly (the walk interleaves the blocks' warps): its
+     * warps walk 4-5 groups each and the SMs' issue is what limits (H200,
+     * 7B Q4_0: 2381 -> 2469 GB/s; 359 blocks for 396 slots had left 37 SMs
+     * with 2 blocks, 95 with 3). The others, a few groups per warp, are
+     * bound by each warp's latency: as many warps as give every warp the
+     * same number of groups (filling the slots measured 6-10% slower on
+     * QKV, wo and down). */
     int64_t cap_sl = (int64_t)per_sm * sms * GP_WARPS / nsl;
     if (cap_sl < GP_WARPS) cap_sl = GP_WARPS;
     int64_t per_warp = (ngroups + cap_sl - 1) / cap_sl;
-    int64_t warps = (ngroups + per_warp - 1) / per_warp;
+    int64_t warps = MODE == GEMV_SWIGLU ? (ngroups < cap_sl ? ngroups : cap_sl)
+                                        : (ngroups + per_warp - 1) / per_warp;
     unsigned blocks = (unsigned)((warps + GP_WARPS - 1) / GP_WARPS);
     int forced = gemv_persist_max_blocks();
     if (forced > 0 && blocks > (unsigned)forced) blocks = (unsigned)forced;

@@ -458,7 +458,8 @@ template <int S> struct wraw_q4 {
 
 template <> struct wraw<QT_Q4_0> : wraw_q4<2> {
     __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
-        return dev_f16(sc) * (nib_fin(a0, a1, sx) - 8.0f * sx);
+        /* sum (q - 8) x = 256 (a0 + a1) - 128 sx - 8 sx */
+        return dev_f16(sc) * fmaf(256.0f, a0 + a1, -136.0f * sx);
     }
     WRAW_PARTS_DOT
 };
