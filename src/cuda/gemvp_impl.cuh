@@ -39,6 +39,8 @@
  * product (fewer warps, a group per warp or two) measured 7% faster with a
  * block's warps on adjacent groups (1378 vs 1284 GB/s), no faster with the
  * interleaved walk (1288). */
+/* GP_NR, GP_Q4_SPL, GP_QKV_SPL and GP_WARPS_SM (below) can be set with -D,
+ * for measurements; the defaults are the measured best */
 #ifndef GP_NR
 #define GP_NR 2
 #endif
