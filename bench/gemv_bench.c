@@ -4,12 +4,14 @@
  *
  *   m40-gemv-bench [--shape 7b|smollm2] [--only qkv,down,...]
  *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged,staged2,staged4,persist]
- *                  [--iters N] [--device N] [--hot]
+ *                  [--iters N] [--device N] [--hot] [--graph]
  *
  * Weight bytes are random (timing does not depend on the values). Each
  * launch reads the next of several copies of the layer, cycling through
  * more than 3x the L2 size. --hot reads one copy every time (it stays in
- * L2 where it fits): the kernel's speed with DRAM out of the way. */
+ * L2 where it fits): the kernel's speed with DRAM out of the way.
+ * --graph replays the launches as one CUDA graph, as a decode step does
+ * (no host launch cost between them). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,7 +87,7 @@ static size_t alloc_matrix(gpu_matrix *m, int type, int64_t rows, int64_t cols, 
 
 int main(int argc, char **argv) {
     const char *shape = "7b", *only = NULL, *types = "q4_0,q8_0,f16", *kernels = "auto,warp,staged";
-    int iters = 200, dev = 0, hot = 0;
+    int iters = 200, dev = 0, hot = 0, graph = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc)
             shape = argv[++i];
@@ -101,11 +103,13 @@ int main(int argc, char **argv) {
             dev = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--hot"))
             hot = 1;
+        else if (!strcmp(argv[i], "--graph"))
+            graph = 1;
         else {
             fprintf(stderr,
                     "usage: %s [--shape 7b|smollm2] [--types q4_0,...] "
                     "[--kernels auto,warp,staged,staged2,staged4,persist] [--iters N] [--device N] "
-                    "[--hot]\n",
+                    "[--hot] [--graph]\n",
                     argv[0]);
             return 2;
         }
@@ -182,25 +186,51 @@ int main(int argc, char **argv) {
                 a.ldy = b->rows;
                 a.mode = b->mode;
                 int rc = 0;
-                for (int it = -10; it < iters && !rc; it++) {
-                    if (it == 0) CK(cudaEventRecord(e0, 0));
+                /* graph: the iters launches captured once (on a stream of
+                 * their own: the legacy stream cannot capture), replayed
+                 * after a warm-up replay */
+                cudaStream_t cs = 0;
+                cudaGraphExec_t ge = NULL;
+                if (graph) {
+                    CK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
+                    CK(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
+                }
+                for (int it = graph ? 0 : -10; it < iters && !rc; it++) {
+                    if (it == 0 && !graph) CK(cudaEventRecord(e0, 0));
                     int c = ((it % nc) + nc) % nc;
                     a.w = &ms[c * nm];
                     a.w2 = nm == 2 ? &ms[c * nm + 1] : NULL;
-                    rc = launch_gemv(&a, 0);
+                    rc = launch_gemv(&a, cs);
+                }
+                if (graph) {
+                    cudaGraph_t gr = NULL;
+                    CK(cudaStreamEndCapture(cs, &gr));
+                    if (!rc) CK(cudaGraphInstantiate(&ge, gr, 0));
+                    CK(cudaGraphDestroy(gr));
                 }
                 if (rc) {
                     fprintf(stderr, "launch_gemv: %s\n", m40llm_last_error());
                     return 1;
                 }
-                CK(cudaEventRecord(e1, 0));
+                if (graph) {
+                    CK(cudaGraphLaunch(ge, cs));
+                    CK(cudaEventRecord(e0, cs));
+                    CK(cudaGraphLaunch(ge, cs));
+                    CK(cudaEventRecord(e1, cs));
+                } else {
+                    CK(cudaEventRecord(e1, 0));
+                }
                 CK(cudaEventSynchronize(e1));
+                if (graph) {
+                    CK(cudaGraphExecDestroy(ge));
+                    CK(cudaStreamDestroy(cs));
+                }
                 float ms_total;
                 CK(cudaEventElapsedTime(&ms_total, e0, e1));
                 double us = ms_total * 1e3 / iters;
-                printf("%-6s %-8s %6lld x %-6lld %-7s%s %8.2f us %8.1f GB/s\n", type_name(type),
-                       b->name, (long long)b->rows, (long long)b->cols, ks, hot ? " hot" : "", us,
-                       (double)one / (us * 1e3));
+                printf("%-6s %-8s %6lld x %-6lld %-7s%s%s %8.2f us %8.1f GB/s\n", type_name(type),
+                       b->name, (long long)b->rows, (long long)b->cols, ks, hot ? " hot" : "",
+                       graph ? " graph" : "", us, (double)one / (us * 1e3));
                 fflush(stdout);
             }
             gemv_set_kernel(GEMV_KERNEL_AUTO);

@@ -39,31 +39,58 @@
  * product (fewer warps, a group per warp or two) measured 7% faster with a
  * block's warps on adjacent groups (1378 vs 1284 GB/s), no faster with the
  * interleaved walk (1288). */
-/* GP_NR, GP_Q4_SPL, GP_QKV_SPL and GP_WARPS_SM (below) can be set with -D,
- * for measurements; the defaults are the measured best */
+/* Plain products (store, residual add) of the nibble types: one chunk per
+ * step and 32 warps per SM (64 registers, no spills on sm_52) measured
+ * faster than two chunks at 24 warps (H200, graph-replayed, 7B: wo 6.26
+ * vs 6.81 us, 4096-wide 6144-row store 8.82 vs 9.29, down 14.28 vs 14.45);
+ * for gate+up, slower (28.3 vs 24.7 us): its warps walk several groups
+ * and two chunks per step keep more bytes in flight per warp. */
+/* GP_NR, GP_Q4_SPL (gate+up), GP_Q4_PLAIN_SPL, GP_QKV_SPL, GP_WARPS_SM,
+ * GP_Q4_PLAIN_WARPS and GP_QKV_WARPS (below) can be set with -D, for
+ * measurements; the defaults are the measured best */
 #ifndef GP_NR
 #define GP_NR 2
 #endif
 #ifndef GP_Q4_SPL
 #define GP_Q4_SPL 2
 #endif
+#ifndef GP_Q4_PLAIN_SPL
+#define GP_Q4_PLAIN_SPL 1
+#endif
 #ifndef GP_QKV_SPL
 #define GP_QKV_SPL 1
 #endif
 template <int T, int MODE> struct gp_spl {
-    static const int n =
-        T == QT_Q4_0 || T == QT_Q4_1 ? (MODE == GEMV_QKV ? GP_QKV_SPL : GP_Q4_SPL) : 1;
+    static const bool q4 = T == QT_Q4_0 || T == QT_Q4_1;
+    static const int n = !q4                   ? 1
+                         : MODE == GEMV_QKV    ? GP_QKV_SPL
+                         : MODE == GEMV_SWIGLU ? GP_Q4_SPL
+                                               : GP_Q4_PLAIN_SPL;
 };
 
 /* blocks per SM the registers are capped for, from a target of 28 warps
- * per SM (72 registers), 20 under the rope epilogue and 16 for the half
- * types (2 x 2 x 64 raw bytes), which need more registers to stay free of
- * spills on sm_52; whole blocks: 24, 16, 16 warps with 8-warp blocks */
+ * per SM (72 registers), 24 under the rope epilogue (80 registers, no
+ * spills on sm_52; it had 16: H200 7B tg128 Q4_0 441 -> 455 tok/s, Q8_0
+ * 340 -> 349), 32 for the nibble types' plain products (one chunk per
+ * step) and 16 for the half types (2 x 2 x 64 raw bytes), which need more
+ * registers to stay free of spills on sm_52; whole blocks: 24, 24, 32, 16
+ * warps with 8-warp blocks */
 #ifndef GP_WARPS_SM
 #define GP_WARPS_SM 28
 #endif
+#ifndef GP_Q4_PLAIN_WARPS
+#define GP_Q4_PLAIN_WARPS 32
+#endif
+#ifndef GP_QKV_WARPS
+#define GP_QKV_WARPS 24
+#endif
 template <int T, int MODE> struct gp_min_blocks {
-    static const int warps = T == QT_F16 || T == QT_BF16 ? 16 : MODE == GEMV_QKV ? 20 : GP_WARPS_SM;
+    static const bool plain = MODE != GEMV_QKV && MODE != GEMV_SWIGLU;
+    static const int warps = T == QT_F16 || T == QT_BF16 ? 16
+                             : MODE == GEMV_QKV          ? GP_QKV_WARPS
+                             : plain && gp_spl<T, MODE>::n == 1 && (T == QT_Q4_0 || T == QT_Q4_1)
+                                 ? GP_Q4_PLAIN_WARPS
+                                 : GP_WARPS_SM;
     static const int n = warps / GP_WARPS;
 };
 
