@@ -32,7 +32,8 @@
  * faster than 4 rows x 1 on an H200); two buffers of that must fit in ~100
  * registers without spills on sm_52. Loading 2 or 3 steps ahead instead
  * of 1, asking L2 for the next row group ahead or L1 for the next step,
- * measured no faster or slower; so did 4 blocks per SM (64 registers). With
+ * measured no faster or slower; so did 4 blocks per SM with two chunks per
+ * step (64 registers, spills; one chunk: below). With
  * every weight read from L2 instead of DRAM, Q4_0 gate+up ran only 22%
  * faster (2898 vs 2382 GB/s): Q4_0 is bound by the SMs' issue (ncu: 50% of
  * issue slots, ALU pipe 43%), not by DRAM. One chunk per step for the QKV
@@ -88,7 +89,7 @@ template <int T, int MODE> struct gp_min_blocks {
     static const bool plain = MODE != GEMV_QKV && MODE != GEMV_SWIGLU;
     static const int warps = T == QT_F16 || T == QT_BF16 ? 16
                              : MODE == GEMV_QKV          ? GP_QKV_WARPS
-                             : plain && gp_spl<T, MODE>::n == 1 && (T == QT_Q4_0 || T == QT_Q4_1)
+                             : plain && gp_spl<T, MODE>::q4 && gp_spl<T, MODE>::n == 1
                                  ? GP_Q4_PLAIN_WARPS
                                  : GP_WARPS_SM;
     static const int n = warps / GP_WARPS;
