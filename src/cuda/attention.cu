@@ -11,9 +11,11 @@
 #define AT_THREADS 128
 #define AT_GMAX    64 /* query heads per KV head */
 
-/* q, scores and merge weights of gm heads, then the chunk's row offsets */
+/* q, scores, merge weights and split denominators of gm heads, then the
+ * chunk's row offsets */
 static size_t attn_smem(int gm, int hd, int chunk, int n_split) {
-    return (size_t)gm * (hd + chunk + n_split) * sizeof(float) + (size_t)chunk * sizeof(int64_t);
+    return (size_t)gm * (hd + chunk + 2 * n_split) * sizeof(float) +
+           (size_t)chunk * sizeof(int64_t);
 }
 
 extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits,
@@ -84,11 +86,12 @@ __global__ void __launch_bounds__(AT_THREADS)
     extern __shared__ float sm[];
     const int G = pl.n_head / pl.n_kv, hd = pl.hd, chunk = pl.chunk, ngr = (G + GM - 1) / GM;
     const int kvh = blockIdx.x / ngr, g0 = (blockIdx.x % ngr) * GM;
-    const int Gb = min(GM, G - g0);                       /* query heads of this block */
-    float *qs = sm;                                       /* [GM][hd] */
-    float *sc = qs + GM * hd;                             /* [GM][chunk] */
-    float *wts = sc + GM * chunk;                         /* [GM][n_split] merge weights */
-    int64_t *rowoff = (int64_t *)(wts + GM * pl.n_split); /* [chunk], 8-byte aligned: GM even */
+    const int Gb = min(GM, G - g0);                        /* query heads of this block */
+    float *qs = sm;                                        /* [GM][hd] */
+    float *sc = qs + GM * hd;                              /* [GM][chunk] */
+    float *wts = sc + GM * chunk;                          /* [GM][n_split] merge weights */
+    float *dens = wts + GM * pl.n_split;                   /* [GM][n_split] split denominators */
+    int64_t *rowoff = (int64_t *)(dens + GM * pl.n_split); /* [chunk], 8-byte aligned: GM even */
     __shared__ float ms[GM], ls[GM];
     __shared__ int last;
     int split = blockIdx.y, e = blockIdx.z;
@@ -110,9 +113,25 @@ __global__ void __launch_bounds__(AT_THREADS)
     }
     __syncthreads();
 
+    /* the V phase's threads: (8-dim group dg, position slice sl); the NS
+     * slices of a group are adjacent lanes, summed by shuffles at the end.
+     * Its first VU rows are asked for now, with the K rows below, so the
+     * V loads' latency overlaps the scores and the softmax (decode: one
+     * batch covers a 32-position chunk at head dim 128) */
+    const int ndg = hd / 8;
+    int NS = 1;
+    while (NS * 2 * ndg <= AT_THREADS && NS < 32) NS *= 2;
+    const int dg = tid / NS, sl = tid % NS;
+    const int VU = F16 ? 8 : 4; /* rows in flight (f32 rows take twice the registers) */
+    kv8<F16> vr[VU];
+    if (dg < ndg) {
+#pragma unroll
+        for (int u = 0; u < VU; u++)
+            if (sl + u * NS < L) vr[u].load(kv.v, rowoff[sl + u * NS] + 8 * dg);
+    }
+
     /* scores: 4 threads per position, each 8-element groups t, t+4, ...
      * of the K row (all loads first), summed over the quad by shuffles */
-    const int ndg = hd / 8;
     for (int p0 = 0; p0 < L; p0 += AT_THREADS / 4) {
         int p = p0 + (tid >> 2), t = tid & 3;
         kv8<F16> kr[8];
@@ -169,23 +188,19 @@ __global__ void __launch_bounds__(AT_THREADS)
     }
     __syncthreads();
 
-    /* weighted V sum: thread = (8-dim group dg, position slice sl); the NS
-     * slices of a group are adjacent lanes and are summed by shuffles */
-    int NS = 1;
-    while (NS * 2 * ndg <= AT_THREADS && NS < 32) NS *= 2;
-    const int dg = tid / NS, sl = tid % NS;
+    /* weighted V sum (the first batch of rows is in vr already) */
     float acc[GM][8];
 #pragma unroll
     for (int g = 0; g < GM; g++)
 #pragma unroll
         for (int j = 0; j < 8; j++) acc[g][j] = 0.0f;
     if (dg < ndg) {
-        const int VU = F16 ? 4 : 2; /* rows in flight (f32 rows take twice the registers) */
         for (int pb = sl; pb < L; pb += VU * NS) {
-            kv8<F16> vr[VU];
+            if (pb != sl) {
 #pragma unroll
-            for (int u = 0; u < VU; u++)
-                if (pb + u * NS < L) vr[u].load(kv.v, rowoff[pb + u * NS] + 8 * dg);
+                for (int u = 0; u < VU; u++)
+                    if (pb + u * NS < L) vr[u].load(kv.v, rowoff[pb + u * NS] + 8 * dg);
+            }
 #pragma unroll
             for (int u = 0; u < VU; u++) {
                 int p = pb + u * NS;
@@ -243,9 +258,11 @@ __global__ void __launch_bounds__(AT_THREADS)
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int i = tid; i < Gb * ns; i += AT_THREADS) { /* weights, step 1: the maxima */
+    for (int i = tid; i < Gb * ns; i += AT_THREADS) { /* weights, step 1: maxima, denominators */
         int g = i / ns, s = i % ns;
-        wts[g * pl.n_split + s] = __ldcg(pbase + ((size_t)g * pl.n_split + s) * pstride + hd);
+        const float *ml = pbase + ((size_t)g * pl.n_split + s) * pstride + hd;
+        wts[g * pl.n_split + s] = __ldcg(ml);
+        dens[g * pl.n_split + s] = __ldcg(ml + 1);
     }
     __syncthreads();
     for (int g = warp; g < Gb; g += AT_THREADS / 32) { /* step 2: exp(m_s - M), the denominator */
@@ -255,7 +272,7 @@ __global__ void __launch_bounds__(AT_THREADS)
         float den = 0.0f;
         for (int s = lane; s < ns; s += 32) {
             float w = expf(wts[g * pl.n_split + s] - m);
-            den += w * __ldcg(pbase + ((size_t)g * pl.n_split + s) * pstride + hd + 1);
+            den += w * dens[g * pl.n_split + s];
             wts[g * pl.n_split + s] = w;
         }
         den = dev_warp_sum(den);

@@ -6,9 +6,10 @@
  * warps in the grid: a block stages its slice of x (times the norm gain)
  * into shared memory once, whatever the number of rows, and no warp waits
  * at a barrier after that. A warp's work is one flat sequence of steps (a
- * step: the NR rows' next SPL x 32 sub-blocks), and the weights of
- * step i+1 are loaded before step i is computed, across row groups too, so
- * every lane keeps NR x SPL weight loads in flight while it computes.
+ * step: the NR rows' next SPL x 32 sub-blocks), and the weights of step
+ * i+2 are loaded while step i is computed, chunk by chunk into the
+ * registers step i frees, across row groups too, so every lane keeps more
+ * than a step of weight loads in flight while it computes.
  *
  * Long inputs of a residual add are cut into K slices (parts added
  * atomically), also to give a small matrix enough warps. Other products
@@ -30,13 +31,16 @@
  * (SPL): two rows, each read SPL x 512 contiguous bytes per step (two
  * chunks for the 18/20-byte sub-blocks: 2 rows x 2 chunks measured 2-5%
  * faster than 4 rows x 1 on an H200); two buffers of that must fit in ~100
- * registers without spills on sm_52. Loading 2 or 3 steps ahead instead
- * of 1, asking L2 for the next row group ahead or L1 for the next step,
- * measured no faster or slower; so did 4 blocks per SM with two chunks per
- * step (64 registers, spills; one chunk: below). With
- * every weight read from L2 instead of DRAM, Q4_0 gate+up ran only 22%
- * faster (2898 vs 2382 GB/s): Q4_0 is bound by the SMs' issue (ncu: 50% of
- * issue slots, ALU pipe 43%), not by DRAM. One chunk per step for the QKV
+ * registers without spills on sm_52. A third buffer (3 steps ahead),
+ * asking L2 for the next row group ahead or L1 for the next step measured
+ * no faster or slower; so did 4 blocks per SM with two chunks per step
+ * (64 registers, spills; one chunk: below), and 4-warp blocks at 28 warps
+ * per SM (72 registers; 7B tg128 Q4_0 426 vs 464 tok/s). The same walk
+ * with the dot replaced by a fold of the loaded bytes (-DGP_NOCOMPUTE, a
+ * measurement) streams Q4_0 gate+up at 3500 GB/s against 2660 with it,
+ * Q8_0 3890 against 3560 (H200, graph-replayed): DRAM has room left, the
+ * Q4_0 dot's issue cost (2.7 instructions a weight) does not hide in the
+ * loads' latency. One chunk per step for the QKV
  * product (fewer warps, a group per warp or two) measured 7% faster with a
  * block's warps on adjacent groups (1378 vs 1284 GB/s), no faster with the
  * interleaved walk (1288). */
@@ -48,7 +52,8 @@
  * and two chunks per step keep more bytes in flight per warp. */
 /* GP_NR, GP_Q4_SPL (gate+up), GP_Q4_PLAIN_SPL, GP_QKV_SPL, GP_WARPS_SM,
  * GP_Q4_PLAIN_WARPS and GP_QKV_WARPS (below) can be set with -D, for
- * measurements; the defaults are the measured best */
+ * measurements (so can GP_NOCOMPUTE, which drops the dot); the defaults
+ * are the measured best */
 #ifndef GP_NR
 #define GP_NR 2
 #endif
@@ -114,9 +119,8 @@ static __device__ float gp_stage_x(float *xs, float *red, const float *x, const 
 }
 
 /* One warp's walk over its row groups: two buffers of raw weights; the
- * load cursor (gl, stl) runs a step ahead of the compute cursor (gc, st),
- * so one step's loads are in flight while the other is computed. step<P>
- * refills buffer 1 - P, then computes buffer P. */
+ * load cursor (gl, stl) runs two steps ahead of the compute cursor (gc,
+ * st). step<P> computes buffer P and refills it as it goes. */
 template <int T, int MODE, int NR, int SPL> struct gp_walk {
     static const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR; /* output rows per group */
     const gpu_matrix &w, &w2;
@@ -130,6 +134,7 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
      * (< 4 GiB), moved on by a step's bytes after each step */
     uint32_t cq[NR], cs[NR];
     int st, stl; /* step being computed / loaded, within its group */
+    int lim;     /* the last chunk offset in sub-blocks the lane may load in step stl */
     int gc, gl;  /* group being computed / loaded */
     float acc[NR];
 
@@ -148,38 +153,27 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
         }
     }
 
-    /* loads step stl of group gl into buffer B and moves the load cursor on
-     * (in a last, partial step, lanes past the slice re-read its last
-     * sub-block; their sums are not used); nothing once the cursor is past
-     * the last group */
-    template <int B> __device__ __forceinline__ void load() {
+    /* loads chunk j of row r of the load cursor's step (stl of group gl)
+     * into buffer B (in a last, partial step, lanes past the slice re-read
+     * its last sub-block; their sums are not used); nothing once the
+     * cursor is past the last group */
+    template <int B> __device__ __forceinline__ void load_one(int r, int j) {
         const uint32_t Q = wbytes<T>::q, S = wbytes<T>::s;
         if (gl >= ngroups) return;
-        const int left = nsb - stl * SPL * 32; /* sub-blocks from this step's first on */
-#pragma unroll
-        for (int r = 0; r < NR; r++) {
-            const gpu_matrix &m = gv_mat<MODE, NR>(w, w2, r);
-            const uint8_t *bq = m.q + cq[r], *bs = m.s + cs[r];
-            if (left >= SPL * 32) { /* a whole step: constant offsets */
-#pragma unroll
-                for (int j = 0; j < SPL; j++) {
-                    wrow p;
-                    p.q = bq + j * 32 * Q;
-                    p.s = bs + j * 32 * S;
-                    buf[B][r][j].load(p, 0);
-                }
-            } else {
-#pragma unroll
-                for (int j = 0; j < SPL; j++) {
-                    const int over = j * 32 + lane - (left - 1);
-                    const int d = j * 32 - (over > 0 ? over : 0);
-                    wrow p;
-                    p.q = bq + d * (int)Q;
-                    p.s = bs + d * (int)S;
-                    buf[B][r][j].load(p, 0);
-                }
-            }
-        }
+        const gpu_matrix &m = gv_mat<MODE, NR>(w, w2, r);
+        const uint8_t *bq = m.q + cq[r], *bs = m.s + cs[r];
+        int d = j * 32;
+        if (lim < (SPL - 1) * 32) d = min(d, lim); /* the partial last step */
+        wrow p;
+        p.q = bq + d * (int)Q;
+        p.s = bs + d * (int)S;
+        buf[B][r][j].load(p, 0);
+    }
+
+    /* moves the load cursor on by a step */
+    __device__ __forceinline__ void advance() {
+        const uint32_t Q = wbytes<T>::q, S = wbytes<T>::s;
+        if (gl >= ngroups) return;
         if (++stl == nst) {
             stl = 0;
             gl += gstride;
@@ -188,32 +182,61 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
 #pragma unroll
             for (int r = 0; r < NR; r++) cq[r] += SPL * 32 * Q, cs[r] += SPL * 32 * S;
         }
+        lim = nsb - stl * SPL * 32 - 1 - lane;
     }
 
-    /* false: the walk is over */
+    /* a whole step into buffer B */
+    template <int B> __device__ __forceinline__ void load_step() {
+#pragma unroll
+        for (int j = 0; j < SPL; j++)
+#pragma unroll
+            for (int r = 0; r < NR; r++) load_one<B>(r, j);
+        advance();
+    }
+
+    /* computes buffer P (step st of group gc) and refills it a chunk at a
+     * time with the step two ahead: the registers a chunk frees travel
+     * again at once, so more than one step of weights is in flight while
+     * the warp computes (H200, graph-replayed, 7B: Q8_0 gate+up 35.1 ->
+     * 33.4 us, down 20.1 -> 18.4, Q4_0 down 14.3 -> 13.2; a row's chunk at
+     * a time, x read once per row, was slower: Q4_0 gate+up 32.1 us).
+     * false: the walk is over */
     template <int P>
     __device__ __forceinline__ bool step(float scale, float *y, int add, bool atomic,
                                          const qkv_out &qo, int64_t row0) {
-        load<1 - P>();
 #pragma unroll
         for (int j = 0; j < SPL; j++) {
             const int s = (st * SPL + j) * 32 + lane;
+            const float4 *xv = (const float4 *)(xs + s * 36);
+            const float sx = wraw<T>::uses_sx && s < nsb ? xs[s * 36 + 32] : 0.0f;
             if (s < nsb) {
                 float a0[NR], a1[NR];
 #pragma unroll
                 for (int r = 0; r < NR; r++) a0[r] = a1[r] = 0.0f;
-                const float4 *xv = (const float4 *)(xs + s * 36);
+#ifdef GP_NOCOMPUTE /* measurement only: the loads' bytes folded, no dot */
+#pragma unroll
+                for (int r = 0; r < NR; r++) {
+                    uint32_t u[sizeof(wraw<T>) / 4], f = 0;
+                    memcpy(u, &buf[P][r][j], sizeof u);
+#pragma unroll
+                    for (int k = 0; k < (int)(sizeof(wraw<T>) / 4); k++) f ^= u[k];
+                    a0[r] = __uint_as_float(f & 0x3fffffffu);
+                }
+#else
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
                     const float4 xa = xv[wraw<T>::xq(i, 0)], xb = xv[wraw<T>::xq(i, 1)];
 #pragma unroll
                     for (int r = 0; r < NR; r++) buf[P][r][j].part(i, xa, xb, a0[r], a1[r]);
                 }
-                const float sx = wraw<T>::uses_sx ? xs[s * 36 + 32] : 0.0f;
+#endif
 #pragma unroll
                 for (int r = 0; r < NR; r++) acc[r] += buf[P][r][j].fin(a0[r], a1[r], sx);
             }
+#pragma unroll
+            for (int r = 0; r < NR; r++) load_one<P>(r, j);
         }
+        advance();
         if (++st == nst) {
 #pragma unroll
             for (int r = 0; r < NR; r++) acc[r] = dev_warp_sum(acc[r]) * scale;
@@ -226,7 +249,7 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
         return gc < ngroups;
     }
 
-    /* the walk, once buffer 0 holds the first step */
+    /* the walk, once buffers 0 and 1 hold (or are loading) the first two steps */
     __device__ __forceinline__ void run(float scale, float *y, int add, bool atomic,
                                         const qkv_out &qo, int64_t row0) {
         while (step<0>(scale, y, add, atomic, qo, row0) &&
@@ -258,11 +281,12 @@ __global__ void __launch_bounds__(GP_THREADS, gp_min_blocks<T, MODE>::n)
 #pragma unroll
     for (int r = 0; r < NR; r++) wk.acc[r] = 0.0f;
     if (wk.gl < wk.ngroups) wk.rows_of(wk.gl);
-    wk.template load<0>(); /* the first weights travel while x is staged */
-
+    wk.lim = wk.nsb - 1 - wk.lane;
+    wk.template load_step<0>(); /* the first weights travel while x is staged */
     const float scale =
         gp_stage_x(xs, red, x + kbeg, gamma ? gamma + kbeg : NULL, kend - kbeg, K, eps);
     if (wk.gc >= wk.ngroups) return; /* (no barrier follows) */
+    wk.template load_step<1>();
     wk.run(scale, y, add, gridDim.y > 1, qo, row0);
 }
 
