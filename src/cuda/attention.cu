@@ -79,7 +79,7 @@ template <int F16> struct kv8 {
  * entry has one split) or a partial (sum, max, denominator) and a count;
  * the entry's last split block to finish merges all of them, so no second
  * kernel runs. Every load of a phase is issued before its arithmetic. */
-template <int F16, int GM>
+template <int F16, int GM, bool PRE>
 __global__ void __launch_bounds__(AT_THREADS)
     k_attn(attn_plan pl, const float *q, kv_view kv, const int32_t *seqs, const int32_t *poss,
            float scale, float *partial, unsigned *counters, float *out) {
@@ -115,16 +115,19 @@ __global__ void __launch_bounds__(AT_THREADS)
 
     /* the V phase's threads: (8-dim group dg, position slice sl); the NS
      * slices of a group are adjacent lanes, summed by shuffles at the end.
-     * Its first VU rows are asked for now, with the K rows below, so the
-     * V loads' latency overlaps the scores and the softmax (decode: one
-     * batch covers a 32-position chunk at head dim 128) */
+     * PRE (decode): its first VU rows are asked for now, with the K rows
+     * below, so the V loads' latency overlaps the scores and the softmax
+     * (one batch covers a 32-position chunk at head dim 128: H200, 7B Q4_0
+     * tg128 +1%). Prefill keeps fewer rows in flight and registers low
+     * (more blocks per SM). */
     const int ndg = hd / 8;
     int NS = 1;
     while (NS * 2 * ndg <= AT_THREADS && NS < 32) NS *= 2;
     const int dg = tid / NS, sl = tid % NS;
-    const int VU = F16 ? 8 : 4; /* rows in flight (f32 rows take twice the registers) */
+    const int VU =
+        (F16 ? 4 : 2) * (PRE ? 2 : 1); /* rows in flight (f32 rows: twice the registers) */
     kv8<F16> vr[VU];
-    if (dg < ndg) {
+    if (PRE && dg < ndg) {
 #pragma unroll
         for (int u = 0; u < VU; u++)
             if (sl + u * NS < L) vr[u].load(kv.v, rowoff[sl + u * NS] + 8 * dg);
@@ -196,7 +199,7 @@ __global__ void __launch_bounds__(AT_THREADS)
         for (int j = 0; j < 8; j++) acc[g][j] = 0.0f;
     if (dg < ndg) {
         for (int pb = sl; pb < L; pb += VU * NS) {
-            if (pb != sl) {
+            if (!PRE || pb != sl) {
 #pragma unroll
                 for (int u = 0; u < VU; u++)
                     if (pb + u * NS < L) vr[u].load(kv.v, rowoff[pb + u * NS] + 8 * dg);
@@ -316,21 +319,20 @@ extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_vie
     int nl = p->n_split;
     if (max_pos >= 0 && max_pos / p->chunk + 1 < nl) nl = max_pos / p->chunk + 1;
     dim3 grid((unsigned)(attention_counters(p, 1)), (unsigned)nl, (unsigned)n);
-    if (kv->f16) {
-        if (gm == 4)
-            k_attn<1, 4><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial,
-                                                         counters, out);
-        else
-            k_attn<1, 8><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial,
-                                                         counters, out);
-    } else {
-        if (gm == 4)
-            k_attn<0, 4><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial,
-                                                         counters, out);
-        else
-            k_attn<0, 8><<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial,
-                                                         counters, out);
-    }
+    /* decode (a few entries): the V rows asked for early */
+#define AT_LAUNCH(F, G, P)                                                                         \
+    k_attn<F, G, P>                                                                                \
+        <<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial, counters, out)
+    const bool pre = n <= M40_GEMV_MAX_B;
+    if (kv->f16 && gm == 4)
+        pre ? AT_LAUNCH(1, 4, true) : AT_LAUNCH(1, 4, false);
+    else if (kv->f16)
+        pre ? AT_LAUNCH(1, 8, true) : AT_LAUNCH(1, 8, false);
+    else if (gm == 4)
+        pre ? AT_LAUNCH(0, 4, true) : AT_LAUNCH(0, 4, false);
+    else
+        pre ? AT_LAUNCH(0, 8, true) : AT_LAUNCH(0, 8, false);
+#undef AT_LAUNCH
     CUDA_LAUNCHED("k_attn");
     return M40LLM_OK;
 }
