@@ -124,8 +124,8 @@ __global__ void __launch_bounds__(AT_THREADS)
     int NS = 1;
     while (NS * 2 * ndg <= AT_THREADS && NS < 32) NS *= 2;
     const int dg = tid / NS, sl = tid % NS;
-    const int VU =
-        (F16 ? 4 : 2) * (PRE ? 2 : 1); /* rows in flight (f32 rows: twice the registers) */
+    /* rows in flight (f32 rows take twice the registers) */
+    const int VU = (F16 ? 4 : 2) * (PRE ? 2 : 1);
     kv8<F16> vr[VU];
     if (PRE && dg < ndg) {
 #pragma unroll
@@ -319,11 +319,10 @@ extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_vie
     int nl = p->n_split;
     if (max_pos >= 0 && max_pos / p->chunk + 1 < nl) nl = max_pos / p->chunk + 1;
     dim3 grid((unsigned)(attention_counters(p, 1)), (unsigned)nl, (unsigned)n);
-    /* decode (a few entries): the V rows asked for early */
 #define AT_LAUNCH(F, G, P)                                                                         \
     k_attn<F, G, P>                                                                                \
         <<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial, counters, out)
-    const bool pre = n <= M40_GEMV_MAX_B;
+    const bool pre = n <= M40_GEMV_MAX_B; /* decode: the V rows asked for early */
     if (kv->f16 && gm == 4)
         pre ? AT_LAUNCH(1, 4, true) : AT_LAUNCH(1, 4, false);
     else if (kv->f16)
