@@ -17,15 +17,15 @@
 #ifndef M40_GEMVP_IMPL_CUH
 #define M40_GEMVP_IMPL_CUH
 
-/* warps per block: 8 stage x half as often as 4 (x is read from L2 once
- * per block), measured 3-13% faster per product on an H200 (7B Q8_0 tg128
- * 348 vs 334 tok/s); -DGP_WARPS=n overrides, for measurements */
+/* warps per block of the plain products (gp_norm_warps below for the others):
+ * 8 stage x half as often as 4 (x is read from L2 once per block),
+ * measured 3-13% faster per product on an H200 (7B Q8_0 tg128 348 vs 334
+ * tok/s); -DGP_WARPS=n overrides, for measurements */
 #ifndef GP_WARPS
 #define GP_WARPS 8
 #endif
-#define GP_THREADS (GP_WARPS * 32)
-#define GP_MAXK    8192 /* widest x a block stages: 36 KB of shared memory */
-#define GP_SLICE   4096 /* widest K slice of a split residual add */
+#define GP_MAXK  8192 /* widest x a block stages: 36 KB of shared memory */
+#define GP_SLICE 4096 /* widest K slice of a split residual add */
 
 /* Row streams per warp (NR) and 32-sub-block chunks per lane and step
  * (SPL): two rows, each read SPL x 512 contiguous bytes per step (two
@@ -90,14 +90,31 @@ template <int T, int MODE> struct gp_spl {
 #ifndef GP_QKV_WARPS
 #define GP_QKV_WARPS 24
 #endif
-template <int T, int MODE> struct gp_min_blocks {
+/* Warps per block (W) of the products with a fused RMSNorm (QKV,
+ * gate+up) of the 32-element types over x of GP_WIDE_K values or more: one
+ * 24-warp block per SM, so x and the norm gain are read from L2 and staged
+ * once per SM rather than three times (H200, graph-replayed, 7B Q4_0:
+ * gate+up 25.06 -> 23.76 us; tg128 459/462 -> 474/473 tok/s). Narrower x
+ * keeps 8-warp blocks (SmolLM2 shape, x of 576: tg128 1430 -> 1338 with
+ * 24), as do the plain products (24-warp blocks: wo 6.52 -> 7.15 us, down
+ * 13.29 -> 15.10, at 24 warps per SM instead of 32) and the half types
+ * (more registers). GP_NORM_WARPS overrides, for measurements. */
+#ifndef GP_NORM_WARPS
+#define GP_NORM_WARPS 24
+#endif
+#define GP_WIDE_K 4096
+template <int T> struct gp_norm_warps {
+    static const int n = T == QT_F16 || T == QT_BF16 ? GP_WARPS : GP_NORM_WARPS;
+};
+
+template <int T, int MODE, int W> struct gp_min_blocks {
     static const bool plain = MODE != GEMV_QKV && MODE != GEMV_SWIGLU;
     static const int warps = T == QT_F16 || T == QT_BF16 ? 16
                              : MODE == GEMV_QKV          ? GP_QKV_WARPS
                              : plain && gp_spl<T, MODE>::q4 && gp_spl<T, MODE>::n == 1
                                  ? GP_Q4_PLAIN_WARPS
                                  : GP_WARPS_SM;
-    static const int n = warps / GP_WARPS;
+    static const int n = warps / W > 0 ? warps / W : 1;
 };
 
 /* shared bytes for a slice of n x values: 32 values + their sum + 3 pad
@@ -109,9 +126,10 @@ static __host__ __device__ __forceinline__ size_t gp_smem(int n) {
 /* Stages x[0, n) (times g) with the sub-block sums (gv_stage); returns the
  * RMSNorm scale 1/rms(x) over K values when g is given (then n == K), else
  * 1. Ends with a barrier. */
+template <int NT>
 static __device__ float gp_stage_x(float *xs, float *red, const float *x, const float *g, int n,
                                    int K, float eps) {
-    float ssq = gv_stage<GP_THREADS, 4>(xs, x, g, n, true, true);
+    float ssq = gv_stage<NT, 4>(xs, x, g, n, true, true);
     float sc = 1.0f;
     if (g) sc = 1.0f / sqrtf(dev_block_sum(ssq, red) / (float)K + eps);
     __syncthreads();
@@ -258,8 +276,8 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
     }
 };
 
-template <int T, int MODE, int NR, int SPL>
-__global__ void __launch_bounds__(GP_THREADS, gp_min_blocks<T, MODE>::n)
+template <int T, int MODE, int NR, int SPL, int W>
+__global__ void __launch_bounds__(W * 32, gp_min_blocks<T, MODE, W>::n)
     k_gemvp(gpu_matrix w, gpu_matrix w2, const float *x, const float *gamma, float eps, float *y,
             int add, qkv_out qo, int64_t row0, int kspan) {
     extern __shared__ float xs[]; /* [slice / 32][36] */
@@ -269,7 +287,7 @@ __global__ void __launch_bounds__(GP_THREADS, gp_min_blocks<T, MODE>::n)
     gp_walk<T, MODE, NR, SPL> wk(w, w2);
     wk.lane = threadIdx.x & 31;
     wk.ngroups = (int)((w.rows + wk.RPW - 1) / wk.RPW);
-    wk.gstride = (int)gridDim.x * GP_WARPS;
+    wk.gstride = (int)gridDim.x * W;
     /* warp w of block b starts at group w * blocks + b: the groups left over
      * after whole rounds fall to every block alike */
     wk.gc = wk.gl = (int)(threadIdx.x >> 5) * (int)gridDim.x + (int)blockIdx.x;
@@ -284,7 +302,7 @@ __global__ void __launch_bounds__(GP_THREADS, gp_min_blocks<T, MODE>::n)
     wk.lim = wk.nsb - 1 - wk.lane;
     wk.template load_step<0>(); /* the first weights travel while x is staged */
     const float scale =
-        gp_stage_x(xs, red, x + kbeg, gamma ? gamma + kbeg : NULL, kend - kbeg, K, eps);
+        gp_stage_x<W * 32>(xs, red, x + kbeg, gamma ? gamma + kbeg : NULL, kend - kbeg, K, eps);
     if (wk.gc >= wk.ngroups) return; /* (no barrier follows) */
     wk.template load_step<1>();
     wk.run(scale, y, add, gridDim.y > 1, qo, row0);
@@ -293,7 +311,7 @@ __global__ void __launch_bounds__(GP_THREADS, gp_min_blocks<T, MODE>::n)
 /* Blocks of this kernel one SM holds with `smem` bytes of x (*per_sm), and
  * the device's SM count; cached per instance and device for the few x
  * widths a model has (a residual add sees two: wo's and down's). */
-template <int T, int MODE, int NR, int SPL>
+template <int T, int MODE, int NR, int SPL, int W>
 static int gemvp_occupancy(size_t smem, int *per_sm, int *sms) {
     static int cached_dev = -1, cached_sms = 0, cached_n[4];
     static size_t cached_smem[4];
@@ -308,8 +326,8 @@ static int gemvp_occupancy(size_t smem, int *per_sm, int *sms) {
     while (i < 3 && cached_smem[i] && cached_smem[i] != smem) i++;
     if (cached_smem[i] != smem) { /* a new width (the 4th slot is reused) */
         int n = 0;
-        CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k_gemvp<T, MODE, NR, SPL>,
-                                                               GP_THREADS, smem));
+        CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k_gemvp<T, MODE, NR, SPL, W>,
+                                                               W * 32, smem));
         cached_smem[i] = smem, cached_n[i] = n > 0 ? n : 1;
     }
     *per_sm = cached_n[i];
@@ -319,7 +337,7 @@ static int gemvp_occupancy(size_t smem, int *per_sm, int *sms) {
 
 /* Grid math: K slices (residual adds only), then warps per slice: as many
  * as the GPU holds, or fewer that even out the row groups per warp. */
-template <int T, int MODE> static int gemvp_launch(const gemv_args *a, cudaStream_t st) {
+template <int T, int MODE, int W> static int gemvp_launch(const gemv_args *a, cudaStream_t st) {
     const int NR = GP_NR, SPL = gp_spl<T, MODE>::n;
     const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR;
     const int64_t K = a->w->cols, ngroups = (a->w->rows + RPW - 1) / RPW;
@@ -329,10 +347,10 @@ template <int T, int MODE> static int gemvp_launch(const gemv_args *a, cudaStrea
     /* blocks per SM at the widest x a block may stage (a narrower slice
      * needs no more shared memory) */
     int sms = 0, per_sm = 0;
-    int rc = gemvp_occupancy<T, MODE, NR, SPL>(gp_smem(sliced && K > GP_SLICE ? GP_SLICE : (int)K),
-                                               &per_sm, &sms);
+    int rc = gemvp_occupancy<T, MODE, NR, SPL, W>(
+        gp_smem(sliced && K > GP_SLICE ? GP_SLICE : (int)K), &per_sm, &sms);
     if (rc) return rc;
-    const int64_t cap = (int64_t)per_sm * sms * GP_WARPS; /* warps resident at once */
+    const int64_t cap = (int64_t)per_sm * sms * W; /* warps resident at once */
     if (sliced) {
         /* slices of whole 1024-element passes: at most GP_SLICE wide, and
          * enough of them for every resident warp to have a row group */
@@ -352,19 +370,19 @@ template <int T, int MODE> static int gemvp_launch(const gemv_args *a, cudaStrea
      * bound by each warp's latency: as many warps as give every warp the
      * same number of groups (filling the slots measured 6-10% slower on
      * QKV, wo and down). */
-    int64_t cap_sl = (int64_t)per_sm * sms * GP_WARPS / nsl;
-    if (cap_sl < GP_WARPS) cap_sl = GP_WARPS;
+    int64_t cap_sl = (int64_t)per_sm * sms * W / nsl;
+    if (cap_sl < W) cap_sl = W;
     int64_t per_warp = (ngroups + cap_sl - 1) / cap_sl;
     int64_t warps = MODE == GEMV_SWIGLU ? (ngroups < cap_sl ? ngroups : cap_sl)
                                         : (ngroups + per_warp - 1) / per_warp;
-    unsigned blocks = (unsigned)((warps + GP_WARPS - 1) / GP_WARPS);
+    unsigned blocks = (unsigned)((warps + W - 1) / W);
     int forced = gemv_persist_max_blocks();
     if (forced > 0 && blocks > (unsigned)forced) blocks = (unsigned)forced;
     qkv_out qo;
     memset(&qo, 0, sizeof qo);
     if (a->qkv) qo = *a->qkv;
     gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
-    k_gemvp<T, MODE, NR, SPL><<<dim3(blocks, nsl), GP_THREADS, smem, st>>>(
+    k_gemvp<T, MODE, NR, SPL, W><<<dim3(blocks, nsl), W * 32, smem, st>>>(
         *a->w, w2, a->x, a->gamma, a->eps, a->y, a->mode == GEMV_ADD, qo, a->row0, (int)kspan);
     CUDA_LAUNCHED("k_gemvp");
     return M40LLM_OK;
@@ -383,9 +401,15 @@ template <int T> struct gemvp_entry<T, true> {
         if (a->nb != 1 || (a->w->cols > GP_MAXK && (a->mode != GEMV_ADD || a->gamma))) return 1;
         if ((uint64_t)a->w->rows * (uint64_t)a->w->q_row >= (1ull << 32))
             return 1; /* the walk's 32-bit row offsets (the scales are smaller) */
-        if (a->mode == GEMV_SWIGLU) return gemvp_launch<T, GEMV_SWIGLU>(a, st);
-        if (a->mode == GEMV_QKV) return gemvp_launch<T, GEMV_QKV>(a, st);
-        return gemvp_launch<T, GV_PLAIN>(a, st);
+        const bool wide = a->w->cols >= GP_WIDE_K;
+        const int NW = gp_norm_warps<T>::n;
+        if (a->mode == GEMV_SWIGLU)
+            return wide ? gemvp_launch<T, GEMV_SWIGLU, NW>(a, st)
+                        : gemvp_launch<T, GEMV_SWIGLU, GP_WARPS>(a, st);
+        if (a->mode == GEMV_QKV)
+            return wide ? gemvp_launch<T, GEMV_QKV, NW>(a, st)
+                        : gemvp_launch<T, GEMV_QKV, GP_WARPS>(a, st);
+        return gemvp_launch<T, GV_PLAIN, GP_WARPS>(a, st);
     }
 };
 
