@@ -173,29 +173,29 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
 
     /* loads chunk j of row r of the load cursor's step (stl of group gl)
      * into buffer B (in a last, partial step, lanes past the slice re-read
-     * its last sub-block; their sums are not used); nothing once the
-     * cursor is past the last group */
+     * its last sub-block; their sums are not used); once the cursor is
+     * past the last group, the last step again (no guard on the loads:
+     * the matrix bases need not be reloaded per thread) */
     template <int B> __device__ __forceinline__ void load_one(int r, int j) {
         const uint32_t Q = wbytes<T>::q, S = wbytes<T>::s;
-        if (gl >= ngroups) return;
         const gpu_matrix &m = gv_mat<MODE, NR>(w, w2, r);
-        const uint8_t *bq = m.q + cq[r], *bs = m.s + cs[r];
         int d = j * 32;
         if (lim < (SPL - 1) * 32) d = min(d, lim); /* the partial last step */
         wrow p;
-        p.q = bq + d * (int)Q;
-        p.s = bs + d * (int)S;
+        p.q = m.q + (cq[r] + (uint32_t)(d * (int)Q));
+        p.s = m.s + (cs[r] + (uint32_t)(d * (int)S));
         buf[B][r][j].load(p, 0);
     }
 
     /* moves the load cursor on by a step */
     __device__ __forceinline__ void advance() {
         const uint32_t Q = wbytes<T>::q, S = wbytes<T>::s;
-        if (gl >= ngroups) return;
+        if (gl >= ngroups) return; /* past the end: the last step's loads again (L1 hits) */
         if (++stl == nst) {
-            stl = 0;
             gl += gstride;
-            if (gl < ngroups) rows_of(gl);
+            if (gl >= ngroups) return; /* cursor and lim stay on the last step */
+            stl = 0;
+            rows_of(gl);
         } else {
 #pragma unroll
             for (int r = 0; r < NR; r++) cq[r] += SPL * 32 * Q, cs[r] += SPL * 32 * S;
@@ -298,7 +298,9 @@ __global__ void __launch_bounds__(W * 32, gp_min_blocks<T, MODE, W>::n)
     wk.st = wk.stl = 0;
 #pragma unroll
     for (int r = 0; r < NR; r++) wk.acc[r] = 0.0f;
-    if (wk.gl < wk.ngroups) wk.rows_of(wk.gl);
+    /* a warp without a group loads (and never uses) the last group's first
+     * steps: the loads need no guard */
+    wk.rows_of(wk.gl < wk.ngroups ? wk.gl : wk.ngroups - 1);
     wk.lim = wk.nsb - 1 - wk.lane;
     wk.template load_step<0>(); /* the first weights travel while x is staged */
     const float scale =
