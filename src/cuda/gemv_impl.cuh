@@ -63,7 +63,7 @@ static __device__ __forceinline__ void gv_prefetch_row(const gpu_matrix &m, int6
  * threads of the block call it (shuffles); returns this thread's part of
  * sum(x^2) where g is given (the RMSNorm scale is a per-vector factor the
  * caller applies at the end), else 0. */
-template <int NT, int NPT>
+template <int NT, int NPT, bool NIBDN = false>
 static __device__ __forceinline__ float gv_stage(float *xs, const float *x, const float *g, int n,
                                                  bool read, bool sums) {
     const int n4 = n >> 2;
@@ -89,7 +89,14 @@ static __device__ __forceinline__ float gv_stage(float *xs, const float *x, cons
                 ssq = fmaf(u.x, u.x, fmaf(u.y, u.y, fmaf(u.z, u.z, fmaf(u.w, u.w, ssq))));
                 u.x *= gv[j].x, u.y *= gv[j].y, u.z *= gv[j].z, u.w *= gv[j].w;
             }
-            if (i < n4) *(float4 *)(xs + (i >> 3) * 36 + (i & 7) * 4) = u;
+            if (i < n4) {
+                float4 us = u;
+                if (NIBDN) { /* the masked-nibble dot's x (sums: of x itself) */
+                    const float4 f = nib_dn_xscale((i & 7) >= 4);
+                    us.x *= f.x, us.y *= f.y, us.z *= f.z, us.w *= f.w;
+                }
+                *(float4 *)(xs + (i >> 3) * 36 + (i & 7) * 4) = us;
+            }
             if (sums) {
                 float t = (u.x + u.y) + (u.z + u.w);
                 t += __shfl_xor_sync(M40_FULL_MASK, t, 1);

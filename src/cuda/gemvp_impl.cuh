@@ -39,8 +39,12 @@
  * with the dot replaced by a fold of the loaded bytes (-DGP_NOCOMPUTE, a
  * measurement) streams Q4_0 gate+up at 3500 GB/s against 2660 with it,
  * Q8_0 3890 against 3560 (H200, graph-replayed): DRAM has room left, the
- * Q4_0 dot's issue cost (2.7 instructions a weight) does not hide in the
- * loads' latency. One chunk per step for the QKV
+ * Q4_0 dot's issue cost (2.7 instructions a weight) did not hide in the
+ * loads' latency. Two cuts of the instruction stream followed, the
+ * whole-step walk (FULL, below) and the masked-nibble dot (nib_dn_part):
+ * H200, graph-replayed, 7B Q4_0 gate+up 25.06 us before them (and the
+ * 24-warp blocks), 21.99 with the walk, 21.13 with both; tg128 461/462,
+ * 499/498, 512/507 tok/s. One chunk per step for the QKV
  * product (fewer warps, a group per warp or two) measured 7% faster with a
  * block's warps on adjacent groups (1378 vs 1284 GB/s), no faster with the
  * interleaved walk (1288). */
@@ -126,20 +130,57 @@ static __host__ __device__ __forceinline__ size_t gp_smem(int n) {
 /* Stages x[0, n) (times g) with the sub-block sums (gv_stage); returns the
  * RMSNorm scale 1/rms(x) over K values when g is given (then n == K), else
  * 1. Ends with a barrier. */
-template <int NT>
+template <int NT, bool NIBDN>
 static __device__ float gp_stage_x(float *xs, float *red, const float *x, const float *g, int n,
                                    int K, float eps) {
-    float ssq = gv_stage<NT, 4>(xs, x, g, n, true, true);
+    float ssq = gv_stage<NT, 4, NIBDN>(xs, x, g, n, true, true);
     float sc = 1.0f;
     if (g) sc = 1.0f / sqrtf(dev_block_sum(ssq, red) / (float)K + eps);
     __syncthreads();
     return sc;
 }
 
+/* a sub-block's dot parts: the types' own, or (DN) the masked-nibble ones */
+template <bool DN> struct gp_dot {
+    template <class R>
+    static __device__ __forceinline__ void part(const R &b, int i, const float4 &xa,
+                                                const float4 &xb, float &a0, float &a1) {
+        b.part(i, xa, xb, a0, a1);
+    }
+    template <class R>
+    static __device__ __forceinline__ float fin(const R &b, float a0, float a1, float sx) {
+        return b.fin(a0, a1, sx);
+    }
+};
+template <> struct gp_dot<true> {
+    template <class R>
+    static __device__ __forceinline__ void part(const R &b, int i, const float4 &xa,
+                                                const float4 &xb, float &a0, float &a1) {
+        b.part_dn(i, xa, xb, a0, a1);
+    }
+    template <class R>
+    static __device__ __forceinline__ float fin(const R &b, float a0, float a1, float sx) {
+        return b.fin_dn(a0, a1, sx);
+    }
+};
+
 /* One warp's walk over its row groups: two buffers of raw weights; the
  * load cursor (gl, stl) runs two steps ahead of the compute cursor (gc,
- * st). step<P> computes buffer P and refills it as it goes. */
-template <int T, int MODE, int NR, int SPL> struct gp_walk {
+ * st). step<P> computes buffer P and refills it as it goes.
+ *
+ * FULL: every step of the slice is whole (its sub-blocks a multiple of 32
+ * SPL), so no lane needs a clamp or a guard; the lane keeps a pointer per
+ * row stream and loads at constant offsets from it, and the next group's
+ * pointers are the last ones moved by a constant. Without it, a load
+ * takes ~30 instructions of address math per chunk and row pair (32-bit
+ * offsets added to bases reloaded from the constant bank, the clamp). */
+template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
+    /* the nibble types' masked-nibble dot (nib_dn_part), x staged for it */
+#ifndef GP_NO_NIBDN
+    static const bool DN = T == QT_Q4_0 || T == QT_Q4_1;
+#else
+    static const bool DN = false;
+#endif
     static const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR; /* output rows per group */
     const gpu_matrix &w, &w2;
     const float *xs;      /* the block's staged slice */
@@ -151,9 +192,10 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
     /* the lane's next loads in group gl's rows: byte offsets in q and s
      * (< 4 GiB), moved on by a step's bytes after each step */
     uint32_t cq[NR], cs[NR];
-    int st, stl; /* step being computed / loaded, within its group */
-    int lim;     /* the last chunk offset in sub-blocks the lane may load in step stl */
-    int gc, gl;  /* group being computed / loaded */
+    const uint8_t *pq[NR]; /* FULL: the lane's next q loads as pointers (cq unused) */
+    int st, stl;           /* step being computed / loaded, within its group */
+    int lim;               /* the last chunk offset in sub-blocks the lane may load in step stl */
+    int gc, gl;            /* group being computed / loaded */
     float acc[NR];
 
     __device__ __forceinline__ gp_walk(const gpu_matrix &w_, const gpu_matrix &w2_)
@@ -168,6 +210,7 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
             const int64_t row = gv_row_in<MODE, NR>(w, (int64_t)g * RPW, r);
             cq[r] = (uint32_t)(row * m.q_row) + sb0 * (uint32_t)wbytes<T>::q;
             cs[r] = (uint32_t)(row * m.nsb * wbytes<T>::s) + sb0 * (uint32_t)wbytes<T>::s;
+            if (FULL) pq[r] = m.q + cq[r];
         }
     }
 
@@ -178,6 +221,13 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
      * the matrix bases need not be reloaded per thread) */
     template <int B> __device__ __forceinline__ void load_one(int r, int j) {
         const uint32_t Q = wbytes<T>::q, S = wbytes<T>::s;
+        if (FULL) {
+            wrow p;
+            p.q = pq[r] + j * 32 * Q;
+            p.s = gv_mat<MODE, NR>(w, w2, r).s + (cs[r] + j * 32 * S);
+            buf[B][r][j].load(p, 0);
+            return;
+        }
         const gpu_matrix &m = gv_mat<MODE, NR>(w, w2, r);
         int d = j * 32;
         if (lim < (SPL - 1) * 32) d = min(d, lim); /* the partial last step */
@@ -195,10 +245,27 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
             gl += gstride;
             if (gl >= ngroups) return; /* cursor and lim stay on the last step */
             stl = 0;
-            rows_of(gl);
+            if (FULL && gl < ngroups - 1) {
+                /* the rows gstride RPW on, back at the first step (the
+                 * last group may clamp its rows: rows_of) */
+                const int64_t rows = (int64_t)gstride * RPW, back = (int64_t)(nst - 1) * SPL * 32;
+#pragma unroll
+                for (int r = 0; r < NR; r++) {
+                    pq[r] += rows * (int64_t)w.q_row - back * Q;
+                    cs[r] += (uint32_t)((rows * w.nsb - back) * S);
+                }
+            } else {
+                rows_of(gl);
+            }
         } else {
 #pragma unroll
-            for (int r = 0; r < NR; r++) cq[r] += SPL * 32 * Q, cs[r] += SPL * 32 * S;
+            for (int r = 0; r < NR; r++) {
+                if (FULL)
+                    pq[r] += SPL * 32 * Q;
+                else
+                    cq[r] += SPL * 32 * Q;
+                cs[r] += SPL * 32 * S;
+            }
         }
         lim = nsb - stl * SPL * 32 - 1 - lane;
     }
@@ -226,8 +293,8 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
         for (int j = 0; j < SPL; j++) {
             const int s = (st * SPL + j) * 32 + lane;
             const float4 *xv = (const float4 *)(xs + s * 36);
-            const float sx = wraw<T>::uses_sx && s < nsb ? xs[s * 36 + 32] : 0.0f;
-            if (s < nsb) {
+            const float sx = wraw<T>::uses_sx && (FULL || s < nsb) ? xs[s * 36 + 32] : 0.0f;
+            if (FULL || s < nsb) {
                 float a0[NR], a1[NR];
 #pragma unroll
                 for (int r = 0; r < NR; r++) a0[r] = a1[r] = 0.0f;
@@ -245,11 +312,13 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
                 for (int i = 0; i < 4; i++) {
                     const float4 xa = xv[wraw<T>::xq(i, 0)], xb = xv[wraw<T>::xq(i, 1)];
 #pragma unroll
-                    for (int r = 0; r < NR; r++) buf[P][r][j].part(i, xa, xb, a0[r], a1[r]);
+                    for (int r = 0; r < NR; r++)
+                        gp_dot<DN>::part(buf[P][r][j], i, xa, xb, a0[r], a1[r]);
                 }
 #endif
 #pragma unroll
-                for (int r = 0; r < NR; r++) acc[r] += buf[P][r][j].fin(a0[r], a1[r], sx);
+                for (int r = 0; r < NR; r++)
+                    acc[r] += gp_dot<DN>::fin(buf[P][r][j], a0[r], a1[r], sx);
             }
 #pragma unroll
             for (int r = 0; r < NR; r++) load_one<P>(r, j);
@@ -276,7 +345,7 @@ template <int T, int MODE, int NR, int SPL> struct gp_walk {
     }
 };
 
-template <int T, int MODE, int NR, int SPL, int W>
+template <int T, int MODE, int NR, int SPL, int W, bool FULL>
 __global__ void __launch_bounds__(W * 32, gp_min_blocks<T, MODE, W>::n)
     k_gemvp(gpu_matrix w, gpu_matrix w2, const float *x, const float *gamma, float eps, float *y,
             int add, qkv_out qo, int64_t row0, int kspan) {
@@ -284,7 +353,7 @@ __global__ void __launch_bounds__(W * 32, gp_min_blocks<T, MODE, W>::n)
     __shared__ float red[32];
     const int K = (int)w.cols;
     const int kbeg = (int)blockIdx.y * kspan, kend = kbeg + kspan < K ? kbeg + kspan : K;
-    gp_walk<T, MODE, NR, SPL> wk(w, w2);
+    gp_walk<T, MODE, NR, SPL, FULL> wk(w, w2);
     wk.lane = threadIdx.x & 31;
     wk.ngroups = (int)((w.rows + wk.RPW - 1) / wk.RPW);
     wk.gstride = (int)gridDim.x * W;
@@ -303,8 +372,8 @@ __global__ void __launch_bounds__(W * 32, gp_min_blocks<T, MODE, W>::n)
     wk.rows_of(wk.gl < wk.ngroups ? wk.gl : wk.ngroups - 1);
     wk.lim = wk.nsb - 1 - wk.lane;
     wk.template load_step<0>(); /* the first weights travel while x is staged */
-    const float scale =
-        gp_stage_x<W * 32>(xs, red, x + kbeg, gamma ? gamma + kbeg : NULL, kend - kbeg, K, eps);
+    const float scale = gp_stage_x<W * 32, gp_walk<T, MODE, NR, SPL, FULL>::DN>(
+        xs, red, x + kbeg, gamma ? gamma + kbeg : NULL, kend - kbeg, K, eps);
     if (wk.gc >= wk.ngroups) return; /* (no barrier follows) */
     wk.template load_step<1>();
     wk.run(scale, y, add, gridDim.y > 1, qo, row0);
@@ -313,7 +382,7 @@ __global__ void __launch_bounds__(W * 32, gp_min_blocks<T, MODE, W>::n)
 /* Blocks of this kernel one SM holds with `smem` bytes of x (*per_sm), and
  * the device's SM count; cached per instance and device for the few x
  * widths a model has (a residual add sees two: wo's and down's). */
-template <int T, int MODE, int NR, int SPL, int W>
+template <int T, int MODE, int NR, int SPL, int W, bool FULL>
 static int gemvp_occupancy(size_t smem, int *per_sm, int *sms) {
     static int cached_dev = -1, cached_sms = 0, cached_n[4];
     static size_t cached_smem[4];
@@ -328,8 +397,8 @@ static int gemvp_occupancy(size_t smem, int *per_sm, int *sms) {
     while (i < 3 && cached_smem[i] && cached_smem[i] != smem) i++;
     if (cached_smem[i] != smem) { /* a new width (the 4th slot is reused) */
         int n = 0;
-        CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k_gemvp<T, MODE, NR, SPL, W>,
-                                                               W * 32, smem));
+        CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &n, k_gemvp<T, MODE, NR, SPL, W, FULL>, W * 32, smem));
         cached_smem[i] = smem, cached_n[i] = n > 0 ? n : 1;
     }
     *per_sm = cached_n[i];
@@ -339,7 +408,8 @@ static int gemvp_occupancy(size_t smem, int *per_sm, int *sms) {
 
 /* Grid math: K slices (residual adds only), then warps per slice: as many
  * as the GPU holds, or fewer that even out the row groups per warp. */
-template <int T, int MODE, int W> static int gemvp_launch(const gemv_args *a, cudaStream_t st) {
+template <int T, int MODE, int W, bool FULL>
+static int gemvp_launch(const gemv_args *a, cudaStream_t st) {
     const int NR = GP_NR, SPL = gp_spl<T, MODE>::n;
     const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR;
     const int64_t K = a->w->cols, ngroups = (a->w->rows + RPW - 1) / RPW;
@@ -349,7 +419,7 @@ template <int T, int MODE, int W> static int gemvp_launch(const gemv_args *a, cu
     /* blocks per SM at the widest x a block may stage (a narrower slice
      * needs no more shared memory) */
     int sms = 0, per_sm = 0;
-    int rc = gemvp_occupancy<T, MODE, NR, SPL, W>(
+    int rc = gemvp_occupancy<T, MODE, NR, SPL, W, FULL>(
         gp_smem(sliced && K > GP_SLICE ? GP_SLICE : (int)K), &per_sm, &sms);
     if (rc) return rc;
     const int64_t cap = (int64_t)per_sm * sms * W; /* warps resident at once */
@@ -363,6 +433,7 @@ template <int T, int MODE, int W> static int gemvp_launch(const gemv_args *a, cu
         kspan = ((passes + want - 1) / want) * 1024;
         nsl = (unsigned)((K + kspan - 1) / kspan);
     }
+    if (FULL && kspan % (1024 * SPL)) return gemvp_launch<T, MODE, W, false>(a, st);
     size_t smem = gp_smem((int)kspan);
     /* gate+up: every resident warp slot filled, so that the SMs share the
      * row groups evenly (the walk interleaves the blocks' warps): its
@@ -384,10 +455,21 @@ template <int T, int MODE, int W> static int gemvp_launch(const gemv_args *a, cu
     memset(&qo, 0, sizeof qo);
     if (a->qkv) qo = *a->qkv;
     gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
-    k_gemvp<T, MODE, NR, SPL, W><<<dim3(blocks, nsl), W * 32, smem, st>>>(
+    k_gemvp<T, MODE, NR, SPL, W, FULL><<<dim3(blocks, nsl), W * 32, smem, st>>>(
         *a->w, w2, a->x, a->gamma, a->eps, a->y, a->mode == GEMV_ADD, qo, a->row0, (int)kspan);
     CUDA_LAUNCHED("k_gemvp");
     return M40LLM_OK;
+}
+
+/* The whole-step walk (FULL) for the quantized types (the half types are
+ * memory-bound without it), where K is whole steps: a launcher whose K
+ * slices are not falls back to the general walk. */
+template <int T, int MODE> struct gp_full_ok {
+    /* (Q8_0 QKV: its pointers would spill on sm_52 under the rope epilogue) */
+    static const bool v = T != QT_F16 && T != QT_BF16 && !(T == QT_Q8_0 && MODE == GEMV_QKV);
+};
+template <int T, int MODE> static bool gp_full(const gemv_args *a) {
+    return gp_full_ok<T, MODE>::v && a->w->cols % (1024 * gp_spl<T, MODE>::n) == 0;
 }
 
 /* Runs the persistent kernel where it takes the product (a type with a
@@ -405,13 +487,21 @@ template <int T> struct gemvp_entry<T, true> {
             return 1; /* the walk's 32-bit row offsets (the scales are smaller) */
         const bool wide = a->w->cols >= GP_WIDE_K;
         const int NW = gp_norm_warps<T>::n;
-        if (a->mode == GEMV_SWIGLU)
-            return wide ? gemvp_launch<T, GEMV_SWIGLU, NW>(a, st)
-                        : gemvp_launch<T, GEMV_SWIGLU, GP_WARPS>(a, st);
-        if (a->mode == GEMV_QKV)
-            return wide ? gemvp_launch<T, GEMV_QKV, NW>(a, st)
-                        : gemvp_launch<T, GEMV_QKV, GP_WARPS>(a, st);
-        return gemvp_launch<T, GV_PLAIN, GP_WARPS>(a, st);
+        if (a->mode == GEMV_SWIGLU) {
+            if (!wide) return gemvp_launch<T, GEMV_SWIGLU, GP_WARPS, false>(a, st);
+            return gp_full<T, GEMV_SWIGLU>(a)
+                       ? gemvp_launch<T, GEMV_SWIGLU, NW, gp_full_ok<T, GEMV_SWIGLU>::v>(a, st)
+                       : gemvp_launch<T, GEMV_SWIGLU, NW, false>(a, st);
+        }
+        if (a->mode == GEMV_QKV) {
+            if (!wide) return gemvp_launch<T, GEMV_QKV, GP_WARPS, false>(a, st);
+            return gp_full<T, GEMV_QKV>(a)
+                       ? gemvp_launch<T, GEMV_QKV, NW, gp_full_ok<T, GEMV_QKV>::v>(a, st)
+                       : gemvp_launch<T, GEMV_QKV, NW, false>(a, st);
+        }
+        return gp_full<T, GV_PLAIN>(a)
+                   ? gemvp_launch<T, GV_PLAIN, GP_WARPS, gp_full_ok<T, GV_PLAIN>::v>(a, st)
+                   : gemvp_launch<T, GV_PLAIN, GP_WARPS, false>(a, st);
     }
 };
 

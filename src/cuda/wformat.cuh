@@ -368,6 +368,36 @@ static __device__ __forceinline__ float nib_fin(float a0, float a1, float sx) {
     return fmaf(256.0f, a0 + a1, -128.0f * sx);
 }
 
+/* The masked-nibble dot (nib_dn_part): a 32-bit pattern below 2^24 is the
+ * float pattern x 2^-149 (subnormal, or the smallest exponent), so a nibble
+ * masked in place at bit p (p <= 20) is the float q 2^(p - 149): one AND
+ * per weight, no permute, and no offset to take off again. Its x is staged
+ * times 2^(149 - NIB_DN_P - p) (nib_dn_xscale), so that every product is q
+ * x 2^-NIB_DN_P, far from both ends of the float range; byte 3 of a word
+ * moves down 16 bits first (p = 8, 12). FFMA keeps subnormal operands:
+ * these builds must not flush them to zero (-ftz=true, --use_fast_math;
+ * test_gpu_kernels would fail). */
+#define NIB_DN_P 64
+static __device__ __forceinline__ float nib_pow2(int e) {
+    return __int_as_float((127 + e) << 23);
+}
+/* the factor of x value c (0..3) of a staged float4, in the low (x[0..15],
+ * low nibbles) or high half of a sub-block */
+static __device__ __forceinline__ float4 nib_dn_xscale(bool hi) {
+    const int k = 149 - NIB_DN_P, h = hi ? 4 : 0;
+    return make_float4(nib_pow2(k - h), nib_pow2(k - 8 - h), nib_pow2(k - 16 - h),
+                       nib_pow2(k - 8 - h));
+}
+#define NIB_DN(v, m) __uint_as_float((v) & (m))
+static __device__ __forceinline__ void nib_dn_part(uint32_t wd, const float4 &xa, const float4 &xb,
+                                                   float &a0, float &a1) {
+    const uint32_t w3 = wd >> 16;
+    a0 = fma4(a0, NIB_DN(wd, 0xFu), NIB_DN(wd, 0xF00u), NIB_DN(wd, 0xF0000u), NIB_DN(w3, 0xF00u),
+              xa);
+    a1 = fma4(a1, NIB_DN(wd, 0xF0u), NIB_DN(wd, 0xF000u), NIB_DN(wd, 0xF00000u),
+              NIB_DN(w3, 0xF000u), xb);
+}
+
 /* x values i*4.. of a sub-block held in registers, as a float4 */
 static __device__ __forceinline__ float4 xr4(const float *xr, int i) {
     return make_float4(xr[4 * i], xr[4 * i + 1], xr[4 * i + 2], xr[4 * i + 3]);
@@ -454,6 +484,11 @@ template <int S> struct wraw_q4 {
                                          float &a1) const {
         nib_part(dev_word(q, i), 0, 0, 0, xa, xb, a0, a1);
     }
+    /* the same against x staged with nib_dn_xscale: a0 + a1 = 2^-NIB_DN_P sum q x */
+    __device__ __forceinline__ void part_dn(int i, const float4 &xa, const float4 &xb, float &a0,
+                                            float &a1) const {
+        nib_dn_part(dev_word(q, i), xa, xb, a0, a1);
+    }
 };
 
 template <> struct wraw<QT_Q4_0> : wraw_q4<2> {
@@ -461,12 +496,19 @@ template <> struct wraw<QT_Q4_0> : wraw_q4<2> {
         /* sum (q - 8) x = 256 (a0 + a1) - 128 sx - 8 sx */
         return dev_f16(sc) * fmaf(256.0f, a0 + a1, -136.0f * sx);
     }
+    __device__ __forceinline__ float fin_dn(float a0, float a1, float sx) const {
+        return dev_f16(sc) * fmaf(nib_pow2(NIB_DN_P), a0 + a1, -8.0f * sx);
+    }
     WRAW_PARTS_DOT
 };
 
 template <> struct wraw<QT_Q4_1> : wraw_q4<4> {
     __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
         return dev_f16((uint16_t)(sc & 0xffff)) * nib_fin(a0, a1, sx) +
+               dev_f16((uint16_t)(sc >> 16)) * sx;
+    }
+    __device__ __forceinline__ float fin_dn(float a0, float a1, float sx) const {
+        return dev_f16((uint16_t)(sc & 0xffff)) * (nib_pow2(NIB_DN_P) * (a0 + a1)) +
                dev_f16((uint16_t)(sc >> 16)) * sx;
     }
     WRAW_PARTS_DOT
