@@ -63,7 +63,7 @@ static __device__ __forceinline__ void gv_prefetch_row(const gpu_matrix &m, int6
  * threads of the block call it (shuffles); returns this thread's part of
  * sum(x^2) where g is given (the RMSNorm scale is a per-vector factor the
  * caller applies at the end), else 0. */
-template <int NT, int NPT, bool NIBDN = false>
+template <int NT, int NPT, int DNX = 0>
 static __device__ __forceinline__ float gv_stage(float *xs, const float *x, const float *g, int n,
                                                  bool read, bool sums) {
     const int n4 = n >> 2;
@@ -91,8 +91,8 @@ static __device__ __forceinline__ float gv_stage(float *xs, const float *x, cons
             }
             if (i < n4) {
                 float4 us = u;
-                if (NIBDN) { /* the masked-nibble dot's x (sums: of x itself) */
-                    const float4 f = nib_dn_xscale((i & 7) >= 4);
+                if (DNX) { /* the masked dot's x (sums: of x itself) */
+                    const float4 f = dn_xscale(DNX, (i & 7) >= 4);
                     us.x *= f.x, us.y *= f.y, us.z *= f.z, us.w *= f.w;
                 }
                 *(float4 *)(xs + (i >> 3) * 36 + (i & 7) * 4) = us;

@@ -130,10 +130,10 @@ static __host__ __device__ __forceinline__ size_t gp_smem(int n) {
 /* Stages x[0, n) (times g) with the sub-block sums (gv_stage); returns the
  * RMSNorm scale 1/rms(x) over K values when g is given (then n == K), else
  * 1. Ends with a barrier. */
-template <int NT, bool NIBDN>
+template <int NT, int DNX>
 static __device__ float gp_stage_x(float *xs, float *red, const float *x, const float *g, int n,
                                    int K, float eps) {
-    float ssq = gv_stage<NT, 4, NIBDN>(xs, x, g, n, true, true);
+    float ssq = gv_stage<NT, 4, DNX>(xs, x, g, n, true, true);
     float sc = 1.0f;
     if (g) sc = 1.0f / sqrtf(dev_block_sum(ssq, red) / (float)K + eps);
     __syncthreads();
@@ -175,11 +175,12 @@ template <> struct gp_dot<true> {
  * takes ~30 instructions of address math per chunk and row pair (32-bit
  * offsets added to bases reloaded from the constant bank, the clamp). */
 template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
-    /* the nibble types' masked-nibble dot (nib_dn_part), x staged for it */
+    /* the masked dot of the nibble types and Q8_0 (nib_dn_part,
+     * byte_dn_fma), x staged for it (dn_xscale) */
 #ifndef GP_NO_NIBDN
-    static const bool DN = T == QT_Q4_0 || T == QT_Q4_1;
+    static const int DN = wdn<T>::kind;
 #else
-    static const bool DN = false;
+    static const int DN = 0;
 #endif
     static const int RPW = MODE == GEMV_SWIGLU ? NR / 2 : NR; /* output rows per group */
     const gpu_matrix &w, &w2;
@@ -313,12 +314,12 @@ template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
                     const float4 xa = xv[wraw<T>::xq(i, 0)], xb = xv[wraw<T>::xq(i, 1)];
 #pragma unroll
                     for (int r = 0; r < NR; r++)
-                        gp_dot<DN>::part(buf[P][r][j], i, xa, xb, a0[r], a1[r]);
+                        gp_dot<DN != 0>::part(buf[P][r][j], i, xa, xb, a0[r], a1[r]);
                 }
 #endif
 #pragma unroll
                 for (int r = 0; r < NR; r++)
-                    acc[r] += gp_dot<DN>::fin(buf[P][r][j], a0[r], a1[r], sx);
+                    acc[r] += gp_dot<DN != 0>::fin(buf[P][r][j], a0[r], a1[r], sx);
             }
 #pragma unroll
             for (int r = 0; r < NR; r++) load_one<P>(r, j);

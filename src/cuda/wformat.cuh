@@ -381,12 +381,13 @@ static __device__ __forceinline__ float nib_fin(float a0, float a1, float sx) {
 static __device__ __forceinline__ float nib_pow2(int e) {
     return __int_as_float((127 + e) << 23);
 }
-/* the factor of x value c (0..3) of a staged float4, in the low (x[0..15],
- * low nibbles) or high half of a sub-block */
-static __device__ __forceinline__ float4 nib_dn_xscale(bool hi) {
-    const int k = 149 - NIB_DN_P, h = hi ? 4 : 0;
+/* the factor of x value c (0..3) of a staged float4, in the low (x[0..15])
+ * or high half of a sub-block: kind 1 for the nibbles (low nibbles in the
+ * low half), 2 for the bytes of Q8_0 (byte_dn_part: p = 0, 8, 16, 16) */
+static __device__ __forceinline__ float4 dn_xscale(int kind, bool hi) {
+    const int k = 149 - NIB_DN_P, h = kind == 1 && hi ? 4 : 0, p3 = kind == 1 ? 8 : 16;
     return make_float4(nib_pow2(k - h), nib_pow2(k - 8 - h), nib_pow2(k - 16 - h),
-                       nib_pow2(k - 8 - h));
+                       nib_pow2(k - p3 - h));
 }
 #define NIB_DN(v, m) __uint_as_float((v) & (m))
 static __device__ __forceinline__ void nib_dn_part(uint32_t wd, const float4 &xa, const float4 &xb,
@@ -397,6 +398,17 @@ static __device__ __forceinline__ void nib_dn_part(uint32_t wd, const float4 &xa
     a1 = fma4(a1, NIB_DN(wd, 0xF0u), NIB_DN(wd, 0xF000u), NIB_DN(wd, 0xF00000u),
               NIB_DN(w3, 0xF000u), xb);
 }
+/* the same for a word of Q8_0 bytes, biased to q + 128 (one AND with the
+ * bias's XOR per weight, instead of a permute and a subtraction) */
+static __device__ __forceinline__ float byte_dn_fma(float a, uint32_t wd, const float4 &x) {
+    const uint32_t v = wd ^ 0x80808080u, v3 = (wd >> 8) ^ 0x00808080u;
+    return fma4(a, NIB_DN(v, 0xFFu), NIB_DN(v, 0xFF00u), NIB_DN(v, 0xFF0000u),
+                NIB_DN(v3, 0xFF0000u), x);
+}
+/* which masked dot a type has (dn_xscale's kind; 0: none) */
+template <int T> struct wdn {
+    static const int kind = T == QT_Q4_0 || T == QT_Q4_1 ? 1 : T == QT_Q8_0 ? 2 : 0;
+};
 
 /* x values i*4.. of a sub-block held in registers, as a float4 */
 static __device__ __forceinline__ float4 xr4(const float *xr, int i) {
@@ -484,7 +496,7 @@ template <int S> struct wraw_q4 {
                                          float &a1) const {
         nib_part(dev_word(q, i), 0, 0, 0, xa, xb, a0, a1);
     }
-    /* the same against x staged with nib_dn_xscale: a0 + a1 = 2^-NIB_DN_P sum q x */
+    /* the same against x staged with dn_xscale: a0 + a1 = 2^-NIB_DN_P sum q x */
     __device__ __forceinline__ void part_dn(int i, const float4 &xa, const float4 &xb, float &a0,
                                             float &a1) const {
         nib_dn_part(dev_word(q, i), xa, xb, a0, a1);
@@ -534,6 +546,15 @@ template <> struct wraw<QT_Q8_0> {
     }
     __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
         return dev_f16(s) * (a0 + a1 - 128.0f * sx);
+    }
+    /* against x staged with dn_xscale: a0 + a1 = 2^-NIB_DN_P sum (q + 128) x */
+    __device__ __forceinline__ void part_dn(int i, const float4 &xa, const float4 &xb, float &a0,
+                                            float &a1) const {
+        a0 = byte_dn_fma(a0, dev_word(u0, i), xa);
+        a1 = byte_dn_fma(a1, dev_word(u1, i), xb);
+    }
+    __device__ __forceinline__ float fin_dn(float a0, float a1, float sx) const {
+        return dev_f16(s) * fmaf(nib_pow2(NIB_DN_P), a0 + a1, -128.0f * sx);
     }
     WRAW_PARTS_DOT
 };
