@@ -368,22 +368,23 @@ static __device__ __forceinline__ float nib_fin(float a0, float a1, float sx) {
     return fmaf(256.0f, a0 + a1, -128.0f * sx);
 }
 
-/* The masked-nibble dot (nib_dn_part): a 32-bit pattern below 2^24 is the
- * float pattern x 2^-149 (subnormal, or the smallest exponent), so a nibble
- * masked in place at bit p (p <= 20) is the float q 2^(p - 149): one AND
- * per weight, no permute, and no offset to take off again. Its x is staged
- * times 2^(149 - NIB_DN_P - p) (nib_dn_xscale), so that every product is q
- * x 2^-NIB_DN_P, far from both ends of the float range; byte 3 of a word
- * moves down 16 bits first (p = 8, 12). FFMA keeps subnormal operands:
- * these builds must not flush them to zero (-ftz=true, --use_fast_math;
- * test_gpu_kernels would fail). */
+/* The masked dot (nib_dn_part, byte_dn_fma): a 32-bit pattern below 2^24
+ * is the float pattern x 2^-149 (subnormal, or the smallest exponent), so a
+ * nibble masked in place at bit p (p <= 20; a byte: p <= 16) is the float
+ * q 2^(p - 149): one AND per weight, no permute, and no offset to take off
+ * again. Its x is staged times 2^(149 - NIB_DN_P - p) (dn_xscale), so that
+ * every product is q x 2^-NIB_DN_P, far from both ends of the float range;
+ * the top byte of a word moves down first (nibbles: p = 8, 12; a byte: p =
+ * 16). H200, 7B tg128: Q4_0 499/498 -> 512/507 tok/s, Q8_0 372/372 ->
+ * 376/377. FFMA keeps subnormal operands: these builds must not flush
+ * them to zero (-ftz=true, --use_fast_math; test_gpu_kernels would fail). */
 #define NIB_DN_P 64
 static __device__ __forceinline__ float nib_pow2(int e) {
     return __int_as_float((127 + e) << 23);
 }
 /* the factor of x value c (0..3) of a staged float4, in the low (x[0..15])
  * or high half of a sub-block: kind 1 for the nibbles (low nibbles in the
- * low half), 2 for the bytes of Q8_0 (byte_dn_part: p = 0, 8, 16, 16) */
+ * low half), 2 for the bytes of Q8_0 (byte_dn_fma: p = 0, 8, 16, 16) */
 static __device__ __forceinline__ float4 dn_xscale(int kind, bool hi) {
     const int k = 149 - NIB_DN_P, h = kind == 1 && hi ? 4 : 0, p3 = kind == 1 ? 8 : 16;
     return make_float4(nib_pow2(k - h), nib_pow2(k - 8 - h), nib_pow2(k - 16 - h),
