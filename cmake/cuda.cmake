@@ -19,6 +19,12 @@ if(M40LLM_CUDA)
     endif()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
+    # the quantized GEMV's masked dot (src/cuda/wformat.cuh) multiplies
+    # subnormal floats: flushing them to zero would zero the weights
+    if(CMAKE_CUDA_FLAGS MATCHES "use_fast_math|ftz=true")
+      message(FATAL_ERROR "m40llm: build CUDA without --use_fast_math / -ftz=true "
+                          "(the quantized dot needs subnormal floats)")
+    endif()
     set(M40LLM_HAVE_CUDA ON)
   else()
     message(STATUS "m40llm: no nvcc found, building the CPU backend only")

@@ -62,7 +62,8 @@ static __device__ __forceinline__ void gv_prefetch_row(const gpu_matrix &m, int6
  * the 8 threads that staged it). read false: zeros, x untouched. All NT
  * threads of the block call it (shuffles); returns this thread's part of
  * sum(x^2) where g is given (the RMSNorm scale is a per-vector factor the
- * caller applies at the end), else 0. */
+ * caller applies at the end), else 0. DNX: x staged times nib_dn_xscale of
+ * that kind (the sums stay those of x). */
 template <int NT, int NPT, int DNX = 0>
 static __device__ __forceinline__ float gv_stage(float *xs, const float *x, const float *g, int n,
                                                  bool read, bool sums) {
@@ -92,7 +93,7 @@ static __device__ __forceinline__ float gv_stage(float *xs, const float *x, cons
             if (i < n4) {
                 float4 us = u;
                 if (DNX) { /* the masked dot's x (sums: of x itself) */
-                    const float4 f = dn_xscale(DNX, (i & 7) >= 4);
+                    const float4 f = nib_dn_xscale(DNX, (i & 7) >= 4);
                     us.x *= f.x, us.y *= f.y, us.z *= f.z, us.w *= f.w;
                 }
                 *(float4 *)(xs + (i >> 3) * 36 + (i & 7) * 4) = us;

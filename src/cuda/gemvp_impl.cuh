@@ -41,7 +41,7 @@
  * Q8_0 3890 against 3560 (H200, graph-replayed): DRAM has room left, the
  * Q4_0 dot's issue cost (2.7 instructions a weight) did not hide in the
  * loads' latency. Two cuts of the instruction stream followed, the
- * whole-step walk (FULL, below) and the masked-nibble dot (nib_dn_part):
+ * whole-step walk (FULL, below) and the masked dot (nib_dn_part):
  * H200, graph-replayed, 7B Q4_0 gate+up 25.06 us before them (and the
  * 24-warp blocks), 21.99 with the walk, 21.13 with both; tg128 461/462,
  * 499/498, 512/507 tok/s. One chunk per step for the QKV
@@ -56,8 +56,9 @@
  * and two chunks per step keep more bytes in flight per warp. */
 /* GP_NR, GP_Q4_SPL (gate+up), GP_Q4_PLAIN_SPL, GP_QKV_SPL, GP_WARPS_SM,
  * GP_Q4_PLAIN_WARPS and GP_QKV_WARPS (below) can be set with -D, for
- * measurements (so can GP_NOCOMPUTE, which drops the dot); the defaults
- * are the measured best */
+ * measurements (so can GP_NOCOMPUTE, which drops the dot, and
+ * GP_NO_NIBDN, which keeps the types' own dot); the defaults are the
+ * measured best */
 #ifndef GP_NR
 #define GP_NR 2
 #endif
@@ -83,8 +84,9 @@ template <int T, int MODE> struct gp_spl {
  * spills on sm_52; it had 16: H200 7B tg128 Q4_0 441 -> 455 tok/s, Q8_0
  * 340 -> 349), 32 for the nibble types' plain products (one chunk per
  * step) and 16 for the half types (2 x 2 x 64 raw bytes), which need more
- * registers to stay free of spills on sm_52; whole blocks: 24, 24, 32, 16
- * warps with 8-warp blocks */
+ * registers to stay free of spills on sm_52; whole blocks of W warps
+ * (n = warps / W, at least 1): 24, 24, 32, 16 warps with 8-warp blocks,
+ * one 24-warp block under GP_NORM_WARPS */
 #ifndef GP_WARPS_SM
 #define GP_WARPS_SM 28
 #endif
@@ -140,7 +142,7 @@ static __device__ float gp_stage_x(float *xs, float *red, const float *x, const 
     return sc;
 }
 
-/* a sub-block's dot parts: the types' own, or (DN) the masked-nibble ones */
+/* a sub-block's dot parts: the types' own, or (DN) the masked ones (nib_dn_part) */
 template <bool DN> struct gp_dot {
     template <class R>
     static __device__ __forceinline__ void part(const R &b, int i, const float4 &xa,
@@ -176,9 +178,9 @@ template <> struct gp_dot<true> {
  * offsets added to bases reloaded from the constant bank, the clamp). */
 template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
     /* the masked dot of the nibble types and Q8_0 (nib_dn_part,
-     * byte_dn_fma), x staged for it (dn_xscale) */
+     * nib_dn_byte_fma), x staged for it (nib_dn_xscale) */
 #ifndef GP_NO_NIBDN
-    static const int DN = wdn<T>::kind;
+    static const int DN = nib_dn_kind<T>::kind;
 #else
     static const int DN = 0;
 #endif
@@ -268,7 +270,7 @@ template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
                 cs[r] += SPL * 32 * S;
             }
         }
-        lim = nsb - stl * SPL * 32 - 1 - lane;
+        if (!FULL) lim = nsb - stl * SPL * 32 - 1 - lane; /* (FULL: no clamp) */
     }
 
     /* a whole step into buffer B */
@@ -463,8 +465,9 @@ static int gemvp_launch(const gemv_args *a, cudaStream_t st) {
 }
 
 /* The whole-step walk (FULL) for the quantized types (the half types are
- * memory-bound without it), where K is whole steps: a launcher whose K
- * slices are not falls back to the general walk. */
+ * memory-bound without it), where K is whole steps; for QKV and gate+up
+ * only with the wide blocks (K >= GP_WIDE_K). A launcher whose K slices
+ * are not whole steps falls back to the general walk. */
 template <int T, int MODE> struct gp_full_ok {
     /* (Q8_0 QKV: its pointers would spill on sm_52 under the rope epilogue) */
     static const bool v = T != QT_F16 && T != QT_BF16 && !(T == QT_Q8_0 && MODE == GEMV_QKV);

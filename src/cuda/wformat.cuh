@@ -368,12 +368,13 @@ static __device__ __forceinline__ float nib_fin(float a0, float a1, float sx) {
     return fmaf(256.0f, a0 + a1, -128.0f * sx);
 }
 
-/* The masked dot (nib_dn_part, byte_dn_fma): a 32-bit pattern below 2^24
+/* The masked dot (nib_dn_part, nib_dn_byte_fma): a 32-bit pattern below 2^24
  * is the float pattern x 2^-149 (subnormal, or the smallest exponent), so a
  * nibble masked in place at bit p (p <= 20; a byte: p <= 16) is the float
  * q 2^(p - 149): one AND per weight, no permute, and no offset to take off
- * again. Its x is staged times 2^(149 - NIB_DN_P - p) (dn_xscale), so that
- * every product is q x 2^-NIB_DN_P, far from both ends of the float range;
+ * again. Its x is staged times 2^(149 - NIB_DN_P - p) (nib_dn_xscale), so that
+ * every product is q x 2^-NIB_DN_P: exact for |x| within ~2^-70..2^43
+ * (above, x staged overflows; below, products turn subnormal);
  * the top byte of a word moves down first (nibbles: p = 8, 12; a byte: p =
  * 16). H200, 7B tg128: Q4_0 499/498 -> 512/507 tok/s, Q8_0 372/372 ->
  * 376/377. FFMA keeps subnormal operands: these builds must not flush
@@ -384,8 +385,8 @@ static __device__ __forceinline__ float nib_pow2(int e) {
 }
 /* the factor of x value c (0..3) of a staged float4, in the low (x[0..15])
  * or high half of a sub-block: kind 1 for the nibbles (low nibbles in the
- * low half), 2 for the bytes of Q8_0 (byte_dn_fma: p = 0, 8, 16, 16) */
-static __device__ __forceinline__ float4 dn_xscale(int kind, bool hi) {
+ * low half), 2 for the bytes of Q8_0 (nib_dn_byte_fma: p = 0, 8, 16, 16) */
+static __device__ __forceinline__ float4 nib_dn_xscale(int kind, bool hi) {
     const int k = 149 - NIB_DN_P, h = kind == 1 && hi ? 4 : 0, p3 = kind == 1 ? 8 : 16;
     return make_float4(nib_pow2(k - h), nib_pow2(k - 8 - h), nib_pow2(k - 16 - h),
                        nib_pow2(k - p3 - h));
@@ -401,13 +402,13 @@ static __device__ __forceinline__ void nib_dn_part(uint32_t wd, const float4 &xa
 }
 /* the same for a word of Q8_0 bytes, biased to q + 128 (one AND with the
  * bias's XOR per weight, instead of a permute and a subtraction) */
-static __device__ __forceinline__ float byte_dn_fma(float a, uint32_t wd, const float4 &x) {
+static __device__ __forceinline__ float nib_dn_byte_fma(float a, uint32_t wd, const float4 &x) {
     const uint32_t v = wd ^ 0x80808080u, v3 = (wd >> 8) ^ 0x00808080u;
     return fma4(a, NIB_DN(v, 0xFFu), NIB_DN(v, 0xFF00u), NIB_DN(v, 0xFF0000u),
                 NIB_DN(v3, 0xFF0000u), x);
 }
-/* which masked dot a type has (dn_xscale's kind; 0: none) */
-template <int T> struct wdn {
+/* which masked dot a type has (nib_dn_xscale's kind; 0: none) */
+template <int T> struct nib_dn_kind {
     static const int kind = T == QT_Q4_0 || T == QT_Q4_1 ? 1 : T == QT_Q8_0 ? 2 : 0;
 };
 
@@ -497,7 +498,7 @@ template <int S> struct wraw_q4 {
                                          float &a1) const {
         nib_part(dev_word(q, i), 0, 0, 0, xa, xb, a0, a1);
     }
-    /* the same against x staged with dn_xscale: a0 + a1 = 2^-NIB_DN_P sum q x */
+    /* the same against x staged with nib_dn_xscale: a0 + a1 = 2^-NIB_DN_P sum q x */
     __device__ __forceinline__ void part_dn(int i, const float4 &xa, const float4 &xb, float &a0,
                                             float &a1) const {
         nib_dn_part(dev_word(q, i), xa, xb, a0, a1);
@@ -548,11 +549,11 @@ template <> struct wraw<QT_Q8_0> {
     __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
         return dev_f16(s) * (a0 + a1 - 128.0f * sx);
     }
-    /* against x staged with dn_xscale: a0 + a1 = 2^-NIB_DN_P sum (q + 128) x */
+    /* against x staged with nib_dn_xscale: a0 + a1 = 2^-NIB_DN_P sum (q + 128) x */
     __device__ __forceinline__ void part_dn(int i, const float4 &xa, const float4 &xb, float &a0,
                                             float &a1) const {
-        a0 = byte_dn_fma(a0, dev_word(u0, i), xa);
-        a1 = byte_dn_fma(a1, dev_word(u1, i), xb);
+        a0 = nib_dn_byte_fma(a0, dev_word(u0, i), xa);
+        a1 = nib_dn_byte_fma(a1, dev_word(u1, i), xb);
     }
     __device__ __forceinline__ float fin_dn(float a0, float a1, float sx) const {
         return dev_f16(s) * fmaf(nib_pow2(NIB_DN_P), a0 + a1, -128.0f * sx);
