@@ -89,6 +89,11 @@ static double silu_d(double g) {
     return g / (1.0 + exp(-g));
 }
 
+/* the larger of *worst and e, a NaN counting as infinite (and staying so) */
+static void worst_of(double *worst, double e) {
+    if (!(e <= *worst)) *worst = isnan(e) ? INFINITY : e;
+}
+
 /* y = W x for nb vectors in every mode, against float64 */
 static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
     const char *name = quant_info(h->type)->name;
@@ -150,8 +155,8 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
         int untouched_ok = 1;
         for (int b = 0; b < nb; b++) {
             for (int64_t r = 0; r < R; r++) {
-                double err = fabs(y[b * ldy + r] - ref[b * R + r]) / (2e-5 * mag[b * R + r] + 1e-6);
-                if (!(err <= worst)) worst = isnan(err) ? INFINITY : err;
+                worst_of(&worst,
+                         fabs(y[b * ldy + r] - ref[b * R + r]) / (2e-5 * mag[b * R + r] + 1e-6));
             }
             for (int64_t r = R; r < ldy; r++) untouched_ok &= y[b * ldy + r] == y0[b * ldy + r];
         }
@@ -178,11 +183,6 @@ static void rope_ref(double *v, int n_heads, int hd, int n_rot, int pos, double 
             v[h * hd + d] = a * cos(th) - b * sin(th);
             v[h * hd + d + 1] = a * sin(th) + b * cos(th);
         }
-}
-
-/* the larger of *worst and e, a NaN counting as infinite (and staying so) */
-static void worst_of(double *worst, double e) {
-    if (!(e <= *worst)) *worst = isnan(e) ? INFINITY : e;
 }
 
 /* via_gemv: 0 = the prefill rope kernel; 1 = the GEMV epilogue, 3 vectors
@@ -493,23 +493,16 @@ int main(void) {
     test_gemv(&wl, NULL, 8, GEMV_ADD, 0);
     free_w(&wl);
     /* the persistent kernel's types at a 7B layer's input width: row groups
-     * past the last row, 1024-wide K slices, a whole x of 4096 staged */
-    const int wide[] = {QT_F16, QT_Q4_0, QT_Q4_1, QT_Q8_0, QT_Q4_K};
+     * past the last row, 1024-wide K slices, a whole x of 4096 staged; and
+     * at 4608, the wide blocks on the general walk (a partial last step) */
+    const struct {
+        int type, K;
+    } wide[] = {{QT_F16, 4096},  {QT_Q4_0, 4096}, {QT_Q4_1, 4096}, {QT_Q8_0, 4096},
+                {QT_Q4_K, 4096}, {QT_Q4_0, 4608}, {QT_Q8_0, 4608}};
     for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
         host_w w, w2;
-        make_w(&w, wide[i], 70, 4096);
-        make_w(&w2, wide[i], 70, 4096);
-        test_gemv(&w, NULL, 1, GEMV_ADD, 0);
-        test_gemv(&w, NULL, 1, GEMV_STORE, 1);
-        test_gemv(&w, &w2, 1, GEMV_SWIGLU, 1);
-        free_w(&w);
-        free_w(&w2);
-    }
-    /* wide x of partial steps: the wide blocks on the general walk */
-    for (int i = 0; i < 2; i++) {
-        host_w w, w2;
-        make_w(&w, i ? QT_Q8_0 : QT_Q4_0, 70, 4608);
-        make_w(&w2, i ? QT_Q8_0 : QT_Q4_0, 70, 4608);
+        make_w(&w, wide[i].type, 70, wide[i].K);
+        make_w(&w2, wide[i].type, 70, wide[i].K);
         test_gemv(&w, NULL, 1, GEMV_ADD, 0);
         test_gemv(&w, NULL, 1, GEMV_STORE, 1);
         test_gemv(&w, &w2, 1, GEMV_SWIGLU, 1);
