@@ -309,7 +309,7 @@ int m40llm_attention_last_token(M40llmCudaContext *c, const M40llmKVCache *kv, i
     if (kv->len[layer] == 0)
         return err_set(M40LLM_ERR_INVALID_ARG, "attention_last_token: layer %d is empty", layer);
     attn_plan pl;
-    int rc = attention_plan(n_head, kv->n_kv, kv->hd, kv->max_tokens, 256, &pl);
+    int rc = attention_plan(n_head, kv->n_kv, kv->hd, kv->max_tokens, 256, 512, &pl);
     if (rc) return rc;
     CUDA_TRY(cudaSetDevice(c->device));
     rc = ctx_scratch(c, (void **)&c->partial, &c->partial_len, attention_partial_floats(&pl, 1),

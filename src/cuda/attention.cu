@@ -8,8 +8,7 @@
 #include "cuda_internal.h"
 #include "dev_common.cuh"
 
-#define AT_THREADS 128
-#define AT_GMAX    64 /* query heads per KV head */
+#define AT_GMAX 64 /* query heads per KV head */
 
 /* q, scores, merge weights and split denominators of gm heads, then the
  * chunk's row offsets */
@@ -18,8 +17,11 @@ static size_t attn_smem(int gm, int hd, int chunk, int n_split) {
            (size_t)chunk * sizeof(int64_t);
 }
 
-extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits,
+extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits, int threads,
                               attn_plan *p) {
+    if (threads != 128 && threads != 512)
+        return err_set(M40LLM_ERR_UNSUPPORTED, "attention: %d threads per block (128 or 512)",
+                       threads);
     if (n_kv <= 0 || n_head % n_kv || hd <= 0 || hd > 256 || hd % 8 || n_ctx <= 0)
         return err_set(M40LLM_ERR_UNSUPPORTED, "attention: %d heads, %d KV heads, head dim %d",
                        n_head, n_kv, hd);
@@ -28,13 +30,15 @@ extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_s
         return err_set(M40LLM_ERR_UNSUPPORTED, "attention: %d query heads per KV head (max %d)", g,
                        AT_GMAX);
     /* decode (few queries) wants many short splits to fill the GPU; prefill
-     * (many queries) fewer, longer ones: the caller bounds the split count */
-    int chunk = 32;
+     * (many queries) fewer, longer ones: the caller bounds the split count.
+     * A split is at least one pass of the scores (4 threads a position). */
+    const int min_chunk = threads / 4;
+    int chunk = min_chunk;
     if (max_splits < 1) max_splits = 1;
     while ((n_ctx + chunk - 1) / chunk > max_splits) chunk *= 2;
     int gm = g <= 4 ? 4 : 8, ns = (n_ctx + chunk - 1) / chunk;
     size_t smem = attn_smem(gm, hd, chunk, ns);
-    while (smem > 40 * 1024 && chunk > 32) {
+    while (smem > 40 * 1024 && chunk > min_chunk) {
         chunk /= 2;
         ns = (n_ctx + chunk - 1) / chunk;
         smem = attn_smem(gm, hd, chunk, ns);
@@ -46,6 +50,7 @@ extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_s
     p->hd = hd;
     p->chunk = chunk;
     p->n_split = (n_ctx + chunk - 1) / chunk;
+    p->threads = threads;
     return M40LLM_OK;
 }
 
@@ -79,7 +84,7 @@ template <int F16> struct kv8 {
  * entry has one split) or a partial (sum, max, denominator) and a count;
  * the entry's last split block to finish merges all of them, so no second
  * kernel runs. Every load of a phase is issued before its arithmetic. */
-template <int F16, int GM, bool PRE>
+template <int F16, int GM, bool PRE, int AT_THREADS>
 __global__ void __launch_bounds__(AT_THREADS)
     k_attn(attn_plan pl, const float *q, kv_view kv, const int32_t *seqs, const int32_t *poss,
            float scale, float *partial, unsigned *counters, float *out) {
@@ -117,15 +122,17 @@ __global__ void __launch_bounds__(AT_THREADS)
      * slices of a group are adjacent lanes, summed by shuffles at the end.
      * PRE (decode): its first VU rows are asked for now, with the K rows
      * below, so the V loads' latency overlaps the scores and the softmax
-     * (one batch covers a 32-position chunk at head dim 128: H200, 7B Q4_0
-     * tg128 +1%). Prefill keeps fewer rows in flight and registers low
-     * (more blocks per SM). */
+     * (one batch covers a 32-position split of 128 threads at head dim
+     * 128: H200, 7B Q4_0 tg128 +1%; 512 threads cover 128 positions).
+     * Prefill keeps fewer rows in flight and registers low (more blocks
+     * per SM). */
     const int ndg = hd / 8;
     int NS = 1;
     while (NS * 2 * ndg <= AT_THREADS && NS < 32) NS *= 2;
     const int dg = tid / NS, sl = tid % NS;
-    /* rows in flight (f32 rows take twice the registers) */
-    const int VU = (F16 ? 4 : 2) * (PRE ? 2 : 1);
+    /* rows in flight (f32 rows take twice the registers: no early batch
+     * of them, which spills on sm_52 in 512-thread blocks) */
+    const int VU = F16 && PRE ? 8 : F16 ? 4 : 2;
     kv8<F16> vr[VU];
     if (PRE && dg < ndg) {
 #pragma unroll
@@ -319,18 +326,19 @@ extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_vie
     int nl = p->n_split;
     if (max_pos >= 0 && max_pos / p->chunk + 1 < nl) nl = max_pos / p->chunk + 1;
     dim3 grid((unsigned)(attention_counters(p, 1)), (unsigned)nl, (unsigned)n);
-#define AT_LAUNCH(F, G, P)                                                                         \
-    k_attn<F, G, P>                                                                                \
-        <<<grid, AT_THREADS, smem, st>>>(*p, q, *kv, seq, pos, scale, partial, counters, out)
+#define AT_LAUNCH(F, G, P, T)                                                                      \
+    k_attn<F, G, P, T><<<grid, T, smem, st>>>(*p, q, *kv, seq, pos, scale, partial, counters, out)
+#define AT_LAUNCH_T(F, G, P) (p->threads == 512 ? AT_LAUNCH(F, G, P, 512) : AT_LAUNCH(F, G, P, 128))
     const bool pre = n <= M40_GEMV_MAX_B; /* decode: the V rows asked for early */
     if (kv->f16 && gm == 4)
-        pre ? AT_LAUNCH(1, 4, true) : AT_LAUNCH(1, 4, false);
+        pre ? AT_LAUNCH_T(1, 4, true) : AT_LAUNCH_T(1, 4, false);
     else if (kv->f16)
-        pre ? AT_LAUNCH(1, 8, true) : AT_LAUNCH(1, 8, false);
+        pre ? AT_LAUNCH_T(1, 8, true) : AT_LAUNCH_T(1, 8, false);
     else if (gm == 4)
-        pre ? AT_LAUNCH(0, 4, true) : AT_LAUNCH(0, 4, false);
+        pre ? AT_LAUNCH_T(0, 4, true) : AT_LAUNCH_T(0, 4, false);
     else
-        pre ? AT_LAUNCH(0, 8, true) : AT_LAUNCH(0, 8, false);
+        pre ? AT_LAUNCH_T(0, 8, true) : AT_LAUNCH_T(0, 8, false);
+#undef AT_LAUNCH_T
 #undef AT_LAUNCH
     CUDA_LAUNCHED("k_attn");
     return M40LLM_OK;

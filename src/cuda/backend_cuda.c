@@ -48,6 +48,7 @@ static void cuda_destroy(backend *b) {
     for (int i = 0; i < cb->n_allocs; i++) cudaFree(cb->allocs[i]);
     if (cb->h_in) cudaFreeHost(cb->h_in);
     if (cb->h_ids) cudaFreeHost(cb->h_ids);
+    if (cb->h_logits) cudaFreeHost(cb->h_logits);
     free(cb->allocs);
     free(cb->layers);
     free(cb->seq_len);
@@ -192,9 +193,14 @@ static int alloc_buffers(cuda_backend *cb) {
     int npt = p->n_seq_max * cb->pages_per_seq;
     if ((rc = cb_alloc(cb, (size_t)npt * 4, "page table", (void **)&cb->page_table))) return rc;
     if ((rc = launch_iota(cb->page_table, npt, 0, cb->st))) return rc;
-    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 32, &cb->plan)))
+    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 32, 128, &cb->plan)))
         return rc;
-    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 256, &cb->plan_dec)))
+    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 256, 512,
+                             &cb->plan_dec)))
+        return rc;
+    /* (one split only: it never writes partials) */
+    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 256, 128,
+                             &cb->plan_dec1)))
         return rc;
     size_t part = attention_partial_floats(&cb->plan, (int)B);
     size_t part_dec =
@@ -240,6 +246,11 @@ static int alloc_buffers(cuda_backend *cb) {
     }
     CUDA_TRY(cudaMallocHost((void **)&cb->h_in, 4 * B * 4));
     CUDA_TRY(cudaMallocHost((void **)&cb->h_ids, B * 4));
+    /* a pageable copy of one 32000-entry row took 32 us of the step on an
+     * H200 (the driver stages it), a pinned one a few */
+    CUDA_TRY(
+        cudaMallocHost((void **)&cb->h_logits,
+                       (B < (size_t)M40_GEMV_MAX_B ? B : (size_t)M40_GEMV_MAX_B) * c->n_vocab * 4));
     return M40LLM_OK;
 }
 

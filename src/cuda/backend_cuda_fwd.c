@@ -103,6 +103,9 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
     const model_config *c = &cb->base.model->cfg;
     const int E = c->n_embd, F = c->n_ff, B = cb->base.params.n_batch_max;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
+    /* short contexts: one split of a 128-thread block, no merge (512
+     * threads cost ~1 us a layer more there: H200, 7B Q4_0 tg16) */
+    const int dec1 = cb->att_max_pos >= 0 && cb->att_max_pos < cb->plan_dec1.chunk;
     int rc = PROF(cb, PG_EMBD, launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st));
     for (int l = 0; l < c->n_layer && !rc; l++) {
         const cuda_layer *L = &cb->layers[l];
@@ -119,9 +122,9 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         }
         if (!rc)
             rc = PROF(cb, PG_ATTN,
-                      launch_attention(&cb->plan_dec, cb->q, &o.kv, o.seq, o.pos, n, scale,
-                                       cb->partial, cb->att_count, cb->att, cb->att_max_pos,
-                                       cb->st));
+                      launch_attention(dec1 ? &cb->plan_dec1 : &cb->plan_dec, cb->q, &o.kv, o.seq,
+                                       o.pos, n, scale, cb->partial, cb->att_count, cb->att,
+                                       cb->att_max_pos, cb->st));
         if (!rc) rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
         if (rc) break;
         if (L->w_gate.type == L->w_up.type) {
@@ -296,7 +299,9 @@ int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *lo
     int maxp = 0;
     for (int i = 0; i < n; i++)
         if (e[i].pos > maxp) maxp = e[i].pos;
-    if (n <= M40_GEMV_MAX_B) {
+    if (n <= M40_GEMV_MAX_B && maxp < cb->plan_dec1.chunk) {
+        cb->att_max_pos = cb->plan_dec1.chunk - 1; /* (decode_kernels: plan_dec1) */
+    } else if (n <= M40_GEMV_MAX_B) {
         const attn_plan *pl = &cb->plan_dec;
         int need = maxp / pl->chunk + 1, ns = 1;
         while (ns < need) ns *= 2;
@@ -317,10 +322,15 @@ int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *lo
         CUDA_TRY(cudaMemcpyAsync(cb->h_ids, cb->d_ids, (size_t)n_out * sizeof(int32_t),
                                  cudaMemcpyDeviceToHost, cb->st));
     } else if (n_out && logits) {
-        CUDA_TRY(cudaMemcpyAsync(logits, cb->logits, (size_t)n_out * V * sizeof(float),
-                                 cudaMemcpyDeviceToHost, cb->st));
+        /* a decode step's rows through the pinned buffer (DMA at full speed) */
+        CUDA_TRY(cudaMemcpyAsync(n_out <= M40_GEMV_MAX_B ? cb->h_logits : logits, cb->logits,
+                                 (size_t)n_out * V * sizeof(float), cudaMemcpyDeviceToHost,
+                                 cb->st));
     }
     CUDA_TRY(cudaStreamSynchronize(cb->st)); /* kernel faults surface here */
-    if (n_out && argmax) memcpy(ids, cb->h_ids, (size_t)n_out * sizeof(int32_t));
+    if (n_out && argmax)
+        memcpy(ids, cb->h_ids, (size_t)n_out * sizeof(int32_t));
+    else if (n_out && logits && n_out <= M40_GEMV_MAX_B)
+        memcpy(logits, cb->h_logits, (size_t)n_out * V * sizeof(float));
     return M40LLM_OK;
 }

@@ -43,9 +43,10 @@ typedef struct cuda_backend {
     size_t kv_layer_bytes; /* bytes of one layer's K (= its V) */
     int32_t *page_table;   /* [n_seq_max][pages_per_seq] */
     int pages_per_seq;
-    int *seq_len;       /* host [n_seq_max] */
-    attn_plan plan;     /* prefill batches: few long splits */
-    attn_plan plan_dec; /* decode (<= 8 entries): many short splits */
+    int *seq_len;        /* host [n_seq_max] */
+    attn_plan plan;      /* prefill batches: few long splits */
+    attn_plan plan_dec;  /* decode (<= 8 entries): many 128-position splits */
+    attn_plan plan_dec1; /* decode while every entry fits one 32-position split */
 
     /* activations, sized for n_batch_max entries */
     int nq, nkv;         /* n_head * head_dim, n_head_kv * head_dim */
@@ -68,6 +69,7 @@ typedef struct cuda_backend {
     int32_t *d_ids;  /* device [B] argmax */
     int32_t *h_in;   /* pinned host [4][B] */
     int32_t *h_ids;  /* pinned host [B] */
+    float *h_logits; /* pinned host [min(B, M40_GEMV_MAX_B)][n_vocab]: a decode step's logits */
     int gemm_f16;    /* prefill GEMM operands in f16 (tensor cores) or f32 */
     int att_max_pos; /* of the batch part being run: bounds the attention grid */
     int use_graphs;

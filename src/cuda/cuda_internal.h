@@ -176,10 +176,16 @@ typedef struct attn_plan {
     int n_head, n_kv, hd;
     int chunk;   /* positions per split */
     int n_split; /* splits launched (covers n_ctx) */
+    int threads; /* per block: 128, or 512 (decode) */
 } attn_plan;
-/* max_splits bounds the number of splits (chunk = 32 positions doubled until it fits):
- * ~256 for decode, ~32 for prefill batches. */
-int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits, attn_plan *p);
+/* max_splits bounds the number of splits (chunk = threads / 4 positions,
+ * one pass of the scores, doubled until it fits): ~256 for decode, ~32 for
+ * prefill batches. threads: 128, or 512 for decode: 128-position splits in
+ * one pass, so contexts under 128 need no merge of splits (H200, 7B Q4_0
+ * tg128: the merge's fence, count and partial reloads were ~4 us of a
+ * layer's ~10 us of attention). */
+int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits, int threads,
+                   attn_plan *p);
 size_t attention_partial_floats(const attn_plan *p, int n);
 /* counters: attention_counters() unsigned ints, zero before the first
  * launch; each launch leaves them zero again. */

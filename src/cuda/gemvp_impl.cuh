@@ -166,6 +166,10 @@ template <> struct gp_dot<true> {
     }
 };
 
+/* QKV: the entry's cache slot, looked up by one thread of each block while
+ * x is staged (its barrier publishes it) */
+static __shared__ qkv_slot gp_qslot;
+
 /* One warp's walk over its row groups: two buffers of raw weights; the
  * load cursor (gl, stl) runs two steps ahead of the compute cursor (gc,
  * st). step<P> computes buffer P and refills it as it goes.
@@ -330,7 +334,15 @@ template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
         if (++st == nst) {
 #pragma unroll
             for (int r = 0; r < NR; r++) acc[r] = dev_warp_sum(acc[r]) * scale;
-            gv_store1<MODE, NR>(acc, lane, (int64_t)gc * RPW, w.rows, y, add, atomic, qo, row0);
+            if (MODE == GEMV_QKV) {
+#pragma unroll
+                for (int p = 0; p < NR / 2; p++) /* the slot k_gemvp staged */
+                    if (lane == p && (int64_t)gc * RPW + 2 * p + 1 < w.rows)
+                        qkv_epilogue_at(qo, gp_qslot, row0 + (int64_t)gc * RPW + 2 * p, 0,
+                                        acc[2 * p], acc[2 * p + 1]);
+            } else {
+                gv_store1<MODE, NR>(acc, lane, (int64_t)gc * RPW, w.rows, y, add, atomic, qo, row0);
+            }
 #pragma unroll
             for (int r = 0; r < NR; r++) acc[r] = 0.0f;
             st = 0;
@@ -375,6 +387,8 @@ __global__ void __launch_bounds__(W * 32, gp_min_blocks<T, MODE, W>::n)
     wk.rows_of(wk.gl < wk.ngroups ? wk.gl : wk.ngroups - 1);
     wk.lim = wk.nsb - 1 - wk.lane;
     wk.template load_step<0>(); /* the first weights travel while x is staged */
+    if (MODE == GEMV_QKV && threadIdx.x == W * 32 - 1) /* (a thread with little x to stage) */
+        gp_qslot = qkv_slot_load(qo, 0);
     const float scale = gp_stage_x<W * 32, gp_walk<T, MODE, NR, SPL, FULL>::DN>(
         xs, red, x + kbeg, gamma ? gamma + kbeg : NULL, kend - kbeg, K, eps);
     if (wk.gc >= wk.ngroups) return; /* (no barrier follows) */

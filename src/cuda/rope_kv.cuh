@@ -7,13 +7,32 @@
 #include "cuda_internal.h"
 #include "dev_common.cuh"
 
-/* Row gr of [q | k | v] (gr even) and gr+1 for entry b hold v0, v1. */
-static __device__ __forceinline__ void qkv_epilogue(const qkv_out &o, int64_t gr, int b, float v0,
-                                                    float v1) {
+/* An entry's position and the cache offset of its row for KV head 0
+ * (page table looked up): what the epilogue loads before it can store.
+ * The decode GEMV loads it while its first weights travel, so no warp
+ * waits on the two dependent loads at its end. */
+struct qkv_slot {
+    int pos;
+    int64_t base; /* element offset of (page, head 0, pos % PAGE, d 0) */
+};
+
+static __device__ __forceinline__ qkv_slot qkv_slot_load(const qkv_out &o, int b) {
+    const kv_view &kv = o.kv;
+    qkv_slot s;
+    s.pos = o.pos[b];
+    int page = kv.page_table[(int64_t)o.seq[b] * kv.pages_per_seq + s.pos / M40_KV_PAGE];
+    s.base = ((int64_t)page * kv.n_kv * M40_KV_PAGE + s.pos % M40_KV_PAGE) * o.rope.hd;
+    return s;
+}
+
+/* Row gr of [q | k | v] (gr even) and gr+1 of entry b hold v0, v1; sl is
+ * the entry's slot (qkv_slot_load). */
+static __device__ __forceinline__ void qkv_epilogue_at(const qkv_out &o, const qkv_slot &sl,
+                                                       int64_t gr, int b, float v0, float v1) {
     const rope_cfg &rc = o.rope;
     int hd = rc.hd;
     int64_t nq = (int64_t)rc.n_head * hd, nk = (int64_t)rc.n_kv * hd;
-    int seq = o.seq[b], pos = o.pos[b];
+    const int pos = sl.pos;
     int region = gr < nq ? 0 : gr < nq + nk ? 1 : 2; /* q, k, v */
     int64_t rr = gr - (region == 0 ? 0 : region == 1 ? nq : nq + nk);
     int head = (int)(rr / hd), d = (int)(rr % hd);
@@ -32,8 +51,7 @@ static __device__ __forceinline__ void qkv_epilogue(const qkv_out &o, int64_t gr
         return;
     }
     const kv_view &kv = o.kv;
-    int page = kv.page_table[(int64_t)seq * kv.pages_per_seq + pos / M40_KV_PAGE];
-    int64_t off = (((int64_t)page * kv.n_kv + head) * M40_KV_PAGE + pos % M40_KV_PAGE) * hd + d;
+    int64_t off = sl.base + (int64_t)head * M40_KV_PAGE * hd + d;
     void *dst = region == 1 ? kv.k : kv.v;
     if (kv.f16) {
         ((uint16_t *)dst)[off] = dev_to_f16(v0);
@@ -42,6 +60,11 @@ static __device__ __forceinline__ void qkv_epilogue(const qkv_out &o, int64_t gr
         ((float *)dst)[off] = v0;
         ((float *)dst)[off + 1] = v1;
     }
+}
+
+static __device__ __forceinline__ void qkv_epilogue(const qkv_out &o, int64_t gr, int b, float v0,
+                                                    float v1) {
+    qkv_epilogue_at(o, qkv_slot_load(o, b), gr, b, v0, v1);
 }
 
 #endif

@@ -306,10 +306,10 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
  * entries at positions 0 and 1 fit one split (finished in place), 300 and
  * 999 are merged from several; G = nh / nkv query heads per KV head picks
  * the 4- or 8-head kernel, G > 8 runs in several head groups */
-static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits) {
+static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, int threads) {
     const int n_ctx = 1000, n_seq = 2, G = nh / nkv;
     attn_plan pl;
-    GT_OK(attention_plan(nh, nkv, hd, n_ctx, max_splits, &pl));
+    GT_OK(attention_plan(nh, nkv, hd, n_ctx, max_splits, threads, &pl));
     CHECK(pl.n_split >= 2);
     int pps = (n_ctx + M40_KV_PAGE - 1) / M40_KV_PAGE;
     size_t layer = (size_t)n_seq * pps * nkv * M40_KV_PAGE * hd, elt = f16kv ? 2 : 4;
@@ -390,8 +390,9 @@ static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits) {
             }
         }
     }
-    CHECKF(worst <= 2e-5, "attention kv f16=%d heads %d/%d hd %d: max error %.3g (tolerance 2e-5)",
-           f16kv, nh, nkv, hd, worst);
+    CHECKF(worst <= 2e-5,
+           "attention kv f16=%d heads %d/%d hd %d, %d threads: max error %.3g (tolerance 2e-5)",
+           f16kv, nh, nkv, hd, threads, worst);
     free(kf), free(vf), free(hk), free(hv), free(table), free(q), free(out), free(sc);
     cudaFree(dk), cudaFree(dv), cudaFree(dt), cudaFree(dsp), cudaFree(dq), cudaFree(dout),
         cudaFree(part), cudaFree(cnt);
@@ -524,11 +525,14 @@ int main(void) {
             for (int mb = 0; mb < 2; mb++)
                 test_qkv(f16, 32, 2, GEMV_KERNEL_PERSIST, mb, qkv_types[t], 4096);
         test_qkv(f16, 32, 2, GEMV_KERNEL_PERSIST, 0, QT_Q4_0, 4608);
-        test_attention(f16, 8, 2, 64, 8);   /* 4 heads per KV head, 128-position splits */
-        test_attention(f16, 9, 3, 64, 256); /* SmolLM2's 3, decode's 32-position splits */
-        test_attention(f16, 8, 1, 128, 8);  /* 8 */
-        test_attention(f16, 12, 1, 128, 8); /* 12: groups of 8 and 4 */
-        test_attention(f16, 4, 4, 256, 20); /* widest head */
+        /* 128-thread blocks (prefill) and 512 (decode: 128-position splits) */
+        for (int nt = 128; nt <= 512; nt += 384) {
+            test_attention(f16, 8, 2, 64, 8, nt);   /* 4 heads per KV head, 128-position splits */
+            test_attention(f16, 9, 3, 64, 256, nt); /* SmolLM2's 3, 32 positions at 128 threads */
+            test_attention(f16, 8, 1, 128, 8, nt);  /* 8 */
+            test_attention(f16, 12, 1, 128, 8, nt); /* 12: groups of 8 and 4 */
+            test_attention(f16, 4, 4, 256, 20, nt); /* widest head */
+        }
     }
     test_small_kernels();
     return check_summary("test_gpu_kernels");
