@@ -130,8 +130,8 @@ __global__ void __launch_bounds__(AT_THREADS)
     int NS = 1;
     while (NS * 2 * ndg <= AT_THREADS && NS < 32) NS *= 2;
     const int dg = tid / NS, sl = tid % NS;
-    /* rows in flight (f32 rows take twice the registers: no early batch
-     * of them, which spills on sm_52 in 512-thread blocks) */
+    /* rows in flight (f32 rows take twice the registers: 2 early rows,
+     * not 4, which spill on sm_52 in 512-thread blocks) */
     const int VU = F16 && PRE ? 8 : F16 ? 4 : 2;
     kv8<F16> vr[VU];
     if (PRE && dg < ndg) {

@@ -198,7 +198,8 @@ static int alloc_buffers(cuda_backend *cb) {
     if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 256, 512,
                              &cb->plan_dec)))
         return rc;
-    /* (one split only: it never writes partials) */
+    /* (used only while every entry is in its first split, so it never
+     * writes partials) */
     if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 256, 128,
                              &cb->plan_dec1)))
         return rc;

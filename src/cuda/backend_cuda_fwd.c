@@ -322,7 +322,7 @@ int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *lo
         CUDA_TRY(cudaMemcpyAsync(cb->h_ids, cb->d_ids, (size_t)n_out * sizeof(int32_t),
                                  cudaMemcpyDeviceToHost, cb->st));
     } else if (n_out && logits) {
-        /* a decode step's rows through the pinned buffer (DMA at full speed) */
+        /* up to M40_GEMV_MAX_B rows through the pinned buffer (DMA at full speed) */
         CUDA_TRY(cudaMemcpyAsync(n_out <= M40_GEMV_MAX_B ? cb->h_logits : logits, cb->logits,
                                  (size_t)n_out * V * sizeof(float), cudaMemcpyDeviceToHost,
                                  cb->st));

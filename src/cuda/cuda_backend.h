@@ -46,7 +46,8 @@ typedef struct cuda_backend {
     int *seq_len;        /* host [n_seq_max] */
     attn_plan plan;      /* prefill batches: few long splits */
     attn_plan plan_dec;  /* decode (<= 8 entries): many 128-position splits */
-    attn_plan plan_dec1; /* decode while every entry fits one 32-position split */
+    attn_plan plan_dec1; /* decode while every entry fits its first split (32 positions
+                          * up to an 8192 context; 64 above, and so on) */
 
     /* activations, sized for n_batch_max entries */
     int nq, nkv;         /* n_head * head_dim, n_head_kv * head_dim */
@@ -69,7 +70,8 @@ typedef struct cuda_backend {
     int32_t *d_ids;  /* device [B] argmax */
     int32_t *h_in;   /* pinned host [4][B] */
     int32_t *h_ids;  /* pinned host [B] */
-    float *h_logits; /* pinned host [min(B, M40_GEMV_MAX_B)][n_vocab]: a decode step's logits */
+    float *h_logits; /* pinned host [min(B, M40_GEMV_MAX_B)][n_vocab]: logits of a batch part
+                      * that asks for at most that many rows */
     int gemm_f16;    /* prefill GEMM operands in f16 (tensor cores) or f32 */
     int att_max_pos; /* of the batch part being run: bounds the attention grid */
     int use_graphs;

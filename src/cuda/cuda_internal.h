@@ -182,8 +182,7 @@ typedef struct attn_plan {
  * one pass of the scores, doubled until it fits): ~256 for decode, ~32 for
  * prefill batches. threads: 128, or 512 for decode: 128-position splits in
  * one pass, so contexts under 128 need no merge of splits (H200, 7B Q4_0
- * tg128: the merge's fence, count and partial reloads were ~4 us of a
- * layer's ~10 us of attention). */
+ * tg128 513 -> 531 tok/s). */
 int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_splits, int threads,
                    attn_plan *p);
 size_t attention_partial_floats(const attn_plan *p, int n);

@@ -303,7 +303,7 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
 }
 
 /* ---- attention over a paged cache with several splits ----
- * entries at positions 0 and 1 fit one split (finished in place), 300 and
+ * entries at positions 0 and 4 fit one split (finished in place), 300 and
  * 999 are merged from several; G = nh / nkv query heads per KV head picks
  * the 4- or 8-head kernel, G > 8 runs in several head groups */
 static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, int threads) {
