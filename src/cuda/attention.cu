@@ -126,10 +126,14 @@ __global__ void __launch_bounds__(AT_THREADS)
      * 128: H200, 7B Q4_0 tg128 +1%; 512 threads cover 128 positions).
      * Prefill keeps fewer rows in flight and registers low (more blocks
      * per SM). */
+    /* 512-thread blocks: two halves, each summing half of the block's
+     * heads (fewer values for the slices' shuffle sums) */
+    const int HG = AT_THREADS == 512 ? 2 : 1, HPT = GM / HG, TPG = AT_THREADS / HG;
+    const int hg = tid / TPG, r = tid % TPG;
     const int ndg = hd / 8;
     int NS = 1;
-    while (NS * 2 * ndg <= AT_THREADS && NS < 32) NS *= 2;
-    const int dg = tid / NS, sl = tid % NS;
+    while (NS * 2 * ndg <= TPG && NS < 32) NS *= 2;
+    const int dg = r / NS, sl = r % NS;
     /* rows in flight (f32 rows take twice the registers: 2 early rows,
      * not 4, which spill on sm_52 in 512-thread blocks) */
     const int VU = F16 && PRE ? 8 : F16 ? 4 : 2;
@@ -199,9 +203,9 @@ __global__ void __launch_bounds__(AT_THREADS)
     __syncthreads();
 
     /* weighted V sum (the first batch of rows is in vr already) */
-    float acc[GM][8];
+    float acc[HPT][8];
 #pragma unroll
-    for (int g = 0; g < GM; g++)
+    for (int g = 0; g < HPT; g++)
 #pragma unroll
         for (int j = 0; j < 8; j++) acc[g][j] = 0.0f;
     if (dg < ndg) {
@@ -216,18 +220,18 @@ __global__ void __launch_bounds__(AT_THREADS)
                 int p = pb + u * NS;
                 if (p >= L) break;
 #pragma unroll
-                for (int g = 0; g < GM; g++)
-                    if (g < Gb) {
-                        float wgt = sc[g * chunk + p];
+                for (int gi = 0; gi < HPT; gi++)
+                    if (hg * HPT + gi < Gb) {
+                        float wgt = sc[(hg * HPT + gi) * chunk + p];
 #pragma unroll
-                        for (int j = 0; j < 8; j++) acc[g][j] = fmaf(wgt, vr[u].at(j), acc[g][j]);
+                        for (int j = 0; j < 8; j++) acc[gi][j] = fmaf(wgt, vr[u].at(j), acc[gi][j]);
                     }
             }
         }
     }
     for (int o = 1; o < NS; o <<= 1)
 #pragma unroll
-        for (int g = 0; g < GM; g++)
+        for (int g = 0; g < HPT; g++)
 #pragma unroll
             for (int j = 0; j < 8; j++) acc[g][j] += __shfl_xor_sync(M40_FULL_MASK, acc[g][j], o);
 
@@ -235,13 +239,15 @@ __global__ void __launch_bounds__(AT_THREADS)
     if (ns == 1) { /* the whole entry in this block: normalize and finish */
         if (dg < ndg && sl == 0) {
 #pragma unroll
-            for (int g = 0; g < GM; g++)
+            for (int gi = 0; gi < HPT; gi++) {
+                const int g = hg * HPT + gi;
                 if (g < Gb) {
                     float inv = 1.0f / ls[g];
                     float *o = out + ((size_t)e * pl.n_head + h0 + g) * hd + 8 * dg;
 #pragma unroll
-                    for (int j = 0; j < 8; j++) o[j] = acc[g][j] * inv;
+                    for (int j = 0; j < 8; j++) o[j] = acc[gi][j] * inv;
                 }
+            }
         }
         return;
     }
@@ -249,12 +255,14 @@ __global__ void __launch_bounds__(AT_THREADS)
     float *pbase = partial + ((size_t)e * pl.n_head + h0) * pl.n_split * pstride;
     if (dg < ndg && sl == 0) {
 #pragma unroll
-        for (int g = 0; g < GM; g++)
+        for (int gi = 0; gi < HPT; gi++) {
+            const int g = hg * HPT + gi;
             if (g < Gb) {
                 float *o = pbase + ((size_t)g * pl.n_split + split) * pstride + 8 * dg;
 #pragma unroll
-                for (int j = 0; j < 8; j++) o[j] = acc[g][j];
+                for (int j = 0; j < 8; j++) o[j] = acc[gi][j];
             }
+        }
     }
     if (tid < Gb) {
         pbase[((size_t)tid * pl.n_split + split) * pstride + hd] = ms[tid];

@@ -198,10 +198,10 @@ static int alloc_buffers(cuda_backend *cb) {
     if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 256, 512,
                              &cb->plan_dec)))
         return rc;
-    /* (used only while every entry is in its first split, so it never
-     * writes partials) */
-    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 256, 128,
-                             &cb->plan_dec1)))
+    /* one 32-position split at any context (used only while every entry
+     * is in it, so it never writes partials) */
+    if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx < 32 ? p->n_ctx : 32, 1,
+                             128, &cb->plan_dec1)))
         return rc;
     size_t part = attention_partial_floats(&cb->plan, (int)B);
     size_t part_dec =

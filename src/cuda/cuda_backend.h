@@ -46,8 +46,7 @@ typedef struct cuda_backend {
     int *seq_len;        /* host [n_seq_max] */
     attn_plan plan;      /* prefill batches: few long splits */
     attn_plan plan_dec;  /* decode (<= 8 entries): many 128-position splits */
-    attn_plan plan_dec1; /* decode while every entry fits its first split (32 positions
-                          * up to an 8192 context; 64 above, and so on) */
+    attn_plan plan_dec1; /* decode while every entry is under 32 positions: one split */
 
     /* activations, sized for n_batch_max entries */
     int nq, nkv;         /* n_head * head_dim, n_head_kv * head_dim */

@@ -218,6 +218,88 @@ static void run_case(const char *dir, const ref_case *rc) {
     model_free(m);
 }
 
+/* Decode past the attention's first splits, against the CPU backend with
+ * the same (F16) KV cache: 300 positions, so the 32-position single split,
+ * 128-position splits without a merge and merged ones all run, with
+ * graphs and without (M40LLM_CUDA_GRAPHS=0); then two sequences in one
+ * batch, one short and one long. Tolerance: tier B's max |d| (5e-3); a
+ * wrong split or merge is off by far more. */
+#define LONG_T 300
+static void long_decode(const char *path) {
+    model *m = NULL;
+    if (model_load(path, &m)) {
+        CHECKF(0, "%s: %s", path, m40llm_last_error());
+        return;
+    }
+    const int V = m->cfg.n_vocab;
+    backend_params p = {.n_ctx = 512,
+                        .n_seq_max = 2,
+                        .n_batch_max = 8,
+                        .n_threads = 1,
+                        .device = 0,
+                        .kv_type = BACKEND_KV_F16};
+    backend *cpu = NULL;
+    int rc = backend_cpu_create(m, &p, &cpu);
+    CHECKF(rc == 0, "backend_cpu_create: %s", m40llm_last_error());
+    int32_t tok[LONG_T];
+    for (int t = 0; t < LONG_T; t++) tok[t] = (int32_t)(gt_u32() % (uint32_t)V);
+    float *ref = malloc(sizeof(float) * LONG_T * V), *got = malloc(sizeof(float) * V);
+    for (int t = 0; t < LONG_T && !rc; t++) {
+        backend_entry e = {0, t, tok[t], true};
+        rc = backend_forward(cpu, &e, 1, ref + (size_t)t * V);
+    }
+    CHECKF(rc == 0, "cpu decode: %s", m40llm_last_error());
+    if (cpu) backend_destroy(cpu);
+    for (int graphs = 1; graphs >= 0 && !rc; graphs--) {
+        setenv("M40LLM_CUDA_GRAPHS", graphs ? "1" : "0", 1);
+        backend *b = NULL;
+        if (backend_cuda_create(m, &p, &b)) {
+            CHECKF(0, "backend_cuda_create: %s", m40llm_last_error());
+            break;
+        }
+        double worst = 0;
+        int at = -1, ok = 1;
+        for (int t = 0; t < LONG_T && ok; t++) {
+            backend_entry e = {0, t, tok[t], true};
+            ok = backend_forward(b, &e, 1, got) == 0;
+            for (int i = 0; i < V && ok; i++) {
+                double d = fabs((double)got[i] - ref[(size_t)t * V + i]);
+                if (!(d <= worst)) worst = d, at = t;
+            }
+        }
+        CHECKF(ok, "long decode: %s", m40llm_last_error());
+        printf("  long decode, %d positions, graphs %d: max |d| %.2e (position %d)\n", LONG_T,
+               graphs, worst, at);
+        CHECKF(worst <= 5e-3, "long decode (graphs %d): max |d| %.3g at position %d", graphs, worst,
+               at);
+        /* sequence 1 from the start while sequence 0 (cleared) runs again:
+         * one batch mixes a short entry with a long one */
+        b->ops->seq_clear(b, 0);
+        worst = 0;
+        float *two = malloc(sizeof(float) * 2 * V);
+        for (int t = 0; t < LONG_T && ok; t++) {
+            backend_entry e[2] = {{0, t, tok[t], true}, {1, t / 8, tok[t / 8], t % 8 == 0}};
+            int n = t % 8 == 0 ? 2 : 1;
+            ok = backend_forward(b, e, n, two) == 0;
+            for (int k = 0; k < n && ok; k++) {
+                const float *r = ref + (size_t)e[k].pos * V;
+                for (int i = 0; i < V; i++) {
+                    double d = fabs((double)two[(size_t)k * V + i] - r[i]);
+                    if (!(d <= worst)) worst = d;
+                }
+            }
+        }
+        CHECKF(ok, "long decode, two sequences: %s", m40llm_last_error());
+        CHECKF(worst <= 5e-3, "long decode, two sequences (graphs %d): max |d| %.3g", graphs,
+               worst);
+        free(two);
+        backend_destroy(b);
+    }
+    unsetenv("M40LLM_CUDA_GRAPHS");
+    free(ref), free(got);
+    model_free(m);
+}
+
 int main(void) {
     gpu_test_require_device();
     char dir[1024];
@@ -245,6 +327,7 @@ int main(void) {
      * every allocation of the half-built backend returned */
     char path[1024];
     snprintf(path, sizeof path, "%s/synth-q8_0.gguf", dir);
+    long_decode(path);
     model *m = NULL;
     if (model_load(path, &m) == 0) {
         size_t free0 = 0, free1 = 0, tot = 0;

@@ -533,6 +533,9 @@ int main(void) {
             test_attention(f16, 12, 1, 128, 8, nt); /* 12: groups of 8 and 4 */
             test_attention(f16, 4, 4, 256, 20, nt); /* widest head */
         }
+        /* 256-position splits of 512 threads: two passes of the scores */
+        test_attention(f16, 8, 2, 64, 4, 512);
+        test_attention(f16, 8, 2, 128, 4, 512);
     }
     test_small_kernels();
     return check_summary("test_gpu_kernels");
