@@ -151,7 +151,7 @@ __global__ void k_rope_store(const float *qkv, int64_t ld, int pairs, qkv_out o)
     int b = blockIdx.y;
     for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < pairs; p += gridDim.x * blockDim.x) {
         int64_t gr = 2 * (int64_t)p;
-        qkv_epilogue(o, gr, b, qkv[b * ld + gr], qkv[b * ld + gr + 1]);
+        qkv_epilogue(o, NULL, gr, b, qkv[b * ld + gr], qkv[b * ld + gr + 1]);
     }
 }
 

@@ -240,7 +240,8 @@ __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
 #pragma unroll
             for (int b = 0; b < B; b++)
                 if (lane == p * B + b && b < nb && rbase + 2 * p + 1 < w.rows)
-                    qkv_epilogue(qo, row0 + rbase + 2 * p, b, acc[2 * p][b], acc[2 * p + 1][b]);
+                    qkv_epilogue(qo, NULL, row0 + rbase + 2 * p, b, acc[2 * p][b],
+                                 acc[2 * p + 1][b]);
     } else {
 #pragma unroll
         for (int r = 0; r < NR; r++)
@@ -312,9 +313,9 @@ template <int T, int B> static int gemv_launch_tb(const gemv_args *a, cudaStream
  * every sum; lane i writes output i): store, residual add (atomic when K
  * is split over blocks), SwiGLU, or rope + KV store. */
 template <int MODE, int NR>
-static __device__ __forceinline__ void gv_store1(const float *acc, int lane, int64_t rbase,
-                                                 int64_t rows, float *y, int add, bool atomic,
-                                                 const qkv_out &qo, int64_t row0) {
+static __device__ __forceinline__ void
+gv_store1(const float *acc, int lane, int64_t rbase, int64_t rows, float *y, int add, bool atomic,
+          const qkv_out &qo, int64_t row0, const qkv_slot *sl = NULL) {
     if (MODE == GEMV_SWIGLU) {
 #pragma unroll
         for (int r = 0; r < NR / 2; r++)
@@ -323,7 +324,7 @@ static __device__ __forceinline__ void gv_store1(const float *acc, int lane, int
 #pragma unroll
         for (int p = 0; p < NR / 2; p++)
             if (lane == p && rbase + 2 * p + 1 < rows)
-                qkv_epilogue(qo, row0 + rbase + 2 * p, 0, acc[2 * p], acc[2 * p + 1]);
+                qkv_epilogue(qo, sl, row0 + rbase + 2 * p, 0, acc[2 * p], acc[2 * p + 1]);
     } else {
 #pragma unroll
         for (int r = 0; r < NR; r++)

@@ -334,15 +334,9 @@ template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
         if (++st == nst) {
 #pragma unroll
             for (int r = 0; r < NR; r++) acc[r] = dev_warp_sum(acc[r]) * scale;
-            if (MODE == GEMV_QKV) {
-#pragma unroll
-                for (int p = 0; p < NR / 2; p++) /* the slot k_gemvp staged */
-                    if (lane == p && (int64_t)gc * RPW + 2 * p + 1 < w.rows)
-                        qkv_epilogue_at(qo, gp_qslot, row0 + (int64_t)gc * RPW + 2 * p, 0,
-                                        acc[2 * p], acc[2 * p + 1]);
-            } else {
-                gv_store1<MODE, NR>(acc, lane, (int64_t)gc * RPW, w.rows, y, add, atomic, qo, row0);
-            }
+            /* (QKV: the slot k_gemvp staged) */
+            gv_store1<MODE, NR>(acc, lane, (int64_t)gc * RPW, w.rows, y, add, atomic, qo, row0,
+                                &gp_qslot);
 #pragma unroll
             for (int r = 0; r < NR; r++) acc[r] = 0.0f;
             st = 0;
@@ -505,21 +499,18 @@ template <int T> struct gemvp_entry<T, true> {
             return 1; /* the walk's 32-bit row offsets (the scales are smaller) */
         const bool wide = a->w->cols >= GP_WIDE_K;
         const int NW = gp_norm_warps<T>::n;
-        if (a->mode == GEMV_SWIGLU) {
-            if (!wide) return gemvp_launch<T, GEMV_SWIGLU, GP_WARPS, false>(a, st);
-            return gp_full<T, GEMV_SWIGLU>(a)
-                       ? gemvp_launch<T, GEMV_SWIGLU, NW, gp_full_ok<T, GEMV_SWIGLU>::v>(a, st)
-                       : gemvp_launch<T, GEMV_SWIGLU, NW, false>(a, st);
-        }
-        if (a->mode == GEMV_QKV) {
-            if (!wide) return gemvp_launch<T, GEMV_QKV, GP_WARPS, false>(a, st);
-            return gp_full<T, GEMV_QKV>(a)
-                       ? gemvp_launch<T, GEMV_QKV, NW, gp_full_ok<T, GEMV_QKV>::v>(a, st)
-                       : gemvp_launch<T, GEMV_QKV, NW, false>(a, st);
-        }
-        return gp_full<T, GV_PLAIN>(a)
-                   ? gemvp_launch<T, GV_PLAIN, GP_WARPS, gp_full_ok<T, GV_PLAIN>::v>(a, st)
-                   : gemvp_launch<T, GV_PLAIN, GP_WARPS, false>(a, st);
+        if (a->mode == GEMV_SWIGLU)
+            return wide ? launch<GEMV_SWIGLU, NW>(a, st)
+                        : gemvp_launch<T, GEMV_SWIGLU, GP_WARPS, false>(a, st);
+        if (a->mode == GEMV_QKV)
+            return wide ? launch<GEMV_QKV, NW>(a, st)
+                        : gemvp_launch<T, GEMV_QKV, GP_WARPS, false>(a, st);
+        return launch<GV_PLAIN, GP_WARPS>(a, st);
+    }
+    /* the whole-step walk where the type and K allow it */
+    template <int MODE, int W> static int launch(const gemv_args *a, cudaStream_t st) {
+        return gp_full<T, MODE>(a) ? gemvp_launch<T, MODE, W, gp_full_ok<T, MODE>::v>(a, st)
+                                   : gemvp_launch<T, MODE, W, false>(a, st);
     }
 };
 

@@ -16,23 +16,29 @@ struct qkv_slot {
     int64_t base; /* element offset of (page, head 0, pos % PAGE, d 0) */
 };
 
-static __device__ __forceinline__ qkv_slot qkv_slot_load(const qkv_out &o, int b) {
+/* the cache offset of an entry's row for KV head 0 at position pos */
+static __device__ __forceinline__ int64_t qkv_slot_base(const qkv_out &o, int b, int pos) {
     const kv_view &kv = o.kv;
+    int page = kv.page_table[(int64_t)o.seq[b] * kv.pages_per_seq + pos / M40_KV_PAGE];
+    return ((int64_t)page * kv.n_kv * M40_KV_PAGE + pos % M40_KV_PAGE) * o.rope.hd;
+}
+
+static __device__ __forceinline__ qkv_slot qkv_slot_load(const qkv_out &o, int b) {
     qkv_slot s;
     s.pos = o.pos[b];
-    int page = kv.page_table[(int64_t)o.seq[b] * kv.pages_per_seq + s.pos / M40_KV_PAGE];
-    s.base = ((int64_t)page * kv.n_kv * M40_KV_PAGE + s.pos % M40_KV_PAGE) * o.rope.hd;
+    s.base = qkv_slot_base(o, b, s.pos);
     return s;
 }
 
-/* Row gr of [q | k | v] (gr even) and gr+1 of entry b hold v0, v1; sl is
- * the entry's slot (qkv_slot_load). */
-static __device__ __forceinline__ void qkv_epilogue_at(const qkv_out &o, const qkv_slot &sl,
-                                                       int64_t gr, int b, float v0, float v1) {
+/* Row gr of [q | k | v] (gr even) and gr+1 of entry b hold v0, v1; pos is
+ * the entry's position and base() its slot's base (qkv_slot_base), asked
+ * for only by k and v rows. */
+template <class Base>
+static __device__ __forceinline__ void qkv_epilogue_core(const qkv_out &o, int pos, Base base,
+                                                         int64_t gr, int b, float v0, float v1) {
     const rope_cfg &rc = o.rope;
     int hd = rc.hd;
     int64_t nq = (int64_t)rc.n_head * hd, nk = (int64_t)rc.n_kv * hd;
-    const int pos = sl.pos;
     int region = gr < nq ? 0 : gr < nq + nk ? 1 : 2; /* q, k, v */
     int64_t rr = gr - (region == 0 ? 0 : region == 1 ? nq : nq + nk);
     int head = (int)(rr / hd), d = (int)(rr % hd);
@@ -51,7 +57,7 @@ static __device__ __forceinline__ void qkv_epilogue_at(const qkv_out &o, const q
         return;
     }
     const kv_view &kv = o.kv;
-    int64_t off = sl.base + (int64_t)head * M40_KV_PAGE * hd + d;
+    int64_t off = base() + (int64_t)head * M40_KV_PAGE * hd + d;
     void *dst = region == 1 ? kv.k : kv.v;
     if (kv.f16) {
         ((uint16_t *)dst)[off] = dev_to_f16(v0);
@@ -62,9 +68,18 @@ static __device__ __forceinline__ void qkv_epilogue_at(const qkv_out &o, const q
     }
 }
 
-static __device__ __forceinline__ void qkv_epilogue(const qkv_out &o, int64_t gr, int b, float v0,
-                                                    float v1) {
-    qkv_epilogue_at(o, qkv_slot_load(o, b), gr, b, v0, v1);
+/* the same with the slot already loaded (sl: qkv_slot_load), or (sl NULL)
+ * looked up here */
+static __device__ __forceinline__ void qkv_epilogue(const qkv_out &o, const qkv_slot *sl,
+                                                    int64_t gr, int b, float v0, float v1) {
+    if (sl) {
+        qkv_epilogue_core(
+            o, sl->pos, [&] { return sl->base; }, gr, b, v0, v1);
+    } else {
+        const int pos = o.pos[b];
+        qkv_epilogue_core(
+            o, pos, [&] { return qkv_slot_base(o, b, pos); }, gr, b, v0, v1);
+    }
 }
 
 #endif
