@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(AT_THREADS)
     /* 512-thread blocks: two halves, each summing half of the block's
      * heads (fewer values for the slices' shuffle sums) */
     const int HG = AT_THREADS == 512 ? 2 : 1, HPT = GM / HG, TPG = AT_THREADS / HG;
-    const int hg = tid / TPG, r = tid % TPG;
+    const int hg = HG == 1 ? 0 : tid / TPG, r = HG == 1 ? tid : tid % TPG;
     const int ndg = hd / 8;
     int NS = 1;
     while (NS * 2 * ndg <= TPG && NS < 32) NS *= 2;
