@@ -138,7 +138,12 @@ __global__ void __launch_bounds__(AT_THREADS)
      * not 4, which spill on sm_52 in 512-thread blocks) */
     const int VU = F16 && PRE ? 8 : F16 ? 4 : 2;
     kv8<F16> vr[VU];
-    if (PRE && dg < ndg) {
+    /* the thread has V rows to sum: a dim group of the head, and in
+     * decode a half with heads (with 2 or fewer query heads a KV head,
+     * the second half of a 512-thread block has none; the batched
+     * kernel would spill on sm_52 with the test) */
+    const bool vwork = dg < ndg && (HG == 1 || !PRE || hg * HPT < Gb);
+    if (PRE && vwork) {
 #pragma unroll
         for (int u = 0; u < VU; u++)
             if (sl + u * NS < L) vr[u].load(kv.v, rowoff[sl + u * NS] + 8 * dg);
@@ -208,7 +213,7 @@ __global__ void __launch_bounds__(AT_THREADS)
     for (int g = 0; g < HPT; g++)
 #pragma unroll
         for (int j = 0; j < 8; j++) acc[g][j] = 0.0f;
-    if (dg < ndg) {
+    if (vwork) {
         for (int pb = sl; pb < L; pb += VU * NS) {
             if (!PRE || pb != sl) {
 #pragma unroll
