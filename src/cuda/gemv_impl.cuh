@@ -93,7 +93,7 @@ static __device__ __forceinline__ float gv_stage(float *xs, const float *x, cons
             if (i < n4) {
                 float4 us = u;
                 if (DNX) { /* the masked dot's x (sums: of x itself) */
-                    const float4 f = nib_dn_xscale(DNX, (i & 7) >= 4);
+                    const float4 f = nib_dn_xscale(DNX, (i & 7) >= 4, i & 1);
                     us.x *= f.x, us.y *= f.y, us.z *= f.z, us.w *= f.w;
                 }
                 *(float4 *)(xs + (i >> 3) * 36 + (i & 7) * 4) = us;

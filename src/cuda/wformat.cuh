@@ -375,30 +375,39 @@ static __device__ __forceinline__ float nib_fin(float a0, float a1, float sx) {
  * again. Its x is staged times 2^(149 - NIB_DN_P - p) (nib_dn_xscale), so that
  * every product is q x 2^-NIB_DN_P: exact for |x| within ~2^-70..2^43
  * (above, x staged overflows; below, products turn subnormal);
- * the top byte of a word moves down first (nibbles: p = 8, 12; a byte: p =
- * 16). H200, 7B tg128: Q4_0 499/498 -> 512/507 tok/s, Q8_0 372/372 ->
- * 376/377. FFMA keeps subnormal operands: these builds must not flush
- * them to zero (-ftz=true, --use_fast_math; test_gpu_kernels would fail). */
+ * the top byte of a word moves down first (nibbles: those of a word pair
+ * together, p = 0..12, nib_dn_top; a byte: p = 16). H200, 7B tg128: Q4_0 499/498 -> 512/507 tok/s,
+ * Q8_0 372/372 -> 376/377. FFMA keeps subnormal operands: these builds must not flush them to zero
+ * (-ftz=true, --use_fast_math; test_gpu_kernels would fail). */
 #define NIB_DN_P 64
 static __device__ __forceinline__ float nib_pow2(int e) {
     return __int_as_float((127 + e) << 23);
 }
-/* the factor of x value c (0..3) of a staged float4, in the low (x[0..15])
- * or high half of a sub-block: kind 1 for the nibbles (low nibbles in the
- * low half), 2 for the bytes of Q8_0 (nib_dn_byte_fma: p = 0, 8, 16, 16) */
-static __device__ __forceinline__ float4 nib_dn_xscale(int kind, bool hi) {
-    const int k = 149 - NIB_DN_P, h = kind == 1 && hi ? 4 : 0, p3 = kind == 1 ? 8 : 16;
+/* the factor of x value c (0..3) of a staged float4 of word w of a
+ * sub-block's 4 (odd: w odd), in the low (x[0..15]) or high half: kind 1
+ * for the nibbles (low nibbles in the low half; the top byte of an even
+ * word at p = 0, of an odd one at p = 8: nib_dn_top), 2 for the bytes of
+ * Q8_0 (nib_dn_byte_fma: p = 0, 8, 16, 16) */
+static __device__ __forceinline__ float4 nib_dn_xscale(int kind, bool hi, bool odd) {
+    const int k = 149 - NIB_DN_P, h = kind == 1 && hi ? 4 : 0;
+    const int p3 = kind == 1 ? (odd ? 8 : 0) : 16;
     return make_float4(nib_pow2(k - h), nib_pow2(k - 8 - h), nib_pow2(k - 16 - h),
                        nib_pow2(k - p3 - h));
 }
 #define NIB_DN(v, m) __uint_as_float((v) & (m))
-static __device__ __forceinline__ void nib_dn_part(uint32_t wd, const float4 &xa, const float4 &xb,
-                                                   float &a0, float &a1) {
-    const uint32_t w3 = wd >> 16;
-    a0 = fma4(a0, NIB_DN(wd, 0xFu), NIB_DN(wd, 0xF00u), NIB_DN(wd, 0xF0000u), NIB_DN(w3, 0xF00u),
-              xa);
+/* the top bytes of words 2j and 2j + 1 moved to bits 0..15 by one permute
+ * (shared by the two words' parts) instead of a shift each: shifts issue
+ * at half rate on Maxwell, a permute a word pair less on either GPU */
+static __device__ __forceinline__ uint32_t nib_dn_top(uint32_t even, uint32_t odd) {
+    return __byte_perm(even, odd, 0x0073);
+}
+static __device__ __forceinline__ void nib_dn_part(uint32_t wd, uint32_t top, bool odd,
+                                                   const float4 &xa, const float4 &xb, float &a0,
+                                                   float &a1) {
+    a0 = fma4(a0, NIB_DN(wd, 0xFu), NIB_DN(wd, 0xF00u), NIB_DN(wd, 0xF0000u),
+              NIB_DN(top, odd ? 0xF00u : 0xFu), xa);
     a1 = fma4(a1, NIB_DN(wd, 0xF0u), NIB_DN(wd, 0xF000u), NIB_DN(wd, 0xF00000u),
-              NIB_DN(w3, 0xF000u), xb);
+              NIB_DN(top, odd ? 0xF000u : 0xF0u), xb);
 }
 /* the same for a word of Q8_0 bytes, biased to q + 128 (one AND with the
  * bias's XOR per weight, instead of a permute and a subtraction) */
@@ -501,7 +510,8 @@ template <int S> struct wraw_q4 {
     /* the same against x staged with nib_dn_xscale: a0 + a1 = 2^-NIB_DN_P sum q x */
     __device__ __forceinline__ void part_dn(int i, const float4 &xa, const float4 &xb, float &a0,
                                             float &a1) const {
-        nib_dn_part(dev_word(q, i), xa, xb, a0, a1);
+        nib_dn_part(dev_word(q, i), nib_dn_top(dev_word(q, i & 2), dev_word(q, i | 1)), i & 1, xa,
+                    xb, a0, a1);
     }
 };
 
