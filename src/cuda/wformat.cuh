@@ -371,14 +371,15 @@ static __device__ __forceinline__ float nib_fin(float a0, float a1, float sx) {
 /* The masked dot (nib_dn_part, nib_dn_byte_fma): a 32-bit pattern below 2^24
  * is the float pattern x 2^-149 (subnormal, or the smallest exponent), so a
  * nibble masked in place at bit p (p <= 20; a byte: p <= 16) is the float
- * q 2^(p - 149): one AND per weight, no permute, and no offset to take off
- * again. Its x is staged times 2^(149 - NIB_DN_P - p) (nib_dn_xscale), so that
- * every product is q x 2^-NIB_DN_P: exact for |x| within ~2^-70..2^43
- * (above, x staged overflows; below, products turn subnormal);
- * the top byte of a word moves down first (nibbles: those of a word pair
- * together, p = 0..12, nib_dn_top; a byte: p = 16). H200, 7B tg128: Q4_0 499/498 -> 512/507 tok/s,
- * Q8_0 372/372 -> 376/377. FFMA keeps subnormal operands: these builds must not flush them to zero
- * (-ftz=true, --use_fast_math; test_gpu_kernels would fail). */
+ * q 2^(p - 149): one AND per weight, no offset to take off again. Its x is
+ * staged times 2^(149 - NIB_DN_P - p) (nib_dn_xscale), so that every
+ * product is q x 2^-NIB_DN_P: exact for |x| within ~2^-70..2^43 (above, x
+ * staged overflows; below, products turn subnormal). The top byte of a
+ * word moves down first (nibbles: those of a word pair together, to p = 0
+ * and 8, nib_dn_top; a byte: to p = 16). H200, 7B tg128: Q4_0 499/498 -> 512/507 tok/s,
+ * Q8_0 372/372 -> 376/377. FFMA keeps subnormal operands: these builds
+ * must not flush them to zero (-ftz=true, --use_fast_math;
+ * test_gpu_kernels would fail). */
 #define NIB_DN_P 64
 static __device__ __forceinline__ float nib_pow2(int e) {
     return __int_as_float((127 + e) << 23);
@@ -410,7 +411,9 @@ static __device__ __forceinline__ void nib_dn_part(uint32_t wd, uint32_t top, bo
               NIB_DN(top, odd ? 0xF000u : 0xF0u), xb);
 }
 /* the same for a word of Q8_0 bytes, biased to q + 128 (one AND with the
- * bias's XOR per weight, instead of a permute and a subtraction) */
+ * bias's XOR per weight, instead of a permute and a subtraction; the top
+ * byte moves to p = 16 on its own: with nib_dn_top, ptxas recomputes the
+ * permute for each word, and sm_52's wo kernel was 8 instructions shorter) */
 static __device__ __forceinline__ float nib_dn_byte_fma(float a, uint32_t wd, const float4 &x) {
     const uint32_t v = wd ^ 0x80808080u, v3 = (wd >> 8) ^ 0x00808080u;
     return fma4(a, NIB_DN(v, 0xFFu), NIB_DN(v, 0xFF00u), NIB_DN(v, 0xFF0000u),
