@@ -397,8 +397,9 @@ static __device__ __forceinline__ float4 nib_dn_xscale(int kind, bool hi, bool o
 }
 #define NIB_DN(v, m) __uint_as_float((v) & (m))
 /* the top bytes of words 2j and 2j + 1 moved to bits 0..15 by one permute
- * (shared by the two words' parts) instead of a shift each: shifts issue
- * at half rate on Maxwell, a permute a word pair less on either GPU */
+ * (shared by the two words' parts) instead of a shift each: one instruction
+ * fewer per word pair on either GPU, and shifts issue at half rate on
+ * Maxwell */
 static __device__ __forceinline__ uint32_t nib_dn_top(uint32_t even, uint32_t odd) {
     return __byte_perm(even, odd, 0x0073);
 }

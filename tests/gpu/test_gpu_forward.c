@@ -332,11 +332,11 @@ int main(void) {
     }
     closedir(d);
     CHECKF(n >= 14, "found %d reference models (expected 14)", n);
-    /* a KV cache far larger than the GPU: a clear out-of-memory error and
-     * every allocation of the half-built backend returned */
     char path[1024];
     snprintf(path, sizeof path, "%s/synth-q8_0.gguf", dir);
     long_decode(path);
+    /* a KV cache far larger than the GPU: a clear out-of-memory error and
+     * every allocation of the half-built backend returned */
     model *m = NULL;
     if (model_load(path, &m) == 0) {
         size_t free0 = 0, free1 = 0, tot = 0;
