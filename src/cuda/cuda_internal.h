@@ -41,8 +41,12 @@ int cuda_fail(cudaError_t e, const char *what, const char *file, int line);
  *   Q4_0/Q4_1/Q5_0/Q5_1: q = [rows][cols/32][16] nibbles, s = per-block d
  *     (u16) or d|m<<16 (u32), h = Q5 high bits (u32)
  *   Q8_0: q = [rows][cols/32][32] int8, s = d (u16)
- *   K-quants: q = [rows][cols/256][GGUF block padded to a multiple of 16 B]
- *     (Q2_K 84->96, Q3_K 110->112, Q6_K 210->224; Q4_K, Q5_K unchanged). */
+ *   Q4_K: q = [rows][cols/32][16] nibbles in Q4_0's order (element l low,
+ *     l + 16 high), s = per-sub-block scale | min << 8 (u16, 6 bits each),
+ *     h = per-256-block d | dmin << 16 (u32): 148 bytes per 256 weights
+ *     against GGUF's 144, and the nibble types' dot
+ *   other K-quants: q = [rows][cols/256][GGUF block padded to a multiple of
+ *     16 B] (Q2_K 84->96, Q3_K 110->112, Q6_K 210->224; Q5_K unchanged). */
 typedef struct gpu_matrix {
     int type;     /* quant_type */
     int64_t rows; /* output rows */

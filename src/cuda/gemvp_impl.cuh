@@ -72,6 +72,9 @@
 #define GP_QKV_SPL 1
 #endif
 template <int T, int MODE> struct gp_spl {
+    /* (Q4_K: a chunk per step and 24 warps per SM, as for Q8_0: its d and
+     * dmin take a register more per chunk, which spills on sm_52 at Q4_0's
+     * two chunks or 32 warps) */
     static const bool q4 = T == QT_Q4_0 || T == QT_Q4_1;
     static const int n = !q4                   ? 1
                          : MODE == GEMV_QKV    ? GP_QKV_SPL
@@ -166,6 +169,13 @@ template <> struct gp_dot<true> {
     }
 };
 
+/* Q4_K: the word of h (d, dmin) of the sub-block at byte cs of s (2 bytes
+ * a sub-block, 8 sub-blocks a word), as a load at offset 0 wants it */
+template <int T>
+static __device__ __forceinline__ const uint8_t *gp_h(const gpu_matrix &m, uint32_t cs) {
+    return T == QT_Q4_K ? m.h + ((cs >> 4) << 2) : NULL;
+}
+
 /* QKV: the entry's cache slot, looked up by one thread of each block while
  * x is staged (its barrier publishes it) */
 static __shared__ qkv_slot gp_qslot;
@@ -232,6 +242,7 @@ template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
             wrow p;
             p.q = pq[r] + j * 32 * Q;
             p.s = gv_mat<MODE, NR>(w, w2, r).s + (cs[r] + j * 32 * S);
+            p.h = gp_h<T>(gv_mat<MODE, NR>(w, w2, r), cs[r] + j * 32 * S);
             buf[B][r][j].load(p, 0);
             return;
         }
@@ -241,6 +252,7 @@ template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
         wrow p;
         p.q = m.q + (cq[r] + (uint32_t)(d * (int)Q));
         p.s = m.s + (cs[r] + (uint32_t)(d * (int)S));
+        p.h = gp_h<T>(m, cs[r] + (uint32_t)(d * (int)S));
         buf[B][r][j].load(p, 0);
     }
 
@@ -486,10 +498,8 @@ template <int T, int MODE> static bool gp_full(const gemv_args *a) {
 
 /* Runs the persistent kernel where it takes the product (a type with a
  * split dot, one vector, x within GP_MAXK unless a residual add); returns
- * 1 where it does not, for the caller's other kernels. Q4_K stays on the
- * block-staged kernel: its scale decode at load time makes the persistent
- * one no faster (H200: 7B gate+up 1327 vs 1478 GB/s, down 1304 vs 1200). */
-template <int T, bool PARTS = wraw<T>::parts &&T != QT_Q4_K> struct gemvp_entry {
+ * 1 where it does not, for the caller's other kernels. */
+template <int T, bool PARTS = wraw<T>::parts> struct gemvp_entry {
     static int run(const gemv_args *, cudaStream_t) { return 1; }
 };
 template <int T> struct gemvp_entry<T, true> {

@@ -8,7 +8,7 @@ static size_t align256(size_t n) {
 
 extern "C" size_t gpu_matrix_layout(gpu_matrix *m, int type, int64_t rows, int64_t cols,
                                     size_t *q_bytes, size_t *s_bytes, size_t *h_bytes) {
-    size_t qr = 0, sb = 0, hb = 0;
+    size_t qr = 0, sb = 0, hb = 0, hblk = 0; /* hblk: h bytes per 256-element block */
     if (rows <= 0 || cols <= 0 || cols % 32) return 0;
     int64_t nsb = cols / 32;
     switch (type) {
@@ -51,7 +51,9 @@ extern "C" size_t gpu_matrix_layout(gpu_matrix *m, int type, int64_t rows, int64
         break;
     case QT_Q4_K:
         if (cols % 256) return 0;
-        qr = (cols / 256) * M40_Q4K_STRIDE;
+        qr = nsb * 16;
+        sb = 2;
+        hblk = 4;
         break;
     case QT_Q5_K:
         if (cols % 256) return 0;
@@ -72,7 +74,7 @@ extern "C" size_t gpu_matrix_layout(gpu_matrix *m, int type, int64_t rows, int64
     m->q = m->s = m->h = NULL;
     *q_bytes = align256(qr * (size_t)rows);
     *s_bytes = align256(sb * (size_t)rows * nsb);
-    *h_bytes = align256(hb * (size_t)rows * nsb);
+    *h_bytes = align256(hb * (size_t)rows * nsb + hblk * (size_t)rows * (nsb / 8));
     return *q_bytes + *s_bytes + *h_bytes;
 }
 
@@ -80,8 +82,9 @@ extern "C" void gpu_matrix_place(gpu_matrix *m, void *base, size_t q_bytes, size
     uint8_t *b = (uint8_t *)base;
     m->q = b;
     int t = m->type;
-    bool has_s = t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q5_0 || t == QT_Q5_1 || t == QT_Q8_0;
-    bool has_h = t == QT_Q5_0 || t == QT_Q5_1;
+    bool has_s = t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q5_0 || t == QT_Q5_1 || t == QT_Q8_0 ||
+                 t == QT_Q4_K;
+    bool has_h = t == QT_Q5_0 || t == QT_Q5_1 || t == QT_Q4_K;
     m->s = has_s ? b + q_bytes : NULL;
     m->h = has_h ? b + q_bytes + s_bytes : NULL;
 }
@@ -125,6 +128,21 @@ __global__ void k_repack(gpu_matrix m, int64_t r0, const uint8_t *src, int64_t n
         for (int j = 0; j < 32; j++) m.q[si * 32 + j] = b[2 + j];
         ((uint16_t *)m.s)[si] = rd16(b);
         break;
+    case QT_Q4_K: { /* into Q4_0's nibble order per sub-block, sc | m << 8, d | dmin << 16 */
+        const uint8_t *qs = b + 16;
+        for (int j = 0; j < 8; j++) {
+            int64_t sj = r * m.nsb + bi * 8 + j;
+            int sh = (j & 1) * 4;
+            const uint8_t *c = qs + 32 * (j >> 1);
+            for (int l = 0; l < 16; l++)
+                m.q[sj * 16 + l] = (uint8_t)(((c[l] >> sh) & 15) | (((c[l + 16] >> sh) & 15) << 4));
+            uint32_t sc, mn;
+            k4_scale_min(b + 4, j, &sc, &mn);
+            ((uint16_t *)m.s)[sj] = (uint16_t)(sc | (mn << 8));
+        }
+        ((uint32_t *)m.h)[r * (m.nsb / 8) + bi] = rd32(b);
+        break;
+    }
     default: { /* K-quants: the GGUF block into a padded slot */
         uint8_t *d = m.q + r * m.q_row + bi * stride;
         for (int j = 0; j < tsz; j++) d[j] = b[j];
@@ -154,9 +172,6 @@ extern "C" int launch_repack(const gpu_matrix *m, int64_t r0, const void *src, i
         break;
     case QT_Q3_K:
         stride = M40_Q3K_STRIDE;
-        break;
-    case QT_Q4_K:
-        stride = M40_Q4K_STRIDE;
         break;
     case QT_Q5_K:
         stride = M40_Q5K_STRIDE;

@@ -16,7 +16,6 @@ extern "C" {
 /* K-quant block strides in the device layout (16-byte multiples) */
 #define M40_Q2K_STRIDE 96
 #define M40_Q3K_STRIDE 112
-#define M40_Q4K_STRIDE 144
 #define M40_Q5K_STRIDE 176
 #define M40_Q6K_STRIDE 224
 
@@ -265,18 +264,16 @@ static __device__ __forceinline__ void k4_scale_min(const uint8_t *p, int j, uin
 template <> struct wdec<QT_Q4_K> {
     static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
                                                float *w) {
-        const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q4K_STRIDE;
-        int j = (int)(sb & 7), c = j >> 1;
-        uint32_t dd = dev_ld32(blk);
+        const int64_t si = r * m.nsb + sb;
+        uint32_t dd = dev_ld32(m.h + (si >> 3) * 4), scm = dev_ld16(m.s + si * 2);
         float d = dev_f16((uint16_t)(dd & 0xffff)), dmin = dev_f16((uint16_t)(dd >> 16));
-        uint32_t sc, mn;
-        k4_scale_min(blk + 4, j, &sc, &mn);
-        float d1 = __fmul_rn(d, dev_u2f(sc)), m1 = __fmul_rn(dmin, dev_u2f(mn));
-        LD32B(blk + 16 + 32 * c, qa, qb);
-        int sh = (j & 1) * 4;
+        float d1 = __fmul_rn(d, dev_u2f(scm & 0xff)), m1 = __fmul_rn(dmin, dev_u2f(scm >> 8));
+        uint4 u = dev_ld128(m.q + r * m.q_row + sb * 16);
 #pragma unroll
-        for (int l = 0; l < 32; l++)
-            w[l] = __fsub_rn(__fmul_rn(d1, dev_u2f((BYTE32(qa, qb, l) >> sh) & 15)), m1);
+        for (int l = 0; l < 32; l++) {
+            uint32_t q = (dev_word(u, (l & 15) >> 2) >> (8 * (l & 3) + (l >> 4) * 4)) & 15;
+            w[l] = __fsub_rn(__fmul_rn(d1, dev_u2f(q)), m1);
+        }
     }
 };
 
@@ -422,7 +419,7 @@ static __device__ __forceinline__ float nib_dn_byte_fma(float a, uint32_t wd, co
 }
 /* which masked dot a type has (nib_dn_xscale's kind; 0: none) */
 template <int T> struct nib_dn_kind {
-    static const int kind = T == QT_Q4_0 || T == QT_Q4_1 ? 1 : T == QT_Q8_0 ? 2 : 0;
+    static const int kind = T == QT_Q4_0 || T == QT_Q4_1 || T == QT_Q4_K ? 1 : T == QT_Q8_0 ? 2 : 0;
 };
 
 /* x values i*4.. of a sub-block held in registers, as a float4 */
@@ -433,6 +430,7 @@ static __device__ __forceinline__ float4 xr4(const float *xr, int i) {
 /* the start of one row: its quant bytes and its per-sub-block scales */
 struct wrow {
     const uint8_t *q, *s;
+    const uint8_t *h; /* Q4_K: the row's per-block d and dmin (wrow_at) */
 };
 
 /* bytes per 32-element sub-block of the device layout: in q (K-quant
@@ -443,7 +441,6 @@ template <int T> struct wbytes {
                          : T == QT_Q8_0                ? 32
                          : T == QT_Q2_K                ? M40_Q2K_STRIDE / 8
                          : T == QT_Q3_K                ? M40_Q3K_STRIDE / 8
-                         : T == QT_Q4_K                ? M40_Q4K_STRIDE / 8
                          : T == QT_Q5_K                ? M40_Q5K_STRIDE / 8
                          : T == QT_Q6_K                ? M40_Q6K_STRIDE / 8
                                                        : 16;
@@ -454,6 +451,7 @@ template <int T> static __device__ __forceinline__ wrow wrow_at(const gpu_matrix
     wrow p;
     p.q = m.q + r * m.q_row;
     p.s = m.s ? m.s + r * m.nsb * wbytes<T>::s : NULL;
+    p.h = T == QT_Q4_K ? m.h + r * (m.nsb >> 3) * 4 : NULL;
     return p;
 }
 
@@ -575,30 +573,25 @@ template <> struct wraw<QT_Q8_0> {
     WRAW_PARTS_DOT
 };
 
-template <> struct wraw<QT_Q4_K> {
-    static const bool uses_sx = true;
-    static const bool parts = true;
-    uint4 qa, qb;
-    uint32_t dd, sc, mn;
-    int sh;
+/* Q4_K in the device layout (cuda_internal.h): Q4_0's nibbles and dot, the
+ * sub-block's 6-bit scale and min from s, the block's d and dmin from h */
+template <> struct wraw<QT_Q4_K> : wraw_q4<2> {
+    uint32_t dd;
     __device__ __forceinline__ void load(const wrow &p, int64_t sb) {
-        const uint8_t *blk = p.q + (sb >> 3) * M40_Q4K_STRIDE;
-        int j = (int)(sb & 7), c = j >> 1;
-        dd = dev_ld32(blk);
-        k4_scale_min(blk + 4, j, &sc, &mn);
-        qa = dev_ld128(blk + 16 + 32 * c);
-        qb = dev_ld128(blk + 32 + 32 * c);
-        sh = (j & 1) * 4;
+        wraw_q4<2>::load(p, sb);
+        dd = dev_ld32(p.h + (sb >> 3) * 4);
     }
-    WRAW_XQ_SPLIT16
-    __device__ __forceinline__ void part(int i, const float4 &xa, const float4 &xb, float &a0,
-                                         float &a1) const {
-        nib_part(dev_word(qa, i), dev_word(qb, i), 1, sh, xa, xb, a0, a1);
+    __device__ __forceinline__ float d1() const {
+        return dev_f16((uint16_t)(dd & 0xffff)) * (float)(sc & 0xff);
+    }
+    __device__ __forceinline__ float m1() const {
+        return dev_f16((uint16_t)(dd >> 16)) * (float)(sc >> 8);
     }
     __device__ __forceinline__ float fin(float a0, float a1, float sx) const {
-        float d1 = dev_f16((uint16_t)(dd & 0xffff)) * (float)sc;
-        float m1 = dev_f16((uint16_t)(dd >> 16)) * (float)mn;
-        return d1 * nib_fin(a0, a1, sx) - m1 * sx;
+        return d1() * nib_fin(a0, a1, sx) - m1() * sx;
+    }
+    __device__ __forceinline__ float fin_dn(float a0, float a1, float sx) const {
+        return d1() * (nib_pow2(NIB_DN_P) * (a0 + a1)) - m1() * sx;
     }
     WRAW_PARTS_DOT
 };
