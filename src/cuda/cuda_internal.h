@@ -45,8 +45,11 @@ int cuda_fail(cudaError_t e, const char *what, const char *file, int line);
  *     l + 16 high), s = per-sub-block scale | min << 8 (u16, 6 bits each),
  *     h = per-256-block d | dmin << 16 (u32): 148 bytes per 256 weights
  *     against GGUF's 144, and the nibble types' dot
+ *   Q6_K: q = [rows][cols/32][16], h = [rows][cols/32][8]: a sub-block's
+ *     32 six-bit values in six words (q6_top), s = its two int8 scales | d
+ *     << 16 (u32): 224 bytes per 256 weights against 210
  *   other K-quants: q = [rows][cols/256][GGUF block padded to a multiple of
- *     16 B] (Q2_K 84->96, Q3_K 110->112, Q6_K 210->224; Q5_K unchanged). */
+ *     16 B] (Q2_K 84->96, Q3_K 110->112; Q5_K unchanged). */
 typedef struct gpu_matrix {
     int type;     /* quant_type */
     int64_t rows; /* output rows */

@@ -102,6 +102,8 @@ static __device__ __forceinline__ float gv_stage(float *xs, const float *x, cons
                 float t = (u.x + u.y) + (u.z + u.w);
                 t += __shfl_xor_sync(M40_FULL_MASK, t, 1);
                 t += __shfl_xor_sync(M40_FULL_MASK, t, 2);
+                /* (Q6_K's masked dot: the low half's sum in slot 33) */
+                if (DNX == 3 && (i & 7) == 0 && i < n4) xs[(i >> 3) * 36 + 33] = t;
                 t += __shfl_xor_sync(M40_FULL_MASK, t, 4);
                 if ((i & 7) == 0 && i < n4) xs[(i >> 3) * 36 + 32] = t;
             }

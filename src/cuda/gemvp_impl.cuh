@@ -169,12 +169,38 @@ template <> struct gp_dot<true> {
     }
 };
 
-/* Q4_K: the word of h (d, dmin) of the sub-block at byte cs of s (2 bytes
- * a sub-block, 8 sub-blocks a word), as a load at offset 0 wants it */
+/* h of the sub-block at byte cs of s, as a load at offset 0 wants it: Q4_K,
+ * its block's word of d and dmin (s: 2 bytes a sub-block, 8 sub-blocks a
+ * word); Q6_K, its 8 bytes (s: 4 bytes a sub-block) */
 template <int T>
 static __device__ __forceinline__ const uint8_t *gp_h(const gpu_matrix &m, uint32_t cs) {
-    return T == QT_Q4_K ? m.h + ((cs >> 4) << 2) : NULL;
+    return T == QT_Q4_K ? m.h + ((cs >> 4) << 2) : T == QT_Q6_K ? m.h + 2 * cs : NULL;
 }
+
+/* the walk's raw weights: wraw<T>, but Q6_K's own (wraw_q6), whose finish
+ * also takes the low half's x sum (half) */
+template <int T> struct gp_raw {
+    typedef wraw<T> type;
+    static const bool half = false;
+};
+#ifndef GP_NO_NIBDN /* (without the masked dots, Q6_K stays on the other kernels) */
+template <> struct gp_raw<QT_Q6_K> {
+    typedef wraw_q6 type;
+    static const bool half = true;
+};
+#endif
+template <bool DN, bool HALF> struct gp_fin {
+    template <class R>
+    static __device__ __forceinline__ float f(const R &b, float a0, float a1, float sx, float) {
+        return gp_dot<DN>::fin(b, a0, a1, sx);
+    }
+};
+template <> struct gp_fin<true, true> {
+    template <class R>
+    static __device__ __forceinline__ float f(const R &b, float a0, float a1, float sx, float sx0) {
+        return b.fin_dn2(a0, a1, sx, sx0);
+    }
+};
 
 /* QKV: the entry's cache slot, looked up by one thread of each block while
  * x is staged (its barrier publishes it) */
@@ -205,7 +231,8 @@ template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
     int sbase;            /* the slice's first sub-block */
     int ngroups, gstride; /* (rows < 2^31: the launcher keeps a matrix under 4 GiB) */
     int lane;
-    wraw<T> buf[2][NR][SPL];
+    typedef typename gp_raw<T>::type raw;
+    raw buf[2][NR][SPL];
     /* the lane's next loads in group gl's rows: byte offsets in q and s
      * (< 4 GiB), moved on by a step's bytes after each step */
     uint32_t cq[NR], cs[NR];
@@ -312,7 +339,8 @@ template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
         for (int j = 0; j < SPL; j++) {
             const int s = (st * SPL + j) * 32 + lane;
             const float4 *xv = (const float4 *)(xs + s * 36);
-            const float sx = wraw<T>::uses_sx && (FULL || s < nsb) ? xs[s * 36 + 32] : 0.0f;
+            const float sx = raw::uses_sx && (FULL || s < nsb) ? xs[s * 36 + 32] : 0.0f;
+            const float sx0 = gp_raw<T>::half && (FULL || s < nsb) ? xs[s * 36 + 33] : 0.0f;
             if (FULL || s < nsb) {
                 float a0[NR], a1[NR];
 #pragma unroll
@@ -320,16 +348,16 @@ template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
 #ifdef GP_NOCOMPUTE /* measurement only: the loads' bytes folded, no dot */
 #pragma unroll
                 for (int r = 0; r < NR; r++) {
-                    uint32_t u[sizeof(wraw<T>) / 4], f = 0;
+                    uint32_t u[sizeof(raw) / 4], f = 0;
                     memcpy(u, &buf[P][r][j], sizeof u);
 #pragma unroll
-                    for (int k = 0; k < (int)(sizeof(wraw<T>) / 4); k++) f ^= u[k];
+                    for (int k = 0; k < (int)(sizeof(raw) / 4); k++) f ^= u[k];
                     a0[r] = __uint_as_float(f & 0x3fffffffu);
                 }
 #else
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
-                    const float4 xa = xv[wraw<T>::xq(i, 0)], xb = xv[wraw<T>::xq(i, 1)];
+                    const float4 xa = xv[raw::xq(i, 0)], xb = xv[raw::xq(i, 1)];
 #pragma unroll
                     for (int r = 0; r < NR; r++)
                         gp_dot<DN != 0>::part(buf[P][r][j], i, xa, xb, a0[r], a1[r]);
@@ -337,7 +365,8 @@ template <int T, int MODE, int NR, int SPL, bool FULL> struct gp_walk {
 #endif
 #pragma unroll
                 for (int r = 0; r < NR; r++)
-                    acc[r] += gp_dot<DN != 0>::fin(buf[P][r][j], a0[r], a1[r], sx);
+                    acc[r] +=
+                        gp_fin<DN != 0, gp_raw<T>::half>::f(buf[P][r][j], a0[r], a1[r], sx, sx0);
             }
 #pragma unroll
             for (int r = 0; r < NR; r++) load_one<P>(r, j);
@@ -499,7 +528,7 @@ template <int T, int MODE> static bool gp_full(const gemv_args *a) {
 /* Runs the persistent kernel where it takes the product (a type with a
  * split dot, one vector, x within GP_MAXK unless a residual add); returns
  * 1 where it does not, for the caller's other kernels. */
-template <int T, bool PARTS = wraw<T>::parts> struct gemvp_entry {
+template <int T, bool PARTS = gp_raw<T>::type::parts> struct gemvp_entry {
     static int run(const gemv_args *, cudaStream_t) { return 1; }
 };
 template <int T> struct gemvp_entry<T, true> {

@@ -61,7 +61,9 @@ extern "C" size_t gpu_matrix_layout(gpu_matrix *m, int type, int64_t rows, int64
         break;
     case QT_Q6_K:
         if (cols % 256) return 0;
-        qr = (cols / 256) * M40_Q6K_STRIDE;
+        qr = nsb * 16;
+        sb = 4;
+        hb = 8;
         break;
     default:
         return 0;
@@ -83,8 +85,8 @@ extern "C" void gpu_matrix_place(gpu_matrix *m, void *base, size_t q_bytes, size
     m->q = b;
     int t = m->type;
     bool has_s = t == QT_Q4_0 || t == QT_Q4_1 || t == QT_Q5_0 || t == QT_Q5_1 || t == QT_Q8_0 ||
-                 t == QT_Q4_K;
-    bool has_h = t == QT_Q5_0 || t == QT_Q5_1 || t == QT_Q4_K;
+                 t == QT_Q4_K || t == QT_Q6_K;
+    bool has_h = t == QT_Q5_0 || t == QT_Q5_1 || t == QT_Q4_K || t == QT_Q6_K;
     m->s = has_s ? b + q_bytes : NULL;
     m->h = has_h ? b + q_bytes + s_bytes : NULL;
 }
@@ -143,6 +145,30 @@ __global__ void k_repack(gpu_matrix m, int64_t r0, const uint8_t *src, int64_t n
         ((uint32_t *)m.h)[r * (m.nsb / 8) + bi] = rd32(b);
         break;
     }
+    case QT_Q6_K: { /* six-bit values packed per sub-block (q6_top), scales | d << 16 */
+        const uint8_t *ql = b, *qh = b + 128, *sc = b + 192;
+        for (int j = 0; j < 8; j++) {
+            int64_t sj = r * m.nsb + bi * 8 + j;
+            int n = j >> 2, t = j & 3;
+            uint32_t v[32], wd[6] = {0, 0, 0, 0, 0, 0};
+            for (int l = 0; l < 32; l++)
+                v[l] = ((ql[64 * n + 32 * (t & 1) + l] >> (4 * (t >> 1))) & 15) |
+                       (((qh[32 * n + l] >> (2 * t)) & 3) << 4);
+            for (int l = 0; l < 24; l++) wd[l >> 2] |= v[l] << (6 * (l & 3));
+            for (int g = 0; g < 2; g++) {
+                uint32_t top = 0;
+                for (int c = 0; c < 4; c++) top |= v[24 + 4 * g + c] << (6 * c);
+                for (int k = 0; k < 3; k++) wd[3 * g + k] |= ((top >> (8 * k)) & 0xff) << 24;
+            }
+            uint32_t *q = (uint32_t *)(m.q + sj * 16), *h = (uint32_t *)(m.h + sj * 8);
+            for (int k = 0; k < 4; k++) q[k] = wd[k];
+            h[0] = wd[4], h[1] = wd[5];
+            ((uint32_t *)m.s)[sj] = (uint32_t)sc[8 * n + 2 * t] |
+                                    ((uint32_t)sc[8 * n + 2 * t + 1] << 8) |
+                                    ((uint32_t)rd16(b + 208) << 16);
+        }
+        break;
+    }
     default: { /* K-quants: the GGUF block into a padded slot */
         uint8_t *d = m.q + r * m.q_row + bi * stride;
         for (int j = 0; j < tsz; j++) d[j] = b[j];
@@ -175,9 +201,6 @@ extern "C" int launch_repack(const gpu_matrix *m, int64_t r0, const void *src, i
         break;
     case QT_Q5_K:
         stride = M40_Q5K_STRIDE;
-        break;
-    case QT_Q6_K:
-        stride = M40_Q6K_STRIDE;
         break;
     default:
         break;

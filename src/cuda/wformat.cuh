@@ -17,7 +17,6 @@ extern "C" {
 #define M40_Q2K_STRIDE 96
 #define M40_Q3K_STRIDE 112
 #define M40_Q5K_STRIDE 176
-#define M40_Q6K_STRIDE 224
 
 /* small unsigned int (< 2^23) to float without the conversion unit:
  * 2^23 + v built from bits, minus 2^23, exact */
@@ -298,24 +297,29 @@ template <> struct wdec<QT_Q5_K> {
     }
 };
 
+/* Q6_K's six-bit values v (0..63) in the device layout (cuda_internal.h):
+ * word w of a sub-block's six (q: 0..3, h: 4, 5) holds v[4w + c] at bit 6c,
+ * and the top bytes of words 0-2 (3-5) hold v[24..27] (v[28..31]) the same
+ * way; q6_top gathers them (bits 24..31 of its result are not used) */
+static __device__ __forceinline__ uint32_t q6_top(uint32_t a, uint32_t b, uint32_t c) {
+    return __byte_perm(__byte_perm(a, b, 0x0073), c, 0x0710);
+}
+
 template <> struct wdec<QT_Q6_K> {
     static __device__ __forceinline__ void get(const gpu_matrix &m, int64_t r, int64_t sb,
                                                float *w) {
-        const uint8_t *blk = m.q + r * m.q_row + (sb >> 3) * M40_Q6K_STRIDE;
-        int j = (int)(sb & 7), n = j >> 2, t = j & 3;
-        LD32B(blk + 64 * n + 32 * (t & 1), la, lb); /* ql */
-        LD32B(blk + 128 + 32 * n, ha, hb);          /* qh */
-        uint4 sc4 = dev_ld128(blk + 192);
-        float d = dev_f16(dev_ld16(blk + 208));
-        int is = 8 * n + 2 * t;
-        uint32_t scw = dev_word(sc4, is >> 2) >> ((is & 3) * 8);
-        float s0 = (float)(int8_t)(scw & 0xff), s1 = (float)(int8_t)((scw >> 8) & 0xff);
-        float ds0 = __fmul_rn(d, s0), ds1 = __fmul_rn(d, s1);
-        int lsh = (t >> 1) * 4, hsh = 2 * t;
+        const int64_t si = r * m.nsb + sb;
+        const uint4 u = dev_ld128(m.q + r * m.q_row + sb * 16);
+        const uint2 hw = __ldg((const uint2 *)(m.h + si * 8));
+        const uint32_t s = dev_ld32(m.s + si * 4);
+        const uint32_t wd[8] = {
+            u.x, u.y, u.z, u.w, hw.x, hw.y, q6_top(u.x, u.y, u.z), q6_top(u.w, hw.x, hw.y)};
+        float d = dev_f16((uint16_t)(s >> 16));
+        float ds0 = __fmul_rn(d, (float)(int8_t)(s & 0xff));
+        float ds1 = __fmul_rn(d, (float)(int8_t)((s >> 8) & 0xff));
 #pragma unroll
         for (int l = 0; l < 32; l++) {
-            uint32_t q =
-                ((BYTE32(la, lb, l) >> lsh) & 15) | (((BYTE32(ha, hb, l) >> hsh) & 3) << 4);
+            uint32_t q = (wd[l >> 2] >> (6 * (l & 3))) & 63;
             w[l] = __fmul_rn(l < 16 ? ds0 : ds1, dev_u2f(q) - 32.0f);
         }
     }
@@ -388,6 +392,8 @@ static __device__ __forceinline__ float nib_pow2(int e) {
  * Q8_0 (nib_dn_byte_fma: p = 0, 8, 16, 16) */
 static __device__ __forceinline__ float4 nib_dn_xscale(int kind, bool hi, bool odd) {
     const int k = 149 - NIB_DN_P, h = kind == 1 && hi ? 4 : 0;
+    if (kind == 3) /* Q6_K's six-bit fields at 0, 6, 12, 18 (wraw_q6) */
+        return make_float4(nib_pow2(k), nib_pow2(k - 6), nib_pow2(k - 12), nib_pow2(k - 18));
     const int p3 = kind == 1 ? (odd ? 8 : 0) : 16;
     return make_float4(nib_pow2(k - h), nib_pow2(k - 8 - h), nib_pow2(k - 16 - h),
                        nib_pow2(k - p3 - h));
@@ -419,7 +425,10 @@ static __device__ __forceinline__ float nib_dn_byte_fma(float a, uint32_t wd, co
 }
 /* which masked dot a type has (nib_dn_xscale's kind; 0: none) */
 template <int T> struct nib_dn_kind {
-    static const int kind = T == QT_Q4_0 || T == QT_Q4_1 || T == QT_Q4_K ? 1 : T == QT_Q8_0 ? 2 : 0;
+    static const int kind = T == QT_Q4_0 || T == QT_Q4_1 || T == QT_Q4_K ? 1
+                            : T == QT_Q8_0                               ? 2
+                            : T == QT_Q6_K                               ? 3
+                                                                         : 0;
 };
 
 /* x values i*4.. of a sub-block held in registers, as a float4 */
@@ -430,7 +439,7 @@ static __device__ __forceinline__ float4 xr4(const float *xr, int i) {
 /* the start of one row: its quant bytes and its per-sub-block scales */
 struct wrow {
     const uint8_t *q, *s;
-    const uint8_t *h; /* Q4_K: the row's per-block d and dmin (wrow_at) */
+    const uint8_t *h; /* Q4_K: the row's per-block d and dmin; Q6_K: its words 4, 5 */
 };
 
 /* bytes per 32-element sub-block of the device layout: in q (K-quant
@@ -442,16 +451,15 @@ template <int T> struct wbytes {
                          : T == QT_Q2_K                ? M40_Q2K_STRIDE / 8
                          : T == QT_Q3_K                ? M40_Q3K_STRIDE / 8
                          : T == QT_Q5_K                ? M40_Q5K_STRIDE / 8
-                         : T == QT_Q6_K                ? M40_Q6K_STRIDE / 8
                                                        : 16;
-    static const int s = T == QT_Q4_1 || T == QT_Q5_1 ? 4 : 2;
+    static const int s = T == QT_Q4_1 || T == QT_Q5_1 || T == QT_Q6_K ? 4 : 2;
 };
 
 template <int T> static __device__ __forceinline__ wrow wrow_at(const gpu_matrix &m, int64_t r) {
     wrow p;
     p.q = m.q + r * m.q_row;
     p.s = m.s ? m.s + r * m.nsb * wbytes<T>::s : NULL;
-    p.h = T == QT_Q4_K ? m.h + r * (m.nsb >> 3) * 4 : NULL;
+    p.h = T == QT_Q4_K ? m.h + r * (m.nsb >> 3) * 4 : T == QT_Q6_K ? m.h + r * m.nsb * 8 : NULL;
     return p;
 }
 
@@ -594,6 +602,44 @@ template <> struct wraw<QT_Q4_K> : wraw_q4<2> {
         return d1() * (nib_pow2(NIB_DN_P) * (a0 + a1)) - m1() * sx;
     }
     WRAW_PARTS_DOT
+};
+
+/* Q6_K for the persistent walk only (gp_raw): the masked dot of its six-bit
+ * fields against x staged with nib_dn_xscale(3); part i takes word i
+ * (x[4i..], scale 0) and word 4 + i or a gathered top (x[16 + 4i..], scale
+ * 1). The bias of 32 comes off each half with its x sum (fin_dn2: sx0 is
+ * the low half's, staged in slot 33). The other kernels keep wraw<Q6_K>,
+ * the generic decode. */
+struct wraw_q6 {
+    static const bool uses_sx = true;
+    static const bool parts = true;
+    uint4 q;
+    uint2 h;
+    uint32_t s; /* scale 0 | scale 1 << 8 (int8) | d << 16 (f16) */
+    WRAW_XQ_SPLIT16
+    __device__ __forceinline__ void load(const wrow &p, int64_t sb) {
+        q = dev_ld128(p.q + sb * 16);
+        h = __ldg((const uint2 *)(p.h + sb * 8));
+        s = dev_ld32(p.s + sb * 4);
+    }
+    __device__ __forceinline__ void part_dn(int i, const float4 &xa, const float4 &xb, float &a0,
+                                            float &a1) const {
+        const uint32_t wa = dev_word(q, i);
+        const uint32_t wb = i == 0   ? h.x
+                            : i == 1 ? h.y
+                            : i == 2 ? q6_top(q.x, q.y, q.z)
+                                     : q6_top(q.w, h.x, h.y);
+        a0 = fma4(a0, NIB_DN(wa, 0x3Fu), NIB_DN(wa, 0xFC0u), NIB_DN(wa, 0x3F000u),
+                  NIB_DN(wa, 0xFC0000u), xa);
+        a1 = fma4(a1, NIB_DN(wb, 0x3Fu), NIB_DN(wb, 0xFC0u), NIB_DN(wb, 0x3F000u),
+                  NIB_DN(wb, 0xFC0000u), xb);
+    }
+    __device__ __forceinline__ float fin_dn2(float a0, float a1, float sx, float sx0) const {
+        const float d = dev_f16((uint16_t)(s >> 16));
+        const float s0 = (float)(int8_t)(s & 0xff), s1 = (float)(int8_t)((s >> 8) & 0xff);
+        const float e = nib_pow2(NIB_DN_P);
+        return d * (s0 * fmaf(e, a0, -32.0f * sx0) + s1 * fmaf(e, a1, -32.0f * (sx - sx0)));
+    }
 };
 
 /* half-precision rows: 64 raw bytes per sub-block */

@@ -496,11 +496,12 @@ int main(void) {
     /* the persistent kernel's types at a 7B layer's input width: row groups
      * past the last row, 1024-wide K slices, a whole x of 4096 staged; and
      * at 4608, the wide blocks on the general walk (a partial last step;
-     * Q4_K: its d and dmin words looked up from the clamped offsets) */
+     * Q4_K and Q6_K: their h looked up from the clamped offsets) */
     const struct {
         int type, K;
     } wide[] = {{QT_F16, 4096},  {QT_Q4_0, 4096}, {QT_Q4_1, 4096}, {QT_Q8_0, 4096},
-                {QT_Q4_K, 4096}, {QT_Q4_0, 4608}, {QT_Q8_0, 4608}, {QT_Q4_K, 4608}};
+                {QT_Q4_K, 4096}, {QT_Q6_K, 4096}, {QT_Q4_0, 4608}, {QT_Q8_0, 4608},
+                {QT_Q4_K, 4608}, {QT_Q6_K, 4608}};
     for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
         host_w w, w2;
         make_w(&w, wide[i].type, 70, wide[i].K);
@@ -521,7 +522,7 @@ int main(void) {
          * (the quantized ones: the wide blocks and the whole-step walk),
          * with its own grid and with one block (each warp then walks
          * several row groups); and a width of partial steps */
-        const int qkv_types[] = {QT_Q4_0, QT_Q4_1, QT_Q8_0, QT_Q4_K, QT_F16};
+        const int qkv_types[] = {QT_Q4_0, QT_Q4_1, QT_Q8_0, QT_Q4_K, QT_Q6_K, QT_F16};
         for (size_t t = 0; t < sizeof qkv_types / sizeof qkv_types[0]; t++)
             for (int mb = 0; mb < 2; mb++)
                 test_qkv(f16, 32, 2, GEMV_KERNEL_PERSIST, mb, qkv_types[t], 4096);
