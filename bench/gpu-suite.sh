@@ -39,7 +39,7 @@ for s in $stages; do
         fi
         ;;
     bench7b)
-        for t in ${TYPES:-q4_0 q8_0 q4_k_m f16}; do
+        for t in ${TYPES:-q4_0 q8_0 q4_k_m q6_k f16}; do
             f=$models/mistral-7b-$t.gguf
             [ -f "$f" ] || { /usr/bin/time -f "synth $t: %es" build-gpu/m40-synth --preset mistral-7b --type "$t" -q -o "$f"; }
             ctx=640; [ "$t" = q4_0 ] && ctx=4096
