@@ -604,6 +604,13 @@ template <> struct wraw<QT_Q4_K> : wraw_q4<2> {
     WRAW_PARTS_DOT
 };
 
+/* a + the four six-bit fields of w (bits 0, 6, 12, 18) . x, masked in
+ * place (wraw_q6) */
+static __device__ __forceinline__ float q6_dn_fma(float a, uint32_t w, const float4 &x) {
+    return fma4(a, NIB_DN(w, 0x3Fu), NIB_DN(w, 0xFC0u), NIB_DN(w, 0x3F000u), NIB_DN(w, 0xFC0000u),
+                x);
+}
+
 /* Q6_K for the persistent walk only (gp_raw): the masked dot of its six-bit
  * fields against x staged with nib_dn_xscale(3); part i takes word i
  * (x[4i..], scale 0) and word 4 + i or a gathered top (x[16 + 4i..], scale
@@ -629,10 +636,8 @@ struct wraw_q6 {
                             : i == 1 ? h.y
                             : i == 2 ? q6_top(q.x, q.y, q.z)
                                      : q6_top(q.w, h.x, h.y);
-        a0 = fma4(a0, NIB_DN(wa, 0x3Fu), NIB_DN(wa, 0xFC0u), NIB_DN(wa, 0x3F000u),
-                  NIB_DN(wa, 0xFC0000u), xa);
-        a1 = fma4(a1, NIB_DN(wb, 0x3Fu), NIB_DN(wb, 0xFC0u), NIB_DN(wb, 0x3F000u),
-                  NIB_DN(wb, 0xFC0000u), xb);
+        a0 = q6_dn_fma(a0, wa, xa);
+        a1 = q6_dn_fma(a1, wb, xb);
     }
     __device__ __forceinline__ float fin_dn2(float a0, float a1, float sx, float sx0) const {
         const float d = dev_f16((uint16_t)(s >> 16));
