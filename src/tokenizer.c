@@ -300,9 +300,10 @@ static int tok_frags_push(tok_frags *v, tok_frag f) {
     return M40LLM_OK;
 }
 
-/* Splits raw fragments around every occurrence of special token id. */
-static int tok_split_special(const tokenizer *t, int32_t id, const char *text, tok_frags *in,
-                             tok_frags *out) {
+/* Splits raw fragments around every occurrence of special token id; with
+ * trust, only occurrences none of whose bytes is set in untrusted count. */
+static int tok_split_special(const tokenizer *t, int32_t id, const char *text,
+                             const uint8_t *untrusted, bool trust, tok_frags *in, tok_frags *out) {
     const char *needle = t->text[id];
     size_t nl = t->len[id];
     out->n = 0;
@@ -313,11 +314,15 @@ static int tok_split_special(const tokenizer *t, int32_t id, const char *text, t
             if ((rc = tok_frags_push(out, f))) return rc;
             continue;
         }
-        size_t a = f.off, end = f.off + f.len;
-        while (a < end) {
-            const char *m = memmem(text + a, end - a, needle, nl);
+        size_t a = f.off, at = f.off, end = f.off + f.len; /* a: raw text start, at: search */
+        while (at < end) {
+            const char *m = memmem(text + at, end - at, needle, nl);
             if (!m) break;
             size_t pos = (size_t)(m - text), left = pos - a;
+            if (trust && tok_any_untrusted(untrusted ? untrusted + pos : NULL, nl)) {
+                at = pos + 1; /* a later occurrence may still overlap this one */
+                continue;
+            }
             if (t->attr[id] & TOK_ATTR_LSTRIP)
                 while (left > 0 && isspace((unsigned char)text[a + left - 1])) left--;
             if (left && (rc = tok_frags_push(out, (tok_frag){-1, a, left}))) return rc;
@@ -325,6 +330,7 @@ static int tok_split_special(const tokenizer *t, int32_t id, const char *text, t
             a = pos + nl;
             if (t->attr[id] & TOK_ATTR_RSTRIP)
                 while (a < end && isspace((unsigned char)text[a])) a++;
+            at = a;
         }
         if (a < end && (rc = tok_frags_push(out, (tok_frag){-1, a, end - a}))) return rc;
     }
@@ -333,6 +339,12 @@ static int tok_split_special(const tokenizer *t, int32_t id, const char *text, t
 
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len, unsigned flags,
                      int32_t **ids, size_t *n_ids) {
+    return tokenizer_encode_masked(t, text, len, NULL, flags, ids, n_ids);
+}
+
+int tokenizer_encode_masked(const tokenizer *t, const char *text, size_t len,
+                            const uint8_t *untrusted, unsigned flags, int32_t **ids,
+                            size_t *n_ids) {
     if (!t || (!text && len) || !ids || !n_ids)
         return err_set(M40LLM_ERR_INVALID_ARG, "tokenizer_encode: NULL argument");
     *ids = NULL;
@@ -342,13 +354,24 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, unsigned 
                        "tokenizer_encode: text of %zu bytes is too long "
                        "(limit 512 MiB)",
                        len);
+    bool parse = (flags & TOKENIZER_PARSE_SPECIAL) != 0;
     char *clean = NULL;
+    uint8_t *cmask = NULL; /* untrusted flags of clean's bytes; NULL = all trusted */
     size_t clen = 0;
-    int rc = tokenizer_utf8_sanitize(text ? text : "", len, &clean, &clen, NULL);
+    int rc = tok_utf8_sanitize_mask(text ? text : "", len, parse ? untrusted : NULL, &clean, &clen,
+                                    &cmask, NULL);
     if (rc) return rc;
+    if (!parse) { /* without special parsing all the text is untrusted */
+        cmask = malloc(clen ? clen : 1);
+        if (!cmask) {
+            free(clean);
+            return err_set(M40LLM_ERR_OOM, "tokenizer: out of memory (%zu bytes)", clen);
+        }
+        memset(cmask, 1, clen);
+    }
     tok_frags fa = {0}, fb = {0};
     tok_ids out = {0};
-    tok_buf esc = {0};
+    tok_buf esc = {0}, emask = {0};
     if (clen) rc = tok_frags_push(&fa, (tok_frag){-1, 0, clen});
     uint64_t present[4] = {0}; /* bytes occurring in the text: skips most specials cheaply */
     for (size_t i = 0; i < clen; i++) present[(uint8_t)clean[i] >> 6] |= 1ull << (clean[i] & 63);
@@ -356,11 +379,11 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, unsigned 
         int32_t id = t->special[k];
         uint8_t first = (uint8_t)t->text[id][0];
         if (!(present[first >> 6] & (1ull << (first & 63)))) continue;
-        /* control and markup text only from trusted input; plain user-defined pieces always */
-        if (!(flags & TOKENIZER_PARSE_SPECIAL) &&
-            (t->ttype[id] != TOKEN_TYPE_USER_DEFINED || (t->attr[id] & TOK_ATTR_MARKUP)))
-            continue;
-        rc = tok_split_special(t, id, clean, &fa, &fb);
+        /* control, unknown and markup text only from trusted input; plain
+         * user-defined pieces always (they are vocabulary, not turn markers) */
+        bool trust = t->ttype[id] != TOKEN_TYPE_USER_DEFINED || (t->attr[id] & TOK_ATTR_MARKUP);
+        if (trust && !parse) continue;
+        rc = tok_split_special(t, id, clean, cmask, trust, &fa, &fb);
         tok_frags sw = fa;
         fa = fb;
         fb = sw;
@@ -375,24 +398,35 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, unsigned 
             prev_special = true;
             continue;
         }
+        const uint8_t *fm = cmask ? cmask + f.off : NULL;
         if (t->type == TOKENIZER_SPM) {
+            /* escaped text and its mask; the dummy prefix takes its next byte's flag */
             esc.n = 0;
-            if (t->add_space_prefix && prev_special) rc = tok_buf_put(&esc, "\xE2\x96\x81", 3);
+            emask.n = 0;
+            if (t->add_space_prefix && prev_special) {
+                rc = tok_buf_put(&esc, "\xE2\x96\x81", 3);
+                if (!rc && fm) rc = tok_buf_put(&emask, (char[3]){fm[0], fm[0], fm[0]}, 3);
+            }
             for (size_t j = 0; !rc && j < f.len; j++) {
                 char c = clean[f.off + j];
-                rc = c == ' ' ? tok_buf_put(&esc, "\xE2\x96\x81", 3) : tok_buf_put(&esc, &c, 1);
+                bool sp = c == ' ';
+                rc = sp ? tok_buf_put(&esc, "\xE2\x96\x81", 3) : tok_buf_put(&esc, &c, 1);
+                if (!rc && fm) rc = tok_buf_put(&emask, (char[3]){fm[j], fm[j], fm[j]}, sp ? 3 : 1);
             }
-            if (!rc) rc = tok_spm_encode(t, esc.p, esc.n, &out);
+            if (!rc)
+                rc = tok_spm_encode(t, esc.p, esc.n, fm ? (const uint8_t *)emask.p : NULL, &out);
         } else {
-            rc = tok_bpe_encode(t, clean + f.off, f.len, &out);
+            rc = tok_bpe_encode(t, clean + f.off, f.len, fm, &out);
         }
         prev_special = false;
     }
     if (!rc && add && t->add_eos) rc = tok_ids_push(&out, t->eos);
     free(clean);
+    free(cmask);
     free(fa.p);
     free(fb.p);
     free(esc.p);
+    free(emask.p);
     if (rc) {
         free(out.p);
         return rc;

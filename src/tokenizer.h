@@ -75,9 +75,23 @@ void tokenizer_free(tokenizer *t);
 #define TOKENIZER_PARSE_SPECIAL 2u /* recognise control-token text (trusted text only) */
 
 /* Encodes len bytes of text. *ids is malloc'd (free()); *n_ids its length.
- * Empty text gives zero ids (plus BOS/EOS with TOKENIZER_ADD_SPECIAL). */
+ * Empty text gives zero ids (plus BOS/EOS with TOKENIZER_ADD_SPECIAL).
+ * Without TOKENIZER_PARSE_SPECIAL no control or markup user-defined id ever
+ * comes out (not even through merges); with it, only from their exact text. */
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len, unsigned flags,
                      int32_t **ids, size_t *n_ids);
+
+/* tokenizer_encode, but special-token text (control tokens and markup
+ * user-defined tokens) is recognised, with TOKENIZER_PARSE_SPECIAL, only where
+ * none of its bytes is marked in untrusted[len] (nonzero = untrusted), and
+ * untrusted bytes never yield such an id through merges either: for a chat
+ * prompt, mark the bytes that came from message contents. Text between the
+ * accepted special tokens is tokenized as by tokenizer_encode. A U+FFFD that
+ * replaces invalid UTF-8 is untrusted if any byte it replaces is.
+ * untrusted NULL = tokenizer_encode; without TOKENIZER_PARSE_SPECIAL the mask
+ * changes nothing (all text is then untrusted). */
+int tokenizer_encode_masked(const tokenizer *t, const char *text, size_t len,
+                            const uint8_t *untrusted, unsigned flags, int32_t **ids, size_t *n_ids);
 
 /* decode flags */
 #define TOKENIZER_DECODE_SPECIAL 1u /* render control/unknown tokens' text */

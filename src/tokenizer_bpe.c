@@ -1,6 +1,8 @@
 /* Byte-level BPE ("gpt2" vocabs): pre-tokenize into words, map each word's
  * bytes to the byte-level alphabet, then repeatedly merge the adjacent pair
- * with the lowest merge rank (ties: leftmost). */
+ * with the lowest merge rank (ties: leftmost). Untrusted bytes are encoded as if
+ * turn-marker tokens were not in the vocab: a symbol that would be one is
+ * emitted as its characters' tokens instead. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +16,8 @@ typedef struct tok_sym {
 
 typedef struct tok_bpe_ctx {
     const tokenizer *t;
-    const char *w; /* byte-level encoded word */
+    const char *w;     /* byte-level encoded word */
+    const uint8_t *wu; /* untrusted flag of each byte of w, NULL = all trusted */
     tok_sym *sym;
     tok_heap heap;
     tok_buf key; /* "left right" lookup key */
@@ -34,12 +37,40 @@ static int tok_bpe_try_pair(tok_bpe_ctx *c, int32_t left, int32_t right) {
                          (tok_bigram){left, right, -(float)rank, (uint32_t)(l->n + r->n)});
 }
 
+/* Token of w[off..off+n), or -1 when absent or a turn marker from untrusted bytes. */
+static int32_t tok_bpe_lookup(const tok_bpe_ctx *c, size_t off, size_t n) {
+    int32_t id = tok_strmap_get(&c->t->vocab, c->w + off, n);
+    if (id >= 0 && c->wu && tok_guarded(c->t, id) && tok_any_untrusted(c->wu + off, n)) return -1;
+    return id;
+}
+
+/* A turn marker from untrusted bytes: the tokens of its characters, else of
+ * its single bytes (dropped when none, as for any symbol outside the vocab). */
+static int tok_bpe_split_guarded(const tok_bpe_ctx *c, size_t off, size_t n, tok_ids *out) {
+    int rc = M40LLM_OK;
+    for (size_t i = 0; !rc && i < n;) {
+        size_t k = tok_utf8_len((unsigned char)c->w[off + i]);
+        if (k > n - i) k = n - i;
+        int32_t id = tok_bpe_lookup(c, off + i, k);
+        if (id >= 0) {
+            rc = tok_ids_push(out, id);
+        } else {
+            for (size_t j = 0; !rc && j < k; j++) {
+                int32_t bid = tok_bpe_lookup(c, off + i + j, 1);
+                if (bid >= 0) rc = tok_ids_push(out, bid);
+            }
+        }
+        i += k;
+    }
+    return rc;
+}
+
 /* Merges one encoded word and appends its tokens. */
 static int tok_bpe_word(tok_bpe_ctx *c, size_t len, tok_ids *out) {
     const tokenizer *t = c->t;
     const char *w = c->w;
     if (t->ignore_merges) { /* llama3: a word that is already a token stays whole */
-        int32_t id = tok_strmap_get(&t->vocab, w, len);
+        int32_t id = tok_bpe_lookup(c, 0, len);
         if (id >= 0) return tok_ids_push(out, id);
     }
     tok_sym *sym = realloc(c->sym, sizeof *sym * len);
@@ -69,6 +100,11 @@ static int tok_bpe_word(tok_bpe_ctx *c, size_t len, tok_ids *out) {
     }
     for (int32_t i = 0; !rc && ns && i >= 0; i = sym[i].next) {
         int32_t id = tok_strmap_get(&t->vocab, w + sym[i].off, sym[i].n);
+        if (id >= 0 && c->wu && tok_guarded(t, id) &&
+            tok_any_untrusted(c->wu + sym[i].off, sym[i].n)) {
+            rc = tok_bpe_split_guarded(c, sym[i].off, sym[i].n, out);
+            continue;
+        }
         if (id >= 0) {
             rc = tok_ids_push(out, id);
             continue;
@@ -83,25 +119,34 @@ static int tok_bpe_word(tok_bpe_ctx *c, size_t len, tok_ids *out) {
     return rc;
 }
 
-int tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_ids *out) {
+int tok_bpe_encode(const tokenizer *t, const char *text, size_t len, const uint8_t *untrusted,
+                   tok_ids *out) {
     size_t *offs = NULL, nw = 0;
     int rc = tok_pre_split(t->pre, text, len, &offs, &nw);
     if (rc) return rc;
     tok_bpe_ctx c = {.t = t};
-    tok_buf word = {0};
+    tok_buf word = {0}, wmask = {0};
     for (size_t i = 0; !rc && i < nw; i++) {
         word.n = 0;
+        wmask.n = 0;
+        /* the mask follows the encoding only for words with untrusted bytes */
+        bool mixed =
+            tok_any_untrusted(untrusted ? untrusted + offs[i] : NULL, offs[i + 1] - offs[i]);
         for (size_t j = offs[i]; !rc && j < offs[i + 1]; j++) {
             char u[4];
             size_t k = tok_utf8_put(tok_byte_to_cp((uint8_t)text[j]), u);
             rc = tok_buf_put(&word, u, k);
+            if (!rc && mixed)
+                rc = tok_buf_put(&wmask, (char[2]){(char)untrusted[j], (char)untrusted[j]}, k);
         }
         if (rc || !word.n) continue;
         c.w = word.p;
+        c.wu = mixed ? (const uint8_t *)wmask.p : NULL;
         rc = tok_bpe_word(&c, word.n, out);
     }
     free(offs);
     free(word.p);
+    free(wmask.p);
     free(c.sym);
     free(c.heap.v);
     free(c.key.p);

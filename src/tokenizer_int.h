@@ -70,9 +70,26 @@ struct tokenizer {
     int32_t byte_token[256]; /* SPM: id of <0xXX> (or the 1-byte token), -1 if none */
 };
 
-/* SPM / BPE word-level encoders (append to out). */
-int tok_spm_encode(const tokenizer *t, const char *text, size_t len, tok_ids *out);
-int tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_ids *out);
+/* Turn-marker tokens: control and markup user-defined. Untrusted bytes never
+ * produce one, whether as special text or through merges. */
+static inline bool tok_guarded(const tokenizer *t, int32_t id) {
+    return t->ttype[id] == TOKEN_TYPE_CONTROL ||
+           (t->ttype[id] == TOKEN_TYPE_USER_DEFINED && (t->attr[id] & TOK_ATTR_MARKUP));
+}
+/* Whether any of m[0..n) is set (m NULL = none). */
+static inline bool tok_any_untrusted(const uint8_t *m, size_t n) {
+    for (size_t i = 0; m && i < n; i++)
+        if (m[i]) return true;
+    return false;
+}
+
+/* SPM / BPE word-level encoders (append to out). untrusted[len] marks bytes
+ * (NULL = all trusted) that must not form a tok_guarded token: for them the
+ * encoders act as if those tokens were absent from the vocab. */
+int tok_spm_encode(const tokenizer *t, const char *text, size_t len, const uint8_t *untrusted,
+                   tok_ids *out);
+int tok_bpe_encode(const tokenizer *t, const char *text, size_t len, const uint8_t *untrusted,
+                   tok_ids *out);
 
 /* UTF-8 helpers. */
 size_t tok_utf8_len(unsigned char lead);     /* 1..4 from the lead byte (llama.cpp rule) */
@@ -80,6 +97,11 @@ size_t tok_utf8_put(uint32_t cp, char *dst); /* encodes cp, returns bytes writte
 /* Length of a valid sequence at s (1..4), or 0 if invalid, or -(needed) if the
  * valid prefix is cut short by the end of the buffer. */
 int tok_utf8_check(const unsigned char *s, size_t n);
+/* tokenizer_utf8_sanitize that also carries a byte mask (NULL = none): copied
+ * bytes keep theirs, a U+FFFD gets 1 if any byte it replaces had one.
+ * *dst_mask (malloc'd, 0/1) is NULL when mask is. */
+int tok_utf8_sanitize_mask(const char *src, size_t len, const uint8_t *mask, char **dst,
+                           size_t *dst_len, uint8_t **dst_mask, size_t *n_bad);
 
 /* Byte-level BPE alphabet: byte -> code point and back (-1 if not in it). */
 uint32_t tok_byte_to_cp(uint8_t b);

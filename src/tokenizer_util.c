@@ -142,12 +142,13 @@ int tok_utf8_check(const unsigned char *s, size_t n) {
     return need;
 }
 
-int tokenizer_utf8_sanitize(const char *src, size_t len, char **dst, size_t *dst_len,
-                            size_t *n_bad) {
-    tok_buf b = {0};
+int tok_utf8_sanitize_mask(const char *src, size_t len, const uint8_t *mask, char **dst,
+                           size_t *dst_len, uint8_t **dst_mask, size_t *n_bad) {
+    tok_buf b = {0}, m = {0}; /* m: the mask of b's bytes, 0/1 (only with mask) */
     size_t bad = 0, i = 0, run = 0;
     const unsigned char *s = (const unsigned char *)src;
     int rc = tok_buf_put(&b, "", 0);
+    if (!rc && mask) rc = tok_buf_put(&m, "", 0);
     while (rc == M40LLM_OK && i < len) {
         int k = tok_utf8_check(s + i, len - i);
         if (k > 0) {
@@ -156,6 +157,7 @@ int tokenizer_utf8_sanitize(const char *src, size_t len, char **dst, size_t *dst
             continue;
         }
         rc = tok_buf_put(&b, src + i - run, run);
+        if (!rc && mask) rc = tok_buf_put(&m, mask + i - run, run);
         run = 0;
         if (rc) break;
         /* skip the maximal invalid subpart: the lead byte plus the continuation
@@ -166,19 +168,36 @@ int tokenizer_utf8_sanitize(const char *src, size_t len, char **dst, size_t *dst
         } else {
             while (i + skip < len && skip < 4 && tok_utf8_check(s + i, skip + 1) < 0) skip++;
         }
+        /* U+FFFD is untrusted if any byte it replaces was */
+        char flag = 0;
+        for (size_t j = 0; mask && j < skip; j++) flag |= mask[i + j] != 0;
         i += skip;
         bad++;
         rc = tok_buf_put(&b, "\xEF\xBF\xBD", 3);
+        if (!rc && mask) rc = tok_buf_put(&m, (char[3]){flag, flag, flag}, 3);
     }
     if (rc == M40LLM_OK) rc = tok_buf_put(&b, src + i - run, run);
+    if (rc == M40LLM_OK && mask) rc = tok_buf_put(&m, mask + i - run, run);
     if (rc) {
         free(b.p);
+        free(m.p);
         return rc;
     }
+    /* normalise copied mask bytes to 0/1 */
+    for (size_t j = 0; j < m.n; j++) m.p[j] = m.p[j] != 0;
     *dst = b.p;
     *dst_len = b.n;
+    if (dst_mask)
+        *dst_mask = (uint8_t *)m.p;
+    else
+        free(m.p);
     if (n_bad) *n_bad = bad;
     return M40LLM_OK;
+}
+
+int tokenizer_utf8_sanitize(const char *src, size_t len, char **dst, size_t *dst_len,
+                            size_t *n_bad) {
+    return tok_utf8_sanitize_mask(src, len, NULL, dst, dst_len, NULL, n_bad);
 }
 
 /* ---- byte-level alphabet (GPT-2): printable bytes map to themselves, the
