@@ -7,6 +7,7 @@
 
 #include "chat.h"
 #include "err.h"
+#include "fileio.h"
 #include "jinja.h"
 
 const char chat_template_chatml[] =
@@ -168,33 +169,14 @@ int chat_template_for(const char *name_or_path, char **out) {
         *out = strdup(b);
         return *out ? M40LLM_OK : err_set(M40LLM_ERR_OOM, "chat template: out of memory");
     }
-    FILE *f = fopen(name_or_path, "rb");
-    if (!f)
-        return err_set(errno == ENOENT ? M40LLM_ERR_NOT_FOUND : M40LLM_ERR_IO,
-                       "chat template '%s': not a built-in (%s) and not a readable file: %s",
-                       name_or_path, chat_builtin_names(), strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (ferror(f) || feof(f)) break;
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    bool bad = !buf || ferror(f);
-    fclose(f);
-    if (bad) {
-        int st = buf ? M40LLM_ERR_IO : M40LLM_ERR_OOM;
-        free(buf);
-        return err_set(st, "chat template '%s': read failed", name_or_path);
-    }
-    buf[n] = '\0';
+    char *buf = NULL;
+    size_t n = 0;
+    /* regular files only, at most FILEIO_CAP_TEMPLATE bytes */
+    int rc = fileio_read_file(name_or_path, FILEIO_CAP_TEMPLATE, "a chat template", &buf, &n);
+    if (rc == M40LLM_ERR_NOT_FOUND)
+        return err_prefix(rc, "chat template: not a built-in (%s) and not a file",
+                          chat_builtin_names());
+    if (rc) return err_prefix(rc, "chat template");
     if (strlen(buf) != n) {
         free(buf);
         return err_set(M40LLM_ERR_FORMAT, "chat template '%s': contains a NUL byte", name_or_path);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "fileio.h"
 #include "gguf_internal.h"
 #include "quant.h"
 
@@ -439,20 +440,10 @@ int gguf_open_memory(const void *data, size_t size, gguf_file **out) {
 int gguf_open(const char *path, gguf_file **out) {
     if (!path || !out) return err_set(M40LLM_ERR_INVALID_ARG, "gguf_open: NULL argument");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return err_set(errno == ENOENT ? M40LLM_ERR_NOT_FOUND : M40LLM_ERR_IO, "%s: %s", path,
-                       strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return err_set(M40LLM_ERR_IO, "%s: stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return err_set(M40LLM_ERR_IO, "%s: not a regular file", path);
-    }
+    int orc = fileio_open_read(path, &fd, &st); /* regular files only; never blocks */
+    if (orc) return orc;
     if (st.st_size == 0) {
         close(fd);
         return err_set(M40LLM_ERR_FORMAT, "%s: gguf: the file is empty", path);
