@@ -119,8 +119,17 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name); /* NU
 /* Helpers */
 const char *gguf_vtype_name(gguf_vtype t);
 bool gguf_str_eq(gguf_str s, const char *cstr);
-/* Copies into buf (always NUL-terminated, truncated to bufsize-1). */
+/* Copies into buf (always NUL-terminated, truncated to bufsize-1). Only for
+ * strings known to hold no NUL (gguf_str_has_nul): a C string would silently
+ * end at the first one. */
 char *gguf_str_copy(gguf_str s, char *buf, size_t bufsize);
+/* True when s holds a NUL byte, so it cannot be used as a C string. */
+bool gguf_str_has_nul(gguf_str s);
+/* Writes s into buf for messages and terminals: printable ASCII and valid
+ * UTF-8 as they are; NUL, control bytes (C0, DEL, C1), invalid UTF-8 and
+ * backslash as \xNN / \\. Ends with "..." when cut to fit bufsize
+ * (>= 8 to hold anything). Returns buf. */
+char *gguf_str_escape(gguf_str s, char *buf, size_t bufsize);
 
 /* ---- writer (GGUF v3) ---- */
 typedef struct gguf_writer gguf_writer;

@@ -1,5 +1,6 @@
 /* GGUF reader accessors: lookups, typed getters, array element access. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,8 +133,9 @@ static int get_kv(const gguf_file *f, const char *key, const gguf_kv **out) {
 }
 
 static int type_error(const gguf_kv *kv, const char *want) {
-    return err_set(M40LLM_ERR_TYPE, "gguf: key '%.*s' (offset %" PRIu64 ") has type %s, not %s",
-                   (int)(kv->key.len > 96 ? 96 : kv->key.len), kv->key.data, kv->offset,
+    char key[128];
+    return err_set(M40LLM_ERR_TYPE, "gguf: key '%s' (offset %" PRIu64 ") has type %s, not %s",
+                   gguf_str_escape(kv->key, key, sizeof key), kv->offset,
                    gguf_vtype_name(kv->value.type), want);
 }
 
@@ -341,6 +343,70 @@ int gguf_arr_value(const gguf_value *arr, uint64_t i, gguf_value *out) {
         return err_set(M40LLM_ERR_INTERNAL, "gguf: array of %s without items", gguf_vtype_name(t));
     }
     return M40LLM_OK;
+}
+
+bool gguf_str_has_nul(gguf_str s) {
+    return s.len && memchr(s.data, 0, s.len) != NULL;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (n bytes left), or 0 when it
+ * is malformed, overlong, a surrogate or a C1 control (terminals act on those). */
+static size_t utf8_printable(const uint8_t *p, uint64_t n) {
+    size_t len;
+    uint32_t cp;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        len = 2, cp = p[0] & 0x1Fu;
+    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        len = 3, cp = p[0] & 0x0Fu;
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        len = 4, cp = p[0] & 0x07u;
+    } else {
+        return 0;
+    }
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3Fu);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp <= 0x9F)
+        return 0;
+    return len;
+}
+
+char *gguf_str_escape(gguf_str s, char *buf, size_t bufsize) {
+    if (!buf || bufsize == 0) return buf;
+    const uint8_t *p = (const uint8_t *)s.data;
+    const size_t room = bufsize - 1;
+    size_t o = 0, cut = 0; /* cut: the last piece boundary that leaves room for "..." */
+    for (uint64_t i = 0; i < s.len;) {
+        char esc[5];
+        const char *piece = esc;
+        size_t n = 1, adv = 1, u;
+        if (p[i] >= 0x20 && p[i] < 0x7F && p[i] != '\\') {
+            piece = (const char *)p + i;
+        } else if (p[i] == '\\') {
+            piece = "\\\\";
+            n = 2;
+        } else if (p[i] >= 0x80 && (u = utf8_printable(p + i, s.len - i)) != 0) {
+            piece = (const char *)p + i;
+            n = adv = u;
+        } else {
+            snprintf(esc, sizeof esc, "\\x%02X", p[i]);
+            n = 4;
+        }
+        if (o + n > room) { /* does not fit: end at the last boundary with "..." */
+            o = cut;
+            for (int k = 0; k < 3 && o < room; k++) buf[o++] = '.';
+            break;
+        }
+        memcpy(buf + o, piece, n);
+        o += n;
+        i += adv;
+        if (o + 3 <= room) cut = o;
+    }
+    buf[o] = '\0';
+    return buf;
 }
 
 bool gguf_str_eq(gguf_str s, const char *cstr) {

@@ -75,8 +75,11 @@ static int cur_str(gcur *c, gguf_str *s, const char *what) {
     return M40LLM_OK;
 }
 
-/* A name shortened for messages (keys and tensor names may be huge or binary). */
-#define SHOWN(s) (int)((s).len > 96 ? 96 : (s).len), (s).data
+/* A name for messages, escaped and shortened (keys and tensor names may be
+ * huge, binary, or carry terminal escapes); the buffer lives in the caller's
+ * block, so use it inside the err_set call. */
+#define SHOWN_MAX 128
+#define SHOWN(s)  gguf_str_escape((s), (char[SHOWN_MAX]){0}, SHOWN_MAX)
 
 static int parse_array(gcur *c, gguf_value *v, int depth);
 
@@ -214,8 +217,8 @@ static int index_build(gguf_index *ix, int64_t n, const char *what, gguf_file *f
             if (o->len == s->len && !memcmp(o->data, s->data, s->len)) {
                 uint64_t off = *(const uint64_t *)((const char *)offsets + (size_t)i * stride);
                 return err_set(M40LLM_ERR_FORMAT,
-                               "gguf: duplicate %s '%.*s' at offset %" PRIu64 " (first is #%u)",
-                               what, SHOWN(*s), off, slot - 1);
+                               "gguf: duplicate %s '%s' at offset %" PRIu64 " (first is #%u)", what,
+                               SHOWN(*s), off, slot - 1);
             }
             h = (h + 1) & (cap - 1);
         }
@@ -232,15 +235,15 @@ static int parse_kvs(gguf_file *f, gcur *c) {
         uint32_t t;
         size_t tat = c->pos;
         rc = cur_u32(c, &t, "metadata value type");
-        if (rc) return err_prefix(rc, "gguf: key '%.*s'", SHOWN(kv->key));
+        if (rc) return err_prefix(rc, "gguf: key '%s'", SHOWN(kv->key));
         if (t >= GGUF_VT_COUNT)
             return err_set(M40LLM_ERR_FORMAT,
-                           "gguf: key '%.*s' (offset %" PRIu64 "): unknown value type %" PRIu32
+                           "gguf: key '%s' (offset %" PRIu64 "): unknown value type %" PRIu32
                            " at offset %zu",
                            SHOWN(kv->key), kv->offset, t, tat);
         rc = parse_value(c, (gguf_vtype)t, &kv->value, 0);
         if (rc)
-            return err_prefix(rc, "gguf: key '%.*s' (offset %" PRIu64 ")", SHOWN(kv->key),
+            return err_prefix(rc, "gguf: key '%s' (offset %" PRIu64 ")", SHOWN(kv->key),
                               kv->offset);
     }
     return index_build(&f->kv_index, f->n_kv, "metadata key", f, gguf_kv_name_at,
@@ -280,20 +283,20 @@ static int parse_tensor_info(gguf_file *f, gcur *c, int64_t i, uint64_t *info_of
     int rc = cur_str(c, &t->name, "tensor name");
     if (rc) return err_prefix(rc, "gguf: tensor info %" PRId64, i);
     rc = cur_u32(c, &t->n_dims, "tensor n_dims");
-    if (rc) return err_prefix(rc, "gguf: tensor '%.*s'", SHOWN(t->name));
+    if (rc) return err_prefix(rc, "gguf: tensor '%s'", SHOWN(t->name));
     if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
         return err_set(M40LLM_ERR_FORMAT,
-                       "gguf: tensor '%.*s' (offset %zu) has %" PRIu32 " dimensions, not 1..%d",
+                       "gguf: tensor '%s' (offset %zu) has %" PRIu32 " dimensions, not 1..%d",
                        SHOWN(t->name), at, t->n_dims, GGUF_MAX_DIMS);
     for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
     for (uint32_t d = 0; d < t->n_dims; d++) {
         size_t dat = c->pos;
         uint64_t ne;
         rc = cur_u64(c, &ne, "tensor dimension");
-        if (rc) return err_prefix(rc, "gguf: tensor '%.*s'", SHOWN(t->name));
+        if (rc) return err_prefix(rc, "gguf: tensor '%s'", SHOWN(t->name));
         if (ne == 0 || ne > (uint64_t)INT64_MAX)
             return err_set(M40LLM_ERR_FORMAT,
-                           "gguf: tensor '%.*s': dimension %" PRIu32 " at offset %zu is %" PRId64
+                           "gguf: tensor '%s': dimension %" PRIu32 " at offset %zu is %" PRId64
                            ", not positive",
                            SHOWN(t->name), d, dat, (int64_t)ne);
         t->ne[d] = (int64_t)ne;
@@ -302,11 +305,11 @@ static int parse_tensor_info(gguf_file *f, gcur *c, int64_t i, uint64_t *info_of
     size_t type_at = c->pos;
     rc = cur_u32(c, &type, "tensor type");
     if (!rc) rc = cur_u64(c, &t->offset, "tensor data offset");
-    if (rc) return err_prefix(rc, "gguf: tensor '%.*s'", SHOWN(t->name));
+    if (rc) return err_prefix(rc, "gguf: tensor '%s'", SHOWN(t->name));
     const quant_type_info *q = quant_info((int)type);
     if (type >= QT_COUNT || !q)
         return err_set(M40LLM_ERR_UNSUPPORTED,
-                       "gguf: tensor '%.*s': unknown tensor type %" PRIu32 " at offset %zu",
+                       "gguf: tensor '%s': unknown tensor type %" PRIu32 " at offset %zu",
                        SHOWN(t->name), type, type_at);
     t->type = (int)type;
 
@@ -315,12 +318,12 @@ static int parse_tensor_info(gguf_file *f, gcur *c, int64_t i, uint64_t *info_of
     for (int d = 1; d < GGUF_MAX_DIMS; d++)
         if (__builtin_mul_overflow(nel, t->ne[d], &nel))
             return err_set(M40LLM_ERR_FORMAT,
-                           "gguf: tensor '%.*s' (offset %zu): element count [%" PRId64 ", %" PRId64
+                           "gguf: tensor '%s' (offset %zu): element count [%" PRId64 ", %" PRId64
                            ", %" PRId64 ", %" PRId64 "] overflows 64 bits",
                            SHOWN(t->name), at, t->ne[0], t->ne[1], t->ne[2], t->ne[3]);
     if (t->ne[0] % q->block_size)
         return err_set(M40LLM_ERR_FORMAT,
-                       "gguf: tensor '%.*s' (offset %zu): row length %" PRId64
+                       "gguf: tensor '%s' (offset %zu): row length %" PRId64
                        " is not a multiple of the %s block size %d",
                        SHOWN(t->name), at, t->ne[0], q->name, q->block_size);
     uint64_t nbytes = (uint64_t)(t->ne[0] / q->block_size);
@@ -328,13 +331,56 @@ static int parse_tensor_info(gguf_file *f, gcur *c, int64_t i, uint64_t *info_of
         if (__builtin_mul_overflow(nbytes, d ? (uint64_t)t->ne[d] : (uint64_t)q->type_size,
                                    &nbytes))
             return err_set(M40LLM_ERR_FORMAT,
-                           "gguf: tensor '%.*s' (offset %zu): byte size overflows 64 bits",
+                           "gguf: tensor '%s' (offset %zu): byte size overflows 64 bits",
                            SHOWN(t->name), at);
     if (nbytes > SIZE_MAX)
-        return err_set(M40LLM_ERR_FORMAT, "gguf: tensor '%.*s' (offset %zu) is too large",
+        return err_set(M40LLM_ERR_FORMAT, "gguf: tensor '%s' (offset %zu) is too large",
                        SHOWN(t->name), at);
     t->nbytes = (size_t)nbytes;
     return M40LLM_OK;
+}
+
+typedef struct tspan {
+    uint64_t begin, end;
+    int64_t i;
+} tspan;
+
+static int tspan_cmp(const void *a, const void *b) {
+    const tspan *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i; /* stable: the earlier tensor first */
+}
+
+/* Tensors must not share bytes: a model built from aliased weights is not
+ * one any writer produces, and a file of many tensors at one offset would
+ * otherwise describe far more weights than it holds. */
+static int check_overlap(gguf_file *f) {
+    if (f->n_tensors < 2) return M40LLM_OK;
+    tspan *sp = malloc((size_t)f->n_tensors * sizeof *sp); /* n <= file size / 32 */
+    if (!sp) return err_set(M40LLM_ERR_OOM, "gguf: no memory to check tensor data ranges");
+    for (int64_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        sp[i].begin = t->offset;
+        sp[i].end = t->offset + t->nbytes; /* checked against the file size already */
+        sp[i].i = i;
+    }
+    qsort(sp, (size_t)f->n_tensors, sizeof *sp, tspan_cmp);
+    int rc = M40LLM_OK;
+    int64_t widest = 0; /* of the spans so far, the one that ends last */
+    for (int64_t k = 1; k < f->n_tensors && !rc; k++) {
+        if (sp[k].begin < sp[widest].end) {
+            const gguf_tensor *a = &f->tensors[sp[widest].i], *b = &f->tensors[sp[k].i];
+            rc = err_set(M40LLM_ERR_FORMAT,
+                         "gguf: tensors '%s' (data offsets [%" PRIu64 "..%" PRIu64
+                         ")) and '%s' (data offsets [%" PRIu64 "..%" PRIu64
+                         ")) overlap; each tensor needs its own bytes",
+                         SHOWN(a->name), sp[widest].begin, sp[widest].end, SHOWN(b->name),
+                         sp[k].begin, sp[k].end);
+        }
+        if (sp[k].end > sp[widest].end) widest = k;
+    }
+    free(sp);
+    return rc;
 }
 
 /* Places the data section and checks each tensor's bytes lie inside the file. */
@@ -345,24 +391,24 @@ static int place_tensors(gguf_file *f, size_t end_of_infos, const uint64_t *info
         gguf_tensor *t = &f->tensors[i];
         if (t->offset % a)
             return err_set(M40LLM_ERR_FORMAT,
-                           "gguf: tensor '%.*s' (offset %" PRIu64 "): data offset %" PRIu64
+                           "gguf: tensor '%s' (offset %" PRIu64 "): data offset %" PRIu64
                            " is not a multiple of the alignment %" PRIu64,
                            SHOWN(t->name), info_offs[i], t->offset, a);
         uint64_t begin, end;
         if (__builtin_add_overflow(f->data_offset, t->offset, &begin) ||
             __builtin_add_overflow(begin, (uint64_t)t->nbytes, &end))
             return err_set(M40LLM_ERR_FORMAT,
-                           "gguf: tensor '%.*s' (offset %" PRIu64 "): data offset %" PRIu64
+                           "gguf: tensor '%s' (offset %" PRIu64 "): data offset %" PRIu64
                            " + %zu bytes overflows 64 bits (file size %zu)",
                            SHOWN(t->name), info_offs[i], t->offset, t->nbytes, f->size);
         if (end > f->size)
             return err_set(M40LLM_ERR_FORMAT,
-                           "gguf: tensor '%.*s' data [%" PRIu64 "..%" PRIu64
+                           "gguf: tensor '%s' data [%" PRIu64 "..%" PRIu64
                            ") lies outside the file (size %zu)",
                            SHOWN(t->name), begin, end, f->size);
         t->data = f->base + begin;
     }
-    return M40LLM_OK;
+    return check_overlap(f);
 }
 
 static int parse_file(gguf_file *f) {

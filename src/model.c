@@ -61,15 +61,18 @@ static int read_config(const gguf_file *g, model_config *c) {
                        "required metadata key general.architecture is missing");
     if (rc != M40LLM_OK)
         return err_set(M40LLM_ERR_TYPE, "metadata key general.architecture: expected a string");
-    gguf_str_copy(s, c->arch, sizeof c->arch);
+    /* GGUF strings are length-prefixed: compared by length, shown escaped, so
+     * "llama\0..." is neither taken nor reported as llama */
     if (!gguf_str_eq(s, "llama")) {
         char name[128];
-        gguf_str_copy(s, name, sizeof name);
         return err_set(M40LLM_ERR_UNSUPPORTED,
                        "unsupported architecture '%s' (general.architecture; supported: llama)",
-                       name);
+                       gguf_str_escape(s, name, sizeof name));
     }
-    if (gguf_get_str(g, "general.name", &s) == M40LLM_OK) gguf_str_copy(s, c->name, sizeof c->name);
+    snprintf(c->arch, sizeof c->arch, "llama");
+    /* only for display: escaped, so it cannot end early or drive a terminal */
+    if (gguf_get_str(g, "general.name", &s) == M40LLM_OK)
+        gguf_str_escape(s, c->name, sizeof c->name);
     const char *a = "llama";
     if ((rc = cfg_int(g, a, "block_count", true, &c->n_layer))) return rc;
     if ((rc = cfg_int(g, a, "embedding_length", true, &c->n_embd))) return rc;
@@ -115,16 +118,103 @@ static int read_config(const gguf_file *g, model_config *c) {
     if (factor == 0.0f && (rc = cfg_float(g, a, "rope.scale_linear", false, &factor))) return rc;
     bool scaled = true;
     if (gguf_get_str(g, "llama.rope.scaling.type", &s) == M40LLM_OK) {
-        char type[32];
-        gguf_str_copy(s, type, sizeof type);
-        if (!strcmp(type, "none")) {
+        if (gguf_str_eq(s, "none")) {
             scaled = false;
-        } else if (strcmp(type, "linear") != 0) {
+        } else if (!gguf_str_eq(s, "linear")) {
+            char type[64];
             return err_set(M40LLM_ERR_UNSUPPORTED,
-                           "llama.rope.scaling.type '%s' is not supported (none, linear)", type);
+                           "llama.rope.scaling.type '%s' is not supported (none, linear)",
+                           gguf_str_escape(s, type, sizeof type));
         }
     }
     if (scaled && factor > 0.0f) c->rope_freq_scale = 1.0f / factor;
+
+    /* Mixtral-style files are `llama` with experts: say so instead of
+     * reporting the dense FFN tensors missing */
+    int64_t experts = 0;
+    rc = gguf_get_i64(g, "llama.expert_count", &experts);
+    if (rc != M40LLM_OK && rc != M40LLM_ERR_NOT_FOUND)
+        return err_set(M40LLM_ERR_TYPE, "metadata key llama.expert_count: expected an integer");
+    if (experts < 0)
+        return err_set(M40LLM_ERR_FORMAT,
+                       "metadata key llama.expert_count: value %" PRId64 " out of range", experts);
+    if (experts > 0)
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "mixture-of-experts models (llama.expert_count = %" PRId64
+                       ") are not supported",
+                       experts);
+    return M40LLM_OK;
+}
+
+/* The nine weights of every layer, in model_layer order. */
+enum { LAYER_TENSORS = 9 };
+static const char *const layer_suffix[LAYER_TENSORS] = {
+    "attn_norm", "attn_q",   "attn_k", "attn_v",   "attn_output",
+    "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down",
+};
+
+/* Layer of a "blk.N." tensor name; -1 for any other name. Saturates, so a
+ * huge N still compares as beyond every block count. */
+static int64_t layer_of(gguf_str name) {
+    if (name.len < 6 || memcmp(name.data, "blk.", 4) != 0) return -1;
+    int64_t n = 0;
+    uint64_t i = 4;
+    for (; i < name.len && name.data[i] >= '0' && name.data[i] <= '9'; i++)
+        n = n > INT32_MAX ? n : n * 10 + (name.data[i] - '0');
+    if (i == 4 || i >= name.len || name.data[i] != '.') return -1;
+    return n;
+}
+
+/* block_count against the tensors present, before anything is allocated per
+ * layer: no tensor may name a layer beyond it, and every layer must have its
+ * nine weights. The presence loop stops at the first gap, so a huge count in
+ * a small file costs no more than the tensors that are there. */
+static int check_layers(const gguf_file *g, const model_config *c) {
+    int64_t top = -1;
+    for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        int64_t il = layer_of(t->name);
+        if (il >= c->n_layer) {
+            char name[128];
+            return err_set(M40LLM_ERR_FORMAT,
+                           "tensor %s is beyond llama.block_count %d (layers 0..%d): the "
+                           "metadata and the tensors disagree",
+                           gguf_str_escape(t->name, name, sizeof name), c->n_layer, c->n_layer - 1);
+        }
+        if (il > top) top = il;
+    }
+    for (int il = 0; il < c->n_layer; il++) {
+        for (int k = 0; k < LAYER_TENSORS; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", il, layer_suffix[k]);
+            if (!gguf_find_tensor(g, name))
+                return err_set(M40LLM_ERR_NOT_FOUND,
+                               "tensor %s is missing (llama.block_count is %d; the highest layer "
+                               "with tensors is %" PRId64 ")",
+                               name, c->n_layer, top);
+        }
+    }
+    return M40LLM_OK;
+}
+
+/* The vocabulary sizes the metadata states must match token_embd's rows:
+ * the tokenizer must not produce ids the embedding does not have. */
+static int check_vocab(const gguf_file *g, int n_vocab) {
+    int64_t v;
+    int rc = gguf_get_i64(g, "llama.vocab_size", &v);
+    if (rc == M40LLM_OK && v != n_vocab)
+        return err_set(M40LLM_ERR_SHAPE,
+                       "llama.vocab_size is %" PRId64 " but token_embd.weight has %d rows", v,
+                       n_vocab);
+    if (rc != M40LLM_OK && rc != M40LLM_ERR_NOT_FOUND)
+        return err_set(M40LLM_ERR_TYPE, "metadata key llama.vocab_size: expected an integer");
+    const gguf_value *toks;
+    if (gguf_get_arr(g, "tokenizer.ggml.tokens", &toks) == M40LLM_OK &&
+        toks->arr.n > (uint64_t)n_vocab)
+        return err_set(M40LLM_ERR_SHAPE,
+                       "tokenizer.ggml.tokens holds %" PRIu64
+                       " tokens but token_embd.weight has only %d rows",
+                       toks->arr.n, n_vocab);
     return M40LLM_OK;
 }
 
@@ -183,19 +273,16 @@ static int bind_layer(const gguf_file *g, const model_config *c, int il, model_l
     const int64_t E = c->n_embd, q_dim = (int64_t)c->n_head * c->head_dim,
                   kv_dim = (int64_t)c->n_head_kv * c->head_dim, F = c->n_ff;
     struct {
-        const char *suffix;
         int64_t ne0, ne1;
         model_tensor *t;
-    } want[] = {
-        {"attn_norm", E, 0, &L->attn_norm}, {"attn_q", E, q_dim, &L->wq},
-        {"attn_k", E, kv_dim, &L->wk},      {"attn_v", E, kv_dim, &L->wv},
-        {"attn_output", q_dim, E, &L->wo},  {"ffn_norm", E, 0, &L->ffn_norm},
-        {"ffn_gate", E, F, &L->w_gate},     {"ffn_up", E, F, &L->w_up},
-        {"ffn_down", F, E, &L->w_down},
+    } want[LAYER_TENSORS] = {
+        {E, 0, &L->attn_norm}, {E, q_dim, &L->wq}, {E, kv_dim, &L->wk},
+        {E, kv_dim, &L->wv},   {q_dim, E, &L->wo}, {E, 0, &L->ffn_norm},
+        {E, F, &L->w_gate},    {E, F, &L->w_up},   {F, E, &L->w_down},
     };
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    for (int i = 0; i < LAYER_TENSORS; i++) {
         char name[96];
-        snprintf(name, sizeof name, "blk.%d.%s.weight", il, want[i].suffix);
+        snprintf(name, sizeof name, "blk.%d.%s.weight", il, layer_suffix[i]);
         int rc = bind_tensor(g, name, want[i].ne0, want[i].ne1, want[i].t);
         if (rc) return rc;
     }
@@ -246,6 +333,8 @@ int model_from_gguf(gguf_file *g, model **out) {
         goto fail;
     }
     c->n_vocab = (int)te->ne[1];
+    if ((rc = check_vocab(g, c->n_vocab))) goto fail;
+    if ((rc = check_layers(g, c))) goto fail;
     if ((rc = bind_tensor(g, "token_embd.weight", c->n_embd, c->n_vocab, &m->tok_embd))) goto fail;
     if ((rc = bind_tensor(g, "output_norm.weight", c->n_embd, 0, &m->output_norm))) goto fail;
     if (gguf_find_tensor(g, "output.weight")) {
@@ -254,6 +343,9 @@ int model_from_gguf(gguf_file *g, model **out) {
     } else {
         m->output = m->tok_embd; /* shares the name pointer: freed once */
     }
+    /* n_layer <= tensors / 9 now, and tensors cannot overlap (gguf_parse), so
+     * this and every per-layer allocation a backend makes is bounded by the
+     * file's own size */
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) {
         rc = err_set(M40LLM_ERR_OOM, "out of memory for %d layers", c->n_layer);
