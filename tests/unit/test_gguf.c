@@ -379,6 +379,7 @@ int main(void) {
     test_writer_errors(dir);
     test_nested();
     test_corruptions();
+    test_escape();
     test_fixtures();
     test_fixture_truncation();
     err_clear();

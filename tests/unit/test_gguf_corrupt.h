@@ -18,18 +18,19 @@ typedef struct raw_spec {
     bool dup_key;       /* repeat key "arr" */
     bool dup_tensor;    /* repeat tensor "w" */
     int64_t data_bytes; /* bytes of tensor data; -1: what the tensor needs */
+    int64_t v_off;      /* data offset of a second tensor "v" shaped like "w"; -1: none */
 } raw_spec;
 
 static raw_spec raw_default(void) {
-    raw_spec r = {GGUF_MAGIC, 3, -1,      -1, 0,  GGUF_VT_ARRAY, GGUF_VT_INT32, 2,     2,
-                  32,         2, QT_Q8_0, 0,  -1, false,         false,         false, -1};
+    raw_spec r = {GGUF_MAGIC, 3,       -1, -1, 0,     GGUF_VT_ARRAY, GGUF_VT_INT32, 2,  2, 32,
+                  2,          QT_Q8_0, 0,  -1, false, false,         false,         -1, -1};
     return r;
 }
 
 static void raw_build(bb *b, const raw_spec *r) {
     b->n = 0;
     int64_t n_kv = 2 + (r->align >= 0) + r->dup_key;
-    int64_t n_t = 1 + r->dup_tensor;
+    int64_t n_t = 1 + r->dup_tensor + (r->v_off >= 0);
     bb_u32(b, r->magic);
     bb_u32(b, r->version);
     bb_u64(b, (uint64_t)(r->n_tensors >= 0 ? r->n_tensors : n_t));
@@ -62,6 +63,7 @@ static void raw_build(bb *b, const raw_spec *r) {
     uint64_t ne[5] = {r->ne0, r->ne1, 1, 1, 1}; /* 5: the n_dims = 5 case */
     bb_tinfo(b, "w", r->n_dims, ne, r->ttype, r->toff);
     if (r->dup_tensor) bb_tinfo(b, "w", r->n_dims, ne, r->ttype, r->toff);
+    if (r->v_off >= 0) bb_tinfo(b, "v", r->n_dims, ne, r->ttype, (uint64_t)r->v_off);
     bb_pad(b, r->align > 0 && !r->align_as_str ? (size_t)r->align : 32);
     int64_t nd = r->data_bytes >= 0 ? r->data_bytes : 68;
     for (int64_t i = 0; i < nd; i++) bb_u8(b, (uint8_t)i);
@@ -127,7 +129,30 @@ static void test_corruptions(void) {
     CASE(align, 48, FMT, "is 48, not a power of two");
     CASE(dup_key, true, FMT, "duplicate metadata key 'arr' at offset 104 (first is #1)");
     CASE(dup_tensor, true, FMT, "duplicate tensor name 'w' at offset 145 (first is #0)");
+    /* tensors sharing bytes: same offset, or one starting inside the other */
+    CASE(v_off, 0, FMT,
+         "tensors 'w' (data offsets [0..68)) and 'v' (data offsets [0..68)) overlap");
 #undef CASE
+    r = raw_default();
+    r.v_off = 64;
+    r.data_bytes = 200;
+    raw_build(&b, &r);
+    expect_error(&b, FMT, "tensors 'w' (data offsets [0..68)) and 'v' (data offsets [64..132))",
+                 "v inside w");
+    /* "v" before "w" in the data: still named by position, the lower first */
+    r = raw_default();
+    r.toff = 64;
+    r.v_off = 0;
+    r.data_bytes = 200;
+    raw_build(&b, &r);
+    expect_error(&b, FMT, "tensors 'v' (data offsets [0..68)) and 'w' (data offsets [64..132))",
+                 "v before w");
+    /* adjacent (aligned) tensors are fine */
+    r = raw_default();
+    r.v_off = 96;
+    r.data_bytes = 96 + 68;
+    raw_build(&b, &r);
+    CHECKF(open_copy(b.p, b.n) == M40LLM_OK, "adjacent tensors: %s", m40llm_last_error());
     r = raw_default();
     r.align = 32;
     r.align_as_str = true;
@@ -299,4 +324,44 @@ static void test_fixtures(void) {
         }
         gguf_close(f);
     }
+}
+
+/* Names in messages are escaped: control bytes, NUL and invalid UTF-8 as
+ * \xNN, so neither a terminal escape nor a NUL reaches the message. */
+static void test_escape(void) {
+    char buf[64];
+    gguf_str s = {9, "llama\0x\x1b["};
+    CHECK(!strcmp(gguf_str_escape(s, buf, sizeof buf), "llama\\x00x\\x1B["));
+    CHECK(gguf_str_has_nul(s) && !gguf_str_has_nul((gguf_str){5, "llama"}));
+    CHECK(!gguf_str_has_nul((gguf_str){0, NULL}));
+    s = (gguf_str){7, "a\\b\x7f\r\n\t"};
+    CHECK(!strcmp(gguf_str_escape(s, buf, sizeof buf), "a\\\\b\\x7F\\x0D\\x0A\\x09"));
+    /* valid UTF-8 stays; C1 controls (U+009B is CSI), overlong, surrogate, cut sequences do not */
+    s = (gguf_str){6, "\xc3\xa9\xe2\x82\xac\x21"};
+    CHECK(!strcmp(gguf_str_escape(s, buf, sizeof buf), "\xc3\xa9\xe2\x82\xac!"));
+    s = (gguf_str){9, "\xc2\x9b\xc0\xaf\xed\xa0\x80\xe2\x82"};
+    CHECK(!strcmp(gguf_str_escape(s, buf, sizeof buf),
+                  "\\xC2\\x9B\\xC0\\xAF\\xED\\xA0\\x80\\xE2\\x82"));
+    /* cut with "..." at a piece boundary, never inside an escape */
+    s = (gguf_str){12, "abcdef\x01ghijk"};
+    CHECK(!strcmp(gguf_str_escape(s, buf, 10), "abcdef..."));
+    CHECK(!strcmp(gguf_str_escape(s, buf, 11), "abcdef..."));
+    CHECK(!strcmp(gguf_str_escape(s, buf, 14), "abcdef\\x01..."));
+    s = (gguf_str){6, "abcdef"};
+    CHECK(!strcmp(gguf_str_escape(s, buf, 7), "abcdef")); /* exact fit: no dots */
+    CHECK(!strcmp(gguf_str_escape(s, buf, 6), "ab..."));
+    CHECK(!strcmp(gguf_str_escape(s, buf, 1), ""));
+
+    /* the parser's messages use it: a tensor name with an escape and a NUL */
+    bb b = {0};
+    bb_header(&b, 3, 1, 0);
+    static const char name[] = "w\x1b]0;x\x07\0y";
+    bb_u64(&b, sizeof name - 1);
+    bb_put(&b, name, sizeof name - 1);
+    bb_u32(&b, 5);                             /* bad n_dims */
+    for (int i = 0; i < 8; i++) bb_u64(&b, 0); /* so the tensor count fits the bytes left */
+    expect_error(&b, M40LLM_ERR_FORMAT,
+                 "tensor 'w\\x1B]0;x\\x07\\x00y' (offset 24) has 5 dimensions", "escaped name");
+    CHECK(!strchr(m40llm_last_error(), 0x1b) && !strchr(m40llm_last_error(), 0x07));
+    free(b.p);
 }
