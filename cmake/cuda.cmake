@@ -77,7 +77,13 @@ function(m40_cuda_configure_target tgt)
   target_compile_options(${tgt} PRIVATE
     $<$<COMPILE_LANGUAGE:CUDA>:-O3 -lineinfo -Xptxas=-warn-spills --expt-relaxed-constexpr>)
   target_compile_definitions(${tgt} PRIVATE M40LLM_HAVE_CUDA=1)
-  # cuBLAS for prefill GEMMs; NVML is opened at run time with dlopen (the
-  # toolkit does not always ship its stub)
-  target_link_libraries(${tgt} PUBLIC CUDA::cudart CUDA::cublas ${CMAKE_DL_LIBS})
+  # cuBLAS (prefill GEMMs) and NVML are opened at run time with dlopen:
+  # linking cuBLAS maps ~200 MB into every process, and the toolkit does not
+  # always ship NVML's stub. cuBLAS is looked for in this toolkit first.
+  get_target_property(_m40_cublas CUDA::cublas IMPORTED_LOCATION)
+  get_filename_component(_m40_cublas_dir "${_m40_cublas}" DIRECTORY)
+  target_compile_definitions(${tgt} PRIVATE
+    M40LLM_CUBLAS_DIR="${_m40_cublas_dir}"
+    M40LLM_CUBLAS_SONAME="libcublas.so.${CUDAToolkit_VERSION_MAJOR}")
+  target_link_libraries(${tgt} PUBLIC CUDA::cudart ${CMAKE_DL_LIBS} Threads::Threads)
 endfunction()
