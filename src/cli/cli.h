@@ -4,6 +4,7 @@
 #define M40_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -18,10 +19,27 @@ int cmd_run(int argc, char **argv);
 
 /* Prints "m40-llm: <what>: <last library error>" to stderr; returns 1. */
 int cli_fail(const char *what, int status);
-/* Reads a whole stream into a NUL-terminated buffer (caller frees); NULL on
- * a read error or out of memory. *len (when len is not NULL) gets the byte
- * count, which differs from strlen when the data holds NUL bytes. */
-char *cli_read_all(FILE *f, size_t *len);
+/* Reads standard input to its end, at most cap bytes (FILEIO_CAP_*; what
+ * names the content in the error), into a NUL-terminated buffer (caller
+ * frees); *len (may be NULL) gets the byte count. Library status. */
+int cli_read_stdin(size_t cap, const char *what, char **out, size_t *len);
+/* Prints n bytes of model-supplied text with control bytes escaped (\n,
+ * \t, \r, \xHH for C0/DEL and bytes that are not UTF-8, \uHHHH for C1
+ * controls), so no text can drive the terminal; with quote nonzero, quote
+ * and backslash are escaped too. Returns the bytes written. */
+size_t cli_put_escaped(FILE *o, const char *s, size_t n, char quote);
+/* cli_put_escaped without quoting, padded with blanks to width bytes. */
+void cli_put_name(FILE *o, const char *s, size_t n, int width);
+/* Flushes stdout; false (and the error remembered) when a write failed. */
+bool cli_flush_stdout(void);
+/* At exit: reports a failed write to stdout ("m40-llm: error writing
+ * output: REASON") and turns status 0 into 1; else returns status. */
+int cli_finish_output(int status);
+/* The checks cJSON cannot make on messages JSON text of len bytes: a NUL
+ * byte or a "\u0000" escape (cJSON would cut the string there) and nesting
+ * past cJSON's limit (named, not reported as a syntax error). name is the
+ * file in messages. Library status. */
+int cli_json_check(const char *text, size_t len, const char *name);
 /* Parses decimal digits only (no sign, blanks or overflow) into *out;
  * false, leaving *out alone, otherwise. */
 bool cli_parse_u64(const char *s, uint64_t *out);

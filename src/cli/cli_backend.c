@@ -46,7 +46,10 @@ static int search_dir(const char *dir, const char *name, char *path, size_t size
 
 int cli_resolve_model(const char *name, char *path, size_t size) {
     if (!name || !*name) return err_set(M40LLM_ERR_INVALID_ARG, "no model given");
-    if (is_file(name) || strchr(name, '/')) {
+    struct stat st;
+    /* a special file here is taken as the path, so that opening it says
+     * what it is ("is a FIFO") instead of searching the model store */
+    if ((stat(name, &st) == 0 && !S_ISDIR(st.st_mode)) || strchr(name, '/')) {
         /* a shortened path would name another file */
         if ((size_t)snprintf(path, size, "%s", name) >= size)
             return err_set(M40LLM_ERR_INVALID_ARG, "model path is longer than %zu bytes: %.60s...",
@@ -98,6 +101,14 @@ int cli_create_backend(const model *m, const char *device, backend_params *p, ba
                     m40llm_last_error());
     }
     return backend_cpu_create(m, p, out);
+}
+
+void cli_warn_ctx(const model *m, long n_ctx) {
+    if (m->cfg.n_ctx_train > 0 && n_ctx > m->cfg.n_ctx_train)
+        fprintf(stderr,
+                "m40-llm: warning: a context of %ld tokens is beyond the %d the model was trained "
+                "on; expect worse output past %d\n",
+                n_ctx, m->cfg.n_ctx_train, m->cfg.n_ctx_train);
 }
 
 int cli_open(const char *name, const char *device, backend_params *p, model **m, backend **b) {

@@ -25,6 +25,9 @@ int cli_create_backend(const model *m, const char *device, backend_params *p, ba
  * nonzero on failure (the caller exits with it). */
 int cli_open(const char *name, const char *device, backend_params *p, model **m, backend **b);
 
+/* Warns on stderr when n_ctx exceeds the model's trained context. */
+void cli_warn_ctx(const model *m, long n_ctx);
+
 /* Validates a --device value; prints an error and returns -1 if malformed. */
 int cli_check_device(const char *device);
 

@@ -193,21 +193,36 @@ int cmd_bench(int argc, char **argv) {
             if (!v || cli_check_device(v)) return 2;
             device = argv[++i];
         } else if (!strcmp(a, "--kv")) {
-            if (!v || (strcmp(v, "f16") && strcmp(v, "f32"))) return usage(stderr);
+            if (!v || (strcmp(v, "f16") && strcmp(v, "f32"))) {
+                fprintf(stderr, "m40-llm bench: --kv: '%s' is not f32 or f16\n", v ? v : "");
+                return usage(stderr);
+            }
             kv16 = !strcmp(argv[++i], "f16");
         } else if (!strcmp(a, "--json")) {
             json = true;
-        } else if (a[0] == '-' || model_name) {
+        } else if (a[0] == '-') {
+            fprintf(stderr, "m40-llm bench: unknown option %s\n", a);
+            return usage(stderr);
+        } else if (model_name) {
+            fprintf(stderr, "m40-llm bench: one MODEL only ('%s' is extra)\n", a);
             return usage(stderr);
         } else {
             model_name = a;
         }
     }
-    if (!model_name || (pp == 0 && tg == 0)) return usage(stderr);
+    if (!model_name) {
+        fprintf(stderr, "m40-llm bench: no MODEL given\n");
+        return usage(stderr);
+    }
+    if (pp == 0 && tg == 0) {
+        fprintf(stderr, "m40-llm bench: -p 0 and -n 0 leave nothing to measure\n");
+        return usage(stderr);
+    }
     /* positions: the prompt test, or the short prompt plus the decode steps
      * (at least one: the warm-up) */
     long tg_need = TG_PROMPT + (tg > 0 ? tg : 1);
     int need = (int)(pp > tg_need ? pp : tg_need);
+    bool ctx_given = ctx != 0;
     if (ctx == 0) ctx = need;
     if (ctx < need) {
         fprintf(stderr, "m40-llm bench: --ctx %ld is smaller than the %d positions the tests use\n",
@@ -225,6 +240,7 @@ int cmd_bench(int argc, char **argv) {
     model *m = NULL;
     backend *b = NULL;
     if (cli_open(path, device, &p, &m, &b)) return 1;
+    if (ctx_given) cli_warn_ctx(m, ctx);
     const int V = m->cfg.n_vocab;
     float *logits = malloc((size_t)V * sizeof(float));
     bench_test tests[2];
@@ -270,8 +286,11 @@ int cmd_bench(int argc, char **argv) {
     } else {
         char mix[256];
         type_mix(m, mix, sizeof mix, NULL);
-        printf("model: %s (%s), %.1f MiB, %.1f M params\n", m->cfg.name[0] ? m->cfg.name : path,
-               mix, m->weight_bytes / 1048576.0, n_params(m) / 1e6);
+        const char *name = m->cfg.name[0] ? m->cfg.name : path;
+        fputs("model: ", stdout);
+        cli_put_escaped(stdout, name, strlen(name), 0); /* the model's own name */
+        printf(" (%s), %.1f MiB, %.1f M params\n", mix, m->weight_bytes / 1048576.0,
+               n_params(m) / 1e6);
         printf("backend: %s, %d threads, ctx %d, KV %s, memory used %.1f MiB\n\n", b->ops->name,
                b->params.n_threads, b->params.n_ctx,
                b->params.kv_type == BACKEND_KV_F16 ? "f16" : "f32",

@@ -3,12 +3,14 @@
  * as raw little-endian float32, concatenated, and prints one line per tensor
  * "name type n_elements". Used to cross-check dequantization against other
  * implementations. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "err.h"
+#include "fileio.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -40,11 +42,14 @@ static int dump_one(const gguf_tensor *t, FILE *out, const char *path) {
         if (rc) {
             err_prefix(rc, "tensor '%s' row %lld", name, (long long)r);
         } else if (fwrite(buf, sizeof(float), (size_t)row, out) != (size_t)row) {
-            rc = err_set(M40LLM_ERR_IO, "%s: write failed", path);
+            rc = err_set(M40LLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
         }
     }
     free(buf);
-    if (rc == M40LLM_OK) printf("%s %s %lld\n", name, qi->name, (long long)(row * nrows));
+    if (rc == M40LLM_OK) {
+        cli_put_escaped(stdout, t->name.data, (size_t)t->name.len, 0); /* from the file */
+        printf(" %s %lld\n", qi->name, (long long)(row * nrows));
+    }
     return rc;
 }
 
@@ -62,7 +67,7 @@ int cmd_dump_tensor(int argc, char **argv) {
     }
     gguf_file *f = NULL;
     int rc = gguf_open(argv[1], &f);
-    if (rc) return cli_fail(argv[1], rc);
+    if (rc) return cli_fail("dump-tensor", rc);
     /* resolve every name first so a typo writes nothing */
     for (int i = 3; i < argc; i++) {
         if (!gguf_find_tensor(f, argv[i])) {
@@ -71,23 +76,23 @@ int cmd_dump_tensor(int argc, char **argv) {
             return 1;
         }
     }
-    FILE *out = fopen(argv[2], "wb");
-    if (!out) {
-        perror(argv[2]);
+    /* a temporary beside OUT, renamed over it at the end: a failed dump
+     * leaves OUT as it was and removes only what it created */
+    fileio_out out;
+    rc = fileio_out_open(argv[2], &out);
+    if (rc) {
         gguf_close(f);
-        return 1;
+        return cli_fail("dump-tensor", rc);
     }
     int64_t n = argc > 3 ? argc - 3 : gguf_n_tensors(f);
     for (int64_t i = 0; i < n && rc == M40LLM_OK; i++) {
         const gguf_tensor *t = argc > 3 ? gguf_find_tensor(f, argv[3 + i]) : gguf_tensor_at(f, i);
-        rc = dump_one(t, out, argv[2]);
+        rc = dump_one(t, out.f, argv[2]);
     }
-    if (fclose(out) != 0 && rc == M40LLM_OK)
-        rc = err_set(M40LLM_ERR_IO, "%s: write failed", argv[2]);
+    if (rc == M40LLM_OK)
+        rc = fileio_out_commit(&out);
+    else
+        fileio_out_abort(&out);
     gguf_close(f);
-    if (rc) {
-        remove(argv[2]);
-        return cli_fail("dump-tensor", rc);
-    }
-    return 0;
+    return rc ? cli_fail("dump-tensor", rc) : 0;
 }

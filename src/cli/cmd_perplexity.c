@@ -8,6 +8,8 @@
  * asks for two). TEXTFILE goes through the model's tokenizer (BOS added as
  * the model asks); --tokens FILE takes whitespace-separated ids instead.
  * The last line of output is "PPL = X +/- E". */
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include "cli.h"
 #include "cli_backend.h"
 #include "err.h"
+#include "fileio.h"
 #include "tokenizer.h"
 
 #define PPL_BATCH 512
@@ -29,16 +32,32 @@ static double now_s(void) {
 
 /* Whitespace-separated decimal ids, each checked against the vocabulary. */
 static int read_token_file(const char *path, int n_vocab, int32_t **out, int64_t *n_out) {
-    FILE *f = fopen(path, "r");
-    if (!f) return err_set(M40LLM_ERR_IO, "cannot open token file %s", path);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = fileio_read_file(path, FILEIO_CAP_TEXT, "a token file", &text, &len);
+    if (rc) return rc;
     int64_t n = 0, cap = 4096;
     int32_t *t = malloc((size_t)cap * sizeof *t);
-    int rc = t ? M40LLM_OK : err_set(M40LLM_ERR_OOM, "out of memory");
-    char word[32];
-    while (rc == M40LLM_OK && fscanf(f, "%31s", word) == 1) {
-        char *end = NULL;
-        long v = strtol(word, &end, 10);
-        if (*end || end == word || v < 0 || v >= n_vocab) {
+    if (!t) rc = err_set(M40LLM_ERR_OOM, "out of memory");
+    for (size_t i = 0; rc == M40LLM_OK && i < len;) {
+        if (isspace((unsigned char)text[i])) {
+            i++;
+            continue;
+        }
+        size_t w = i;
+        while (w < len && !isspace((unsigned char)text[w]) && text[w]) w++;
+        if (w == i) w++; /* a NUL byte: not a digit, reported below */
+        char word[32];
+        snprintf(word, sizeof word, "%.*s", (int)(w - i), text + i);
+        long v = -1;
+        bool ok = w - i < sizeof word && isdigit((unsigned char)word[0]);
+        if (ok) {
+            char *end = NULL;
+            errno = 0;
+            v = strtol(word, &end, 10);
+            ok = !*end && errno == 0 && v < n_vocab;
+        }
+        if (!ok) {
             rc = err_set(M40LLM_ERR_FORMAT, "%s: item %lld '%s' is not a token id in 0..%d", path,
                          (long long)n + 1, word, n_vocab - 1);
             break;
@@ -52,8 +71,9 @@ static int read_token_file(const char *path, int n_vocab, int32_t **out, int64_t
             t = nt;
         }
         t[n++] = (int32_t)v;
+        i = w;
     }
-    fclose(f);
+    free(text);
     if (rc) {
         free(t);
         return rc;
@@ -64,16 +84,15 @@ static int read_token_file(const char *path, int n_vocab, int32_t **out, int64_t
 }
 
 /* The whole text file through the model's tokenizer, BOS added as the
- * model asks (as llama.cpp's perplexity tool does). */
+ * model asks (as llama.cpp's perplexity tool does). The text is bytes: a
+ * NUL byte is tokenized like any other. */
 static int tokenize_file(const model *m, const char *path, int32_t **out, int64_t *n_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(M40LLM_ERR_IO, "cannot open text file %s", path);
     size_t len = 0;
-    char *buf = cli_read_all(f, &len);
-    fclose(f);
-    if (!buf) return err_set(M40LLM_ERR_IO, "cannot read %s (read error or out of memory)", path);
+    char *buf = NULL;
+    int rc = fileio_read_file(path, FILEIO_CAP_TEXT, "a text file", &buf, &len);
+    if (rc) return rc;
     tokenizer *tk = NULL;
-    int rc = tokenizer_load(m->gguf, &tk);
+    rc = tokenizer_load(m->gguf, &tk);
     size_t n = 0;
     if (rc == M40LLM_OK) rc = tokenizer_encode(tk, buf, len, TOKENIZER_ADD_SPECIAL, out, &n);
     tokenizer_free(tk);
@@ -141,6 +160,7 @@ int cmd_perplexity(int argc, char **argv) {
     model *m = NULL;
     backend *b = NULL;
     if (cli_open(model_name, device, &p, &m, &b)) return 1;
+    cli_warn_ctx(m, n_ctx);
     const int V = m->cfg.n_vocab;
     int32_t *tok = NULL;
     int64_t n_tok = 0;
@@ -206,7 +226,7 @@ int cmd_perplexity(int argc, char **argv) {
                     dt * (double)n_chunks);
         }
         printf("[%lld]%.4f,", (long long)c + 1, exp(nll / count));
-        fflush(stdout);
+        if (!cli_flush_stdout()) goto out; /* main reports the write error */
     }
     double mean = nll / count, var = nll2 / count - mean * mean;
     double err = count > 1 && var > 0 ? sqrt(var / (count - 1)) : 0;

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "cli_backend.h"
 #include "err.h"
+#include "fileio.h"
 
 volatile sig_atomic_t run_interrupted = 0;
 
@@ -82,12 +83,16 @@ typedef struct run_sink {
     char *text; /* answer so far */
     size_t len, cap;
     bool ok;
+    bool write_failed; /* stdout could not be written (main reports why) */
 } run_sink;
 
 static bool run_on_text(void *ctx, const char *text, size_t len) {
     run_sink *s = ctx;
     fwrite(text, 1, len, stdout);
-    fflush(stdout);
+    if (!cli_flush_stdout()) {
+        s->write_failed = true;
+        return false; /* nobody can read the answer: stop generating */
+    }
     if (s->len + len + 1 > s->cap) {
         size_t cap = (s->len + len + 1) * 2;
         char *n = realloc(s->text, cap);
@@ -129,8 +134,10 @@ static char *run_render(run_ctx *r, const char *user_text) {
         return NULL;
     }
     if (fell_back && !r->warned) {
-        fprintf(stderr, "m40-llm: warning: the chat template cannot be used (%s); using ChatML\n",
-                m40llm_last_error());
+        const char *why = m40llm_last_error(); /* may quote the model's template */
+        fputs("m40-llm: warning: the chat template cannot be used (", stderr);
+        cli_put_escaped(stderr, why, strlen(why), 0);
+        fputs("); using ChatML\n", stderr);
         r->warned = true;
     }
     return out;
@@ -184,7 +191,7 @@ int run_turn(run_ctx *r, const char *user_text) {
         run_undo_user(r);
         return 1;
     }
-    run_sink sink = {NULL, 0, 0, true};
+    run_sink sink = {NULL, 0, 0, true, false};
     gen_stats st;
     run_interrupted = 0;
     rc = gen_generate(r->sess, ids + skip, (int)(n - skip), &r->gp, run_on_text, &sink, &st);
@@ -196,9 +203,15 @@ int run_turn(run_ctx *r, const char *user_text) {
         fprintf(stdout, "\n");
         return cli_fail("generation", rc);
     }
+    if (sink.write_failed) {
+        free(text);
+        free(sink.text);
+        run_undo_user(r);
+        return 1;
+    }
     const char *answer = sink.text ? sink.text : "";
     if (!sink.len || sink.text[sink.len - 1] != '\n') fputc('\n', stdout);
-    fflush(stdout);
+    cli_flush_stdout();
     if (st.reason == GEN_STOP_CONTEXT)
         fprintf(stderr, "m40-llm run: the context (%d tokens) is full%s\n",
                 gen_session_n_ctx(r->sess), r->messages ? "; /clear starts over" : "");
@@ -332,7 +345,13 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--min-p")) {
             if (!parse_float(a, v, 0, 1, &sp->min_p)) goto bad;
         } else if (!strcmp(a, "--repeat-penalty")) {
+            /* the penalty divides logits: 0 is not a value (1 = off) */
             if (!parse_float(a, v, 0, 100, &sp->repeat_penalty)) goto bad;
+            if (sp->repeat_penalty <= 0) {
+                fprintf(stderr,
+                        "m40-llm run: --repeat-penalty: '%s' is not in (0, 100] (1 = off)\n", v);
+                goto bad;
+            }
         } else if (!strcmp(a, "--seed")) {
             if (!v || !cli_parse_u64(v, &sp->seed)) {
                 fprintf(stderr, "m40-llm run: --seed: '%s' is not a number in 0..2^64-1\n",
@@ -397,6 +416,8 @@ int cmd_run(int argc, char **argv) {
     if (!n_ctx)
         n_ctx =
             r.m->cfg.n_ctx_train > 0 && r.m->cfg.n_ctx_train < 4096 ? r.m->cfg.n_ctx_train : 4096;
+    else
+        cli_warn_ctx(r.m, n_ctx);
     backend_params bp = {.n_ctx = (int)n_ctx,
                          .n_seq_max = 1,
                          .n_batch_max = n_ctx < 512 ? (int)n_ctx : 512,
@@ -415,9 +436,12 @@ int cmd_run(int argc, char **argv) {
         goto out;
     }
     if (run_setup_template(&r, chat_template)) goto out;
-    if (r.verbose)
-        fprintf(stderr, "m40-llm run: %s, %s backend, context %ld, %s\n", r.m->cfg.name,
-                r.b->ops->name, n_ctx, r.raw ? "raw" : "chat template");
+    if (r.verbose) {
+        fputs("m40-llm run: ", stderr);
+        cli_put_escaped(stderr, r.m->cfg.name, strlen(r.m->cfg.name), 0); /* from the file */
+        fprintf(stderr, ", %s backend, context %ld, %s\n", r.b->ops->name, n_ctx,
+                r.raw ? "raw" : "chat template");
+    }
     run_install_sigint();
     if (prompt) {
         if (strspn(prompt, " \t\r\n") == strlen(prompt))
@@ -427,12 +451,21 @@ int cmd_run(int argc, char **argv) {
     } else if (isatty(STDIN_FILENO)) {
         ret = run_chat(&r);
     } else {
-        char *in = cli_read_all(stdin, NULL);
-        if (!in) {
-            fprintf(stderr, "m40-llm run: cannot read the prompt from stdin\n");
+        char *in = NULL;
+        size_t l = 0;
+        if ((rc = cli_read_stdin(FILEIO_CAP_PROMPT, "a prompt", &in, &l))) {
+            cli_fail("reading the prompt", rc);
             goto out;
         }
-        size_t l = strlen(in);
+        /* a prompt is text: a NUL byte is refused rather than cutting it there */
+        if (strlen(in) < l) {
+            fprintf(stderr,
+                    "m40-llm run: the prompt on stdin holds a NUL byte (at byte %zu); prompts are "
+                    "text without NUL bytes\n",
+                    strlen(in));
+            free(in);
+            goto out;
+        }
         if (!r.raw)
             while (l && (in[l - 1] == '\n' || in[l - 1] == '\r')) in[--l] = '\0';
         if (strspn(in, " \t\r\n") == l)

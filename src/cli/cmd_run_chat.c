@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "cmd_run.h"
+#include "fileio.h"
 
 static const char *chat_prompt(EditLine *el) {
     (void)el;
@@ -101,8 +102,13 @@ static void chat_set(run_ctx *r, char *args) {
     } else if (!strcmp(name, "min_p")) {
         if (chat_float(val, 0, 1, &s->min_p)) printf("Set min_p to %g.\n", s->min_p);
     } else if (!strcmp(name, "repeat_penalty")) {
-        if (chat_float(val, 0, 100, &s->repeat_penalty))
-            printf("Set repeat_penalty to %g.\n", s->repeat_penalty);
+        float rp = 0; /* it divides logits: 0 is not a value (1 = off) */
+        if (!chat_float(val, 0, 100, &rp))
+            ; /* chat_float said why */
+        else if (rp <= 0)
+            printf("repeat_penalty must be in (0, 100] (1 = off)\n");
+        else
+            printf("Set repeat_penalty to %g.\n", s->repeat_penalty = rp);
     } else if (!strcmp(name, "seed")) {
         if (cli_parse_u64(val, &s->seed)) /* the same range as --seed */
             printf("Set seed to %llu.\n", (unsigned long long)s->seed);
@@ -189,16 +195,28 @@ int run_chat(run_ctx *r) {
     history(h, &ev, H_SETUNIQUE, 1);
     char hist_path[1024];
     bool have_hist = chat_history_path(hist_path, sizeof hist_path);
+    struct stat hst; /* libedit would block on a FIFO or read a device */
+    if (have_hist && stat(hist_path, &hst) == 0 && !S_ISREG(hst.st_mode)) {
+        fprintf(stderr, "m40-llm run: the history file %s is %s; history is not kept\n", hist_path,
+                fileio_kind(hst.st_mode));
+        have_hist = false;
+    }
     if (have_hist) history(h, &ev, H_LOAD, hist_path); /* absent on first use */
     el_set(el, EL_EDITOR, "emacs");
     el_set(el, EL_PROMPT, chat_prompt);
     el_set(el, EL_HIST, history, h);
     el_source(el, NULL);
     el_set(el, EL_SETTY, "-d", "-isig", NULL);
-    el_set(el, EL_ADDFN, "m40-interrupt", "drop the line (twice: exit)", chat_on_ctrl_c);
+    /* the wide call keeps these static strings; el_set would copy them
+     * with wcsdup and never free the copies */
+    el_wset(el, EL_ADDFN, L"m40-interrupt", L"drop the line (twice: exit)", chat_on_ctrl_c);
     el_set(el, EL_BIND, "^C", "m40-interrupt", NULL);
-    printf("Chatting with %s. /? for help, /bye or Ctrl-D to exit.\n",
-           r->m->cfg.name[0] ? r->m->cfg.name : "the model");
+    fputs("Chatting with ", stdout);
+    if (r->m->cfg.name[0]) /* the model's own name: escaped */
+        cli_put_escaped(stdout, r->m->cfg.name, strlen(r->m->cfg.name), 0);
+    else
+        fputs("the model", stdout);
+    fputs(". /? for help, /bye or Ctrl-D to exit.\n", stdout);
     fflush(stdout);
     int status = 0, interrupts = 0;
     for (;;) {

@@ -70,19 +70,7 @@ static void summarize(const gguf_file *f, show_summary *s) {
 static void print_quoted(FILE *o, gguf_str s, uint64_t max) {
     uint64_t n = max && s.len > max ? max : s.len;
     fputc('"', o);
-    for (uint64_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s.data[i];
-        if (c == '"' || c == '\\')
-            fprintf(o, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", o);
-        else if (c == '\t')
-            fputs("\\t", o);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(o, "\\x%02x", c);
-        else
-            fputc(c, o);
-    }
+    cli_put_escaped(o, s.data, (size_t)n, '"');
     fputc('"', o);
     if (n < s.len) fprintf(o, "... (%" PRIu64 " bytes)", s.len);
 }
@@ -163,7 +151,9 @@ static void show_text(FILE *o, const char *path, const gguf_file *f, const show_
     fprintf(o, "tensors:    %" PRId64 " (%.2f M parameters)\n", gguf_n_tensors(f),
             (double)s->n_params / 1e6);
     if (s->arch[0] && s->layers >= 0) {
-        fprintf(o, "\nmodel:\n  architecture  %s\n", s->arch);
+        fputs("\nmodel:\n  architecture  ", o);
+        cli_put_escaped(o, s->arch, strlen(s->arch), 0); /* from the file */
+        fputc('\n', o);
         const struct {
             const char *name;
             int64_t v;
@@ -177,8 +167,9 @@ static void show_text(FILE *o, const char *path, const gguf_file *f, const show_
     for (int64_t i = 0; i < gguf_n_kv(f); i++) {
         const gguf_kv *kv = gguf_kv_at(f, i);
         char tl[40];
-        fprintf(o, "  %-40.*s %-14s ", (int)kv->key.len, kv->key.data,
-                type_label(&kv->value, tl, sizeof tl));
+        fputs("  ", o);
+        cli_put_name(o, kv->key.data, (size_t)kv->key.len, 40); /* names are escaped too */
+        fprintf(o, " %-14s ", type_label(&kv->value, tl, sizeof tl));
         print_value(o, &kv->value, op);
         fputc('\n', o);
     }
@@ -188,8 +179,10 @@ static void show_text(FILE *o, const char *path, const gguf_file *f, const show_
         const gguf_tensor *t = gguf_tensor_at(f, i);
         char shape[128];
         shape_str(t, shape, sizeof shape);
-        fprintf(o, "  %5" PRId64 "  %-36.*s %-5s %-24s %12" PRIu64 " %12zu\n", i, (int)t->name.len,
-                t->name.data, quant_info(t->type)->name, shape, t->offset, t->nbytes);
+        fprintf(o, "  %5" PRId64 "  ", i);
+        cli_put_name(o, t->name.data, (size_t)t->name.len, 36);
+        fprintf(o, " %-5s %-24s %12" PRIu64 " %12zu\n", quant_info(t->type)->name, shape, t->offset,
+                t->nbytes);
     }
 }
 
@@ -394,6 +387,6 @@ int cmd_show(int argc, char **argv) {
     else
         show_text(stdout, resolved, f, &s, &op);
     gguf_close(f);
-    if (fflush(stdout) != 0) ret = 1;
+    if (!cli_flush_stdout()) ret = 1; /* main reports why */
     return ret;
 }

@@ -7,18 +7,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chat.h"
 #include "cli.h"
 #include "err.h"
+#include "fileio.h"
 #include "gguf.h"
 
+/* True for a regular file starting with the GGUF magic; anything else
+ * (absent, a FIFO) goes to chat_template_for, which says what is wrong. */
 static bool is_gguf(const char *path) {
-    FILE *f = fopen(path, "rb");
+    int fd;
+    if (fileio_open_read(path, &fd, NULL) != M40LLM_OK) return false;
     char magic[4] = {0};
-    if (!f) return false;
-    bool yes = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
-    fclose(f);
+    bool yes = read(fd, magic, 4) == 4 && !memcmp(magic, "GGUF", 4);
+    close(fd);
     return yes;
 }
 
@@ -65,7 +69,7 @@ int cmd_template(int argc, char **argv) {
     if (is_gguf(tpath)) {
         gguf_file *g = NULL;
         rc = gguf_open(tpath, &g);
-        if (rc != M40LLM_OK) return cli_fail(tpath, rc);
+        if (rc != M40LLM_OK) return cli_fail("template", rc); /* the message names the file */
         rc = chat_model_template(g, &tmpl, &bos, &eos);
         gguf_close(g);
         if (rc != M40LLM_OK) return cli_fail(tpath, rc);
@@ -78,21 +82,26 @@ int cmd_template(int argc, char **argv) {
         if (rc != M40LLM_OK) return cli_fail("template", rc);
     }
 
-    FILE *mf = strcmp(mpath, "-") ? fopen(mpath, "rb") : stdin;
-    char *mtext = mf ? cli_read_all(mf, NULL) : NULL;
-    if (mf && mf != stdin) fclose(mf);
+    char *mtext = NULL;
+    size_t mlen = 0;
+    rc = strcmp(mpath, "-")
+             ? fileio_read_file(mpath, FILEIO_CAP_JSON, "a messages JSON file", &mtext, &mlen)
+             : cli_read_stdin(FILEIO_CAP_JSON, "messages JSON", &mtext, &mlen);
+    const char *mname = strcmp(mpath, "-") ? mpath : "standard input";
+    /* NUL characters are refused: cJSON would silently end a string there */
+    if (rc == M40LLM_OK) rc = cli_json_check(mtext, mlen, mname);
     const char *json_end = NULL;
-    cJSON *messages = mtext ? cJSON_ParseWithOpts(mtext, &json_end, true) : NULL;
+    cJSON *messages = rc == M40LLM_OK ? cJSON_ParseWithOpts(mtext, &json_end, true) : NULL;
     int status = 1;
-    if (!mtext) {
-        fprintf(stderr, "m40-llm: template: cannot read messages file '%s'\n", mpath);
+    if (rc != M40LLM_OK) {
+        cli_fail("template", rc);
     } else if (!messages) {
         /* json_end points where parsing stopped */
         size_t at = json_end && json_end >= mtext ? (size_t)(json_end - mtext) : 0;
-        fprintf(stderr, "m40-llm: template: %s: invalid JSON near byte %zu\n", mpath, at);
+        fprintf(stderr, "m40-llm: template: %s: invalid JSON near byte %zu\n", mname, at);
     } else if (!cJSON_IsArray(messages)) {
         fprintf(stderr, "m40-llm: template: %s: expected a JSON list of {role, content} objects\n",
-                mpath);
+                mname);
     } else if (!tmpl) {
         fprintf(stderr, "m40-llm: template: out of memory\n");
     } else {
@@ -107,7 +116,8 @@ int cmd_template(int argc, char **argv) {
                          &out);
         if (rc == M40LLM_OK) {
             size_t n = strlen(out);
-            status = fwrite(out, 1, n, stdout) == n && fflush(stdout) == 0 ? 0 : 1;
+            fwrite(out, 1, n, stdout);
+            status = cli_flush_stdout() ? 0 : 1; /* main reports a failed write */
             free(out);
         } else {
             status = cli_fail("template", rc);

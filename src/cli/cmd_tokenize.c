@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "cli_backend.h"
+#include "fileio.h"
 #include "gguf.h"
 #include "tokenizer.h"
 
@@ -17,42 +18,11 @@ static int tokenize_usage(FILE *f) {
     return f == stdout ? 0 : 2;
 }
 
-/* Length of a complete, valid UTF-8 sequence at p (2..4), or 0. */
-static size_t tokenize_utf8_seq(const unsigned char *p, size_t n) {
-    size_t need = p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
-    if (!need || need > n) return 0;
-    for (size_t i = 1; i < need; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    return need;
-}
-
-/* Prints a piece with C-style escapes for control bytes and for bytes that
- * are only part of a UTF-8 character, so each token stays on one line. */
+/* A piece quoted on one line: control bytes, C1 controls and bytes that are
+ * only part of a UTF-8 character are escaped (cli_put_escaped). */
 static void tokenize_print_piece(const char *p, size_t n) {
     putchar('\'');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        size_t k;
-        if (c == '\n')
-            fputs("\\n", stdout);
-        else if (c == '\t')
-            fputs("\\t", stdout);
-        else if (c == '\r')
-            fputs("\\r", stdout);
-        else if (c == '\\')
-            fputs("\\\\", stdout);
-        else if (c == '\'')
-            fputs("\\'", stdout);
-        else if (c < 0x20 || c == 0x7F)
-            printf("\\x%02x", c);
-        else if (c < 0x80)
-            putchar(c);
-        else if ((k = tokenize_utf8_seq((const unsigned char *)p + i, n - i))) {
-            fwrite(p + i, 1, k, stdout);
-            i += k - 1;
-        } else
-            printf("\\x%02x", c);
-    }
+    cli_put_escaped(stdout, p, n, '\'');
     putchar('\'');
 }
 
@@ -84,11 +54,8 @@ int cmd_tokenize(int argc, char **argv) {
     char *text = NULL;
     size_t len;
     if (!strcmp(text_arg, "-")) {
-        text = cli_read_all(stdin, &len);
-        if (!text) {
-            fprintf(stderr, "m40-llm tokenize: cannot read stdin\n");
-            return 1;
-        }
+        int rc = cli_read_stdin(FILEIO_CAP_TEXT, "text to tokenize", &text, &len);
+        if (rc) return cli_fail("tokenize", rc);
     } else {
         len = strlen(text_arg);
     }
@@ -100,13 +67,13 @@ int cmd_tokenize(int argc, char **argv) {
     /* MODEL: a path or a name in the model store, as for run */
     int ret = 0, rc = cli_resolve_model(model_name, path, sizeof path);
     if (!rc) rc = gguf_open(path, &f);
-    if (rc) {
-        ret = cli_fail(model_name, rc);
+    if (rc) { /* the message names the file already */
+        ret = cli_fail("tokenize", rc);
         goto done;
     }
     rc = tokenizer_load(f, &tok);
     if (rc) {
-        ret = cli_fail(model_name, rc);
+        ret = cli_fail("tokenize", rc);
         goto done;
     }
     rc = tokenizer_encode(tok, text ? text : text_arg, len, flags, &ids, &n);
@@ -134,7 +101,7 @@ int cmd_tokenize(int argc, char **argv) {
         for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
         putchar('\n');
     }
-    if (fflush(stdout) != 0) ret = 1;
+    if (!cli_flush_stdout()) ret = 1; /* main reports why */
 done:
     free(ids);
     tokenizer_free(tok);

@@ -40,7 +40,13 @@ static void cli_usage(FILE *f) {
 
 int cli_fail(const char *what, int status) {
     const char *msg = m40llm_last_error();
-    fprintf(stderr, "m40-llm: %s: %s\n", what, msg && *msg ? msg : m40llm_status_str(status));
+    if (!msg || !*msg) msg = m40llm_status_str(status);
+    /* messages quote names from model files: escape what could drive the terminal */
+    fputs("m40-llm: ", stderr);
+    cli_put_escaped(stderr, what, strlen(what), 0);
+    fputs(": ", stderr);
+    cli_put_escaped(stderr, msg, strlen(msg), 0);
+    fputc('\n', stderr);
     return 1;
 }
 
@@ -69,30 +75,7 @@ bool cli_parse_u64(const char *s, uint64_t *out) {
     return true;
 }
 
-char *cli_read_all(FILE *f, size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n - 1, f);
-        if (ferror(f) || feof(f)) break;
-        char *nb = realloc(b, cap * 2);
-        if (!nb) {
-            free(b);
-            return NULL;
-        }
-        b = nb;
-        cap *= 2;
-    }
-    if (b && ferror(f)) {
-        free(b);
-        return NULL;
-    }
-    if (b) b[n] = '\0';
-    if (b && len) *len = n;
-    return b;
-}
-
-int main(int argc, char **argv) {
+static int cli_main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
         !strcmp(argv[1], "help")) {
         cli_usage(argc < 2 ? stderr : stdout);
@@ -107,4 +90,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "m40-llm: unknown command '%s'\n", argv[1]);
     cli_usage(stderr);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    /* every command's output is checked here once: a full disk or a closed
+     * stdout is an error, never a silent exit 0 */
+    return cli_finish_output(cli_main(argc, argv));
 }
