@@ -56,10 +56,18 @@ typedef struct backend_ops {
     void (*destroy)(backend *b);
 } backend_ops;
 
+/* Polled by a forward call between layers where one call can take long (the
+ * CPU backend); returning true abandons the call with M40LLM_ERR_CANCELLED.
+ * Every sequence the call touched is then cut back to the first position
+ * the call would have written, so the cache stays consistent. */
+typedef bool (*backend_abort_fn)(void *ctx);
+
 struct backend {
     const backend_ops *ops;
     const model *model;
     backend_params params;
+    backend_abort_fn abort_fn; /* NULL: never abandon */
+    void *abort_ctx;
 };
 
 /* Checks a batch against the params and the sequences' lengths. */
@@ -71,6 +79,10 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out);
 
 static inline int backend_forward(backend *b, const backend_entry *e, int n, float *logits) {
     return b->ops->forward(b, e, n, logits);
+}
+static inline void backend_set_abort(backend *b, backend_abort_fn fn, void *ctx) {
+    b->abort_fn = fn;
+    b->abort_ctx = ctx;
 }
 static inline void backend_destroy(backend *b) {
     if (b) b->ops->destroy(b);

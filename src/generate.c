@@ -130,6 +130,9 @@ static int32_t gen_sample(gen_session *s, sampler *smp) {
 static bool gen_cancelled(const gen_params *p) {
     return p->cancel && *p->cancel;
 }
+static bool gen_abort(void *p) {
+    return gen_cancelled(p);
+}
 
 /* Output side of one call: stop matcher in front of the callback. */
 typedef struct gen_out {
@@ -170,8 +173,16 @@ static int gen_prefill(gen_session *s, const int32_t *prompt, int from, int n, b
         int m = n - i < nb ? n - i : nb;
         for (int j = 0; j < m; j++)
             s->ev[j] = (backend_entry){s->seq, i + j, prompt[i + j], i + j == n - 1};
+        /* a long chunk (CPU) is abandoned between layers when cancelled */
+        if (p->cancel) backend_set_abort(s->b, gen_abort, (void *)p);
         int rc = argmax && i + m == n ? s->b->ops->forward_argmax(s->b, s->ev, m, picked)
                                       : backend_forward(s->b, s->ev, m, s->logits);
+        backend_set_abort(s->b, NULL, NULL);
+        if (rc == M40LLM_ERR_CANCELLED && gen_cancelled(p)) {
+            err_clear();
+            *cancelled = true;
+            return M40LLM_OK;
+        }
         if (rc) return err_prefix(rc, "prefill of positions %d..%d", i, i + m - 1);
         memcpy(s->hist + i, prompt + i, (size_t)m * sizeof *prompt);
         s->n_hist = i + m;

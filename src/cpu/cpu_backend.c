@@ -61,6 +61,14 @@ static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *lo
     }
     cpu_rope_table(cb, e, n);
     for (int il = 0; il < c->n_layer; il++) {
+        if (cb->base.abort_fn && cb->base.abort_fn(cb->base.abort_ctx)) {
+            /* layers before il overwrote K/V from each entry's pos on */
+            for (int i = 0; i < n; i++) {
+                cpu_seq *s = &cb->seqs[e[i].seq];
+                if (e[i].pos < s->len) s->len = e[i].pos;
+            }
+            return err_set(M40LLM_ERR_CANCELLED, "cpu backend: forward abandoned at layer %d", il);
+        }
         const model_layer *L = &m->layers[il];
         const float *an = cb->norms + (size_t)il * 2 * E, *fn = an + E;
         for (int i = 0; i < n; i++)

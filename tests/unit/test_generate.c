@@ -178,6 +178,51 @@ static void test_cancel(void) {
     backend_destroy(b);
 }
 
+/* Abandons a forward call on the `after`-th poll (polls come before each layer). */
+typedef struct abort_count {
+    int polls, after;
+} abort_count;
+static bool abort_after(void *ctx) {
+    abort_count *a = ctx;
+    return ++a->polls >= a->after;
+}
+
+/* A forward abandoned between layers (Ctrl-C during a long prefill chunk)
+ * returns CANCELLED and leaves the cache as it was before the positions it
+ * overwrote: continuing from there gives the logits of an uninterrupted run. */
+static void test_abort_between_layers(void) {
+    const int V = g_model->cfg.n_vocab;
+    int32_t prompt[40];
+    make_prompt(prompt, 40, 5);
+    backend_entry e[40];
+    for (int i = 0; i < 40; i++) e[i] = (backend_entry){0, i, prompt[i], i == 39};
+    float *want = malloc((size_t)V * sizeof *want), *got = malloc((size_t)V * sizeof *got);
+    backend *ref = make_backend(256, 64), *b = make_backend(256, 64);
+    CHECK(backend_forward(ref, e, 40, want) == M40LLM_OK);
+
+    CHECK(backend_forward(b, e, 30, NULL) == M40LLM_OK); /* 0..29 cached */
+    abort_count a = {0, 2};                              /* after layer 0 wrote */
+    backend_set_abort(b, abort_after, &a);
+    /* a rewind to 20 with other tokens: layer 0 overwrites 20..39 */
+    backend_entry alt[20];
+    for (int i = 0; i < 20; i++) alt[i] = (backend_entry){0, 20 + i, prompt[i], i == 19};
+    int rc = backend_forward(b, alt, 20, got);
+    CHECKF(rc == M40LLM_ERR_CANCELLED, "rc %d: %s", rc, m40llm_last_error());
+    CHECK(a.polls == 2);
+    CHECKF(b->ops->seq_len(b, 0) == 20, "seq_len %d", b->ops->seq_len(b, 0));
+    /* appending at the end: nothing is cut */
+    a = (abort_count){0, 1};
+    CHECK(backend_forward(b, e + 20, 5, NULL) == M40LLM_ERR_CANCELLED);
+    CHECK(b->ops->seq_len(b, 0) == 20);
+    backend_set_abort(b, NULL, NULL);
+    CHECK(backend_forward(b, e + 20, 20, got) == M40LLM_OK);
+    CHECK(!memcmp(want, got, (size_t)V * sizeof *got)); /* the CPU backend is bit-exact */
+    backend_destroy(ref);
+    backend_destroy(b);
+    free(want);
+    free(got);
+}
+
 static void test_stop_string(void) {
     int32_t prompt[10], h[256];
     make_prompt(prompt, 10, 5);
@@ -334,6 +379,7 @@ int main(void) {
     test_budget_and_chunks();
     test_prefix_reuse();
     test_cancel();
+    test_abort_between_layers();
     test_stop_string();
     test_context();
     test_sampled();
