@@ -400,21 +400,26 @@ int tokenizer_encode_masked(const tokenizer *t, const char *text, size_t len,
         }
         const uint8_t *fm = cmask ? cmask + f.off : NULL;
         if (t->type == TOKENIZER_SPM) {
-            /* escaped text and its mask; the dummy prefix takes its next byte's flag */
             esc.n = 0;
-            emask.n = 0;
-            if (t->add_space_prefix && prev_special) {
-                rc = tok_buf_put(&esc, "\xE2\x96\x81", 3);
-                if (!rc && fm) rc = tok_buf_put(&emask, (char[3]){fm[0], fm[0], fm[0]}, 3);
-            }
+            size_t pre = t->add_space_prefix && prev_special ? 3 : 0;
+            if (pre) rc = tok_buf_put(&esc, "\xE2\x96\x81", 3);
             for (size_t j = 0; !rc && j < f.len; j++) {
                 char c = clean[f.off + j];
-                bool sp = c == ' ';
-                rc = sp ? tok_buf_put(&esc, "\xE2\x96\x81", 3) : tok_buf_put(&esc, &c, 1);
-                if (!rc && fm) rc = tok_buf_put(&emask, (char[3]){fm[j], fm[j], fm[j]}, sp ? 3 : 1);
+                rc = c == ' ' ? tok_buf_put(&esc, "\xE2\x96\x81", 3) : tok_buf_put(&esc, &c, 1);
             }
-            if (!rc)
-                rc = tok_spm_encode(t, esc.p, esc.n, fm ? (const uint8_t *)emask.p : NULL, &out);
+            /* the escaped text's mask (only when needed): each byte's flag over
+             * its 1 or 3 bytes, the dummy prefix taking the first byte's */
+            bool masked = tok_any_untrusted(fm, f.len);
+            if (!rc && masked && !(rc = tok_buf_resize(&emask, esc.n))) {
+                bool all = tok_all_untrusted(fm, f.len);
+                memset(emask.p, fm[0], all ? esc.n : pre);
+                for (size_t j = 0, o = pre; !all && j < f.len; j++) {
+                    size_t k = clean[f.off + j] == ' ' ? 3 : 1;
+                    memset(emask.p + o, fm[j], k);
+                    o += k;
+                }
+            }
+            if (!rc) rc = tok_spm_encode(t, esc.p, esc.n, masked ? (uint8_t *)emask.p : NULL, &out);
         } else {
             rc = tok_bpe_encode(t, clean + f.off, f.len, fm, &out);
         }

@@ -128,16 +128,25 @@ int tok_bpe_encode(const tokenizer *t, const char *text, size_t len, const uint8
     tok_buf word = {0}, wmask = {0};
     for (size_t i = 0; !rc && i < nw; i++) {
         word.n = 0;
-        wmask.n = 0;
         /* the mask follows the encoding only for words with untrusted bytes */
-        bool mixed =
-            tok_any_untrusted(untrusted ? untrusted + offs[i] : NULL, offs[i + 1] - offs[i]);
+        const uint8_t *wu = untrusted ? untrusted + offs[i] : NULL;
+        size_t wn = offs[i + 1] - offs[i];
+        bool mixed = tok_any_untrusted(wu, wn);
         for (size_t j = offs[i]; !rc && j < offs[i + 1]; j++) {
             char u[4];
             size_t k = tok_utf8_put(tok_byte_to_cp((uint8_t)text[j]), u);
             rc = tok_buf_put(&word, u, k);
-            if (!rc && mixed)
-                rc = tok_buf_put(&wmask, (char[2]){(char)untrusted[j], (char)untrusted[j]}, k);
+        }
+        if (!rc && mixed && !(rc = tok_buf_resize(&wmask, word.n))) {
+            if (tok_all_untrusted(wu, wn)) {
+                memset(wmask.p, 1, word.n);
+                wn = 0;
+            }
+            for (size_t j = 0, o = 0; j < wn; j++) { /* a byte's character is 1 or 2 bytes */
+                size_t k = tok_byte_to_cp((uint8_t)text[offs[i] + j]) < 0x80 ? 1 : 2;
+                memset(wmask.p + o, wu[j] != 0, k);
+                o += k;
+            }
         }
         if (rc || !word.n) continue;
         c.w = word.p;

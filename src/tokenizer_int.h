@@ -33,6 +33,7 @@ typedef struct tok_ids {
     size_t n, cap;
 } tok_ids;
 int tok_buf_put(tok_buf *b, const void *src, size_t n);
+int tok_buf_resize(tok_buf *b, size_t n); /* sets b->n = n; new bytes are unset */
 int tok_ids_push(tok_ids *v, int32_t id);
 
 /* Compiled pre-tokenizer: regexes applied in sequence (tokenizer_pre.c). */
@@ -81,6 +82,12 @@ static inline bool tok_any_untrusted(const uint8_t *m, size_t n) {
     for (size_t i = 0; m && i < n; i++)
         if (m[i]) return true;
     return false;
+}
+/* Whether all of m[0..n) are set (the common case of all-untrusted text). */
+static inline bool tok_all_untrusted(const uint8_t *m, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!m[i]) return false;
+    return true;
 }
 
 /* SPM / BPE word-level encoders (append to out). untrusted[len] marks bytes

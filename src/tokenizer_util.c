@@ -69,6 +69,20 @@ int tok_buf_put(tok_buf *b, const void *src, size_t n) {
     return M40LLM_OK;
 }
 
+int tok_buf_resize(tok_buf *b, size_t n) {
+    if (n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return err_set(M40LLM_ERR_OOM, "tokenizer: out of memory (%zu bytes)", cap);
+        b->p = p;
+        b->cap = cap;
+    }
+    b->n = n;
+    b->p[n] = '\0';
+    return M40LLM_OK;
+}
+
 int tok_ids_push(tok_ids *v, int32_t id) {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 64;
