@@ -17,6 +17,10 @@ cmake --build build-asan -j "$jobs"
 (cd build-asan && M40LLM_SANITIZED=1 ctest --output-on-failure -j "$jobs" -LE "slow|fuzz")
 
 M40LLM_BIN="$PWD/build/m40-llm" python3 -m pytest -q tests/py
+# the command-line hardening checks on the sanitized binary too (its ctest
+# already ran the interactive chat: cli_chat_pty)
+M40LLM_BIN="$PWD/build-asan/m40-llm" LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
+    python3 -m pytest -q -p no:cacheprovider tests/py/test_hardening_cli.py
 
 # Maxwell proof: every kernel builds for sm_52 with CUDA 11.8, no spills
 ./scripts/maxwell-check build/maxwell-ptxas.txt

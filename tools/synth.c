@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "m40llm.h"
 #include "quant.h"
 #include "synth.h"
@@ -163,6 +165,13 @@ int main(int argc, char **argv) {
     if (!out) {
         fprintf(stderr, "m40-synth: no output file (-o OUT.gguf)\n");
         usage(stderr);
+        return 2;
+    }
+    /* the writer renames a finished temporary over OUT: a device or FIFO
+     * there would be replaced by a regular file, so refuse it up front */
+    struct stat st;
+    if (stat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "m40-synth: %s: is %s, not a regular file\n", out, fileio_kind(st.st_mode));
         return 2;
     }
     if (synth_validate(&c)) {
