@@ -131,7 +131,8 @@ int tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n_ids, unsig
 struct tokenizer_stream {
     const tokenizer *t;
     unsigned flags;
-    bool started; /* a token was pushed (leading-space rule applies once) */
+    size_t n_pushed;  /* tokens pushed since create/reset */
+    bool bos_skipped; /* the first was a BOS that STRIP_SPACE dropped */
     tok_buf piece;
     tok_buf out;
     unsigned char held[4]; /* incomplete UTF-8 tail from earlier tokens */
@@ -149,7 +150,8 @@ int tokenizer_stream_create(const tokenizer *t, unsigned decode_flags, tokenizer
 }
 
 void tokenizer_stream_reset(tokenizer_stream *s) {
-    s->started = false;
+    s->n_pushed = 0;
+    s->bos_skipped = false;
     s->n_held = 0;
 }
 
@@ -195,17 +197,22 @@ int tokenizer_stream_push(tokenizer_stream *s, int32_t id, const char **text, si
     int rc = tok_buf_put(&s->out, "", 0);
     if (!rc) rc = tok_buf_put(&s->piece, s->held, s->n_held);
     size_t at = s->piece.n;
+    /* as tokenizer_decode: STRIP_SPACE drops a BOS only as the very first
+     * token, and one leading space of the token after it (or of the first) */
     bool strip = (s->flags & TOKENIZER_DECODE_STRIP_SPACE) != 0;
-    if (!rc && !(strip && !s->started && id == t->bos && t->bos >= 0)) {
+    bool skip = strip && s->n_pushed == 0 && id == t->bos && t->bos >= 0;
+    bool first = s->n_pushed == (s->bos_skipped ? 1u : 0u);
+    if (!rc && !skip) {
         rc = tok_piece_append(t, id, (s->flags & TOKENIZER_DECODE_SPECIAL) != 0, &s->piece);
-        if (!rc && strip && !s->started && t->add_space_prefix && s->piece.n > at &&
+        if (!rc && strip && first && t->add_space_prefix && s->piece.n > at &&
             s->piece.p[at] == ' ') {
             memmove(s->piece.p + at, s->piece.p + at + 1, s->piece.n - at);
             s->piece.n--;
         }
-        s->started = true;
     }
     if (rc) return rc;
+    s->bos_skipped |= skip;
+    s->n_pushed++;
     s->n_held = 0;
     rc = tok_stream_feed(s, (const unsigned char *)s->piece.p, s->piece.n);
     *text = s->out.p;
