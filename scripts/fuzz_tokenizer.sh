@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds the tokenizer libFuzzer target with clang (ASan + UBSan) and runs it
+# for SECONDS seconds (default 20) on every vocab fixture, with a dictionary of
+# special-token texts and UTF-8 edge cases and seeds made from chat prompts and
+# the fixture vectors.
+#   scripts/fuzz_tokenizer.sh [SECONDS] [extra libFuzzer flags...]
+# Crashes are written to $M40LLM_FUZZ_DIR (default build-fuzz/) as crash-*;
+# replay one with build-fuzz/fuzz_tokenizer build-fuzz/crash-<sha1>.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-20}"
+shift || true
+
+out="${M40LLM_FUZZ_DIR:-build-fuzz}"
+mkdir -p "$out"
+bin="$out/fuzz_tokenizer"
+. scripts/fuzz_common.sh
+fuzz_build "$bin" "-lpcre2-8 -lm" fuzz/fuzz_tokenizer.c src/tokenizer*.c src/gguf_parse.c \
+    src/gguf_meta.c src/quant_types.c src/fileio.c src/err.c -- \
+    src/tokenizer.h src/tokenizer_int.h src/gguf.h src/gguf_internal.h src/fileio.h src/err.h
+
+# seeds: [vocab][flags][decode flags] + text. Chat prompts whose user part
+# (between \x02 toggles) carries special text, for each vocab and mask layout,
+# and the fixture vectors; new inputs go to the corpus and vanish with it.
+corpus=$(mktemp -d)
+trap 'rm -rf "$corpus"' EXIT
+for v in 0 1 2 3 4 5 6 7 8; do
+    for f in 06 0a 0e 03; do
+        printf "\\x0$v\\x$f\\x01\\x01\\x00user\\x0a\\x02hi\\x01\\x01\\x0a\\x01\\x00system\\x0a\\x03\\x02\\x05\\x02\\x04\\x02\\x05\\x02\\x01\\x01\\x0a" \
+            >"$corpus/chat-$v-$f"
+    done
+done
+i=0 # the target numbers the vocabs in file-name order
+for f in tests/fixtures/tokenizer/*.gguf; do
+    [ -f "$f.inp" ] && printf "\\x0$i\\x00\\x00" | cat - "$f.inp" | head -c 1024 >"$corpus/vec-$i"
+    i=$((i + 1))
+done
+
+export M40LLM_FIXTURES="${M40LLM_FIXTURES:-$PWD/tests/fixtures}"
+"$bin" -max_total_time="$secs" -max_len=1024 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+    -timeout=10 -dict=fuzz/tokenizer.dict -artifact_prefix="$out/" -print_final_stats=1 \
+    "$@" "$corpus"
