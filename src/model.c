@@ -187,11 +187,16 @@ static int check_layers(const gguf_file *g, const model_config *c) {
         for (int k = 0; k < LAYER_TENSORS; k++) {
             char name[64];
             snprintf(name, sizeof name, "blk.%d.%s.weight", il, layer_suffix[k]);
-            if (!gguf_find_tensor(g, name))
+            if (gguf_find_tensor(g, name)) continue;
+            if (top < 0)
                 return err_set(M40LLM_ERR_NOT_FOUND,
-                               "tensor %s is missing (llama.block_count is %d; the highest layer "
-                               "with tensors is %" PRId64 ")",
-                               name, c->n_layer, top);
+                               "tensor %s is missing (llama.block_count is %d; the file has no "
+                               "blk.* tensors)",
+                               name, c->n_layer);
+            return err_set(M40LLM_ERR_NOT_FOUND,
+                           "tensor %s is missing (llama.block_count is %d; the highest layer "
+                           "with tensors is %" PRId64 ")",
+                           name, c->n_layer, top);
         }
     }
     return M40LLM_OK;

@@ -190,6 +190,11 @@ static void test_extra_layers(void) {
     CHECK(load_spec(&big) == M40LLM_ERR_FORMAT);
     CHECK(says("blk.99999999999999999999999.attn_q.weight", "beyond"));
 
+    /* no layer tensors at all */
+    spec none = {.block_count = 4, .layers = 0};
+    CHECK(load_spec(&none) == M40LLM_ERR_NOT_FOUND);
+    CHECK(says("blk.0.attn_norm.weight is missing", "no blk.* tensors"));
+
     /* names that are not "blk.N." stay allowed (e.g. rope_freqs.weight) */
     spec other = {.block_count = 2, .layers = 2, .extra = "blk.x.attn_q.weight"};
     CHECKF(load_spec(&other) == 0, "%s", m40llm_last_error());
