@@ -167,7 +167,9 @@ typedef struct ids {
 
 static ids encode(const tokenizer *t, const char *s, size_t n, const uint8_t *m, unsigned fl) {
     ids r = {0};
-    REQUIRE(tokenizer_encode_masked(t, s, n, m, fl, &r.p, &r.n) == M40LLM_OK);
+    int rc = m ? tokenizer_encode_masked(t, s, n, m, fl, &r.p, &r.n)
+               : tokenizer_encode(t, s, n, fl, &r.p, &r.n);
+    REQUIRE(rc == M40LLM_OK);
     for (size_t i = 0; i < r.n; i++) REQUIRE(r.p[i] >= 0 && r.p[i] < t->n_vocab);
     return r;
 }
