@@ -100,12 +100,14 @@ const char *chat_builtin_names(void) {
     return "chatml, llama2, llama3, mistral, phi3, gemma, zephyr";
 }
 
-int chat_render_at(const char *template_text, const cJSON *messages, bool add_generation_prompt,
-                   const char *bos_token, const char *eos_token, int64_t now, char **out) {
-    *out = NULL;
-    if (!template_text) return err_set(M40LLM_ERR_INVALID_ARG, "chat: no template");
-    if (!cJSON_IsArray(messages))
-        return err_set(M40LLM_ERR_INVALID_ARG, "chat: messages must be a JSON array");
+/* Variables whose strings are the conversation's text, never the template's:
+ * their bytes are marked untrusted in the rendered prompt. */
+static const char *const chat_untrusted_vars[] = {"messages", "tools", NULL};
+
+/* One render of template_text over the conversation, with its mask. */
+static int render_prompt(const char *template_text, const cJSON *messages,
+                         bool add_generation_prompt, const char *bos_token, const char *eos_token,
+                         int64_t now, chat_prompt *out) {
     jinja_template *t = NULL;
     int rc = jinja_parse(template_text, strlen(template_text), &t);
     if (rc != M40LLM_OK) return rc;
@@ -120,11 +122,68 @@ int chat_render_at(const char *template_text, const cJSON *messages, bool add_ge
     cJSON_AddStringToObject(vars, "bos_token", bos_token ? bos_token : "");
     cJSON_AddStringToObject(vars, "eos_token", eos_token ? eos_token : "");
     cJSON_AddNullToObject(vars, "tools");
-    jinja_render_opts opts = {.now = now};
-    rc = jinja_render(t, vars, &opts, out, NULL);
+    jinja_render_opts opts = {.now = now, .untrusted_vars = chat_untrusted_vars};
+    rc = jinja_render_ex(t, vars, &opts, &out->text, &out->len, &out->untrusted);
     cJSON_Delete(vars);
     jinja_free(t);
     return rc;
+}
+
+int chat_render_prompt(const char *template_text, const cJSON *messages, bool add_generation_prompt,
+                       const char *bos_token, const char *eos_token, int64_t now, chat_prompt *out,
+                       bool *fell_back) {
+    *out = (chat_prompt){0};
+    if (fell_back) *fell_back = false;
+    if (!cJSON_IsArray(messages))
+        return err_set(M40LLM_ERR_INVALID_ARG, "chat: messages must be a JSON array");
+    if (!fell_back) {
+        if (!template_text) return err_set(M40LLM_ERR_INVALID_ARG, "chat: no template");
+        return render_prompt(template_text, messages, add_generation_prompt, bos_token, eos_token,
+                             now, out);
+    }
+    if (template_text && *template_text) {
+        int rc = render_prompt(template_text, messages, add_generation_prompt, bos_token, eos_token,
+                               now, out);
+        if (rc != M40LLM_ERR_UNSUPPORTED) return rc;
+        /* keep the reason for the caller's warning */
+        char why[512];
+        snprintf(why, sizeof why, "%s", m40llm_last_error());
+        rc = render_prompt(chat_template_chatml, messages, add_generation_prompt, bos_token,
+                           eos_token, now, out);
+        if (rc != M40LLM_OK) return rc;
+        *fell_back = true;
+        err_set(M40LLM_ERR_UNSUPPORTED, "%s", why);
+        return M40LLM_OK;
+    }
+    int rc = render_prompt(chat_template_chatml, messages, add_generation_prompt, bos_token,
+                           eos_token, now, out);
+    if (rc == M40LLM_OK) {
+        *fell_back = true;
+        err_set(M40LLM_ERR_NOT_FOUND, "the model has no chat template");
+    }
+    return rc;
+}
+
+void chat_prompt_free(chat_prompt *p) {
+    if (!p) return;
+    free(p->text);
+    free(p->untrusted);
+    *p = (chat_prompt){0};
+}
+
+/* The text of a prompt render, its mask dropped. */
+static int text_only(int rc, chat_prompt *p, char **out) {
+    *out = rc == M40LLM_OK ? p->text : NULL;
+    free(p->untrusted);
+    return rc;
+}
+
+int chat_render_at(const char *template_text, const cJSON *messages, bool add_generation_prompt,
+                   const char *bos_token, const char *eos_token, int64_t now, char **out) {
+    chat_prompt p;
+    int rc = chat_render_prompt(template_text, messages, add_generation_prompt, bos_token,
+                                eos_token, now, &p, NULL);
+    return text_only(rc, &p, out);
 }
 
 int chat_render(const char *template_text, const cJSON *messages, bool add_generation_prompt,
@@ -136,28 +195,10 @@ int chat_render(const char *template_text, const cJSON *messages, bool add_gener
 int chat_render_or_fallback(const char *template_text, const cJSON *messages,
                             bool add_generation_prompt, const char *bos_token,
                             const char *eos_token, char **out, bool *fell_back) {
-    *fell_back = false;
-    if (template_text && *template_text) {
-        int rc =
-            chat_render(template_text, messages, add_generation_prompt, bos_token, eos_token, out);
-        if (rc != M40LLM_ERR_UNSUPPORTED) return rc;
-        /* keep the reason for the caller's warning */
-        char why[512];
-        snprintf(why, sizeof why, "%s", m40llm_last_error());
-        rc = chat_render(chat_template_chatml, messages, add_generation_prompt, bos_token,
-                         eos_token, out);
-        if (rc != M40LLM_OK) return rc;
-        *fell_back = true;
-        err_set(M40LLM_ERR_UNSUPPORTED, "%s", why);
-        return M40LLM_OK;
-    }
-    int rc = chat_render(chat_template_chatml, messages, add_generation_prompt, bos_token,
-                         eos_token, out);
-    if (rc == M40LLM_OK) {
-        *fell_back = true;
-        err_set(M40LLM_ERR_NOT_FOUND, "the model has no chat template");
-    }
-    return rc;
+    chat_prompt p;
+    int rc = chat_render_prompt(template_text, messages, add_generation_prompt, bos_token,
+                                eos_token, 0, &p, fell_back);
+    return text_only(rc, &p, out);
 }
 
 int chat_template_for(const char *name_or_path, char **out) {

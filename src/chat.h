@@ -5,6 +5,7 @@
 #define M40_CHAT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
@@ -35,6 +36,26 @@ int chat_render_at(const char *template_text, const cJSON *messages, bool add_ge
 int chat_render_or_fallback(const char *template_text, const cJSON *messages,
                             bool add_generation_prompt, const char *bos_token,
                             const char *eos_token, char **out, bool *fell_back);
+
+/* A rendered prompt and which of its bytes came from the conversation. */
+typedef struct chat_prompt {
+    char *text; /* [len] bytes + NUL, malloc'd */
+    size_t len;
+    uint8_t *untrusted; /* [len] 1 = byte from a message field (never special-token text),
+                           NULL = none; malloc'd */
+} chat_prompt;
+
+/* Renders like chat_render_or_fallback (fell_back may be NULL: then no
+ * fallback, errors returned), with the time strftime_now() formats pinned
+ * (`now`, 0 = now). The strings of messages (and tools) are untrusted: every
+ * output byte derived from them is marked in out->untrusted, the template's
+ * own text (and bos/eos tokens) never, so a tokenizer can parse special-token
+ * text in unmarked bytes only. The chat_render* functions above are this
+ * without the mask. On error *out is empty. */
+int chat_render_prompt(const char *template_text, const cJSON *messages, bool add_generation_prompt,
+                       const char *bos_token, const char *eos_token, int64_t now, chat_prompt *out,
+                       bool *fell_back);
+void chat_prompt_free(chat_prompt *p); /* frees its buffers; p may be NULL */
 
 /* Source of a built-in template by name (chatml, llama2, llama3, mistral,
  * phi3, gemma, zephyr), or NULL. */

@@ -13,7 +13,12 @@
  *                           another template.
  *   M40LLM_ERR_INVALID_ARG  the template called raise_exception(msg); the message is msg.
  *   M40LLM_ERR_FORMAT       any other render-time error (undefined value used,
- *                           type mismatch, division by zero, ...). */
+ *                           type mismatch, division by zero, ...), and a render
+ *                           that exceeds its memory or step budget (the message
+ *                           names the budget and its size).
+ *
+ * A template from a model file is untrusted: whatever it does, a render ends
+ * within its budgets (by default a few MiB and well under a second). */
 #ifndef M40_JINJA_H
 #define M40_JINJA_H
 
@@ -33,13 +38,37 @@ typedef struct jinja_template jinja_template;
 int jinja_parse(const char *src, size_t len, jinja_template **out);
 void jinja_free(jinja_template *t);
 
+/* Defaults of the render budgets (jinja_render_opts). */
+#define JINJA_DEFAULT_MEMORY ((size_t)8 << 20)
+#define JINJA_DEFAULT_STEPS  1000000ull
+
+/* What a render used, for tests and diagnostics (jinja_render_opts.stats). */
+typedef struct jinja_render_stats {
+    size_t memory_peak; /* most bytes its values held at once (never above max_memory) */
+    size_t max_memory;  /* the memory budget that applied */
+    uint64_t steps;     /* steps done */
+    uint64_t max_steps; /* the step budget that applied */
+} jinja_render_stats;
+
 typedef struct jinja_render_opts {
     /* Seconds since the epoch that strftime_now() formats (local time);
      * 0 = the current time. Tests pin it for reproducible output. */
     int64_t now;
-    /* Loop iterations allowed in one render before it fails (a template from
-     * a model file is not trusted to terminate); 0 = 1,000,000. */
-    uint64_t max_loop_iterations;
+    /* Work one render may do, in steps: an expression evaluated, a statement,
+     * a loop iteration, a container item visited, a piece of text written, 16
+     * bytes scanned or copied. A chat template takes about 100 per message.
+     * 0 = JINJA_DEFAULT_STEPS plus 4 per byte of the variables. */
+    uint64_t max_steps;
+    /* Bytes the values of one render may hold at once: the variables, every
+     * value built, buffers, taint masks and the output.
+     * 0 = JINJA_DEFAULT_MEMORY plus 16 bytes per byte of the variables
+     * (their strings, and 40 bytes a value), so long conversations fit. */
+    size_t max_memory;
+    /* NULL-terminated names of top-level variables whose strings (and dict
+     * keys, at any depth) are untrusted text; NULL = none. See jinja_render_ex. */
+    const char *const *untrusted_vars;
+    /* When not NULL, receives what the render used (also after an error). */
+    jinja_render_stats *stats;
 } jinja_render_opts;
 
 /* Renders with the members of the JSON object `vars` as template variables
@@ -50,5 +79,16 @@ typedef struct jinja_render_opts {
  * (out_len may be NULL). opts may be NULL. */
 int jinja_render(const jinja_template *t, const cJSON *vars, const jinja_render_opts *opts,
                  char **out, size_t *out_len);
+
+/* jinja_render that also says which output bytes came from untrusted text
+ * (opts->untrusted_vars): *out_untrusted is a malloc'd mask of *out_len bytes,
+ * 1 = the byte derives from an untrusted string, or NULL when no byte does
+ * (out_untrusted may be NULL). Concatenation, join, slicing and strip keep
+ * each byte's mark; any other operation on untrusted text (case mapping,
+ * replace, formatting, tojson, printing a container, ...) marks its whole
+ * result. The template's own text is never marked, so a caller can parse
+ * special-token text in unmarked bytes only. */
+int jinja_render_ex(const jinja_template *t, const cJSON *vars, const jinja_render_opts *opts,
+                    char **out, size_t *out_len, uint8_t **out_untrusted);
 
 #endif

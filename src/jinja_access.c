@@ -10,7 +10,7 @@
 int jeval_getattr(jeval *ev, const jv *obj, const char *name, int line, jv *out) {
     if (obj->type == JV_UNDEF) return jeval_undef_error(ev, obj, line);
     if (obj->type == JV_DICT && obj->d->kind != JD_PLAIN) {
-        const jv *v = jdict_get(obj->d, name, strlen(name));
+        const jv *v = jdict_get(obj->d, name, strlen(name), &ev->bud);
         if (v) {
             *out = *v;
             return M40LLM_OK;
@@ -19,7 +19,7 @@ int jeval_getattr(jeval *ev, const jv *obj, const char *name, int line, jv *out)
     /* Python attribute first (dict.items is the method), then the item */
     if (jinja_find_method(ev, obj, name, out)) return M40LLM_OK;
     if (obj->type == JV_DICT && obj->d->kind == JD_PLAIN) {
-        const jv *v = jdict_get(obj->d, name, strlen(name));
+        const jv *v = jdict_get(obj->d, name, strlen(name), &ev->bud);
         if (v) {
             *out = *v;
             return M40LLM_OK;
@@ -40,12 +40,18 @@ static size_t utf8_count(const char *s, size_t n) {
     return c;
 }
 
-/* byte offset of code point k in s */
+static bool utf8_cont(char c) {
+    return ((unsigned char)c & 0xc0) == 0x80;
+}
+
+/* byte offset of code point k in s (as utf8_count counts: stray continuation
+ * bytes before the first code point belong to none) */
 static size_t utf8_offset(const char *s, size_t n, size_t k) {
     size_t i = 0;
+    while (i < n && utf8_cont(s[i])) i++;
     for (; i < n && k > 0; k--) {
         i++;
-        while (i < n && ((unsigned char)s[i] & 0xc0) == 0x80) i++;
+        while (i < n && utf8_cont(s[i])) i++;
     }
     return i;
 }
@@ -53,7 +59,7 @@ static size_t utf8_offset(const char *s, size_t n, size_t k) {
 int jeval_getitem(jeval *ev, const jv *obj, const jv *key, int line, jv *out) {
     if (obj->type == JV_UNDEF) return jeval_undef_error(ev, obj, line);
     if (obj->type == JV_DICT && obj->d->kind == JD_PLAIN) {
-        const jv *v = jdict_getv(obj->d, key);
+        const jv *v = jdict_getv(obj->d, key, &ev->bud);
         if (v) {
             *out = *v;
             return M40LLM_OK;
@@ -61,6 +67,7 @@ int jeval_getitem(jeval *ev, const jv *obj, const jv *key, int line, jv *out) {
     } else if ((obj->type == JV_LIST || obj->type == JV_STR) &&
                (key->type == JV_INT || key->type == JV_BOOL)) {
         int64_t i = key->type == JV_INT ? key->i : key->b;
+        if (obj->type == JV_STR) JTRY(jeval_charge(ev, obj->s.n / JB_BYTES_PER_STEP));
         size_t len = obj->type == JV_LIST ? obj->l->n : utf8_count(obj->s.p, obj->s.n);
         if (i < 0) i += (int64_t)len;
         if (i >= 0 && (size_t)i < len) {
@@ -69,7 +76,7 @@ int jeval_getitem(jeval *ev, const jv *obj, const jv *key, int line, jv *out) {
             } else {
                 size_t b = utf8_offset(obj->s.p, obj->s.n, (size_t)i);
                 size_t e = utf8_offset(obj->s.p, obj->s.n, (size_t)i + 1);
-                *out = jv_strn(obj->s.p + b, e - b);
+                *out = jv_sub(obj, b, e - b);
             }
             return M40LLM_OK;
         }
@@ -81,11 +88,11 @@ int jeval_getitem(jeval *ev, const jv *obj, const jv *key, int line, jv *out) {
         if (!name) return err_set(M40LLM_ERR_OOM, "template: out of memory");
         return jeval_getattr(ev, obj, name, line, out);
     }
-    jbuf kb = {0};
+    jbuf kb = JBUF(ev);
     jv_repr(&kb, key);
     *out = jv_undef(
         jeval_hint(ev, "'%s object' has no attribute %s", jv_type_name(obj), kb.p ? kb.p : ""));
-    free(kb.p);
+    jbuf_free(&kb);
     return M40LLM_OK;
 }
 
@@ -112,6 +119,7 @@ int jeval_slice(jeval *ev, const jv *obj, const jv *lo, const jv *hi, const jv *
     JTRY(slice_bound(ev, hi, line, &hhi, &b));
     JTRY(slice_bound(ev, st, line, &hst, &step));
     if (step == 0) return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "slice step cannot be zero");
+    if (obj->type == JV_STR) JTRY(jeval_charge(ev, obj->s.n / JB_BYTES_PER_STEP));
     int64_t len =
         obj->type == JV_LIST ? (int64_t)obj->l->n : (int64_t)utf8_count(obj->s.p, obj->s.n);
     /* Python's slice.indices() */
@@ -133,20 +141,42 @@ int jeval_slice(jeval *ev, const jv *obj, const jv *lo, const jv *hi, const jv *
     if (obj->type == JV_LIST) {
         jlist *l = jlist_new(ev->a, 0);
         if (!l) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        for (int64_t i = a; step > 0 ? i < b : i > b; i += step)
+        for (int64_t i = a; step > 0 ? i < b : i > b; i += step) {
             JTRY(jlist_push(ev->a, l, obj->l->items[i]));
+            if (step > 0 ? i > INT64_MAX - step : i < INT64_MIN - step) break;
+        }
         l->is_tuple = obj->l->is_tuple;
         *out = jv_list(l);
         return M40LLM_OK;
     }
-    /* byte offset of every code point, so the slice is linear in its length */
-    size_t *off = jarena_alloc(ev->a, ((size_t)len + 1) * sizeof *off);
-    if (!off) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-    for (size_t i = 0, k = 0; i <= obj->s.n; i++)
-        if (i == obj->s.n || ((unsigned char)obj->s.p[i] & 0xc0) != 0x80) off[k++] = i;
-    jbuf sb = {0};
-    for (int64_t i = a; step > 0 ? i < b : i > b; i += step)
-        jbuf_put(&sb, obj->s.p + off[i], off[i + 1] - off[i]);
+    const char *p = obj->s.p;
+    size_t n = obj->s.n;
+    if (step == 1) { /* a contiguous range keeps the bytes where they are */
+        size_t from = a < b ? utf8_offset(p, n, (size_t)a) : 0;
+        size_t to = a < b ? utf8_offset(p + from, n - from, (size_t)(b - a)) + from : 0;
+        *out = jv_sub(obj, from, to - from);
+        return M40LLM_OK;
+    }
+    /* code point by code point, a cursor walking from a in steps */
+    jbuf sb = JBUF(ev);
+    size_t pos = a >= 0 && a < len ? utf8_offset(p, n, (size_t)a) : 0;
+    for (int64_t i = a; (step > 0 ? i < b : i > b) && !sb.oom;) {
+        size_t e = pos + 1;
+        while (e < n && utf8_cont(p[e])) e++;
+        jbuf_put_m(&sb, p + pos, e - pos, obj->s.t ? obj->s.t + pos : NULL);
+        int64_t next;
+        if (__builtin_add_overflow(i, step, &next) || (step > 0 ? next >= b : next <= b)) break;
+        if (step > 0) {
+            pos = utf8_offset(p + pos, n - pos, (size_t)step) + pos;
+        } else {
+            uint64_t back = (uint64_t)(-(step + 1)) + 1;     /* -step, even for INT64_MIN */
+            for (uint64_t k = 0; k < back && pos > 0; k++) { /* back one code point */
+                pos--;
+                while (pos > 0 && utf8_cont(p[pos])) pos--;
+            }
+        }
+        i = next;
+    }
     return jv_from_buf(ev, &sb, out);
 }
 
@@ -165,7 +195,7 @@ int jeval_to_list(jeval *ev, const jv *v, int line, jlist **out) {
         for (size_t i = 0; i < v->s.n;) {
             size_t e = i + 1;
             while (e < v->s.n && ((unsigned char)v->s.p[e] & 0xc0) == 0x80) e++;
-            JTRY(jlist_push(ev->a, l, jv_strn(v->s.p + i, e - i)));
+            JTRY(jlist_push(ev->a, l, jv_sub(v, i, e - i)));
             i = e;
         }
     } else {

@@ -141,7 +141,7 @@ TEST(sameas) {
     else if (in->type == JV_DICT)
         *out = in->d == o->d;
     else
-        *out = jv_equal(in, o);
+        *out = jv_equal(in, o, &ev->bud);
     return M40LLM_OK;
 }
 static int cmp_test(jeval *ev, jcmp_op op, const jv *in, jv *args, size_t nargs, int line,
@@ -174,7 +174,7 @@ static int case_test(jeval *ev, const jv *in, jcase_mode m, bool *out) {
     jv s, t;
     JTRY(jv_stringify(ev->a, in, &s));
     JTRY(jstr_case(ev, &s, m, &t));
-    *out = jv_equal(&s, &t);
+    *out = jv_equal(&s, &t, &ev->bud);
     return M40LLM_OK;
 }
 TEST(lower) {
@@ -258,7 +258,7 @@ FUNC(strftime_now) {
     char *p = jarena_strndup(ev->a, res, n);
     if (!p) return OOM();
     *out = jv_strn(p, n);
-    return M40LLM_OK;
+    return jv_taint_all(ev, out, jv_tainted(&args[0]));
 }
 
 FUNC(range) {
@@ -281,15 +281,20 @@ FUNC(range) {
         a = v[0], b = v[1];
     if (nargs == 3) step = v[2];
     if (step == 0) return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "range() arg 3 must not be zero");
-    int64_t n = step > 0 ? (b > a ? (b - a + step - 1) / step : 0)
-                         : (a > b ? (a - b - step - 1) / -step : 0);
+    /* in unsigned arithmetic: b - a and the steps may not fit int64 */
+    uint64_t span = step > 0 ? (b > a ? (uint64_t)b - (uint64_t)a : 0)
+                             : (a > b ? (uint64_t)a - (uint64_t)b : 0);
+    uint64_t ustep = step > 0 ? (uint64_t)step : (uint64_t)0 - (uint64_t)step;
+    uint64_t n = span / ustep + (span % ustep != 0);
     if (n > 100000) /* the sandbox's MAX_RANGE */
         return jeval_fail(
             ev, M40LLM_ERR_FORMAT, line,
             "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+    JTRY(jeval_charge(ev, n));
     jlist *l = jlist_new(ev->a, (size_t)n);
     if (!l) return OOM();
-    for (int64_t i = 0; i < n; i++) JTRY(jlist_push(ev->a, l, jv_int(a + i * step)));
+    for (uint64_t i = 0; i < n; i++) /* every value lies between a and b */
+        JTRY(jlist_push(ev->a, l, jv_int((int64_t)((uint64_t)a + i * (uint64_t)step))));
     *out = jv_list(l);
     return M40LLM_OK;
 }
@@ -395,6 +400,8 @@ METHOD(str_split) {
     int64_t maxsplit = ms && ms->type == JV_INT ? ms->i : -1;
     const char *s = self->s.p;
     size_t n = self->s.n, i = 0, k;
+    /* whitespace is decoded character by character; a separator is searched */
+    JTRY(jeval_charge(ev, !sep || sep->type == JV_NONE ? n : n / JB_BYTES_PER_STEP));
     jlist *l = jlist_new(ev->a, 0);
     if (!l) return OOM();
     if (!sep || sep->type == JV_NONE) {
@@ -411,11 +418,11 @@ METHOD(str_split) {
                     if (!is_space_at(s, n, st, &k)) break;
                     e = st;
                 }
-                JTRY(jlist_push(ev->a, l, jv_strn(s + b, e - b)));
+                JTRY(jlist_push(ev->a, l, jv_sub(self, b, e - b)));
                 break;
             }
             while (i < n && !is_space_at(s, n, i, &k)) i += k;
-            JTRY(jlist_push(ev->a, l, jv_strn(s + b, i - b)));
+            JTRY(jlist_push(ev->a, l, jv_sub(self, b, i - b)));
         }
     } else {
         if (sep->type != JV_STR)
@@ -424,15 +431,19 @@ METHOD(str_split) {
         if (sep->s.n == 0) return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "empty separator");
         for (;;) {
             const char *hit = (maxsplit < 0 || (int64_t)l->n < maxsplit)
-                                  ? memmem(s + i, n - i, sep->s.p, sep->s.n)
+                                  ? jmemmem(s + i, n - i, sep->s.p, sep->s.n)
                                   : NULL;
             if (!hit) {
-                JTRY(jlist_push(ev->a, l, jv_strn(s + i, n - i)));
+                JTRY(jlist_push(ev->a, l, jv_sub(self, i, n - i)));
                 break;
             }
-            JTRY(jlist_push(ev->a, l, jv_strn(s + i, (size_t)(hit - (s + i)))));
+            JTRY(jlist_push(ev->a, l, jv_sub(self, i, (size_t)(hit - (s + i)))));
+            JTRY(jeval_charge(ev, 1 + sep->s.n / JB_BYTES_PER_STEP));
             i = (size_t)(hit - s) + sep->s.n;
         }
+        /* pieces keep their bytes' marks, unless an untrusted separator cut them */
+        if (jv_tainted(sep))
+            for (size_t p = 0; p < l->n; p++) JTRY(jv_taint_all(ev, &l->items[p], true));
     }
     *out = jv_list(l);
     return M40LLM_OK;
@@ -451,6 +462,7 @@ static int affix(jeval *ev, const jv *self, jv *args, size_t nargs, int line, bo
             return jeval_fail(ev, M40LLM_ERR_FORMAT, line,
                               "%s first arg must be str or a tuple of str, not %s",
                               end ? "endswith" : "startswith", jv_type_name(p));
+        JTRY(jeval_charge(ev, p->s.n / JB_BYTES_PER_STEP + 1));
         if (p->s.n <= self->s.n)
             r = !memcmp(self->s.p + (end ? self->s.n - p->s.n : 0), p->s.p, p->s.n);
     }
@@ -470,8 +482,9 @@ METHOD(str_find) {
     (void)kw;
     if (nargs < 1 || args[0].type != JV_STR)
         return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "find() needs a string");
+    JTRY(jeval_charge(ev, (self->s.n + args[0].s.n) / JB_BYTES_PER_STEP));
     const char *hit =
-        args[0].s.n ? memmem(self->s.p, self->s.n, args[0].s.p, args[0].s.n) : self->s.p;
+        args[0].s.n ? jmemmem(self->s.p, self->s.n, args[0].s.p, args[0].s.n) : self->s.p;
     int64_t cp = -1;
     if (hit) {
         cp = 0;
@@ -485,10 +498,12 @@ METHOD(str_count) {
     (void)kw;
     if (nargs < 1 || args[0].type != JV_STR || args[0].s.n == 0)
         return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "count() needs a non-empty string");
+    JTRY(jeval_charge(ev, (self->s.n + args[0].s.n) / JB_BYTES_PER_STEP));
     int64_t c = 0;
     for (size_t i = 0; i < self->s.n;) {
-        const char *hit = memmem(self->s.p + i, self->s.n - i, args[0].s.p, args[0].s.n);
+        const char *hit = jmemmem(self->s.p + i, self->s.n - i, args[0].s.p, args[0].s.n);
         if (!hit) break;
+        JTRY(jeval_charge(ev, 1 + args[0].s.n / JB_BYTES_PER_STEP)); /* a search per hit */
         c++;
         i = (size_t)(hit - self->s.p) + args[0].s.n;
     }
@@ -502,16 +517,19 @@ METHOD(str_join) {
         return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "join() takes exactly one argument");
     jlist *l;
     JTRY(jeval_to_list(ev, &args[0], line, &l));
-    jbuf b = {0};
+    jbuf b = JBUF(ev);
     for (size_t i = 0; i < l->n; i++) {
-        if (l->items[i].type != JV_STR) {
-            free(b.p);
-            return jeval_fail(ev, M40LLM_ERR_FORMAT, line,
-                              "sequence item %zu: expected str instance, %s found", i,
-                              jv_type_name(&l->items[i]));
+        int rc = jeval_charge(ev, 1);
+        if (rc == M40LLM_OK && l->items[i].type != JV_STR)
+            rc = jeval_fail(ev, M40LLM_ERR_FORMAT, line,
+                            "sequence item %zu: expected str instance, %s found", i,
+                            jv_type_name(&l->items[i]));
+        if (rc != M40LLM_OK) {
+            jbuf_free(&b);
+            return rc;
         }
-        if (i) jbuf_put(&b, self->s.p, self->s.n);
-        jbuf_put(&b, l->items[i].s.p, l->items[i].s.n);
+        if (i) jbuf_put_m(&b, self->s.p, self->s.n, self->s.t);
+        jbuf_put_m(&b, l->items[i].s.p, l->items[i].s.n, l->items[i].s.t);
     }
     return jv_from_buf(ev, &b, out);
 }
@@ -521,7 +539,7 @@ METHOD(str_format) {
 }
 
 static int str_pred(jeval *ev, const jv *self, int kind, jv *out) {
-    (void)ev;
+    JTRY(jeval_charge(ev, self->s.n)); /* decoded character by character */
     bool r = self->s.n > 0;
     for (size_t i = 0; i < self->s.n && r;) {
         uint32_t c;
@@ -554,9 +572,9 @@ METHOD(dict_get) {
     (void)kw;
     if (nargs < 1)
         return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "get expected at least 1 argument");
-    const jv *v = jdict_getv(self->d, &args[0]);
+    const jv *v = jdict_getv(self->d, &args[0], &ev->bud);
     *out = v ? *v : nargs > 1 ? args[1] : jv_none();
-    return M40LLM_OK;
+    return jeval_check(ev);
 }
 
 static int dict_view(jeval *ev, const jv *self, int which, jv *out) {
@@ -593,7 +611,7 @@ METHOD(dict_items) {
 METHOD(loop_cycle) {
     (void)kw;
     if (nargs < 1) return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "no items for cycling given");
-    const jv *i0 = jdict_get(self->d, "index0", 6);
+    const jv *i0 = jdict_get(self->d, "index0", 6, &ev->bud);
     *out = args[(size_t)(i0 && i0->type == JV_INT ? i0->i : 0) % nargs];
     return M40LLM_OK;
 }

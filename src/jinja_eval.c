@@ -10,9 +10,6 @@
 
 enum { JX_BREAK = 1, JX_CONTINUE = 2 }; /* statement results besides OK/errors */
 enum { JEVAL_MAX_DEPTH = 64 };
-/* Limits no chat template comes near; they turn runaway loops into errors. */
-#define JEVAL_DEFAULT_STEPS 1000000ull
-#define JEVAL_MAX_OUTPUT    (256u << 20)
 
 /* A scope: variables set in it; lookups walk to the parent. A for-loop
  * iteration, a macro call and a with-block each get their own. */
@@ -30,15 +27,16 @@ static jframe *frame_new(jeval *ev, jframe *parent) {
 }
 
 static int frame_set(jeval *ev, jframe *f, const char *name, jv v) {
+    JTRY(jeval_charge(ev, f->n + 1));
     for (size_t i = 0; i < f->n; i++)
         if (!strcmp(f->names[i], name)) {
             f->vals[i] = v;
             return M40LLM_OK;
         }
     if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 8;
-        const char **nn = jarena_alloc(ev->a, cap * sizeof *nn);
-        jv *nv = jarena_alloc(ev->a, cap * sizeof *nv);
+        size_t cap = f->cap ? f->cap * 2 : 8; /* names are the template's: few */
+        const char **nn = jarena_array(ev->a, cap, sizeof *nn);
+        jv *nv = jarena_array(ev->a, cap, sizeof *nv);
         if (!nn || !nv) return err_set(M40LLM_ERR_OOM, "template: out of memory");
         if (f->n) {
             memcpy(nn, f->names, f->n * sizeof *nn);
@@ -61,9 +59,11 @@ const char *jeval_hint(jeval *ev, const char *fmt, const char *a, const char *b)
 }
 
 static jv frame_lookup(jeval *ev, jframe *f, const char *name) {
-    for (; f; f = f->parent)
+    for (; f; f = f->parent) {
+        jbudget_charge(&ev->bud, f->n + 1); /* eval() reports an excess */
         for (size_t i = f->n; i-- > 0;)
             if (!strcmp(f->names[i], name)) return f->vals[i];
+    }
     jv g;
     if (jinja_find_global(name, &g)) return g;
     return jv_undef(jeval_hint(ev, "'%s' is undefined", name, ""));
@@ -79,243 +79,17 @@ int jeval_fail(jeval *ev, int status, int line, const char *fmt, ...) {
     return err_set(status, "template line %d: %s", line, msg);
 }
 
+int jeval_check(const jeval *ev) {
+    return ev->bud.exceeded ? jbudget_error(&ev->bud) : M40LLM_OK;
+}
+
+int jeval_charge(jeval *ev, uint64_t steps) {
+    return jbudget_charge(&ev->bud, steps) ? M40LLM_OK : jbudget_error(&ev->bud);
+}
+
 int jeval_undef_error(jeval *ev, const jv *v, int line) {
     return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "%s",
                       v->undef_hint ? v->undef_hint : "value is undefined");
-}
-
-/* ---- operators ---- */
-static int64_t floordiv(int64_t a, int64_t b) {
-    int64_t q = a / b;
-    if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
-    return q;
-}
-
-static int binop_err(jeval *ev, const char *op, const jv *a, const jv *b, int line) {
-    if (a->type == JV_UNDEF) return jeval_undef_error(ev, a, line);
-    if (b->type == JV_UNDEF) return jeval_undef_error(ev, b, line);
-    return jeval_fail(ev, M40LLM_ERR_FORMAT, line,
-                      "unsupported operand type(s) for %s: '%s' and '%s'", op, jv_type_name(a),
-                      jv_type_name(b));
-}
-
-/* Python ints are unbounded; ours are 64-bit, so overflow is an error */
-static int int_result(jeval *ev, bool overflow, int64_t r, int line, jv *out) {
-    if (overflow)
-        return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "integer overflow (beyond 64 bits)");
-    *out = jv_int(r);
-    return M40LLM_OK;
-}
-
-static int ipow(jeval *ev, int64_t x, int64_t y, int line, jv *out) {
-    if (x == 0 || x == 1) return int_result(ev, false, y == 0 ? 1 : x, line, out);
-    if (x == -1) return int_result(ev, false, y % 2 ? -1 : 1, line, out);
-    int64_t r = 1;
-    for (int64_t i = 0; i < y; i++)
-        if (__builtin_mul_overflow(r, x, &r)) return int_result(ev, true, 0, line, out);
-    return int_result(ev, false, r, line, out);
-}
-
-static int repeat(jeval *ev, const jv *seq, int64_t k, jv *out) {
-    if (k > 0 && (uint64_t)k * (seq->type == JV_STR ? seq->s.n : seq->l->n) > (64u << 20))
-        return err_set(M40LLM_ERR_FORMAT, "template: repetition result too large");
-    if (seq->type == JV_STR) {
-        size_t n = k > 0 ? seq->s.n * (size_t)k : 0;
-        char *p = jarena_alloc(ev->a, n + 1);
-        if (!p) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        for (int64_t i = 0; i < k; i++) memcpy(p + (size_t)i * seq->s.n, seq->s.p, seq->s.n);
-        *out = jv_strn(p, n);
-        return M40LLM_OK;
-    }
-    jlist *l = jlist_new(ev->a, 0);
-    if (!l) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-    for (int64_t i = 0; i < k; i++)
-        for (size_t j = 0; j < seq->l->n; j++) JTRY(jlist_push(ev->a, l, seq->l->items[j]));
-    *out = jv_list(l);
-    return M40LLM_OK;
-}
-
-static int binop(jeval *ev, const char *op, const jv *a, const jv *b, int line, jv *out) {
-    if (op[0] == '~') {
-        jbuf s = {0};
-        jv_to_str(&s, a);
-        jv_to_str(&s, b);
-        return jv_from_buf(ev, &s, out);
-    }
-    bool num = jv_is_number(a) && jv_is_number(b);
-    bool ints = num && a->type != JV_FLOAT && b->type != JV_FLOAT;
-    int64_t x = ints ? (a->type == JV_INT ? a->i : a->b) : 0;
-    int64_t y = ints ? (b->type == JV_INT ? b->i : b->b) : 0;
-    double fx = num ? jv_as_double(a) : 0, fy = num ? jv_as_double(b) : 0;
-    switch (op[0]) {
-    case '+':
-        if (ints) {
-            int64_t r;
-            bool ovf = __builtin_add_overflow(x, y, &r);
-            return int_result(ev, ovf, r, line, out);
-        } else if (num)
-            *out = jv_float(fx + fy);
-        else if (a->type == JV_STR && b->type == JV_STR) {
-            char *p = jarena_alloc(ev->a, a->s.n + b->s.n + 1);
-            if (!p) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-            memcpy(p, a->s.p, a->s.n);
-            memcpy(p + a->s.n, b->s.p, b->s.n);
-            *out = jv_strn(p, a->s.n + b->s.n);
-        } else if (a->type == JV_LIST && b->type == JV_LIST) {
-            jlist *l = jlist_new(ev->a, a->l->n + b->l->n);
-            if (!l) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-            for (size_t i = 0; i < a->l->n; i++) JTRY(jlist_push(ev->a, l, a->l->items[i]));
-            for (size_t i = 0; i < b->l->n; i++) JTRY(jlist_push(ev->a, l, b->l->items[i]));
-            *out = jv_list(l);
-        } else
-            return binop_err(ev, op, a, b, line);
-        return M40LLM_OK;
-    case '-':
-        if (!num) return binop_err(ev, op, a, b, line);
-        if (ints) {
-            int64_t r;
-            bool ovf = __builtin_sub_overflow(x, y, &r);
-            return int_result(ev, ovf, r, line, out);
-        }
-        *out = jv_float(fx - fy);
-        return M40LLM_OK;
-    case '*':
-        if (op[1] == '*') {
-            if (!num) return binop_err(ev, op, a, b, line);
-            if (ints && y >= 0) {
-                return ipow(ev, x, y, line, out);
-            } else {
-                *out = jv_float(pow(fx, fy));
-            }
-            return M40LLM_OK;
-        }
-        if (ints) {
-            int64_t r;
-            bool ovf = __builtin_mul_overflow(x, y, &r);
-            return int_result(ev, ovf, r, line, out);
-        } else if (num)
-            *out = jv_float(fx * fy);
-        else if ((a->type == JV_STR || a->type == JV_LIST) &&
-                 (b->type == JV_INT || b->type == JV_BOOL))
-            return repeat(ev, a, b->type == JV_INT ? b->i : b->b, out);
-        else if ((b->type == JV_STR || b->type == JV_LIST) &&
-                 (a->type == JV_INT || a->type == JV_BOOL))
-            return repeat(ev, b, a->type == JV_INT ? a->i : a->b, out);
-        else
-            return binop_err(ev, op, a, b, line);
-        return M40LLM_OK;
-    case '/':
-        if (!num) return binop_err(ev, op, a, b, line);
-        if (fy == 0)
-            return jeval_fail(ev, M40LLM_ERR_FORMAT, line,
-                              op[1] == '/' ? "integer division or modulo by zero"
-                                           : "division by zero");
-        if (op[1] == '/') {
-            if (ints) {
-                bool ovf = x == INT64_MIN && y == -1;
-                return int_result(ev, ovf, ovf ? 0 : floordiv(x, y), line, out);
-            }
-            *out = jv_float(floor(fx / fy));
-        } else {
-            *out = jv_float(fx / fy);
-        }
-        return M40LLM_OK;
-    case '%':
-        if (a->type == JV_STR) return jstr_percent(ev, a, b, line, out);
-        if (!num) return binop_err(ev, op, a, b, line);
-        if (fy == 0)
-            return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "integer division or modulo by zero");
-        if (ints) {
-            *out = jv_int(y == -1 ? 0 : x - floordiv(x, y) * y);
-        } else {
-            double r = fmod(fx, fy);
-            if (r != 0 && ((r < 0) != (fy < 0))) r += fy;
-            *out = jv_float(r);
-        }
-        return M40LLM_OK;
-    }
-    return jeval_fail(ev, M40LLM_ERR_INTERNAL, line, "unknown operator %s", op);
-}
-
-static int order_cmp(jeval *ev, const jv *a, const jv *b, const char *op, int line, int *out) {
-    if (jv_is_number(a) && jv_is_number(b)) {
-        double x = jv_as_double(a), y = jv_as_double(b);
-        if (a->type != JV_FLOAT && b->type != JV_FLOAT) {
-            int64_t i = a->type == JV_INT ? a->i : a->b, k = b->type == JV_INT ? b->i : b->b;
-            *out = i < k ? -1 : i > k;
-        } else {
-            *out = x < y ? -1 : x > y;
-        }
-        return M40LLM_OK;
-    }
-    if (a->type == JV_STR && b->type == JV_STR) {
-        size_t m = a->s.n < b->s.n ? a->s.n : b->s.n;
-        int c = memcmp(a->s.p, b->s.p, m);
-        *out = c ? (c < 0 ? -1 : 1) : (a->s.n < b->s.n ? -1 : a->s.n > b->s.n);
-        return M40LLM_OK;
-    }
-    if (a->type == JV_LIST && b->type == JV_LIST) {
-        for (size_t i = 0; i < a->l->n && i < b->l->n; i++) {
-            if (jv_equal(&a->l->items[i], &b->l->items[i])) continue;
-            return order_cmp(ev, &a->l->items[i], &b->l->items[i], op, line, out);
-        }
-        *out = a->l->n < b->l->n ? -1 : a->l->n > b->l->n;
-        return M40LLM_OK;
-    }
-    if (a->type == JV_UNDEF) return jeval_undef_error(ev, a, line);
-    if (b->type == JV_UNDEF) return jeval_undef_error(ev, b, line);
-    return jeval_fail(ev, M40LLM_ERR_FORMAT, line,
-                      "'%s' not supported between instances of '%s' and '%s'", op, jv_type_name(a),
-                      jv_type_name(b));
-}
-
-static int contains(jeval *ev, const jv *needle, const jv *hay, int line, bool *out) {
-    switch (hay->type) {
-    case JV_STR:
-        if (needle->type != JV_STR)
-            return jeval_fail(ev, M40LLM_ERR_FORMAT, line,
-                              "'in <string>' requires string as left operand, not %s",
-                              jv_type_name(needle));
-        *out = needle->s.n == 0 || memmem(hay->s.p, hay->s.n, needle->s.p, needle->s.n) != NULL;
-        return M40LLM_OK;
-    case JV_LIST:
-        *out = false;
-        for (size_t i = 0; i < hay->l->n && !*out; i++) *out = jv_equal(needle, &hay->l->items[i]);
-        return M40LLM_OK;
-    case JV_DICT:
-        *out = jdict_getv(hay->d, needle) != NULL;
-        return M40LLM_OK;
-    case JV_UNDEF:
-        *out = false;
-        return M40LLM_OK;
-    default:
-        return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "argument of type '%s' is not iterable",
-                          jv_type_name(hay));
-    }
-}
-
-int jeval_compare(jeval *ev, jcmp_op op, const jv *a, const jv *b, int line, bool *out) {
-    static const char *const names[] = {"==", "!=", "<", "<=", ">", ">="};
-    int c = 0;
-    switch (op) {
-    case JOP_EQ:
-        *out = jv_equal(a, b);
-        return M40LLM_OK;
-    case JOP_NE:
-        *out = !jv_equal(a, b);
-        return M40LLM_OK;
-    case JOP_IN:
-        return contains(ev, a, b, line, out);
-    case JOP_NOTIN:
-        JTRY(contains(ev, a, b, line, out));
-        *out = !*out;
-        return M40LLM_OK;
-    default:
-        break;
-    }
-    JTRY(order_cmp(ev, a, b, names[op], line, &c));
-    *out = op == JOP_LT ? c < 0 : op == JOP_LE ? c <= 0 : op == JOP_GT ? c > 0 : c >= 0;
-    return M40LLM_OK;
 }
 
 /* ---- expressions ---- */
@@ -324,7 +98,7 @@ static int eval(jeval *ev, jframe *f, const jexpr *e, jv *out);
 static int eval_args(jeval *ev, jframe *f, const jexpr *e, jv **args) {
     *args = NULL;
     if (!e->n) return M40LLM_OK;
-    *args = jarena_alloc(ev->a, e->n * sizeof(jv));
+    *args = jarena_array(ev->a, e->n, sizeof(jv));
     if (!*args) return err_set(M40LLM_ERR_OOM, "template: out of memory");
     for (size_t i = 0; i < e->n; i++) JTRY(eval(ev, f, e->items[i], &(*args)[i]));
     return M40LLM_OK;
@@ -337,6 +111,8 @@ static int call_macro(jeval *ev, const jv *m, jv *args, size_t nargs, const char
     const jstmt *s = m->macro.stmt;
     if (ev->depth >= JEVAL_MAX_DEPTH)
         return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "macro '%s' recursed too deeply", s->name);
+    /* matching arguments to parameters is nargs * n_params name comparisons */
+    JTRY(jeval_charge(ev, 1 + (uint64_t)nargs * (s->n_params + 1)));
     jframe *f = frame_new(ev, m->macro.scope);
     if (!f) return err_set(M40LLM_ERR_OOM, "template: out of memory");
     if (ev->caller.type == JV_MACRO) { /* the body of the call block that called us */
@@ -370,21 +146,13 @@ static int call_macro(jeval *ev, const jv *m, jv *args, size_t nargs, const char
         if (s->defaults[k]) JTRY(eval(ev, f, s->defaults[k], &v));
         JTRY(frame_set(ev, f, s->params[k], v));
     }
-    jbuf b = {0};
+    jbuf b = JBUF(ev);
     ev->depth++;
     int rc = exec_body(ev, f, &s->body, &b);
     ev->depth--;
-    if (rc == M40LLM_OK && b.oom) rc = err_set(M40LLM_ERR_OOM, "template: out of memory");
-    if (rc == M40LLM_OK) {
-        char *p = jarena_strndup(ev->a, b.p ? b.p : "", b.n);
-        if (!p)
-            rc = err_set(M40LLM_ERR_OOM, "template: out of memory");
-        else
-            *out = jv_strn(p, b.n);
-    } else if (rc > 0) {
-        rc = jeval_fail(ev, M40LLM_ERR_FORMAT, line, "break/continue outside a loop");
-    }
-    free(b.p);
+    if (rc == M40LLM_OK) return jv_from_buf(ev, &b, out);
+    if (rc > 0) rc = jeval_fail(ev, M40LLM_ERR_FORMAT, line, "break/continue outside a loop");
+    jbuf_free(&b);
     return rc;
 }
 
@@ -408,10 +176,14 @@ enum { JEVAL_MAX_EXPR_DEPTH = 2000 };
 static int eval(jeval *ev, jframe *f, const jexpr *e, jv *out) {
     if (ev->edepth >= JEVAL_MAX_EXPR_DEPTH)
         return jeval_fail(ev, M40LLM_ERR_FORMAT, e->line, "expression nested too deeply");
+    ev->bud.line = e->line;
+    JTRY(jeval_charge(ev, 1));
     ev->edepth++;
     int rc = eval_node(ev, f, e, out);
     ev->edepth--;
-    return rc;
+    /* a budget exceeded anywhere below (maybe reported as out of memory, or
+     * not at all by a helper that just stopped) is the error */
+    return ev->bud.exceeded ? jbudget_error(&ev->bud) : rc;
 }
 
 static int eval_node(jeval *ev, jframe *f, const jexpr *e, jv *out) {
@@ -475,14 +247,14 @@ static int eval_node(jeval *ev, jframe *f, const jexpr *e, jv *out) {
         else {
             int64_t i = a.type == JV_INT ? a.i : a.b;
             if (e->kind == JE_NEG)
-                return int_result(ev, i == INT64_MIN, i == INT64_MIN ? 0 : -i, e->line, out);
+                return jeval_int_result(ev, i == INT64_MIN, i == INT64_MIN ? 0 : -i, e->line, out);
             *out = jv_int(i);
         }
         return M40LLM_OK;
     case JE_BINOP:
         JTRY(eval(ev, f, e->a, &a));
         JTRY(eval(ev, f, e->b, &b));
-        return binop(ev, e->name, &a, &b, e->line, out);
+        return jeval_binop(ev, e->name, &a, &b, e->line, out);
     case JE_AND:
     case JE_OR:
         JTRY(eval(ev, f, e->a, &a));
@@ -596,10 +368,8 @@ static int exec_for(jeval *ev, jframe *f, const jstmt *s, jbuf *out) {
     for (size_t k = 0; k < LOOP_NKEYS; k++)
         JTRY(jdict_set(ev->a, loop, jv_strn(loop_keys[k], strlen(loop_keys[k])), jv_none()));
     for (size_t i = 0; i < n; i++) {
-        if (++ev->steps > ev->max_steps)
-            return jeval_fail(ev, M40LLM_ERR_FORMAT, s->line,
-                              "more than %llu loop iterations; stopping the render",
-                              (unsigned long long)ev->max_steps);
+        ev->bud.line = s->line;
+        JTRY(jeval_charge(ev, 1));
         jv *lv = loop->vals;
         lv[0] = jv_int((int64_t)i + 1);
         lv[1] = jv_int((int64_t)i);
@@ -643,14 +413,13 @@ static int exec_stmt(jeval *ev, jframe *f, const jstmt *s, jbuf *out) {
         return assign(ev, f, s->target, v, s->line);
     case JS_SET_BLOCK:
     case JS_FILTER_BLOCK: {
-        jbuf b = {0};
+        jbuf b = JBUF(ev);
         int rc = exec_body(ev, f, &s->body, &b);
-        char *p = rc == M40LLM_OK ? jarena_strndup(ev->a, b.p ? b.p : "", b.n) : NULL;
-        size_t n = b.n;
-        free(b.p);
-        if (rc != M40LLM_OK) return rc;
-        if (!p) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        v = jv_strn(p, n);
+        if (rc != M40LLM_OK) {
+            jbuf_free(&b);
+            return rc;
+        }
+        JTRY(jv_from_buf(ev, &b, &v));
         if (s->expr) { /* the block's filters, applied to its text */
             jframe *bf = frame_new(ev, f);
             if (!bf) return err_set(M40LLM_ERR_OOM, "template: out of memory");
@@ -703,52 +472,98 @@ static int exec_stmt(jeval *ev, jframe *f, const jstmt *s, jbuf *out) {
 
 static int exec_body(jeval *ev, jframe *f, const jbody *b, jbuf *out) {
     for (size_t i = 0; i < b->n; i++) {
+        ev->bud.line = b->items[i]->line;
+        JTRY(jeval_charge(ev, 1));
         int rc = exec_stmt(ev, f, b->items[i], out);
+        if (ev->bud.exceeded) return jbudget_error(&ev->bud);
         if (rc != M40LLM_OK) return rc;
         if (out->oom) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        if (out->n > JEVAL_MAX_OUTPUT)
-            return err_set(M40LLM_ERR_FORMAT, "template: output larger than %u MiB",
-                           JEVAL_MAX_OUTPUT >> 20);
     }
     return M40LLM_OK;
 }
 
-int jinja_render(const jinja_template *t, const cJSON *vars, const jinja_render_opts *opts,
-                 char **out, size_t *out_len) {
+/* Whether name is in the NULL-terminated list. */
+static bool listed(const char *const *names, const char *name) {
+    for (; names && *names; names++)
+        if (!strcmp(*names, name)) return true;
+    return false;
+}
+
+/* The render's variables in the root scope, untrusted ones marked. */
+static int bind_vars(jeval *ev, jframe *root, const cJSON *vars, const jinja_render_opts *opts) {
+    const cJSON *it;
+    if (vars) cJSON_ArrayForEach(it, vars) {
+            jv v;
+            bool untrusted = it->string && opts && listed(opts->untrusted_vars, it->string);
+            JTRY(jv_from_json(ev, it, untrusted, &v));
+            const char *name =
+                it->string ? jarena_strndup(ev->a, it->string, strlen(it->string)) : NULL;
+            if (!name) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+            JTRY(frame_set(ev, root, name, v));
+        }
+    return M40LLM_OK;
+}
+
+static int render(jeval *ev, const jinja_template *t, const cJSON *vars,
+                  const jinja_render_opts *opts, jbuf *b) {
+    jframe *root = frame_new(ev, NULL);
+    if (!root) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+    JTRY(bind_vars(ev, root, vars, opts));
+    /* the default budgets grow with the variables, so a long conversation
+     * has room; a template's own growth is what they bound */
+    size_t in = ev->input, extra;
+    if (!(opts && opts->max_memory))
+        ev->bud.mem_max =
+            jsize_mul(in, 16, &extra) && jsize_add(extra, JINJA_DEFAULT_MEMORY, &extra) ? extra
+                                                                                        : SIZE_MAX;
+    if (!(opts && opts->max_steps)) ev->bud.max_steps = JINJA_DEFAULT_STEPS + 4 * (uint64_t)in;
+    int rc = exec_body(ev, root, &t->root, b);
+    if (rc > 0) rc = err_set(M40LLM_ERR_FORMAT, "template: break/continue outside a loop");
+    if (rc == M40LLM_OK && b->oom) rc = err_set(M40LLM_ERR_OOM, "template: out of memory");
+    if (ev->bud.exceeded) rc = jbudget_error(&ev->bud);
+    return rc;
+}
+
+int jinja_render_ex(const jinja_template *t, const cJSON *vars, const jinja_render_opts *opts,
+                    char **out, size_t *out_len, uint8_t **out_untrusted) {
     *out = NULL;
     if (out_len) *out_len = 0;
+    if (out_untrusted) *out_untrusted = NULL;
     if (!t) return err_set(M40LLM_ERR_INVALID_ARG, "template: no template");
     if (vars && !cJSON_IsObject(vars))
         return err_set(M40LLM_ERR_INVALID_ARG, "template: variables must be a JSON object");
     jarena arena = {0};
     jeval ev = {.a = &arena, .now = opts ? opts->now : 0};
-    ev.max_steps =
-        opts && opts->max_loop_iterations ? opts->max_loop_iterations : JEVAL_DEFAULT_STEPS;
-    jbuf b = {0};
-    int rc = M40LLM_OK;
-    jframe *root = frame_new(&ev, NULL);
-    if (!root) rc = err_set(M40LLM_ERR_OOM, "template: out of memory");
-    const cJSON *it;
-    if (vars) cJSON_ArrayForEach(it, vars) {
-            jv v;
-            if (rc != M40LLM_OK) break;
-            rc = jv_from_json(&arena, it, &v);
-            const char *name =
-                it->string ? jarena_strndup(&arena, it->string, strlen(it->string)) : NULL;
-            if (rc == M40LLM_OK && name) rc = frame_set(&ev, root, name, v);
-        }
-    if (rc == M40LLM_OK) rc = exec_body(&ev, root, &t->root, &b);
-    if (rc > 0) rc = err_set(M40LLM_ERR_FORMAT, "template: break/continue outside a loop");
+    arena.bud = &ev.bud;
+    /* until the variables are in, only an explicit budget applies */
+    ev.bud.mem_max = opts && opts->max_memory ? opts->max_memory : SIZE_MAX;
+    ev.bud.max_steps = opts && opts->max_steps ? opts->max_steps : UINT64_MAX;
+    jbuf b = JBUF(&ev);
+    int rc = render(&ev, t, vars, opts, &b);
+    if (opts && opts->stats)
+        *opts->stats = (jinja_render_stats){.memory_peak = ev.bud.mem_peak,
+                                            .max_memory = ev.bud.mem_max,
+                                            .steps = ev.bud.steps,
+                                            .max_steps = ev.bud.max_steps};
     if (rc == M40LLM_OK && !b.p) {
         b.p = calloc(1, 1);
         if (!b.p) rc = err_set(M40LLM_ERR_OOM, "template: out of memory");
     }
     jarena_free(&arena);
     if (rc != M40LLM_OK) {
-        free(b.p);
+        jbuf_free(&b);
         return rc;
     }
     *out = b.p;
     if (out_len) *out_len = b.n;
+    if (out_untrusted && jbuf_tainted(&b, 0))
+        *out_untrusted = b.m;
+    else
+        free(b.m);
     return M40LLM_OK;
+}
+
+int jinja_render(const jinja_template *t, const cJSON *vars, const jinja_render_opts *opts,
+                 char **out, size_t *out_len) {
+    return jinja_render_ex(t, vars, opts, out, out_len, NULL);
 }

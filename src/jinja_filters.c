@@ -39,16 +39,6 @@ int jargs_check(jeval *ev, const char *fn, size_t nargs, const char **kw, size_t
     return M40LLM_OK;
 }
 
-int jv_from_buf(jeval *ev, jbuf *b, jv *out) {
-    char *p = b->oom ? NULL : jarena_strndup(ev->a, b->p ? b->p : "", b->n);
-    size_t n = b->n;
-    free(b->p);
-    b->p = NULL;
-    if (!p) return OOM();
-    *out = jv_strn(p, n);
-    return M40LLM_OK;
-}
-
 static int to_str(jeval *ev, const jv *v, jv *out) {
     return jv_stringify(ev->a, v, out);
 }
@@ -72,6 +62,7 @@ FILTER(length) {
         return M40LLM_OK;
     case JV_STR: {
         int64_t c = 0;
+        JTRY(jeval_charge(ev, in->s.n / JB_BYTES_PER_STEP));
         for (size_t i = 0; i < in->s.n; i++) c += ((unsigned char)in->s.p[i] & 0xc0) != 0x80;
         *out = jv_int(c);
         return M40LLM_OK;
@@ -104,24 +95,23 @@ FILTER(tojson) {
         int64_t v = ind->type == JV_INT ? ind->i : ind->b;
         o.indent = v < 0 ? 0 : v > 64 ? 64 : (int)v;
     } else if (ind && ind->type == JV_STR) {
-        o.indent_str = jarena_strndup(ev->a, ind->s.p, ind->s.n);
-        if (!o.indent_str) return OOM();
+        o.indent_str = ind;
     } else if (ind && ind->type != JV_NONE) {
         return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "tojson: indent must be int or str");
     }
     if (sep && sep->type == JV_LIST && sep->l->n == 2 && sep->l->items[0].type == JV_STR &&
         sep->l->items[1].type == JV_STR) {
-        o.item_sep = jarena_strndup(ev->a, sep->l->items[0].s.p, sep->l->items[0].s.n);
-        o.key_sep = jarena_strndup(ev->a, sep->l->items[1].s.p, sep->l->items[1].s.n);
-        if (!o.item_sep || !o.key_sep) return OOM();
+        o.item_sep = &sep->l->items[0];
+        o.key_sep = &sep->l->items[1];
     } else if (sep && sep->type != JV_NONE) {
         return jeval_fail(ev, M40LLM_ERR_FORMAT, line,
                           "tojson: separators must be a pair of strings");
     }
-    jbuf b = {0};
+    jbuf b = JBUF(ev);
     int rc = jv_to_json(&b, in, &o);
     if (rc != M40LLM_OK) {
-        free(b.p);
+        jbuf_free(&b);
+        JTRY(jeval_check(ev));
         return jeval_fail(ev, rc, line, "%s", m40llm_last_error());
     }
     return jv_from_buf(ev, &b, out);
@@ -163,8 +153,28 @@ FILTER(default) {
     return M40LLM_OK;
 }
 
+/* the first or last code point of a string, without listing them all */
+static jv str_end_char(const jv *s, bool last) {
+    if (s->s.n == 0)
+        return jv_undef(last ? "No last item, sequence was empty."
+                             : "No first item, sequence was empty.");
+    size_t b = 0, e = s->s.n;
+    if (last) {
+        b = e - 1;
+        while (b > 0 && ((unsigned char)s->s.p[b] & 0xc0) == 0x80) b--;
+    } else {
+        e = 1;
+        while (e < s->s.n && ((unsigned char)s->s.p[e] & 0xc0) == 0x80) e++;
+    }
+    return jv_sub(s, b, e - b);
+}
+
 FILTER(first) {
     (void)args, (void)nargs, (void)kw;
+    if (in->type == JV_STR) {
+        *out = str_end_char(in, false);
+        return M40LLM_OK;
+    }
     jlist *l;
     JTRY(jeval_to_list(ev, in, line, &l));
     *out = l->n ? l->items[0] : jv_undef("No first item, sequence was empty.");
@@ -173,6 +183,10 @@ FILTER(first) {
 
 FILTER(last) {
     (void)args, (void)nargs, (void)kw;
+    if (in->type == JV_STR) {
+        *out = str_end_char(in, true);
+        return M40LLM_OK;
+    }
     jlist *l;
     JTRY(jeval_to_list(ev, in, line, &l));
     *out = l->n ? l->items[l->n - 1] : jv_undef("No last item, sequence was empty.");
@@ -185,6 +199,7 @@ static int attr_get(jeval *ev, const jv *item, const jv *attr, int line, jv *out
     jv cur = *item;
     const char *p = attr->s.p, *end = p + attr->s.n;
     while (p <= end) {
+        JTRY(jeval_charge(ev, 1));
         const char *dot = memchr(p, '.', (size_t)(end - p));
         if (!dot) dot = end;
         jv key = jv_strn(p, (size_t)(dot - p));
@@ -206,18 +221,17 @@ FILTER(join) {
     JTRY(jeval_to_list(ev, in, line, &l));
     jv sep = jv_strn("", 0);
     if (d) JTRY(to_str(ev, d, &sep));
-    jbuf b = {0};
+    jbuf b = JBUF(ev);
     for (size_t i = 0; i < l->n; i++) {
         jv it = l->items[i];
-        if (attr) {
-            int rc = attr_get(ev, &l->items[i], attr, line, &it);
-            if (rc != M40LLM_OK) {
-                free(b.p);
-                return rc;
-            }
+        int rc = jeval_charge(ev, 1);
+        if (rc == M40LLM_OK && attr) rc = attr_get(ev, &l->items[i], attr, line, &it);
+        if (rc != M40LLM_OK) {
+            jbuf_free(&b);
+            return rc;
         }
-        if (i) jbuf_put(&b, sep.s.p, sep.s.n);
-        jv_to_str(&b, &it);
+        if (i) jbuf_put_m(&b, sep.s.p, sep.s.n, sep.s.t);
+        jv_to_str(&b, &it); /* each piece keeps its marks */
     }
     return jv_from_buf(ev, &b, out);
 }
@@ -268,21 +282,20 @@ FILTER(escape) {
     (void)args, (void)nargs, (void)kw, (void)line;
     jv s;
     JTRY(to_str(ev, in, &s));
-    jbuf b = {0};
-    for (size_t i = 0; i < s.s.n; i++) {
-        char c = s.s.p[i];
-        const char *e = c == '&'    ? "&amp;"
-                        : c == '<'  ? "&lt;"
-                        : c == '>'  ? "&gt;"
-                        : c == '"'  ? "&#34;"
-                        : c == '\'' ? "&#39;"
-                                    : NULL;
-        if (e)
-            jbuf_puts(&b, e);
-        else
-            jbuf_putc(&b, c);
+    jbuf b = JBUF(ev);
+    for (size_t i = 0; i < s.s.n && !b.oom;) {
+        size_t run = strcspn_n(s.s.p + i, s.s.n - i, "&<>\"'"); /* written at once */
+        jbuf_put(&b, s.s.p + i, run);
+        if ((i += run) == s.s.n) break;
+        char c = s.s.p[i++];
+        jbuf_puts(&b, c == '&'   ? "&amp;"
+                      : c == '<' ? "&lt;"
+                      : c == '>' ? "&gt;"
+                      : c == '"' ? "&#34;"
+                                 : "&#39;");
     }
-    return jv_from_buf(ev, &b, out);
+    JTRY(jv_from_buf(ev, &b, out));
+    return jv_taint_all(ev, out, jv_tainted(&s));
 }
 
 FILTER(int) {
@@ -374,12 +387,14 @@ static int select_common(jeval *ev, jv *in, jv *args, size_t nargs, int line, bo
         return jeval_fail(ev, M40LLM_ERR_UNSUPPORTED, line, "No test named '%s'.", test);
     for (size_t i = 0; i < l->n; i++) {
         jv v = l->items[i];
+        JTRY(jeval_charge(ev, 1));
         if (attr) JTRY(attr_get(ev, &l->items[i], attr, line, &v));
         bool ok;
         if (td)
             JTRY(td->fn(ev, &v, args + k, nargs - k, line, &ok));
         else
             ok = jv_truthy(&v);
+        JTRY(jeval_check(ev));
         if (ok == want) JTRY(jlist_push(ev->a, r, l->items[i]));
     }
     *out = jv_list(r);
@@ -425,6 +440,7 @@ FILTER(map) {
     }
     for (size_t i = 0; i < l->n; i++) {
         jv v = l->items[i];
+        JTRY(jeval_charge(ev, 1));
         if (attr) {
             JTRY(attr_get(ev, &l->items[i], attr, line, &v));
             if (v.type == JV_UNDEF && dflt) v = *dflt;
@@ -432,6 +448,7 @@ FILTER(map) {
             JTRY(fd->fn(ev, &l->items[i], args + first_arg, nargs - first_arg,
                         kw ? kw + first_arg : NULL, line, &v));
         }
+        JTRY(jeval_check(ev));
         JTRY(jlist_push(ev->a, r, v));
     }
     *out = jv_list(r);
@@ -454,7 +471,10 @@ FILTER(unique) {
         if (attr) JTRY(attr_get(ev, &l->items[i], attr, line, &key));
         if (!sensitive && key.type == JV_STR) JTRY(jstr_case(ev, &key, JCASE_LOWER, &key));
         bool dup = false;
-        for (size_t k = 0; k < seen->n && !dup; k++) dup = jv_equal(&seen->items[k], &key);
+        JTRY(jeval_charge(ev, seen->n + 1));
+        for (size_t k = 0; k < seen->n && !dup; k++)
+            dup = jv_equal(&seen->items[k], &key, &ev->bud);
+        JTRY(jeval_check(ev));
         if (dup) continue;
         JTRY(jlist_push(ev->a, seen, key));
         JTRY(jlist_push(ev->a, r, l->items[i]));
@@ -465,12 +485,12 @@ FILTER(unique) {
 
 FILTER(reverse) {
     (void)args, (void)nargs, (void)kw;
-    if (in->type == JV_STR) {
-        jbuf b = {0};
-        for (size_t e = in->s.n; e > 0;) {
+    if (in->type == JV_STR) { /* as s[::-1]: each character keeps its marks */
+        jbuf b = JBUF(ev);
+        for (size_t e = in->s.n; e > 0 && !b.oom;) {
             size_t s = e - 1;
             while (s > 0 && ((unsigned char)in->s.p[s] & 0xc0) == 0x80) s--;
-            jbuf_put(&b, in->s.p + s, e - s);
+            jbuf_put_m(&b, in->s.p + s, e - s, in->s.t ? in->s.t + s : NULL);
             e = s;
         }
         return jv_from_buf(ev, &b, out);
@@ -493,13 +513,18 @@ FILTER(sum) {
     jv acc = st ? *st : jv_int(0);
     for (size_t i = 0; i < l->n; i++) {
         jv v = l->items[i];
+        JTRY(jeval_charge(ev, 1));
         if (attr) JTRY(attr_get(ev, &l->items[i], attr, line, &v));
         if (!jv_is_number(&v) || !jv_is_number(&acc))
             return jeval_fail(ev, M40LLM_ERR_FORMAT, line, "sum(): unsupported operand '%s'",
                               jv_type_name(&v));
-        if (acc.type != JV_FLOAT && v.type != JV_FLOAT)
-            acc = jv_int((acc.type == JV_INT ? acc.i : acc.b) + (v.type == JV_INT ? v.i : v.b));
-        else
+        if (acc.type != JV_FLOAT && v.type != JV_FLOAT) {
+            int64_t r;
+            if (__builtin_add_overflow(acc.type == JV_INT ? acc.i : acc.b,
+                                       v.type == JV_INT ? v.i : v.b, &r))
+                return jeval_int_result(ev, true, 0, line, out);
+            acc = jv_int(r);
+        } else
             acc = jv_float(jv_as_double(&acc) + jv_as_double(&v));
     }
     *out = acc;
@@ -515,14 +540,14 @@ FILTER(indent) {
     if (w && w->type == JV_STR)
         pad = *w;
     else if (w && w->type == JV_INT) {
-        jbuf pb = {0};
+        jbuf pb = JBUF(ev);
         for (int64_t i = 0; i < w->i && i < 256; i++) jbuf_putc(&pb, ' ');
         JTRY(jv_from_buf(ev, &pb, &pad));
     }
     JTRY(to_str(ev, in, &s));
-    jbuf b = {0};
+    jbuf b = JBUF(ev);
     if (fi && jv_truthy(fi)) jbuf_put(&b, pad.s.p, pad.s.n);
-    for (size_t i = 0; i < s.s.n;) {
+    for (size_t i = 0; i < s.s.n && !b.oom;) {
         const char *nl = memchr(s.s.p + i, '\n', s.s.n - i);
         size_t e = nl ? (size_t)(nl - s.s.p) : s.s.n;
         if (i > 0 && (e > i || (bl && jv_truthy(bl)))) jbuf_put(&b, pad.s.p, pad.s.n);
@@ -532,7 +557,10 @@ FILTER(indent) {
         i = e + 1;
         if (i == s.s.n) break; /* a final newline does not start a line */
     }
-    return jv_from_buf(ev, &b, out);
+    /* where pads go depends on the text: untrusted as a whole */
+    bool tainted = jv_tainted(&s) || jv_tainted(&pad);
+    JTRY(jv_from_buf(ev, &b, out));
+    return jv_taint_all(ev, out, tainted);
 }
 
 FILTER(attr) {
@@ -564,7 +592,7 @@ static int sort_items(jeval *ev, jv *items, jv *keys, size_t n, bool reverse, in
     size_t h = n / 2;
     JTRY(sort_items(ev, items, keys, h, reverse, line));
     JTRY(sort_items(ev, items + h, keys + h, n - h, reverse, line));
-    jv *ti = jarena_alloc(ev->a, n * sizeof *ti), *tk = jarena_alloc(ev->a, n * sizeof *tk);
+    jv *ti = jarena_array(ev->a, n, sizeof *ti), *tk = jarena_array(ev->a, n, sizeof *tk);
     if (!ti || !tk) return OOM();
     size_t i = 0, j = h, k = 0;
     while (i < h && j < n) {
@@ -585,7 +613,7 @@ static int sort_items(jeval *ev, jv *items, jv *keys, size_t n, bool reverse, in
 static int sorted_copy(jeval *ev, jlist *l, const jv *attr, bool cs, bool reverse, int line,
                        jlist **out) {
     jlist *r = jlist_new(ev->a, l->n);
-    jv *keys = jarena_alloc(ev->a, (l->n + 1) * sizeof *keys);
+    jv *keys = jarena_array(ev->a, l->n, sizeof *keys);
     if (!r || !keys) return OOM();
     for (size_t i = 0; i < l->n; i++) {
         JTRY(jlist_push(ev->a, r, l->items[i]));

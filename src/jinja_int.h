@@ -6,30 +6,85 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "err.h"
 #include "jinja.h"
+
+/* ---- budget: what one render may build and do ----
+ * Every value a render builds (arena blocks, live buffers, taint masks) counts
+ * against mem_max, and every unit of evaluator work (a node, a statement, a
+ * loop iteration, a container item visited, JB_BYTES_PER_STEP bytes scanned)
+ * against max_steps, so any template ends quickly. Exceeding either sets the
+ * sticky `exceeded`; the evaluator then fails with jbudget_error(). */
+typedef enum { JB_OK = 0, JB_MEMORY, JB_STEPS } jbudget_kind;
+typedef struct jbudget {
+    size_t mem_used, mem_max;  /* bytes held now / allowed */
+    size_t mem_peak;           /* most bytes held at once */
+    uint64_t steps, max_steps; /* work done / allowed */
+    jbudget_kind exceeded;     /* first budget exceeded, JB_OK while none */
+    int line;                  /* template line being evaluated */
+    int fail_line;             /* line where `exceeded` was set */
+} jbudget;
+
+enum { JB_BYTES_PER_STEP = 16 };
+
+/* All accept b == NULL (no limit: parse-time allocations). They return false
+ * when the budget is (or already was) exceeded. */
+bool jbudget_mem(jbudget *b, size_t n); /* reserve n more bytes */
+void jbudget_release(jbudget *b, size_t n);
+bool jbudget_charge(jbudget *b, uint64_t steps);
+static inline bool jbudget_scan(jbudget *b, size_t bytes) {
+    return jbudget_charge(b, bytes / JB_BYTES_PER_STEP + 1);
+}
+/* Marks `kind` exceeded (first one wins). */
+void jbudget_fail(jbudget *b, jbudget_kind kind);
+/* The message for b->exceeded ("template line N: memory budget of ... exceeded");
+ * returns M40LLM_ERR_FORMAT. */
+int jbudget_error(const jbudget *b);
+
+/* Overflow-checked size arithmetic: false when the result does not fit. */
+static inline bool jsize_add(size_t a, size_t b, size_t *r) {
+    return !__builtin_add_overflow(a, b, r);
+}
+static inline bool jsize_mul(size_t a, size_t b, size_t *r) {
+    return !__builtin_mul_overflow(a, b, r);
+}
 
 /* ---- arena: everything of one parse or one render is freed at once ---- */
 typedef struct jarena_block jarena_block;
 typedef struct jarena {
     jarena_block *head; /* newest block first */
+    jbudget *bud;       /* render arenas: blocks count against it; NULL = unbounded */
 } jarena;
 
-void *jarena_alloc(jarena *a, size_t n); /* zeroed; NULL on OOM */
-char *jarena_strndup(jarena *a, const char *s, size_t n);
+void *jarena_alloc(jarena *a, size_t n);                  /* zeroed; NULL on OOM or budget */
+void *jarena_array(jarena *a, size_t n, size_t size);     /* n * size bytes, overflow-checked */
+char *jarena_strndup(jarena *a, const char *s, size_t n); /* NUL-terminated copy */
 void jarena_free(jarena *a);
 
-/* ---- growable byte buffer (malloc) ---- */
+/* ---- growable byte buffer (malloc), with a per-byte taint mask ---- */
 typedef struct jbuf {
-    char *p;
+    char *p;    /* [cap] bytes; p[n] is NUL */
+    uint8_t *m; /* [cap] 1 = byte from an untrusted string; NULL until the first such byte */
     size_t n, cap;
-    bool oom;
+    bool oom;     /* an allocation or the budget failed: the contents are incomplete */
+    jbudget *bud; /* growth counts against it; NULL = unbounded */
 } jbuf;
-void jbuf_put(jbuf *b, const char *s, size_t n);
+#define JBUF(ev) ((jbuf){.bud = &(ev)->bud})
+void jbuf_put(jbuf *b, const char *s, size_t n); /* trusted bytes */
+/* bytes with their taint m[n] (NULL = trusted) */
+void jbuf_put_m(jbuf *b, const char *s, size_t n, const uint8_t *m);
 void jbuf_puts(jbuf *b, const char *s);
 void jbuf_putc(jbuf *b, char c);
 void jbuf_printf(jbuf *b, const char *fmt, ...) ERR_PRINTF(2, 3);
+/* n writable bytes appended at the end (trusted), or NULL (oom set). */
+char *jbuf_extend(jbuf *b, size_t n);
+/* Marks bytes [from, n) untrusted. */
+void jbuf_taint(jbuf *b, size_t from);
+/* Whether any of bytes [from, n) is untrusted. */
+bool jbuf_tainted(const jbuf *b, size_t from);
+void jbuf_free(jbuf *b); /* frees and returns its bytes to the budget */
 
 /* ---- values ---- */
 typedef enum jv_type {
@@ -62,6 +117,7 @@ struct jv {
         struct {
             const char *p; /* [n] bytes, not NUL-terminated */
             size_t n;
+            const uint8_t *t; /* [n] 1 = byte from an untrusted string; NULL = all trusted */
         } s;
         struct jlist *l;
         struct jdict *d;
@@ -110,48 +166,68 @@ static inline jv jv_int(int64_t i) {
 static inline jv jv_float(double f) {
     return (jv){.type = JV_FLOAT, .f = f};
 }
-static inline jv jv_strn(const char *p, size_t n) {
+static inline jv jv_strn(const char *p, size_t n) { /* trusted */
     jv v = {.type = JV_STR};
     v.s.p = p;
     v.s.n = n;
     return v;
 }
+static inline jv jv_strt(const char *p, size_t n, const uint8_t *t) {
+    jv v = jv_strn(p, n);
+    v.s.t = t;
+    return v;
+}
+/* s[off, off + n) with the same bytes' taint */
+static inline jv jv_sub(const jv *s, size_t off, size_t n) {
+    return jv_strt(s->s.p + off, n, s->s.t ? s->s.t + off : NULL);
+}
+/* whether any byte of the string v is untrusted */
+bool jv_tainted(const jv *v);
 
 jlist *jlist_new(jarena *a, size_t cap);
 int jlist_push(jarena *a, jlist *l, jv v);
 jdict *jdict_new(jarena *a, jdict_kind kind);
 int jdict_set(jarena *a, jdict *d, jv key, jv val);
-const jv *jdict_get(const jdict *d, const char *key, size_t klen);
-const jv *jdict_getv(const jdict *d, const jv *key);
+/* Lookups scan the entries, charging the budget (may be NULL) per entry. */
+const jv *jdict_get(const jdict *d, const char *key, size_t klen, jbudget *bud);
+const jv *jdict_getv(const jdict *d, const jv *key, jbudget *bud);
 jv jv_list(jlist *l);
 jv jv_dict(jdict *d);
 
 const char *jv_type_name(const jv *v); /* Python type name: 'str', 'dict', ... */
 bool jv_truthy(const jv *v);
-bool jv_equal(const jv *a, const jv *b);
+/* Python ==; charges bud per node visited (shared sub-lists can make a
+ * small value a huge tree) and answers false once it is exceeded. */
+bool jv_equal(const jv *a, const jv *b, jbudget *bud);
 bool jv_is_number(const jv *v); /* int, float or bool */
 double jv_as_double(const jv *v);
-/* str(v) appended to b; Python's str() for scalars, repr() for containers. */
+/* str(v) appended to b; Python's str() for scalars, repr() for containers.
+ * A string keeps its taint byte for byte; a container's text is untrusted as a
+ * whole when it holds any untrusted string (key or value). Work is charged to
+ * b->bud and stops once b is oom. */
 void jv_to_str(jbuf *b, const jv *v);
 void jv_repr(jbuf *b, const jv *v);
 void jv_format_float(jbuf *b, double f); /* Python repr(float) */
 /* str(v) as a value (strings returned as they are). */
 int jv_stringify(jarena *a, const jv *v, jv *out);
-/* Converts a cJSON tree; dicts keep key order. */
-int jv_from_json(jarena *a, const cJSON *j, jv *out);
+/* Converts a cJSON tree; dicts keep key order. With `untrusted` every string
+ * (values and keys) is marked untrusted. */
+int jv_from_json(struct jeval *ev, const cJSON *j, bool untrusted, jv *out);
 
 typedef struct jjson_opts {
-    int indent;             /* < 0: none (one line) */
-    const char *indent_str; /* used when not NULL instead of `indent` spaces */
+    int indent;           /* < 0: none (one line) */
+    const jv *indent_str; /* a string used instead of `indent` spaces, or NULL */
     bool ensure_ascii;
     bool sort_keys;
-    const char *item_sep, *key_sep; /* NULL: Python's defaults */
+    const jv *item_sep, *key_sep; /* strings; NULL: Python's defaults */
 } jjson_opts;
-/* json.dumps(v, ...); error (M40LLM_ERR_FORMAT) on values JSON cannot hold. */
+/* json.dumps(v, ...); error (M40LLM_ERR_FORMAT) on values JSON cannot hold.
+ * The text is untrusted as a whole when v holds any untrusted string. */
 int jv_to_json(jbuf *b, const jv *v, const jjson_opts *o);
 
 /* UTF-8 helpers */
 size_t utf8_decode(const char *s, size_t n, uint32_t *cp); /* bytes used (>=1) */
+size_t utf8_encode(uint32_t cp, char out[4]);              /* bytes written (cp's low 21 bits) */
 void utf8_put(jbuf *b, uint32_t cp);
 bool jv_is_space_cp(uint32_t cp); /* Python str.isspace() */
 uint32_t jcase_upper(uint32_t cp);
@@ -294,14 +370,29 @@ bool jinja_find_method(struct jeval *ev, const jv *obj, const char *name, jv *ou
 
 /* ---- evaluator (jinja_eval.c) ---- */
 typedef struct jeval {
-    jarena *a;          /* render arena */
-    int64_t now;        /* strftime_now time */
-    int depth;          /* macro call depth, to stop runaway recursion */
-    int edepth;         /* expression evaluation depth (long operator chains) */
-    jv caller;          /* set by a call block for the macro it calls (JV_UNDEF when none) */
-    uint64_t steps;     /* loop iterations so far, bounded so a hostile template ends */
-    uint64_t max_steps; /* that bound */
+    jarena *a;           /* render arena (a->bud is &bud) */
+    jbudget bud;         /* memory and steps of this render */
+    int64_t now;         /* strftime_now time */
+    int depth;           /* macro call depth, to stop runaway recursion */
+    int edepth;          /* expression evaluation depth (long operator chains) */
+    jv caller;           /* set by a call block for the macro it calls (JV_UNDEF when none) */
+    const uint8_t *ones; /* [ones_n] bytes of 1: the mask shared by wholly untrusted strings */
+    size_t ones_n;
+    size_t input; /* bytes of the variables (string bytes + a value's size per value) */
 } jeval;
+
+/* Binary operator `op` (+ - * / // % ** ~) with Python semantics. */
+int jeval_binop(jeval *ev, const char *op, const jv *a, const jv *b, int line, jv *out);
+/* An int result, or the overflow error (our ints are 64-bit). */
+int jeval_int_result(jeval *ev, bool overflow, int64_t r, int line, jv *out);
+/* Charges steps; the budget error when it is exceeded. */
+int jeval_charge(jeval *ev, uint64_t steps);
+/* The budget error if a budget was exceeded, else M40LLM_OK. */
+int jeval_check(const jeval *ev);
+/* A mask of at least n untrusted bytes (shared, read-only), NULL on failure. */
+const uint8_t *jeval_ones(jeval *ev, size_t n);
+/* Marks the string *v untrusted as a whole (when `yes`). */
+int jv_taint_all(jeval *ev, jv *v, bool yes);
 
 /* Errors raised at render time, "line N: ..." prefixed. */
 int jeval_fail(jeval *ev, int status, int line, const char *fmt, ...) ERR_PRINTF(4, 5);
@@ -334,12 +425,23 @@ const jv *jarg(jv *args, size_t nargs, const char **kw, size_t pos, const char *
 /* Fails naming an argument the function does not take. */
 int jargs_check(jeval *ev, const char *fn, size_t nargs, const char **kw, size_t max_pos,
                 const char *const *names, int line);
-int jv_from_buf(jeval *ev, jbuf *b, jv *out); /* frees b */
+/* A string value of b's bytes and taint in the arena; frees b. ev (may be
+ * NULL) lends the shared mask to a wholly untrusted result. */
+int jv_from_jbuf(jarena *a, jeval *ev, jbuf *b, jv *out);
+int jv_from_buf(jeval *ev, jbuf *b, jv *out); /* jv_from_jbuf(ev->a, ev, ...) */
 typedef enum { JCASE_UPPER, JCASE_LOWER, JCASE_CAPITALIZE, JCASE_TITLE, JCASE_JTITLE } jcase_mode;
 int jstr_case(jeval *ev, const jv *s, jcase_mode mode, jv *out);
 /* strip: which = 1 left, 2 right, 3 both; chars NULL/none = whitespace */
 int jstr_strip(jeval *ev, const jv *s, const jv *chars, int which, jv *out);
 int jstr_replace(jeval *ev, const jv *s, const jv *old, const jv *rep, int64_t count, jv *out);
+/* Length of the prefix of s[n] holding none of the bytes of `reject`. */
+static inline size_t strcspn_n(const char *s, size_t n, const char *reject) {
+    size_t i = 0;
+    while (i < n && (s[i] == '\0' || !strchr(reject, s[i]))) i++;
+    return i;
+}
+/* memmem(h, n, nd, m) whose cost is about the distance to the hit */
+const char *jmemmem(const char *h, size_t n, const char *nd, size_t m);
 
 #define JTRY(x)                                                                                    \
     do {                                                                                           \

@@ -1,5 +1,5 @@
-/* Template values: arena, buffers, containers, Python-compatible printing,
- * equality and truthiness, JSON in and out. */
+/* Template values: containers, Python-compatible printing, equality and
+ * truthiness, JSON out. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,110 +8,36 @@
 
 #include "jinja_int.h"
 
-/* ---- arena ---- */
-struct jarena_block {
-    jarena_block *next;
-    size_t used, cap;
-    max_align_t data[]; /* [cap] bytes */
-};
-
-enum { JARENA_BLOCK = 64 * 1024 };
-
-void *jarena_alloc(jarena *a, size_t n) {
-    size_t al = sizeof(max_align_t);
-    n = (n + al - 1) / al * al;
-    if (n == 0) n = al;
-    jarena_block *b = a->head;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > JARENA_BLOCK / 2 ? n : JARENA_BLOCK;
-        b = malloc(sizeof *b + cap);
-        if (!b) return NULL;
-        b->used = 0;
-        b->cap = cap;
-        if (n > JARENA_BLOCK / 2 && a->head) {
-            /* big allocations get their own block behind the current one, so
-             * the current block's free space stays usable */
-            b->next = a->head->next;
-            a->head->next = b;
-        } else {
-            b->next = a->head;
-            a->head = b;
-        }
-    }
-    void *p = (char *)b->data + b->used;
-    b->used += n;
-    memset(p, 0, n);
-    return p;
-}
-
-char *jarena_strndup(jarena *a, const char *s, size_t n) {
-    char *p = jarena_alloc(a, n + 1);
-    if (!p) return NULL;
-    if (n) memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
-void jarena_free(jarena *a) {
-    jarena_block *b = a->head;
-    while (b) {
-        jarena_block *next = b->next;
-        free(b);
-        b = next;
-    }
-    a->head = NULL;
-}
-
-/* ---- buffer ---- */
-void jbuf_put(jbuf *b, const char *s, size_t n) {
-    if (b->oom || n == 0) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-void jbuf_puts(jbuf *b, const char *s) {
-    jbuf_put(b, s, strlen(s));
-}
-void jbuf_putc(jbuf *b, char c) {
-    jbuf_put(b, &c, 1);
-}
-void jbuf_printf(jbuf *b, const char *fmt, ...) {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0) jbuf_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 /* ---- containers ---- */
+#define OOM() err_set(M40LLM_ERR_OOM, "template: out of memory")
+
 jlist *jlist_new(jarena *a, size_t cap) {
     jlist *l = jarena_alloc(a, sizeof *l);
     if (!l) return NULL;
     if (cap) {
-        l->items = jarena_alloc(a, cap * sizeof(jv));
+        l->items = jarena_array(a, cap, sizeof(jv));
         if (!l->items) return NULL;
         l->cap = cap;
     }
     return l;
 }
 
+/* a new capacity for n items that no longer fit: doubled, overflow-checked */
+static bool grow_cap(jarena *a, size_t cap, size_t *out) {
+    if (cap > SIZE_MAX / 2 / sizeof(jv)) {
+        jbudget_fail(a->bud, JB_MEMORY);
+        return false;
+    }
+    *out = cap ? cap * 2 : 8;
+    return true;
+}
+
 int jlist_push(jarena *a, jlist *l, jv v) {
     if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        jv *items = jarena_alloc(a, cap * sizeof(jv));
-        if (!items) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+        size_t cap;
+        if (!grow_cap(a, l->cap, &cap)) return OOM();
+        jv *items = jarena_array(a, cap, sizeof(jv));
+        if (!items) return OOM();
         if (l->n) memcpy(items, l->items, l->n * sizeof(jv));
         l->items = items;
         l->cap = cap;
@@ -126,30 +52,34 @@ jdict *jdict_new(jarena *a, jdict_kind kind) {
     return d;
 }
 
-const jv *jdict_getv(const jdict *d, const jv *key) {
+const jv *jdict_getv(const jdict *d, const jv *key, jbudget *bud) {
+    if (!jbudget_charge(bud, d->n + 1)) return NULL;
     for (size_t i = 0; i < d->n; i++)
-        if (jv_equal(&d->keys[i], key)) return &d->vals[i];
+        if (jv_equal(&d->keys[i], key, bud)) return &d->vals[i];
     return NULL;
 }
 
-const jv *jdict_get(const jdict *d, const char *key, size_t klen) {
+const jv *jdict_get(const jdict *d, const char *key, size_t klen, jbudget *bud) {
+    if (!jbudget_charge(bud, d->n + 1)) return NULL;
     for (size_t i = 0; i < d->n; i++)
         if (d->keys[i].type == JV_STR && d->keys[i].s.n == klen &&
             memcmp(d->keys[i].s.p, key, klen) == 0)
-            return &d->vals[i];
+            return jbudget_scan(bud, klen) ? &d->vals[i] : NULL;
     return NULL;
 }
 
 int jdict_set(jarena *a, jdict *d, jv key, jv val) {
+    if (!jbudget_charge(a->bud, d->n + 1)) return OOM();
     for (size_t i = 0; i < d->n; i++)
-        if (jv_equal(&d->keys[i], &key)) {
+        if (jv_equal(&d->keys[i], &key, a->bud)) {
             d->vals[i] = val;
             return M40LLM_OK;
         }
     if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 8;
-        jv *k = jarena_alloc(a, cap * sizeof(jv)), *v = jarena_alloc(a, cap * sizeof(jv));
-        if (!k || !v) return err_set(M40LLM_ERR_OOM, "template: out of memory");
+        size_t cap;
+        if (!grow_cap(a, d->cap, &cap)) return OOM();
+        jv *k = jarena_array(a, cap, sizeof(jv)), *v = jarena_array(a, cap, sizeof(jv));
+        if (!k || !v) return OOM();
         if (d->n) {
             memcpy(k, d->keys, d->n * sizeof(jv));
             memcpy(v, d->vals, d->n * sizeof(jv));
@@ -232,12 +162,13 @@ double jv_as_double(const jv *v) {
 
 enum { JV_MAX_NEST = 500 }; /* values nested deeper are cut off, protecting the stack */
 
-static bool equal_at(const jv *a, const jv *b, int depth);
-bool jv_equal(const jv *a, const jv *b) {
-    return equal_at(a, b, 0);
+static bool equal_at(const jv *a, const jv *b, int depth, jbudget *bud);
+bool jv_equal(const jv *a, const jv *b, jbudget *bud) {
+    return equal_at(a, b, 0, bud);
 }
 
-static bool equal_at(const jv *a, const jv *b, int depth) {
+static bool equal_at(const jv *a, const jv *b, int depth, jbudget *bud) {
+    if (!jbudget_charge(bud, 1)) return false;
     /* Python: bool is an int, so True == 1 and 0 == False; other types never
      * compare equal across kinds */
     if (jv_is_number(a) && jv_is_number(b)) {
@@ -253,19 +184,22 @@ static bool equal_at(const jv *a, const jv *b, int depth) {
     case JV_NONE:
         return true;
     case JV_STR:
-        return a->s.n == b->s.n && memcmp(a->s.p, b->s.p, a->s.n) == 0;
+        return a->s.n == b->s.n && jbudget_scan(bud, a->s.n) && memcmp(a->s.p, b->s.p, a->s.n) == 0;
     case JV_LIST:
         if (a->l->n != b->l->n || a->l->is_tuple != b->l->is_tuple) return false;
+        if (a->l == b->l) return true; /* the same list (shared sub-lists stay cheap) */
         for (size_t i = 0; i < a->l->n; i++)
-            if (depth >= JV_MAX_NEST || !equal_at(&a->l->items[i], &b->l->items[i], depth + 1))
+            if (depth >= JV_MAX_NEST || !equal_at(&a->l->items[i], &b->l->items[i], depth + 1, bud))
                 return false;
         return true;
     case JV_DICT:
         if (a->d->kind != JD_PLAIN || b->d->kind != JD_PLAIN) return a->d == b->d;
         if (a->d->n != b->d->n) return false;
+        if (a->d == b->d) return true;
         for (size_t i = 0; i < a->d->n; i++) {
-            const jv *o = jdict_getv(b->d, &a->d->keys[i]);
-            if (!o || depth >= JV_MAX_NEST || !equal_at(&a->d->vals[i], o, depth + 1)) return false;
+            const jv *o = jdict_getv(b->d, &a->d->keys[i], bud);
+            if (!o || depth >= JV_MAX_NEST || !equal_at(&a->d->vals[i], o, depth + 1, bud))
+                return false;
         }
         return true;
     case JV_FUNC:
@@ -320,11 +254,24 @@ void jv_format_float(jbuf *b, double f) {
     }
 }
 
-static void repr_str(jbuf *b, const char *s, size_t n) {
+/* `tainted` is set when an untrusted string is printed: a container's text
+ * is then untrusted as a whole (quotes and escapes depend on the content). */
+static void repr_str(jbuf *b, const jv *v, bool *tainted) {
+    const char *s = v->s.p;
+    size_t n = v->s.n;
+    if (jv_tainted(v)) *tainted = true;
     bool has_sq = memchr(s, '\'', n) != NULL, has_dq = memchr(s, '"', n) != NULL;
     char q = has_sq && !has_dq ? '"' : '\'';
     jbuf_putc(b, q);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !b->oom; i++) {
+        size_t run = 0; /* printable bytes other than quotes and backslashes go at once */
+        while (i + run < n && (unsigned char)s[i + run] >= 0x20 && s[i + run] != 0x7f &&
+               s[i + run] != q && s[i + run] != '\\')
+            run++;
+        if (run) {
+            jbuf_put(b, s + i, run);
+            if ((i += run) == n) break;
+        }
         unsigned char c = (unsigned char)s[i];
         if (c == (unsigned char)q || c == '\\') {
             jbuf_putc(b, '\\');
@@ -344,26 +291,32 @@ static void repr_str(jbuf *b, const char *s, size_t n) {
     jbuf_putc(b, q);
 }
 
-static void repr_at(jbuf *b, const jv *v, int depth);
+static void repr_at(jbuf *b, const jv *v, int depth, bool *tainted);
 void jv_repr(jbuf *b, const jv *v) {
-    repr_at(b, v, 0);
+    size_t start = b->n;
+    bool tainted = false;
+    repr_at(b, v, 0, &tainted);
+    if (tainted) jbuf_taint(b, start);
 }
 
-static void repr_at(jbuf *b, const jv *v, int depth) {
+static void repr_at(jbuf *b, const jv *v, int depth, bool *tainted) {
+    /* a value can be a small DAG of shared lists printing as a huge tree:
+     * every node costs a step and printing stops at the budget */
+    if (b->oom || !jbudget_charge(b->bud, 1)) return;
     if (depth > JV_MAX_NEST && (v->type == JV_LIST || v->type == JV_DICT)) {
         jbuf_puts(b, "...");
         return;
     }
     switch (v->type) {
     case JV_STR:
-        repr_str(b, v->s.p, v->s.n);
+        repr_str(b, v, tainted);
         return;
     case JV_LIST: {
         bool t = v->l->is_tuple;
         jbuf_putc(b, t ? '(' : '[');
-        for (size_t i = 0; i < v->l->n; i++) {
+        for (size_t i = 0; i < v->l->n && !b->oom; i++) {
             if (i) jbuf_puts(b, ", ");
-            repr_at(b, &v->l->items[i], depth + 1);
+            repr_at(b, &v->l->items[i], depth + 1, tainted);
         }
         if (t && v->l->n == 1) jbuf_putc(b, ',');
         jbuf_putc(b, t ? ')' : ']');
@@ -372,11 +325,11 @@ static void repr_at(jbuf *b, const jv *v, int depth) {
     case JV_DICT:
         if (v->d->kind == JD_NAMESPACE) jbuf_puts(b, "<Namespace ");
         jbuf_putc(b, '{');
-        for (size_t i = 0; i < v->d->n; i++) {
+        for (size_t i = 0; i < v->d->n && !b->oom; i++) {
             if (i) jbuf_puts(b, ", ");
-            repr_at(b, &v->d->keys[i], depth + 1);
+            repr_at(b, &v->d->keys[i], depth + 1, tainted);
             jbuf_puts(b, ": ");
-            repr_at(b, &v->d->vals[i], depth + 1);
+            repr_at(b, &v->d->vals[i], depth + 1, tainted);
         }
         jbuf_putc(b, '}');
         if (v->d->kind == JD_NAMESPACE) jbuf_putc(b, '>');
@@ -403,7 +356,7 @@ void jv_to_str(jbuf *b, const jv *v) {
         jv_format_float(b, v->f);
         return;
     case JV_STR:
-        jbuf_put(b, v->s.p, v->s.n);
+        jbuf_put_m(b, v->s.p, v->s.n, v->s.t);
         return;
     case JV_LIST:
     case JV_DICT:
@@ -423,94 +376,51 @@ int jv_stringify(jarena *a, const jv *v, jv *out) {
         *out = *v;
         return M40LLM_OK;
     }
-    jbuf b = {0};
+    jbuf b = {.bud = a->bud};
     jv_to_str(&b, v);
-    if (b.oom) {
-        free(b.p);
-        return err_set(M40LLM_ERR_OOM, "template: out of memory");
-    }
-    char *p = jarena_strndup(a, b.p ? b.p : "", b.n);
-    size_t n = b.n;
-    free(b.p);
-    if (!p) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-    *out = jv_strn(p, n);
-    return M40LLM_OK;
-}
-
-/* ---- JSON in ---- */
-/* an arena copy of s as a string value */
-static int json_str_val(jarena *a, const char *s, jv *out) {
-    size_t n = strlen(s);
-    char *p = jarena_strndup(a, s, n);
-    if (!p) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-    *out = jv_strn(p, n);
-    return M40LLM_OK;
-}
-
-int jv_from_json(jarena *a, const cJSON *j, jv *out) {
-    if (cJSON_IsNull(j) || !j) {
-        *out = jv_none();
-    } else if (cJSON_IsBool(j)) {
-        *out = jv_bool(cJSON_IsTrue(j));
-    } else if (cJSON_IsNumber(j)) {
-        double d = j->valuedouble;
-        /* JSON has one number type; integral values become Python ints */
-        if (d == floor(d) && fabs(d) < 9.0e15)
-            *out = jv_int((int64_t)d);
-        else
-            *out = jv_float(d);
-    } else if (cJSON_IsString(j)) {
-        return json_str_val(a, j->valuestring, out);
-    } else if (cJSON_IsArray(j)) {
-        jlist *l = jlist_new(a, (size_t)cJSON_GetArraySize(j));
-        if (!l) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        const cJSON *it;
-        cJSON_ArrayForEach(it, j) {
-            jv v;
-            JTRY(jv_from_json(a, it, &v));
-            JTRY(jlist_push(a, l, v));
-        }
-        *out = jv_list(l);
-    } else if (cJSON_IsObject(j)) {
-        jdict *d = jdict_new(a, JD_PLAIN);
-        if (!d) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-        const cJSON *it;
-        cJSON_ArrayForEach(it, j) {
-            jv v;
-            JTRY(jv_from_json(a, it, &v));
-            jv key;
-            JTRY(json_str_val(a, it->string ? it->string : "", &key));
-            JTRY(jdict_set(a, d, key, v));
-        }
-        *out = jv_dict(d);
-    } else {
-        return err_set(M40LLM_ERR_TYPE, "template variables: unsupported JSON value");
-    }
-    return M40LLM_OK;
+    return jv_from_jbuf(a, NULL, &b, out);
 }
 
 /* ---- JSON out (Python json.dumps) ---- */
-static void json_str(jbuf *b, const char *s, size_t n, bool ascii) {
+typedef struct jjson_ctx {
+    jbuf *b;
+    const jjson_opts *o;
+    bool tainted; /* an untrusted string (or separator) was written */
+} jjson_ctx;
+
+static void json_str(jjson_ctx *c, const jv *v) {
+    jbuf *b = c->b;
+    const char *s = v->s.p;
+    size_t n = v->s.n;
+    if (jv_tainted(v)) c->tainted = true;
     jbuf_putc(b, '"');
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
+    for (size_t i = 0; i < n && !b->oom;) {
+        size_t run = 0; /* bytes written as they are go at once */
+        while (i + run < n && (unsigned char)s[i + run] >= 0x20 && s[i + run] != '"' &&
+               s[i + run] != '\\' && !(c->o->ensure_ascii && (unsigned char)s[i + run] >= 0x7f))
+            run++;
+        if (run) {
+            jbuf_put(b, s + i, run);
+            if ((i += run) == n) break;
+        }
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
             jbuf_putc(b, '\\');
-            jbuf_putc(b, (char)c);
+            jbuf_putc(b, (char)ch);
             i++;
-        } else if (c < 0x20) {
-            const char *e = c == '\n'   ? "\\n"
-                            : c == '\r' ? "\\r"
-                            : c == '\t' ? "\\t"
-                            : c == '\b' ? "\\b"
-                            : c == '\f' ? "\\f"
-                                        : NULL;
+        } else if (ch < 0x20) {
+            const char *e = ch == '\n'   ? "\\n"
+                            : ch == '\r' ? "\\r"
+                            : ch == '\t' ? "\\t"
+                            : ch == '\b' ? "\\b"
+                            : ch == '\f' ? "\\f"
+                                         : NULL;
             if (e)
                 jbuf_puts(b, e);
             else
-                jbuf_printf(b, "\\u%04x", c);
+                jbuf_printf(b, "\\u%04x", ch);
             i++;
-        } else if (ascii && c >= 0x7f) {
+        } else if (c->o->ensure_ascii && ch >= 0x7f) {
             uint32_t cp;
             i += utf8_decode(s + i, n - i, &cp);
             if (cp >= 0x10000) {
@@ -520,28 +430,69 @@ static void json_str(jbuf *b, const char *s, size_t n, bool ascii) {
                 jbuf_printf(b, "\\u%04x", cp);
             }
         } else {
-            jbuf_putc(b, (char)c);
+            jbuf_putc(b, (char)ch);
             i++;
         }
     }
     jbuf_putc(b, '"');
 }
 
-static void json_newline(jbuf *b, const jjson_opts *o, int level) {
-    jbuf_putc(b, '\n');
-    for (int i = 0; i < level; i++) {
-        if (o->indent_str)
-            jbuf_puts(b, o->indent_str);
-        else
-            for (int k = 0; k < o->indent; k++) jbuf_putc(b, ' ');
-    }
+/* a separator or indent given as a template string */
+static void json_text(jjson_ctx *c, const jv *v) {
+    if (jv_tainted(v)) c->tainted = true;
+    jbuf_put(c->b, v->s.p, v->s.n);
 }
 
-static int json_val(jbuf *b, const jv *v, const jjson_opts *o, int level) {
+static void json_newline(jjson_ctx *c, int level) {
+    jbuf_putc(c->b, '\n');
+    if (!c->o->indent_str) {
+        size_t n = (size_t)c->o->indent * (size_t)level; /* both small: at most 64 * 501 */
+        char *p = n ? jbuf_extend(c->b, n) : NULL;
+        if (p) memset(p, ' ', n);
+        return;
+    }
+    for (int i = 0; i < level && !c->b->oom; i++) json_text(c, c->o->indent_str);
+}
+
+/* the order in which a dict's keys are written: insertion, or sorted by key
+ * bytes (insertion sort, every comparison a step); NULL on OOM or budget */
+static size_t *key_order(jjson_ctx *c, const jdict *d) {
+    jbudget *bud = c->b->bud;
+    if (!jbudget_mem(bud, d->n * sizeof(size_t))) return NULL;
+    size_t *order = malloc(d->n * sizeof *order);
+    if (!order) {
+        jbudget_release(bud, d->n * sizeof(size_t));
+        return NULL;
+    }
+    for (size_t i = 0; i < d->n; i++) order[i] = i;
+    if (c->o->sort_keys)
+        for (size_t i = 1; i < d->n; i++)
+            for (size_t k = i; k > 0; k--) {
+                const jv *x = &d->keys[order[k - 1]], *y = &d->keys[order[k]];
+                if (x->type != JV_STR || y->type != JV_STR) break;
+                size_t m = x->s.n < y->s.n ? x->s.n : y->s.n;
+                if (!jbudget_scan(bud, m)) {
+                    jbudget_release(bud, d->n * sizeof(size_t));
+                    free(order);
+                    return NULL;
+                }
+                int cmp = memcmp(x->s.p, y->s.p, m);
+                if (cmp < 0 || (cmp == 0 && x->s.n <= y->s.n)) break;
+                size_t t = order[k];
+                order[k] = order[k - 1];
+                order[k - 1] = t;
+            }
+    return order;
+}
+
+static int json_val(jjson_ctx *c, const jv *v, int level) {
+    jbuf *b = c->b;
+    const jjson_opts *o = c->o;
     if (level > JV_MAX_NEST) return err_set(M40LLM_ERR_FORMAT, "tojson: value nested too deeply");
+    /* shared sub-lists can make a small value a huge tree: stop at the budget */
+    if (b->oom || !jbudget_charge(b->bud, 1))
+        return err_set(M40LLM_ERR_OOM, "tojson: out of memory");
     bool pretty = o->indent >= 0 || o->indent_str;
-    const char *isep = o->item_sep ? o->item_sep : pretty ? "," : ", ";
-    const char *ksep = o->key_sep ? o->key_sep : ": ";
     switch (v->type) {
     case JV_NONE:
         jbuf_puts(b, "null");
@@ -561,7 +512,7 @@ static int json_val(jbuf *b, const jv *v, const jjson_opts *o, int level) {
             jv_format_float(b, v->f);
         return M40LLM_OK;
     case JV_STR:
-        json_str(b, v->s.p, v->s.n, o->ensure_ascii);
+        json_str(c, v);
         return M40LLM_OK;
     case JV_LIST:
         if (v->l->n == 0) {
@@ -570,11 +521,11 @@ static int json_val(jbuf *b, const jv *v, const jjson_opts *o, int level) {
         }
         jbuf_putc(b, '[');
         for (size_t i = 0; i < v->l->n; i++) {
-            if (i) jbuf_puts(b, isep);
-            if (pretty) json_newline(b, o, level + 1);
-            JTRY(json_val(b, &v->l->items[i], o, level + 1));
+            if (i) o->item_sep ? json_text(c, o->item_sep) : jbuf_puts(b, pretty ? "," : ", ");
+            if (pretty) json_newline(c, level + 1);
+            JTRY(json_val(c, &v->l->items[i], level + 1));
         }
-        if (pretty) json_newline(b, o, level);
+        if (pretty) json_newline(c, level);
         jbuf_putc(b, ']');
         return M40LLM_OK;
     case JV_DICT: {
@@ -583,34 +534,21 @@ static int json_val(jbuf *b, const jv *v, const jjson_opts *o, int level) {
             jbuf_puts(b, "{}");
             return M40LLM_OK;
         }
-        size_t *order = malloc(d->n * sizeof *order);
+        size_t *order = key_order(c, d);
         if (!order) return err_set(M40LLM_ERR_OOM, "tojson: out of memory");
-        for (size_t i = 0; i < d->n; i++) order[i] = i;
-        if (o->sort_keys) /* insertion sort by key bytes (keys are few) */
-            for (size_t i = 1; i < d->n; i++)
-                for (size_t k = i; k > 0; k--) {
-                    const jv *x = &d->keys[order[k - 1]], *y = &d->keys[order[k]];
-                    if (x->type != JV_STR || y->type != JV_STR) break;
-                    size_t m = x->s.n < y->s.n ? x->s.n : y->s.n;
-                    int c = memcmp(x->s.p, y->s.p, m);
-                    if (c < 0 || (c == 0 && x->s.n <= y->s.n)) break;
-                    size_t t = order[k];
-                    order[k] = order[k - 1];
-                    order[k - 1] = t;
-                }
         jbuf_putc(b, '{');
         int rc = M40LLM_OK;
         for (size_t i = 0; i < d->n && rc == M40LLM_OK; i++) {
             const jv *k = &d->keys[order[i]];
-            if (i) jbuf_puts(b, isep);
-            if (pretty) json_newline(b, o, level + 1);
+            if (i) o->item_sep ? json_text(c, o->item_sep) : jbuf_puts(b, pretty ? "," : ", ");
+            if (pretty) json_newline(c, level + 1);
             if (k->type == JV_STR) {
-                json_str(b, k->s.p, k->s.n, o->ensure_ascii);
+                json_str(c, k);
             } else if (k->type == JV_INT || k->type == JV_FLOAT || k->type == JV_BOOL ||
                        k->type == JV_NONE) {
                 /* Python writes non-string keys as their JSON text in quotes */
                 jbuf_putc(b, '"');
-                json_val(b, k, o, level + 1);
+                json_val(c, k, level + 1);
                 jbuf_putc(b, '"');
             } else {
                 rc = err_set(M40LLM_ERR_FORMAT,
@@ -619,12 +557,13 @@ static int json_val(jbuf *b, const jv *v, const jjson_opts *o, int level) {
                              jv_type_name(k));
                 break;
             }
-            jbuf_puts(b, ksep);
-            rc = json_val(b, &d->vals[order[i]], o, level + 1);
+            o->key_sep ? json_text(c, o->key_sep) : jbuf_puts(b, ": ");
+            rc = json_val(c, &d->vals[order[i]], level + 1);
         }
+        jbudget_release(b->bud, d->n * sizeof(size_t));
         free(order);
         JTRY(rc);
-        if (pretty) json_newline(b, o, level);
+        if (pretty) json_newline(c, level);
         jbuf_putc(b, '}');
         return M40LLM_OK;
     }
@@ -635,7 +574,11 @@ static int json_val(jbuf *b, const jv *v, const jjson_opts *o, int level) {
 }
 
 int jv_to_json(jbuf *b, const jv *v, const jjson_opts *o) {
-    return json_val(b, v, o, 0);
+    size_t start = b->n;
+    jjson_ctx c = {.b = b, .o = o};
+    JTRY(json_val(&c, v, 0));
+    if (c.tainted) jbuf_taint(b, start);
+    return M40LLM_OK;
 }
 
 /* ---- UTF-8 ---- */
@@ -662,26 +605,32 @@ size_t utf8_decode(const char *s, size_t n, uint32_t *cp) {
     return (size_t)len;
 }
 
+size_t utf8_encode(uint32_t cp, char out[4]) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | ((cp >> 18) & 0x07));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
 void utf8_put(jbuf *b, uint32_t cp) {
     char t[4];
-    if (cp < 0x80) {
-        jbuf_putc(b, (char)cp);
-    } else if (cp < 0x800) {
-        t[0] = (char)(0xc0 | (cp >> 6));
-        t[1] = (char)(0x80 | (cp & 0x3f));
-        jbuf_put(b, t, 2);
-    } else if (cp < 0x10000) {
-        t[0] = (char)(0xe0 | (cp >> 12));
-        t[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        t[2] = (char)(0x80 | (cp & 0x3f));
-        jbuf_put(b, t, 3);
-    } else {
-        t[0] = (char)(0xf0 | (cp >> 18));
-        t[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        t[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        t[3] = (char)(0x80 | (cp & 0x3f));
-        jbuf_put(b, t, 4);
-    }
+    jbuf_put(b, t, utf8_encode(cp, t));
 }
 
 bool jv_is_space_cp(uint32_t cp) {

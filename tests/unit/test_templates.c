@@ -222,7 +222,7 @@ static int render(const char *tmpl, const char *vars_json, char **out) {
     int rc = jinja_parse(tmpl, strlen(tmpl), &t);
     if (rc != M40LLM_OK) return rc;
     cJSON *vars = cJSON_Parse(vars_json ? vars_json : "{}");
-    jinja_render_opts o = {.now = FIXTURE_NOW, .max_loop_iterations = 100000};
+    jinja_render_opts o = {.now = FIXTURE_NOW, .max_steps = 1000000};
     rc = jinja_render(t, vars, &o, out, NULL);
     cJSON_Delete(vars);
     jinja_free(t);
@@ -291,7 +291,7 @@ static void test_errors(void) {
     expect_error("{{ l.append(3) }}", M40LLM_ERR_UNSUPPORTED, "'append'");
     expect_error("{{ range(1000000)|length }}", M40LLM_ERR_FORMAT, "MAX_RANGE");
     expect_error("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
-                 M40LLM_ERR_FORMAT, "loop iterations");
+                 M40LLM_ERR_FORMAT, "budget exceeded");
     expect_error("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", M40LLM_ERR_FORMAT, "deeply");
     /* 64-bit ints: overflow is an error rather than a wrong number */
     expect_error("{{ 9223372036854775807 + 1 }}", M40LLM_ERR_FORMAT, "overflow");
