@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the chat-template libFuzzer target with clang (ASan + UBSan) and runs
-# it for SECONDS seconds (default 20), seeded with the fixture templates.
+# it for SECONDS seconds (default 20), with a dictionary of Jinja syntax and
+# edge numbers (fuzz/template.dict), seeded with the template bombs in
+# fuzz/corpus/template/ and the fixture templates, under a memory limit.
 #   scripts/fuzz_template.sh [SECONDS] [extra libFuzzer flags...]
-# Crashes are written to $M40LLM_FUZZ_DIR (default build-fuzz/) as crash-*.
+# Crashes, leaks and timeouts are written to $M40LLM_FUZZ_DIR (default
+# build-fuzz/) as crash-*, leak-*, timeout-*, oom-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-20}"
@@ -12,13 +15,19 @@ out="${M40LLM_FUZZ_DIR:-build-fuzz}"
 mkdir -p "$out"
 bin="$out/fuzz_template"
 . scripts/fuzz_common.sh
-fuzz_build "$bin" "-lcjson -lm" fuzz/fuzz_template.c src/jinja_*.c src/err.c -- \
+# shellcheck disable=SC2046  # the engine's sources, one word each
+fuzz_build "$bin" "-lcjson -lm" fuzz/fuzz_template.c $(ls src/jinja_*.c) src/err.c -- \
     src/jinja.h src/jinja_int.h src/jinja_parse.h
 
-# seed corpus: the fixture templates; new inputs go there too and vanish with it
+# seed corpus: the bombs and the fixture templates; new inputs go there too
+# and vanish with it
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
-cp tests/fixtures/templates/*.jinja "$corpus/"
+cp fuzz/corpus/template/* tests/fixtures/templates/*.jinja "$corpus/"
 
-"$bin" -max_total_time="$secs" -max_len=16384 -rss_limit_mb=2048 -timeout=10 \
+# Every render ends within its budgets (the target sets 2 MiB and 200k steps),
+# so a template taking 2 s, one allocation over 64 MiB or 1 GiB of RSS is a
+# finding. One worker: libFuzzer's default, and a shared machine's share.
+"$bin" -max_total_time="$secs" -max_len=16384 -dict=fuzz/template.dict \
+    -rss_limit_mb=1024 -malloc_limit_mb=64 -timeout=2 \
     -artifact_prefix="$out/" -print_final_stats=1 "$@" "$corpus"

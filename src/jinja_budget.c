@@ -157,6 +157,10 @@ static bool jbuf_reserve(jbuf *b, size_t n) {
      * exact size: growing by a few bytes at a time copies quadratically) */
     size_t room = b->bud ? (b->bud->mem_max - b->bud->mem_used) / per : SIZE_MAX;
     if (cap - b->cap > room && need - b->cap <= room) cap = b->cap + room;
+    if (cap - b->cap > SIZE_MAX / per) {
+        jbudget_fail(b->bud, JB_MEMORY);
+        return jbuf_fail(b);
+    }
     if (!jbudget_mem(b->bud, (cap - b->cap) * per)) return jbuf_fail(b);
     char *p = realloc(b->p, cap);
     if (!p) {

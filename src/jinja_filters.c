@@ -586,14 +586,14 @@ static int sort_key(jeval *ev, const jv *item, const jv *attr, bool cs, int line
     return M40LLM_OK;
 }
 
-/* stable merge sort of items[n] by keys[n]; errors on unorderable keys */
-static int sort_items(jeval *ev, jv *items, jv *keys, size_t n, bool reverse, int line) {
+/* stable merge sort of items[n] by keys[n] through ti[n], tk[n] (one scratch
+ * for all levels); errors on unorderable keys */
+static int sort_items(jeval *ev, jv *items, jv *keys, jv *ti, jv *tk, size_t n, bool reverse,
+                      int line) {
     if (n < 2) return M40LLM_OK;
     size_t h = n / 2;
-    JTRY(sort_items(ev, items, keys, h, reverse, line));
-    JTRY(sort_items(ev, items + h, keys + h, n - h, reverse, line));
-    jv *ti = jarena_array(ev->a, n, sizeof *ti), *tk = jarena_array(ev->a, n, sizeof *tk);
-    if (!ti || !tk) return OOM();
+    JTRY(sort_items(ev, items, keys, ti, tk, h, reverse, line));
+    JTRY(sort_items(ev, items + h, keys + h, ti, tk, n - h, reverse, line));
     size_t i = 0, j = h, k = 0;
     while (i < h && j < n) {
         bool lt; /* take the right one only when strictly before the left one */
@@ -614,12 +614,13 @@ static int sorted_copy(jeval *ev, jlist *l, const jv *attr, bool cs, bool revers
                        jlist **out) {
     jlist *r = jlist_new(ev->a, l->n);
     jv *keys = jarena_array(ev->a, l->n, sizeof *keys);
-    if (!r || !keys) return OOM();
+    jv *ti = jarena_array(ev->a, l->n, sizeof *ti), *tk = jarena_array(ev->a, l->n, sizeof *tk);
+    if (!r || !keys || !ti || !tk) return OOM();
     for (size_t i = 0; i < l->n; i++) {
         JTRY(jlist_push(ev->a, r, l->items[i]));
         JTRY(sort_key(ev, &l->items[i], attr, cs, line, &keys[i]));
     }
-    JTRY(sort_items(ev, r->items, keys, r->n, reverse, line));
+    JTRY(sort_items(ev, r->items, keys, ti, tk, r->n, reverse, line));
     *out = r;
     return M40LLM_OK;
 }

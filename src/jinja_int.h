@@ -188,6 +188,9 @@ jlist *jlist_new(jarena *a, size_t cap);
 int jlist_push(jarena *a, jlist *l, jv v);
 jdict *jdict_new(jarena *a, jdict_kind kind);
 int jdict_set(jarena *a, jdict *d, jv key, jv val);
+/* Adds an entry without looking for the key (a JSON object's, which cJSON
+ * keeps in order; with duplicate keys the first is found, as cJSON does). */
+int jdict_append(jarena *a, jdict *d, jv key, jv val);
 /* Lookups scan the entries, charging the budget (may be NULL) per entry. */
 const jv *jdict_get(const jdict *d, const char *key, size_t klen, jbudget *bud);
 const jv *jdict_getv(const jdict *d, const jv *key, jbudget *bud);

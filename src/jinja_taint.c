@@ -114,7 +114,7 @@ int jv_from_json(jeval *ev, const cJSON *j, bool untrusted, jv *out) {
             jv v, key;
             JTRY(jv_from_json(ev, it, untrusted, &v));
             JTRY(json_str_val(ev, it->string ? it->string : "", untrusted, &key));
-            JTRY(jdict_set(a, d, key, v));
+            JTRY(jdict_append(a, d, key, v));
         }
         *out = jv_dict(d);
     } else {

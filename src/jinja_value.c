@@ -75,6 +75,10 @@ int jdict_set(jarena *a, jdict *d, jv key, jv val) {
             d->vals[i] = val;
             return M40LLM_OK;
         }
+    return jdict_append(a, d, key, val);
+}
+
+int jdict_append(jarena *a, jdict *d, jv key, jv val) {
     if (d->n == d->cap) {
         size_t cap;
         if (!grow_cap(a, d->cap, &cap)) return OOM();

@@ -186,6 +186,7 @@ static const bomb bombs[] = {
     {"split pieces", "{{ (',' * 4000000).split(',')|length }}", NULL},
     {"split whitespace", "{{ (' ' * 500000).split()|length }}", "=0"},
     {"sort huge", "{{ (range(100000)|list * 10)|sort|length }}", NULL},
+    {"sort within the budget", "{{ (range(20000)|reverse|sort)[0] }}", "=0"},
     {"dictsort big",
      "{% set ns = namespace(d={}) %}{% for i in range(100000) %}{% set ns.d = dict(ns.d, {i: "
      "i}) %}{% endfor %}{{ ns.d|dictsort|length }}",
