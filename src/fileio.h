@@ -38,7 +38,7 @@ int fileio_open_read(const char *path, int *fd, struct stat *st);
 
 /* Reads a whole regular file into a NUL-terminated malloc'd buffer; *len
  * (may be NULL) gets the byte count, which differs from strlen when the
- * file holds NUL bytes. what ("chat template") names the content in the
+ * file holds NUL bytes. what ("a chat template") names the content in the
  * error when the file is larger than cap bytes (M40LLM_ERR_INVALID_ARG). */
 int fileio_read_file(const char *path, size_t cap, const char *what, char **out, size_t *len);
 
