@@ -118,20 +118,31 @@ static char *str_cat(const char *a, const char *b) {
     return s;
 }
 
-/* The text to tokenize for this turn (malloc'd), or NULL after an error. */
-static char *run_render(run_ctx *r, const char *user_text) {
-    if (r->raw) return str_cat(r->transcript, user_text);
+/* The text to tokenize for this turn; false after an error (reported).
+ * Message contents are marked untrusted, so text a user types can never
+ * become a control token (a forged turn); --raw text is the user's own
+ * prompt as written and is all trusted. */
+static bool run_render(run_ctx *r, const char *user_text, chat_prompt *out) {
+    memset(out, 0, sizeof *out);
+    if (r->raw) {
+        out->text = str_cat(r->transcript, user_text);
+        if (!out->text) {
+            cli_fail("prompt", err_set(M40LLM_ERR_OOM, "out of memory"));
+            return false;
+        }
+        out->len = strlen(out->text);
+        return true;
+    }
     cJSON *msg = cJSON_CreateObject();
     cJSON_AddStringToObject(msg, "role", "user");
     cJSON_AddStringToObject(msg, "content", user_text);
     cJSON_AddItemToArray(r->messages, msg);
-    char *out = NULL;
     bool fell_back = false;
-    int rc = chat_render_or_fallback(r->tmpl, r->messages, true, r->bos, r->eos, &out, &fell_back);
+    int rc = chat_render_prompt(r->tmpl, r->messages, true, r->bos, r->eos, 0, out, &fell_back);
     if (rc) {
         cli_fail("chat template", rc);
         cJSON_DeleteItemFromArray(r->messages, cJSON_GetArraySize(r->messages) - 1);
-        return NULL;
+        return false;
     }
     if (fell_back && !r->warned) {
         const char *why = m40llm_last_error(); /* may quote the model's template */
@@ -140,7 +151,7 @@ static char *run_render(run_ctx *r, const char *user_text) {
         fputs("); using ChatML\n", stderr);
         r->warned = true;
     }
-    return out;
+    return true;
 }
 
 static void run_print_stats(const run_ctx *r, const gen_stats *st) {
@@ -160,12 +171,14 @@ static void run_undo_user(run_ctx *r) {
 }
 
 int run_turn(run_ctx *r, const char *user_text) {
-    char *text = run_render(r, user_text);
-    if (!text) return 1;
+    chat_prompt prompt;
+    if (!run_render(r, user_text, &prompt)) return 1;
+    char *text = prompt.text; /* owned here from now on */
     int32_t *ids = NULL;
     size_t n = 0;
-    int rc = tokenizer_encode(r->tok, text, strlen(text),
-                              TOKENIZER_ADD_SPECIAL | TOKENIZER_PARSE_SPECIAL, &ids, &n);
+    int rc = tokenizer_encode_masked(r->tok, text, prompt.len, prompt.untrusted,
+                                     TOKENIZER_ADD_SPECIAL | TOKENIZER_PARSE_SPECIAL, &ids, &n);
+    free(prompt.untrusted);
     if (rc) {
         free(text);
         run_undo_user(r);
