@@ -7,7 +7,9 @@
  * Special-token text (control tokens such as <|im_start|>, and user-defined
  * tokens that look like markup: text containing any of <>[]{}| such as
  * <|User|> or <|EOT|>) is only recognised with TOKENIZER_PARSE_SPECIAL, so
- * untrusted text can never inject a turn marker. Other user-defined tokens
+ * untrusted text can never inject a turn marker; tokenizer_encode_masked
+ * recognises it only in the trusted bytes of a mixed text (a chat prompt
+ * whose message contents are untrusted). Other user-defined tokens
  * (whitespace runs, single characters) are plain vocabulary pieces and, as in
  * llama.cpp, are always matched as whole strings.
  *
