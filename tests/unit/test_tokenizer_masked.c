@@ -25,7 +25,7 @@ typedef struct prompt {
 } prompt;
 
 static void put(prompt *p, const char *s, size_t n, bool untrusted) {
-    if (p->n + n > PCAP) n = PCAP - p->n;
+    if (n > PCAP - p->n) abort(); /* the prompts here are far shorter */
     memcpy(p->text + p->n, s, n);
     memset(p->mask + p->n, untrusted, n);
     p->n += n;
