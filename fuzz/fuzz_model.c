@@ -1,7 +1,8 @@
 /* libFuzzer target: loads arbitrary bytes as a model the way `run` does.
  * Parses the GGUF, builds the validated weight map (model.c), loads the
- * tokenizer, renders the model's chat template with a small conversation,
- * tokenizes the prompt and, for tiny models, runs a CPU forward of a few
+ * tokenizer, renders the model's chat template with a small conversation
+ * (ChatML when it has none or cannot be run), tokenizes the prompt with its
+ * untrusted-byte mask and, for tiny models, runs a CPU forward of a few
  * tokens, so that the per-layer state and every weight pointer are used.
  * Checks the model's invariants (weights inside the input, no more weight
  * bytes than the input holds) and traps when one is broken.
@@ -91,34 +92,39 @@ static void check_model(const model *m, const uint8_t *data, size_t size) {
     if ((int64_t)m->cfg.n_layer * 9 > gguf_n_tensors(m->gguf)) __builtin_trap();
 }
 
-/* Renders the model's template (ChatML when it has none), as `run` does. */
-static char *render_prompt(const gguf_file *g) {
-    char *tmpl = NULL, *bos = NULL, *eos = NULL, *out = NULL;
-    if (chat_model_template(g, &tmpl, &bos, &eos) != M40LLM_OK) return NULL;
-    if (chat_render_at(tmpl ? tmpl : chat_template_chatml, conversation, true, bos, eos, 1721995200,
-                       &out) != M40LLM_OK)
-        out = NULL;
+/* Renders the model's template with the untrusted-byte mask, ChatML when it
+ * has none or the engine cannot run it, as `run` does. */
+static void render_prompt(const gguf_file *g, chat_prompt *p) {
+    char *tmpl = NULL, *bos = NULL, *eos = NULL;
+    memset(p, 0, sizeof *p);
+    if (chat_model_template(g, &tmpl, &bos, &eos) != M40LLM_OK) return;
+    bool fell_back = false;
+    if (chat_render_prompt(tmpl, conversation, true, bos, eos, 1721995200, p, &fell_back) !=
+        M40LLM_OK)
+        memset(p, 0, sizeof *p);
     free(tmpl);
     free(bos);
     free(eos);
-    return out;
 }
 
 /* Up to two prompt ids: from the tokenizer when it loaded, else fixed. */
-static int prompt_ids(const tokenizer *tok, const char *prompt, int32_t ids[2]) {
+static int prompt_ids(const tokenizer *tok, const chat_prompt *p, int32_t ids[2]) {
     ids[0] = 1;
     ids[1] = 2;
     if (!tok) return 2;
-    const char *text = prompt ? prompt : "Hello world";
+    static const char fallback[] = "Hello world";
+    const char *text = p->text ? p->text : fallback;
+    size_t len = p->text ? p->len : sizeof fallback - 1;
     int32_t *enc = NULL;
     size_t n = 0;
-    if (tokenizer_encode(tok, text, strlen(text), TOKENIZER_ADD_SPECIAL | TOKENIZER_PARSE_SPECIAL,
-                         &enc, &n) != M40LLM_OK)
+    if (tokenizer_encode_masked(tok, text, len, p->text ? p->untrusted : NULL,
+                                TOKENIZER_ADD_SPECIAL | TOKENIZER_PARSE_SPECIAL, &enc,
+                                &n) != M40LLM_OK)
         return 2;
     char *back = NULL;
-    size_t len = 0;
-    if (tokenizer_decode(tok, enc, n, TOKENIZER_DECODE_SPECIAL, &back, &len) == M40LLM_OK)
-        fuzz_sink += len;
+    size_t back_len = 0;
+    if (tokenizer_decode(tok, enc, n, TOKENIZER_DECODE_SPECIAL, &back, &back_len) == M40LLM_OK)
+        fuzz_sink += back_len;
     free(back);
     int k = 0;
     for (size_t i = 0; i < n && k < 2; i++) ids[k++] = enc[i];
@@ -176,9 +182,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (gguf_open_memory(data, size, &g) != M40LLM_OK) return 0;
     tokenizer *tok = NULL;
     if (tokenizer_load(g, &tok) != M40LLM_OK) tok = NULL;
-    char *prompt = render_prompt(g);
+    chat_prompt prompt;
+    render_prompt(g, &prompt);
     int32_t ids[2];
-    int n_ids = prompt_ids(tok, prompt, ids);
+    int n_ids = prompt_ids(tok, &prompt, ids);
     model *m = NULL;
     if (model_from_gguf(g, &m) == M40LLM_OK) {
         check_model(m, data, size);
@@ -191,7 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         gguf_close(g);
     }
     tokenizer_free(tok);
-    free(prompt);
+    chat_prompt_free(&prompt);
     return 0;
 }
 
