@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "fileio.h"
 #include "gguf_internal.h"
 #include "quant.h"
 
@@ -326,7 +327,7 @@ static void put_kv(wout *o, const wkv *kv) {
     }
 }
 
-static int write_body(gguf_writer *w, wout *o, const char *tmp) {
+static int write_body(gguf_writer *w, wout *o, const char *path) {
     uint64_t a = w->alignment;
     uint64_t off = 0;
     size_t max_fill = 0;
@@ -371,29 +372,22 @@ static int write_body(gguf_writer *w, wout *o, const char *tmp) {
     }
     free(buf);
     if (rc) return rc;
-    if (o->failed) return err_set(M40LLM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    if (o->failed) return err_set(M40LLM_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     return M40LLM_OK;
 }
 
 int gguf_writer_write(gguf_writer *w, const char *path) {
     if (!w || !path) return err_set(M40LLM_ERR_INVALID_ARG, "gguf writer: NULL argument");
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 5);
-    if (!tmp) return err_set(M40LLM_ERR_OOM, "gguf writer: no memory");
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp", 5);
-    wout o = {fopen(tmp, "wb"), 0, false};
-    if (!o.fp) {
-        int rc = err_set(M40LLM_ERR_IO, "%s: %s", tmp, strerror(errno));
-        free(tmp);
+    /* a temporary beside path, renamed over it when complete: a failed
+     * write leaves path as it was and removes nothing the writer did not make */
+    fileio_out f;
+    int rc = fileio_out_open(path, &f);
+    if (rc) return rc;
+    wout o = {f.f, 0, false};
+    rc = write_body(w, &o, path);
+    if (rc) {
+        fileio_out_abort(&f);
         return rc;
     }
-    int rc = write_body(w, &o, tmp);
-    if (fclose(o.fp) != 0 && rc == M40LLM_OK)
-        rc = err_set(M40LLM_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (rc == M40LLM_OK && rename(tmp, path) != 0)
-        rc = err_set(M40LLM_ERR_IO, "rename %s -> %s: %s", tmp, path, strerror(errno));
-    if (rc) unlink(tmp); /* a failed write leaves no file behind */
-    free(tmp);
-    return rc;
+    return fileio_out_commit(&f);
 }

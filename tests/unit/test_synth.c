@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -297,6 +298,37 @@ static void test_bad_config(void) {
     CHECK(synth_write(&c, "/nonexistent-dir/x.gguf", NULL) == M40LLM_ERR_IO);
 }
 
+/* The writer never touches a path it did not make: an existing OUT.tmp (a
+ * fixed temporary name before) and a file a symlink there points to stay as
+ * they were, and a failed write leaves OUT's old contents. */
+static void test_writer_paths(void) {
+    synth_config c;
+    synth_default_config(&c);
+    char out[512], tmp[600], victim[512];
+    tmp_path("w.gguf", out, sizeof out);
+    snprintf(tmp, sizeof tmp, "%s.tmp", out);
+    tmp_path("victim", victim, sizeof victim);
+    FILE *f = fopen(victim, "w");
+    CHECK(f && fputs("keep me", f) >= 0 && fclose(f) == 0);
+    CHECK(symlink(victim, tmp) == 0);
+    CHECK(synth_write(&c, out, NULL) == M40LLM_OK);
+    char buf[16] = {0};
+    f = fopen(victim, "r");
+    CHECK(f && fread(buf, 1, sizeof buf - 1, f) == 7 && fclose(f) == 0);
+    CHECK(!strcmp(buf, "keep me"));
+    char link[512] = {0};
+    CHECK(readlink(tmp, link, sizeof link - 1) > 0 && !strcmp(link, victim));
+    /* a bad config after a good write: OUT keeps the good model */
+    struct stat before, after;
+    CHECK(stat(out, &before) == 0);
+    c.type = "q9_9";
+    CHECK(synth_write(&c, out, NULL) == M40LLM_ERR_UNSUPPORTED);
+    CHECK(stat(out, &after) == 0 && after.st_size == before.st_size);
+    unlink(tmp);
+    unlink(victim);
+    unlink(out);
+}
+
 int main(void) {
     const char *base = getenv("TMPDIR");
     snprintf(tmpdir, sizeof tmpdir, "%s/m40-synth-XXXXXX", base && *base ? base : "/tmp");
@@ -305,6 +337,7 @@ int main(void) {
     test_q4_k_m_layers();
     test_determinism();
     test_bad_config();
+    test_writer_paths();
     rmdir(tmpdir);
     return check_summary("test_synth");
 }
