@@ -54,7 +54,7 @@ static int write_model(const spec *s) {
     if (s->experts) gguf_writer_set_u32(w, "llama.expert_count", (uint32_t)s->experts);
     if (s->vocab_size) gguf_writer_set_u32(w, "llama.vocab_size", s->vocab_size);
     if (s->n_tokens) {
-        static char text[VOCAB * 2][8];
+        static char text[VOCAB * 2][16];
         static const char *toks[VOCAB * 2];
         for (uint32_t i = 0; i < s->n_tokens; i++) {
             snprintf(text[i], sizeof text[i], "t%u", i);
