@@ -15,8 +15,7 @@ out="${M40LLM_FUZZ_DIR:-build-fuzz}"
 mkdir -p "$out"
 bin="$out/fuzz_template"
 . scripts/fuzz_common.sh
-# shellcheck disable=SC2046  # the engine's sources, one word each
-fuzz_build "$bin" "-lcjson -lm" fuzz/fuzz_template.c $(ls src/jinja_*.c) src/err.c -- \
+fuzz_build "$bin" "-lcjson -lm" fuzz/fuzz_template.c src/jinja_*.c src/err.c -- \
     src/jinja.h src/jinja_int.h src/jinja_parse.h
 
 # seed corpus: the bombs and the fixture templates; new inputs go there too

@@ -33,14 +33,18 @@
  * several threads at once (each render has its own memory). */
 typedef struct jinja_template jinja_template;
 
+/* Largest source jinja_parse accepts (chat templates are a few KiB). */
+#define JINJA_MAX_SOURCE (512 << 10)
+
 /* Compiles `len` bytes of template source. On error *out is NULL and the
- * message says "line N: ..." and what is wrong. */
+ * message says "line N: ..." and what is wrong; a source over
+ * JINJA_MAX_SOURCE bytes is M40LLM_ERR_UNSUPPORTED. */
 int jinja_parse(const char *src, size_t len, jinja_template **out);
 void jinja_free(jinja_template *t);
 
 /* Defaults of the render budgets (jinja_render_opts). */
 #define JINJA_DEFAULT_MEMORY ((size_t)8 << 20)
-#define JINJA_DEFAULT_STEPS  1000000ull
+#define JINJA_DEFAULT_STEPS  500000ull
 
 /* What a render used, for tests and diagnostics (jinja_render_opts.stats). */
 typedef struct jinja_render_stats {

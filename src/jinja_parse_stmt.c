@@ -273,6 +273,11 @@ int jinja_parse_tokens(jinja_template *t, jtok *toks, size_t ntoks) {
 int jinja_parse(const char *src, size_t len, jinja_template **out) {
     *out = NULL;
     if (!src) return err_set(M40LLM_ERR_INVALID_ARG, "template: no source");
+    /* parsing takes some 50 bytes a source byte: bound it before it starts */
+    if (len > JINJA_MAX_SOURCE)
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "template: %zu bytes, more than a chat template's %d KiB limit", len,
+                       JINJA_MAX_SOURCE >> 10);
     jinja_template *t = calloc(1, sizeof *t);
     if (!t) return err_set(M40LLM_ERR_OOM, "template: out of memory");
     jtok *toks;
