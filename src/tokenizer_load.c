@@ -102,11 +102,16 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
                        model);
     }
     rc = gguf_get_str(f, "tokenizer.ggml.pre", &s);
+    if (rc == M40LLM_OK && gguf_str_has_nul(s)) {
+        char shown[96];
+        return err_set(M40LLM_ERR_FORMAT, "tokenizer.ggml.pre '%s' holds a NUL byte",
+                       gguf_str_escape(s, shown, sizeof shown));
+    }
     if (rc == M40LLM_OK)
         gguf_str_copy(s, pre, sizeof pre);
     else if (rc != M40LLM_ERR_NOT_FOUND)
         return err_prefix(rc, "tokenizer: tokenizer.ggml.pre");
-    if (gguf_get_str(f, "general.name", &s) == M40LLM_OK) gguf_str_copy(s, name, sizeof name);
+    if (gguf_get_str(f, "general.name", &s) == M40LLM_OK) gguf_str_escape(s, name, sizeof name);
     v.pre = pre;
     v.model_name = name;
 

@@ -17,7 +17,7 @@
 /* Dequantizes one tensor row by row (rows of ne[0] elements) into out. */
 static int dump_one(const gguf_tensor *t, FILE *out, const char *path) {
     char name[256];
-    gguf_str_copy(t->name, name, sizeof name);
+    gguf_str_escape(t->name, name, sizeof name); /* from the file: may hold NUL or controls */
     const quant_type_info *qi = quant_info(t->type);
     if (!qi || !qi->can_dequant)
         return err_set(M40LLM_ERR_UNSUPPORTED, "tensor '%s': type %d (%s) cannot be dequantized",

@@ -41,7 +41,7 @@ static void summarize(const gguf_file *f, show_summary *s) {
     gguf_str a = {0, NULL};
     s->arch[0] = '\0';
     if (gguf_get_str(f, "general.architecture", &a) == M40LLM_OK)
-        gguf_str_copy(a, s->arch, sizeof s->arch);
+        gguf_str_escape(a, s->arch, sizeof s->arch); /* "llama\x00..." finds no llama.* keys */
     s->layers = arch_key(f, s->arch, "block_count");
     s->embd = arch_key(f, s->arch, "embedding_length");
     s->heads = arch_key(f, s->arch, "attention.head_count");
