@@ -219,9 +219,14 @@ static int pct_snprintf(char *buf, size_t size, const char *cfmt, const pct_spec
 /* a number through snprintf, the width and precision passed as arguments,
  * into exactly the room it needs */
 static void pct_number(jbuf *b, const pct_spec *sp, bool integer, long long i, double d) {
-    char cfmt[24];
-    snprintf(cfmt, sizeof cfmt, "%%%s*%s%s%c", sp->flags, sp->has_prec ? ".*" : "",
-             integer ? "ll" : "", sp->type == 'i' || sp->type == 'u' ? 'd' : sp->type);
+    char cfmt[24], flags[8];
+    bool decimal = sp->type == 'd' || sp->type == 'i' || sp->type == 'u';
+    size_t k = 0;
+    for (const char *f = sp->flags; *f; f++) /* '#' with %d is undefined in C */
+        if (!(decimal && *f == '#')) flags[k++] = *f;
+    flags[k] = '\0';
+    snprintf(cfmt, sizeof cfmt, "%%%s*%s%s%c", flags, sp->has_prec ? ".*" : "", integer ? "ll" : "",
+             decimal ? 'd' : sp->type);
     int n = pct_snprintf(NULL, 0, cfmt, sp, integer, i, d);
     char *p = n > 0 ? jbuf_extend(b, (size_t)n) : NULL;
     if (p) pct_snprintf(p, (size_t)n + 1, cfmt, sp, integer, i, d);
