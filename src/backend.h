@@ -58,8 +58,9 @@ typedef struct backend_ops {
 
 /* Polled by a forward call between layers where one call can take long (the
  * CPU backend); returning true abandons the call with M40LLM_ERR_CANCELLED.
- * Every sequence the call touched is then cut back to the first position
- * the call would have written, so the cache stays consistent. */
+ * A call that is abandoned or fails part way cuts every sequence it touched
+ * back to its first position in the call, so the cache stays consistent.
+ * The hook belongs to whoever calls forward (one thread at a time). */
 typedef bool (*backend_abort_fn)(void *ctx);
 
 struct backend {

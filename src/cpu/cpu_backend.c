@@ -61,14 +61,8 @@ static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *lo
     }
     cpu_rope_table(cb, e, n);
     for (int il = 0; il < c->n_layer; il++) {
-        if (cb->base.abort_fn && cb->base.abort_fn(cb->base.abort_ctx)) {
-            /* layers before il overwrote K/V from each entry's pos on */
-            for (int i = 0; i < n; i++) {
-                cpu_seq *s = &cb->seqs[e[i].seq];
-                if (e[i].pos < s->len) s->len = e[i].pos;
-            }
+        if (cb->base.abort_fn && cb->base.abort_fn(cb->base.abort_ctx))
             return err_set(M40LLM_ERR_CANCELLED, "cpu backend: forward abandoned at layer %d", il);
-        }
         const model_layer *L = &m->layers[il];
         const float *an = cb->norms + (size_t)il * 2 * E, *fn = an + E;
         for (int i = 0; i < n; i++)
@@ -119,7 +113,16 @@ static int cpu_forward(backend *b, const backend_entry *e, int n, float *logits)
             while (j >= start && e[j].seq != e[end].seq) j--;
             if (j >= start && e[end].pos <= e[j].pos) break;
         }
-        if ((rc = forward_run(cb, e + start, end - start, logits))) return rc;
+        if ((rc = forward_run(cb, e + start, end - start, logits))) {
+            /* abandoned or failed part way (any part, any layer): K/V may be
+             * overwritten from each entry's position on, so every sequence of
+             * the call is cut back to its first position in it */
+            for (int i = 0; i < n; i++) {
+                cpu_seq *s = &cb->seqs[e[i].seq];
+                if (e[i].pos < s->len) s->len = e[i].pos;
+            }
+            return rc;
+        }
         for (int i = start; i < end; i++)
             if (e[i].logits) logits += b->model->cfg.n_vocab;
         start = end;

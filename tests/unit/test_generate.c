@@ -217,6 +217,19 @@ static void test_abort_between_layers(void) {
     backend_set_abort(b, NULL, NULL);
     CHECK(backend_forward(b, e + 20, 20, got) == M40LLM_OK);
     CHECK(!memcmp(want, got, (size_t)V * sizeof *got)); /* the CPU backend is bit-exact */
+    /* a batch that rewinds inside itself runs in two parts (35..39, then
+     * 37..41): abandoned in the second, the cut reaches back to the call's
+     * first position, 35, not the second part's */
+    backend_entry two[10];
+    for (int i = 0; i < 5; i++) two[i] = (backend_entry){0, 35 + i, prompt[i], false};
+    for (int i = 0; i < 5; i++) two[5 + i] = (backend_entry){0, 37 + i, prompt[i], false};
+    a = (abort_count){0, 2 + 2}; /* both layers of part one, layer 0 of part two */
+    backend_set_abort(b, abort_after, &a);
+    CHECK(backend_forward(b, two, 10, NULL) == M40LLM_ERR_CANCELLED);
+    CHECKF(b->ops->seq_len(b, 0) == 35, "seq_len %d", b->ops->seq_len(b, 0));
+    backend_set_abort(b, NULL, NULL);
+    CHECK(backend_forward(b, e + 35, 5, got) == M40LLM_OK);
+    CHECK(!memcmp(want, got, (size_t)V * sizeof *got));
     backend_destroy(ref);
     backend_destroy(b);
     free(want);
