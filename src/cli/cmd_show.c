@@ -40,8 +40,14 @@ static int64_t arch_key(const gguf_file *f, const char *arch, const char *suffix
 static void summarize(const gguf_file *f, show_summary *s) {
     gguf_str a = {0, NULL};
     s->arch[0] = '\0';
-    if (gguf_get_str(f, "general.architecture", &a) == M40LLM_OK)
-        gguf_str_escape(a, s->arch, sizeof s->arch); /* "llama\x00..." finds no llama.* keys */
+    if (gguf_get_str(f, "general.architecture", &a) == M40LLM_OK) {
+        /* raw, to find "<arch>." keys (printed escaped); with a NUL it would
+         * pass for its prefix ("llama"), so escaped: it then finds none */
+        if (gguf_str_has_nul(a))
+            gguf_str_escape(a, s->arch, sizeof s->arch);
+        else
+            gguf_str_copy(a, s->arch, sizeof s->arch);
+    }
     s->layers = arch_key(f, s->arch, "block_count");
     s->embd = arch_key(f, s->arch, "embedding_length");
     s->heads = arch_key(f, s->arch, "attention.head_count");
@@ -276,6 +282,22 @@ static cJSON *json_value(const gguf_value *v, const show_opts *op) {
     return a;
 }
 
+/* cJSON's text with DEL and the C1 controls (U+0080..U+009F, which some
+ * terminals obey as escapes) written as \u escapes too: cJSON escapes only
+ * bytes below 0x20. Outside strings its text is ASCII, so bytes are enough. */
+static void put_json(FILE *o, const char *txt) {
+    for (const unsigned char *p = (const unsigned char *)txt; *p; p++) {
+        if (*p == 0x7f) {
+            fputs("\\u007f", o);
+        } else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            fprintf(o, "\\u%04x", p[1]);
+            p++;
+        } else {
+            fputc(*p, o);
+        }
+    }
+}
+
 static int show_json(FILE *o, const gguf_file *f, const show_summary *s, const show_opts *op) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddNumberToObject(root, "version", gguf_version(f));
@@ -327,7 +349,7 @@ static int show_json(FILE *o, const gguf_file *f, const show_summary *s, const s
         fprintf(stderr, "m40-llm: show: out of memory building JSON\n");
         return 1;
     }
-    fputs(txt, o);
+    put_json(o, txt);
     fputc('\n', o);
     cJSON_free(txt);
     return 0;
