@@ -121,16 +121,23 @@ static char *str_cat(const char *a, const char *b) {
 /* The text to tokenize for this turn; false after an error (reported).
  * Message contents are marked untrusted, so text a user types can never
  * become a control token (a forged turn); --raw text is the user's own
- * prompt as written and is all trusted. */
+ * prompt as written and is trusted, but the model's earlier answers in the
+ * transcript are not (an answer that spells <|im_end|> stays text). */
 static bool run_render(run_ctx *r, const char *user_text, chat_prompt *out) {
     memset(out, 0, sizeof *out);
     if (r->raw) {
         out->text = str_cat(r->transcript, user_text);
-        if (!out->text) {
+        out->len = out->text ? strlen(out->text) : 0;
+        if (out->text && r->transcript_untrusted) {
+            size_t old = strlen(r->transcript);
+            out->untrusted = calloc(out->len, 1);
+            if (out->untrusted) memcpy(out->untrusted, r->transcript_untrusted, old);
+        }
+        if (!out->text || (r->transcript_untrusted && !out->untrusted)) {
+            chat_prompt_free(out);
             cli_fail("prompt", err_set(M40LLM_ERR_OOM, "out of memory"));
             return false;
         }
-        out->len = strlen(out->text);
         return true;
     }
     cJSON *msg = cJSON_CreateObject();
@@ -232,8 +239,19 @@ int run_turn(run_ctx *r, const char *user_text) {
     if (r->interrupted) fprintf(stderr, "(interrupted)\n");
     run_print_stats(r, &st);
     if (r->raw) {
+        /* transcript = earlier transcript + this prompt (trusted) + answer */
+        size_t old = r->transcript ? strlen(r->transcript) : 0, tl = strlen(text);
+        char *t = str_cat(text, answer);
+        uint8_t *m = t ? calloc(strlen(t) + 1, 1) : NULL;
+        if (m) {
+            if (r->transcript_untrusted) memcpy(m, r->transcript_untrusted, old);
+            memset(m + tl, 1, strlen(t) - tl);
+        }
         free(r->transcript);
-        r->transcript = str_cat(text, answer);
+        free(r->transcript_untrusted);
+        r->transcript = m ? t : NULL; /* out of memory: start over rather than trust it */
+        r->transcript_untrusted = m;
+        if (!m) free(t);
     } else {
         cJSON *msg = cJSON_CreateObject();
         cJSON_AddStringToObject(msg, "role", "assistant");
@@ -272,7 +290,9 @@ void run_clear(run_ctx *r) {
         free(sys);
     }
     free(r->transcript);
+    free(r->transcript_untrusted);
     r->transcript = NULL;
+    r->transcript_untrusted = NULL;
     gen_session_reset(r->sess);
 }
 
@@ -318,6 +338,7 @@ static void run_free(run_ctx *r) {
     free(r->eos);
     free(r->system);
     free(r->transcript);
+    free(r->transcript_untrusted);
 }
 
 int cmd_run(int argc, char **argv) {
