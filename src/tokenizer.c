@@ -186,10 +186,12 @@ static int tok_setup_special(tokenizer *t, const tokenizer_vocab *v) {
 
     /* User-defined tokens that look like markup (<|User|>, <|EOT|>, </s>) act
      * as turn markers in some chat formats: they are matched only in trusted
-     * text. Plain ones (whitespace runs, single characters) are vocabulary
-     * pieces and are always matched, as llama.cpp does. */
+     * text. Plain ones (whitespace runs, single characters, even "{" or "<")
+     * are vocabulary pieces and are always matched, as llama.cpp does: a turn
+     * marker has at least two bytes. */
     for (int32_t i = 0; i < n; i++)
-        if (t->ttype[i] == TOKEN_TYPE_USER_DEFINED && strpbrk(t->text[i], "<>[]{}|"))
+        if (t->ttype[i] == TOKEN_TYPE_USER_DEFINED && t->len[i] >= 2 &&
+            strpbrk(t->text[i], "<>[]{}|"))
             t->attr[i] |= TOK_ATTR_MARKUP;
 
     /* Special-text cache, longest first (a longer text wins over its prefixes),

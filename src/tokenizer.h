@@ -5,13 +5,14 @@
  * Text input: invalid UTF-8 is never rejected; each maximal invalid subpart is
  * replaced by U+FFFD before tokenizing (so encode never fails on bad bytes).
  * Special-token text (control tokens such as <|im_start|>, and user-defined
- * tokens that look like markup: text containing any of <>[]{}| such as
- * <|User|> or <|EOT|>) is only recognised with TOKENIZER_PARSE_SPECIAL, so
- * untrusted text can never inject a turn marker; tokenizer_encode_masked
- * recognises it only in the trusted bytes of a mixed text (a chat prompt
- * whose message contents are untrusted). Other user-defined tokens
- * (whitespace runs, single characters) are plain vocabulary pieces and, as in
- * llama.cpp, are always matched as whole strings.
+ * tokens that look like markup: text of two bytes or more containing any of
+ * <>[]{}| such as <|User|> or <|EOT|>) is only recognised with
+ * TOKENIZER_PARSE_SPECIAL, so untrusted text can never inject a turn marker;
+ * tokenizer_encode_masked recognises it only in the trusted bytes of a mixed
+ * text (a chat prompt whose message contents are untrusted). Other
+ * user-defined tokens (whitespace runs, single characters even such as "{")
+ * are plain vocabulary pieces and, as in llama.cpp, are always matched as
+ * whole strings.
  *
  * A tokenizer is immutable after creation: every function taking a const
  * tokenizer may be called from several threads at once. */

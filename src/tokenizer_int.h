@@ -7,7 +7,7 @@
 /* Token attribute bits (token type plus strip flags used by special matching). */
 #define TOK_ATTR_LSTRIP 0x01u /* eat whitespace to the left when matched as special text */
 #define TOK_ATTR_RSTRIP 0x02u /* eat whitespace to the right */
-#define TOK_ATTR_MARKUP 0x04u /* user-defined text with <>[]{}| : treated as special text */
+#define TOK_ATTR_MARKUP 0x04u /* user-defined, 2+ bytes with <>[]{}| : special text */
 
 /* String -> int32 map, open addressing; keys point into a pool owned elsewhere. */
 typedef struct tok_strmap {

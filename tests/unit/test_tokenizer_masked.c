@@ -42,7 +42,7 @@ static bool special_text_id(const tokenizer *t, int32_t id) {
     tokenizer_token_type ty = tokenizer_token_get_type(t, id);
     if (ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_UNKNOWN) return true;
     const char *s = tokenizer_token_text(t, id, NULL);
-    return ty == TOKEN_TYPE_USER_DEFINED && s && strpbrk(s, "<>[]{}|");
+    return ty == TOKEN_TYPE_USER_DEFINED && s && strlen(s) >= 2 && strpbrk(s, "<>[]{}|");
 }
 
 typedef struct idseq {
@@ -456,6 +456,51 @@ static void test_merge_guard(void) {
     }
 }
 
+/* A single-character user-defined token is a vocabulary piece, even "{":
+ * message text gives it (it used to be guarded as markup and dropped);
+ * a multi-character markup one stays guarded. */
+static void test_single_char_user_defined(void) {
+    /* 0 "{" user-defined, 5 "<|x|>" user-defined markup */
+    const char *bt[] = {"{", "a", "<", "|", "x", "<|x|>", ">", "}", "aa"};
+    int32_t bty[] = {4, 1, 1, 1, 1, 4, 1, 4, 1};
+    const char *mg[] = {"a a"};
+    const char *pres[] = {"gpt-2", "llama3"};
+    for (int k = 0; k < 2; k++) {
+        tokenizer_vocab v;
+        tokenizer_vocab_init(&v);
+        v.type = TOKENIZER_BPE;
+        v.pre = pres[k];
+        v.n_tokens = 9;
+        v.tokens = bt;
+        v.token_types = bty;
+        v.n_merges = 1;
+        v.merges = mg;
+        v.add_bos = 0;
+        tokenizer *t = NULL;
+        CHECK(tokenizer_create(&v, &t) == M40LLM_OK);
+        if (!t) continue;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        uint8_t m1[] = {1};
+        CHECK(!tokenizer_encode_masked(t, "{", 1, m1, TOKENIZER_PARSE_SPECIAL, &ids, &n));
+        int32_t want1[] = {0};
+        CHECKF(same_ids(ids, n, want1, 1), "%s: untrusted { gave %zu ids", pres[k], n);
+        free(ids);
+        CHECK(!tokenizer_encode(t, "a{a}", 4, 0, &ids, &n));
+        int32_t want2[] = {1, 0, 1, 7};
+        CHECKF(same_ids(ids, n, want2, 4), "%s: a{a} gave %zu ids", pres[k], n);
+        free(ids);
+        uint8_t m3[] = {1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1};
+        CHECK(!tokenizer_encode_masked(t, "<|x|><|x|>{", 11, m3, TOKENIZER_PARSE_SPECIAL, &ids,
+                                       &n));
+        /* untrusted markup: its pieces; trusted: the token; untrusted "{": itself */
+        int32_t want3[] = {2, 3, 4, 3, 6, 5, 0};
+        CHECKF(same_ids(ids, n, want3, 7), "%s: mixed gave %zu ids", pres[k], n);
+        free(ids);
+        tokenizer_free(t);
+    }
+}
+
 /* The mask follows the UTF-8 repair: a U+FFFD is untrusted if any byte it
  * replaces is, so an untrusted stray byte cannot shift trust onto a special. */
 static void test_sanitize_shift(const tokenizer *t, const char *name) {
@@ -495,6 +540,7 @@ static tokenizer *load_vocab(const char *path) {
 
 int main(void) {
     test_merge_guard();
+    test_single_char_user_defined();
     char dir[512];
     check_fixture("tokenizer", dir, sizeof dir);
     DIR *d = opendir(dir);
