@@ -160,7 +160,14 @@ int gguf_writer_add_tensor(gguf_writer *w, const char *name, int type, uint32_t 
                            const int64_t *ne, const void *data, size_t nbytes);
 int gguf_writer_add_tensor_fn(gguf_writer *w, const char *name, int type, uint32_t n_dims,
                               const int64_t *ne, gguf_fill_fn fill, void *ctx);
-/* Writes to path + ".tmp" and renames, so a failed write leaves no file. */
+/* Writes through fileio_out (fileio.h): a new temporary beside path
+ * ("path.tmp-PID-N", created with O_EXCL, never an existing file) renamed
+ * over path when everything was written; a symbolic link at path stays and
+ * the file it names is replaced. On any error the temporary is removed and
+ * path is left as it was (absent, or its old contents). A path that exists
+ * and is not a regular file (a device, a FIFO) is written in place instead:
+ * nothing is renamed or removed, and a failed write leaves what was written
+ * so far. */
 int gguf_writer_write(gguf_writer *w, const char *path);
 
 #endif

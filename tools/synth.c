@@ -167,8 +167,10 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    /* the writer renames a finished temporary over OUT: a device or FIFO
-     * there would be replaced by a regular file, so refuse it up front */
+    /* the writer would write a device or FIFO at OUT in place (fileio_out),
+     * where a failed write cannot be undone and opening a FIFO blocks until
+     * a reader comes: a model belongs in a regular file, so refuse anything
+     * else up front */
     struct stat st;
     if (stat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
         fprintf(stderr, "m40-synth: %s: is %s, not a regular file\n", out, fileio_kind(st.st_mode));
