@@ -28,6 +28,9 @@ int cli_read_stdin(size_t cap, const char *what, char **out, size_t *len);
  * controls), so no text can drive the terminal; with quote nonzero, quote
  * and backslash are escaped too. Returns the bytes written. */
 size_t cli_put_escaped(FILE *o, const char *s, size_t n, char quote);
+/* Text a model produced (an answer, a rendered template): on a terminal
+ * with control bytes other than newline and tab escaped, else unchanged. */
+void cli_put_text(FILE *o, const char *s, size_t n);
 /* cli_put_escaped without quoting, padded with blanks to width bytes. */
 void cli_put_name(FILE *o, const char *s, size_t n, int width);
 /* Flushes stdout; false (and the error remembered) when a write failed. */
@@ -35,10 +38,11 @@ bool cli_flush_stdout(void);
 /* At exit: reports a failed write to stdout ("m40-llm: error writing
  * output: REASON") and turns status 0 into 1; else returns status. */
 int cli_finish_output(int status);
-/* The checks cJSON cannot make on messages JSON text of len bytes: a NUL
- * byte or a "\u0000" escape (cJSON would cut the string there) and nesting
- * past cJSON's limit (named, not reported as a syntax error). name is the
- * file in messages. Library status. */
+/* The checks cJSON cannot make on messages JSON text of len bytes
+ * (json_check.h): a NUL byte or a "\u0000" escape (cJSON would cut the
+ * string there), nesting past cJSON's limit (named, not reported as a syntax
+ * error) and more than JSON_CHECK_MAX_VALUES values (cJSON would need ~64
+ * bytes each). name is the file in messages. Library status. */
 int cli_json_check(const char *text, size_t len, const char *name);
 /* Parses decimal digits only (no sign, blanks or overflow) into *out;
  * false, leaving *out alone, otherwise. */

@@ -88,7 +88,7 @@ typedef struct run_sink {
 
 static bool run_on_text(void *ctx, const char *text, size_t len) {
     run_sink *s = ctx;
-    fwrite(text, 1, len, stdout);
+    cli_put_text(stdout, text, len); /* escapes shown, not obeyed, on a terminal */
     if (!cli_flush_stdout()) {
         s->write_failed = true;
         return false; /* nobody can read the answer: stop generating */

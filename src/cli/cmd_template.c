@@ -116,7 +116,7 @@ int cmd_template(int argc, char **argv) {
                          &out);
         if (rc == M40LLM_OK) {
             size_t n = strlen(out);
-            fwrite(out, 1, n, stdout);
+            cli_put_text(stdout, out, n);
             status = cli_flush_stdout() ? 0 : 1; /* main reports a failed write */
             free(out);
         } else {
