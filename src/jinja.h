@@ -18,7 +18,11 @@
  *                           names the budget and its size).
  *
  * A template from a model file is untrusted: whatever it does, a render ends
- * within its budgets (by default a few MiB and well under a second). */
+ * within its budgets. By default those are 8 MiB and 500k steps plus 16
+ * bytes and 4 steps per byte of the variables, never more than 64 MiB and
+ * 5M steps (JINJA_DEFAULT_*_CAP): any render, whatever its template and
+ * variables, ends well under a second holding at most 64 MiB of values.
+ * Explicit budgets (jinja_render_opts) replace these. */
 #ifndef M40_JINJA_H
 #define M40_JINJA_H
 
@@ -42,9 +46,12 @@ typedef struct jinja_template jinja_template;
 int jinja_parse(const char *src, size_t len, jinja_template **out);
 void jinja_free(jinja_template *t);
 
-/* Defaults of the render budgets (jinja_render_opts). */
-#define JINJA_DEFAULT_MEMORY ((size_t)8 << 20)
-#define JINJA_DEFAULT_STEPS  500000ull
+/* Defaults of the render budgets (jinja_render_opts): a base that grows
+ * with the variables, never past the ceiling (*_CAP). */
+#define JINJA_DEFAULT_MEMORY     ((size_t)8 << 20)
+#define JINJA_DEFAULT_MEMORY_CAP ((size_t)64 << 20)
+#define JINJA_DEFAULT_STEPS      500000ull
+#define JINJA_DEFAULT_STEPS_CAP  5000000ull
 
 /* What a render used, for tests and diagnostics (jinja_render_opts.stats). */
 typedef struct jinja_render_stats {
@@ -61,12 +68,16 @@ typedef struct jinja_render_opts {
     /* Work one render may do, in steps: an expression evaluated, a statement,
      * a loop iteration, a container item visited, a piece of text written, 16
      * bytes scanned or copied. A chat template takes about 100 per message.
-     * 0 = JINJA_DEFAULT_STEPS plus 4 per byte of the variables. */
+     * 0 = JINJA_DEFAULT_STEPS plus 4 per byte of the variables, at most
+     * JINJA_DEFAULT_STEPS_CAP (5M steps of a loop take about 0.2 s). */
     uint64_t max_steps;
     /* Bytes the values of one render may hold at once: the variables, every
      * value built, buffers, taint masks and the output.
      * 0 = JINJA_DEFAULT_MEMORY plus 16 bytes per byte of the variables
-     * (their strings, and 40 bytes a value), so long conversations fit. */
+     * (their strings, and 40 bytes a value), so long conversations fit, at
+     * most JINJA_DEFAULT_MEMORY_CAP. Converting the variables counts too:
+     * variables that need more than the budget (or than the ceiling, when
+     * max_memory is 0) fail the render with a budget error. */
     size_t max_memory;
     /* NULL-terminated names of top-level variables whose strings (and dict
      * keys, at any depth) are untrusted text; NULL = none. See jinja_render_ex. */

@@ -508,15 +508,27 @@ static int render(jeval *ev, const jinja_template *t, const cJSON *vars,
                   const jinja_render_opts *opts, jbuf *b) {
     jframe *root = frame_new(ev, NULL);
     if (!root) return err_set(M40LLM_ERR_OOM, "template: out of memory");
-    JTRY(bind_vars(ev, root, vars, opts));
+    int brc = bind_vars(ev, root, vars, opts);
+    if (brc != M40LLM_OK && ev->bud.exceeded == JB_MEMORY)
+        return err_set(M40LLM_ERR_FORMAT,
+                       "template: memory budget exceeded: the variables need more than %zu "
+                       "bytes (%.1f MiB, jinja_render_opts.max_memory); not rendering",
+                       ev->bud.mem_max, (double)ev->bud.mem_max / (1 << 20));
+    if (brc != M40LLM_OK) return ev->bud.exceeded ? jbudget_error(&ev->bud) : brc;
     /* the default budgets grow with the variables, so a long conversation
-     * has room; a template's own growth is what they bound */
+     * has room, up to a ceiling that keeps any render well under a second;
+     * a template's own growth is what they bound */
     size_t in = ev->input, extra;
-    if (!(opts && opts->max_memory))
-        ev->bud.mem_max =
-            jsize_mul(in, 16, &extra) && jsize_add(extra, JINJA_DEFAULT_MEMORY, &extra) ? extra
-                                                                                        : SIZE_MAX;
-    if (!(opts && opts->max_steps)) ev->bud.max_steps = JINJA_DEFAULT_STEPS + 4 * (uint64_t)in;
+    if (!(opts && opts->max_memory)) {
+        if (!(jsize_mul(in, 16, &extra) && jsize_add(extra, JINJA_DEFAULT_MEMORY, &extra)))
+            extra = SIZE_MAX;
+        ev->bud.mem_max = extra < JINJA_DEFAULT_MEMORY_CAP ? extra : JINJA_DEFAULT_MEMORY_CAP;
+    }
+    if (!(opts && opts->max_steps)) {
+        ev->bud.max_steps = in < (JINJA_DEFAULT_STEPS_CAP - JINJA_DEFAULT_STEPS) / 4
+                                ? JINJA_DEFAULT_STEPS + 4 * (uint64_t)in
+                                : JINJA_DEFAULT_STEPS_CAP;
+    }
     int rc = exec_body(ev, root, &t->root, b);
     if (rc > 0) rc = err_set(M40LLM_ERR_FORMAT, "template: break/continue outside a loop");
     if (rc == M40LLM_OK && b->oom) rc = err_set(M40LLM_ERR_OOM, "template: out of memory");
@@ -535,9 +547,10 @@ int jinja_render_ex(const jinja_template *t, const cJSON *vars, const jinja_rend
     jarena arena = {0};
     jeval ev = {.a = &arena, .now = opts ? opts->now : 0};
     arena.bud = &ev.bud;
-    /* until the variables are in, only an explicit budget applies */
-    ev.bud.mem_max = opts && opts->max_memory ? opts->max_memory : SIZE_MAX;
-    ev.bud.max_steps = opts && opts->max_steps ? opts->max_steps : UINT64_MAX;
+    /* while the variables are converted, an explicit budget or the ceiling
+     * of the default one applies (a huge messages array fails cleanly) */
+    ev.bud.mem_max = opts && opts->max_memory ? opts->max_memory : JINJA_DEFAULT_MEMORY_CAP;
+    ev.bud.max_steps = opts && opts->max_steps ? opts->max_steps : JINJA_DEFAULT_STEPS_CAP;
     jbuf b = JBUF(&ev);
     int rc = render(&ev, t, vars, opts, &b);
     if (opts && opts->stats)

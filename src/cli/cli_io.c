@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "err.h"
 #include "fileio.h"
+#include "json_check.h"
 
 /* Length of a complete, valid UTF-8 sequence at p (2..4), or 0; overlong
  * forms, surrogates and values past U+10FFFF are not valid. */
@@ -98,36 +99,5 @@ int cli_read_stdin(size_t cap, const char *what, char **out, size_t *len) {
 /* ---- messages JSON ---- */
 
 int cli_json_check(const char *text, size_t len, const char *name) {
-    size_t nul = strlen(text);
-    if (nul < len)
-        return err_set(M40LLM_ERR_FORMAT, "%s: a NUL byte at byte %zu (JSON text cannot hold one)",
-                       name, nul);
-    int depth = 0;
-    bool in_str = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (in_str) {
-            if (c == '"') {
-                in_str = false;
-            } else if (c == '\\' && i + 1 < len) {
-                /* cJSON would end the string at a decoded NUL, cutting it silently */
-                if (text[i + 1] == 'u' && i + 5 < len && !memcmp(text + i + 2, "0000", 4))
-                    return err_set(M40LLM_ERR_FORMAT,
-                                   "%s: \"\\u0000\" at byte %zu: strings cannot hold a NUL "
-                                   "character",
-                                   name, i);
-                i++; /* the escaped character cannot end the string */
-            }
-        } else if (c == '"') {
-            in_str = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > CJSON_NESTING_LIMIT)
-                return err_set(M40LLM_ERR_FORMAT,
-                               "%s: nested deeper than the limit of %d levels (at byte %zu)", name,
-                               CJSON_NESTING_LIMIT, i);
-        } else if (c == ']' || c == '}') {
-            depth--;
-        }
-    }
-    return M40LLM_OK;
+    return json_check(text, len, name, JSON_CHECK_MAX_VALUES);
 }

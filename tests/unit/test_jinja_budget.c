@@ -335,6 +335,78 @@ static void test_budget_options(void) {
     jinja_free(t);
 }
 
+/* The default budgets grow with the variables only up to their ceilings
+ * (JINJA_DEFAULT_*_CAP): a huge message with a loop bomb ends within a
+ * second of CPU and holds at most the memory ceiling, and variables too big
+ * for the ceiling fail cleanly while they are converted. */
+static void test_budget_ceilings(void) {
+    static const char nested[] =
+        "{% for m in messages %}{{ m.content|length }}{% endfor %}"
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    jinja_template *t = NULL;
+    CHECK(jinja_parse(nested, strlen(nested), &t) == M40LLM_OK);
+    size_t sizes[] = {(size_t)60 << 20, (size_t)4 << 20};
+    char *big = malloc(sizes[0] + 1);
+    memset(big, 'a', sizes[0]);
+    for (int k = 0; k < 2; k++) {
+        big[sizes[k]] = '\0';
+        cJSON *vars = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(vars, "messages");
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", "user");
+        cJSON_AddItemToObject(m, "content", cJSON_CreateStringReference(big));
+        cJSON_AddItemToArray(msgs, m);
+        static const char *const untrusted[] = {"messages", NULL};
+        jinja_render_stats st = {0};
+        char *out = NULL;
+        int rc = 0;
+        double cpu = 0;
+        long rss0 = max_rss_kb();
+        for (int try = 0; try < 3; try++) { /* CPU time: a busy machine cannot inflate it */
+            jinja_render_opts o = {.untrusted_vars = untrusted, .stats = &st};
+            double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+            rc = jinja_render(t, vars, &o, &out, NULL);
+            cpu = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+            if (cpu < 1.0) break;
+        }
+        long grew_mb = (max_rss_kb() - rss0) / 1024;
+        const char *msg = m40llm_last_error();
+        printf("%zu MiB message, nested range: %.3f s CPU, %llu steps, peak %zu bytes, "
+               "RSS grew %ld MiB: %s\n",
+               sizes[k] >> 20, cpu, (unsigned long long)st.steps, st.memory_peak, grew_mb, msg);
+        CHECKF(rc == M40LLM_ERR_FORMAT && strstr(msg, "budget exceeded"), "%zu MiB: rc %d '%s'",
+               sizes[k] >> 20, rc, msg);
+        CHECK(out == NULL);
+        CHECKF(cpu < (getenv("M40LLM_SANITIZED") ? 5.0 : 1.0), "%zu MiB: %.3f s of CPU",
+               sizes[k] >> 20, cpu);
+        CHECK(st.max_memory <= JINJA_DEFAULT_MEMORY_CAP && st.memory_peak <= st.max_memory);
+        CHECK(st.max_steps <= JINJA_DEFAULT_STEPS_CAP && st.steps <= st.max_steps);
+        if (k == 0) /* 60 MiB of text (and its mask) cannot fit 64 MiB */
+            CHECKF(strstr(msg, "the variables need more than") != NULL, "%s", msg);
+        else /* 4 MiB fits; the loop meets the step ceiling */
+            CHECKF(strstr(msg, "step budget exceeded: more than 5000000 ") != NULL, "%s", msg);
+        if (!getenv("M40LLM_SANITIZED"))
+            CHECKF(grew_mb < 96, "%zu MiB message: RSS grew %ld MiB", sizes[k] >> 20, grew_mb);
+        cJSON_Delete(vars);
+    }
+    /* a messages array of 2M values: the conversion fails at the ceiling */
+    cJSON *vars = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(vars, "messages");
+    for (int i = 0; i < 2000000; i++) cJSON_AddItemToArray(msgs, cJSON_CreateNumber(0));
+    jinja_render_stats st = {0};
+    jinja_render_opts o = {.stats = &st};
+    char *out = NULL;
+    double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    int rc = jinja_render(t, vars, &o, &out, NULL);
+    double cpu = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+    CHECKF(rc == M40LLM_ERR_FORMAT && strstr(m40llm_last_error(), "budget exceeded"),
+           "2M values: rc %d '%s'", rc, m40llm_last_error());
+    CHECK(st.memory_peak <= JINJA_DEFAULT_MEMORY_CAP && st.steps <= JINJA_DEFAULT_STEPS_CAP);
+    printf("2M-value messages: %.3f s CPU, %llu steps, peak %zu bytes: %s\n", cpu,
+           (unsigned long long)st.steps, st.memory_peak, m40llm_last_error());
+    cJSON_Delete(vars);
+    free(big);
+    jinja_free(t);
+}
+
 /* A long conversation fits the default budget (it grows with the input). */
 static void test_long_conversation(void) {
     size_t n = 1 << 20;
@@ -423,6 +495,7 @@ static void test_search_windows(void) {
 }
 
 int main(void) {
+    test_budget_ceilings(); /* first: its RSS check needs a low peak before it */
     test_search_windows();
     test_bombs();
     test_budget_options();
