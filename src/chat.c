@@ -10,6 +10,9 @@
 #include "fileio.h"
 #include "jinja.h"
 
+_Static_assert(FILEIO_CAP_TEMPLATE == JINJA_MAX_SOURCE,
+               "a template file is read up to the largest source the engine parses");
+
 const char chat_template_chatml[] =
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"

@@ -115,9 +115,11 @@ int fileio_read_fd(int fd, const char *name, size_t cap, const char *what, char 
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
             /* a non-blocking descriptor handed over by the parent */
             struct pollfd p = {fd, POLLIN, 0};
-            if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+            if (poll(&p, 1, -1) < 0) {
                 int e = errno;
                 free(buf);
+                if (e == EINTR) /* Ctrl-C while waiting for input */
+                    return err_set(M40LLM_ERR_CANCELLED, "%s: read interrupted", name);
                 return err_set(M40LLM_ERR_IO, "%s: poll: %s", name, strerror(e));
             }
         } else {
@@ -179,7 +181,7 @@ static int make_temp(fileio_out *o, const struct stat *existing) {
             return err_set(M40LLM_ERR_IO, "%s: cannot create a temporary file beside it: %s",
                            o->path, strerror(e));
         }
-        if (existing) (void)fchmod(fd, existing->st_mode & 07777); /* best effort */
+        if (existing) (void)fchmod(fd, existing->st_mode & 0777); /* best effort; never setuid/setgid/sticky */
         o->f = fdopen(fd, "wb");
         if (!o->f) {
             int e = errno;

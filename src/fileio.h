@@ -22,7 +22,8 @@
 #include <sys/stat.h>
 
 /* Read caps, by kind of content. */
-#define FILEIO_CAP_TEMPLATE ((size_t)1 << 20)   /* chat template: 1 MiB */
+/* chat template: 512 KiB, JINJA_MAX_SOURCE (a larger one could not be parsed) */
+#define FILEIO_CAP_TEMPLATE ((size_t)512 << 10)
 #define FILEIO_CAP_JSON     ((size_t)64 << 20)  /* messages JSON: 64 MiB */
 #define FILEIO_CAP_PROMPT   ((size_t)64 << 20)  /* a prompt from stdin: 64 MiB */
 #define FILEIO_CAP_TEXT     ((size_t)256 << 20) /* text / token-id files: 256 MiB */
@@ -56,8 +57,9 @@ typedef struct fileio_out {
     char *target; /* what is renamed over: path, or a symbolic link's target */
 } fileio_out;
 
-/* Creates the temporary (mode of an existing regular target, else 0666
- * less the umask) or opens a non-regular target in place. */
+/* Creates the temporary (the permission bits of an existing regular
+ * target, without setuid, setgid and sticky; else 0666 less the umask)
+ * or opens a non-regular target in place. */
 int fileio_out_open(const char *path, fileio_out *o);
 /* Flushes, checks every write, closes and renames the temporary over the
  * target. On failure the temporary is removed and the error says why

@@ -86,8 +86,8 @@ def test_devices_and_directories_are_named(tmp_path):
 
 def test_reads_are_capped(tmp_path):
     big = tmp_path / "big.jinja"
-    big.write_bytes(b"x" * ((1 << 20) + 1))
-    fails_with(m40("template", big, messages(tmp_path)), b"larger than the 1 MiB limit")
+    big.write_bytes(b"x" * ((512 << 10) + 1))  # JINJA_MAX_SOURCE + 1
+    fails_with(m40("template", big, messages(tmp_path)), b"larger than the 512 KiB limit")
     for args, msg in ((["template", "chatml", "-"], b"standard input: larger than the 64 MiB"),
                       (["run", SYNTH, *CPU], b"larger than the 64 MiB limit for a prompt")):
         with open("/dev/zero", "rb") as z:
@@ -265,6 +265,51 @@ def test_bad_options_say_what_is_wrong():
     assert r.stderr.index(b"f8") < r.stderr.index(b"usage"), r.stderr
 
 
+def test_json_value_count_is_limited(tmp_path):
+    # 64 MiB of zeros would take cJSON ~4 GiB: refused before parsing
+    p = tmp_path / "zeros.json"
+    n = (64 << 20) // 2 - 1
+    p.write_bytes(b"[" + b"0," * (n - 1) + b"0]")
+    t0 = time.monotonic()
+    r = m40("template", "chatml", p, timeout=30)
+    assert time.monotonic() - t0 < 5
+    fails_with(r, b"zeros.json: more than 1000000 JSON values")
+
+
+def test_huge_message_with_a_loop_bomb_is_bounded(tmp_path):
+    # the render budgets grow with the variables only up to their ceilings
+    # (64 MiB, 5M steps): a 60 MB message and a 10^10-iteration template end
+    # at once with a budget error, in bounded memory
+    t = tmp_path / "bomb.jinja"
+    t.write_text("{% for m in messages %}{{ m.content|length }}{% endfor %}"
+                 "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
+                 "{% endfor %}")
+    for size in (60 << 20, 4 << 20):
+        m = tmp_path / "big.json"
+        m.write_text(json.dumps([{"role": "user", "content": "a" * size}]))
+        # bounded memory: under an address-space limit (ASan needs terabytes
+        # of it) that the unbounded budgets went far past (1 GB); a child's
+        # ru_maxrss would include this Python's peak (exec keeps it)
+        limit = None if "asan" in BIN else 400 << 20
+
+        def cap():
+            if limit:
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        p = subprocess.Popen([BIN, "template", str(t), str(m)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, preexec_fn=cap)
+        timer = threading.Timer(60, p.kill)
+        timer.start()
+        err = p.stderr.read()
+        _, status, ru = os.wait4(p.pid, 0)  # this child's own CPU time
+        timer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        assert p.returncode == 1 and b"budget exceeded" in err, err
+        assert (b"memory budget" if size > 32 << 20 else b"step budget") in err, err
+        cpu = ru.ru_utime + ru.ru_stime
+        assert cpu < (5 if "asan" in BIN else 1.5), cpu  # reading and parsing 60 MB, too
+
+
 def test_json_depth_limit_is_named(tmp_path):
     p = tmp_path / "deep.json"
     p.write_text("[" * 10000 + "]" * 10000)
@@ -309,7 +354,7 @@ def test_interactive_chat_set_question_bye(tmp_path):
         assert until(b">>> "), buf
         assert b"history is not kept" in buf and b"editrc-fifo is a FIFO; not read" in buf, buf
         for line, want in ((b"/set temperature 0\r", b"Set temperature to 0"),
-                           (b"What is the capital of France?\r", b"\n"),
+                           (b"What is the capital of France?\r", b"Paris"),
                            (b"/show\r", b"temperature 0,")):
             time.sleep(0.3)
             buf = b""

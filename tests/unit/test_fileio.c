@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "fileio.h"
+#include "jinja.h"
 #include "m40llm.h"
 
 static char dir[64];
@@ -88,6 +90,14 @@ static void test_read_file(void) {
     CHECK(fileio_read_file(p, 4, "x", &buf, &len) == M40LLM_OK && len == 0 && buf && !*buf);
     free(buf);
     CHECK(fileio_read_file("/dev/zero", 4, "x", &buf, &len) == M40LLM_ERR_IO);
+    /* a template file is read up to the largest source the engine parses */
+    CHECK(FILEIO_CAP_TEMPLATE == JINJA_MAX_SOURCE);
+}
+
+static volatile sig_atomic_t got_signal;
+static void on_signal(int sig) {
+    (void)sig;
+    got_signal = 1;
 }
 
 static void test_read_fd(void) {
@@ -108,6 +118,27 @@ static void test_read_fd(void) {
           M40LLM_ERR_INVALID_ARG);
     CHECK(buf == NULL && error_has("standard input: larger than the 3 MiB limit for a prompt"));
     close(z);
+
+    /* a signal while waiting for input on a non-blocking descriptor (poll)
+     * cancels the read, as in a blocking read() */
+    struct sigaction sa = {.sa_handler = on_signal}, old;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART, as for Ctrl-C */
+    CHECK(sigaction(SIGUSR1, &sa, &old) == 0);
+    CHECK(pipe(pfd) == 0);
+    CHECK(fcntl(pfd[0], F_SETFL, fcntl(pfd[0], F_GETFL) | O_NONBLOCK) == 0);
+    pid_t kid = fork();
+    if (kid == 0) {
+        usleep(200 * 1000);
+        kill(getppid(), SIGUSR1);
+        _exit(0);
+    }
+    CHECK(fileio_read_fd(pfd[0], "standard input", 16, "x", &buf, &len) == M40LLM_ERR_CANCELLED);
+    CHECK(buf == NULL && got_signal && error_has("standard input: read interrupted"));
+    if (kid > 0) waitpid(kid, NULL, 0);
+    close(pfd[0]);
+    close(pfd[1]);
+    sigaction(SIGUSR1, &old, NULL);
 }
 
 static void write_all(fileio_out *o, const char *s) {
@@ -147,6 +178,14 @@ static void test_out(void) {
     fileio_out_abort(&o);
     read_back(p, got, sizeof got);
     CHECK(!strcmp(got, "two") && temporaries() == 0);
+    /* permission bits only: a setuid/setgid/sticky target's bits are not
+     * given to a file with new contents */
+    CHECK(chmod(p, 07755) == 0);
+    CHECK(fileio_out_open(p, &o) == M40LLM_OK);
+    write_all(&o, "two");
+    CHECK(fileio_out_commit(&o) == M40LLM_OK);
+    CHECK(stat(p, &st) == 0 && (st.st_mode & 07777) == 0755);
+    CHECK(chmod(p, 0640) == 0);
 
     /* a symbolic link stays a link; the file it names is replaced */
     CHECK(symlink(p, at("link", q, sizeof q)) == 0);
