@@ -19,7 +19,7 @@ cmake --build build-asan -j "$jobs"
 M40LLM_BIN="$PWD/build/m40-llm" python3 -m pytest -q tests/py
 # the command-line hardening checks on the sanitized binary too (its ctest
 # already ran the interactive chat: cli_chat_pty)
-M40LLM_BIN="$PWD/build-asan/m40-llm" LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
+M40LLM_BIN="$PWD/build-asan/m40-llm" ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
     python3 -m pytest -q -p no:cacheprovider tests/py/test_hardening_cli.py
 
 # Maxwell proof: every kernel builds for sm_52 with CUDA 11.8, no spills
