@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
                 if (graph) {
                     cudaGraph_t gr = NULL;
                     CK(cudaStreamEndCapture(cs, &gr));
-                    if (!rc) CK(cudaGraphInstantiate(&ge, gr, 0));
+                    if (!rc) CK(cudaGraphInstantiateWithFlags(&ge, gr, 0));
                     CK(cudaGraphDestroy(gr));
                 }
                 if (rc) {

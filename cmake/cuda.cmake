@@ -8,6 +8,8 @@
 # -DM40LLM_CUDA_ARCHS="52;61" overrides (CMake CUDA_ARCHITECTURES syntax).
 set(M40LLM_HAVE_CUDA OFF)
 set(M40LLM_CUDA_ARCHS "" CACHE STRING "CUDA architectures (empty = automatic)")
+# static: the binaries need no libcudart at run time, only the driver
+option(M40LLM_CUDART_STATIC "Link the CUDA runtime statically" OFF)
 if(M40LLM_CUDA)
   include(CheckLanguage)
   check_language(CUDA)
@@ -80,10 +82,19 @@ function(m40_cuda_configure_target tgt)
   # cuBLAS (prefill GEMMs) and NVML are opened at run time with dlopen:
   # linking cuBLAS maps ~200 MB into every process, and the toolkit does not
   # always ship NVML's stub. cuBLAS is looked for in this toolkit first.
-  get_target_property(_m40_cublas CUDA::cublas IMPORTED_LOCATION)
-  get_filename_component(_m40_cublas_dir "${_m40_cublas}" DIRECTORY)
+  # A toolkit without cuBLAS (a runtime-only prefix) still builds: then only
+  # the system's library path is searched.
+  set(_m40_cublas_dir "")
+  if(TARGET CUDA::cublas)
+    get_target_property(_m40_cublas CUDA::cublas IMPORTED_LOCATION)
+    get_filename_component(_m40_cublas_dir "${_m40_cublas}" DIRECTORY)
+  endif()
   target_compile_definitions(${tgt} PRIVATE
     M40LLM_CUBLAS_DIR="${_m40_cublas_dir}"
     M40LLM_CUBLAS_SONAME="libcublas.so.${CUDAToolkit_VERSION_MAJOR}")
-  target_link_libraries(${tgt} PUBLIC CUDA::cudart ${CMAKE_DL_LIBS} Threads::Threads)
+  if(M40LLM_CUDART_STATIC)
+    target_link_libraries(${tgt} PUBLIC CUDA::cudart_static ${CMAKE_DL_LIBS} Threads::Threads)
+  else()
+    target_link_libraries(${tgt} PUBLIC CUDA::cudart ${CMAKE_DL_LIBS} Threads::Threads)
+  endif()
 endfunction()

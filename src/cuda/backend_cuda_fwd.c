@@ -265,7 +265,8 @@ static int graph_replay(cuda_backend *cb, int n, int n_out, int argmax) {
     }
     if (e != cudaSuccess) return cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__);
     cudaGraphExec_t exec = NULL;
-    e = cudaGraphInstantiate(&exec, graph, 0);
+    /* the WithFlags form has one signature in CUDA 11.4+ and 12 */
+    e = cudaGraphInstantiateWithFlags(&exec, graph, 0);
     cudaGraphDestroy(graph);
     if (e != cudaSuccess) return cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
     cuda_graph_entry *g = &cb->graphs[cb->n_graphs++];
