@@ -22,5 +22,10 @@ M40LLM_BIN="$PWD/build/m40-llm" python3 -m pytest -q tests/py
 M40LLM_BIN="$PWD/build-asan/m40-llm" ASAN_OPTIONS=fast_unwind_on_malloc=0 LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
     python3 -m pytest -q -p no:cacheprovider tests/py/test_hardening_cli.py
 
-# Maxwell proof: every kernel builds for sm_52 with CUDA 11.8, no spills
+# Maxwell proof: the whole project builds and links with CUDA 11.8 for sm_52
+# + compute_52 PTX (build-cuda118), no spills, its CPU tests pass
 ./scripts/maxwell-check build/maxwell-ptxas.txt
+# that build's GPU diagnostics on this machine (no GPU: each simulated case)
+M40LLM_BIN="$PWD/build-cuda118/m40-llm" python3 -m pytest -q -p no:cacheprovider tests/py/test_gpu_diag_cli.py
+# its Debian package: installs with apt, runs, removes cleanly
+./scripts/deb-check.sh build-cuda118

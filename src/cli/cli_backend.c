@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "err.h"
+#include "gpu_diag.h"
 
 static bool is_file(const char *path) {
     struct stat st;
@@ -87,18 +88,34 @@ int cli_check_device(const char *device) {
     return -1;
 }
 
+/* Device bytes the model needs at least: weights and the KV cache. */
+static uint64_t model_gpu_bytes(const model *m, const backend_params *p) {
+    uint64_t kv = (uint64_t)m->cfg.n_layer * (uint64_t)(p->n_ctx > 0 ? p->n_ctx : 0) *
+                  (uint64_t)(p->n_seq_max > 0 ? p->n_seq_max : 1) * (uint64_t)m->cfg.n_head_kv *
+                  (uint64_t)m->cfg.head_dim * 2 * (p->kv_type == BACKEND_KV_F16 ? 2 : 4);
+    return m->weight_bytes + kv;
+}
+
 int cli_create_backend(const model *m, const char *device, backend_params *p, backend **out) {
     *out = NULL;
     bool want_cpu = device && !strcmp(device, "cpu");
     bool explicit_cuda = device && !strncmp(device, "cuda", 4);
     if (!want_cpu) {
-        p->device = explicit_cuda && device[4] == ':' ? atoi(device + 5) : 0;
-        int rc = backend_cuda_create(m, p, out);
-        if (rc == M40LLM_OK) return rc;
-        if (rc != M40LLM_ERR_NO_DEVICE) return rc;
-        if (explicit_cuda)
-            fprintf(stderr, "m40-llm: CUDA backend unavailable (%s); using the CPU backend\n",
+        /* every GPU and the one used, or why none: never a silent CPU run */
+        int want = explicit_cuda && device[4] == ':' ? atoi(device + 5) : -1;
+        gpu_diag_facts f;
+        gpu_diag_result r;
+        gpu_diag_probe(&f);
+        gpu_diag_decide(&f, want, model_gpu_bytes(m, p), &r);
+        gpu_diag_print(stderr, "m40-llm: ", &f, &r);
+        if (r.device >= 0) {
+            p->device = r.device;
+            int rc = backend_cuda_create(m, p, out);
+            if (rc == M40LLM_OK) return rc;
+            if (rc != M40LLM_ERR_NO_DEVICE && rc != M40LLM_ERR_OOM) return rc;
+            fprintf(stderr, "m40-llm: GPU %d failed (%s); running on the CPU\n", r.device,
                     m40llm_last_error());
+        }
     }
     return backend_cpu_create(m, p, out);
 }

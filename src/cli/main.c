@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "gpu_diag.h"
 #include "m40llm.h"
 
 typedef struct cli_command {
@@ -83,6 +84,15 @@ static int cli_main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         printf("m40-llm %s\n", m40llm_version());
+        gpu_diag_facts f = {0};
+        gpu_diag_build_facts(&f);
+        char archs[160];
+        if (f.cuda_build)
+            printf("CUDA runtime %d.%d, architectures %s (%s)\n", f.runtime_version / 1000,
+                   f.runtime_version % 1000 / 10, f.archs,
+                   gpu_diag_archs_text(f.archs, archs, sizeof archs));
+        else
+            printf("built without CUDA (CPU backend only)\n");
         return 0;
     }
     for (size_t i = 0; i < sizeof cli_commands / sizeof cli_commands[0]; i++)

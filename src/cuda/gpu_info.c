@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cuda_internal.h"
+#include "gpu_diag.h"
 #include "m40llm.h"
 
 /* the few NVML entry points used, by their documented C signatures */
@@ -66,7 +67,16 @@ int m40llm_gpu_query(int device, m40llm_gpu_info *g) {
     g->sm_clock_max_mhz = g->mem_clock_max_mhz = -1;
     int n = 0;
     m40llm_gpu_count(&n);
-    if (n == 0) return err_set(M40LLM_ERR_NO_DEVICE, "no usable CUDA GPU");
+    if (n == 0) {
+        /* why, and what to do (m40-llm info prints this) */
+        gpu_diag_facts f;
+        gpu_diag_result r;
+        gpu_diag_probe(&f);
+        gpu_diag_decide(&f, -1, 0, &r);
+        const char *why = r.line;
+        if (!strncmp(why, "no GPU used: ", 13)) why += 13;
+        return err_set(M40LLM_ERR_NO_DEVICE, "%s", r.device < 0 ? why : "no usable CUDA GPU");
+    }
     if (device < 0 || device >= n)
         return err_set(M40LLM_ERR_INVALID_ARG, "GPU %d does not exist (%d found)", device, n);
     struct cudaDeviceProp p;
@@ -135,4 +145,51 @@ done:
     cudaFree(b);
     return rc;
 #undef BW_TRY
+}
+
+/* ---- facts for gpu_diag (src/gpu_diag.c decides) ---- */
+
+void gpu_diag_build_facts(gpu_diag_facts *f) {
+    f->cuda_build = true;
+    f->runtime_version = CUDART_VERSION;
+    f->archs = M40LLM_CUDA_ARCHS_STR;
+}
+
+void gpu_diag_probe_devices(gpu_diag_facts *f) {
+    int v = 0;
+    /* 0 without a driver: the runtime found no libcuda.so.1 */
+    if (cudaDriverGetVersion(&v) != cudaSuccess) v = 0;
+    f->driver_version = v;
+    if (!v) return;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* not sticky: clear it for later calls */
+        if (e != cudaErrorNoDevice && e != cudaErrorInsufficientDriver)
+            snprintf(f->probe_error, sizeof f->probe_error, "%s", cudaGetErrorString(e));
+        f->n_gpu = 0;
+        return;
+    }
+    f->n_gpu = n;
+    for (int i = 0; i < n && i < GPU_DIAG_MAX; i++) {
+        gpu_diag_gpu *g = &f->gpu[i];
+        struct cudaDeviceProp p;
+        if (cudaGetDeviceProperties(&p, i) != cudaSuccess) {
+            cudaGetLastError();
+            snprintf(g->name, sizeof g->name, "(properties unavailable)");
+            continue;
+        }
+        snprintf(g->name, sizeof g->name, "%s", p.name);
+        g->cc_major = p.major;
+        g->cc_minor = p.minor;
+        g->mem_total = p.totalGlobalMem;
+        g->mem_free = p.totalGlobalMem;
+        /* free memory needs a context; a GPU whose architecture this build
+         * lacks fails here, which the decision reports by architecture */
+        size_t fr = 0, tot = 0;
+        if (cudaSetDevice(i) == cudaSuccess && cudaMemGetInfo(&fr, &tot) == cudaSuccess)
+            g->mem_free = fr;
+        cudaGetLastError();
+    }
+    if (n > 0) cudaSetDevice(0);
 }

@@ -1,6 +1,7 @@
 /* The public CUDA API in a build without CUDA: every call reports that no
  * GPU is usable, so programs link and fall back. */
 #include "err.h"
+#include "gpu_diag.h"
 #include "m40llm.h"
 
 static int no_cuda(void) {
@@ -87,4 +88,13 @@ int m40llm_gpu_copy_bandwidth(int device, double *gbps) {
     (void)device;
     *gbps = 0;
     return no_cuda();
+}
+
+void gpu_diag_build_facts(gpu_diag_facts *f) {
+    f->cuda_build = false;
+    f->runtime_version = 0;
+    f->archs = "";
+}
+void gpu_diag_probe_devices(gpu_diag_facts *f) {
+    (void)f;
 }
