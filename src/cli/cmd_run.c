@@ -109,56 +109,31 @@ static bool run_on_text(void *ctx, const char *text, size_t len) {
     return true;
 }
 
-static char *str_cat(const char *a, const char *b) {
-    size_t la = a ? strlen(a) : 0, lb = strlen(b);
-    char *s = malloc(la + lb + 1);
-    if (!s) return NULL;
-    if (la) memcpy(s, a, la);
-    memcpy(s + la, b, lb + 1);
-    return s;
+/* Prints the template fallback warning once per run. */
+static void run_warn_fallback(run_ctx *r) {
+    const char *why = conv_fallback(r->conv); /* may quote the model's template */
+    if (!why || r->warned) return;
+    fputs("m40-llm: warning: the chat template cannot be used (", stderr);
+    cli_put_escaped(stderr, why, strlen(why), 0);
+    fputs("); using ChatML\n", stderr);
+    r->warned = true;
 }
 
-/* The text to tokenize for this turn; false after an error (reported).
- * Message contents are marked untrusted, so text a user types can never
- * become a control token (a forged turn); --raw text is the user's own
- * prompt as written and is trusted, but the model's earlier answers in the
- * transcript are not (an answer that spells <|im_end|> stays text). */
-static bool run_render(run_ctx *r, const char *user_text, chat_prompt *out) {
-    memset(out, 0, sizeof *out);
-    if (r->raw) {
-        out->text = str_cat(r->transcript, user_text);
-        out->len = out->text ? strlen(out->text) : 0;
-        if (out->text && r->transcript_untrusted) {
-            size_t old = strlen(r->transcript);
-            out->untrusted = calloc(out->len, 1);
-            if (out->untrusted) memcpy(out->untrusted, r->transcript_untrusted, old);
-        }
-        if (!out->text || (r->transcript_untrusted && !out->untrusted)) {
-            chat_prompt_free(out);
-            cli_fail("prompt", err_set(M40LLM_ERR_OOM, "out of memory"));
-            return false;
-        }
-        return true;
+/* Reports why the prompt could not be built. */
+static int run_prompt_error(const run_ctx *r, conv_step step, int rc) {
+    switch (step) {
+    case CONV_FAIL_EMPTY:
+        fprintf(stderr, "m40-llm run: the prompt is empty\n");
+        return 1;
+    case CONV_FAIL_TOO_LONG: /* the message holds only numbers */
+        fprintf(stderr, "m40-llm run: %s; use a larger --ctx%s\n", m40llm_last_error(),
+                r->raw ? "" : " or /clear");
+        return 1;
+    case CONV_FAIL_TOKENIZE:
+        return cli_fail("tokenizing the prompt", rc);
+    default:
+        return cli_fail(r->raw ? "prompt" : "chat template", rc);
     }
-    cJSON *msg = cJSON_CreateObject();
-    cJSON_AddStringToObject(msg, "role", "user");
-    cJSON_AddStringToObject(msg, "content", user_text);
-    cJSON_AddItemToArray(r->messages, msg);
-    bool fell_back = false;
-    int rc = chat_render_prompt(r->tmpl, r->messages, true, r->bos, r->eos, 0, out, &fell_back);
-    if (rc) {
-        cli_fail("chat template", rc);
-        cJSON_DeleteItemFromArray(r->messages, cJSON_GetArraySize(r->messages) - 1);
-        return false;
-    }
-    if (fell_back && !r->warned) {
-        const char *why = m40llm_last_error(); /* may quote the model's template */
-        fputs("m40-llm: warning: the chat template cannot be used (", stderr);
-        cli_put_escaped(stderr, why, strlen(why), 0);
-        fputs("); using ChatML\n", stderr);
-        r->warned = true;
-    }
-    return true;
 }
 
 static void run_print_stats(const run_ctx *r, const gen_stats *st) {
@@ -172,61 +147,35 @@ static void run_print_stats(const run_ctx *r, const gen_stats *st) {
             r->b->ops->name);
 }
 
-/* Forgets the user message this turn added. */
-static void run_undo_user(run_ctx *r) {
-    if (!r->raw) cJSON_DeleteItemFromArray(r->messages, cJSON_GetArraySize(r->messages) - 1);
-}
-
 int run_turn(run_ctx *r, const char *user_text) {
-    chat_prompt prompt;
-    if (!run_render(r, user_text, &prompt)) return 1;
-    char *text = prompt.text; /* owned here from now on */
+    int rc = conv_add_user(r->conv, user_text);
+    if (rc) return cli_fail("prompt", rc);
+    /* Message contents are untrusted, so text a user types never becomes a
+     * control token (a forged turn); --raw text is the user's own prompt and
+     * trusted, but the model's earlier answers in the transcript are not. */
     int32_t *ids = NULL;
     size_t n = 0;
-    int rc = tokenizer_encode_masked(r->tok, text, prompt.len, prompt.untrusted,
-                                     TOKENIZER_ADD_SPECIAL | TOKENIZER_PARSE_SPECIAL, &ids, &n);
-    free(prompt.untrusted);
+    conv_step step = CONV_OK;
+    rc = conv_prompt(r->conv, gen_session_n_ctx(r->sess), &ids, &n, &step);
+    if (step != CONV_FAIL_RENDER) run_warn_fallback(r);
     if (rc) {
-        free(text);
-        run_undo_user(r);
-        return cli_fail("tokenizing the prompt", rc);
-    }
-    /* A template that writes bos_token itself plus add_bos would double it. */
-    int32_t bos = tokenizer_bos(r->tok);
-    size_t skip = n >= 2 && bos >= 0 && ids[0] == bos && ids[1] == bos ? 1 : 0;
-    if (n - skip == 0) {
-        free(text);
-        free(ids);
-        run_undo_user(r);
-        fprintf(stderr, "m40-llm run: the prompt is empty\n");
-        return 1;
-    }
-    if (n - skip > (size_t)gen_session_n_ctx(r->sess)) {
-        fprintf(stderr,
-                "m40-llm run: the prompt is %zu tokens but the context holds only %d; use a "
-                "larger --ctx%s\n",
-                n - skip, gen_session_n_ctx(r->sess), r->messages ? " or /clear" : "");
-        free(text);
-        free(ids);
-        run_undo_user(r);
-        return 1;
+        conv_undo_user(r->conv);
+        return run_prompt_error(r, step, rc);
     }
     run_sink sink = {NULL, 0, 0, true, false};
     gen_stats st;
     run_interrupted = 0;
-    rc = gen_generate(r->sess, ids + skip, (int)(n - skip), &r->gp, run_on_text, &sink, &st);
+    rc = gen_generate(r->sess, ids, (int)n, &r->gp, run_on_text, &sink, &st);
     free(ids);
     if (rc) {
-        free(text);
         free(sink.text);
-        run_undo_user(r);
+        conv_undo_user(r->conv);
         fprintf(stdout, "\n");
         return cli_fail("generation", rc);
     }
     if (sink.write_failed) {
-        free(text);
         free(sink.text);
-        run_undo_user(r);
+        conv_undo_user(r->conv);
         return 1;
     }
     const char *answer = sink.text ? sink.text : "";
@@ -234,65 +183,22 @@ int run_turn(run_ctx *r, const char *user_text) {
     cli_flush_stdout();
     if (st.reason == GEN_STOP_CONTEXT)
         fprintf(stderr, "m40-llm run: the context (%d tokens) is full%s\n",
-                gen_session_n_ctx(r->sess), r->messages ? "; /clear starts over" : "");
+                gen_session_n_ctx(r->sess), r->raw ? "" : "; /clear starts over");
     r->interrupted = st.reason == GEN_STOP_CANCELLED && run_interrupted;
     if (r->interrupted) fprintf(stderr, "(interrupted)\n");
     run_print_stats(r, &st);
-    if (r->raw) {
-        /* transcript = earlier transcript + this prompt (trusted) + answer */
-        size_t old = r->transcript ? strlen(r->transcript) : 0, tl = strlen(text);
-        char *t = str_cat(text, answer);
-        uint8_t *m = t ? calloc(strlen(t) + 1, 1) : NULL;
-        if (m) {
-            if (r->transcript_untrusted) memcpy(m, r->transcript_untrusted, old);
-            memset(m + tl, 1, strlen(t) - tl);
-        }
-        free(r->transcript);
-        free(r->transcript_untrusted);
-        r->transcript = m ? t : NULL; /* out of memory: start over rather than trust it */
-        r->transcript_untrusted = m;
-        if (!m) free(t);
-    } else {
-        cJSON *msg = cJSON_CreateObject();
-        cJSON_AddStringToObject(msg, "role", "assistant");
-        cJSON_AddStringToObject(msg, "content", answer);
-        cJSON_AddItemToArray(r->messages, msg);
-    }
-    free(text);
+    conv_add_assistant(r->conv, answer); /* out of memory: the history starts over */
     free(sink.text);
     run_interrupted = 0;
     return 0;
 }
 
 void run_set_system(run_ctx *r, const char *text) {
-    free(r->system);
-    r->system = text && *text ? strdup(text) : NULL;
-    if (!r->messages) return;
-    cJSON *first = cJSON_GetArrayItem(r->messages, 0);
-    cJSON *role = first ? cJSON_GetObjectItem(first, "role") : NULL;
-    if (role && cJSON_IsString(role) && !strcmp(role->valuestring, "system"))
-        cJSON_DeleteItemFromArray(r->messages, 0);
-    if (r->system) {
-        cJSON *msg = cJSON_CreateObject();
-        cJSON_AddStringToObject(msg, "role", "system");
-        cJSON_AddStringToObject(msg, "content", r->system);
-        cJSON_InsertItemInArray(r->messages, 0, msg);
-    }
+    if (conv_set_system(r->conv, text)) cli_fail("system message", M40LLM_ERR_OOM);
 }
 
 void run_clear(run_ctx *r) {
-    if (r->messages) {
-        cJSON_Delete(r->messages);
-        r->messages = cJSON_CreateArray();
-        char *sys = r->system;
-        r->system = NULL;
-        run_set_system(r, sys);
-        free(sys);
-    }
-    free(r->transcript);
-    free(r->transcript_untrusted);
-    r->transcript = NULL;
-    r->transcript_untrusted = NULL;
+    conv_clear(r->conv);
     gen_session_reset(r->sess);
 }
 
@@ -300,45 +206,44 @@ void run_clear(run_ctx *r) {
 
 /* Chooses the template: --chat-template, else the model's own; none => raw. */
 static int run_setup_template(run_ctx *r, const char *chat_template) {
-    int rc = chat_model_template(r->m->gguf, &r->tmpl, &r->bos, &r->eos);
+    char *tmpl = NULL, *bos = NULL, *eos = NULL;
+    int rc = chat_model_template(r->m->gguf, &tmpl, &bos, &eos);
     if (rc) return cli_fail("reading the chat template", rc);
     if (chat_template) {
-        free(r->tmpl);
-        r->tmpl = NULL;
-        rc = chat_template_for(chat_template, &r->tmpl);
-        if (rc) return cli_fail("--chat-template", rc);
+        free(tmpl);
+        tmpl = NULL;
+        rc = chat_template_for(chat_template, &tmpl);
+        if (rc) {
+            free(bos);
+            free(eos);
+            return cli_fail("--chat-template", rc);
+        }
     }
-    if (r->raw || !r->tmpl) {
-        free(r->tmpl);
-        r->tmpl = NULL;
+    if (r->raw || !tmpl) {
+        free(tmpl);
+        tmpl = NULL;
         r->raw = true;
         if (r->verbose) fprintf(stderr, "m40-llm run: no chat template; raw completion\n");
         if (r->system)
             fprintf(stderr, "m40-llm run: warning: --system needs a chat template; ignored\n");
-        return 0;
     }
-    if (!r->bos) r->bos = strdup("");
-    if (!r->eos) r->eos = strdup("");
-    r->messages = cJSON_CreateArray();
-    char *sys = r->system;
+    rc = conv_create(r->tok, tmpl, bos, eos, &r->conv);
+    free(tmpl);
+    free(bos);
+    free(eos);
+    if (!rc) rc = conv_set_system(r->conv, r->system);
+    free(r->system); /* the conversation holds it from now on */
     r->system = NULL;
-    run_set_system(r, sys);
-    free(sys);
-    return r->bos && r->eos && r->messages ? 0 : cli_fail("chat", M40LLM_ERR_OOM);
+    return rc ? cli_fail("chat", rc) : 0;
 }
 
 static void run_free(run_ctx *r) {
+    conv_free(r->conv);
     gen_session_free(r->sess);
     tokenizer_free(r->tok);
     backend_destroy(r->b);
     model_free(r->m);
-    cJSON_Delete(r->messages);
-    free(r->tmpl);
-    free(r->bos);
-    free(r->eos);
     free(r->system);
-    free(r->transcript);
-    free(r->transcript_untrusted);
 }
 
 int cmd_run(int argc, char **argv) {

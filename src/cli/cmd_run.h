@@ -6,9 +6,8 @@
 #include <signal.h>
 #include <stdbool.h>
 
-#include <cjson/cJSON.h>
-
 #include "backend.h"
+#include "conversation.h"
 #include "generate.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -23,17 +22,12 @@ typedef struct run_ctx {
     gen_params gp;
     const char *stops[RUN_MAX_STOPS]; /* [n_stops] --stop strings (argv) */
     int n_stops;
-    char *tmpl;                    /* chat template source; NULL in raw mode */
-    char *bos, *eos;               /* special-token texts for the template ("" when absent) */
-    bool raw;                      /* no template: the prompt is sent as written */
-    bool warned;                   /* the template fallback warning was printed */
-    bool verbose;                  /* timings to stderr */
-    bool interrupted;              /* the last answer was stopped by Ctrl-C */
-    char *system;                  /* system message (malloc'd) or NULL */
-    cJSON *messages;               /* conversation so far (chat mode) */
-    char *transcript;              /* raw mode: everything sent and generated so far */
-    uint8_t *transcript_untrusted; /* [strlen(transcript)] 1 = written by the model, NULL =
-                                      none: its answers never become control tokens */
+    conv *conv;       /* template, messages or raw transcript (NULL before setup) */
+    bool raw;         /* no template: the prompt is sent as written */
+    bool warned;      /* the template fallback warning was printed */
+    bool verbose;     /* timings to stderr */
+    bool interrupted; /* the last answer was stopped by Ctrl-C */
+    char *system;     /* --system until the conversation exists (malloc'd) or NULL */
 } run_ctx;
 
 /* Set by the SIGINT handler; generation polls it. */
