@@ -3,8 +3,8 @@
 # Architectures: the Tesla M40 is sm_52. Toolkits up to CUDA 12 still target
 # it, so they build sm_52 machine code plus compute_52 PTX (the PTX lets the
 # driver JIT for any newer GPU). CUDA 13 dropped Maxwell: then the lowest
-# architecture it has (with its PTX) plus the GPUs of this machine (`native`,
-# only when one is visible: CMake's native fails without one).
+# architecture it has (with its PTX) plus machine code for the GPUs that
+# nvidia-smi lists on this machine.
 # -DM40LLM_CUDA_ARCHS="52;61" overrides (CMake CUDA_ARCHITECTURES syntax).
 set(M40LLM_HAVE_CUDA OFF)
 set(M40LLM_CUDA_ARCHS "" CACHE STRING "CUDA architectures (empty = automatic)")
@@ -54,12 +54,25 @@ if(M40LLM_HAVE_CUDA)
       set(_m40_low 75)
     endif()
     set(_m40_archs ${_m40_low})
+    # plus machine code for this machine's GPUs, read from nvidia-smi (CMake's
+    # `native` needs 3.24 and some CMake/nvcc pairs pass it on as the invalid
+    # compute_native); only those this nvcc can target
     find_program(_m40_smi nvidia-smi)
-    if(_m40_smi AND CMAKE_VERSION VERSION_GREATER_EQUAL 3.24)
-      execute_process(COMMAND ${_m40_smi} -L OUTPUT_VARIABLE _m40_gpus ERROR_QUIET
-                      RESULT_VARIABLE _m40_smi_rc)
-      if(_m40_smi_rc EQUAL 0 AND _m40_gpus MATCHES "GPU 0")
-        list(APPEND _m40_archs native)
+    if(_m40_smi)
+      execute_process(COMMAND ${_m40_smi} --query-gpu=compute_cap --format=csv,noheader
+                      OUTPUT_VARIABLE _m40_caps ERROR_QUIET RESULT_VARIABLE _m40_smi_rc)
+      if(_m40_smi_rc EQUAL 0)
+        string(REGEX MATCHALL "[0-9]+\\.[0-9]+" _m40_caps "${_m40_caps}")
+        foreach(cap ${_m40_caps})
+          string(REPLACE "." "" n ${cap})
+          if("compute_${n}" IN_LIST _m40_all AND NOT n EQUAL _m40_low
+             AND NOT "${n}-real" IN_LIST _m40_archs)
+            list(APPEND _m40_archs ${n}-real)
+          elseif(NOT "compute_${n}" IN_LIST _m40_all)
+            message(STATUS "m40llm: this nvcc cannot target the GPU of compute capability "
+                           "${cap} (build with CUDA <= 12 for sm_52)")
+          endif()
+        endforeach()
       endif()
     endif()
   endif()
