@@ -221,7 +221,7 @@ void gpu_diag_decide(const gpu_diag_facts *f, int want, uint64_t need_bytes, gpu
 }
 
 void gpu_diag_print(FILE *out, const char *prefix, const gpu_diag_facts *f,
-                    const gpu_diag_result *r) {
+                    const gpu_diag_result *r, bool listing) {
     int listed = f->n_gpu < GPU_DIAG_MAX ? f->n_gpu : GPU_DIAG_MAX;
     char drv[16];
     version_text(f->driver_version, drv, sizeof drv);
@@ -249,6 +249,8 @@ void gpu_diag_print(FILE *out, const char *prefix, const gpu_diag_facts *f,
             break;
         }
         if (i == r->device) state = "used";
+        if (listing && (r->gpu[i] == GPU_DIAG_USABLE || r->gpu[i] == GPU_DIAG_NOT_CHOSEN))
+            state = "usable"; /* `info` chooses none */
         fprintf(out, "%sGPU %d: %s, compute %d.%d, driver CUDA %s, %.2f GiB free: %s\n", prefix, i,
                 g->name, g->cc_major, g->cc_minor, drv, g->mem_free / 1073741824.0, state);
     }

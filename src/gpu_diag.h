@@ -72,9 +72,10 @@ bool gpu_diag_needs_jit(const char *archs, int cc_major, int cc_minor);
 const char *gpu_diag_archs_text(const char *archs, char *buf, size_t size);
 
 /* One line per GPU ("GPU 0: NAME, compute 5.2, driver CUDA 12.2, 22.1 GiB
- * free: used"), then r->line when none is used; each prefixed by prefix. */
+ * free: used"), then r->line when none is used; each prefixed by prefix.
+ * listing (`info`): GPUs that could be used say "usable" instead. */
 void gpu_diag_print(FILE *out, const char *prefix, const gpu_diag_facts *f,
-                    const gpu_diag_result *r);
+                    const gpu_diag_result *r, bool listing);
 
 /* The parts of the probe that differ between the CUDA build (src/cuda) and
  * the build without it (src/nocuda). */

@@ -107,7 +107,7 @@ int cli_create_backend(const model *m, const char *device, backend_params *p, ba
         gpu_diag_result r;
         gpu_diag_probe(&f);
         gpu_diag_decide(&f, want, model_gpu_bytes(m, p), &r);
-        gpu_diag_print(stderr, "m40-llm: ", &f, &r);
+        gpu_diag_print(stderr, "m40-llm: ", &f, &r, false);
         if (r.device >= 0) {
             p->device = r.device;
             int rc = backend_cuda_create(m, p, out);

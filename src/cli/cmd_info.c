@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "gpu_diag.h"
 #include "m40llm.h"
 
 int cmd_info(int argc, char **argv) {
@@ -20,17 +21,20 @@ int cmd_info(int argc, char **argv) {
         }
     }
     printf("m40-llm %s\n", m40llm_version());
+    /* every GPU with its compute capability, the driver and whether this
+     * build can use it; when none, why and what to do (the same lines and
+     * decision as run/bench print) */
+    gpu_diag_facts f;
+    gpu_diag_result r;
+    gpu_diag_probe(&f);
+    gpu_diag_decide(&f, -1, 0, &r);
+    gpu_diag_print(stdout, "", &f, &r, true);
+    if (r.device < 0) return 0; /* the line said why and that the CPU runs */
     int n = 0;
     m40llm_gpu_count(&n);
-    if (n == 0) {
-        m40llm_gpu_info g;
-        int rc = m40llm_gpu_query(0, &g);
-        printf("GPUs: none usable (%s); the CPU backend will run\n",
-               rc ? m40llm_last_error() : "no device");
-        return 0;
-    }
-    printf("GPUs: %d\n", n);
     for (int d = 0; d < n; d++) {
+        if (d < GPU_DIAG_MAX && r.gpu[d] != GPU_DIAG_USABLE && r.gpu[d] != GPU_DIAG_NOT_CHOSEN)
+            continue;
         m40llm_gpu_info g;
         int rc = m40llm_gpu_query(d, &g);
         if (rc) {

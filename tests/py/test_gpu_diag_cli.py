@@ -79,3 +79,25 @@ def test_cpu_asked_for_says_nothing(tiny):
     r = m40(BENCH[0], tiny, *BENCH[1:], "--device", "cpu", env={"M40LLM_TEST_GPU_SIM": "none"})
     assert r.returncode == 0, r.stderr
     assert "no GPU used" not in r.stderr and "GPU 0" not in r.stderr
+
+
+@pytest.mark.parametrize("sim,want", [
+    ("arch:37", "not used (architecture not in this build)"),
+    ("old-driver:10020", "not used (driver too old)"),
+])
+def test_info_lists_each_gpu_and_why(sim, want):
+    if not cuda_build():
+        pytest.skip("built without CUDA: the hook simulates a GPU only in CUDA builds")
+    r = m40("info", "--no-bandwidth", env={"M40LLM_TEST_GPU_SIM": sim})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    gpu = [l for l in lines if l.startswith("GPU 0: ")]
+    assert gpu and "compute " in gpu[0] and "driver CUDA " in gpu[0] and want in gpu[0], r.stdout
+    assert any(l.startswith("no GPU used: ") for l in lines), r.stdout
+
+
+def test_info_without_a_driver_says_why():
+    r = m40("info", "--no-bandwidth", env={"M40LLM_TEST_GPU_SIM": "none"})
+    assert r.returncode == 0, r.stderr
+    assert any(l.startswith("no GPU used: ") and "CPU" in l for l in r.stdout.splitlines()), \
+        r.stdout

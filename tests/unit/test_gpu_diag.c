@@ -63,7 +63,7 @@ static void test_usable(void) {
     CHECK(r.device == 1 && r.gpu[0] == GPU_DIAG_ARCH);
     char out[2048] = "";
     FILE *mf = fmemopen(out, sizeof out, "w");
-    gpu_diag_print(mf, "m40-llm: ", &f, &r);
+    gpu_diag_print(mf, "m40-llm: ", &f, &r, false);
     fclose(mf);
     CHECKF(strstr(out, "GPU 0: Tesla M40 24GB, compute 3.7, driver CUDA 12.2") &&
                strstr(out, "architecture not in this build") && strstr(out, "GPU 1:") &&
