@@ -1,4 +1,5 @@
 /* m40-llm bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] [--device D] [--ctx N] [--json]
+ * (with --batch LIST: cmd_bench_batch.c, the engine's batched decode)
  *
  * Like llama-bench: pp = one batch of p random tokens (prompt processing),
  * tg = n single-token decode steps after a short untimed prompt; r timed
@@ -13,6 +14,7 @@
 
 #include "cli.h"
 #include "cli_backend.h"
+#include "cmd_bench.h"
 #include "err.h"
 #include "quant.h"
 
@@ -127,7 +129,9 @@ static double n_params(const model *m) {
 
 static int usage(FILE *f) {
     fprintf(f, "usage: m40-llm bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] "
-               "[--device cpu|cuda[:N]] [--ctx N] [--kv f32|f16] [--json]\n");
+               "[--device cpu|cuda[:N]] [--ctx N] [--kv f32|f16] [--json]\n"
+               "       m40-llm bench MODEL --batch 1,8,32,64 [-p 128] [-n 128] ... (engine-level "
+               "batched decode; --batch --help)\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -172,6 +176,7 @@ static void print_json(const model *m, const char *path, const backend *b, bench
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (bench_wants_batch(argc, argv)) return cmd_bench_batch(argc, argv);
     const char *model_name = NULL, *device = NULL;
     long pp = 512, tg = 128, reps = 3, threads = cli_default_threads(), ctx = 0;
     bool json = false, kv16 = false;
