@@ -4,7 +4,8 @@
 set -euo pipefail
 APT_PKGS=(build-essential cmake pkg-config python3 python3-pip clang libclang-rt-14-dev
           libcjson-dev libpcre2-dev libedit-dev libcurl4-openssl-dev libssl-dev
-          libmicrohttpd-dev tmux)
+          libmicrohttpd-dev tmux
+          nginx)   # nginx: tests/py/test_deploy.py runs deploy/nginx/ in front of two replicas
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
