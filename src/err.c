@@ -81,6 +81,8 @@ const char *m40llm_status_str(int status) {
         return "shape mismatch";
     case M40LLM_ERR_INTERNAL:
         return "internal error";
+    case M40LLM_ERR_BUSY:
+        return "busy";
     default:
         return "unknown status";
     }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "chat.h"
+#include "engine/engine.h"
 #include "cli.h"
 #include "cli_backend.h"
 #include "err.h"
@@ -86,27 +87,29 @@ typedef struct run_sink {
     bool write_failed; /* stdout could not be written (main reports why) */
 } run_sink;
 
-static bool run_on_text(void *ctx, const char *text, size_t len) {
+/* On the engine's thread: prints the answer as it comes. */
+static int run_on_event(void *ctx, const m40llm_event *ev) {
     run_sink *s = ctx;
-    cli_put_text(stdout, text, len); /* escapes shown, not obeyed, on a terminal */
+    if (!ev->text_len) return 1;
+    cli_put_text(stdout, ev->text, ev->text_len); /* escapes shown, not obeyed, on a terminal */
     if (!cli_flush_stdout()) {
         s->write_failed = true;
-        return false; /* nobody can read the answer: stop generating */
+        return 0; /* nobody can read the answer: stop generating */
     }
-    if (s->len + len + 1 > s->cap) {
-        size_t cap = (s->len + len + 1) * 2;
+    if (s->len + ev->text_len + 1 > s->cap) {
+        size_t cap = (s->len + ev->text_len + 1) * 2;
         char *n = realloc(s->text, cap);
         if (!n) {
             s->ok = false;
-            return true; /* keep printing; the history just misses this text */
+            return 1; /* keep printing; the history just misses this text */
         }
         s->text = n;
         s->cap = cap;
     }
-    memcpy(s->text + s->len, text, len);
-    s->len += len;
+    memcpy(s->text + s->len, ev->text, ev->text_len);
+    s->len += ev->text_len;
     s->text[s->len] = '\0';
-    return true;
+    return 1;
 }
 
 /* Prints the template fallback warning once per run. */
@@ -136,15 +139,68 @@ static int run_prompt_error(const run_ctx *r, conv_step step, int rc) {
     }
 }
 
-static void run_print_stats(const run_ctx *r, const gen_stats *st) {
+static const char *run_stop_name(const m40llm_request_result *res) {
+    switch (res->finish) {
+    case M40LLM_FINISH_STOP:
+        return res->stop_string ? "stop" : "eos";
+    case M40LLM_FINISH_LENGTH:
+        return "length";
+    case M40LLM_FINISH_CONTEXT:
+        return "context";
+    case M40LLM_FINISH_CANCELLED:
+        return "cancelled";
+    default:
+        return "error";
+    }
+}
+
+static void run_print_stats(const run_ctx *r, const m40llm_request_result *st) {
     if (!r->verbose) return;
+    const int eval = st->n_prompt - st->n_cached;
+    const double gen_tps =
+        st->n_generated > 1 && st->gen_s > 0 ? (st->n_generated - 1) / st->gen_s : 0;
     fprintf(stderr,
             "\nprompt: %d tokens (%d reused, %d evaluated) in %.3f s, %.2f tok/s\n"
             "generation: %d tokens in %.3f s, %.2f tok/s\n"
             "time to first token: %.3f s; stop: %s; backend: %s\n",
-            st->n_prompt, st->n_reused, st->n_prompt_eval, st->t_prompt_s, st->prompt_tps,
-            st->n_gen, st->t_gen_s, st->gen_tps, st->ttft_s, gen_stop_reason_str(st->reason),
-            r->b->ops->name);
+            st->n_prompt, st->n_cached, eval, st->prompt_s,
+            st->prompt_s > 0 ? eval / st->prompt_s : 0, st->n_generated, st->gen_s, gen_tps,
+            st->ttft_s, run_stop_name(st), r->backend_name);
+}
+
+/* Submits the prompt and waits for the answer, which the callback prints;
+ * Ctrl-C cancels it. */
+static int run_generate(run_ctx *r, const int32_t *ids, size_t n, run_sink *sink,
+                        m40llm_request_result *res) {
+    const sampler_params *sp = &r->gp.sampling;
+    m40llm_request_params rp;
+    m40llm_request_default_params(&rp);
+    rp.prompt = ids;
+    rp.n_prompt = n;
+    rp.sampling.temperature = sp->temp;
+    rp.sampling.top_k = sp->top_k;
+    rp.sampling.top_p = sp->top_p;
+    rp.sampling.min_p = sp->min_p;
+    rp.sampling.repeat_penalty = sp->repeat_penalty;
+    rp.sampling.frequency_penalty = sp->freq_penalty;
+    rp.sampling.presence_penalty = sp->presence_penalty;
+    rp.sampling.penalty_last_n = sp->penalty_last_n;
+    rp.sampling.seed = sp->seed;
+    rp.max_tokens = r->gp.max_tokens;
+    rp.stops = r->gp.stops;
+    rp.n_stops = r->gp.n_stops;
+    rp.on_event = run_on_event;
+    rp.user = sink;
+    m40llm_request *req = NULL;
+    int rc = m40llm_submit(r->eng, &rp, &req);
+    if (rc) return rc;
+    while (!m40llm_request_wait(req, 20))
+        if (run_interrupted) m40llm_request_cancel(req);
+    m40llm_request_get_result(req, res);
+    m40llm_request_free(req);
+    if (res->finish == M40LLM_FINISH_ERROR)
+        return err_set(M40LLM_ERR_INTERNAL, "%s", res->error ? res->error : "generation failed");
+    return M40LLM_OK;
 }
 
 int run_turn(run_ctx *r, const char *user_text) {
@@ -156,16 +212,16 @@ int run_turn(run_ctx *r, const char *user_text) {
     int32_t *ids = NULL;
     size_t n = 0;
     conv_step step = CONV_OK;
-    rc = conv_prompt(r->conv, gen_session_n_ctx(r->sess), &ids, &n, &step);
+    rc = conv_prompt(r->conv, r->n_ctx, &ids, &n, &step);
     if (step != CONV_FAIL_RENDER) run_warn_fallback(r);
     if (rc) {
         conv_undo_user(r->conv);
         return run_prompt_error(r, step, rc);
     }
     run_sink sink = {NULL, 0, 0, true, false};
-    gen_stats st;
+    m40llm_request_result st;
     run_interrupted = 0;
-    rc = gen_generate(r->sess, ids, (int)n, &r->gp, run_on_text, &sink, &st);
+    rc = run_generate(r, ids, n, &sink, &st);
     free(ids);
     if (rc) {
         free(sink.text);
@@ -181,10 +237,10 @@ int run_turn(run_ctx *r, const char *user_text) {
     const char *answer = sink.text ? sink.text : "";
     if (!sink.len || sink.text[sink.len - 1] != '\n') fputc('\n', stdout);
     cli_flush_stdout();
-    if (st.reason == GEN_STOP_CONTEXT)
-        fprintf(stderr, "m40-llm run: the context (%d tokens) is full%s\n",
-                gen_session_n_ctx(r->sess), r->raw ? "" : "; /clear starts over");
-    r->interrupted = st.reason == GEN_STOP_CANCELLED && run_interrupted;
+    if (st.finish == M40LLM_FINISH_CONTEXT)
+        fprintf(stderr, "m40-llm run: the context (%d tokens) is full%s\n", r->n_ctx,
+                r->raw ? "" : "; /clear starts over");
+    r->interrupted = st.finish == M40LLM_FINISH_CANCELLED && run_interrupted;
     if (r->interrupted) fprintf(stderr, "(interrupted)\n");
     run_print_stats(r, &st);
     conv_add_assistant(r->conv, answer); /* out of memory: the history starts over */
@@ -199,7 +255,7 @@ void run_set_system(run_ctx *r, const char *text) {
 
 void run_clear(run_ctx *r) {
     conv_clear(r->conv);
-    gen_session_reset(r->sess);
+    m40llm_engine_clear_prefix_cache(r->eng);
 }
 
 /* ---- setup ---- */
@@ -239,10 +295,8 @@ static int run_setup_template(run_ctx *r, const char *chat_template) {
 
 static void run_free(run_ctx *r) {
     conv_free(r->conv);
-    gen_session_free(r->sess);
-    tokenizer_free(r->tok);
-    backend_destroy(r->b);
-    model_free(r->m);
+    m40llm_engine_free(r->eng);
+    m40llm_model_free(r->mm);
     free(r->system);
 }
 
@@ -346,39 +400,50 @@ int cmd_run(int argc, char **argv) {
         free(r.system);
         return cli_fail("model", rc);
     }
-    rc = model_load(path, &r.m);
+    model *m = NULL;
+    rc = model_load(path, &m);
     if (rc) {
         free(r.system);
         return cli_fail("loading model", rc);
     }
+    r.m = m;
     int ret = 1;
     if (!n_ctx)
-        n_ctx =
-            r.m->cfg.n_ctx_train > 0 && r.m->cfg.n_ctx_train < 4096 ? r.m->cfg.n_ctx_train : 4096;
+        n_ctx = m->cfg.n_ctx_train > 0 && m->cfg.n_ctx_train < 4096 ? m->cfg.n_ctx_train : 4096;
     else
-        cli_warn_ctx(r.m, n_ctx);
+        cli_warn_ctx(m, n_ctx);
+    r.n_ctx = (int)n_ctx;
+    /* one sequence; its KV pool is that sequence's context (lazily filled on the CPU) */
     backend_params bp = {.n_ctx = (int)n_ctx,
                          .n_seq_max = 1,
                          .n_batch_max = n_ctx < 512 ? (int)n_ctx : 512,
                          .n_threads = (int)threads,
-                         .kv_type = BACKEND_KV_F32};
-    if ((rc = cli_create_backend(r.m, device, &bp, &r.b))) {
+                         .kv_type = BACKEND_KV_F32,
+                         .paged = true};
+    backend *b = NULL;
+    if ((rc = cli_create_backend(m, device, &bp, &b))) {
+        model_free(m);
+        r.m = NULL;
         cli_fail("creating backend", rc);
         goto out;
     }
-    if ((rc = tokenizer_load(r.m->gguf, &r.tok))) {
+    r.backend_name = b->ops->name;
+    if ((rc = engine_model_wrap(m, path, &r.mm))) { /* the tokenizer is loaded here */
+        backend_destroy(b);
+        r.m = NULL;
         cli_fail("loading the tokenizer", rc);
         goto out;
     }
-    if ((rc = gen_session_create(r.b, r.tok, 0, &r.sess))) {
-        cli_fail("generation", rc);
+    r.tok = engine_model_tokenizer(r.mm);
+    if ((rc = engine_create_on(r.mm, b, NULL, &r.eng))) {
+        cli_fail("creating the engine", rc);
         goto out;
     }
     if (run_setup_template(&r, chat_template)) goto out;
     if (r.verbose) {
         fputs("m40-llm run: ", stderr);
         cli_put_escaped(stderr, r.m->cfg.name, strlen(r.m->cfg.name), 0); /* from the file */
-        fprintf(stderr, ", %s backend, context %ld, %s\n", r.b->ops->name, n_ctx,
+        fprintf(stderr, ", %s backend, context %ld, %s\n", r.backend_name, n_ctx,
                 r.raw ? "raw" : "chat template");
     }
     run_install_sigint();

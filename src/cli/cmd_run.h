@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "backend.h"
+#include "m40llm.h"
 #include "conversation.h"
 #include "generate.h"
 #include "model.h"
@@ -15,11 +16,13 @@
 #define RUN_MAX_STOPS 16
 
 typedef struct run_ctx {
-    model *m;
-    backend *b;
-    tokenizer *tok;
-    gen_session *sess;
-    gen_params gp;
+    m40llm_model *mm;     /* the model, its tokenizer (owned) */
+    m40llm_engine *eng;   /* one sequence; owns the backend */
+    const model *m;       /* inside mm */
+    const tokenizer *tok; /* inside mm */
+    const char *backend_name;
+    int n_ctx;
+    gen_params gp;                    /* sampling, -n, --stop (the request's parameters) */
     const char *stops[RUN_MAX_STOPS]; /* [n_stops] --stop strings (argv) */
     int n_stops;
     conv *conv;       /* template, messages or raw transcript (NULL before setup) */
@@ -39,7 +42,7 @@ void run_install_sigint(void);
  * generates, streams the answer to stdout and records it. Returns 0, or 1
  * after printing an error (the turn is then forgotten). */
 int run_turn(run_ctx *r, const char *user_text);
-/* Forgets the conversation and the KV cache (the system message stays). */
+/* Forgets the conversation and the cached prefixes (the system message stays). */
 void run_clear(run_ctx *r);
 /* Sets the system message (NULL/"" removes it) and rebuilds the messages. */
 void run_set_system(run_ctx *r, const char *text);

@@ -45,7 +45,7 @@ static void chat_show(const run_ctx *r) {
     printf("temperature %g, top_k %d, top_p %g, min_p %g, repeat_penalty %g, seed %llu, "
            "num_predict %d, context %d, %s\n",
            s->temp, s->top_k, s->top_p, s->min_p, s->repeat_penalty, (unsigned long long)s->seed,
-           r->gp.max_tokens, gen_session_n_ctx(r->sess), r->raw ? "raw" : "chat template");
+           r->gp.max_tokens, r->n_ctx, r->raw ? "raw" : "chat template");
     if (conv_system(r->conv)) printf("system: %s\n", conv_system(r->conv));
     for (int i = 0; i < r->n_stops; i++) printf("stop: \"%s\"\n", r->stops[i]);
 }
