@@ -1,5 +1,8 @@
 #include "backend.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "err.h"
 
 int backend_validate_batch(const backend *b, const backend_entry *entries, int n) {
@@ -22,6 +25,14 @@ int backend_validate_batch(const backend *b, const backend_entry *entries, int n
             return err_set(M40LLM_ERR_CONTEXT_FULL,
                            "entry %d: position %d does not fit the context of %d tokens", i, e->pos,
                            b->params.n_ctx);
+        if (b->params.paged && b->ops->seq_capacity) {
+            int cap = b->ops->seq_capacity(b, e->seq);
+            if (e->pos >= cap)
+                return err_set(M40LLM_ERR_CONTEXT_FULL,
+                               "entry %d: position %d is past the KV blocks of sequence %d (%d "
+                               "positions): seq_set_blocks gives it more",
+                               i, e->pos, e->seq, cap);
+        }
         /* positions of a sequence: contiguous from at most its current length */
         int expect = b->ops->seq_len(b, e->seq);
         for (int j = i - 1; j >= 0; j--) {
@@ -35,5 +46,65 @@ int backend_validate_batch(const backend *b, const backend_entry *entries, int n
                            "entry %d: sequence %d position %d leaves a gap (next is %d)", i, e->seq,
                            e->pos, expect);
     }
+    return M40LLM_OK;
+}
+
+uint64_t backend_kv_block_bytes(const model *m, backend_kv_type t, int kv_block) {
+    if (!m || kv_block < 1) return 0;
+    const model_config *c = &m->cfg;
+    uint64_t elt = t == BACKEND_KV_F16 ? 2 : 4, r;
+    if (c->n_layer < 0 || c->n_head_kv < 0 || c->head_dim < 0) return 0;
+    if (__builtin_mul_overflow((uint64_t)c->n_layer * 2u, (uint64_t)kv_block, &r) ||
+        __builtin_mul_overflow(r, (uint64_t)c->n_head_kv * (uint64_t)c->head_dim, &r) ||
+        __builtin_mul_overflow(r, elt, &r))
+        return 0;
+    return r;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int backend_check_blocks(const backend *b, int seq, const int32_t *blocks, int n_blocks, int len) {
+    const backend_params *p = &b->params;
+    if (!p->paged)
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "seq_set_blocks: the backend has the fixed KV layout (paged is off)");
+    if (seq < 0 || seq >= p->n_seq_max)
+        return err_set(M40LLM_ERR_INVALID_ARG, "seq_set_blocks: sequence %d outside 0..%d", seq,
+                       p->n_seq_max - 1);
+    const int per_seq = (int)(((int64_t)p->n_ctx + p->kv_block - 1) / p->kv_block);
+    if (n_blocks < 0 || n_blocks > per_seq || (n_blocks > 0 && !blocks))
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "seq_set_blocks: sequence %d: %d blocks (0..%d with a context of %d and "
+                       "blocks of %d positions)",
+                       seq, n_blocks, per_seq, p->n_ctx, p->kv_block);
+    if (len < 0 || (int64_t)len > (int64_t)n_blocks * p->kv_block || len > p->n_ctx)
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "seq_set_blocks: sequence %d: length %d outside 0..%lld (%d blocks of %d "
+                       "positions, context %d)",
+                       seq, len, (long long)n_blocks * p->kv_block, n_blocks, p->kv_block,
+                       p->n_ctx);
+    for (int i = 0; i < n_blocks; i++)
+        if (blocks[i] < 0 || blocks[i] >= p->n_kv_blocks)
+            return err_set(M40LLM_ERR_INVALID_ARG,
+                           "seq_set_blocks: sequence %d: block %d is %d, outside the pool's "
+                           "0..%d",
+                           seq, i, blocks[i], p->n_kv_blocks - 1);
+    if (n_blocks < 2) return M40LLM_OK;
+    /* one block twice in a table would have two positions write one slot */
+    int32_t *s = malloc((size_t)n_blocks * sizeof *s);
+    if (!s) return err_set(M40LLM_ERR_OOM, "seq_set_blocks: out of host memory");
+    memcpy(s, blocks, (size_t)n_blocks * sizeof *s);
+    qsort(s, (size_t)n_blocks, sizeof *s, cmp_i32);
+    int dup = -1;
+    for (int i = 1; i < n_blocks && dup < 0; i++)
+        if (s[i] == s[i - 1]) dup = s[i];
+    free(s);
+    if (dup >= 0)
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "seq_set_blocks: sequence %d: block %d appears twice in its table", seq,
+                       dup);
     return M40LLM_OK;
 }

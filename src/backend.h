@@ -11,7 +11,15 @@
  * cache as the entries before it left it (as if the batch were split there).
  * Logits depend only on the tokens and positions, not on how a sequence is
  * split into batches or mixed with others (the CPU backend's are identical
- * bit for bit). */
+ * bit for bit).
+ *
+ * KV memory is a pool of blocks of kv_block positions (K and V of every
+ * layer). In the fixed layout (the default) sequence s owns its own
+ * ceil(n_ctx / kv_block) blocks. In paged mode the blocks of all sequences
+ * come from one pool and the caller (the engine) hands each sequence its
+ * blocks with seq_set_blocks: vLLM-style paging, blocks shared between
+ * sequences for a common prefix. The logits do not depend on the layout or
+ * on which blocks a sequence holds. */
 #ifndef M40_BACKEND_H
 #define M40_BACKEND_H
 
@@ -36,6 +44,21 @@ typedef struct backend_params {
     int n_threads;   /* CPU threads (CPU backend) */
     int device;      /* GPU index (CUDA backend) */
     backend_kv_type kv_type;
+    int kv_block;    /* positions per KV block; 0: the backend's default (CPU 16; CUDA M40_KV_PAGE,
+                      * 64). CPU: any >= 1; CUDA: a power of two from 16 to 64, else
+                      * M40LLM_ERR_UNSUPPORTED. create writes back the value used (in b->params) */
+    bool paged;      /* false: fixed layout, each sequence owns ceil(n_ctx/kv_block) blocks (as
+                      * before). true: one pool shared by all sequences; a sequence's blocks are
+                      * set by seq_set_blocks */
+    int n_kv_blocks; /* paged: blocks in the pool; 0: from kv_bytes (or kv_fraction), else
+                      * n_seq_max * ceil(n_ctx/kv_block). create writes back the count */
+    uint64_t kv_bytes;  /* paged, n_kv_blocks == 0: pool size in bytes (K and V of all
+                         * layers), rounded down to whole blocks; 0: see n_kv_blocks */
+    double kv_fraction; /* CUDA, paged, n_kv_blocks == 0 and kv_bytes == 0: the pool takes
+                         * this fraction (0..1] of the device memory free once the weights
+                         * and every other buffer are allocated (cuBLAS may still take its
+                         * workspace at the first prompt: leave room). 0: not given. The
+                         * CPU backend ignores it */
 } backend_params;
 
 typedef struct backend backend;
@@ -47,11 +70,29 @@ typedef struct backend_ops {
     /* Greedy helper: argmax of each logits row, computed where the logits
      * are (the GPU backend avoids copying them). May be NULL. */
     int (*forward_argmax)(backend *b, const backend_entry *entries, int n, int32_t *ids);
-    /* Forgets a sequence's cache (length 0). */
+    /* Forgets a sequence's cache (length 0); paged: also its block table. */
     int (*seq_clear)(backend *b, int seq);
     /* Current length of a sequence's cache. */
     int (*seq_len)(const backend *b, int seq);
-    /* Bytes of device (or host) memory the backend holds. */
+    /* Paged mode: installs sequence seq's block table: blocks[0..n_blocks) are
+     * pool indices (< n_kv_blocks, n_blocks <= ceil(n_ctx / kv_block)), and the
+     * K/V of positions 0..len-1 are already in them (a prefix shared with other
+     * sequences, or the sequence's own earlier positions); len <= n_blocks * kv_block.
+     * Sets the sequence's length to len. Blocks may be shared between sequences;
+     * the caller guarantees that no sequence writes a block another one reads
+     * (forward writes positions >= the length). Fixed layout: M40LLM_ERR_INVALID_ARG.
+     * Bad arguments (index out of range, an index twice in one table, len out of
+     * bounds; CPU: a block under len it never wrote) are M40LLM_ERR_INVALID_ARG
+     * and leave the sequence as it was. The backend does not track sharing.
+     * Paged seq_clear empties the table (length 0) and never touches the pool's
+     * contents, since its blocks may be shared. */
+    int (*seq_set_blocks)(backend *b, int seq, const int32_t *blocks, int n_blocks, int len);
+    /* Positions a sequence can hold now: n_ctx in the fixed layout; in paged
+     * mode min(n_ctx, n_blocks * kv_block) of its table. forward rejects an
+     * entry at or past it with M40LLM_ERR_CONTEXT_FULL (set more blocks first). */
+    int (*seq_capacity)(const backend *b, int seq);
+    /* Bytes of device (or host) memory the backend holds (CPU: KV blocks
+     * count once first written). */
     uint64_t (*mem_used)(const backend *b);
     void (*destroy)(backend *b);
 } backend_ops;
@@ -71,8 +112,16 @@ struct backend {
     void *abort_ctx;
 };
 
-/* Checks a batch against the params and the sequences' lengths. */
+/* Checks a batch against the params and the sequences' lengths and
+ * capacities (M40LLM_ERR_CONTEXT_FULL past n_ctx or, paged, past the
+ * sequence's blocks; M40LLM_ERR_INVALID_ARG otherwise). */
 int backend_validate_batch(const backend *b, const backend_entry *entries, int n);
+/* K + V bytes of one block of kv_block positions over all layers; 0 when
+ * kv_block < 1 or the product overflows. */
+uint64_t backend_kv_block_bytes(const model *m, backend_kv_type t, int kv_block);
+/* For backends: checks seq_set_blocks' arguments against b->params (paged
+ * mode, seq, n_blocks, indices in range and distinct, len). */
+int backend_check_blocks(const backend *b, int seq, const int32_t *blocks, int n_blocks, int len);
 
 int backend_cpu_create(const model *m, const backend_params *p, backend **out);
 /* M40LLM_ERR_NO_DEVICE when built without CUDA or no GPU is usable. */

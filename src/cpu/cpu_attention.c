@@ -39,25 +39,23 @@ void cpu_rope(cpu_backend *cb, int n) {
     }
 }
 
-static size_t kv_offset(const cpu_backend *cb, int il, int pos) {
-    return ((size_t)il * cb->base.params.n_ctx + (size_t)pos) * (size_t)cb->kv_dim;
-}
-
 void cpu_kv_store(cpu_backend *cb, const backend_entry *e, int n, int il) {
     const int kd = cb->kv_dim;
     for (int i = 0; i < n; i++) {
-        cpu_seq *s = &cb->seqs[e[i].seq];
-        size_t off = kv_offset(cb, il, e[i].pos);
+        const cpu_seq *s = &cb->seqs[e[i].seq];
+        const int bi = e[i].pos / cb->kv_block;
+        const size_t off = (size_t)(e[i].pos % cb->kv_block) * kd;
         const float *k = cb->k + (size_t)i * kd, *v = cb->v + (size_t)i * kd;
         if (cb->base.params.kv_type == BACKEND_KV_F16) {
-            uint16_t *kc = (uint16_t *)s->k + off, *vc = (uint16_t *)s->v + off;
+            uint16_t *kc = (uint16_t *)cpu_kv_rows(cb, s, bi, il, 0) + off;
+            uint16_t *vc = (uint16_t *)cpu_kv_rows(cb, s, bi, il, 1) + off;
             for (int d = 0; d < kd; d++) {
                 kc[d] = quant_f32_to_f16(k[d]);
                 vc[d] = quant_f32_to_f16(v[d]);
             }
         } else {
-            memcpy((float *)s->k + off, k, (size_t)kd * sizeof(float));
-            memcpy((float *)s->v + off, v, (size_t)kd * sizeof(float));
+            memcpy((float *)cpu_kv_rows(cb, s, bi, il, 0) + off, k, (size_t)kd * sizeof(float));
+            memcpy((float *)cpu_kv_rows(cb, s, bi, il, 1) + off, v, (size_t)kd * sizeof(float));
         }
     }
 }
@@ -68,14 +66,18 @@ typedef struct att_job {
     int il;
 } att_job;
 
-/* One (entry, query head) per item. */
+/* One (entry, query head) per item. Keys are walked in position order,
+ * block by block: each score and each step of the V sum is the same
+ * operation as over one contiguous cache, so the logits do not depend on
+ * the block size or on which blocks a sequence holds. */
 static void att_worker(void *ctx, int64_t begin, int64_t end, int thread) {
     att_job *j = ctx;
     cpu_backend *cb = j->cb;
     const model_config *c = &cb->base.model->cfg;
-    const int hd = c->head_dim, group = c->n_head / c->n_head_kv;
+    const int hd = c->head_dim, group = c->n_head / c->n_head_kv, kb = cb->kv_block;
     const bool f16 = cb->base.params.kv_type == BACKEND_KV_F16;
     const float scale = (float)(1.0 / sqrt((double)hd));
+    const size_t kd = (size_t)cb->kv_dim;
     float *sc = cb->scores + (size_t)thread * cb->base.params.n_ctx;
     float *kr = cb->kvrow + (size_t)thread * 2 * hd, *vr = kr + hd;
     for (int64_t it = begin; it < end; it++) {
@@ -83,17 +85,20 @@ static void att_worker(void *ctx, int64_t begin, int64_t end, int thread) {
         const backend_entry *e = &j->e[i];
         const cpu_seq *s = &cb->seqs[e->seq];
         const float *q = cb->q + (size_t)i * cb->q_dim + (size_t)h * hd;
-        size_t base = kv_offset(cb, j->il, 0) + (size_t)kvh * hd;
+        const size_t head = (size_t)kvh * hd;
         const int n_keys = e->pos + 1;
-        if (f16) {
-            for (int t = 0; t < n_keys; t++) {
-                const uint16_t *k16 = (const uint16_t *)s->k + base + (size_t)t * cb->kv_dim;
-                for (int d = 0; d < hd; d++) kr[d] = cpu_f16_to_f32(k16[d]);
-                cpu_attn_scores(q, kr, 0, 1, hd, scale, sc + t);
+        for (int t0 = 0; t0 < n_keys; t0 += kb) {
+            const int nt = n_keys - t0 < kb ? n_keys - t0 : kb, bi = t0 / kb;
+            if (f16) {
+                const uint16_t *k16 = (const uint16_t *)cpu_kv_rows(cb, s, bi, j->il, 0) + head;
+                for (int t = 0; t < nt; t++) {
+                    for (int d = 0; d < hd; d++) kr[d] = cpu_f16_to_f32(k16[t * kd + d]);
+                    cpu_attn_scores(q, kr, 0, 1, hd, scale, sc + t0 + t);
+                }
+            } else {
+                const float *k32 = (const float *)cpu_kv_rows(cb, s, bi, j->il, 0) + head;
+                cpu_attn_scores(q, k32, kd, nt, hd, scale, sc + t0);
             }
-        } else {
-            cpu_attn_scores(q, (const float *)s->k + base, (size_t)cb->kv_dim, n_keys, hd, scale,
-                            sc);
         }
         float mx = -INFINITY;
         for (int t = 0; t < n_keys; t++)
@@ -107,14 +112,18 @@ static void att_worker(void *ctx, int64_t begin, int64_t end, int thread) {
         for (int t = 0; t < n_keys; t++) sc[t] *= inv;
         float *out = cb->att + (size_t)i * cb->q_dim + (size_t)h * hd;
         for (int d = 0; d < hd; d++) out[d] = 0.0f;
-        if (f16) {
-            for (int t = 0; t < n_keys; t++) {
-                const uint16_t *v16 = (const uint16_t *)s->v + base + (size_t)t * cb->kv_dim;
-                for (int d = 0; d < hd; d++) vr[d] = cpu_f16_to_f32(v16[d]);
-                cpu_attn_accum(out, vr, 0, sc + t, 1, hd);
+        for (int t0 = 0; t0 < n_keys; t0 += kb) {
+            const int nt = n_keys - t0 < kb ? n_keys - t0 : kb, bi = t0 / kb;
+            if (f16) {
+                const uint16_t *v16 = (const uint16_t *)cpu_kv_rows(cb, s, bi, j->il, 1) + head;
+                for (int t = 0; t < nt; t++) {
+                    for (int d = 0; d < hd; d++) vr[d] = cpu_f16_to_f32(v16[t * kd + d]);
+                    cpu_attn_accum(out, vr, 0, sc + t0 + t, 1, hd);
+                }
+            } else {
+                const float *v32 = (const float *)cpu_kv_rows(cb, s, bi, j->il, 1) + head;
+                cpu_attn_accum(out, v32, kd, sc + t0, nt, hd);
             }
-        } else {
-            cpu_attn_accum(out, (const float *)s->v + base, (size_t)cb->kv_dim, sc, n_keys, hd);
         }
     }
 }

@@ -1,8 +1,8 @@
 /* The CPU reference backend: FP32 activations, weights in their stored type
- * (dequantized row by row inside the products), KV cache per sequence in F32
- * or F16, multithreaded with the threadpool. A batch is processed layer by
- * layer: Q/K/V of every entry, K/V stored, then attention per entry, so an
- * entry sees the K/V of the entries before it in the same batch. */
+ * (dequantized row by row inside the products), KV cache in blocks of F32 or
+ * F16 (cpu_kv.c), multithreaded with the threadpool. A batch is processed
+ * layer by layer: Q/K/V of every entry, K/V stored, then attention per
+ * entry, so an entry sees the K/V of the entries before it in the same batch. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,35 +24,13 @@ static int load_norm(const model_tensor *t, float *dst, int n) {
     return M40LLM_OK;
 }
 
-/* Allocates a sequence's K and V on first use: n_layer * n_ctx positions. */
-static int seq_alloc(cpu_backend *cb, int seq) {
-    cpu_seq *s = &cb->seqs[seq];
-    if (s->k) return M40LLM_OK;
-    size_t n =
-        (size_t)cb->base.model->cfg.n_layer * (size_t)cb->base.params.n_ctx * (size_t)cb->kv_dim;
-    s->k = malloc(n * cb->kv_elt);
-    s->v = malloc(n * cb->kv_elt);
-    if (!s->k || !s->v) {
-        free(s->k);
-        free(s->v);
-        s->k = s->v = NULL;
-        return err_set(M40LLM_ERR_OOM,
-                       "cpu backend: no memory for the KV cache of sequence %d "
-                       "(%zu bytes)",
-                       seq, 2 * n * cb->kv_elt);
-    }
-    cb->kv_bytes += 2 * n * cb->kv_elt;
-    return M40LLM_OK;
-}
-
 /* Runs entries that hold each sequence's positions in increasing order. */
 static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *logits) {
     const model *m = cb->base.model;
     const model_config *c = &m->cfg;
     const int E = c->n_embd;
     int rc;
-    for (int i = 0; i < n; i++)
-        if ((rc = seq_alloc(cb, e[i].seq))) return rc;
+    if ((rc = cpu_kv_reserve(cb, e, n))) return rc;
     for (int i = 0; i < n; i++) {
         const uint8_t *row =
             (const uint8_t *)m->tok_embd.data + (size_t)e[i].token * m->tok_embd.row_bytes;
@@ -153,15 +131,6 @@ static int cpu_forward_argmax(backend *b, const backend_entry *e, int n, int32_t
     return rc;
 }
 
-static int cpu_seq_clear(backend *b, int seq) {
-    cpu_backend *cb = (cpu_backend *)b;
-    if (seq < 0 || seq >= b->params.n_seq_max)
-        return err_set(M40LLM_ERR_INVALID_ARG, "sequence %d outside 0..%d", seq,
-                       b->params.n_seq_max - 1);
-    cb->seqs[seq].len = 0;
-    return M40LLM_OK;
-}
-
 static int cpu_seq_len(const backend *b, int seq) {
     const cpu_backend *cb = (const cpu_backend *)b;
     if (seq < 0 || seq >= b->params.n_seq_max) return 0;
@@ -177,11 +146,7 @@ static void cpu_destroy(backend *b) {
     cpu_backend *cb = (cpu_backend *)b;
     if (!cb) return;
     threadpool_free(cb->pool);
-    if (cb->seqs)
-        for (int s = 0; s < b->params.n_seq_max; s++) {
-            free(cb->seqs[s].k);
-            free(cb->seqs[s].v);
-        }
+    cpu_kv_free(cb);
     free(cb->seqs);
     free(cb->norms);
     free(cb->x);
@@ -205,6 +170,8 @@ static const backend_ops cpu_ops = {
     .forward_argmax = cpu_forward_argmax,
     .seq_clear = cpu_seq_clear,
     .seq_len = cpu_seq_len,
+    .seq_set_blocks = cpu_seq_set_blocks,
+    .seq_capacity = cpu_seq_capacity,
     .mem_used = cpu_mem_used,
     .destroy = cpu_destroy,
 };
@@ -220,17 +187,7 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     if (p->kv_type != BACKEND_KV_F32 && p->kv_type != BACKEND_KV_F16)
         return err_set(M40LLM_ERR_UNSUPPORTED, "cpu backend: KV cache type %d", (int)p->kv_type);
     const model_config *c = &m->cfg;
-    /* One sequence's K and V (allocated on first use): checked here, so the
-     * product in seq_alloc cannot wrap into a small allocation. */
     const size_t kv_elt = p->kv_type == BACKEND_KV_F16 ? 2 : 4;
-    size_t kv_seq;
-    if (__builtin_mul_overflow((size_t)c->n_layer * (size_t)p->n_ctx,
-                               (size_t)c->n_head_kv * (size_t)c->head_dim * 2 * kv_elt, &kv_seq) ||
-        kv_seq > PTRDIFF_MAX)
-        return err_set(M40LLM_ERR_OOM,
-                       "cpu backend: the KV cache of one sequence (%d layers x %d positions x %d "
-                       "values x 2) does not fit in memory",
-                       c->n_layer, p->n_ctx, c->n_head_kv * c->head_dim);
     cpu_backend *cb = calloc(1, sizeof *cb);
     if (!cb) return err_set(M40LLM_ERR_OOM, "cpu backend: out of memory");
     cb->base.ops = &cpu_ops;
@@ -242,14 +199,16 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     cb->max_in = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
     if (cb->q_dim > cb->max_in) cb->max_in = cb->q_dim;
     cb->kv_elt = kv_elt;
-    int rc = threadpool_create(p->n_threads, &cb->pool);
+    /* the KV sizes first: one that cannot exist is refused before the rest
+     * is allocated */
+    int rc = cpu_kv_init(cb);
+    if (!rc) rc = threadpool_create(p->n_threads, &cb->pool);
     if (rc) {
         cpu_destroy(&cb->base);
         return rc;
     }
     const size_t n = (size_t)p->n_batch_max, E = (size_t)c->n_embd, T = (size_t)p->n_threads;
     uint64_t *acct = &cb->scratch_bytes;
-    cb->seqs = xcalloc((size_t)p->n_seq_max, sizeof *cb->seqs, acct);
     cb->norms = xcalloc(((size_t)c->n_layer * 2 + 1) * E, sizeof(float), acct);
     cb->x = xcalloc(n * E, sizeof(float), acct);
     cb->xb = xcalloc(n * E, sizeof(float), acct);
@@ -263,8 +222,8 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     cb->xsum = xcalloc(n * (size_t)(cb->max_in / CPU_QBLK + 1), sizeof(float), acct);
     cb->scores = xcalloc(T * (size_t)p->n_ctx, sizeof(float), acct);
     cb->kvrow = xcalloc(T * 2 * (size_t)c->head_dim, sizeof(float), acct);
-    if (!cb->seqs || !cb->norms || !cb->x || !cb->xb || !cb->q || !cb->k || !cb->v || !cb->att ||
-        !cb->hb || !cb->rope || !cb->wbuf || !cb->xsum || !cb->scores || !cb->kvrow) {
+    if (!cb->norms || !cb->x || !cb->xb || !cb->q || !cb->k || !cb->v || !cb->att || !cb->hb ||
+        !cb->rope || !cb->wbuf || !cb->xsum || !cb->scores || !cb->kvrow) {
         cpu_destroy(&cb->base);
         return err_set(M40LLM_ERR_OOM, "cpu backend: no memory for buffers of a %d-entry batch",
                        p->n_batch_max);

@@ -1,7 +1,7 @@
 /* Internals of the CPU reference backend, shared by its files:
- * cpu_backend.c (create, KV cache, forward driver), cpu_matmul.c (weight
- * products), cpu_attention.c (RoPE + causal GQA attention), cpu_kernels.c
- * (vector helpers). */
+ * cpu_backend.c (create, forward driver), cpu_kv.c (the KV block pool and
+ * block tables), cpu_matmul.c (weight products), cpu_attention.c (RoPE +
+ * causal GQA attention), cpu_kernels.c (vector helpers). */
 #ifndef M40_CPU_INTERNAL_H
 #define M40_CPU_INTERNAL_H
 
@@ -23,10 +23,12 @@
 /* Elements per block of the fused kernels (and per activation sum). */
 #define CPU_QBLK 32
 
+/* A sequence's view of the KV pool: position pos lives in pool block
+ * blocks[pos / kv_block], slot pos % kv_block. */
 typedef struct cpu_seq {
-    int len; /* positions held */
-    void *k; /* [n_layer][n_ctx][kv_dim] of float or uint16 (F16); NULL until first use */
-    void *v; /* same layout as k */
+    int len;         /* positions held */
+    int n_blocks;    /* entries of blocks in use */
+    int32_t *blocks; /* [blocks_per_seq] pool indices (a row of cpu_backend.tables) */
 } cpu_seq;
 
 typedef struct cpu_backend {
@@ -39,6 +41,15 @@ typedef struct cpu_backend {
     size_t kv_elt; /* 4 (F32) or 2 (F16) */
     float *norms;  /* [n_layer][2][n_embd] attn_norm, ffn_norm, then [n_embd] output_norm */
     cpu_seq *seqs; /* [n_seq_max] */
+    /* KV pool: block b is [n_layer][K, V][kv_block][kv_dim] of float or
+     * uint16 (F16), allocated when first written. The fixed layout is the
+     * pool with the identity tables (sequence s: blocks s * bps ..). */
+    int kv_block;       /* positions per block */
+    int blocks_per_seq; /* ceil(n_ctx / kv_block): the longest table */
+    int n_pool;         /* blocks in the pool */
+    size_t block_bytes; /* K and V of one block, all layers */
+    void **kv_pool;     /* [n_pool] NULL until first written */
+    int32_t *tables;    /* [n_seq_max][blocks_per_seq] */
     /* activations for one forward call, [n_batch_max] rows each */
     float *x;    /* [n][n_embd] residual stream */
     float *xb;   /* [n][n_embd] normalised input of a sub-block */
@@ -112,6 +123,24 @@ int cpu_matmul(cpu_backend *cb, const model_tensor *w, const float *x, int ldx, 
 int cpu_matmul_qkv(cpu_backend *cb, const model_layer *L, const float *x, int n);
 /* hb[i][r] = silu(gate[r] . x[i]) * (up[r] . x[i]) */
 int cpu_matmul_ffn_in(cpu_backend *cb, const model_layer *L, const float *x, int n);
+
+/* ---- KV pool (cpu_kv.c) ---- */
+/* Sizes the pool from the params (writing back kv_block and n_kv_blocks)
+ * and allocates seqs and the tables; no block is allocated yet. */
+int cpu_kv_init(cpu_backend *cb);
+void cpu_kv_free(cpu_backend *cb);
+/* Allocates the blocks n entries will write, before anything is written. */
+int cpu_kv_reserve(cpu_backend *cb, const backend_entry *e, int n);
+int cpu_seq_set_blocks(backend *b, int seq, const int32_t *blocks, int n_blocks, int len);
+int cpu_seq_clear(backend *b, int seq);
+int cpu_seq_capacity(const backend *b, int seq);
+
+/* K (kv 0) or V (kv 1) rows of layer il in a sequence's block bi: kv_block
+ * rows of kv_dim elements (float or uint16), from slot 0. */
+static inline void *cpu_kv_rows(const cpu_backend *cb, const cpu_seq *s, int bi, int il, int kv) {
+    const size_t rows = (size_t)cb->kv_block * (size_t)cb->kv_dim;
+    return (char *)cb->kv_pool[s->blocks[bi]] + ((size_t)il * 2 + (size_t)kv) * rows * cb->kv_elt;
+}
 
 /* ---- attention (cpu_attention.c) ---- */
 /* cos/sin of every entry's rotation angles, once per forward call. */
