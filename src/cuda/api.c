@@ -242,6 +242,7 @@ static kv_view kv_layer(const M40llmKVCache *kv, int layer) {
     v.n_kv = kv->n_kv;
     v.hd = kv->hd;
     v.f16 = 1;
+    v.page_shift = M40_KV_PAGE_SHIFT;
     return v;
 }
 

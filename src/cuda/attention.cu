@@ -110,11 +110,11 @@ __global__ void __launch_bounds__(AT_THREADS)
     const float *qe = q + ((size_t)e * pl.n_head + h0) * hd;
     for (int i = tid; i < Gb * hd; i += AT_THREADS) qs[i] = qe[i] * scale;
     const int32_t *pt = kv.page_table + (int64_t)seq * kv.pages_per_seq;
+    const int sh = kv.page_shift;
     for (int p = tid; p < L; p += AT_THREADS) {
         int pos = s0 + p;
         rowoff[p] =
-            (((int64_t)pt[pos / M40_KV_PAGE] * kv.n_kv + kvh) * M40_KV_PAGE + pos % M40_KV_PAGE) *
-            hd;
+            ((((int64_t)pt[pos >> sh] * kv.n_kv + kvh) << sh) + (pos & ((1 << sh) - 1))) * hd;
     }
     __syncthreads();
 

@@ -52,6 +52,8 @@ static void cuda_destroy(backend *b) {
     free(cb->allocs);
     free(cb->layers);
     free(cb->seq_len);
+    free(cb->seq_pages);
+    free(cb->h_table);
     m40llm_destroy_context(cb->ctx);
     free(cb);
 }
@@ -172,6 +174,40 @@ static size_t dense_bytes(const gpu_matrix *m, int f16) {
     return (size_t)m->rows * m->cols * (f16 ? 2 : 4);
 }
 
+/* The page table and the KV pool (cb->n_pages pages, or 0: from kv_fraction). */
+static int alloc_kv(cuda_backend *cb) {
+    const model_config *c = &cb->base.model->cfg;
+    backend_params *p = &cb->base.params;
+    const int npt = p->n_seq_max * cb->pages_per_seq;
+    int rc = cb_alloc(cb, (size_t)npt * 4, "page table", (void **)&cb->page_table);
+    if (rc) return rc;
+    if (!p->paged) {
+        if ((rc = launch_iota(cb->page_table, npt, 0, cb->st))) return rc;
+    } else {
+        /* rows are set by seq_set_blocks; entries past a sequence's pages
+         * point at page 0, a valid page that is never read */
+        cb->h_table = calloc((size_t)npt, sizeof *cb->h_table);
+        if (!cb->h_table) return err_set(M40LLM_ERR_OOM, "out of host memory");
+        CUDA_TRY(cudaMemsetAsync(cb->page_table, 0, (size_t)npt * 4, cb->st));
+    }
+    const size_t elt = p->kv_type == BACKEND_KV_F16 ? 2 : 4;
+    const size_t page_bytes = ((size_t)c->n_head_kv * c->head_dim * elt) << cb->page_shift;
+    if (cb->n_pages == 0) {
+        size_t fr = 0, tot = 0;
+        CUDA_TRY(cudaMemGetInfo(&fr, &tot));
+        double n = floor((double)fr * p->kv_fraction / ((double)page_bytes * 2 * c->n_layer));
+        if (n < 1)
+            return err_set(M40LLM_ERR_OOM,
+                           "KV pool: kv_fraction %g of the %zu bytes free holds no block of %zu "
+                           "bytes",
+                           p->kv_fraction, fr, page_bytes * 2 * c->n_layer);
+        cb->n_pages = n > INT32_MAX ? INT32_MAX : (int)n;
+    }
+    p->n_kv_blocks = cb->n_pages;
+    cb->kv_layer_bytes = (size_t)cb->n_pages * page_bytes;
+    return cb_alloc(cb, cb->kv_layer_bytes * 2 * c->n_layer, "the KV cache", (void **)&cb->kv);
+}
+
 static int alloc_buffers(cuda_backend *cb) {
     const model_config *c = &cb->base.model->cfg;
     const backend_params *p = &cb->base.params;
@@ -183,16 +219,6 @@ static int alloc_buffers(cuda_backend *cb) {
     if (c->n_ff > aw) aw = c->n_ff;
     if (cb->nq > aw) aw = cb->nq;
     cb->act_w = aw;
-    /* KV cache */
-    cb->pages_per_seq = (p->n_ctx + M40_KV_PAGE - 1) / M40_KV_PAGE;
-    size_t elt = p->kv_type == BACKEND_KV_F16 ? 2 : 4;
-    cb->kv_layer_bytes =
-        (size_t)p->n_seq_max * cb->pages_per_seq * c->n_head_kv * M40_KV_PAGE * c->head_dim * elt;
-    if ((rc = cb_alloc(cb, cb->kv_layer_bytes * 2 * c->n_layer, "the KV cache", (void **)&cb->kv)))
-        return rc;
-    int npt = p->n_seq_max * cb->pages_per_seq;
-    if ((rc = cb_alloc(cb, (size_t)npt * 4, "page table", (void **)&cb->page_table))) return rc;
-    if ((rc = launch_iota(cb->page_table, npt, 0, cb->st))) return rc;
     if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 32, 128, &cb->plan)))
         return rc;
     if ((rc = attention_plan(c->n_head, c->n_head_kv, c->head_dim, p->n_ctx, 256, 512,
@@ -252,7 +278,8 @@ static int alloc_buffers(cuda_backend *cb) {
     CUDA_TRY(
         cudaMallocHost((void **)&cb->h_logits,
                        (B < (size_t)M40_GEMV_MAX_B ? B : (size_t)M40_GEMV_MAX_B) * c->n_vocab * 4));
-    return M40LLM_OK;
+    /* the KV pool last: kv_fraction sizes it from what everything else left */
+    return alloc_kv(cb);
 }
 
 /* ---- ops ---- */
@@ -268,6 +295,36 @@ static int cuda_seq_clear(backend *b, int seq) {
         return err_set(M40LLM_ERR_INVALID_ARG, "sequence %d outside 0..%d", seq,
                        b->params.n_seq_max - 1);
     cb->seq_len[seq] = 0;
+    if (b->params.paged) cb->seq_pages[seq] = 0; /* the pages' contents stay: shared */
+    return M40LLM_OK;
+}
+
+static int cuda_seq_capacity(const backend *b, int seq) {
+    const cuda_backend *cb = (const cuda_backend *)b;
+    if (seq < 0 || seq >= b->params.n_seq_max) return 0;
+    if (!b->params.paged) return b->params.n_ctx;
+    int64_t cap = (int64_t)cb->seq_pages[seq] << cb->page_shift;
+    return cap < b->params.n_ctx ? (int)cap : b->params.n_ctx;
+}
+
+/* Writes the sequence's row of the page table: a copy on the decode stream,
+ * so it lands before the next forward's kernels (a captured graph reads the
+ * table through its pointer, so replays see the new row). */
+static int cuda_seq_set_blocks(backend *b, int seq, const int32_t *blocks, int n_blocks, int len) {
+    cuda_backend *cb = (cuda_backend *)b;
+    int rc = backend_check_blocks(b, seq, blocks, n_blocks, len);
+    if (rc) return rc;
+    const int pps = cb->pages_per_seq;
+    int32_t *row = cb->h_table + (size_t)seq * pps;
+    if (n_blocks) memmove(row, blocks, (size_t)n_blocks * sizeof *row);
+    memset(row + n_blocks, 0, (size_t)(pps - n_blocks) * sizeof *row);
+    CUDA_TRY(cudaSetDevice(cb->device));
+    /* from pageable memory: the data is staged before the call returns,
+     * so the host row may change again at once */
+    CUDA_TRY(cudaMemcpyAsync(cb->page_table + (size_t)seq * pps, row, (size_t)pps * sizeof *row,
+                             cudaMemcpyHostToDevice, cb->st));
+    cb->seq_pages[seq] = n_blocks;
+    cb->seq_len[seq] = len;
     return M40LLM_OK;
 }
 
@@ -322,9 +379,77 @@ static const backend_ops cuda_ops = {
     .forward_argmax = cuda_forward_argmax,
     .seq_clear = cuda_seq_clear,
     .seq_len = cuda_seq_len,
+    .seq_set_blocks = cuda_seq_set_blocks,
+    .seq_capacity = cuda_seq_capacity,
     .mem_used = cuda_mem_used,
     .destroy = cuda_destroy,
 };
+
+/* Checks the KV params: the page size (its log2 in *shift) and the pool's
+ * pages (0: kv_fraction decides once the rest is allocated). */
+static int kv_sizes(const model *m, const backend_params *p, int *shift, int *n_pages) {
+    const int kb = p->kv_block ? p->kv_block : M40_KV_PAGE;
+    if (kb < M40_KV_PAGE_MIN || kb > M40_KV_PAGE || (kb & (kb - 1)))
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "cuda backend: KV blocks of %d positions (a power of two from %d to %d; "
+                       "default %d)",
+                       p->kv_block, M40_KV_PAGE_MIN, M40_KV_PAGE, M40_KV_PAGE);
+    *shift = 0;
+    while ((1 << *shift) < kb) ++*shift;
+    const int64_t pps = ((int64_t)p->n_ctx + kb - 1) / kb, fixed = pps * p->n_seq_max;
+    int64_t n = fixed;
+    if (p->paged) {
+        if (p->n_kv_blocks < 0 || p->kv_fraction < 0 || p->kv_fraction > 1 ||
+            p->kv_fraction != p->kv_fraction)
+            return err_set(M40LLM_ERR_INVALID_ARG,
+                           "cuda backend: a KV pool of %d blocks or a fraction %g of free memory",
+                           p->n_kv_blocks, p->kv_fraction);
+        const uint64_t bb = backend_kv_block_bytes(m, p->kv_type, kb);
+        if (p->n_kv_blocks > 0) {
+            n = p->n_kv_blocks;
+        } else if (p->kv_bytes > 0) {
+            if (bb == 0 || p->kv_bytes / bb == 0)
+                return err_set(M40LLM_ERR_INVALID_ARG,
+                               "cuda backend: kv_bytes %llu hold no KV block of %llu bytes",
+                               (unsigned long long)p->kv_bytes, (unsigned long long)bb);
+            n = p->kv_bytes / bb > INT32_MAX ? (int64_t)INT32_MAX + 1 : (int64_t)(p->kv_bytes / bb);
+        } else if (p->kv_fraction > 0) {
+            n = 0;
+        }
+    }
+    if (n > INT32_MAX || fixed > INT32_MAX)
+        return err_set(M40LLM_ERR_OOM,
+                       "cuda backend: the KV cache needs %lld pages (pool) or %lld (table), more "
+                       "than 2^31 - 1",
+                       (long long)n, (long long)fixed);
+    *n_pages = (int)n;
+    return M40LLM_OK;
+}
+
+/* One throw-away prefill at load: cuBLAS picks and loads its GEMM kernels
+ * now rather than inside the first real prompt. Paged: sequence 0 borrows
+ * the first pages of the pool (nothing is in them yet). */
+static int warm_up(cuda_backend *cb) {
+    const backend_params *p = &cb->base.params;
+    int n = p->n_batch_max < p->n_ctx ? p->n_batch_max : p->n_ctx, rc = M40LLM_OK;
+    if (p->paged) {
+        int np = cb->pages_per_seq < cb->n_pages ? cb->pages_per_seq : cb->n_pages;
+        int32_t *pages = malloc((size_t)np * sizeof *pages);
+        if (!pages) return err_set(M40LLM_ERR_OOM, "out of host memory");
+        for (int i = 0; i < np; i++) pages[i] = i;
+        rc = cuda_seq_set_blocks(&cb->base, 0, pages, np, 0);
+        free(pages);
+        if ((int64_t)np << cb->page_shift < n) n = np << cb->page_shift;
+    }
+    backend_entry *e = rc ? NULL : calloc((size_t)n, sizeof *e);
+    if (!rc && !e) rc = err_set(M40LLM_ERR_OOM, "out of host memory");
+    for (int i = 0; i < n && e; i++) e[i] = (backend_entry){0, i, 0, false};
+    if (e) rc = cuda_run(&cb->base, e, n, NULL, NULL);
+    free(e);
+    cb->seq_len[0] = 0;
+    cb->seq_pages[0] = 0;
+    return rc;
+}
 
 int backend_cuda_create(const model *m, const backend_params *p, backend **out) {
     *out = NULL;
@@ -340,20 +465,28 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
     if (c->head_dim % 2 || c->n_rot > c->head_dim || c->n_rot % 2)
         return err_set(M40LLM_ERR_UNSUPPORTED, "cuda backend: head dim %d, rope dims %d",
                        c->head_dim, c->n_rot);
+    int shift = 0, n_pages = 0;
+    int rc = kv_sizes(m, p, &shift, &n_pages);
+    if (rc) return rc;
     cuda_backend *cb = calloc(1, sizeof *cb);
     if (!cb) return err_set(M40LLM_ERR_OOM, "out of host memory");
     cb->base.ops = &cuda_ops;
     cb->base.model = m;
     cb->base.params = *p;
+    cb->base.params.kv_block = 1 << shift;
+    cb->page_shift = shift;
+    cb->pages_per_seq = (int)(((int64_t)p->n_ctx + (1 << shift) - 1) >> shift);
+    cb->n_pages = n_pages;
     cb->device = p->device;
-    int rc = m40llm_create_context(p->device, &cb->ctx);
+    rc = m40llm_create_context(p->device, &cb->ctx);
     if (rc) {
         free(cb);
         return rc;
     }
     cb->layers = calloc((size_t)c->n_layer, sizeof *cb->layers);
     cb->seq_len = calloc((size_t)p->n_seq_max, sizeof(int));
-    if (!cb->layers || !cb->seq_len) {
+    cb->seq_pages = calloc((size_t)p->n_seq_max, sizeof(int));
+    if (!cb->layers || !cb->seq_len || !cb->seq_pages) {
         cuda_destroy(&cb->base);
         return err_set(M40LLM_ERR_OOM, "out of host memory");
     }
@@ -379,17 +512,7 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
         cudaError_t e = cudaStreamSynchronize(cb->st);
         if (e != cudaSuccess) rc = cuda_fail(e, "loading the model", __FILE__, __LINE__);
     }
-    if (!rc && p->n_batch_max > M40_GEMV_MAX_B) {
-        /* one throw-away prefill at load: cuBLAS picks and loads its GEMM
-         * kernels now rather than inside the first real prompt */
-        int n = p->n_batch_max < p->n_ctx ? p->n_batch_max : p->n_ctx;
-        backend_entry *e = calloc((size_t)n, sizeof *e);
-        if (!e) rc = err_set(M40LLM_ERR_OOM, "out of host memory");
-        for (int i = 0; i < n && e; i++) e[i] = (backend_entry){0, i, 0, false};
-        if (e) rc = cuda_run(&cb->base, e, n, NULL, NULL);
-        free(e);
-        cb->seq_len[0] = 0;
-    }
+    if (!rc && p->n_batch_max > M40_GEMV_MAX_B) rc = warm_up(cb);
     if (rc) {
         err_prefix(rc, "cuda backend on GPU %d", p->device);
         cuda_destroy(&cb->base);

@@ -63,6 +63,7 @@ static qkv_out layer_qkv(cuda_backend *cb, int l, int n) {
     o.kv.n_kv = c->n_head_kv;
     o.kv.hd = c->head_dim;
     o.kv.f16 = cb->base.params.kv_type == BACKEND_KV_F16;
+    o.kv.page_shift = cb->page_shift;
     o.rope.n_head = c->n_head;
     o.rope.n_kv = c->n_head_kv;
     o.rope.hd = c->head_dim;

@@ -38,15 +38,21 @@ typedef struct cuda_backend {
     int n_allocs, cap_allocs;
     uint64_t mem; /* bytes allocated on the device */
 
-    /* KV cache: per layer K and V of n_seq_max * pages_per_seq pages */
-    uint8_t *kv;
+    /* KV cache: per layer K and V of a pool of n_pages pages; sequence s
+     * reaches its positions through row s of the page table (fixed layout:
+     * pages s * pages_per_seq ..; paged: set by seq_set_blocks) */
+    uint8_t *kv;           /* [n_layer][K, V][n_pages][n_kv][page][hd] */
     size_t kv_layer_bytes; /* bytes of one layer's K (= its V) */
-    int32_t *page_table;   /* [n_seq_max][pages_per_seq] */
-    int pages_per_seq;
-    int *seq_len;        /* host [n_seq_max] */
-    attn_plan plan;      /* prefill batches: few long splits */
-    attn_plan plan_dec;  /* decode (<= 8 entries): many 128-position splits */
-    attn_plan plan_dec1; /* decode while every entry is under 32 positions: one split */
+    int32_t *page_table;   /* device [n_seq_max][pages_per_seq] */
+    int32_t *h_table;      /* host copy of page_table (paged) */
+    int pages_per_seq;     /* ceil(n_ctx / page) */
+    int n_pages;           /* pages in the pool */
+    int page_shift;        /* log2 of the positions per page */
+    int *seq_pages;        /* host [n_seq_max] pages in each sequence's table */
+    int *seq_len;          /* host [n_seq_max] */
+    attn_plan plan;        /* prefill batches: few long splits */
+    attn_plan plan_dec;    /* decode (<= 8 entries): many 128-position splits */
+    attn_plan plan_dec1;   /* decode while every entry is under 32 positions: one split */
 
     /* activations, sized for n_batch_max entries */
     int nq, nkv;         /* n_head * head_dim, n_head_kv * head_dim */

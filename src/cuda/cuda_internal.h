@@ -76,15 +76,22 @@ int launch_dequant(const gpu_matrix *m, void *dst, int dst_f16, cudaStream_t st)
 int launch_get_rows(const gpu_matrix *m, const int32_t *ids, int n, float *dst, cudaStream_t st);
 
 /* ---- KV cache view for one layer ----
- * Paged: page p holds PAGE positions of every KV head, [n_kv][PAGE][hd];
- * position pos of sequence seq lives in page page_table[seq * pages_per_seq + pos / PAGE]. */
-#define M40_KV_PAGE 64
+ * Paged: page p holds PAGE = 1 << page_shift positions of every KV head,
+ * [n_kv][PAGE][hd]; position pos of sequence seq lives in page
+ * page_table[seq * pages_per_seq + pos / PAGE]. The kernels read the table
+ * only for positions up to an entry's pos. The page size is a runtime
+ * power of two (shifts and masks, as cheap as a constant); 64 is the
+ * default until other sizes are measured on a GPU. */
+#define M40_KV_PAGE_SHIFT 6
+#define M40_KV_PAGE       (1 << M40_KV_PAGE_SHIFT)
+#define M40_KV_PAGE_MIN   16 /* smallest page the backend accepts */
 typedef struct kv_view {
     void *k, *v;               /* [n_pages][n_kv][PAGE][hd], f16 bits or f32 */
     const int32_t *page_table; /* [n_seq][pages_per_seq], device */
     int pages_per_seq;
     int n_kv, hd;
-    int f16; /* element type: 1 = f16, 0 = f32 */
+    int f16;        /* element type: 1 = f16, 0 = f32 */
+    int page_shift; /* log2 of PAGE, positions per page */
 } kv_view;
 
 typedef struct rope_cfg {

@@ -19,8 +19,9 @@ struct qkv_slot {
 /* the cache offset of an entry's row for KV head 0 at position pos */
 static __device__ __forceinline__ int64_t qkv_slot_base(const qkv_out &o, int b, int pos) {
     const kv_view &kv = o.kv;
-    int page = kv.page_table[(int64_t)o.seq[b] * kv.pages_per_seq + pos / M40_KV_PAGE];
-    return ((int64_t)page * kv.n_kv * M40_KV_PAGE + pos % M40_KV_PAGE) * o.rope.hd;
+    const int sh = kv.page_shift;
+    int page = kv.page_table[(int64_t)o.seq[b] * kv.pages_per_seq + (pos >> sh)];
+    return (((int64_t)page * kv.n_kv << sh) + (pos & ((1 << sh) - 1))) * o.rope.hd;
 }
 
 static __device__ __forceinline__ qkv_slot qkv_slot_load(const qkv_out &o, int b) {
@@ -57,7 +58,7 @@ static __device__ __forceinline__ void qkv_epilogue_core(const qkv_out &o, int p
         return;
     }
     const kv_view &kv = o.kv;
-    int64_t off = base() + (int64_t)head * M40_KV_PAGE * hd + d;
+    int64_t off = base() + ((int64_t)head << kv.page_shift) * hd + d;
     void *dst = region == 1 ? kv.k : kv.v;
     if (kv.f16) {
         ((uint16_t *)dst)[off] = dev_to_f16(v0);

@@ -185,13 +185,17 @@ static void rope_ref(double *v, int n_heads, int hd, int n_rot, int pos, double 
         }
 }
 
+/* KV page size of the cache tests (a runtime value of the kernels) */
+static int g_page_shift = M40_KV_PAGE_SHIFT;
+#define PG (1 << g_page_shift)
+
 /* via_gemv: 0 = the prefill rope kernel; 1 = the GEMV epilogue, 3 vectors
  * at once; 2 = the GEMV epilogue one vector at a time, with kernel choice kc
  * (and at most max_blocks blocks of the persistent kernel, 0: its own
  * grid) and weights of type wt, K wide */
 static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks, int wt, int K) {
     const int nh = 4, nkv = 2, hd = 32, nb = 3, n_ctx = 128, n_seq = 3;
-    const int rows = (nh + 2 * nkv) * hd, pps = n_ctx / M40_KV_PAGE;
+    const int rows = (nh + 2 * nkv) * hd, pps = n_ctx / PG;
     host_w w;
     make_w(&w, via_gemv == 2 ? wt : QT_F32, rows, K);
     float *x = malloc(sizeof(float) * nb * K);
@@ -210,7 +214,7 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
     float *xin = malloc(sizeof(float) * nb * rows); /* the prefill kernel reads products */
     for (int b = 0; b < nb; b++)
         for (int r = 0; r < rows; r++) xin[b * rows + r] = (float)vals[b][r];
-    size_t elt = f16kv ? 2 : 4, layer = (size_t)n_seq * pps * nkv * M40_KV_PAGE * hd;
+    size_t elt = f16kv ? 2 : 4, layer = (size_t)n_seq * pps * nkv * PG * hd;
     void *dk = gt_dev(layer * elt), *dv = gt_dev(layer * elt);
     GT_CUDA(cudaMemset(dk, 0, layer * elt));
     GT_CUDA(cudaMemset(dv, 0, layer * elt));
@@ -220,7 +224,7 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
           *dx = gt_up(via_gemv ? x : xin, sizeof(float) * nb * (via_gemv ? K : rows));
     qkv_out o;
     memset(&o, 0, sizeof o);
-    o.kv = (kv_view){dk, dv, pt, pps, nkv, hd, f16kv};
+    o.kv = (kv_view){dk, dv, pt, pps, nkv, hd, f16kv, g_page_shift};
     o.rope = (rope_cfg){nh, nkv, hd, n_rot, 10000.0f, 0.5f};
     o.seq = dsp;
     o.pos = dsp + 3;
@@ -278,10 +282,7 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
         }
         for (int h = 0; h < nkv; h++)
             for (int d = 0; d < hd; d++) {
-                size_t off = (((size_t)(seq * pps + pos / M40_KV_PAGE) * nkv + h) * M40_KV_PAGE +
-                              pos % M40_KV_PAGE) *
-                                 hd +
-                             d;
+                size_t off = (((size_t)(seq * pps + pos / PG) * nkv + h) * PG + pos % PG) * hd + d;
                 double kg = f16kv ? quant_f16_to_f32(((uint16_t *)hk)[off]) : ((float *)hk)[off];
                 double vg = f16kv ? quant_f16_to_f32(((uint16_t *)hv)[off]) : ((float *)hv)[off];
                 int ki = nh * hd + h * hd + d, vi = (nh + nkv) * hd + h * hd + d;
@@ -311,8 +312,8 @@ static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, i
     attn_plan pl;
     GT_OK(attention_plan(nh, nkv, hd, n_ctx, max_splits, threads, &pl));
     CHECK(pl.n_split >= 2);
-    int pps = (n_ctx + M40_KV_PAGE - 1) / M40_KV_PAGE;
-    size_t layer = (size_t)n_seq * pps * nkv * M40_KV_PAGE * hd, elt = f16kv ? 2 : 4;
+    int pps = (n_ctx + PG - 1) / PG;
+    size_t layer = (size_t)n_seq * pps * nkv * PG * hd, elt = f16kv ? 2 : 4;
     float *kf = malloc(layer * 4), *vf = malloc(layer * 4);
     gt_fill(kf, layer, 1.0f);
     gt_fill(vf, layer, 1.0f);
@@ -342,7 +343,7 @@ static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, i
     size_t ncnt = attention_counters(&pl, n);
     unsigned *cnt = gt_dev(ncnt * 4);
     cudaMemset(cnt, 0, ncnt * 4);
-    kv_view kv = {dk, dv, dt, pps, nkv, hd, f16kv};
+    kv_view kv = {dk, dv, dt, pps, nkv, hd, f16kv, g_page_shift};
     float scale = 1.0f / sqrtf((float)hd);
     /* twice: the split counters must be back at zero after a launch */
     float *out = malloc(n * nh * hd * 4), *out1 = malloc(n * nh * hd * 4);
@@ -366,10 +367,7 @@ static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, i
             int kh = h / G;
             double mx = -1e300, den = 0;
             for (int p = 0; p < len; p++) {
-                size_t row =
-                    (((size_t)table[seq * pps + p / M40_KV_PAGE] * nkv + kh) * M40_KV_PAGE +
-                     p % M40_KV_PAGE) *
-                    hd;
+                size_t row = (((size_t)table[seq * pps + p / PG] * nkv + kh) * PG + p % PG) * hd;
                 double s = 0;
                 for (int d = 0; d < hd; d++) s += (double)q[(e * nh + h) * hd + d] * kf[row + d];
                 sc[p] = s * scale;
@@ -380,9 +378,7 @@ static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, i
                 double a = 0;
                 for (int p = 0; p < len; p++) {
                     size_t row =
-                        (((size_t)table[seq * pps + p / M40_KV_PAGE] * nkv + kh) * M40_KV_PAGE +
-                         p % M40_KV_PAGE) *
-                        hd;
+                        (((size_t)table[seq * pps + p / PG] * nkv + kh) * PG + p % PG) * hd;
                     a += sc[p] * vf[row + d];
                 }
                 double err = fabs(out[(e * nh + h) * hd + d] - a / den);
@@ -542,6 +538,16 @@ int main(void) {
         test_attention(f16, 8, 2, 64, 4, 512);
         test_attention(f16, 8, 2, 128, 4, 512);
     }
+    /* 16-position pages: the stores and the attention's row offsets */
+    g_page_shift = 4;
+    for (int f16 = 0; f16 < 2; f16++) {
+        test_qkv(f16, 32, 1, GEMV_KERNEL_AUTO, 0, QT_F32, 256);
+        test_qkv(f16, 16, 0, GEMV_KERNEL_AUTO, 0, QT_F32, 256);
+        test_qkv(f16, 32, 2, GEMV_KERNEL_PERSIST, 0, QT_Q4_0, 4096);
+        test_attention(f16, 8, 2, 64, 8, 128);
+        test_attention(f16, 9, 3, 64, 256, 512);
+    }
+    g_page_shift = M40_KV_PAGE_SHIFT;
     test_small_kernels();
     return check_summary("test_gpu_kernels");
 }
