@@ -16,6 +16,7 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Prints "m40-llm: <what>: <last library error>" to stderr; returns 1. */
 int cli_fail(const char *what, int status);

@@ -28,6 +28,9 @@ static const cli_command cli_commands[] = {
      "tokenize MODEL (TEXT | -) [--add-special] [--parse-special] [--pieces]"},
     {"run", cmd_run,
      "run MODEL [PROMPT] [-n N] [--temp T] [--raw] [--system TEXT] [--stop STR] ...  (--help)"},
+    {"serve", cmd_serve,
+     "serve [--addr 127.0.0.1:8080] [--model MODEL] [--api-key KEY] [--ctx N] [--max-seqs N] "
+     "...  (--help)"},
     {"template", cmd_template,
      "template TEMPLATE MESSAGES_JSON [--add-generation-prompt] [--bos TEXT] [--eos TEXT]"},
 };

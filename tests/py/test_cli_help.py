@@ -6,7 +6,8 @@ import subprocess
 import pytest
 
 BIN = os.environ.get("M40LLM_BIN")
-COMMANDS = ["show", "perplexity", "bench", "info", "dump-tensor", "tokenize", "run", "template"]
+COMMANDS = ["show", "perplexity", "bench", "info", "dump-tensor", "tokenize", "run", "serve",
+            "template"]
 
 pytestmark = pytest.mark.skipif(not BIN, reason="M40LLM_BIN not set")
 
