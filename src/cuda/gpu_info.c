@@ -14,6 +14,7 @@ typedef int (*nvml_init_fn)(void);
 typedef int (*nvml_handle_fn)(const char *pci_bus_id, void **dev);
 typedef int (*nvml_temp_fn)(void *dev, int sensor, unsigned *t);
 typedef int (*nvml_clock_fn)(void *dev, int type, unsigned *mhz);
+typedef int (*nvml_power_fn)(void *dev, unsigned *mw);
 typedef const char *(*nvml_str_fn)(int rc);
 #define NVML_TEMPERATURE_GPU 0
 #define NVML_CLOCK_SM        1
@@ -32,6 +33,7 @@ static void nvml_fill(int device, m40llm_gpu_info *g) {
     nvml_clock_fn clk = (nvml_clock_fn)dlsym(lib, "nvmlDeviceGetClockInfo");
     nvml_clock_fn clk_max = (nvml_clock_fn)dlsym(lib, "nvmlDeviceGetMaxClockInfo");
     nvml_str_fn estr = (nvml_str_fn)dlsym(lib, "nvmlErrorString");
+    nvml_power_fn power = (nvml_power_fn)dlsym(lib, "nvmlDeviceGetPowerUsage"); /* optional */
     if (!init || !by_pci || !temp || !clk || !clk_max) {
         snprintf(g->nvml_error, sizeof g->nvml_error, "NVML library lacks needed functions");
         dlclose(lib);
@@ -58,6 +60,7 @@ static void nvml_fill(int device, m40llm_gpu_info *g) {
     if (!clk(dev, NVML_CLOCK_MEM, &v)) g->mem_clock_mhz = (int)v;
     if (!clk_max(dev, NVML_CLOCK_SM, &v)) g->sm_clock_max_mhz = (int)v;
     if (!clk_max(dev, NVML_CLOCK_MEM, &v)) g->mem_clock_max_mhz = (int)v;
+    if (power && !power(dev, &v)) g->power_mw = (int)v; /* not every board reports it */
     /* nvmlShutdown is skipped on purpose: other NVML users in the process may remain */
 }
 
@@ -65,6 +68,7 @@ int m40llm_gpu_query(int device, m40llm_gpu_info *g) {
     memset(g, 0, sizeof *g);
     g->temperature_c = g->sm_clock_mhz = g->mem_clock_mhz = -1;
     g->sm_clock_max_mhz = g->mem_clock_max_mhz = -1;
+    g->power_mw = -1;
     int n = 0;
     m40llm_gpu_count(&n);
     if (n == 0) {

@@ -1,5 +1,7 @@
 /* The public CUDA API in a build without CUDA: every call reports that no
  * GPU is usable, so programs link and fall back. */
+#include <string.h>
+
 #include "err.h"
 #include "gpu_diag.h"
 #include "m40llm.h"
@@ -81,7 +83,10 @@ int m40llm_gpu_count(int *count) {
     return M40LLM_OK;
 }
 int m40llm_gpu_query(int device, m40llm_gpu_info *out) {
-    (void)device, (void)out;
+    (void)device;
+    memset(out, 0, sizeof *out); /* "unknown" in every field, as the CUDA build does */
+    out->temperature_c = out->sm_clock_mhz = out->mem_clock_mhz = -1;
+    out->sm_clock_max_mhz = out->mem_clock_max_mhz = out->power_mw = -1;
     return no_cuda();
 }
 int m40llm_gpu_copy_bandwidth(int device, double *gbps) {
