@@ -17,6 +17,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >&2
 fi
 if [ "${1:-}" = "--test" ]; then
-    python3 -c 'import gguf, numpy, pytest' 2>/dev/null ||
-        python3 -m pip install -q gguf numpy pytest >&2
+    python3 -c 'import gguf, numpy, pytest, openai, ollama' 2>/dev/null ||
+        python3 -m pip install -q gguf numpy pytest openai ollama >&2
 fi
