@@ -30,12 +30,8 @@ static int oai_parse_sampling(const cJSON *b, gen_spec *g, bool *seeded, api_err
     if (rc) g->sampling.presence_penalty = (float)d;
     if ((rc = rq_number(b, "frequency_penalty", NULL, -2, 2, &d, e)) < 0) return -1;
     if (rc) g->sampling.frequency_penalty = (float)d;
-    /* seeds may be negative (int64) or up to 2^64-1; both map onto uint64 */
-    if ((rc = rq_int(b, "seed", NULL, -9223372036854775807LL - 1, 9223372036854775807LL, &v, e)) <
-        0)
-        return -1;
+    if ((rc = rq_seed(b, "seed", NULL, &g->sampling.seed, e)) < 0) return -1;
     *seeded = rc == 1;
-    if (rc) g->sampling.seed = (uint64_t)v;
     /* max_completion_tokens replaces the older max_tokens */
     if ((rc = rq_int(b, "max_tokens", NULL, 1, 1 << 30, &v, e)) < 0) return -1;
     if (rc) g->max_tokens = (int)v;

@@ -42,12 +42,11 @@ static int oll_parse_options(const cJSON *b, gen_spec *g, bool *seeded, api_err 
         return -1;
     if (rc) g->sampling.frequency_penalty = (float)d;
     /* -1 (Ollama's default) draws a random seed */
-    if ((rc = rq_int(o, "seed", "options.seed", -9223372036854775807LL - 1, 9223372036854775807LL,
-                     &v, e)) < 0)
-        return -1;
-    if (rc && v != -1) {
+    uint64_t seed = 0;
+    if ((rc = rq_seed(o, "seed", "options.seed", &seed, e)) < 0) return -1;
+    if (rc && seed != UINT64_MAX) {
         *seeded = true;
-        g->sampling.seed = (uint64_t)v;
+        g->sampling.seed = seed;
     }
     /* num_predict: -1 no limit, -2 until the context is full */
     if ((rc = rq_int(o, "num_predict", "options.num_predict", -2, 1 << 30, &v, e)) < 0) return -1;

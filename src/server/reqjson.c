@@ -186,3 +186,17 @@ int rq_stops(const cJSON *o, const char *key, const char *name, char ***stops, i
     }
     return 1;
 }
+
+int rq_seed(const cJSON *o, const char *key, const char *name, uint64_t *out, api_err *e) {
+    const cJSON *v = rq_member(o, key);
+    if (!name) name = key;
+    if (!v) return 0;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (!isfinite(d) || d != floor(d))
+        return rq_fail(e, 400, name, "'%s' must be an integer", name);
+    /* 2^64 and -2^63 are exact doubles */
+    if (d < -9223372036854775808.0 || d >= 18446744073709551616.0)
+        return rq_fail(e, 400, name, "'%s' must be in [-2^63, 2^64)", name);
+    *out = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
+    return 1;
+}

@@ -57,6 +57,8 @@ int rq_number(const cJSON *o, const char *key, const char *name, double lo, doub
               api_err *e);
 int rq_int(const cJSON *o, const char *key, const char *name, long long lo, long long hi,
            long long *out, api_err *e);
+/* A seed: an integer in [-2^63, 2^64), negative ones as two's complement. */
+int rq_seed(const cJSON *o, const char *key, const char *name, uint64_t *out, api_err *e);
 /* A stop string or an array of them (at most RQ_MAX_STOPS; "" ignored):
  * appended to *stops (malloc'd copies). */
 #define RQ_MAX_STOPS 16

@@ -98,6 +98,19 @@ def test_openai_chat(srv):
     assert r.object == "chat.completion" and r.id.startswith("chatcmpl-") and r.model == MODEL_ID
 
 
+def test_seed_repeats_a_sampled_answer(srv):
+    body = {"messages": user("Write a sentence about cats."), "temperature": 1.0, "max_tokens": 12}
+    a = srv.json("POST", CHAT, dict(body, seed=42))[1]["choices"][0]["message"]["content"]
+    b = srv.json("POST", CHAT, dict(body, seed=42))[1]["choices"][0]["message"]["content"]
+    assert a == b
+    texts = {srv.json("POST", CHAT, body)[1]["choices"][0]["message"]["content"] for _ in range(4)}
+    assert len(texts) > 1  # no seed: a random one each time
+    o = {"model": MODEL_ID, "prompt": "Cats are", "stream": False,
+         "options": {"seed": 7, "num_predict": 10, "temperature": 1.0}}
+    assert srv.json("POST", "/api/generate", o)[1]["response"] == \
+        srv.json("POST", "/api/generate", o)[1]["response"]
+
+
 def test_openai_chat_stream_equals_whole(srv):
     c = oai(srv)
     whole = greedy(srv, QUESTION, 24)

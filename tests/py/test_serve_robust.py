@@ -260,3 +260,84 @@ def test_500_mixed_requests_64_clients():
         assert r["choices"][0]["message"]["content"] == expect["chat", PROMPTS[0]]
     finally:
         assert srv.stop() == 0, srv.stderr()[-3000:]
+
+
+# ---- mutated bodies ----
+
+BASES = {
+    "/v1/chat/completions": {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hi"}],
+                             "temperature": 0.5, "top_p": 0.9, "stop": ["x"], "seed": 1,
+                             "stream": False, "logprobs": True, "top_logprobs": 2,
+                             "stream_options": {"include_usage": True}},
+    "/v1/completions": {"model": MODEL_ID, "prompt": "Hi", "temperature": 0.5, "logprobs": 1,
+                        "stop": "x", "stream": False},
+    "/api/chat": {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hi"}],
+                  "stream": False, "options": {"temperature": 0.5, "top_k": 5, "stop": ["x"]}},
+    "/api/generate": {"model": MODEL_ID, "prompt": "Hi", "system": "s", "raw": False,
+                      "stream": False, "options": {"seed": 3, "num_ctx": 64}},
+    "/tokenize": {"content": "Hi there", "add_special": True, "with_pieces": True},
+    "/detokenize": {"tokens": [1, 2, 3]},
+    "/api/show": {"model": MODEL_ID},
+}
+LIMITS = {"max_tokens": 1, "num_predict": 1}  # kept: a mutation must not ask for a long answer
+ODD = [None, True, False, 0, -1, 1.5, 1e300, -1e300, 2 ** 63, "", "x" * 300, "\u00e9\U0001F600",
+       [], [1], ["a", None], {}, {"a": {"b": []}}, "<|im_start|>", "\n\r\t"]
+
+
+def mutate(obj, rng, depth=0):
+    """A copy of obj with some values replaced by odd ones, keys dropped or added."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            r = rng.random()
+            if r < 0.1:
+                continue
+            out[k] = rng.choice(ODD) if r < 0.35 else mutate(v, rng, depth + 1)
+        if rng.random() < 0.2:
+            out[rng.choice(["n", "echo", "tools", "format", "images", "suffix", "zz"])] = rng.choice(ODD)
+        return out
+    if isinstance(obj, list):
+        return [mutate(v, rng, depth + 1) if rng.random() < 0.7 else rng.choice(ODD) for v in obj]
+    return obj if rng.random() < 0.7 else rng.choice(ODD)
+
+
+def test_mutated_bodies_get_json_answers():
+    """Mutated request bodies (wrong types, odd values, dropped and unknown fields, cut JSON):
+    every answer is a JSON 200 or 4xx in the route's shape, never a crash or a 5xx."""
+    srv = Server("--model", MODEL, "--addr", "127.0.0.1:0", "--ctx", "256", "--max-seqs", "8", *CPU)
+    try:
+        rng = random.Random(1919)
+        counts = {}
+        for i in range(200 if SAN else 600):
+            path = rng.choice(sorted(BASES))
+            body = mutate(BASES[path], rng)
+            if isinstance(body, dict):
+                for k, v in LIMITS.items():
+                    if path.startswith("/api/"):
+                        body.setdefault("options", {})
+                        if isinstance(body["options"], dict):
+                            body["options"][k.replace("max_tokens", "num_predict")] = v
+                    else:
+                        body[k] = v
+            text = json.dumps(body)
+            if rng.random() < 0.1:
+                text = text[:rng.randrange(len(text) + 1)]  # cut JSON
+            st, h, data = srv.request("POST", path, text)
+            counts[st] = counts.get(st, 0) + 1
+            assert st in (200, 400, 404), (path, text, st, data[:300])
+            ctype = h.get("content-type", "")
+            if ctype.startswith("application/x-ndjson"):  # streamed (Ollama's default)
+                lines = [json.loads(l) for l in data.decode().splitlines()]
+                assert lines[-1].get("done") or "error" in lines[-1], (path, lines[-1])
+                continue
+            if ctype.startswith("text/event-stream"):
+                assert sse_events(data)[-1] == "[DONE]", (path, data[-300:])
+                continue
+            j = json.loads(data)
+            if st != 200:
+                e = j["error"]
+                assert isinstance(e, str) if path.startswith("/api/") else e["message"], (path, j)
+        print(f"\nmutated bodies: {dict(sorted(counts.items()))}")
+        assert counts.get(200, 0) > 20 and counts.get(400, 0) > 20
+    finally:
+        assert srv.stop() == 0, srv.stderr()[-3000:]

@@ -126,6 +126,12 @@ static void test_oai_chat(void) {
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"logprobs\": true, \"top_logprobs\": 21"),
                 "top_logprobs", "must be in [0, 20]"));
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"model\": 5"), "model", "must be a string"));
+    CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"seed\": 1.5"), "seed", "integer"));
+    CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"seed\": 1e20"), "seed", "[-2^63, 2^64)"));
+    CHECK(parse(oai_parse_chat, GEN_OAI_CHAT, BODY("\"seed\": 9223372036854775808"), &g, &seeded,
+                &e) == 0 &&
+          seeded && g.sampling.seed == 9223372036854775808ull);
+    gen_spec_free(&g);
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"tools\": [{\"type\": \"function\"}]"),
                 "tools", "not supported"));
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT,
