@@ -126,6 +126,9 @@ int backend_check_blocks(const backend *b, int seq, const int32_t *blocks, int n
 int backend_cpu_create(const model *m, const backend_params *p, backend **out);
 /* M40LLM_ERR_NO_DEVICE when built without CUDA or no GPU is usable. */
 int backend_cuda_create(const model *m, const backend_params *p, backend **out);
+/* After a backend_cuda_create: what runs slower than it could and why (cuBLAS
+ * not found: prompts go through the GEMV kernels), or "". */
+const char *backend_cuda_note(void);
 
 static inline int backend_forward(backend *b, const backend_entry *e, int n, float *logits) {
     return b->ops->forward(b, e, n, logits);

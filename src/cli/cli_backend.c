@@ -111,6 +111,8 @@ int cli_create_backend(const model *m, const char *device, backend_params *p, ba
         if (r.device >= 0) {
             p->device = r.device;
             int rc = backend_cuda_create(m, p, out);
+            if (rc == M40LLM_OK && backend_cuda_note()[0])
+                fprintf(stderr, "m40-llm: note: %s\n", backend_cuda_note());
             if (rc == M40LLM_OK) return rc;
             if (rc != M40LLM_ERR_NO_DEVICE && rc != M40LLM_ERR_OOM) return rc;
             fprintf(stderr, "m40-llm: GPU %d failed (%s); running on the CPU\n", r.device,

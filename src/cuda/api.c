@@ -14,7 +14,7 @@ struct M40llmCudaContext {
     cudaStream_t decode;  /* default stream of the API calls */
     cudaStream_t prefill; /* GEMMs */
     cudaEvent_t ev;       /* orders the two streams */
-    void *cublas;
+    void *cublas;        /* NULL when cuBLAS cannot be loaded (gemm_unavailable) */
     int32_t *idx;        /* [1] scratch: seq 0 / position for the API kernels */
     int32_t *page_table; /* [max pages] identity, shared by this context's caches */
     int page_table_len;
@@ -78,8 +78,10 @@ int m40llm_create_context(int device, M40llmCudaContext **out) {
     CTX_TRY(cudaStreamCreateWithFlags(&c->prefill, cudaStreamDefault));
     CTX_TRY(cudaEventCreateWithFlags(&c->ev, cudaEventDisableTiming));
     CTX_TRY(cudaMalloc((void **)&c->idx, 2 * sizeof(int32_t)));
-    rc = gemm_create(&c->cublas);
-    if (rc) goto fail;
+    /* without cuBLAS (an M40 box with the driver but not libcublas of this
+     * CUDA version) the context still works: only the GEMM entry point
+     * fails, and the backend runs prompts through its GEMV kernels */
+    if (gemm_create(&c->cublas) != M40LLM_OK) c->cublas = NULL;
     *out = c;
     return M40LLM_OK;
 fail:
@@ -394,4 +396,7 @@ cudaStream_t m40llm_context_stream(M40llmCudaContext *c) {
 }
 void *m40llm_context_cublas(M40llmCudaContext *c) {
     return c->cublas;
+}
+const char *m40llm_cublas_unavailable(void) {
+    return gemm_unavailable();
 }

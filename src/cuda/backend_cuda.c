@@ -256,7 +256,7 @@ static int alloc_buffers(cuda_backend *cb) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if ((rc = cb_alloc(cb, bufs[i].bytes, bufs[i].what, bufs[i].dst))) return rc;
     CUDA_TRY(cudaMemsetAsync(cb->att_count, 0, (cnt > cnt_dec ? cnt : cnt_dec) * 4, cb->st));
-    if (p->n_batch_max > M40_GEMV_MAX_B) { /* prefill GEMM path */
+    if (p->n_batch_max > M40_GEMV_MAX_B && cb->cublas) { /* prefill GEMM path */
         if ((rc = cb_alloc(cb, B * 2 * c->n_ff * 4, "activations", (void **)&cb->gu))) return rc;
         if ((rc = cb_alloc(cb, B * (cb->nq + 2 * cb->nkv) * 4, "activations", (void **)&cb->qkv)))
             return rc;
@@ -343,11 +343,13 @@ static int cuda_run(backend *b, const backend_entry *e, int n, float *logits, in
                        "cuda backend: %d entries want logits but the output buffer is NULL", n_out);
     CUDA_TRY(cudaSetDevice(cb->device));
     /* a sequence revisiting a position inside one batch must see the cache as
-     * it was after the entries before it: run such a batch in parts */
+     * it was after the entries before it: run such a batch in parts; without
+     * cuBLAS (no GEMM path) a part is at most what the GEMV kernels take */
+    const int part_max = cb->cublas ? n : M40_GEMV_MAX_B;
     int start = 0;
     while (start < n) {
         int end = start + 1;
-        for (; end < n; end++) {
+        for (; end < n && end - start < part_max; end++) {
             int j = end - 1;
             while (j >= start && e[j].seq != e[end].seq) j--;
             if (j >= start && e[end].pos <= e[j].pos) break;
@@ -451,6 +453,16 @@ static int warm_up(cuda_backend *cb) {
     return rc;
 }
 
+const char *backend_cuda_note(void) {
+    static char note[640];
+    const char *why = m40llm_cublas_unavailable();
+    if (!why[0]) return "";
+    snprintf(note, sizeof note,
+             "%s; prompts run through the GEMV kernels, %d tokens per pass (slower prefill)", why,
+             M40_GEMV_MAX_B);
+    return note;
+}
+
 int backend_cuda_create(const model *m, const backend_params *p, backend **out) {
     *out = NULL;
     if (!m || !p) return err_set(M40LLM_ERR_INVALID_ARG, "backend_cuda_create: no model or params");
@@ -512,7 +524,7 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
         cudaError_t e = cudaStreamSynchronize(cb->st);
         if (e != cudaSuccess) rc = cuda_fail(e, "loading the model", __FILE__, __LINE__);
     }
-    if (!rc && p->n_batch_max > M40_GEMV_MAX_B) rc = warm_up(cb);
+    if (!rc && p->n_batch_max > M40_GEMV_MAX_B && cb->cublas) rc = warm_up(cb);
     if (rc) {
         err_prefix(rc, "cuda backend on GPU %d", p->device);
         cuda_destroy(&cb->base);

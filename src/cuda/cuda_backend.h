@@ -91,7 +91,9 @@ typedef struct cuda_backend {
 
 /* api.c: the decode stream and cuBLAS handle of a context */
 cudaStream_t m40llm_context_stream(M40llmCudaContext *c);
-void *m40llm_context_cublas(M40llmCudaContext *c);
+void *m40llm_context_cublas(M40llmCudaContext *c); /* NULL: no cuBLAS */
+/* Why cuBLAS could not be loaded, "" when it was (or was not tried yet). */
+const char *m40llm_cublas_unavailable(void);
 
 /* Prints the per-group kernel times gathered with M40LLM_PROFILE=1. */
 void cuda_profile_report(const cuda_backend *cb);

@@ -4,7 +4,13 @@
 
 #include "cuda_internal.h"
 
+/* M40LLM_ERR_CUDA when cuBLAS cannot be loaded or started (gemm_unavailable
+ * then says why); callers treat that as "no GEMM": prompts run through the
+ * GEMV kernels, M40_GEMV_MAX_B rows at a time. */
 int gemm_create(void **handle);
+/* Why cuBLAS could not be loaded ("" after a successful gemm_create or
+ * before the first one). */
+const char *gemm_unavailable(void);
 void gemm_destroy(void *handle);
 int cublas_fail(int status, const char *what, const char *file, int line);
 /* y[i][r] = sum_k x[i][k] w[r][k] + beta * y[i][r] for n rows of x and `rows` rows of w;

@@ -99,6 +99,7 @@ int gemm_rows(void *handle, cudaStream_t st, int f16, const void *w, int64_t row
               int n, int64_t k, float *y, int64_t ldy, float beta) {
     cublasHandle_t h = (cublasHandle_t)handle;
     if (n <= 0) return M40LLM_OK;
+    if (!h) return err_set(M40LLM_ERR_CUDA, "cuBLAS: %s", cublas_error);
     if (rows > INT32_MAX || k > INT32_MAX || ldy > INT32_MAX)
         return err_set(M40LLM_ERR_INVALID_ARG, "gemm: dimension over 2^31");
     const float alpha = 1.0f;
@@ -118,6 +119,7 @@ int gemm_rows(void *handle, cudaStream_t st, int f16, const void *w, int64_t row
 int gemm_rowmajor_f16(void *handle, cudaStream_t st, const void *a, const void *b, float *c, int m,
                       int n, int k) {
     cublasHandle_t h = (cublasHandle_t)handle;
+    if (!h) return err_set(M40LLM_ERR_CUDA, "cuBLAS: %s", cublas_error);
     const float alpha = 1.0f, beta = 0.0f;
     CUBLAS_TRY(cublas.set_stream(h, st));
     /* C[m][n] = A[m][k] B[k][n] row-major == C^T = B^T A^T column-major */
@@ -125,6 +127,10 @@ int gemm_rowmajor_f16(void *handle, cudaStream_t st, const void *a, const void *
                               CUDA_R_16F, k, &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
                               CUBLAS_GEMM_DEFAULT));
     return M40LLM_OK;
+}
+
+const char *gemm_unavailable(void) {
+    return cublas_error;
 }
 
 int gemm_create(void **handle) {

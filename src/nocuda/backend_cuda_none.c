@@ -9,3 +9,7 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
     *out = NULL;
     return err_set(M40LLM_ERR_NO_DEVICE, "this build has no CUDA support");
 }
+
+const char *backend_cuda_note(void) {
+    return "";
+}

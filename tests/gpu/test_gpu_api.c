@@ -56,7 +56,16 @@ static void test_gemm(int m, int n, int k) {
     float *dc = dmalloc(sizeof(float) * m * n), *c = malloc(sizeof(float) * m * n);
     GT_OK(m40llm_host_to_device_f16(ctx, da, ah, (size_t)m * k));
     GT_OK(m40llm_host_to_device_f16(ctx, db, bh, (size_t)k * n));
-    GT_OK(m40llm_gemm_f16_storage_f32_compute(ctx, da, db, dc, m, n, k));
+    int rc = m40llm_gemm_f16_storage_f32_compute(ctx, da, db, dc, m, n, k);
+    if (rc == M40LLM_ERR_CUDA && strstr(m40llm_last_error(), "cuBLAS: cannot load")) {
+        /* a machine without this CUDA version's cuBLAS: the one API call that
+         * needs it says so; everything else runs on our own kernels */
+        printf("SKIP gemm %dx%dx%d: %s\n", m, n, k, m40llm_last_error());
+        m40llm_device_free(ctx, da), m40llm_device_free(ctx, db), m40llm_device_free(ctx, dc);
+        free(a), free(b), free(ah), free(bh), free(ar), free(br), free(c);
+        return;
+    }
+    GT_OK(rc);
     GT_OK(m40llm_device_to_host_f32(ctx, c, dc, (size_t)m * n));
     double worst = 0;
     for (int i = 0; i < m; i++)
