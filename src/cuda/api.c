@@ -14,9 +14,9 @@ struct M40llmCudaContext {
     cudaStream_t decode;  /* default stream of the API calls */
     cudaStream_t prefill; /* GEMMs */
     cudaEvent_t ev;       /* orders the two streams */
-    void *cublas;        /* NULL when cuBLAS cannot be loaded (gemm_unavailable) */
-    int32_t *idx;        /* [1] scratch: seq 0 / position for the API kernels */
-    int32_t *page_table; /* [max pages] identity, shared by this context's caches */
+    void *cublas;         /* NULL when cuBLAS cannot be loaded (gemm_unavailable) */
+    int32_t *idx;         /* [1] scratch: seq 0 / position for the API kernels */
+    int32_t *page_table;  /* [max pages] identity, shared by this context's caches */
     int page_table_len;
     float *partial; /* attention split scratch */
     size_t partial_len;
