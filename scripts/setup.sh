@@ -5,6 +5,8 @@ set -euo pipefail
 APT_PKGS=(build-essential cmake pkg-config python3 python3-pip clang libclang-rt-14-dev
           libcjson-dev libpcre2-dev libedit-dev libcurl4-openssl-dev libssl-dev
           libmicrohttpd-dev tmux
+          libjs-marked libjs-highlight.js   # compiled into serve's web page (cmake/webui.cmake)
+          chromium  # tests/py/test_webui.py drives the page in headless chromium
           nginx)   # nginx: tests/py/test_deploy.py runs deploy/nginx/ in front of two replicas
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -17,6 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >&2
 fi
 if [ "${1:-}" = "--test" ]; then
-    python3 -c 'import gguf, numpy, pytest, openai, ollama' 2>/dev/null ||
-        python3 -m pip install -q gguf numpy pytest openai ollama >&2
+    # playwright drives Debian's chromium (no browser download: test_webui.py
+    # passes the system binary)
+    python3 -c 'import gguf, numpy, pytest, openai, ollama, playwright' 2>/dev/null ||
+        python3 -m pip install -q gguf numpy pytest openai ollama playwright >&2
 fi

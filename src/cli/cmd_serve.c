@@ -42,6 +42,8 @@ static int serve_usage(FILE *f) {
         "  --device cpu|cuda[:N]  (default: CUDA if usable, else CPU)\n"
         "  --threads N            CPU backend threads (default: all cores)\n"
         "  --cors ORIGIN          send CORS headers for ORIGIN ('*' for any)\n"
+        "  --no-webui             no chat page at / for browsers (/ answers text as for API "
+        "clients)\n"
         "  --max-body BYTES       request body limit (default 8M)\n"
         "  --max-connections N    open connections (default 256)\n"
         "  --timeout SECONDS      drop an idle or stalled client (default 30)\n"
@@ -170,6 +172,9 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--kv-block")) {
             if ((n = cli_parse_long(a, v, 1, 4096)) < 0) goto bad;
             cfg.engine.kv_block = (int)n;
+        } else if (!strcmp(a, "--no-webui")) {
+            cfg.no_webui = true;
+            takes = false;
         } else if (!strcmp(a, "--no-prefix-cache")) {
             cfg.engine.no_prefix_cache = 1;
             takes = false;

@@ -38,7 +38,8 @@ typedef struct srv_route {
 } srv_route;
 
 static const srv_route http_routes[] = {
-    {"/", false, M_GET, API_OLLAMA, false, ext_root},
+    {"/", false, M_GET, API_OLLAMA, false, webui_root},
+    {"/webui/", true, M_GET, API_OPENAI, false, webui_asset},
     {"/health", false, M_GET, API_OPENAI, false, ext_health},
     {"/metrics", false, M_GET, API_OPENAI, false, ext_metrics},
     {"/v1/chat/completions", false, M_POST, API_OPENAI, true, oai_chat},
@@ -133,6 +134,10 @@ int http_send_error(http_req *r, const api_err *e) {
     return http_send_error_hdr(r, e, NULL, NULL);
 }
 
+int http_send_response(http_req *r, int status, struct MHD_Response *resp) {
+    return http_queue(r, status, resp);
+}
+
 int http_send_stream(http_req *r, const char *ctype, gen_job *job) {
     struct MHD_Response *resp = MHD_create_response_from_callback(
         MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK, gen_stream_reader, job, gen_stream_release);
@@ -180,7 +185,8 @@ static int http_begin(http_req *r, const char *method) {
     bool is_options = !strcmp(method, "OPTIONS");
     /* a browser's preflight carries no credentials */
     if (is_options && s->cfg.cors_origin) return http_preflight(r);
-    if (!(rt && rt->fn == ext_health) &&
+    /* /health and the web page's files need no key (webui.c says why) */
+    if (!(rt && (rt->fn == ext_health || webui_public(r, rt->fn))) &&
         !srv_auth_ok(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization"),
                      s->cfg.api_key)) {
         rq_fail(&e, 401, NULL, "a valid API key is required (Authorization: Bearer KEY)");

@@ -33,6 +33,7 @@ typedef struct server_config {
     int max_connections;       /* 0: 256 */
     int conn_timeout_s;        /* idle or stalled client; 0: 30 */
     server_log_format log_format;
+    bool no_webui; /* --no-webui: GET / answers browsers with text too */
     m40llm_engine_params engine;
 } server_config;
 

@@ -288,6 +288,8 @@ int http_send(http_req *r, int status, const char *ctype, char *body, size_t len
 int http_send_json(http_req *r, int status, cJSON *j); /* j is deleted */
 int http_send_error(http_req *r, const api_err *e);
 int http_send_stream(http_req *r, const char *ctype, gen_job *job);
+/* A response built by the caller (taken: destroyed after queueing). */
+int http_send_response(http_req *r, int status, struct MHD_Response *resp);
 /* Starts the daemon on s->listen_fd (0, or -1). */
 int http_start(server *s);
 /* The connection's socket for hang-up checks (-1 if unknown). */
@@ -312,6 +314,11 @@ int ext_metrics(http_req *r);
 int ext_tokenize(http_req *r);
 int ext_detokenize(http_req *r);
 int ext_props(http_req *r);
+/* The web page (webui.c): GET / for browsers (else ext_root) and
+ * GET /webui/NAME; webui_public: route fn serves r without the API key. */
+int webui_root(http_req *r);
+int webui_asset(http_req *r);
+bool webui_public(const http_req *r, route_fn fn);
 
 /* Checks the request's model name: 0, or -1 with a 404 in e. */
 int srv_check_model(server *s, const char *requested, api_err *e);
