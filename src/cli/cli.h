@@ -17,6 +17,10 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_template(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
 
 /* Prints "m40-llm: <what>: <last library error>" to stderr; returns 1. */
 int cli_fail(const char *what, int status);
@@ -45,6 +49,8 @@ int cli_finish_output(int status);
  * error) and more than JSON_CHECK_MAX_VALUES values (cJSON would need ~64
  * bytes each). name is the file in messages. Library status. */
 int cli_json_check(const char *text, size_t len, const char *name);
+/* "1.3 GB", "138 MB" (powers of 1000, as ollama list). */
+void cli_human_bytes(uint64_t b, char *out, size_t n);
 /* Parses decimal digits only (no sign, blanks or overflow) into *out;
  * false, leaving *out alone, otherwise. */
 bool cli_parse_u64(const char *s, uint64_t *out);

@@ -1,7 +1,6 @@
 /* Model lookup and backend creation for the commands that run a model. */
 #include "cli_backend.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,66 +11,18 @@
 #include "cli.h"
 #include "err.h"
 #include "gpu_diag.h"
-
-static bool is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Searches one directory; 1 found, 0 not found, <0 ambiguous (error set). */
-static int search_dir(const char *dir, const char *name, char *path, size_t size) {
-    snprintf(path, size, "%s/%s", dir, name);
-    if (is_file(path)) return 1;
-    snprintf(path, size, "%s/%s.gguf", dir, name);
-    if (is_file(path)) return 1;
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    size_t nl = strlen(name);
-    char found[512] = "";
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l < 5 || strcasecmp(de->d_name + l - 5, ".gguf") || strncasecmp(de->d_name, name, nl))
-            continue;
-        if (n++ == 0) snprintf(found, sizeof found, "%s", de->d_name);
-    }
-    closedir(d);
-    if (n > 1)
-        return err_set(M40LLM_ERR_INVALID_ARG, "model name '%s' matches %d files in %s", name, n,
-                       dir);
-    if (n == 0) return 0;
-    snprintf(path, size, "%s/%s", dir, found);
-    return 1;
-}
+#include "store/store.h"
 
 int cli_resolve_model(const char *name, char *path, size_t size) {
-    if (!name || !*name) return err_set(M40LLM_ERR_INVALID_ARG, "no model given");
-    struct stat st;
-    /* a special file here is taken as the path, so that opening it says
-     * what it is ("is a FIFO") instead of searching the model store */
-    if ((stat(name, &st) == 0 && !S_ISDIR(st.st_mode)) || strchr(name, '/')) {
-        /* a shortened path would name another file */
-        if ((size_t)snprintf(path, size, "%s", name) >= size)
-            return err_set(M40LLM_ERR_INVALID_ARG, "model path is longer than %zu bytes: %.60s...",
-                           size - 1, name);
-        return M40LLM_OK;
-    }
-    char dirs[2][512];
-    int nd = 0;
-    const char *env = getenv("M40LLM_MODELS");
-    if (env && *env) snprintf(dirs[nd++], sizeof dirs[0], "%s", env);
-    const char *home = getenv("HOME");
-    if (home && *home) snprintf(dirs[nd++], sizeof dirs[0], "%s/.cache/m40-llm/models", home);
-    for (int i = 0; i < nd; i++) {
-        int rc = search_dir(dirs[i], name, path, size);
-        if (rc < 0) return rc;
-        if (rc > 0) return M40LLM_OK;
-    }
-    return err_set(M40LLM_ERR_NOT_FOUND,
-                   "model '%s' is neither a file nor in the model store ($M40LLM_MODELS, "
-                   "~/.cache/m40-llm/models)",
-                   name);
+    store_model *m = calloc(1, sizeof *m); /* large (split parts) */
+    if (!m) return err_set(M40LLM_ERR_OOM, "out of memory");
+    int rc = store_resolve(name, m);
+    /* a shortened path would name another file */
+    if (rc == M40LLM_OK && (size_t)snprintf(path, size, "%s", m->path) >= size)
+        rc = err_set(M40LLM_ERR_INVALID_ARG, "model path is longer than %zu bytes: %.60s...",
+                     size - 1, m->path);
+    free(m);
+    return rc;
 }
 
 int cli_default_threads(void) {

@@ -8,9 +8,10 @@
 #include "backend.h"
 #include "model.h"
 
-/* A path as given if it exists; otherwise NAME, NAME.gguf or the only
- * *.gguf starting with NAME (case-insensitive) in $M40LLM_MODELS or
- * ~/.cache/m40-llm/models. */
+/* The GGUF a MODEL argument names (store_resolve, src/store/store.h): a
+ * path, a model of the store, ollama:NAME[:TAG], hf:OWNER/REPO[:QUANT],
+ * llama:FILE, or NAME, NAME.gguf or the only *.gguf starting with NAME
+ * (case-insensitive) in $M40LLM_MODELS or ~/.cache/m40-llm/models. */
 int cli_resolve_model(const char *name, char *path, size_t size);
 
 /* Online CPU cores (at least 1). */

@@ -15,6 +15,8 @@
 #include "cli_backend.h"
 #include "gguf.h"
 #include "quant.h"
+#include "err.h"
+#include "store/store.h"
 
 #define SHOW_ARRAY_HEAD 16  /* array items shown when abbreviating */
 #define SHOW_STRING_MAX 200 /* string bytes shown in text mode when abbreviating */
@@ -146,8 +148,35 @@ static void shape_str(const gguf_tensor *t, char *buf, size_t n) {
     if (at < n) snprintf(buf + at, n - at, "]");
 }
 
+/* Where a named model comes from (nothing for a plain path). */
+static void show_origin(FILE *o, const store_model *m) {
+    if (m->origin == STORE_PATH) return;
+    fputs("name:       ", o);
+    cli_put_escaped(o, m->name, strlen(m->name), 0);
+    fprintf(o, "\nwhere:      %s\n", store_origin_str(m->origin));
+    if (m->source[0]) {
+        fputs("source:     ", o);
+        cli_put_escaped(o, m->source, strlen(m->source), 0);
+        fputc('\n', o);
+    }
+    if (m->revision[0]) fprintf(o, "revision:   %s\n", m->revision);
+    for (int i = 0; i < m->n_parts; i++)
+        if (m->parts[i].sha256[0]) fprintf(o, "sha256:     %s\n", m->parts[i].sha256);
+    if (m->n_parts > 1) fprintf(o, "parts:      %d\n", m->n_parts);
+}
+
+/* A string key shown whole in the header (license), escaped. */
+static void show_key_line(FILE *o, const gguf_file *f, const char *key, const char *label) {
+    gguf_str v;
+    if (gguf_get_str(f, key, &v) != M40LLM_OK) return;
+    fprintf(o, "  %-13s ", label);
+    cli_put_escaped(o, v.data, (size_t)v.len, 0);
+    fputc('\n', o);
+}
+
 static void show_text(FILE *o, const char *path, const gguf_file *f, const show_summary *s,
-                      const show_opts *op) {
+                      const show_opts *op, const store_model *m) {
+    show_origin(o, m);
     fprintf(o, "file:       %s\n", path);
     fprintf(o, "version:    %" PRIu32 "\n", gguf_version(f));
     fprintf(o, "alignment:  %" PRIu64 "\n", gguf_alignment(f));
@@ -168,6 +197,11 @@ static void show_text(FILE *o, const char *path, const gguf_file *f, const show_
                     {"context", s->ctx}};
         for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
             if (rows[i].v >= 0) fprintf(o, "  %-13s %" PRId64 "\n", rows[i].name, rows[i].v);
+        fprintf(o, "  %-13s %s\n", "quantization", m->quant[0] ? m->quant : "unknown");
+        fprintf(o, "  %-13s %s\n", "chat template",
+                gguf_find_kv(f, "tokenizer.chat_template") ? "yes (tokenizer.chat_template)"
+                                                           : "none");
+        show_key_line(o, f, "general.license", "license");
     }
     fprintf(o, "\nmetadata:\n");
     for (int64_t i = 0; i < gguf_n_kv(f); i++) {
@@ -298,8 +332,20 @@ static void put_json(FILE *o, const char *txt) {
     }
 }
 
-static int show_json(FILE *o, const gguf_file *f, const show_summary *s, const show_opts *op) {
+static int show_json(FILE *o, const gguf_file *f, const show_summary *s, const show_opts *op,
+                     const store_model *sm) {
     cJSON *root = cJSON_CreateObject();
+    if (sm->origin != STORE_PATH) {
+        cJSON *st = cJSON_AddObjectToObject(root, "model");
+        cJSON_AddStringToObject(st, "name", sm->name);
+        cJSON_AddStringToObject(st, "where", store_origin_str(sm->origin));
+        cJSON_AddStringToObject(st, "path", sm->path);
+        cJSON_AddStringToObject(st, "source", sm->source);
+        cJSON_AddStringToObject(st, "revision", sm->revision);
+        cJSON_AddStringToObject(st, "sha256", sm->n_parts ? sm->parts[0].sha256 : "");
+        cJSON_AddNumberToObject(st, "size", (double)sm->size);
+        cJSON_AddNumberToObject(st, "parts", sm->n_parts);
+    }
     cJSON_AddNumberToObject(root, "version", gguf_version(f));
     cJSON_AddNumberToObject(root, "alignment", (double)gguf_alignment(f));
     cJSON_AddNumberToObject(root, "data_offset", (double)gguf_data_offset(f));
@@ -316,6 +362,7 @@ static int show_json(FILE *o, const gguf_file *f, const show_summary *s, const s
         for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
             if (rows[i].v >= 0) cJSON_AddNumberToObject(m, rows[i].name, (double)rows[i].v);
         cJSON_AddNumberToObject(m, "params", (double)s->n_params);
+        cJSON_AddStringToObject(m, "quantization", sm->quant[0] ? sm->quant : "unknown");
     }
     cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
     cJSON *types = cJSON_AddObjectToObject(root, "metadata_types");
@@ -394,21 +441,26 @@ int cmd_show(int argc, char **argv) {
         show_usage(stderr);
         return 2;
     }
-    /* FILE may also name a model in the store, as for run */
-    char resolved[1024];
-    int rc = cli_resolve_model(path, resolved, sizeof resolved);
-    if (rc) return cli_fail("show", rc);
+    /* FILE may also name a model (store, ollama:, hf:), as for run */
+    store_model *sm = calloc(1, sizeof *sm);
+    if (!sm) return cli_fail("show", err_set(M40LLM_ERR_OOM, "out of memory"));
+    int rc = store_resolve(path, sm);
     gguf_file *f = NULL;
-    rc = gguf_open(resolved, &f);
-    if (rc) return cli_fail("show", rc);
+    if (rc == M40LLM_OK) rc = gguf_open(sm->path, &f);
+    if (rc) {
+        free(sm);
+        return cli_fail("show", rc);
+    }
+    store_fill_facts(sm);
     show_summary s;
     summarize(f, &s);
     int ret = 0;
     if (op.json)
-        ret = show_json(stdout, f, &s, &op);
+        ret = show_json(stdout, f, &s, &op, sm);
     else
-        show_text(stdout, resolved, f, &s, &op);
+        show_text(stdout, sm->path, f, &s, &op, sm);
     gguf_close(f);
+    free(sm);
     if (!cli_flush_stdout()) ret = 1; /* main reports why */
     return ret;
 }

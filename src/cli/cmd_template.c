@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "chat.h"
@@ -14,6 +15,7 @@
 #include "err.h"
 #include "fileio.h"
 #include "gguf.h"
+#include "store/store.h"
 
 /* True for a regular file starting with the GGUF magic; anything else
  * (absent, a FIFO) goes to chat_template_for, which says what is wrong. */
@@ -30,7 +32,7 @@ static int usage(FILE *f) {
     fprintf(f,
             "usage: m40-llm template TEMPLATE MESSAGES_JSON [--add-generation-prompt] "
             "[--bos TEXT] [--eos TEXT]\n"
-            "  TEMPLATE: a GGUF model, a .jinja file, or one of: %s\n",
+            "  TEMPLATE: a GGUF model (path or MODEL name), a .jinja file, or one of: %s\n",
             chat_builtin_names());
     return 2;
 }
@@ -66,20 +68,37 @@ int cmd_template(int argc, char **argv) {
 
     char *tmpl = NULL, *bos = NULL, *eos = NULL;
     int rc;
+    /* a model name (store, ollama:, hf:) stands for its GGUF; a file or a
+     * built-in template name is taken as it is */
+    struct stat st;
+    store_model *sm = stat(tpath, &st) != 0 ? calloc(1, sizeof *sm) : NULL;
+    if (sm && store_resolve(tpath, sm) == M40LLM_OK && sm->origin != STORE_PATH &&
+        is_gguf(sm->path))
+        tpath = sm->path;
     if (is_gguf(tpath)) {
         gguf_file *g = NULL;
         rc = gguf_open(tpath, &g);
-        if (rc != M40LLM_OK) return cli_fail("template", rc); /* the message names the file */
+        if (rc != M40LLM_OK) {
+            free(sm);
+            return cli_fail("template", rc); /* the message names the file */
+        }
         rc = chat_model_template(g, &tmpl, &bos, &eos);
         gguf_close(g);
-        if (rc != M40LLM_OK) return cli_fail(tpath, rc);
+        if (rc != M40LLM_OK) {
+            rc = cli_fail(tpath, rc);
+            free(sm);
+            return rc;
+        }
         if (!tmpl) {
             fprintf(stderr, "m40-llm: warning: %s has no chat template; using ChatML\n", tpath);
             tmpl = strdup(chat_template_chatml);
         }
     } else {
         rc = chat_template_for(tpath, &tmpl);
-        if (rc != M40LLM_OK) return cli_fail("template", rc);
+        if (rc != M40LLM_OK) {
+            free(sm);
+            return cli_fail("template", rc);
+        }
     }
 
     char *mtext = NULL;
@@ -128,5 +147,6 @@ int cmd_template(int argc, char **argv) {
     free(tmpl);
     free(bos);
     free(eos);
+    free(sm);
     return status;
 }

@@ -15,6 +15,12 @@ typedef struct cli_command {
 } cli_command;
 
 static const cli_command cli_commands[] = {
+    {"pull", cmd_pull,
+     "pull MODEL [--name NAME] [--force]   download a model into the store (--aliases)"},
+    {"list", cmd_list,
+     "list [--json]                 models of the store, Ollama and the HF / llama.cpp caches"},
+    {"rm", cmd_rm, "rm MODEL...                   remove models from the store"},
+    {"cp", cmd_cp, "cp SRC DST                    a second name for a model of the store"},
     {"show", cmd_show, "show FILE|MODEL [--json] [--full]   metadata and tensor table of a GGUF"},
     {"perplexity", cmd_perplexity,
      "perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] [--threads N] [--device D]"},
@@ -98,6 +104,7 @@ static int cli_main(int argc, char **argv) {
             printf("built without CUDA (CPU backend only)\n");
         return 0;
     }
+    if (!strcmp(argv[1], "ls")) argv[1] = (char *)"list"; /* as ollama ls */
     for (size_t i = 0; i < sizeof cli_commands / sizeof cli_commands[0]; i++)
         if (!strcmp(argv[1], cli_commands[i].name)) return cli_commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "m40-llm: unknown command '%s'\n", argv[1]);
