@@ -576,6 +576,7 @@
         err.hidden = !msg.error;
       }
       renderList();
+      pollStatus(); /* the counters just changed */
     }
   }
 

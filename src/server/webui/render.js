@@ -77,6 +77,10 @@ const M40Render = (() => {
         copyClean(n, dst);
         continue;
       }
+      if (tag === "A" && !safeHref(n.getAttribute("href") || "")) { /* a link to nowhere safe: its text */
+        copyClean(n, dst);
+        continue;
+      }
       const el = document.createElement(tag.toLowerCase());
       for (const a of keep) {
         const v = n.getAttribute(a);
