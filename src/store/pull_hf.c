@@ -104,6 +104,12 @@ static const char *base_name(const char *p) {
     return s ? s + 1 : p;
 }
 
+static int depth(const char *p) {
+    int d = 0;
+    for (; *p; p++) d += *p == '/';
+    return d;
+}
+
 static bool is_gguf(const char *p) {
     size_t l = strlen(p);
     return l > 5 && !strcasecmp(p + l - 5, ".gguf");
@@ -170,8 +176,11 @@ int pull_hf_select(const pull_tree_entry *e, int n, const char *file, const char
             size_t pl;
             if (store_split_part(b, &k, &t, &pl) && k != 1) continue;
             if (!store_file_has_quant(b, q)) continue;
-            /* the shortest path: the plain file over variants in subfolders */
-            if (best < 0 || strlen(e[i].path) < strlen(e[best].path)) best = i;
+            /* top-level files over variants in subfolders, then the shortest name */
+            if (best < 0 || depth(e[i].path) < depth(e[best].path) ||
+                (depth(e[i].path) == depth(e[best].path) &&
+                 strlen(e[i].path) < strlen(e[best].path)))
+                best = i;
         }
         if (best < 0)
             return err_set(M40LLM_ERR_NOT_FOUND,

@@ -372,7 +372,13 @@ static int dl_attempt(dl_state *s, int attempt, int tries) {
     curl_easy_setopt(s->c, CURLOPT_HEADERFUNCTION, dl_header);
     curl_easy_setopt(s->c, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(s->c, CURLOPT_ERRORBUFFER, eb);
-    if (s->off > 0) curl_easy_setopt(s->c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)s->off);
+    /* a Range header rather than CURLOPT_RESUME_FROM: libcurl fails that on a
+     * 200, while a server ignoring Range should just restart the file */
+    char range[48];
+    if (s->off > 0) {
+        snprintf(range, sizeof range, "%" PRIu64 "-", s->off);
+        curl_easy_setopt(s->c, CURLOPT_RANGE, range);
+    }
     CURLcode cc = curl_easy_perform(s->c);
     long st = s->status;
     if (!st) curl_easy_getinfo(s->c, CURLINFO_RESPONSE_CODE, &st);

@@ -343,7 +343,8 @@ int store_remove(const char *home, const char *name) {
         rc = err_set(M40LLM_ERR_NOT_FOUND, "model '%s' is not in the store (%s)", norm, home);
     char path[STORE_PATH_MAX];
     store_manifest_path(home, norm, path, sizeof path);
-    if (rc == M40LLM_ERR_FORMAT) rc = M40LLM_OK; /* a broken manifest may still be removed */
+    /* a broken manifest may still be removed */
+    if (rc == M40LLM_ERR_FORMAT || rc == M40LLM_ERR_UNSUPPORTED) rc = M40LLM_OK;
     if (rc == M40LLM_OK && unlink(path) != 0)
         rc = err_set(M40LLM_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
     if (rc == M40LLM_OK) {
