@@ -9,6 +9,7 @@
 #   bench-batch.json  m40-llm bench --batch 1,8,32,64 -n 128 (engine-level aggregate decode)
 #   serve-bench.json  bench/serve-bench.py at concurrency 1,8,32,64, 128 tokens out,
 #                     against m40-llm serve --max-seqs 128 on loopback
+#   prefix-ttft.json  bench/prefix-ttft.py: TTFT of a 1,000-token prefix cold, then cached
 #   summary.json      the targets, met or not
 # then prints the summary. KV f16 everywhere (the engine's and server's default).
 # Exit status: 0 when every step ran (targets missed or not), 1 otherwise.
@@ -16,7 +17,7 @@
 # Sizes and device come from the environment (defaults: the issue's):
 #   DEVICE=cuda THREADS= TG_P=512 N=128 R=3 BATCHES=1,8,32,64 BATCH_P=128
 #   CONC=1,8,32,64 INPUT_LEN=128 OUTPUT_LEN=128 NUM_PROMPTS= MAX_SEQS=128
-#   PORT= (free port) STEP_TIMEOUT=300 LOAD_TIMEOUT=300 SERVE_ARGS= PRESET=mistral-7b TYPE=q4_0
+#   PREFIX_LEN=1000 PORT= (free port) STEP_TIMEOUT=300 LOAD_TIMEOUT=300 SERVE_ARGS= PRESET=mistral-7b TYPE=q4_0
 # e.g. the CPU path with a tiny model:
 #   DEVICE=cpu THREADS=2 TG_P=16 N=8 R=1 BATCHES=1,4 BATCH_P=16 CONC=1,4 INPUT_LEN=16 \
 #   OUTPUT_LEN=8 MAX_SEQS=8 PRESET=tiny TYPE=q8_0 bench/device-serve.sh build /tmp/t.gguf /tmp/o
@@ -101,6 +102,10 @@ if [ $ready -eq 1 ]; then
         --output-len "$OUTPUT_LEN" ${NUM_PROMPTS:+--num-prompts "$NUM_PROMPTS"} \
         --json-out "$out/serve-bench.json"
     cat "$out/serve-bench.txt" >>"$log"
+    # acceptance 3: a 1,000-token shared prefix, TTFT cold vs cached
+    step prefix "$out/prefix-ttft.txt" python3 "$root/bench/prefix-ttft.py" --base-url "$url" \
+        --prefix-len "${PREFIX_LEN:-1000}" --json-out "$out/prefix-ttft.json"
+    cat "$out/prefix-ttft.txt" | tee -a "$log"
 else
     failed=1
     say "the server did not answer GET /health with 200 within ${LOAD_TIMEOUT} s:"
@@ -165,6 +170,9 @@ for c in sorted(set(eng) & set(srv)):
     r = so / e["avg_e2e_ts"] if e["avg_e2e_ts"] else None
     target(f"  like for like, both with prefill: server out / engine e2e at {c}", r, 0.9,
            r and r >= 0.9)
+pre = load("prefix-ttft.json")
+pr = pre["ttft_ratio"] if pre else None
+target("prefix cache: TTFT of a cached 1,000-token prefix >= 5x lower", pr, 5, pr and pr >= 5)
 for t in targets:
     mark = {True: "MET ", False: "MISS", None: "n/a "}[t["met"]]
     v = "-" if t["value"] is None else f"{t['value']:.2f}"

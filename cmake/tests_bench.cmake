@@ -7,7 +7,7 @@ if(Python3_FOUND)
   execute_process(COMMAND ${Python3_EXECUTABLE} -c "import pytest"
                   RESULT_VARIABLE _m40_pytest_missing OUTPUT_QUIET ERROR_QUIET)
   if(_m40_pytest_missing EQUAL 0)
-    foreach(t bench_batch serve_bench)
+    foreach(t bench_batch serve_bench prefix_ttft)
       add_test(NAME py_${t}
                COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider tests/py/test_${t}.py
                WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
@@ -15,6 +15,6 @@ if(Python3_FOUND)
         ENVIRONMENT "M40LLM_BIN=$<TARGET_FILE:m40-llm>;M40LLM_FIXTURES=${M40_FIXTURES};LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
     endforeach()
   else()
-    message(STATUS "pytest not found: the bench tests (py_bench_batch, py_serve_bench) are not registered")
+    message(STATUS "pytest not found: the bench tests (py_bench_batch, py_serve_bench, py_prefix_ttft) are not registered")
   endif()
 endif()
