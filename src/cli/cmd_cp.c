@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "err.h"
@@ -24,22 +23,7 @@ int cmd_cp(int argc, char **argv) {
     if (rc == M40LLM_OK) rc = store_name_normalize(argv[1], src, sizeof src);
     if (rc == M40LLM_OK) rc = store_name_normalize(argv[2], dst, sizeof dst);
     if (rc) return cli_fail("cp", rc);
-    store_model *m = calloc(1, sizeof *m);
-    if (!m) return cli_fail("cp", err_set(M40LLM_ERR_OOM, "out of memory"));
-    int lk = -1;
-    rc = store_lock(home, "store", &lk); /* rm does not collect the blobs meanwhile */
-    if (rc == M40LLM_OK) {
-        rc = store_manifest_read(home, src, m);
-        if (rc == M40LLM_ERR_NOT_FOUND)
-            rc = err_set(M40LLM_ERR_NOT_FOUND, "model '%s' is not in the store (%s)", src, home);
-    }
-    if (rc == M40LLM_OK) {
-        snprintf(m->name, sizeof m->name, "%s", dst);
-        m->modified = (long long)time(NULL);
-        rc = store_manifest_write(home, m);
-    }
-    store_unlock(lk);
-    free(m);
+    rc = store_copy(home, src, dst);
     if (rc) return cli_fail("cp", rc);
     printf("copied '%s' to '%s'\n", src, dst);
     return cli_flush_stdout() ? 0 : 1;

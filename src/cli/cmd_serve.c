@@ -27,7 +27,15 @@ static int serve_usage(FILE *f) {
         "usage: m40-llm serve [--addr HOST:PORT] [--model MODEL] [options]\n"
         "  --addr A               host:port, [v6]:port, :port or port (default 127.0.0.1:8080;\n"
         "                         port 0 picks a free one)\n"
-        "  --model MODEL          GGUF path or a name in the model store (also: serve MODEL)\n"
+        "  --model MODEL          GGUF path or a model name (also: serve MODEL); without it,\n"
+        "                         requests name any model of the store (m40-llm list) and it\n"
+        "                         is loaded on demand\n"
+        "  --max-models N         models resident at once without --model (default 1; the\n"
+        "                         least recently used idle one is unloaded first)\n"
+        "  --keep-alive DURATION  how long a model stays loaded after its last request\n"
+        "                         (default 5m; 0 unloads at once; negative keeps it)\n"
+        "  --max-memory BYTES     what resident models may take (weights + KV cache; K/M/G);\n"
+        "                         a model that cannot fit is refused with 507\n"
         "  --alias NAME           the model id clients see and may send\n"
         "  --api-key KEY          require 'Authorization: Bearer KEY' (or $M40LLM_API_KEY)\n"
         "  --ctx N                context per sequence (default min(4096, trained))\n"
@@ -123,6 +131,8 @@ int cmd_serve(int argc, char **argv) {
     server_config cfg;
     memset(&cfg, 0, sizeof cfg);
     m40llm_engine_default_params(&cfg.engine);
+    cfg.max_models = 1;
+    cfg.keep_alive_s = 300; /* Ollama's default: 5 minutes */
     const char *model_arg = NULL, *key = NULL;
     double grace = 10;
     for (int i = 1; i < argc; i++) {
@@ -143,6 +153,19 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
             if (!v) goto bad;
             model_arg = v;
+        } else if (!strcmp(a, "--max-models")) {
+            if ((n = cli_parse_long(a, v, 1, 64)) < 0) goto bad;
+            cfg.max_models = (int)n;
+        } else if (!strcmp(a, "--keep-alive")) {
+            if (!v || server_parse_duration(v, &cfg.keep_alive_s)) {
+                serve_bad(a, v, "a duration (5m, 1h30m, 30s, 0, -1)");
+                goto bad;
+            }
+        } else if (!strcmp(a, "--max-memory")) {
+            if (serve_parse_bytes(v, &cfg.max_memory) || !cfg.max_memory) {
+                serve_bad(a, v, "a byte count (K/M/G suffixes)");
+                goto bad;
+            }
         } else if (!strcmp(a, "--alias")) {
             if (!v || !*v) goto bad;
             cfg.alias = v;
@@ -232,10 +255,6 @@ int cmd_serve(int argc, char **argv) {
         }
         if (takes) i++;
     }
-    if (!model_arg) {
-        fprintf(stderr, "m40-llm serve: no model: give --model MODEL (a GGUF path or a name)\n");
-        goto bad;
-    }
     if (cfg.chat_template) {
         fprintf(stderr, "m40-llm serve: --chat-template is not available yet (the engine uses the "
                         "model's own template)\n");
@@ -244,8 +263,8 @@ int cmd_serve(int argc, char **argv) {
     if (!key || !*key) key = getenv("M40LLM_API_KEY");
     cfg.api_key = key && *key ? key : NULL;
 
-    char path[1024];
-    int rc = cli_resolve_model(model_arg, path, sizeof path);
+    char path[1024] = "";
+    int rc = model_arg ? cli_resolve_model(model_arg, path, sizeof path) : M40LLM_OK;
     if (rc) {
         cli_fail("model", rc);
         fprintf(stderr, "m40-llm serve: pass the path of a GGUF file, or run 'm40-llm pull ");
@@ -253,7 +272,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "' first\n");
         return 1;
     }
-    cfg.model_path = path;
+    cfg.model_path = model_arg ? path : NULL;
     cfg.model_name = model_arg;
 
     /* the server's threads inherit the mask: the signals come only here */
@@ -266,15 +285,20 @@ int cmd_serve(int argc, char **argv) {
 
     server *s = NULL;
     if ((rc = server_start(&cfg, &s))) return cli_fail("serve", rc);
-    fprintf(stderr, "m40-llm serve: listening on http://%s; loading ", server_bound_addr(s));
-    cli_put_escaped(stderr, path, strlen(path), 0);
+    fprintf(stderr, "m40-llm serve: listening on http://%s; ", server_bound_addr(s));
+    if (model_arg) {
+        fputs("loading ", stderr);
+        cli_put_escaped(stderr, path, strlen(path), 0);
+    } else {
+        fprintf(stderr, "models load on demand (at most %d at once)", cfg.max_models);
+    }
     fputc('\n', stderr);
     if (!server_is_loopback(s) && !cfg.api_key)
         fprintf(stderr,
                 "m40-llm serve: warning: %s is not a loopback address and no --api-key is set: "
                 "anyone who can reach it can use the model\n",
                 server_bound_addr(s));
-    int ret = serve_wait(s, &set, model_arg);
+    int ret = serve_wait(s, &set, model_arg ? model_arg : "models of the store");
     if (ret == 0)
         fprintf(stderr, "m40-llm serve: stopping (up to %g s for running requests)\n", grace);
     server_stop(s, grace);

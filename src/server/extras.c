@@ -1,6 +1,7 @@
 /* Routes outside the two APIs: GET / (Ollama's liveness text), GET /health,
  * GET /metrics, POST /tokenize, POST /detokenize, GET /props (what
  * llama.cpp's server offers under those names). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,22 +36,35 @@ int ext_health(http_req *r) {
     return http_send_json(r, code, o);
 }
 
+/* The model of a request that may name one ("model"; else the --model one
+ * or the most recently used); NULL with e filled. */
+static srv_model *ext_model(http_req *r, const cJSON *body, api_err *e) {
+    const char *name = NULL;
+    if (body && rq_string(body, "model", NULL, &name, e) < 0) return NULL;
+    srv_model *m = NULL;
+    if (srv_model_get(r->s, name, NAN, &m, e)) return NULL;
+    return m;
+}
+
 int ext_metrics(http_req *r) {
     server *s = r->s;
     m40llm_engine_stats st;
     m40llm_gpu_info gi;
-    bool ready = atomic_load(&s->state) == SERVER_READY;
+    api_err e = {0};
+    /* engine and einfo are only read once published */
+    srv_model *m = atomic_load(&s->state) == SERVER_READY ? ext_model(r, NULL, &e) : NULL;
     bool gpu = false;
     int device = 0;
-    if (ready) { /* engine and einfo are only read once published */
-        device = s->einfo.device;
-        m40llm_engine_get_stats(s->engine, &st);
+    if (m) {
+        device = m->einfo.device;
+        m40llm_engine_get_stats(m->engine, &st);
         /* the GPU the engine runs on; no series at all on the CPU */
-        if (s->einfo.backend && !strcmp(s->einfo.backend, "cuda") && s->einfo.device >= 0)
-            gpu = m40llm_gpu_query(s->einfo.device, &gi) == M40LLM_OK;
+        if (m->einfo.backend && !strcmp(m->einfo.backend, "cuda") && m->einfo.device >= 0)
+            gpu = m40llm_gpu_query(m->einfo.device, &gi) == M40LLM_OK;
     }
-    char *text = metrics_render(&s->metrics, s->names.id, ready ? &st : NULL,
-                                ready ? &s->einfo : NULL, gpu ? &gi : NULL, device);
+    char *text = metrics_render(&s->metrics, m ? m->names.id : "", m ? &st : NULL,
+                                m ? &m->einfo : NULL, gpu ? &gi : NULL, device);
+    srv_model_put(s, m);
     if (!text) return MHD_NO;
     return http_send(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
 }
@@ -58,10 +72,14 @@ int ext_metrics(http_req *r) {
 /* {"content": text, "add_special": false, "parse_special": true,
  *  "with_pieces": false} -> {"tokens": [ids] or [{"id", "piece"}]} */
 int ext_tokenize(http_req *r) {
-    server *s = r->s;
     api_err e = {0};
     cJSON *b = rq_parse(r->body, r->body_len, &e);
     if (!b) return http_send_error(r, &e);
+    srv_model *s = ext_model(r, b, &e);
+    if (!s) {
+        cJSON_Delete(b);
+        return http_send_error(r, &e);
+    }
     const char *text = NULL;
     bool add_special = false, parse_special = true, pieces = false;
     if (rq_string(b, "content", NULL, &text, &e) < 0 ||
@@ -70,6 +88,7 @@ int ext_tokenize(http_req *r) {
         rq_bool(b, "with_pieces", NULL, &pieces, &e) < 0 ||
         (!text && rq_fail(&e, 400, "content", "'content' is required"))) {
         cJSON_Delete(b);
+        srv_model_put(r->s, s);
         return http_send_error(r, &e);
     }
     int32_t *ids = NULL;
@@ -77,6 +96,7 @@ int ext_tokenize(http_req *r) {
     int rc = m40llm_tokenize(s->model, text, strlen(text), add_special, parse_special, &ids, &n);
     cJSON_Delete(b);
     if (rc) {
+        srv_model_put(r->s, s);
         rq_fail_status(&e, rc, "content");
         return http_send_error(r, &e);
     }
@@ -99,16 +119,21 @@ int ext_tokenize(http_req *r) {
         cJSON_AddItemToArray(a, p);
     }
     free(ids);
+    srv_model_put(r->s, s);
     return http_send_json(r, 200, o);
 }
 
 /* {"tokens": [ids]} -> {"content": text} */
 int ext_detokenize(http_req *r) {
-    server *s = r->s;
     api_err e = {0};
     cJSON *b = rq_parse(r->body, r->body_len, &e);
     if (!b) return http_send_error(r, &e);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "tokens");
+    srv_model *s = cJSON_IsArray(t) ? ext_model(r, b, &e) : NULL;
+    if (cJSON_IsArray(t) && !s) {
+        cJSON_Delete(b);
+        return http_send_error(r, &e);
+    }
     if (!cJSON_IsArray(t)) {
         cJSON_Delete(b);
         rq_fail(&e, 400, "tokens", "'tokens' must be an array of token ids");
@@ -118,6 +143,7 @@ int ext_detokenize(http_req *r) {
     int32_t *ids = malloc((size_t)(n ? n : 1) * sizeof *ids);
     if (!ids) {
         cJSON_Delete(b);
+        srv_model_put(r->s, s);
         return MHD_NO;
     }
     int i = 0;
@@ -129,6 +155,7 @@ int ext_detokenize(http_req *r) {
             cJSON_Delete(b);
             rq_fail(&e, 400, "tokens", "'tokens[%d]' is not a token id (0..%d)", i,
                     s->minfo.n_vocab - 1);
+            srv_model_put(r->s, s);
             return http_send_error(r, &e);
         }
         ids[i++] = (int32_t)d;
@@ -138,6 +165,7 @@ int ext_detokenize(http_req *r) {
     size_t len = 0;
     int rc = m40llm_detokenize(s->model, ids, (size_t)n, 1, &text, &len);
     free(ids);
+    srv_model_put(r->s, s);
     if (rc) {
         rq_fail_status(&e, rc, "tokens");
         return http_send_error(r, &e);
@@ -150,10 +178,13 @@ int ext_detokenize(http_req *r) {
 
 int ext_props(http_req *r) {
     server *s = r->s;
-    const m40llm_engine_info *ei = &s->einfo;
-    const m40llm_model_info *mi = &s->minfo;
+    api_err e = {0};
+    srv_model *m = ext_model(r, NULL, &e);
+    if (!m) return http_send_error(r, &e);
+    const m40llm_engine_info *ei = &m->einfo;
+    const m40llm_model_info *mi = &m->minfo;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", s->names.id);
+    cJSON_AddStringToObject(o, "model", m->names.id);
     cJSON_AddStringToObject(o, "model_path", mi->path ? mi->path : "");
     cJSON_AddStringToObject(o, "model_name", mi->name ? mi->name : "");
     cJSON_AddStringToObject(o, "architecture", mi->arch ? mi->arch : "");
@@ -178,5 +209,6 @@ int ext_props(http_req *r) {
     cJSON *dg = cJSON_AddObjectToObject(o, "default_generation_settings");
     cJSON_AddNumberToObject(dg, "n_ctx", ei->n_ctx);
     cJSON_AddStringToObject(o, "build_info", m40llm_version());
+    srv_model_put(s, m);
     return http_send_json(r, 200, o);
 }

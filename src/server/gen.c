@@ -12,6 +12,7 @@
  * buffered without bound, and one that stops reading is dropped by the
  * connection timeout (http.c), which cancels its request. */
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ typedef struct gen_queue {
 
 struct gen_job {
     server *s;
+    srv_model *m; /* the model it runs on (a reference, given back at the end) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     gen_queue in;  /* appended by the engine thread (under mu) */
@@ -77,6 +79,7 @@ struct gen_job {
 void gen_spec_init(gen_spec *g, gen_kind kind) {
     memset(g, 0, sizeof *g);
     g->kind = kind;
+    g->keep_alive = NAN;
     m40llm_request_params p;
     m40llm_request_default_params(&p);
     g->sampling = p.sampling;
@@ -191,6 +194,7 @@ static int gen_on_event(void *user, const m40llm_event *ev) {
 
 static void gen_job_free(gen_job *j) {
     m40llm_request_free(j->req); /* no events after this returns */
+    srv_model_put(j->s, j->m);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     gen_queue_free(&j->in);
@@ -335,7 +339,7 @@ static int gen_text_add(gen_job *j, const char *t, size_t n) {
 /* The logprob entry of a token event in the API's shape (NULL if none). */
 static cJSON *gen_logprob(gen_job *j, const gen_event *ev) {
     if (!j->spec.logprobs || ev->token < 0) return NULL;
-    const m40llm_model *m = j->s->model;
+    const m40llm_model *m = j->m->model;
     lp_tok chosen, top[M40LLM_MAX_LOGPROBS];
     char *texts[M40LLM_MAX_LOGPROBS + 1] = {0};
     size_t lens[M40LLM_MAX_LOGPROBS + 1] = {0};
@@ -526,19 +530,19 @@ ssize_t gen_stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 
 /* ---- building the prompt ---- */
 
-static int gen_chat_ids(server *s, cJSON *messages, int n_ctx, gen_spec *g, api_err *e) {
+static int gen_chat_ids(srv_model *sm, cJSON *messages, int n_ctx, gen_spec *g, api_err *e) {
     char *json = cJSON_PrintUnformatted(messages);
     if (!json) return rq_fail(e, 503, "messages", "out of memory");
-    int rc = m40llm_chat_tokens(s->model, json, strlen(json), n_ctx, &g->ids, &g->n_ids);
+    int rc = m40llm_chat_tokens(sm->model, json, strlen(json), n_ctx, &g->ids, &g->n_ids);
     free(json);
     return rc ? rq_fail_status(e, rc, "messages") : 0;
 }
 
 /* g->ids / g->n_ids: the prompt, checked against n_ctx. */
-static int gen_prompt(server *s, gen_spec *g, int n_ctx, api_err *e) {
+static int gen_prompt(srv_model *sm, gen_spec *g, int n_ctx, api_err *e) {
     const char *param = g->kind == GEN_OAI_CHAT || g->kind == GEN_OLL_CHAT ? "messages" : "prompt";
     if (g->messages) {
-        if (gen_chat_ids(s, g->messages, n_ctx, g, e)) return -1;
+        if (gen_chat_ids(sm, g->messages, n_ctx, g, e)) return -1;
     } else if (g->kind == GEN_OLL_GENERATE && !g->raw) {
         cJSON *msgs = cJSON_CreateArray();
         if (g->system) {
@@ -551,18 +555,18 @@ static int gen_prompt(server *s, gen_spec *g, int n_ctx, api_err *e) {
         cJSON_AddStringToObject(m, "role", "user");
         cJSON_AddStringToObject(m, "content", g->prompt);
         cJSON_AddItemToArray(msgs, m);
-        int rc = gen_chat_ids(s, msgs, n_ctx, g, e);
+        int rc = gen_chat_ids(sm, msgs, n_ctx, g, e);
         cJSON_Delete(msgs);
         if (rc) return -1;
     } else if (g->prompt) {
         /* a completion prompt is the client's own text: control-token texts count */
-        int rc = m40llm_tokenize(s->model, g->prompt, strlen(g->prompt), 1, 1, &g->ids, &g->n_ids);
+        int rc = m40llm_tokenize(sm->model, g->prompt, strlen(g->prompt), 1, 1, &g->ids, &g->n_ids);
         if (rc) return rq_fail_status(e, rc, param);
     } else {
         for (size_t i = 0; i < g->n_ids; i++)
-            if (g->ids[i] >= s->minfo.n_vocab)
+            if (g->ids[i] >= sm->minfo.n_vocab)
                 return rq_fail(e, 400, param, "token id %d is out of range (vocabulary of %d)",
-                               g->ids[i], s->minfo.n_vocab);
+                               g->ids[i], sm->minfo.n_vocab);
     }
     if (g->n_ids == 0) return rq_fail(e, 400, param, "the prompt is empty");
     if (g->n_ids > (size_t)n_ctx) {
@@ -640,18 +644,23 @@ static int gen_respond_whole(http_req *r, gen_job *j) {
     return http_send(r, 200, "application/json", body, strlen(body));
 }
 
-int gen_handle(http_req *r, gen_spec *g, bool seeded) {
+int gen_handle(http_req *r, gen_spec *g, bool seeded, srv_model *m) {
     server *s = r->s;
     api_err e = {0};
-    if (g->load_only) return gen_load_only(r, g);
+    if (g->load_only) {
+        int ret = gen_load_only(r, g);
+        srv_model_put(s, m); /* keep_alive 0 unloads it now, as Ollama does */
+        return ret;
+    }
     if (!seeded) g->sampling.seed = srv_random(s);
-    int n_ctx = s->einfo.n_ctx;
+    int n_ctx = m->einfo.n_ctx;
     if (g->n_ctx > 0 && g->n_ctx < n_ctx) n_ctx = g->n_ctx;
-    if (gen_prompt(s, g, n_ctx, &e)) {
+    if (gen_prompt(m, g, n_ctx, &e)) {
         gen_spec_free(g);
+        srv_model_put(s, m);
         return http_send_error(r, &e);
     }
-    if (n_ctx < s->einfo.n_ctx) { /* a smaller num_ctx bounds prompt + answer */
+    if (n_ctx < m->einfo.n_ctx) { /* a smaller num_ctx bounds prompt + answer */
         int room = n_ctx - (int)g->n_ids;
         if (room < 1) room = 1;
         if (g->max_tokens <= 0 || g->max_tokens > room) g->max_tokens = room;
@@ -659,10 +668,12 @@ int gen_handle(http_req *r, gen_spec *g, bool seeded) {
     gen_job *j = calloc(1, sizeof *j);
     if (!j) {
         gen_spec_free(g);
+        srv_model_put(s, m);
         rq_fail(&e, 503, NULL, "out of memory");
         return http_send_error(r, &e);
     }
     j->s = s;
+    j->m = m;
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     j->spec = *g; /* taken */
@@ -703,7 +714,7 @@ int gen_handle(http_req *r, gen_spec *g, bool seeded) {
     p.on_event = gen_on_event;
     p.user = j;
     m40llm_request *req = NULL;
-    int rc = m40llm_submit(s->engine, &p, &req);
+    int rc = m40llm_submit(m->engine, &p, &req);
     if (rc) {
         rq_fail_status(&e, rc, rc == M40LLM_ERR_CONTEXT_FULL ? "messages" : NULL);
         if (rc == M40LLM_ERR_BUSY) e.code = "server_busy";

@@ -26,12 +26,12 @@
 
 #include "srv_int.h"
 
-enum { M_GET = 1, M_POST = 2 }; /* GET routes answer HEAD too */
+enum { M_GET = 1, M_POST = 2, M_DELETE = 4 }; /* GET routes answer HEAD too */
 
 typedef struct srv_route {
     const char *path;
     bool prefix;      /* path is a prefix (/v1/models/{id}) */
-    unsigned methods; /* M_GET | M_POST */
+    unsigned methods; /* M_GET | M_POST | M_DELETE */
     api_kind api;     /* error shape */
     bool needs_model; /* 503 until the model is loaded */
     route_fn fn;
@@ -52,6 +52,9 @@ static const srv_route http_routes[] = {
     {"/api/show", false, M_POST, API_OLLAMA, true, oll_show},
     {"/api/ps", false, M_GET, API_OLLAMA, true, oll_ps},
     {"/api/version", false, M_GET, API_OLLAMA, false, oll_version},
+    {"/api/pull", false, M_POST, API_OLLAMA, false, oll_pull},
+    {"/api/delete", false, M_DELETE, API_OLLAMA, false, oll_delete},
+    {"/api/copy", false, M_POST, API_OLLAMA, false, oll_copy},
     {"/tokenize", false, M_POST, API_OPENAI, true, ext_tokenize},
     {"/detokenize", false, M_POST, API_OPENAI, true, ext_detokenize},
     {"/props", false, M_GET, API_OPENAI, true, ext_props},
@@ -167,7 +170,8 @@ static int http_preflight(http_req *r) {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, HEAD, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+                            "GET, POST, DELETE, HEAD, OPTIONS");
     const char *h =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Headers");
     MHD_add_response_header(resp, "Access-Control-Allow-Headers",
@@ -199,10 +203,14 @@ static int http_begin(http_req *r, const char *method) {
     }
     unsigned m = !strcmp(method, "GET") || !strcmp(method, "HEAD") ? M_GET
                  : !strcmp(method, "POST")                         ? M_POST
+                 : !strcmp(method, "DELETE")                       ? M_DELETE
                                                                    : 0;
     if (!(rt->methods & m)) {
         rq_fail(&e, 405, NULL, "method %.100s is not allowed on %.200s", method, r->url);
-        return http_send_error_hdr(r, &e, "Allow", rt->methods == M_GET ? "GET, HEAD" : "POST");
+        return http_send_error_hdr(r, &e, "Allow",
+                                   rt->methods == M_GET      ? "GET, HEAD"
+                                   : rt->methods == M_DELETE ? "DELETE"
+                                                             : "POST");
     }
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
     if (cl) {

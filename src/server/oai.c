@@ -3,9 +3,11 @@
  * (top_k, min_p, repeat_penalty and ignore_eos are accepted as extensions,
  * as vLLM and llama.cpp do); responses
  * and SSE chunks are shaped exactly as OpenAI sends them. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "srv_int.h"
 
@@ -419,13 +421,14 @@ static int oai_generate(http_req *r, gen_kind kind) {
     int rc = kind == GEN_OAI_CHAT ? oai_parse_chat(b, &g, &seeded, &e)
                                   : oai_parse_completion(b, &g, &seeded, &e);
     cJSON_Delete(b);
-    if (!rc && g.model[0]) rc = srv_check_model(r->s, g.model, &e);
+    srv_model *m = NULL;
+    if (!rc) rc = srv_model_get(r->s, g.model, g.keep_alive, &m, &e);
     if (rc) {
         gen_spec_free(&g);
         return http_send_error(r, &e);
     }
-    if (!g.model[0]) snprintf(g.model, sizeof g.model, "%s", r->s->names.id);
-    return gen_handle(r, &g, seeded);
+    if (!g.model[0]) snprintf(g.model, sizeof g.model, "%s", m->names.id);
+    return gen_handle(r, &g, seeded, m);
 }
 
 int oai_chat(http_req *r) {
@@ -435,7 +438,7 @@ int oai_completions(http_req *r) {
     return oai_generate(r, GEN_OAI_COMPLETION);
 }
 
-static cJSON *oai_model_obj(server *s) {
+cJSON *oai_model_json(const srv_model *s) {
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "id", s->names.id);
     cJSON_AddStringToObject(m, "object", "model");
@@ -445,6 +448,29 @@ static cJSON *oai_model_obj(server *s) {
     return m;
 }
 
+/* Without --model: the loaded models, then every other one there is. */
+static cJSON *oai_models_all(server *s) {
+    cJSON *loaded = srv_models_loaded_json(s, false), *all = srv_models_store_json(s, false);
+    cJSON *it, *out = cJSON_CreateArray();
+    while ((it = cJSON_DetachItemFromArray(loaded, 0))) cJSON_AddItemToArray(out, it);
+    while ((it = cJSON_DetachItemFromArray(all, 0))) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "id"));
+        bool dup = false;
+        const cJSON *o;
+        cJSON_ArrayForEach(o, out) {
+            const char *oid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "id"));
+            if (id && oid && !strcmp(id, oid)) dup = true;
+        }
+        if (dup)
+            cJSON_Delete(it);
+        else
+            cJSON_AddItemToArray(out, it);
+    }
+    cJSON_Delete(loaded);
+    cJSON_Delete(all);
+    return out;
+}
+
 /* GET /v1/models and /v1/models/{id} */
 int oai_models(http_req *r) {
     server *s = r->s;
@@ -452,11 +478,31 @@ int oai_models(http_req *r) {
     if (!strcmp(url, "/v1/models") || !strcmp(url, "/v1/models/")) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "object", "list");
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), oai_model_obj(s));
+        if (s->dynamic) {
+            cJSON_AddItemToObject(o, "data", oai_models_all(s));
+        } else {
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), oai_model_json(s->models[0]));
+        }
         return http_send_json(r, 200, o);
     }
     const char *id = url + strlen("/v1/models/");
     api_err e = {0};
-    if (srv_check_model(s, id, &e)) return http_send_error(r, &e);
-    return http_send_json(r, 200, oai_model_obj(s));
+    if (s->dynamic) { /* the listed entry of that id, without loading it */
+        cJSON *all = oai_models_all(s), *hit = NULL, *o;
+        cJSON_ArrayForEach(o, all) {
+            const char *oid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "id"));
+            if (oid && !strcasecmp(oid, id)) hit = o;
+        }
+        if (hit) hit = cJSON_DetachItemViaPointer(all, hit);
+        cJSON_Delete(all);
+        if (hit) return http_send_json(r, 200, hit);
+        rq_fail(&e, 404, "model", "model '%.200s' not found", id);
+        e.code = "model_not_found";
+        return http_send_error(r, &e);
+    }
+    srv_model *m = NULL;
+    if (srv_model_get(s, id, NAN, &m, &e)) return http_send_error(r, &e);
+    cJSON *j = oai_model_json(m);
+    srv_model_put(s, m);
+    return http_send_json(r, 200, j);
 }

@@ -5,6 +5,7 @@
  * options.num_ctx is accepted and clamped to the server's --ctx: a smaller
  * value limits the prompt (400 past it) and prompt + answer; a larger one
  * cannot grow the engine's context, so the server's is used. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,7 @@ static int oll_parse_common(const cJSON *b, gen_spec *g, bool *seeded, api_err *
     if (rq_string(b, "model", NULL, &model, e) < 0) return -1;
     if (!model || !*model) return rq_fail(e, 400, "model", "model is required");
     snprintf(g->model, sizeof g->model, "%s", model);
+    if (srv_parse_keep_alive(b, &g->keep_alive, e) < 0) return -1;
     g->stream = true; /* Ollama streams unless told not to */
     if (rq_bool(b, "stream", NULL, &g->stream, e) < 0) return -1;
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(b, "format");
@@ -250,12 +252,13 @@ static int oll_generate_route(http_req *r, gen_kind kind) {
     int rc = kind == GEN_OLL_CHAT ? oll_parse_chat(b, &g, &seeded, &e)
                                   : oll_parse_generate(b, &g, &seeded, &e);
     cJSON_Delete(b);
-    if (!rc) rc = srv_check_model(r->s, g.model, &e);
+    srv_model *m = NULL;
+    if (!rc) rc = srv_model_get(r->s, g.model, g.keep_alive, &m, &e);
     if (rc) {
         gen_spec_free(&g);
         return http_send_error(r, &e);
     }
-    return gen_handle(r, &g, seeded);
+    return gen_handle(r, &g, seeded, m);
 }
 
 int oll_chat(http_req *r) {
@@ -273,7 +276,7 @@ static void oll_param_size(uint64_t n, char *buf, size_t size) {
         snprintf(buf, size, "%.2fM", (double)n / 1e6);
 }
 
-static cJSON *oll_details(server *s) {
+static cJSON *oll_details(const srv_model *s) {
     const m40llm_model_info *mi = &s->minfo;
     cJSON *d = cJSON_CreateObject();
     char ps[32];
@@ -289,50 +292,54 @@ static cJSON *oll_details(server *s) {
 }
 
 /* the listed name carries a tag, as Ollama's do */
-static void oll_name(server *s, char *buf, size_t n) {
+static void oll_name(const srv_model *s, char *buf, size_t n) {
     snprintf(buf, n, "%s%s", s->names.id, strchr(s->names.id, ':') ? "" : ":latest");
 }
 
-static void oll_loaded_at(server *s, char *buf, size_t n) {
+static void oll_loaded_at(const srv_model *s, char *buf, size_t n) {
     struct tm tm;
     time_t t = (time_t)s->created;
     gmtime_r(&t, &tm);
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-int oll_tags(http_req *r) {
-    server *s = r->s;
+cJSON *oll_model_json(const srv_model *s, bool ps) {
     char name[300], ts[48];
     oll_name(s, name, sizeof name);
     oll_loaded_at(s, ts, sizeof ts);
-    cJSON *o = cJSON_CreateObject();
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "name", name);
     cJSON_AddStringToObject(m, "model", name);
-    cJSON_AddStringToObject(m, "modified_at", ts);
-    cJSON_AddNumberToObject(m, "size", (double)s->minfo.file_bytes);
-    cJSON_AddItemToObject(m, "details", oll_details(s));
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "models"), m);
-    return http_send_json(r, 200, o);
-}
-
-int oll_ps(http_req *r) {
-    server *s = r->s;
-    char name[300];
-    oll_name(s, name, sizeof name);
-    cJSON *o = cJSON_CreateObject();
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "name", name);
-    cJSON_AddStringToObject(m, "model", name);
+    if (!ps) {
+        cJSON_AddStringToObject(m, "modified_at", ts);
+        cJSON_AddNumberToObject(m, "size", (double)s->minfo.file_bytes);
+        cJSON_AddItemToObject(m, "details", oll_details(s));
+        return m;
+    }
     uint64_t size = s->einfo.mem_used ? s->einfo.mem_used : s->minfo.file_bytes;
     cJSON_AddNumberToObject(m, "size", (double)size);
     cJSON_AddItemToObject(m, "details", oll_details(s));
-    /* loaded for the server's lifetime */
-    cJSON_AddStringToObject(m, "expires_at", "2999-12-31T23:59:59Z");
     bool gpu = s->einfo.backend && !strcmp(s->einfo.backend, "cuda");
     cJSON_AddNumberToObject(m, "size_vram", gpu ? (double)size : 0);
     cJSON_AddNumberToObject(m, "context_length", s->einfo.n_ctx);
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "models"), m);
+    return m;
+}
+
+int oll_tags(http_req *r) {
+    server *s = r->s;
+    cJSON *o = cJSON_CreateObject();
+    if (s->dynamic)
+        cJSON_AddItemToObject(o, "models", srv_models_store_json(s, true));
+    else
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "models"),
+                             oll_model_json(s->models[0], false));
+    return http_send_json(r, 200, o);
+}
+
+/* What is loaded; with --model it stays for the server's lifetime. */
+int oll_ps(http_req *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "models", srv_models_loaded_json(r->s, true));
     return http_send_json(r, 200, o);
 }
 
@@ -353,18 +360,19 @@ int oll_show(http_req *r) {
         rq_fail(&e, 400, "model", "model is required");
         return http_send_error(r, &e);
     }
-    int rc = srv_check_model(s, model, &e);
+    srv_model *sm = NULL;
+    int rc = srv_model_get(s, model, NAN, &sm, &e);
     cJSON_Delete(b);
     if (rc) return http_send_error(r, &e);
-    const m40llm_model_info *mi = &s->minfo;
+    const m40llm_model_info *mi = &sm->minfo;
     const char *arch = mi->arch ? mi->arch : "";
     char ts[48], key[128];
-    oll_loaded_at(s, ts, sizeof ts);
+    oll_loaded_at(sm, ts, sizeof ts);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "modelfile", "");
     cJSON_AddStringToObject(o, "parameters", "");
     cJSON_AddStringToObject(o, "template", mi->chat_template ? mi->chat_template : "");
-    cJSON_AddItemToObject(o, "details", oll_details(s));
+    cJSON_AddItemToObject(o, "details", oll_details(sm));
     cJSON *info = cJSON_AddObjectToObject(o, "model_info");
     cJSON_AddStringToObject(info, "general.architecture", arch);
     cJSON_AddStringToObject(info, "general.name", mi->name ? mi->name : "");
@@ -384,6 +392,7 @@ int oll_show(http_req *r) {
     cJSON *caps = cJSON_AddArrayToObject(o, "capabilities");
     cJSON_AddItemToArray(caps, cJSON_CreateString("completion"));
     cJSON_AddStringToObject(o, "modified_at", ts);
+    srv_model_put(s, sm);
     return http_send_json(r, 200, o);
 }
 

@@ -72,14 +72,6 @@ bool srv_model_matches(const srv_names *n, const char *req) {
            srv_name_eq(req, l, n->alias);
 }
 
-int srv_check_model(server *s, const char *requested, api_err *e) {
-    if (srv_model_matches(&s->names, requested)) return 0;
-    rq_fail(e, 404, "model", "model '%.200s' not found (this server runs '%.200s')", requested,
-            s->names.id);
-    e->code = "model_not_found";
-    return -1;
-}
-
 /* ---- loading ---- */
 
 static void srv_sleep_ms(int ms) {
@@ -87,35 +79,20 @@ static void srv_sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
+/* --model: the one model, loaded while the server already answers */
 static void *srv_loader(void *arg) {
     server *s = arg;
-    double t0 = srv_now();
-    if (s->test_load_delay_ms > 0) srv_sleep_ms(s->test_load_delay_ms);
-    m40llm_model *m = NULL;
-    m40llm_engine *eng = NULL;
-    int rc = m40llm_model_load(s->cfg.model_path, &m);
+    srv_model *m = s->models[0];
+    int rc = srv_model_load_into(s, m);
     if (rc) {
-        snprintf(s->error, sizeof s->error, "loading %s: %s", s->cfg.model_path,
-                 m40llm_last_error());
+        snprintf(s->error, sizeof s->error, "%s", m40llm_last_error());
         atomic_store(&s->state, SERVER_FAILED);
         return NULL;
     }
-    rc = m40llm_engine_create(m, &s->cfg.engine, &eng);
-    if (rc) {
-        snprintf(s->error, sizeof s->error, "creating the engine: %s", m40llm_last_error());
-        m40llm_model_free(m);
-        atomic_store(&s->state, SERVER_FAILED);
-        return NULL;
-    }
-    s->model = m;
-    s->engine = eng;
-    m40llm_model_get_info(m, &s->minfo);
-    m40llm_engine_get_info(eng, &s->einfo);
     /* the rest of the names was set before the daemon started (and may be read now) */
-    if (s->minfo.name)
-        srv_set(s->names.general, sizeof s->names.general, s->minfo.name, strlen(s->minfo.name));
-    s->created = (long long)time(NULL);
-    s->load_s = srv_now() - t0;
+    pthread_mutex_lock(&s->mu);
+    m->ready = true;
+    pthread_mutex_unlock(&s->mu);
     atomic_store(&s->state, SERVER_READY); /* publishes everything above */
     return NULL;
 }
@@ -127,9 +104,9 @@ static char *srv_dup(const char *s) {
 }
 
 static void srv_free(server *s) {
-    m40llm_engine_free(s->engine);
-    m40llm_model_free(s->model);
+    for (int i = 0; i < s->n_models; i++) srv_model_unload(s->models[i]);
     metrics_destroy(&s->metrics);
+    pthread_cond_destroy(&s->models_cv);
     pthread_mutex_destroy(&s->mu);
     free(s->s_addr);
     free(s->s_model_path);
@@ -144,8 +121,7 @@ static void srv_free(server *s) {
 
 int server_start(const server_config *cfg, server **out) {
     *out = NULL;
-    if (!cfg || !cfg->model_path)
-        return err_set(M40LLM_ERR_INVALID_ARG, "server_start: no model path");
+    if (!cfg) return err_set(M40LLM_ERR_INVALID_ARG, "server_start: no configuration");
     server *s = calloc(1, sizeof *s);
     if (!s) return err_set(M40LLM_ERR_OOM, "out of memory");
     s->cfg = *cfg;
@@ -160,15 +136,30 @@ int server_start(const server_config *cfg, server **out) {
     if (!s->cfg.max_body) s->cfg.max_body = SERVER_DEFAULT_MAX_BODY;
     if (s->cfg.max_connections <= 0) s->cfg.max_connections = 256;
     if (s->cfg.conn_timeout_s <= 0) s->cfg.conn_timeout_s = 30;
+    if (s->cfg.max_models <= 0) s->cfg.max_models = 1;
+    if (s->cfg.max_models > SRV_MAX_MODELS) s->cfg.max_models = SRV_MAX_MODELS;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->models_cv, NULL);
     metrics_init(&s->metrics);
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
         seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     atomic_store(&s->rng, seed);
-    /* until the model is loaded, the names come from the command line */
-    srv_names_init(&s->names, s->cfg.model_name, s->cfg.alias, s->cfg.model_path, NULL);
-    atomic_store(&s->state, SERVER_LOADING);
+    s->dynamic = !s->cfg.model_path;
+    if (!s->dynamic) {
+        srv_model *m = calloc(1, sizeof *m);
+        if (!m) {
+            srv_free(s);
+            return err_set(M40LLM_ERR_OOM, "out of memory");
+        }
+        snprintf(m->path, sizeof m->path, "%s", s->cfg.model_path);
+        /* until the model is loaded, the names come from the command line */
+        srv_names_init(&m->names, s->cfg.model_name, s->cfg.alias, s->cfg.model_path, NULL);
+        m->pinned = true;
+        m->keep_alive = m->expires = -1;
+        s->models[s->n_models++] = m;
+    }
+    atomic_store(&s->state, s->dynamic ? SERVER_READY : SERVER_LOADING);
     /* test hook: hold the load back so a test can see /health say "loading" */
     const char *delay = getenv("M40LLM_TEST_SERVE_LOAD_DELAY_MS");
     if (delay) s->test_load_delay_ms = atoi(delay);
@@ -185,7 +176,9 @@ int server_start(const server_config *cfg, server **out) {
         srv_free(s);
         return err_set(M40LLM_ERR_INTERNAL, "cannot start the HTTP server (libmicrohttpd)");
     }
-    if (pthread_create(&s->loader, NULL, srv_loader, s)) {
+    if (s->dynamic) {
+        if (pthread_create(&s->reaper, NULL, srv_reaper, s) == 0) s->reaper_started = true;
+    } else if (pthread_create(&s->loader, NULL, srv_loader, s)) {
         snprintf(s->error, sizeof s->error, "cannot start the loading thread");
         atomic_store(&s->state, SERVER_FAILED);
     } else {
@@ -219,7 +212,9 @@ void server_stop(server *s, double grace_s) {
     if (!s) return;
     pthread_mutex_lock(&s->mu);
     s->draining = true; /* new generations get 503 */
+    pthread_cond_broadcast(&s->models_cv);
     pthread_mutex_unlock(&s->mu);
+    if (s->reaper_started) pthread_join(s->reaper, NULL);
     if (s->mhd) {
         MHD_socket fd = MHD_quiesce_daemon(s->mhd); /* no new connections */
         if (fd != MHD_INVALID_SOCKET) close(fd);

@@ -23,7 +23,7 @@ typedef enum server_log_format { SERVER_LOG_TEXT = 0, SERVER_LOG_JSON = 1 } serv
 
 typedef struct server_config {
     const char *addr;          /* "host:port", "[v6]:port", ":port", "host"; NULL: 127.0.0.1:8080 */
-    const char *model_path;    /* the GGUF file to load */
+    const char *model_path;    /* the GGUF file to load; NULL: models load on demand by name */
     const char *model_name;    /* the name the user gave (--model), or NULL */
     const char *alias;         /* --alias: the model id clients see; NULL: from the name */
     const char *api_key;       /* NULL or "": no authentication */
@@ -33,7 +33,10 @@ typedef struct server_config {
     int max_connections;       /* 0: 256 */
     int conn_timeout_s;        /* idle or stalled client; 0: 30 */
     server_log_format log_format;
-    bool no_webui; /* --no-webui: GET / answers browsers with text too */
+    int max_models;      /* models resident at once without --model; 0: 1 */
+    double keep_alive_s; /* default keep_alive (seconds; < 0 forever; 0 unloads at once) */
+    uint64_t max_memory; /* bytes the resident models may take (weights + KV); 0: no limit */
+    bool no_webui;       /* --no-webui: GET / answers browsers with text too */
     m40llm_engine_params engine;
 } server_config;
 
@@ -47,6 +50,10 @@ typedef enum server_state {
  * port. ":port" and "" mean loopback (127.0.0.1); a host without a port gets
  * SERVER_DEFAULT_PORT. M40LLM_ERR_INVALID_ARG naming what is wrong. */
 int server_parse_addr(const char *addr, char *host, size_t host_size, int *port);
+
+/* A duration as Ollama's keep_alive takes it: "5m", "1h30m", "300ms", a
+ * number of seconds; negative means forever (-1). 0, or -1 when malformed. */
+int server_parse_duration(const char *s, double *out);
 
 /* Binds and listens, starts the HTTP daemon and the loading thread. */
 int server_start(const server_config *cfg, server **out);

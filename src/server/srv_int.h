@@ -88,11 +88,12 @@ typedef struct gen_spec {
     int max_tokens; /* <= 0: until a stop or a full context */
     char **stops;   /* [n_stops] (owned) */
     int n_stops;
-    int logprobs;     /* 1: the chosen token's logprob */
-    int top_logprobs; /* 0..M40LLM_MAX_LOGPROBS alternatives a token */
-    int n_ctx;        /* Ollama num_ctx; 0: the server's */
-    bool ignore_eos;  /* go on past end-of-generation tokens (vLLM's extension, benchmarks) */
-    bool load_only;   /* Ollama: no prompt/messages = "load the model" */
+    int logprobs;      /* 1: the chosen token's logprob */
+    int top_logprobs;  /* 0..M40LLM_MAX_LOGPROBS alternatives a token */
+    int n_ctx;         /* Ollama num_ctx; 0: the server's */
+    bool ignore_eos;   /* go on past end-of-generation tokens (vLLM's extension, benchmarks) */
+    bool load_only;    /* Ollama: no prompt/messages = "load the model" */
+    double keep_alive; /* Ollama keep_alive in seconds (< 0 forever); NAN: the server's */
 } gen_spec;
 
 /* OpenAI's defaults (temperature 1, top_p 1, no top_k/min_p/penalties) or
@@ -210,6 +211,29 @@ typedef struct srv_names {
 } srv_names;
 
 bool srv_model_matches(const srv_names *n, const char *requested);
+
+/* A model the server holds (models.c says how they come and go). */
+typedef struct srv_model {
+    srv_names names;
+    char path[4096]; /* the GGUF */
+    m40llm_model *model;
+    m40llm_engine *engine;
+    m40llm_model_info minfo;
+    m40llm_engine_info einfo;
+    long long created; /* unix time it was loaded */
+    double load_s;     /* seconds the load took */
+    uint64_t mem;      /* estimated bytes: weights + KV cache */
+    /* under server.mu */
+    int refs;          /* requests using it */
+    bool ready;        /* loaded (else being loaded by the thread that placed it) */
+    bool pinned;       /* --model: kept for the server's life */
+    double last_used;  /* monotonic seconds */
+    double keep_alive; /* seconds after the last use; < 0 forever */
+    double expires;    /* monotonic seconds, when refs is 0; < 0 never */
+} srv_model;
+
+#define SRV_MAX_MODELS 64
+
 /* Fills names from the model argument, alias, path and general.name. */
 void srv_names_init(srv_names *n, const char *model_arg, const char *alias, const char *path,
                     const char *general_name);
@@ -219,17 +243,16 @@ typedef struct gen_job gen_job;
 struct server {
     server_config cfg; /* strings point into the copies below */
     char *s_addr, *s_model_path, *s_model_name, *s_alias, *s_key, *s_cors, *s_tmpl, *s_dev;
-    srv_names names;
     pthread_mutex_t mu;
-    atomic_int state; /* server_state; READY published after model/engine */
-    char error[600];  /* why loading failed */
-    m40llm_model *model;
-    m40llm_engine *engine;
-    m40llm_model_info minfo;
-    m40llm_engine_info einfo;
-    double load_s;          /* seconds the load took */
+    atomic_int state;                  /* server_state; READY published after model/engine */
+    char error[600];                   /* why loading failed */
+    bool dynamic;                      /* no --model: models load on demand (models.c) */
+    srv_model *models[SRV_MAX_MODELS]; /* [n_models], under mu; [0] the --model one */
+    int n_models;
+    pthread_cond_t models_cv; /* a model was loaded or released (with mu) */
+    pthread_t reaper;         /* unloads models whose keep_alive is over */
+    bool reaper_started;
     int test_load_delay_ms; /* test hook ($M40LLM_TEST_SERVE_LOAD_DELAY_MS) */
-    long long created;      /* unix time the model was loaded */
     struct MHD_Daemon *mhd;
     int listen_fd;   /* ours until quiesced */
     char bound[160]; /* "host:port" */
@@ -308,6 +331,9 @@ int oll_tags(http_req *r);
 int oll_show(http_req *r);
 int oll_ps(http_req *r);
 int oll_version(http_req *r);
+int oll_pull(http_req *r);
+int oll_delete(http_req *r);
+int oll_copy(http_req *r);
 int ext_root(http_req *r);
 int ext_health(http_req *r);
 int ext_metrics(http_req *r);
@@ -320,14 +346,39 @@ int webui_root(http_req *r);
 int webui_asset(http_req *r);
 bool webui_public(const http_req *r, route_fn fn);
 
-/* Checks the request's model name: 0, or -1 with a 404 in e. */
-int srv_check_model(server *s, const char *requested, api_err *e);
+/* ===== models (models.c) ===== */
+
+/* The model a request names, loaded if need be, with a reference the
+ * caller gives back with srv_model_put. With --model: that one (404 for
+ * another name). Without: any model store_resolve finds (404 otherwise);
+ * requested NULL or "": the most recently used loaded one. keep_alive NAN:
+ * --keep-alive. 0, or -1 with e filled (404, 503 busy, 507 too big). */
+int srv_model_get(server *s, const char *requested, double keep_alive, srv_model **out, api_err *e);
+void srv_model_put(server *s, srv_model *m);
+/* Loads m->path into m (model, engine, infos); library status. */
+int srv_model_load_into(server *s, srv_model *m);
+void srv_model_unload(srv_model *m); /* frees m; NULL is fine */
+/* Unloads the idle model of this path now; 1 when one was unloaded. */
+int srv_model_unload_named(server *s, const char *path);
+void *srv_reaper(void *arg);
+/* Ollama's keep_alive member: 0 absent (*out NAN), 1 set, -1 bad (e). */
+int srv_parse_keep_alive(const cJSON *b, double *out, api_err *e);
+/* "5m", "1h30m", "300ms", "-1", "0", "30" (seconds): 0, or -1. */
+int srv_parse_duration(const char *s, double *out);
+/* Loaded models as /api/ps (ollama_ps) or /v1/models entries. */
+cJSON *srv_models_loaded_json(server *s, bool ollama_ps);
+/* Every model of the store and found elsewhere, as /api/tags or /v1/models entries. */
+cJSON *srv_models_store_json(server *s, bool ollama);
+/* One model's entry: Ollama's /api/tags or /api/ps shape, OpenAI's. */
+cJSON *oll_model_json(const srv_model *m, bool ps);
+cJSON *oai_model_json(const srv_model *m);
 
 /* ===== generation (gen.c) ===== */
 
-/* Runs a parsed request: prompt ids, submit, then a streamed response or a
- * wait for the whole answer. Takes g's contents. */
-int gen_handle(http_req *r, gen_spec *g, bool seeded);
+/* Runs a parsed request on model m: prompt ids, submit, then a streamed
+ * response or a wait for the whole answer. Takes g's contents and the
+ * reference to m (given back when the job ends). */
+int gen_handle(http_req *r, gen_spec *g, bool seeded, srv_model *m);
 /* The connection ended (ok: it completed normally): cancels a job still
  * running, records its counts in r for the log, releases r's reference. */
 void gen_request_done(http_req *r, bool ok);

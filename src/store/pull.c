@@ -216,8 +216,11 @@ static int fetch_file(const char *home, const pull_file *f, int part, int n_part
             stat(blob, &st);
             sp->size = (uint64_t)st.st_size;
             if (o && o->progress) {
+                char dg[80];
+                snprintf(dg, sizeof dg, "sha256:%s", f->sha256);
                 pull_progress p = {.status = "downloading",
                                    .file = sp->file,
+                                   .digest = dg,
                                    .completed = sp->size,
                                    .total = sp->size,
                                    .part = part,

@@ -117,6 +117,9 @@ int store_manifest_parse(const char *text, size_t len, const char *home, const c
 /* Reads manifests/<name>.json: M40LLM_ERR_NOT_FOUND when there is none. */
 int store_manifest_read(const char *home, const char *name, store_model *out);
 int store_manifest_write(const char *home, const store_model *m);
+/* A second name dst for the store model src (a new manifest over the same
+ * blobs; dst is replaced when it exists). */
+int store_copy(const char *home, const char *src, const char *dst);
 /* Removes the manifest of name, then every blob no other manifest uses. */
 int store_remove(const char *home, const char *name);
 /* Every manifest of the store, sorted by name (*out malloc'd). Unreadable

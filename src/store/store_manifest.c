@@ -370,3 +370,27 @@ int store_remove(const char *home, const char *name) {
     store_unlock(lk);
     return rc;
 }
+
+int store_copy(const char *home, const char *src, const char *dst) {
+    char s[STORE_NAME_MAX + 16], d[STORE_NAME_MAX + 16];
+    int rc = store_name_normalize(src, s, sizeof s);
+    if (rc == M40LLM_OK) rc = store_name_normalize(dst, d, sizeof d);
+    if (rc) return rc;
+    store_model *m = calloc(1, sizeof *m);
+    if (!m) return err_set(M40LLM_ERR_OOM, "out of memory");
+    int lk = -1;
+    rc = store_lock(home, "store", &lk); /* rm does not collect the blobs meanwhile */
+    if (rc == M40LLM_OK) {
+        rc = store_manifest_read(home, s, m);
+        if (rc == M40LLM_ERR_NOT_FOUND)
+            rc = err_set(M40LLM_ERR_NOT_FOUND, "model '%s' is not in the store (%s)", s, home);
+    }
+    if (rc == M40LLM_OK) {
+        store_fmt(m->name, sizeof m->name, "%s", d);
+        m->modified = (long long)time(NULL);
+        rc = store_manifest_write(home, m);
+    }
+    store_unlock(lk);
+    free(m);
+    return rc;
+}

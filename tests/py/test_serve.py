@@ -535,8 +535,10 @@ def test_missing_model_says_how_to_get_it():
 
 def test_bad_options_exit_2():
     for args in [["--addr", "host:99999"], ["--kv", "f8"], ["--kv-memory", "1.5"],
-                 ["--max-body", "-1"], ["--log-format", "xml"], ["--grace", "x"], ["--bogus"], []]:
-        p = subprocess.run([BIN, "serve", *(["--model", MODEL] if args else []), *args],
+                 ["--max-body", "-1"], ["--log-format", "xml"], ["--grace", "x"], ["--bogus"],
+                 ["--max-models", "0"], ["--keep-alive", "soon"], ["--max-memory", "x"]]:
+        # (no --model is valid: models of the store load on demand, test_serve_models.py)
+        p = subprocess.run([BIN, "serve", "--model", MODEL, *args],
                            capture_output=True, text=True, timeout=60)
         assert p.returncode == 2 and "usage: m40-llm serve" in p.stderr, (args, p.stderr)
     p = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=60)
