@@ -134,7 +134,9 @@ def srv():
 
 class Page:
     """A fresh browser context (its own localStorage) on srv's page that
-    records every request and any script error."""
+    records every request and any script error. Its waits pass functions
+    ("() => ..."): a bare expression is eval'd in the page, which the
+    page's CSP (no 'unsafe-eval') refuses."""
 
     def __init__(self, browser, srv):
         self.srv = srv
@@ -143,6 +145,9 @@ class Page:
         self.ctx.on("request", self._request)
         self.page = self.ctx.new_page()
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # the page breaking its own CSP (an inline style or script) shows here
+        self.page.on("console", lambda m: "Content Security Policy" in m.text and
+                     self.errors.append(m.text))
         self.page.set_default_timeout(60000 * SLOW)
 
     def _request(self, r):
@@ -155,7 +160,7 @@ class Page:
         return self
 
     def wait_models(self):
-        self.page.wait_for_function("document.querySelector('#model').options.length > 0")
+        self.page.wait_for_function("() => document.querySelector('#model').options.length > 0")
 
     def answer(self):
         """The text of the last answer."""
@@ -254,7 +259,8 @@ def test_chat_stream_stop_and_reload(browser, srv):
         titles = pg.locator("#chat-list button.open").all_inner_texts()
         assert len(titles) == 2 and titles[0].startswith("Write a very long story"), titles
         pg.locator("#chat-list button.open", has_text="What is the capital").click()
-        pg.wait_for_function("document.querySelector('#messages').textContent.includes('Paris')")
+        pg.wait_for_function(
+            "() => document.querySelector('#messages').textContent.includes('Paris')")
         assert QUESTION in pg.inner_text("#messages")
         assert pg.input_value("#system") == "You are a helpful assistant."  # settings too
         # a follow-up question sends the history
@@ -315,7 +321,8 @@ def test_api_key(browser):
         pg.wait_for_selector("#key-dialog[open]")
         pg.fill("#key-input", "wrong")
         pg.click("#key-save")
-        pg.wait_for_function("document.querySelector('#key-why').textContent.includes('refused')")
+        pg.wait_for_function(
+            "() => document.querySelector('#key-why').textContent.includes('refused')")
         assert pg.is_visible("#key-dialog")
         pg.fill("#key-input", KEY)
         pg.click("#key-save")

@@ -154,7 +154,8 @@
   async function api(path, opts = {}) {
     for (let tries = 0; ; tries++) {
       const headers = Object.assign({}, opts.headers || {});
-      if (state.key) headers.Authorization = "Bearer " + state.key;
+      const sent = state.key; /* a 401 for an older key needs no question */
+      if (sent) headers.Authorization = "Bearer " + sent;
       let r;
       try {
         r = await fetch(path, Object.assign({}, opts, { headers, cache: "no-store" }));
@@ -165,7 +166,6 @@
       }
       setDown(false);
       if (r.status !== 401 || tries >= 10) return r;
-      const sent = state.key;
       if (state.keyWait) await state.keyWait;
       else if (state.key === sent) await askKey(!!sent);
     }
