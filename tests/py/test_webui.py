@@ -160,7 +160,7 @@ class Page:
         return self
 
     def wait_models(self):
-        self.page.wait_for_function("() => document.querySelector('#model').options.length > 0")
+        self.page.wait_for_function("() => document.querySelector('#model').value !== ''")
 
     def answer(self):
         """The text of the last answer."""
@@ -340,6 +340,31 @@ def test_api_key(browser):
         pg.reload()  # the key is kept: no question
         b.wait_models()
         assert not pg.is_visible("#key-dialog")
+        b.check_same_origin()
+    finally:
+        b.close()
+        assert s.stop() == 0, s.stderr()
+
+
+def test_server_without_a_model(browser, tmp_path):
+    """serve without --model and an empty store: the page says so."""
+    env = {"HOME": str(tmp_path), "M40LLM_HOME": str(tmp_path / "store"),
+           "OLLAMA_MODELS": str(tmp_path / "ollama"), "HF_HUB_CACHE": str(tmp_path / "hf"),
+           "LLAMA_CACHE": str(tmp_path / "llama"), "M40LLM_MODELS": str(tmp_path / "models")}
+    s = Server("--addr", "127.0.0.1:0", *CPU, env=env)
+    b = Page(browser, s).open()
+    pg = b.page
+    try:
+        pg.wait_for_selector("#model option[value='']", state="attached")
+        assert "no model on the server" in pg.inner_text("#model")
+        pg.wait_for_selector("#status-body dd[data-key='state']")
+        pg.wait_for_function(
+            "() => document.querySelector('#status-body').textContent.includes('model')")
+        b.send(QUESTION)
+        pg.wait_for_selector(".msg.assistant .error:not([hidden])")
+        assert "HTTP 4" in pg.locator(".msg.assistant .error").inner_text()
+        b.wait_done()
+        b.screenshot("webui-no-model.png")
         b.check_same_origin()
     finally:
         b.close()

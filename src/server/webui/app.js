@@ -218,11 +218,19 @@
     const j = await r.json().catch(() => null);
     const ids = (j?.data || []).map((m) => m.id).filter((id) => typeof id === "string");
     const sel = $("model");
+    const have = Array.from(sel.options, (o) => o.value).filter((v) => v);
+    if (ids.length && ids.join("\n") === have.join("\n")) return; /* unchanged: keep it open */
     const want = sel.value || loadJSON(LS.settings, {}).model;
     sel.textContent = "";
     for (const id of ids) {
       const o = document.createElement("option");
       o.value = o.textContent = id;
+      sel.appendChild(o);
+    }
+    if (!ids.length) { /* a server without --model whose store is empty */
+      const o = document.createElement("option");
+      o.value = "";
+      o.textContent = "no model on the server (m40-llm pull NAME)";
       sel.appendChild(o);
     }
     if (ids.includes(want)) sel.value = want;
@@ -281,11 +289,12 @@
     try {
       const [pr, mr] = await Promise.all([api("props"), api("metrics")]);
       const props = pr.ok ? await pr.json().catch(() => null) : null;
+      const why = pr.ok ? "" : (await errorText(pr)).replace(/^HTTP \d+: /, "");
       const ms = mr.ok ? parseMetrics(await mr.text()) : [];
       const one = (n) => ms.find((s) => s.name === n)?.value;
       const rows = [];
       if (pr.status === 503) rows.push(["state", "loading the model…"]);
-      else if (!props) rows.push(["state", "error (" + pr.status + ")"]);
+      else if (!props) rows.push(["state", why]); /* e.g. no model loaded yet */
       else rows.push(["state", "ready"]);
       if (props) {
         rows.push(["model", props.model + (props.quantization ? " (" + props.quantization + ")" : "")]);
@@ -320,7 +329,7 @@
       if (!gpus.length && props) rows.push(["GPU", "none: running on the CPU"]);
       renderStatus(rows, gpus);
       statusDot(props ? "ok" : "warn", props ? "ready" : "not ready");
-      if (props && !state.modelsLoaded) loadModels();
+      if (!state.modelsLoaded) loadModels();
     } catch (e) {
       if (e instanceof DownError) renderStatus([["state", "unreachable"]], []);
     } finally {
@@ -615,6 +624,8 @@
       $("toggle-system").setAttribute("aria-expanded", String(!box.hidden));
       if (!box.hidden) $("system").focus();
     });
+    /* models may be pulled or removed while the page is open */
+    $("model").addEventListener("focus", loadModels);
     for (const id of ["model", "system", "temperature", "max-tokens"])
       $(id).addEventListener("change", saveSettings);
     /* the key dialog cannot be dismissed: requests wait for it */
