@@ -313,6 +313,37 @@ def test_markdown_is_rendered_and_sanitized(browser, srv):
         b.close()
 
 
+GPU_SERIES = """m40llm:gpu_memory_used_bytes{gpu="0"} 10737418240
+m40llm:gpu_memory_total_bytes{gpu="0"} 12884901888
+m40llm:gpu_temperature_celsius{gpu="0"} 87
+m40llm:gpu_power_watts{gpu="0"} 150.5
+m40llm:gpu_sm_clock_mhz{gpu="0"} 1114
+"""
+
+
+def test_status_panel_shows_gpus(browser, srv):
+    """No GPU here: the server's /metrics gets GPU series added on the way
+    (playwright's routing), as a CUDA server writes them."""
+    b = Page(browser, srv)
+
+    def add_gpu(route):
+        r = route.fetch()
+        route.fulfill(response=r, body=r.text() + GPU_SERIES)
+
+    b.ctx.route("**/metrics", add_gpu)
+    pg = b.page
+    try:
+        b.open()
+        pg.wait_for_selector("#gpus .gpu")
+        gpu = pg.inner_text("#gpus")
+        assert gpu == "GPU 0 · 10.0 GiB / 12.0 GiB · 87 °C · 151 W · 1114 MHz", gpu
+        assert pg.locator("#gpus .gpu.hot").count() == 1  # 87 °C: flagged
+        assert "none: running on the CPU" not in pg.inner_text("#status")
+        b.check_same_origin()
+    finally:
+        b.close()
+
+
 def test_api_key(browser):
     s = serve("--api-key", KEY)
     b = Page(browser, s).open()
