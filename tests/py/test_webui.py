@@ -344,6 +344,40 @@ def test_status_panel_shows_gpus(browser, srv):
         b.close()
 
 
+def test_errors_are_shown(browser, srv):
+    """An error event in the middle of a stream and an error status (both
+    made with playwright's routing) end the answer with the server's
+    message, keeping the text that came."""
+    b = Page(browser, srv)
+    chunk = {"choices": [{"index": 0, "delta": {"content": "Hello there"}, "finish_reason": None}]}
+    answers = [
+        {"status": 200, "content_type": "text/event-stream",
+         "body": "data: " + json.dumps(chunk) + "\n\n" +
+                 'data: {"error": {"message": "the engine failed"}}\n\n'},
+        {"status": 503, "content_type": "application/json", "headers": {"Retry-After": "1"},
+         "body": '{"error": {"message": "the queue is full", "type": "server_error"}}'},
+    ]
+    b.ctx.route("**/v1/chat/completions", lambda route: route.fulfill(**answers.pop(0)))
+    pg = b.page
+    try:
+        b.open()
+        b.wait_models()
+        b.send("Hi")
+        pg.wait_for_selector(".msg.assistant .error:not([hidden])")
+        b.wait_done()
+        assert pg.locator(".msg.assistant .error").last.inner_text() == "the engine failed"
+        assert b.answer() == "Hello there"
+        b.send("Hi again")
+        pg.wait_for_function("() => document.querySelectorAll('.msg.assistant .error:not([hidden])')"
+                             ".length == 2")
+        b.wait_done()
+        assert pg.locator(".msg.assistant .error").last.inner_text() == \
+            "HTTP 503: the queue is full"
+        b.check_same_origin()
+    finally:
+        b.close()
+
+
 def test_api_key(browser):
     s = serve("--api-key", KEY)
     b = Page(browser, s).open()
