@@ -65,6 +65,12 @@ int cli_create_backend(const model *m, const char *device, backend_params *p, ba
             if (rc == M40LLM_OK && backend_cuda_note()[0])
                 fprintf(stderr, "m40-llm: note: %s\n", backend_cuda_note());
             if (rc == M40LLM_OK) return rc;
+            /* a model the GPU block cannot run yet: the CPU runs it, unless
+             * the GPU was asked for by name */
+            if (rc == M40LLM_ERR_UNSUPPORTED && !explicit_cuda) {
+                fprintf(stderr, "m40-llm: %s; running on the CPU\n", m40llm_last_error());
+                return backend_cpu_create(m, p, out);
+            }
             if (rc != M40LLM_ERR_NO_DEVICE && rc != M40LLM_ERR_OOM) return rc;
             fprintf(stderr, "m40-llm: GPU %d failed (%s); running on the CPU\n", r.device,
                     m40llm_last_error());

@@ -18,13 +18,36 @@ static void *xcalloc(size_t n, size_t size, uint64_t *acct) {
     return p;
 }
 
-static int load_norm(const model_tensor *t, float *dst, int n) {
+/* A model vector as floats (+ offset: gemma's (1 + w) norms). */
+static int load_vec(const model_tensor *t, float *dst, int n, float offset) {
     int rc = quant_dequantize_row(t->type, t->data, dst, n);
     if (rc) return err_prefix(rc, "cpu backend: tensor %s", t->name);
+    for (int i = 0; offset != 0.0f && i < n; i++) dst[i] += offset;
     return M40LLM_OK;
 }
 
-/* Runs entries that hold each sequence's positions in increasing order. */
+static void rmsnorm_rows(float *y, const float *x, const float *w, int n, int E, float eps) {
+    for (int i = 0; i < n; i++) cpu_rmsnorm(y + (size_t)i * E, x + (size_t)i * E, w, E, eps);
+}
+
+/* x += y (+ bias), after y's own norm where the model has a post-norm.
+ * The plain llama block never comes here: its products add into x. */
+static void residual_add(float *x, float *y, const float *post, const float *bias, int n, int E,
+                         float eps) {
+    for (int i = 0; i < n; i++) {
+        float *yi = y + (size_t)i * E, *xi = x + (size_t)i * E;
+        if (bias)
+            for (int d = 0; d < E; d++) yi[d] += bias[d];
+        if (post) cpu_rmsnorm(yi, yi, post, E, eps);
+        for (int d = 0; d < E; d++) xi[d] += yi[d];
+    }
+}
+
+/* The transformer block, written once against the model description:
+ * norm -> QKV (+bias) -> q/k norm -> RoPE -> KV store; attention (window,
+ * soft-cap, scale); output projection (+bias, + post-norm) + residual;
+ * norm -> gate/up -> activation; down (+ post-norm) + residual. Runs entries
+ * that hold each sequence's positions in increasing order. */
 static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *logits) {
     const model *m = cb->base.model;
     const model_config *c = &m->cfg;
@@ -34,26 +57,40 @@ static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *lo
     for (int i = 0; i < n; i++) {
         const uint8_t *row =
             (const uint8_t *)m->tok_embd.data + (size_t)e[i].token * m->tok_embd.row_bytes;
-        rc = quant_dequantize_row(m->tok_embd.type, row, cb->x + (size_t)i * E, E);
+        float *xi = cb->x + (size_t)i * E;
+        rc = quant_dequantize_row(m->tok_embd.type, row, xi, E);
         if (rc) return err_prefix(rc, "cpu backend: embedding row %d", e[i].token);
+        if (c->embd_scale != 1.0f)
+            for (int d = 0; d < E; d++) xi[d] *= c->embd_scale;
     }
     cpu_rope_table(cb, e, n);
     for (int il = 0; il < c->n_layer; il++) {
         if (cb->base.abort_fn && cb->base.abort_fn(cb->base.abort_ctx))
             return err_set(M40LLM_ERR_CANCELLED, "cpu backend: forward abandoned at layer %d", il);
         const model_layer *L = &m->layers[il];
-        const float *an = cb->norms + (size_t)il * 2 * E, *fn = an + E;
-        for (int i = 0; i < n; i++)
-            cpu_rmsnorm(cb->xb + (size_t)i * E, cb->x + (size_t)i * E, an, E, c->rms_eps);
+        const cpu_layer_vecs *lv = &cb->lv[il];
+        rmsnorm_rows(cb->xb, cb->x, lv->attn_norm, n, E, c->rms_eps);
         if ((rc = cpu_matmul_qkv(cb, L, cb->xb, n))) return rc;
-        cpu_rope(cb, n);
+        cpu_qkv_post(cb, n, il);
+        cpu_rope(cb, n, il);
         cpu_kv_store(cb, e, n, il);
         cpu_attention(cb, e, n, il);
-        if ((rc = cpu_matmul(cb, &L->wo, cb->att, cb->q_dim, n, cb->x, E, CPU_MM_ADD))) return rc;
-        for (int i = 0; i < n; i++)
-            cpu_rmsnorm(cb->xb + (size_t)i * E, cb->x + (size_t)i * E, fn, E, c->rms_eps);
+        if (lv->post_attn_norm || lv->bo) { /* xb is free until the FFN norm */
+            if ((rc = cpu_matmul(cb, &L->wo, cb->att, cb->q_dim, n, cb->xb, E, CPU_MM_STORE)))
+                return rc;
+            residual_add(cb->x, cb->xb, lv->post_attn_norm, lv->bo, n, E, c->rms_eps);
+        } else if ((rc = cpu_matmul(cb, &L->wo, cb->att, cb->q_dim, n, cb->x, E, CPU_MM_ADD))) {
+            return rc;
+        }
+        rmsnorm_rows(cb->xb, cb->x, lv->ffn_norm, n, E, c->rms_eps);
         if ((rc = cpu_matmul_ffn_in(cb, L, cb->xb, n))) return rc;
-        if ((rc = cpu_matmul(cb, &L->w_down, cb->hb, c->n_ff, n, cb->x, E, CPU_MM_ADD))) return rc;
+        if (lv->post_ffn_norm) {
+            if ((rc = cpu_matmul(cb, &L->w_down, cb->hb, c->n_ff, n, cb->xb, E, CPU_MM_STORE)))
+                return rc;
+            residual_add(cb->x, cb->xb, lv->post_ffn_norm, NULL, n, E, c->rms_eps);
+        } else if ((rc = cpu_matmul(cb, &L->w_down, cb->hb, c->n_ff, n, cb->x, E, CPU_MM_ADD))) {
+            return rc;
+        }
     }
     for (int i = 0; i < n; i++) {
         cpu_seq *s = &cb->seqs[e[i].seq];
@@ -61,12 +98,17 @@ static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *lo
     }
     /* final norm of the entries that want logits, packed, then the LM head */
     int n_out = 0;
-    const float *on = cb->norms + (size_t)c->n_layer * 2 * E;
     for (int i = 0; i < n; i++)
         if (e[i].logits)
-            cpu_rmsnorm(cb->xb + (size_t)n_out++ * E, cb->x + (size_t)i * E, on, E, c->rms_eps);
+            cpu_rmsnorm(cb->xb + (size_t)n_out++ * E, cb->x + (size_t)i * E, cb->output_norm, E,
+                        c->rms_eps);
     if (n_out == 0) return M40LLM_OK;
-    return cpu_matmul(cb, &m->output, cb->xb, E, n_out, logits, c->n_vocab, CPU_MM_STORE);
+    rc = cpu_matmul(cb, &m->output, cb->xb, E, n_out, logits, c->n_vocab, CPU_MM_STORE);
+    if (rc || !(c->final_softcap > 0.0f)) return rc;
+    const float cap = c->final_softcap;
+    for (size_t t = 0; t < (size_t)n_out * c->n_vocab; t++)
+        logits[t] = cap * tanhf(logits[t] / cap);
+    return M40LLM_OK;
 }
 
 static int cpu_forward(backend *b, const backend_entry *e, int n, float *logits) {
@@ -148,7 +190,8 @@ static void cpu_destroy(backend *b) {
     threadpool_free(cb->pool);
     cpu_kv_free(cb);
     free(cb->seqs);
-    free(cb->norms);
+    free(cb->vecs);
+    free(cb->lv);
     free(cb->x);
     free(cb->xb);
     free(cb->q);
@@ -175,6 +218,76 @@ static const backend_ops cpu_ops = {
     .mem_used = cpu_mem_used,
     .destroy = cpu_destroy,
 };
+
+/* Floats of every vector the block reads (norms, biases, rope_freqs). */
+static size_t vecs_floats(const model *m) {
+    const model_config *c = &m->cfg;
+    size_t n = (size_t)c->n_embd + (size_t)c->n_rot / 2;
+    for (int il = 0; il < c->n_layer; il++) {
+        model_tensor *ts[MODEL_LAYER_TENSORS];
+        model_layer_tensors(&m->layers[il], ts);
+        for (int k = 0; k < MODEL_LAYER_TENSORS; k++)
+            if (model_has(ts[k]) && ts[k]->ne[1] == 1) n += (size_t)ts[k]->ne[0];
+    }
+    return n;
+}
+
+/* Distinct (RoPE base, scale, factors) of the layers, numbered in layer
+ * order; writes each layer's number where lv is given. */
+static int rope_sets(const model *m, cpu_layer_vecs *lv) {
+    int n = 0;
+    for (int il = 0; il < m->cfg.n_layer; il++) {
+        const model_layer *L = &m->layers[il];
+        int j = 0;
+        while (j < il) {
+            const model_layer *P = &m->layers[j];
+            if (P->rope_base == L->rope_base && P->rope_freq_scale == L->rope_freq_scale &&
+                P->rope_factors == L->rope_factors)
+                break;
+            j++;
+        }
+        int set = j < il ? (lv ? lv[j].rope_set : -1) : n++;
+        if (lv) lv[il].rope_set = set;
+    }
+    return n ? n : 1;
+}
+
+/* Dequantizes the vectors into the arena and points the layers at them. */
+static int load_vecs(cpu_backend *cb) {
+    const model *m = cb->base.model;
+    const model_config *c = &m->cfg;
+    const int E = c->n_embd;
+    const float off = c->norm_w_offset;
+    float *at = cb->vecs;
+    int rc = M40LLM_OK;
+#define VEC(dst, t, len, o)                                                                        \
+    do {                                                                                           \
+        if (!rc && model_has(t)) {                                                                 \
+            rc = load_vec((t), at, (len), (o));                                                    \
+            (dst) = at;                                                                            \
+            at += (len);                                                                           \
+        }                                                                                          \
+    } while (0)
+    for (int il = 0; il < c->n_layer && !rc; il++) {
+        const model_layer *L = &m->layers[il];
+        cpu_layer_vecs *lv = &cb->lv[il];
+        VEC(lv->attn_norm, &L->attn_norm, E, off);
+        VEC(lv->ffn_norm, &L->ffn_norm, E, off);
+        VEC(lv->post_attn_norm, &L->post_attn_norm, E, off);
+        VEC(lv->post_ffn_norm, &L->post_ffn_norm, E, off);
+        VEC(lv->q_norm, &L->q_norm, c->head_dim, off);
+        VEC(lv->k_norm, &L->k_norm, c->head_dim, off);
+        VEC(lv->bq, &L->bq, cb->q_dim, 0.0f);
+        VEC(lv->bk, &L->bk, cb->kv_dim, 0.0f);
+        VEC(lv->bv, &L->bv, cb->kv_dim, 0.0f);
+        VEC(lv->bo, &L->bo, E, 0.0f);
+    }
+    VEC(cb->output_norm, &m->output_norm, E, off);
+    VEC(cb->rope_freqs, &m->rope_freqs, c->n_rot / 2, 0.0f);
+#undef VEC
+    rope_sets(m, cb->lv);
+    return rc;
+}
 
 int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     *out = NULL;
@@ -209,7 +322,8 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     }
     const size_t n = (size_t)p->n_batch_max, E = (size_t)c->n_embd, T = (size_t)p->n_threads;
     uint64_t *acct = &cb->scratch_bytes;
-    cb->norms = xcalloc(((size_t)c->n_layer * 2 + 1) * E, sizeof(float), acct);
+    cb->vecs = xcalloc(vecs_floats(m), sizeof(float), acct);
+    cb->lv = xcalloc((size_t)c->n_layer, sizeof *cb->lv, acct);
     cb->x = xcalloc(n * E, sizeof(float), acct);
     cb->xb = xcalloc(n * E, sizeof(float), acct);
     cb->q = xcalloc(n * (size_t)cb->q_dim, sizeof(float), acct);
@@ -217,23 +331,20 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     cb->v = xcalloc(n * (size_t)cb->kv_dim, sizeof(float), acct);
     cb->att = xcalloc(n * (size_t)cb->q_dim, sizeof(float), acct);
     cb->hb = xcalloc(n * (size_t)c->n_ff, sizeof(float), acct);
-    cb->rope = xcalloc(n * (size_t)(c->n_rot > 0 ? c->n_rot : 1), sizeof(float), acct);
+    cb->n_rope_sets = rope_sets(m, NULL);
+    cb->rope = xcalloc((size_t)cb->n_rope_sets * n * (size_t)(c->n_rot > 0 ? c->n_rot : 1),
+                       sizeof(float), acct);
     cb->wbuf = xcalloc(T * 2 * CPU_MM_TILE * (size_t)cb->max_in, sizeof(float), acct);
     cb->xsum = xcalloc(n * (size_t)(cb->max_in / CPU_QBLK + 1), sizeof(float), acct);
     cb->scores = xcalloc(T * (size_t)p->n_ctx, sizeof(float), acct);
     cb->kvrow = xcalloc(T * 2 * (size_t)c->head_dim, sizeof(float), acct);
-    if (!cb->norms || !cb->x || !cb->xb || !cb->q || !cb->k || !cb->v || !cb->att || !cb->hb ||
-        !cb->rope || !cb->wbuf || !cb->xsum || !cb->scores || !cb->kvrow) {
+    if (!cb->vecs || !cb->lv || !cb->x || !cb->xb || !cb->q || !cb->k || !cb->v || !cb->att ||
+        !cb->hb || !cb->rope || !cb->wbuf || !cb->xsum || !cb->scores || !cb->kvrow) {
         cpu_destroy(&cb->base);
         return err_set(M40LLM_ERR_OOM, "cpu backend: no memory for buffers of a %d-entry batch",
                        p->n_batch_max);
     }
-    for (int il = 0; il < c->n_layer && !rc; il++) {
-        rc = load_norm(&m->layers[il].attn_norm, cb->norms + (size_t)il * 2 * E, (int)E);
-        if (!rc)
-            rc = load_norm(&m->layers[il].ffn_norm, cb->norms + ((size_t)il * 2 + 1) * E, (int)E);
-    }
-    if (!rc) rc = load_norm(&m->output_norm, cb->norms + (size_t)c->n_layer * 2 * E, (int)E);
+    rc = load_vecs(cb);
     if (rc) {
         cpu_destroy(&cb->base);
         return rc;

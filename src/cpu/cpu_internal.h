@@ -31,16 +31,31 @@ typedef struct cpu_seq {
     int32_t *blocks; /* [blocks_per_seq] pool indices (a row of cpu_backend.tables) */
 } cpu_seq;
 
+/* A layer's vectors as floats, dequantized at create; NULL where the model
+ * has no such tensor. */
+typedef struct cpu_layer_vecs {
+    float *attn_norm, *ffn_norm;           /* [n_embd] (+ norm_w_offset) */
+    float *post_attn_norm, *post_ffn_norm; /* [n_embd] */
+    float *q_norm, *k_norm;                /* [head_dim] */
+    float *bq, *bk, *bv;                   /* [q_dim], [kv_dim], [kv_dim] */
+    float *bo;                             /* [n_embd] */
+    int rope_set;                          /* which table of cpu_backend.rope */
+} cpu_layer_vecs;
+
 typedef struct cpu_backend {
     backend base;
     threadpool *pool;
     int n_threads;
-    int q_dim;     /* n_head * head_dim */
-    int kv_dim;    /* n_head_kv * head_dim */
-    int max_in;    /* longest weight row (elements) */
-    size_t kv_elt; /* 4 (F32) or 2 (F16) */
-    float *norms;  /* [n_layer][2][n_embd] attn_norm, ffn_norm, then [n_embd] output_norm */
-    cpu_seq *seqs; /* [n_seq_max] */
+    int q_dim;          /* n_head * head_dim */
+    int kv_dim;         /* n_head_kv * head_dim */
+    int max_in;         /* longest weight row (elements) */
+    size_t kv_elt;      /* 4 (F32) or 2 (F16) */
+    float *vecs;        /* arena of the float vectors below and output_norm */
+    cpu_layer_vecs *lv; /* [n_layer] */
+    float *output_norm; /* [n_embd] */
+    float *rope_freqs;  /* [n_rot / 2] frequency divisors, or NULL */
+    int n_rope_sets;    /* distinct (base, scale, factors) of the layers */
+    cpu_seq *seqs;      /* [n_seq_max] */
     /* KV pool: block b is [n_layer][K, V][kv_block][kv_dim] of float or
      * uint16 (F16), allocated when first written. The fixed layout is the
      * pool with the identity tables (sequence s: blocks s * bps ..). */
@@ -57,8 +72,8 @@ typedef struct cpu_backend {
     float *k;    /* [n][kv_dim] */
     float *v;    /* [n][kv_dim] */
     float *att;  /* [n][q_dim] attention output (heads concatenated) */
-    float *hb;   /* [n][n_ff] silu(gate) * up */
-    float *rope; /* [n][n_rot] (cos, sin) pairs per entry */
+    float *hb;   /* [n][n_ff] act(gate) * up */
+    float *rope; /* [n_rope_sets][n][n_rot] (cos, sin) pairs per entry */
     /* per thread */
     float *wbuf;   /* [n_threads][2 * CPU_MM_TILE][max_in] dequantized weight rows */
     float *xsum;   /* [n_batch_max][max_in / CPU_QBLK] block sums of a product's input */
@@ -73,6 +88,8 @@ float cpu_dot(const float *a, const float *b, int n);
 /* y = x / sqrt(mean(x^2) + eps) * w */
 void cpu_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 float cpu_silu(float x);
+/* GELU, tanh approximation (PyTorch's approximate="tanh") */
+float cpu_gelu_tanh(float x);
 /* out[t] = (q . k_t) * scale for n keys k_t = k + t * ks of hd floats. */
 void cpu_attn_scores(const float *q, const float *k, size_t ks, int n, int hd, float scale,
                      float *out);
@@ -121,7 +138,7 @@ int cpu_matmul(cpu_backend *cb, const model_tensor *w, const float *x, int ldx, 
                int ldy, cpu_mm_epilogue ep);
 /* Q, K and V of n tokens in one parallel pass. */
 int cpu_matmul_qkv(cpu_backend *cb, const model_layer *L, const float *x, int n);
-/* hb[i][r] = silu(gate[r] . x[i]) * (up[r] . x[i]) */
+/* hb[i][r] = act(gate[r] . x[i]) * (up[r] . x[i]), act from the model */
 int cpu_matmul_ffn_in(cpu_backend *cb, const model_layer *L, const float *x, int n);
 
 /* ---- KV pool (cpu_kv.c) ---- */
@@ -143,13 +160,20 @@ static inline void *cpu_kv_rows(const cpu_backend *cb, const cpu_seq *s, int bi,
 }
 
 /* ---- attention (cpu_attention.c) ---- */
-/* cos/sin of every entry's rotation angles, once per forward call. */
+/* cos/sin of every entry's rotation angles, per RoPE set, once per forward
+ * call. */
 void cpu_rope_table(cpu_backend *cb, const backend_entry *e, int n);
-/* Rotates q and k of n entries in place (adjacent pairs) with that table. */
-void cpu_rope(cpu_backend *cb, int n);
+/* Rotates q and k of n entries in place with layer il's table (adjacent
+ * pairs or NeoX halves, as the model says). */
+void cpu_rope(cpu_backend *cb, int n, int il);
+/* Adds the Q/K/V biases and applies the per-head q/k norms of layer il,
+ * where the model has them. */
+void cpu_qkv_post(cpu_backend *cb, int n, int il);
 /* Stores K/V of n entries of layer il into their sequences' caches. */
 void cpu_kv_store(cpu_backend *cb, const backend_entry *e, int n, int il);
-/* att[i] = causal GQA attention of entry i over 0..pos of its sequence. */
+/* att[i] = causal GQA attention of entry i over 0..pos of its sequence
+ * (pos-n_swa+1..pos on a sliding-window layer), scores scaled by
+ * attn_scale and soft-capped where the model says. */
 void cpu_attention(cpu_backend *cb, const backend_entry *e, int n, int il);
 
 #endif

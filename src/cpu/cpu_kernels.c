@@ -66,3 +66,9 @@ void cpu_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
 float cpu_silu(float x) {
     return x / (1.0f + expf(-x));
 }
+
+float cpu_gelu_tanh(float x) {
+    /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    const float k = 0.7978845608028654f;
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}

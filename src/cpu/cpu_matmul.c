@@ -12,10 +12,11 @@
 #include "err.h"
 #include "quant.h"
 
-typedef enum mm_mode { MM_STORE, MM_ADD, MM_SWIGLU } mm_mode;
+typedef enum mm_mode { MM_STORE, MM_ADD, MM_SWIGLU, MM_GEGLU } mm_mode;
 
 /* Up to three weights stacked along their output rows (Q|K|V), each with its
- * own destination; or gate and up of the FFN (MM_SWIGLU, same rows). */
+ * own destination; or gate and up of the FFN (MM_SWIGLU / MM_GEGLU, same
+ * rows). */
 typedef struct mm_job {
     cpu_backend *cb;
     int n_w;
@@ -64,17 +65,18 @@ static void mm_worker(void *ctx, int64_t begin, int64_t end, int thread) {
     mm_job *j = ctx;
     float *buf = thread_wbuf(j->cb, thread);
     const int n_in = j->n_in, mi = j->cb->max_in;
+    const bool glu = j->mode == MM_SWIGLU || j->mode == MM_GEGLU;
     for (int64_t r0 = begin; r0 < end; r0 += CPU_MM_TILE) {
         int nt = (int)(end - r0 < CPU_MM_TILE ? end - r0 : CPU_MM_TILE);
         int which[CPU_MM_TILE];
         int64_t col[CPU_MM_TILE];
         for (int t = 0; t < nt; t++) {
             int64_t r = r0 + t;
-            int k = j->mode == MM_SWIGLU ? 0 : mm_which(j, r);
+            int k = glu ? 0 : mm_which(j, r);
             which[t] = k;
             col[t] = r - j->first[k];
             int rc = j->fn[k] ? 0 : dequant(j->w[k], col[t], buf + (size_t)t * mi, n_in);
-            if (j->mode == MM_SWIGLU && !rc && !j->fn[1])
+            if (glu && !rc && !j->fn[1])
                 rc = dequant(j->w[1], col[t], buf + (size_t)(CPU_MM_TILE + t) * mi, n_in);
             if (rc) {
                 atomic_store(&j->failed, rc);
@@ -88,12 +90,13 @@ static void mm_worker(void *ctx, int64_t begin, int64_t end, int thread) {
                 const int k = which[t];
                 float v[CPU_QX], u[CPU_QX];
                 mm_row_dot(j, k, col[t], buf + (size_t)t * mi, i0, nx, v);
-                if (j->mode == MM_SWIGLU)
-                    mm_row_dot(j, 1, col[t], buf + (size_t)(CPU_MM_TILE + t) * mi, i0, nx, u);
+                if (glu) mm_row_dot(j, 1, col[t], buf + (size_t)(CPU_MM_TILE + t) * mi, i0, nx, u);
                 for (int q = 0; q < nx; q++) {
                     float *y = j->y[k] + (size_t)(i0 + q) * j->ld[k] + col[t];
                     if (j->mode == MM_SWIGLU)
                         *y = cpu_silu(v[q]) * u[q];
+                    else if (j->mode == MM_GEGLU)
+                        *y = cpu_gelu_tanh(v[q]) * u[q];
                     else if (j->mode == MM_ADD)
                         *y += v[q];
                     else
@@ -106,7 +109,7 @@ static void mm_worker(void *ctx, int64_t begin, int64_t end, int thread) {
 
 static int mm_run(mm_job *j, int64_t rows) {
     atomic_init(&j->failed, 0);
-    const int n_w = j->mode == MM_SWIGLU ? 2 : j->n_w;
+    const int n_w = j->mode == MM_SWIGLU || j->mode == MM_GEGLU ? 2 : j->n_w;
     bool sums = false;
     for (int k = 0; k < n_w; k++) {
         bool need;
@@ -171,6 +174,6 @@ int cpu_matmul_ffn_in(cpu_backend *cb, const model_layer *L, const float *x, int
                 .ldx = c->n_embd,
                 .n = n,
                 .n_in = c->n_embd,
-                .mode = MM_SWIGLU};
+                .mode = c->act == MODEL_ACT_GELU_TANH ? MM_GEGLU : MM_SWIGLU};
     return mm_run(&j, c->n_ff);
 }

@@ -477,6 +477,15 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
     if (c->head_dim % 2 || c->n_rot > c->head_dim || c->n_rot % 2)
         return err_set(M40LLM_ERR_UNSUPPORTED, "cuda backend: head dim %d, rope dims %d",
                        c->head_dim, c->n_rot);
+    /* the GPU block is the plain llama block: a model whose description asks
+     * for more is refused by name (callers fall back to the CPU) */
+    const uint32_t extra = model_features(m);
+    if (extra) {
+        uint32_t bit = extra & -extra;
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "cuda backend: %s (%s) is not implemented on the GPU yet", m->cfg.arch,
+                       model_feature_name(bit));
+    }
     int shift = 0, n_pages = 0;
     int rc = kv_sizes(m, p, &shift, &n_pages);
     if (rc) return rc;

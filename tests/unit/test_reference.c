@@ -1,6 +1,9 @@
 /* CPU backend against the float64 reference logits of every model in
  * tests/fixtures/reference: tier A (FP32 KV cache) and tier B (F16 KV cache)
- * of the fixture README, plus the 16-token exact greedy continuation. */
+ * of the fixture README, plus the 16-token exact greedy continuation.
+ * Arguments: another fixture folder under tests/fixtures (arch: the
+ * transformers-made models of tools/make_arch_fixtures.py) and the number of
+ * models it must hold. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 
@@ -148,9 +151,11 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    const char *sub = argc > 1 ? argv[1] : "reference";
+    const int want = argc > 2 ? atoi(argv[2]) : 14;
     char dir[512];
-    check_fixture("reference", dir, sizeof dir);
+    check_fixture(sub, dir, sizeof dir);
     DIR *d = opendir(dir);
     if (!d) SKIP("no fixture directory %s", dir);
     char *names[64];
@@ -163,7 +168,7 @@ int main(void) {
     }
     closedir(d);
     qsort(names, (size_t)n, sizeof names[0], cmp_str);
-    CHECKF(n >= 14, "expected the 14 reference models, found %d", n);
+    CHECKF(n >= want, "expected %d models in %s, found %d", want, dir, n);
     for (int i = 0; i < n; i++) {
         ref_case rc;
         int ok = load_case(dir, names[i], &rc) == 0;
