@@ -118,8 +118,10 @@ def browser():
     if not exe:
         pytest.skip("Debian's chromium is not installed (scripts/setup.sh)")
     with sync_api.sync_playwright() as p:
-        # root (CI) cannot use chromium's sandbox
-        args = ["--no-sandbox"] if os.geteuid() == 0 else []
+        # root (CI) cannot use chromium's sandbox; a container's /dev/shm may be tiny
+        args = ["--disable-dev-shm-usage", "--disable-gpu"]
+        if os.geteuid() == 0:
+            args.append("--no-sandbox")
         b = p.chromium.launch(executable_path=exe, headless=True, args=args)
         yield b
         b.close()
