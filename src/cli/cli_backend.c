@@ -17,6 +17,7 @@ int cli_resolve_model(const char *name, char *path, size_t size) {
     store_model *m = calloc(1, sizeof *m); /* large (split parts) */
     if (!m) return err_set(M40LLM_ERR_OOM, "out of memory");
     int rc = store_resolve(name, m);
+    if (rc == M40LLM_OK) rc = store_check_single_file(m);
     /* a shortened path would name another file */
     if (rc == M40LLM_OK && (size_t)snprintf(path, size, "%s", m->path) >= size)
         rc = err_set(M40LLM_ERR_INVALID_ARG, "model path is longer than %zu bytes: %.60s...",

@@ -19,8 +19,7 @@
 #include "store/pull.h"
 #include "store/store.h"
 
-#define PULL_BUF_MAX ((size_t)1 << 20) /* progress held for a slow reader; then lines are dropped  \
-                                        */
+#define PULL_BUF_MAX  ((size_t)1 << 20) /* progress held for a slow reader */
 #define PULL_SLICE_MS 100
 #define PULL_EVERY_S  0.25 /* seconds between download progress lines */
 

@@ -140,6 +140,11 @@ int srv_model_get(server *s, const char *requested, double keep_alive, srv_model
         /* a client may not open files by path */
         rc = err_set(M40LLM_ERR_NOT_FOUND, "not a model of the store");
     }
+    if (rc == M40LLM_OK && store_check_single_file(sm)) {
+        rq_fail(e, 400, "model", "%.400s", m40llm_last_error());
+        free(sm);
+        return -1;
+    }
     if (rc) {
         rq_fail(e, 404, "model", "model '%.200s' not found: %.300s; pull it first (POST /api/pull)",
                 requested, m40llm_last_error());

@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "gguf.h"
+#include "model/arch/arch.h"
 #include "pull.h"
 
 static const pull_alias aliases[] = {
@@ -23,9 +24,8 @@ static const pull_alias aliases[] = {
      "llama", "Llama 3.2 1B Instruct, Q4_K_M (0.8 GB)"},
     {"llama3.1:8b", "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",
      "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf", "llama", "Llama 3.1 8B Instruct, Q4_K_M (4.9 GB)"},
-    {"qwen2.5:7b", "Qwen/Qwen2.5-7B-Instruct-GGUF",
-     "qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf", "qwen2",
-     "Qwen2.5 7B Instruct, Q4_K_M in 2 parts (4.7 GB)"},
+    {"qwen2.5:7b", "bartowski/Qwen2.5-7B-Instruct-GGUF", "Qwen2.5-7B-Instruct-Q4_K_M.gguf", "qwen2",
+     "Qwen2.5 7B Instruct, Q4_K_M (4.7 GB)"},
     {"gemma3:270m", "ggml-org/gemma-3-270m-it-GGUF", "gemma-3-270m-it-Q8_0.gguf", "gemma3",
      "Gemma 3 270M instruction-tuned, Q8_0 (0.3 GB)"},
     {"smollm2:135m", "bartowski/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct-Q4_K_M.gguf",
@@ -48,7 +48,9 @@ const pull_alias *pull_find_alias(const char *name) {
 }
 
 bool pull_arch_supported(const char *arch) {
-    return arch && !strcmp(arch, "llama"); /* what src/model.c loads */
+    if (!arch) return false;
+    gguf_str s = {strlen(arch), arch};
+    return arch_find(s) != NULL; /* what the model loader reads (src/model/arch/) */
 }
 
 /* ---- what a spec names ---- */
@@ -167,9 +169,8 @@ static int resolve_target(const char *spec, bool force, pull_target *t) {
         if (!pull_arch_supported(a->arch) && !force)
             return err_set(M40LLM_ERR_UNSUPPORTED,
                            "'%s' (%s) is a '%s' model, which this engine cannot run yet (it runs "
-                           "llama-architecture models); nothing was downloaded (--force pulls it "
-                           "anyway)",
-                           a->name, a->about, a->arch);
+                           "%s); nothing was downloaded (--force pulls it anyway)",
+                           a->name, a->about, a->arch, arch_names());
         char path[600];
         store_fmt(path, sizeof path, "%s/%s", a->repo, a->file);
         int rc = target_hf(path, t);

@@ -173,6 +173,10 @@ bool store_split_part(const char *file, int *k, int *n, size_t *prefix_len);
  * manifest; discovered models get their facts from the GGUF). */
 int store_resolve(const char *spec, store_model *out);
 
+/* M40LLM_ERR_UNSUPPORTED for a model the loader cannot open as one file
+ * (split into parts); M40LLM_OK otherwise. */
+int store_check_single_file(const store_model *m);
+
 /* Every model: the store, then Ollama, the HF cache and llama.cpp's cache
  * (*out malloc'd). Discovered GGUFs are opened for their facts. */
 int store_list_all(store_model **out, int *n);

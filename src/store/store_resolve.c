@@ -137,6 +137,21 @@ int store_resolve(const char *spec, store_model *out) {
                    spec, have_home ? home : "$M40LLM_HOME", spec);
 }
 
+int store_check_single_file(const store_model *m) {
+    int k = 1, n = m->n_parts;
+    size_t pl;
+    const char *base = strrchr(m->path, '/');
+    base = base ? base + 1 : m->path;
+    const char *file = m->n_parts ? m->parts[0].file : base;
+    if (n <= 1 && !store_split_part(file, &k, &n, &pl)) n = 1;
+    if (n > 1)
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "model '%s' is split into %d files; this engine loads a model from one "
+                       "GGUF file (merge the parts with llama.cpp's llama-gguf-split --merge)",
+                       m->name, n);
+    return M40LLM_OK;
+}
+
 static int append(store_model **all, int *n, store_model *more, int m) {
     if (!m) {
         free(more);

@@ -87,6 +87,8 @@ class Env:
             e.update(env)
         r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout, env=e,
                            **kw)
+        # the sanitized build: a report fails the test whatever the exit status
+        assert "Sanitizer" not in r.stderr and "runtime error:" not in r.stderr, r.stderr
         if check is not None:
             assert r.returncode == check, (args, r.returncode, r.stdout, r.stderr)
         return r

@@ -105,6 +105,11 @@ def test_pull_split_model(tmp_path, mock):
     assert [p["sha256"] for p in man["parts"]] == [sha256_file(a), sha256_file(b)]
     assert man["size"] == os.path.getsize(a) + os.path.getsize(b)
     assert len(env.blobs()) == 2
+    # listed whole; the loader reads one file, so running it says what to do
+    m = [m for m in env.list_json() if m["where"] == "store"][0]
+    assert m["parts"] == 2 and m["size"] == man["size"]
+    msg = one_line_error(env.run("run", f"hf.co/{SYNTH_REPO.lower()}:q4_k_m", "Hi", *CPU))
+    assert "split into 2 files" in msg and "merge" in msg
     # a missing part is an error, nothing registered
     mock.add_file("TestOwner/Broken-GGUF", "x-Q4_K_M-00001-of-00003.gguf", str(a))
     mock.add_file("TestOwner/Broken-GGUF", "x-Q4_K_M-00003-of-00003.gguf", str(b))
@@ -202,11 +207,23 @@ def test_not_gguf_rejected(tmp_path, mock):
     assert env.blobs() == [] and env.manifests() == []
 
 
-def test_unsupported_alias(tmp_path, mock):
+def test_alias_architectures(tmp_path, mock):
+    """Aliases of architectures the loader cannot read are refused before any
+    download (--force pulls them); the others go to the mirror."""
     env = Env(tmp_path, mock)
-    msg = one_line_error(env.run("pull", "qwen2.5:7b"))
-    assert "qwen2" in msg and "cannot run" in msg and "--force" in msg
-    assert mock.log == []  # nothing was asked
+    r = env.run("pull", "--aliases", check=0)
+    rows = [ln.split() for ln in r.stdout.splitlines()[1:]]
+    assert {"mistral", "llama3.2:1b", "llama3.1:8b", "qwen2.5:7b", "gemma3:270m", "smollm2:135m",
+            "tinyllama"} <= {f[0] for f in rows}
+    for f in rows:
+        n = len(mock.log)
+        msg = one_line_error(env.run("pull", f[0]))  # the mirror has none of them: 404
+        if "(architecture not supported yet)" in " ".join(f):
+            assert f[1] in msg and "cannot run" in msg and "--force" in msg
+            assert len(mock.log) == n  # nothing was asked
+            assert "404" in one_line_error(env.run("pull", f[0], "--force"))
+        else:
+            assert "404" in msg and mock.log[n]["path"] == f"/api/models/{f[2]}/revision/main"
     msg = one_line_error(env.run("pull", "no-such-alias"))
     assert "not a known model" in msg
 
