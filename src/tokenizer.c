@@ -188,8 +188,9 @@ static int tok_setup_special(tokenizer *t, const tokenizer_vocab *v) {
      * as turn markers in some chat formats: they are matched only in trusted
      * text. Plain ones (whitespace runs, single characters, even "{" or "<")
      * are vocabulary pieces and are always matched, as llama.cpp does: a turn
-     * marker has at least two bytes. */
-    for (int32_t i = 0; i < n; i++)
+     * marker has at least two bytes. A vocabulary whose turn markers are
+     * CONTROL (plain_user_defined) has none of them. */
+    for (int32_t i = 0; i < n && !v->plain_user_defined; i++)
         if (t->ttype[i] == TOKEN_TYPE_USER_DEFINED && t->len[i] >= 2 &&
             strpbrk(t->text[i], "<>[]{}|"))
             t->attr[i] |= TOK_ATTR_MARKUP;

@@ -62,6 +62,12 @@ typedef struct tokenizer_vocab {
     int32_t bos, eos, eot, eom, unk, pad;
     /* -1 = model default (SPM: add_bos 1, add_space_prefix 1; BPE: 0, 0), else 0/1 */
     int add_bos, add_eos, add_space_prefix;
+    /* true: every USER_DEFINED token is a vocabulary piece, matched in raw
+     * text without TOKENIZER_PARSE_SPECIAL and in untrusted text, as the
+     * reference tokenizers do (vocabularies whose turn markers are CONTROL:
+     * gemma); false: markup-looking ones (<|User|>) are guarded like control
+     * tokens. tokenizer_load sets it from the architecture layer. */
+    bool plain_user_defined;
 } tokenizer_vocab;
 
 /* Fills v with "no value" defaults (ids -1, flags -1). */

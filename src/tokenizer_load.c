@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "model/arch/arch_vocab.h"
 #include "tokenizer_int.h"
 
 /* Reads a string array; pointers go into the file mapping. */
@@ -114,6 +115,7 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
     if (gguf_get_str(f, "general.name", &s) == M40LLM_OK) gguf_str_escape(s, name, sizeof name);
     v.pre = pre;
     v.model_name = name;
+    v.plain_user_defined = arch_plain_user_defined(f);
 
     const char **tokens = NULL, **merges = NULL;
     uint32_t *tok_lens = NULL, *merge_lens = NULL;

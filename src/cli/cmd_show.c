@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "cli_backend.h"
 #include "gguf.h"
+#include "model.h"
 #include "quant.h"
 #include "err.h"
 #include "store/store.h"
@@ -29,7 +30,9 @@ typedef struct show_opts {
 typedef struct show_summary {
     char arch[64];
     int64_t layers, embd, heads, kv_heads, ff, ctx, vocab;
-    int64_t n_params; /* sum of tensor element counts */
+    int64_t n_params;   /* sum of tensor element counts */
+    char features[384]; /* the architecture's special features, or why it does not load */
+    bool loads;         /* the model loads (features holds them) */
 } show_summary;
 
 static int64_t arch_key(const gguf_file *f, const char *arch, const char *suffix) {
@@ -198,6 +201,11 @@ static void show_text(FILE *o, const char *path, const gguf_file *f, const show_
         for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
             if (rows[i].v >= 0) fprintf(o, "  %-13s %" PRId64 "\n", rows[i].name, rows[i].v);
         fprintf(o, "  %-13s %s\n", "quantization", m->quant[0] ? m->quant : "unknown");
+        /* escaped: an error message may quote text from the file */
+        fprintf(o, "  %-13s ", s->loads ? "features" : "loads");
+        if (!s->loads) fputs("no: ", o);
+        cli_put_escaped(o, s->features, strlen(s->features), 0);
+        fputc('\n', o);
         fprintf(o, "  %-13s %s\n", "chat template",
                 gguf_find_kv(f, "tokenizer.chat_template") ? "yes (tokenizer.chat_template)"
                                                            : "none");
@@ -363,6 +371,8 @@ static int show_json(FILE *o, const gguf_file *f, const show_summary *s, const s
             if (rows[i].v >= 0) cJSON_AddNumberToObject(m, rows[i].name, (double)rows[i].v);
         cJSON_AddNumberToObject(m, "params", (double)s->n_params);
         cJSON_AddStringToObject(m, "quantization", sm->quant[0] ? sm->quant : "unknown");
+        cJSON_AddBoolToObject(m, "loads", s->loads);
+        cJSON_AddStringToObject(m, s->loads ? "features" : "load_error", s->features);
     }
     cJSON *meta = cJSON_AddObjectToObject(root, "metadata");
     cJSON *types = cJSON_AddObjectToObject(root, "metadata_types");
@@ -454,6 +464,15 @@ int cmd_show(int argc, char **argv) {
     store_fill_facts(sm);
     show_summary s;
     summarize(f, &s);
+    /* the normalized description's features, from a second (cheap) mapping */
+    model *md = NULL;
+    s.loads = model_load(sm->path, &md) == M40LLM_OK;
+    if (s.loads)
+        model_describe_features(md, s.features, sizeof s.features);
+    else
+        snprintf(s.features, sizeof s.features, "%s", m40llm_last_error());
+    model_free(md);
+    err_clear();
     int ret = 0;
     if (op.json)
         ret = show_json(stdout, f, &s, &op, sm);

@@ -23,6 +23,13 @@ const arch_def *arch_find(gguf_str name) {
     return NULL;
 }
 
+bool arch_plain_user_defined(const gguf_file *g) {
+    gguf_str s;
+    if (gguf_get_str(g, "general.architecture", &s) != M40LLM_OK) return false;
+    const arch_def *a = arch_find(s);
+    return a && a->plain_user_defined;
+}
+
 const char *arch_names(void) {
     return "llama, qwen2, qwen3, gemma2, gemma3, phi3";
 }

@@ -6,6 +6,7 @@
 #define M40_MODEL_ARCH_H
 
 #include "model.h"
+#include "model/arch/arch_vocab.h"
 
 typedef struct arch_def {
     const char *name; /* general.architecture */
@@ -18,6 +19,11 @@ typedef struct arch_def {
     /* Per-layer tensor suffixes ("attn_q") every layer must have, checked
      * for presence before any per-layer allocation; NULL-terminated. */
     const char *const *required;
+    /* The vocabulary's turn markers are CONTROL tokens, so its USER_DEFINED
+     * ones (gemma: HTML tags, whitespace runs) are plain pieces, matched in
+     * any text as the reference tokenizers do; elsewhere markup-looking
+     * USER_DEFINED tokens may be turn markers (deepseek) and stay guarded. */
+    bool plain_user_defined;
 } arch_def;
 
 extern const arch_def arch_llama, arch_qwen2, arch_qwen3, arch_gemma2, arch_gemma3, arch_phi3;

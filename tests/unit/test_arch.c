@@ -1,0 +1,300 @@
+/* The architecture layer on small GGUFs written here: each architecture's
+ * description (switches, per-layer windows and RoPE bases, fused tensors as
+ * views), the feature line `show` prints, and the errors of untrusted input
+ * (unknown architecture, missing tensors and keys, bad types and values,
+ * YaRN and LongRoPE refused by name), then a CPU forward of each with finite
+ * logits. The numerics are checked against transformers by
+ * test_arch_reference (tests/fixtures/arch). */
+#include <math.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "check.h"
+#include "err.h"
+#include "gguf.h"
+#include "model.h"
+#include "quant.h"
+
+enum { E = 32, H = 4, HKV = 2, HD = E / H, FF = 64, V = 48 };
+
+typedef struct spec {
+    const char *arch;
+    int layers;
+    bool bias, qk_norm, post_norms, fused;
+    const char *drop;  /* a tensor not written */
+    const char *extra; /* one more tensor of [ne0] F32 elements */
+    int64_t extra_ne0;
+    float extra_value;     /* its elements */
+    const char *rope_type; /* <arch>.rope.scaling.type */
+    int window, pattern;   /* <arch>.attention.sliding_window / _pattern; 0: absent */
+    float softcap;         /* <arch>.attn_logit_softcapping; 0: absent */
+    bool softcap_str;      /* that key as a string */
+    int key_length;        /* <arch>.attention.key_length; 0: absent */
+} spec;
+
+static float g_data[V * FF * 3];
+static char g_path[256];
+
+static int add(gguf_writer *w, const char *name, int64_t ne0, int64_t ne1) {
+    int64_t ne[2] = {ne0, ne1 ? ne1 : 1};
+    return gguf_writer_add_tensor(w, name, QT_F32, ne1 ? 2 : 1, ne, g_data,
+                                  (size_t)(ne[0] * ne[1]) * sizeof(float));
+}
+
+static int add_layer_tensor(gguf_writer *w, const spec *s, int l, const char *n, int64_t a,
+                            int64_t b) {
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.%s", l, n);
+    if (s->drop && !strcmp(s->drop, name)) return 0;
+    return add(w, name, a, b);
+}
+
+static int write_model(const spec *s) {
+    gguf_writer *w = NULL;
+    int rc = gguf_writer_create(&w);
+    if (rc) return rc;
+    const char *a = s->arch;
+    char k[128];
+#define KEY(suffix) (snprintf(k, sizeof k, "%s.%s", a, suffix), k)
+    gguf_writer_set_str(w, "general.architecture", a);
+    gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)s->layers);
+    gguf_writer_set_u32(w, KEY("embedding_length"), E);
+    gguf_writer_set_u32(w, KEY("feed_forward_length"), FF);
+    gguf_writer_set_u32(w, KEY("attention.head_count"), H);
+    gguf_writer_set_u32(w, KEY("attention.head_count_kv"), HKV);
+    gguf_writer_set_u32(w, KEY("context_length"), 256);
+    gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-6f);
+    gguf_writer_set_f32(w, KEY("rope.freq_base"), 500000.0f);
+    if (s->key_length) gguf_writer_set_u32(w, KEY("attention.key_length"), (uint32_t)s->key_length);
+    if (s->rope_type) gguf_writer_set_str(w, KEY("rope.scaling.type"), s->rope_type);
+    if (s->window) gguf_writer_set_u32(w, KEY("attention.sliding_window"), (uint32_t)s->window);
+    if (s->pattern)
+        gguf_writer_set_u32(w, KEY("attention.sliding_window_pattern"), (uint32_t)s->pattern);
+    if (s->softcap_str) gguf_writer_set_str(w, KEY("attn_logit_softcapping"), "50");
+    if (s->softcap) gguf_writer_set_f32(w, KEY("attn_logit_softcapping"), s->softcap);
+#undef KEY
+    const int64_t hd = s->key_length ? s->key_length : E / H, Q = H * hd, KV = HKV * hd;
+    rc = add(w, "token_embd.weight", E, V);
+    if (!rc) rc = add(w, "output_norm.weight", E, 0);
+    /* an impossible head size is refused from the metadata alone */
+    for (int l = 0; l < s->layers && !rc && Q <= 16 * E; l++) {
+        rc = add_layer_tensor(w, s, l, "attn_norm.weight", E, 0);
+        if (s->fused) {
+            if (!rc) rc = add_layer_tensor(w, s, l, "attn_qkv.weight", E, Q + 2 * KV);
+            if (!rc) rc = add_layer_tensor(w, s, l, "ffn_up.weight", E, 2 * FF);
+        } else {
+            if (!rc) rc = add_layer_tensor(w, s, l, "attn_q.weight", E, Q);
+            if (!rc) rc = add_layer_tensor(w, s, l, "attn_k.weight", E, KV);
+            if (!rc) rc = add_layer_tensor(w, s, l, "attn_v.weight", E, KV);
+            if (!rc) rc = add_layer_tensor(w, s, l, "ffn_gate.weight", E, FF);
+            if (!rc) rc = add_layer_tensor(w, s, l, "ffn_up.weight", E, FF);
+        }
+        if (!rc) rc = add_layer_tensor(w, s, l, "attn_output.weight", Q, E);
+        if (!rc) rc = add_layer_tensor(w, s, l, "ffn_norm.weight", E, 0);
+        if (!rc) rc = add_layer_tensor(w, s, l, "ffn_down.weight", FF, E);
+        if (s->bias) {
+            if (!rc) rc = add_layer_tensor(w, s, l, "attn_q.bias", Q, 0);
+            if (!rc) rc = add_layer_tensor(w, s, l, "attn_k.bias", KV, 0);
+            if (!rc) rc = add_layer_tensor(w, s, l, "attn_v.bias", KV, 0);
+        }
+        if (s->qk_norm) {
+            if (!rc) rc = add_layer_tensor(w, s, l, "attn_q_norm.weight", hd, 0);
+            if (!rc) rc = add_layer_tensor(w, s, l, "attn_k_norm.weight", hd, 0);
+        }
+        if (s->post_norms) {
+            if (!rc) rc = add_layer_tensor(w, s, l, "post_attention_norm.weight", E, 0);
+            if (!rc) rc = add_layer_tensor(w, s, l, "post_ffw_norm.weight", E, 0);
+        }
+    }
+    static float extra[256];
+    if (!rc && s->extra) {
+        for (int i = 0; i < 256; i++) extra[i] = s->extra_value;
+        int64_t ne[1] = {s->extra_ne0};
+        rc = gguf_writer_add_tensor(w, s->extra, QT_F32, 1, ne, extra,
+                                    (size_t)s->extra_ne0 * sizeof(float));
+    }
+    snprintf(g_path, sizeof g_path, "/tmp/m40llm_test_arch_%d.gguf", (int)getpid());
+    if (!rc) rc = gguf_writer_write(w, g_path);
+    gguf_writer_free(w);
+    return rc;
+}
+
+/* Loads the spec's model: status, and *out on success. */
+static int load(const spec *s, model **out) {
+    *out = NULL;
+    int rc = write_model(s);
+    CHECKF(rc == 0, "writing: %s", m40llm_last_error());
+    if (rc) return -1000;
+    rc = model_load(g_path, out);
+    remove(g_path);
+    return rc;
+}
+
+static bool says(const char *a, const char *b) {
+    const char *e = m40llm_last_error();
+    bool ok = strstr(e, a) && (!b || strstr(e, b));
+    if (!ok) fprintf(stderr, "  message was: %s\n", e);
+    return ok;
+}
+
+/* A short CPU forward: every logit finite. */
+static void forward_ok(const model *m, const char *what) {
+    backend_params p = {
+        .n_ctx = 32, .n_seq_max = 1, .n_batch_max = 24, .n_threads = 2, .kv_type = BACKEND_KV_F32};
+    backend *b = NULL;
+    int rc = backend_cpu_create(m, &p, &b);
+    CHECKF(rc == 0, "%s: %s", what, m40llm_last_error());
+    if (rc) return;
+    static float lg[24 * V];
+    backend_entry e[24];
+    for (int i = 0; i < 24; i++) e[i] = (backend_entry){0, i, (i * 7 + 1) % V, true};
+    rc = backend_forward(b, e, 24, lg);
+    CHECKF(rc == 0, "%s: forward: %s", what, m40llm_last_error());
+    int bad = 0;
+    for (int i = 0; i < 24 * V; i++) bad += !isfinite(lg[i]);
+    CHECKF(bad == 0, "%s: %d non-finite logits", what, bad);
+    backend_destroy(b);
+}
+
+static void test_descriptions(void) {
+    model *m = NULL;
+    char d[384];
+    /* qwen2: biases required, NeoX */
+    spec q2 = {.arch = "qwen2", .layers = 2, .bias = true};
+    CHECKF(load(&q2, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        CHECK(m->cfg.rope_kind == MODEL_ROPE_NEOX && model_has(&m->layers[1].bv));
+        CHECK(model_features(m) == (MODEL_FEAT_QKV_BIAS | MODEL_FEAT_ROPE_NEOX));
+        forward_ok(m, "qwen2");
+        model_free(m);
+    }
+    /* qwen3: q/k norms over a head size of its own (attention wider than E) */
+    spec q3 = {.arch = "qwen3", .layers = 2, .qk_norm = true, .key_length = 16};
+    CHECKF(load(&q3, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        CHECK(m->cfg.head_dim == 16 && m->layers[0].wq.ne[1] == H * 16);
+        CHECK(model_features(m) & MODEL_FEAT_WIDE_ATTN);
+        forward_ok(m, "qwen3");
+        model_free(m);
+    }
+    /* gemma3: five of six layers windowed with base 10000, the sixth global */
+    spec g3 = {.arch = "gemma3", .layers = 6, .qk_norm = true, .post_norms = true, .window = 4};
+    CHECKF(load(&g3, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        CHECK(m->cfg.n_swa_layers == 5 && m->layers[5].n_swa == 0 && m->layers[0].n_swa == 4);
+        CHECK(m->layers[5].rope_base == 500000.0f && m->layers[2].rope_base == 10000.0f);
+        CHECK(m->cfg.act == MODEL_ACT_GELU_TANH && fabsf(m->cfg.embd_scale - sqrtf(E)) < 1e-6f);
+        model_describe_features(m, d, sizeof d);
+        CHECKF(strstr(d, "sliding window 4 on 5 of 6 layers") &&
+                   strstr(d, "RoPE base 500000 (global) / 10000 (local)"),
+               "%s", d);
+        forward_ok(m, "gemma3");
+        model_free(m);
+    }
+    /* a stated pattern */
+    spec g3p = {.arch = "gemma3",
+                .layers = 3,
+                .qk_norm = true,
+                .post_norms = true,
+                .window = 4,
+                .pattern = 3};
+    CHECKF(load(&g3p, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        CHECK(m->cfg.n_swa_layers == 2 && m->layers[2].n_swa == 0);
+        model_free(m);
+    }
+    /* gemma2: every other layer, soft-capping */
+    spec g2 = {.arch = "gemma2", .layers = 3, .post_norms = true, .window = 4, .softcap = 50};
+    CHECKF(load(&g2, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        CHECK(m->layers[0].n_swa == 4 && m->layers[1].n_swa == 0 && m->layers[2].n_swa == 4);
+        CHECK(m->cfg.attn_softcap == 50.0f && m->cfg.final_softcap == 0.0f);
+        model_describe_features(m, d, sizeof d);
+        CHECKF(strstr(d, "sliding window 4 on 2 of 3 layers, soft-cap 50/0"), "%s", d);
+        forward_ok(m, "gemma2");
+        model_free(m);
+    }
+    /* phi3: fused tensors as views of the right rows */
+    spec p3 = {.arch = "phi3", .layers = 2, .fused = true, .window = 8};
+    CHECKF(load(&p3, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        const model_layer *L = &m->layers[1];
+        CHECK(L->wq.ne[1] == E && L->wk.ne[1] == HKV * HD && L->wv.ne[1] == HKV * HD);
+        CHECK((const char *)L->wk.data == (const char *)L->wq.data + (size_t)E * L->wq.row_bytes);
+        CHECK((const char *)L->w_up.data ==
+              (const char *)L->w_gate.data + (size_t)FF * L->w_gate.row_bytes);
+        CHECK(L->w_gate.ne[1] == FF && strstr(L->w_up.name, "ffn_up.weight[up]"));
+        CHECK(m->cfg.n_swa_layers == 2);
+        forward_ok(m, "phi3");
+        model_free(m);
+    }
+    /* llama with llama3 factors: taken, every layer uses them */
+    spec l3 = {.arch = "llama",
+               .layers = 2,
+               .extra = "rope_freqs.weight",
+               .extra_ne0 = HD / 2,
+               .extra_value = 2.0f};
+    CHECKF(load(&l3, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        CHECK(m->cfg.rope_scaling == MODEL_ROPE_SCALING_FACTORS && m->layers[1].rope_factors);
+        CHECK(model_features(m) == MODEL_FEAT_ROPE_FACTORS);
+        forward_ok(m, "llama3");
+        model_free(m);
+    }
+}
+
+static void test_errors(void) {
+    model *m = NULL;
+    spec unk = {.arch = "mamba", .layers = 1};
+    CHECK(load(&unk, &m) == M40LLM_ERR_UNSUPPORTED && !m);
+    CHECK(says("unsupported architecture 'mamba'", "qwen2, qwen3, gemma2, gemma3, phi3"));
+    spec nob = {.arch = "qwen2", .layers = 2, .bias = true, .drop = "blk.1.attn_k.bias"};
+    CHECK(load(&nob, &m) == M40LLM_ERR_NOT_FOUND && !m);
+    CHECK(says("blk.1.attn_k.bias is missing", "qwen2.block_count"));
+    spec noqk = {.arch = "gemma3", .layers = 1, .post_norms = true};
+    CHECK(load(&noqk, &m) == M40LLM_ERR_NOT_FOUND);
+    CHECK(says("blk.0.attn_q_norm.weight is missing", NULL));
+    spec part = {.arch = "llama", .layers = 1, .extra = "blk.0.attn_q.bias", .extra_ne0 = E};
+    CHECK(load(&part, &m) == M40LLM_ERR_NOT_FOUND);
+    CHECK(says("some of attn_q/k/v.bias", NULL));
+    spec yarn = {.arch = "qwen2", .layers = 1, .bias = true, .rope_type = "yarn"};
+    CHECK(load(&yarn, &m) == M40LLM_ERR_UNSUPPORTED);
+    CHECK(says("qwen2.rope.scaling.type 'yarn' is not supported", NULL));
+    spec lr = {.arch = "phi3",
+               .layers = 1,
+               .fused = true,
+               .extra = "rope_factors_long.weight",
+               .extra_ne0 = HD / 2,
+               .extra_value = 1.0f};
+    CHECK(load(&lr, &m) == M40LLM_ERR_UNSUPPORTED);
+    CHECK(says("LongRoPE", NULL));
+    spec neg = {.arch = "gemma2", .layers = 1, .post_norms = true, .softcap = -1.0f};
+    CHECK(load(&neg, &m) == M40LLM_ERR_FORMAT);
+    CHECK(says("gemma2.attn_logit_softcapping", "positive"));
+    spec str = {.arch = "gemma2", .layers = 1, .post_norms = true, .softcap_str = true};
+    CHECK(load(&str, &m) == M40LLM_ERR_TYPE);
+    CHECK(says("gemma2.attn_logit_softcapping: expected a float", NULL));
+    spec zero = {.arch = "llama",
+                 .layers = 1,
+                 .extra = "rope_freqs.weight",
+                 .extra_ne0 = HD / 2,
+                 .extra_value = 0.0f};
+    CHECK(load(&zero, &m) == M40LLM_ERR_FORMAT);
+    CHECK(says("rope_freqs.weight: element 0", NULL));
+    spec wide = {.arch = "qwen3", .layers = 1, .qk_norm = true, .key_length = 1 << 29};
+    CHECK(load(&wide, &m) == M40LLM_ERR_FORMAT);
+    CHECK(says("attention too wide", NULL));
+    spec fused_missing = {
+        .arch = "phi3", .layers = 1, .fused = true, .drop = "blk.0.attn_qkv.weight"};
+    CHECK(load(&fused_missing, &m) == M40LLM_ERR_NOT_FOUND);
+    CHECK(says("blk.0.attn_qkv.weight is missing", NULL));
+    model_free(m);
+}
+
+int main(void) {
+    for (size_t i = 0; i < sizeof g_data / sizeof g_data[0]; i++)
+        g_data[i] = 0.05f * (float)sin((double)i * 0.7);
+    test_descriptions();
+    test_errors();
+    return check_summary("test_arch");
+}
