@@ -29,13 +29,16 @@ def complete(base, model, prompt, max_tokens, timeout):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base-url", default="http://127.0.0.1:8080")
-    ap.add_argument("--model", default="m40-llm")
+    ap.add_argument("--model", help="default: the first of GET /v1/models")
     ap.add_argument("-n", "--requests", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--min-identical", type=int, default=-1, help="default: all")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
+    if not a.model:
+        with urllib.request.urlopen(a.base_url + "/v1/models", timeout=a.timeout) as r:
+            a.model = json.load(r)["data"][0]["id"]
     rng = random.Random(a.seed)
     words = ("the of and to in is was for on that with as by at from his her an "
              "river stone light north market garden winter silver engine signal").split()

