@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "fileio.h"
 #include "store.h"
 
 #define HF_MAX_DEPTH 4
@@ -79,12 +80,13 @@ static bool pick_snapshot(const char *repo_dir, char *out, size_t size, char *re
                           size_t rev_size) {
     char p[STORE_PATH_MAX];
     store_fmt(p, sizeof p, "%s/refs/main", repo_dir);
-    FILE *f = fopen(p, "re");
-    char ref[96] = "";
-    if (f) {
-        if (!fgets(ref, sizeof ref, f)) ref[0] = '\0';
-        fclose(f);
+    /* read as any file here: capped, and a FIFO is refused rather than waited on */
+    char ref[96] = "", *text = NULL;
+    size_t len = 0;
+    if (fileio_read_file(p, 256, "a revision ref", &text, &len) == M40LLM_OK) {
+        store_fmt(ref, sizeof ref, "%s", text);
         ref[strcspn(ref, "\r\n")] = '\0';
+        free(text);
     }
     struct stat st;
     bool ok_ref = ref[0] && !strchr(ref, '/') && ref[0] != '.';

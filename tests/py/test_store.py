@@ -208,3 +208,26 @@ def test_broken_store_manifest(tmp_path, mock):
     man.parent.mkdir(parents=True, exist_ok=True)
     man.write_text(good)
     env.run("run", "smol", "Hi", "-n", "1", *CPU, check=0)
+
+
+def test_hostile_hf_cache(tmp_path):
+    """Odd entries in the Hugging Face cache: never a hang or a crash."""
+    env = Env(tmp_path)
+    env.fake_hf("Good/Repo-GGUF", "m-Q4_1.gguf", SMOLLM2)
+    bad = env.hf / "models--Bad--Repo"
+    (bad / "refs").mkdir(parents=True)
+    os.mkfifo(bad / "refs" / "main")  # a FIFO where the revision should be
+    snap = bad / "snapshots" / "r1"
+    snap.mkdir(parents=True)
+    os.mkfifo(snap / "fifo-Q4_K_M.gguf")
+    os.symlink(str(snap), snap / "loop")  # a directory loop
+    (snap / "junk-Q8_0.gguf").write_bytes(b"not a gguf")
+    os.symlink("/nonexistent", snap / "dangling-Q2_K.gguf")
+    (env.hf / "models--noseparator").mkdir()
+    r = env.run("list", check=0, timeout=60)
+    names = [ln.split()[0] for ln in r.stdout.splitlines()[1:]]
+    assert "hf:Good/Repo-GGUF:q4_1" in names
+    assert "hf:Bad/Repo:fifo-q4_k_m" not in names and "hf:Bad/Repo:q4_k_m" not in names
+    msg = error_line(env.run("run", "hf:Bad/Repo:Q8_0", "Hi", *CPU, timeout=60))
+    assert "GGUF" in msg or "magic" in msg or "format" in msg
+    env.run("run", "hf:Good/Repo-GGUF", "Hi", "-n", "1", *CPU, check=0)
