@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "err.h"
+#include "gguf.h"
 #include "srv_int.h"
 #include "store/store.h"
 
@@ -253,8 +254,107 @@ int srv_model_get(server *s, const char *requested, double keep_alive, srv_model
     return 0;
 }
 
+/* A copy of a GGUF string key ("" when absent or holding a NUL). */
+static char *gguf_dup(const gguf_file *g, const char *key) {
+    gguf_str v = {0, NULL};
+    if (gguf_get_str(g, key, &v) != M40LLM_OK || gguf_str_has_nul(v)) return strdup("");
+    char *o = malloc((size_t)v.len + 1);
+    if (o) gguf_str_copy(v, o, (size_t)v.len + 1);
+    return o;
+}
+
+static void shadow_free(srv_model *m) {
+    free((char *)m->minfo.name);
+    free((char *)m->minfo.arch);
+    free((char *)m->minfo.quant);
+    free((char *)m->minfo.chat_template);
+    free(m);
+}
+
+int srv_model_peek(server *s, const char *requested, srv_model **out, api_err *e) {
+    *out = NULL;
+    if (!s->dynamic || !requested || !*requested) return srv_model_get(s, requested, NAN, out, e);
+    store_model *sm = calloc(1, sizeof *sm);
+    srv_model *m = calloc(1, sizeof *m);
+    if (!sm || !m) {
+        free(sm);
+        free(m);
+        return rq_fail(e, 503, NULL, "out of memory");
+    }
+    int rc = store_resolve(requested, sm);
+    if (rc == M40LLM_OK && sm->origin == STORE_PATH)
+        rc = err_set(M40LLM_ERR_NOT_FOUND, "not a model of the store");
+    if (rc) {
+        rq_fail(e, 404, "model", "model '%.200s' not found: %.300s", requested,
+                m40llm_last_error());
+        free(sm);
+        free(m);
+        return -1;
+    }
+    pthread_mutex_lock(&s->mu);
+    srv_model *live = slot_find(s, sm->path);
+    if (live && live->ready) live->refs++;
+    pthread_mutex_unlock(&s->mu);
+    if (live && live->ready) {
+        free(sm);
+        free(m);
+        *out = live;
+        return 0;
+    }
+    gguf_file *g = NULL;
+    rc = gguf_open(sm->path, &g);
+    if (rc) {
+        rq_fail(e, 500, "model", "model '%.200s': %.300s", requested, m40llm_last_error());
+        free(sm);
+        free(m);
+        return -1;
+    }
+    store_fill_facts(sm);
+    m->shadow = true;
+    m->created = sm->modified;
+    snprintf(m->path, sizeof m->path, "%s", sm->path);
+    srv_names_init(&m->names, NULL, NULL, sm->path, NULL);
+    snprintf(m->names.id, sizeof m->names.id, "%s", sm->origin == STORE_OWN ? sm->name : requested);
+    m40llm_model_info *mi = &m->minfo;
+    mi->name = gguf_dup(g, "general.name");
+    mi->arch = strdup(sm->arch);
+    mi->quant = strdup(sm->quant);
+    mi->chat_template = gguf_dup(g, "tokenizer.chat_template");
+    mi->n_params = sm->n_params;
+    mi->file_bytes = sm->size;
+    mi->n_ctx_train = (int)sm->n_ctx;
+    const struct {
+        const char *suffix;
+        int *dst;
+    } keys[] = {{"embedding_length", &mi->n_embd},
+                {"block_count", &mi->n_layer},
+                {"attention.head_count", &mi->n_head},
+                {"attention.head_count_kv", &mi->n_head_kv}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char key[160];
+        int64_t v = 0;
+        snprintf(key, sizeof key, "%s.%s", sm->arch, keys[i].suffix);
+        if (gguf_get_i64(g, key, &v) == M40LLM_OK && v > 0 && v < (1 << 30)) *keys[i].dst = (int)v;
+    }
+    const gguf_value *tok = NULL;
+    if (gguf_get_arr(g, "tokenizer.ggml.tokens", &tok) == M40LLM_OK && tok->arr.n < (1u << 30))
+        mi->n_vocab = (int)tok->arr.n;
+    gguf_close(g);
+    free(sm);
+    if (!mi->name || !mi->arch || !mi->quant || !mi->chat_template) {
+        shadow_free(m);
+        return rq_fail(e, 503, NULL, "out of memory");
+    }
+    *out = m;
+    return 0;
+}
+
 void srv_model_put(server *s, srv_model *m) {
     if (!m) return;
+    if (m->shadow) {
+        shadow_free(m);
+        return;
+    }
     srv_model *drop = NULL;
     pthread_mutex_lock(&s->mu);
     m->last_used = srv_now();

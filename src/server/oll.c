@@ -361,7 +361,7 @@ int oll_show(http_req *r) {
         return http_send_error(r, &e);
     }
     srv_model *sm = NULL;
-    int rc = srv_model_get(s, model, NAN, &sm, &e);
+    int rc = srv_model_peek(s, model, &sm, &e); /* show does not load a model */
     cJSON_Delete(b);
     if (rc) return http_send_error(r, &e);
     const m40llm_model_info *mi = &sm->minfo;

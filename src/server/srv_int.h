@@ -230,6 +230,7 @@ typedef struct srv_model {
     double last_used;  /* monotonic seconds */
     double keep_alive; /* seconds after the last use; < 0 forever */
     double expires;    /* monotonic seconds, when refs is 0; < 0 never */
+    bool shadow;       /* facts read from the GGUF, nothing loaded (srv_model_peek) */
 } srv_model;
 
 #define SRV_MAX_MODELS 64
@@ -355,6 +356,10 @@ bool webui_public(const http_req *r, route_fn fn);
  * --keep-alive. 0, or -1 with e filled (404, 503 busy, 507 too big). */
 int srv_model_get(server *s, const char *requested, double keep_alive, srv_model **out, api_err *e);
 void srv_model_put(server *s, srv_model *m);
+/* As srv_model_get, but a model that is not loaded is not loaded: *out is
+ * then a shadow holding only names and minfo read from its GGUF (no model
+ * or engine), freed by srv_model_put. For /api/show. */
+int srv_model_peek(server *s, const char *requested, srv_model **out, api_err *e);
 /* Loads m->path into m (model, engine, infos); library status. */
 int srv_model_load_into(server *s, srv_model *m);
 void srv_model_unload(srv_model *m); /* frees m; NULL is fine */

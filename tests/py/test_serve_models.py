@@ -62,6 +62,14 @@ def test_alternate_models_one_slot(env):
         assert st == 200 and {m["name"] for m in j["models"]} == {"smol:latest", "syn:latest"}
         st, j = srv.json("GET", "/v1/models")
         assert {m["id"] for m in j["data"]} == {"smol:latest", "syn:latest"}
+        # /api/show reads the GGUF; it does not load the model
+        st, j = srv.json("POST", "/api/show", {"model": "smol"})
+        assert st == 200 and j["details"]["quantization_level"] == "Q4_1", j
+        assert j["model_info"]["llama.context_length"] == 8192 and "<|im_start|>" in j["template"]
+        assert j["model_info"]["llama.block_count"] == 30
+        assert j["model_info"]["llama.vocab_size"] == 49152
+        assert loaded(srv) == []
+        assert srv.json("POST", "/api/show", {"model": "nothing"})[0] == 404
         for i in range(2):  # alternately, through both APIs
             st, j = chat(srv, "smol")
             assert st == 200, j
@@ -80,6 +88,8 @@ def test_alternate_models_one_slot(env):
         # /props and /tokenize use the loaded one, or the one named
         st, j = srv.json("GET", "/props")
         assert st == 200 and j["model"] == "syn:latest"
+        st, j = srv.json("POST", "/api/show", {"model": "syn"})  # loaded: from the model
+        assert st == 200 and j["details"]["quantization_level"] == "F32"
         st, j = srv.json("POST", "/tokenize", {"content": "hello", "model": "smol"})
         assert st == 200 and j["tokens"]
     finally:
