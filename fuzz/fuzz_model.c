@@ -69,27 +69,29 @@ static const char conversation_json[] =
     "{\"role\": \"user\", \"content\": \"2+2?\"}]";
 
 static void check_model(const model *m, const uint8_t *data, size_t size) {
-    const model_tensor *ts[] = {&m->tok_embd, &m->output_norm, &m->output};
+    const model_tensor *ts[] = {&m->tok_embd, &m->output_norm, &m->output, &m->rope_freqs};
     uint64_t sum = 0;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 4; i++) {
         const uint8_t *p = ts[i]->data;
+        if (i == 3 && !p) continue; /* optional */
         if (p < data || ts[i]->nbytes > size || p + ts[i]->nbytes > data + size) __builtin_trap();
-        if (i < 2 || !m->tied_output) sum += ts[i]->nbytes;
+        if (i != 2 || !m->tied_output) sum += ts[i]->nbytes;
     }
     for (int l = 0; l < m->cfg.n_layer; l++) {
-        const model_layer *L = &m->layers[l];
-        const model_tensor *lt[] = {&L->attn_norm, &L->wq,     &L->wk,   &L->wv,    &L->wo,
-                                    &L->ffn_norm,  &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < 9; i++) {
+        model_tensor *lt[MODEL_LAYER_TENSORS];
+        model_layer_tensors(&m->layers[l], lt);
+        for (size_t i = 0; i < MODEL_LAYER_TENSORS; i++) {
             const uint8_t *p = lt[i]->data;
+            if (!p && i >= 9) continue; /* optional: biases, q/k norms, post-norms */
             if (p < data || lt[i]->nbytes > size || p + lt[i]->nbytes > data + size)
                 __builtin_trap();
-            sum += lt[i]->nbytes;
+            sum += lt[i]->nbytes; /* views of a fused tensor add up to it */
         }
     }
     /* tensors may not overlap, so the weights can never add up to more than the input */
     if (sum != m->weight_bytes || sum > size) __builtin_trap();
-    if ((int64_t)m->cfg.n_layer * 9 > gguf_n_tensors(m->gguf)) __builtin_trap();
+    /* every architecture has at least 6 tensors per layer (phi3: fused QKV, gate|up) */
+    if ((int64_t)m->cfg.n_layer * 6 > gguf_n_tensors(m->gguf)) __builtin_trap();
 }
 
 /* Renders the model's template with the untrusted-byte mask, ChatML when it

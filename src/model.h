@@ -30,6 +30,7 @@ typedef enum model_rope_scaling {
     MODEL_ROPE_SCALING_NONE = 0,
     MODEL_ROPE_SCALING_LINEAR = 1,  /* positions * rope_freq_scale */
     MODEL_ROPE_SCALING_FACTORS = 2, /* frequency i divided by rope_freqs[i] (llama3, longrope) */
+    MODEL_ROPE_SCALING_YARN = 3,    /* YaRN: interpolation ramped by dimension, cos/sin scaled */
 } model_rope_scaling;
 
 typedef struct model_config {
@@ -50,7 +51,12 @@ typedef struct model_config {
     /* ---- the block's variants, set by the architecture ---- */
     model_act act;                   /* FFN activation */
     model_rope_kind rope_kind;       /* pair ordering */
-    model_rope_scaling rope_scaling; /* NONE, LINEAR (rope_freq_scale), FACTORS (rope_freqs) */
+    model_rope_scaling rope_scaling; /* NONE, LINEAR (rope_freq_scale), FACTORS (rope_freqs),
+                                      * YARN (rope_freq_scale and the yarn_* fields) */
+    int yarn_orig_ctx;               /* YaRN: rope.scaling.original_context_length */
+    float yarn_beta_fast;            /* YaRN: rope.scaling.yarn_beta_fast; 32 */
+    float yarn_beta_slow;            /* YaRN: rope.scaling.yarn_beta_slow; 1 */
+    float yarn_attn_factor;          /* YaRN: cos/sin multiplier, 1 + 0.1 ln(factor) unless given */
     float norm_w_offset; /* added to every RMSNorm weight (0; 1 for a raw gemma (1 + w) file) */
     float embd_scale;    /* token embeddings multiplied by it (gemma: sqrt(n_embd)); 1 */
     float attn_scale;    /* q.k multiplier: 1 / sqrt(head_dim) unless the model says otherwise */
@@ -135,7 +141,8 @@ enum {
     MODEL_FEAT_ATTN_SOFTCAP = 1u << 12,
     MODEL_FEAT_FINAL_SOFTCAP = 1u << 13,
     MODEL_FEAT_WIDE_ATTN = 1u << 14, /* n_head * head_dim != n_embd */
-    MODEL_FEAT_COUNT = 15,
+    MODEL_FEAT_ROPE_YARN = 1u << 15,
+    MODEL_FEAT_COUNT = 16,
 };
 uint32_t model_features(const model *m);
 /* Short name of one feature bit ("q/k/v biases", "sliding-window attention"). */

@@ -59,6 +59,10 @@ CASES = {
     "qwen2": ("qwen2", tf.Qwen2Config, tf.Qwen2ForCausalLM, common(
         tie_word_embeddings=False, rope_parameters={"rope_type": "default",
                                                     "rope_theta": 100000.0})),
+    "qwen2-yarn": ("qwen2", tf.Qwen2Config, tf.Qwen2ForCausalLM, common(
+        tie_word_embeddings=False,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                         "original_max_position_embeddings": 256})),
     "qwen3": ("qwen3", tf.Qwen3Config, tf.Qwen3ForCausalLM, common(
         head_dim=32, tie_word_embeddings=True,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})),
@@ -212,6 +216,10 @@ def write_gguf(path, arch, cfg, tensors, extra_tensors):
         w.add_uint32("gemma3.attention.sliding_window_pattern", cfg._sliding_window_pattern)
     else:
         w.add_rope_freq_base(rp["rope_theta"])
+    if rp.get("rope_type") == "yarn":
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(rp["factor"])
+        w.add_rope_scaling_orig_ctx_len(rp["original_max_position_embeddings"])
     n_rot = int(hd * rp.get("partial_rotary_factor", 1.0)) if arch == "phi3" else hd
     w.add_rope_dimension_count(n_rot)
     if getattr(cfg, "sliding_window", None) and arch != "qwen2":

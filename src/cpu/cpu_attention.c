@@ -5,6 +5,19 @@
 #include "cpu_internal.h"
 #include "quant.h"
 
+/* YaRN's correction range in dimension pairs: the pairs that turn fewer than
+ * beta_slow / more than beta_fast times over the original context, floored
+ * and ceiled and clamped as llama.cpp and transformers do. */
+static void yarn_range(const model_config *c, float base, double *lo, double *hi) {
+    const double n = c->n_rot, lb = 2.0 * log((double)base), two_pi = 2.0 * 3.14159265358979323846;
+    double a = n * log(c->yarn_orig_ctx / (c->yarn_beta_fast * two_pi)) / lb;
+    double b = n * log(c->yarn_orig_ctx / (c->yarn_beta_slow * two_pi)) / lb;
+    a = floor(a);
+    b = ceil(b);
+    *lo = a > 0 ? a : 0;
+    *hi = b < n - 1 ? b : n - 1;
+}
+
 /* RoPE angles: pair i of each head rotated by
  * theta = pos * freq_scale * base^(-2i/n_rot) [/ rope_freqs[i]], first n_rot
  * dims only, one table per distinct (base, scale, factors) of the layers.
@@ -19,14 +32,27 @@ void cpu_rope_table(cpu_backend *cb, const backend_entry *e, int n) {
         while (cb->lv[il].rope_set != set) il++;
         const model_layer *L = &m->layers[il];
         const float *ff = L->rope_factors ? cb->rope_freqs : NULL;
+        const bool yarn = c->rope_scaling == MODEL_ROPE_SCALING_YARN;
+        double lo = 0, hi = 0;
+        if (yarn) yarn_range(c, L->rope_base, &lo, &hi);
         for (int i = 0; i < n; i++) {
             float *cs = cb->rope + ((size_t)set * cb->base.params.n_batch_max + i) * c->n_rot;
             for (int p = 0; p < half; p++) {
-                double theta = (double)e[i].pos * L->rope_freq_scale *
-                               pow((double)L->rope_base, -2.0 * p / c->n_rot);
-                if (ff) theta /= (double)ff[p];
-                cs[2 * p] = (float)cos(theta);
-                cs[2 * p + 1] = (float)sin(theta);
+                double theta, mscale = 1.0;
+                if (yarn) {
+                    /* extrapolated below dimension pair lo, interpolated above hi */
+                    double ex = (double)e[i].pos * pow((double)L->rope_base, -2.0 * p / c->n_rot);
+                    double ramp = (p - lo) / (hi - lo > 0.001 ? hi - lo : 0.001);
+                    double mix = 1.0 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
+                    theta = ex * L->rope_freq_scale * (1 - mix) + ex * mix;
+                    mscale = c->yarn_attn_factor;
+                } else {
+                    theta = (double)e[i].pos * L->rope_freq_scale *
+                            pow((double)L->rope_base, -2.0 * p / c->n_rot);
+                    if (ff) theta /= (double)ff[p];
+                }
+                cs[2 * p] = (float)(cos(theta) * mscale);
+                cs[2 * p + 1] = (float)(sin(theta) * mscale);
             }
         }
     }

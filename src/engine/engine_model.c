@@ -60,11 +60,13 @@ static uint64_t tensor_elems(const model_tensor *t) {
 static uint64_t model_param_count(const model *m) {
     uint64_t n = tensor_elems(&m->tok_embd) + tensor_elems(&m->output_norm);
     if (!m->tied_output) n += tensor_elems(&m->output);
+    n += tensor_elems(&m->rope_freqs);
     for (int i = 0; i < m->cfg.n_layer; i++) {
-        const model_layer *L = &m->layers[i];
-        const model_tensor *ts[] = {&L->attn_norm, &L->wq,     &L->wk,   &L->wv,    &L->wo,
-                                    &L->ffn_norm,  &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) n += tensor_elems(ts[k]);
+        /* every slot, optional ones (biases, norms) included; views of a
+         * fused tensor add up to it */
+        model_tensor *ts[MODEL_LAYER_TENSORS];
+        model_layer_tensors(&m->layers[i], ts);
+        for (size_t k = 0; k < MODEL_LAYER_TENSORS; k++) n += tensor_elems(ts[k]);
     }
     return n;
 }

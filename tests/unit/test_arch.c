@@ -2,7 +2,7 @@
  * description (switches, per-layer windows and RoPE bases, fused tensors as
  * views), the feature line `show` prints, and the errors of untrusted input
  * (unknown architecture, missing tensors and keys, bad types and values,
- * YaRN and LongRoPE refused by name), then a CPU forward of each with finite
+ * LongRoPE refused by name), then a CPU forward of each with finite
  * logits. The numerics are checked against transformers by
  * test_arch_reference (tests/fixtures/arch). */
 #include <math.h>
@@ -257,9 +257,13 @@ static void test_errors(void) {
     spec part = {.arch = "llama", .layers = 1, .extra = "blk.0.attn_q.bias", .extra_ne0 = E};
     CHECK(load(&part, &m) == M40LLM_ERR_NOT_FOUND);
     CHECK(says("some of attn_q/k/v.bias", NULL));
+    /* YaRN needs its original context (and a factor); unknown types are named */
     spec yarn = {.arch = "qwen2", .layers = 1, .bias = true, .rope_type = "yarn"};
-    CHECK(load(&yarn, &m) == M40LLM_ERR_UNSUPPORTED);
-    CHECK(says("qwen2.rope.scaling.type 'yarn' is not supported", NULL));
+    CHECK(load(&yarn, &m) == M40LLM_ERR_FORMAT);
+    CHECK(says("YaRN needs a factor > 1", NULL));
+    spec lrope = {.arch = "qwen2", .layers = 1, .bias = true, .rope_type = "longrope"};
+    CHECK(load(&lrope, &m) == M40LLM_ERR_UNSUPPORTED);
+    CHECK(says("qwen2.rope.scaling.type 'longrope' is not supported", NULL));
     spec lr = {.arch = "phi3",
                .layers = 1,
                .fused = true,

@@ -71,8 +71,40 @@ int arch_key_float(const gguf_file *g, const char *arch, const char *suffix, boo
     return M40LLM_OK;
 }
 
-/* Linear RoPE scaling is read here; llama3 factors come as the rope_freqs
- * tensor (bound by model.c); YaRN and LongRoPE are refused by name. */
+/* YaRN's keys, as llama.cpp writes them: the original context is required,
+ * the betas and the attention factor have the paper's defaults. */
+static int read_yarn(const gguf_file *g, const char *a, model_config *c, float factor) {
+    int rc;
+    if (!(factor > 1.0f))
+        return err_set(M40LLM_ERR_FORMAT, "%s.rope.scaling.factor %g: YaRN needs a factor > 1", a,
+                       factor);
+    c->rope_scaling = MODEL_ROPE_SCALING_YARN;
+    c->rope_freq_scale = 1.0f / factor;
+    /* required: guessing it from context_length (llama.cpp does) would
+     * move every frequency of a file that meant another one */
+    if ((rc = arch_key_int(g, a, "rope.scaling.original_context_length", false, &c->yarn_orig_ctx)))
+        return rc;
+    if (!c->yarn_orig_ctx)
+        return err_set(
+            M40LLM_ERR_UNSUPPORTED,
+            "%s.rope.scaling.type 'yarn' without %s.rope.scaling.original_context_length "
+            "is not supported",
+            a, a);
+    c->yarn_beta_fast = 32.0f;
+    c->yarn_beta_slow = 1.0f;
+    if ((rc = arch_key_float(g, a, "rope.scaling.yarn_beta_fast", false, &c->yarn_beta_fast)))
+        return rc;
+    if ((rc = arch_key_float(g, a, "rope.scaling.yarn_beta_slow", false, &c->yarn_beta_slow)))
+        return rc;
+    if (!(c->yarn_beta_fast > c->yarn_beta_slow))
+        return err_set(M40LLM_ERR_FORMAT, "%s: YaRN beta_fast %g must exceed beta_slow %g", a,
+                       c->yarn_beta_fast, c->yarn_beta_slow);
+    c->yarn_attn_factor = (float)(1.0 + 0.1 * log((double)factor));
+    return arch_key_float(g, a, "rope.scaling.attn_factor", false, &c->yarn_attn_factor);
+}
+
+/* Linear and YaRN RoPE scaling are read here; llama3 factors come as the
+ * rope_freqs tensor (bound by model.c); other types are refused by name. */
 static int read_rope_scaling(const gguf_file *g, const char *a, model_config *c) {
     c->rope_freq_scale = 1.0f;
     float factor = 0.0f;
@@ -90,10 +122,13 @@ static int read_rope_scaling(const gguf_file *g, const char *a, model_config *c)
     if (rc == M40LLM_OK) {
         if (gguf_str_eq(s, "none")) {
             scaled = false;
+        } else if (gguf_str_eq(s, "yarn")) {
+            return read_yarn(g, a, c, factor);
         } else if (!gguf_str_eq(s, "linear")) {
             char type[64];
             return err_set(M40LLM_ERR_UNSUPPORTED,
-                           "%s '%s' is not supported (none, linear; llama3 through rope_freqs)",
+                           "%s '%s' is not supported (none, linear, yarn; llama3 through "
+                           "rope_freqs)",
                            key, gguf_str_escape(s, type, sizeof type));
         }
     }

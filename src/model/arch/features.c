@@ -21,6 +21,7 @@ uint32_t model_features(const model *m) {
         if (L->rope_base != c->rope_freq_base || L->rope_freq_scale != c->rope_freq_scale)
             f |= MODEL_FEAT_LAYER_ROPE;
     }
+    if (c->rope_scaling == MODEL_ROPE_SCALING_YARN) f |= MODEL_FEAT_ROPE_YARN;
     if (c->norm_w_offset != 0.0f) f |= MODEL_FEAT_NORM_OFFSET;
     if (c->act != MODEL_ACT_SILU) f |= MODEL_FEAT_GELU;
     if (c->rope_kind != MODEL_ROPE_NORM) f |= MODEL_FEAT_ROPE_NEOX;
@@ -101,6 +102,8 @@ void model_describe_features(const model *m, char *buf, size_t size) {
     }
     if (c->rope_scaling == MODEL_ROPE_SCALING_LINEAR)
         add(&b, "linear RoPE scaling x%g", 1.0 / c->rope_freq_scale);
+    if (f & MODEL_FEAT_ROPE_YARN)
+        add(&b, "YaRN RoPE scaling x%g from %d", 1.0 / c->rope_freq_scale, c->yarn_orig_ctx);
     if (f & MODEL_FEAT_ROPE_FACTORS) add(&b, "RoPE frequency factors");
     if (f & MODEL_FEAT_ROPE_NEOX) add(&b, "NeoX RoPE");
     if (f & MODEL_FEAT_QKV_BIAS) add(&b, "q/k/v biases");
