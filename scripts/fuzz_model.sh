@@ -32,7 +32,8 @@ write_if_changed "$ignore" 'src:*src/quant_*.c' 'src:*src/cpu/cpu_kernels.c' \
     'src:*src/cpu/cpu_qdot*.c' 'src:*src/cpu/cpu_matmul.c' 'src:*src/cpu/cpu_attention.c'
 fuzz_build "$bin" "-include $compat -D__builtin_cpu_supports(f)=m40_fuzz_cpu_supports(f) \
     -Dtarget_clones(...)= -fsanitize-coverage-ignorelist=$ignore -lcjson -lpcre2-8 -lm -lpthread" \
-    fuzz/fuzz_model.c src/*.c src/cpu/*.c src/nocuda/*.c -- src/*.h src/cpu/*.h include/*.h
+    fuzz/fuzz_model.c src/*.c src/cpu/*.c src/nocuda/*.c src/model/arch/*.c -- src/*.h src/cpu/*.h \
+    src/model/arch/*.h include/*.h
 
 # seed corpus: tiny synthetic models the target writes itself (several weight
 # types, chat templates, a BPE vocabulary) and the smallest reference model;
