@@ -233,20 +233,25 @@ static size_t vecs_floats(const model *m) {
 }
 
 /* Distinct (RoPE base, scale, factors) of the layers, numbered in layer
- * order; writes each layer's number where lv is given. */
+ * order; writes each layer's number where lv is given. Each layer is
+ * compared with the first layer of each set so far (the architectures give
+ * at most two); -1 beyond CPU_ROPE_SETS. */
+enum { CPU_ROPE_SETS = 8 };
 static int rope_sets(const model *m, cpu_layer_vecs *lv) {
-    int n = 0;
+    int n = 0, first[CPU_ROPE_SETS];
     for (int il = 0; il < m->cfg.n_layer; il++) {
         const model_layer *L = &m->layers[il];
-        int j = 0;
-        while (j < il) {
-            const model_layer *P = &m->layers[j];
+        int set = 0;
+        for (; set < n; set++) {
+            const model_layer *P = &m->layers[first[set]];
             if (P->rope_base == L->rope_base && P->rope_freq_scale == L->rope_freq_scale &&
                 P->rope_factors == L->rope_factors)
                 break;
-            j++;
         }
-        int set = j < il ? (lv ? lv[j].rope_set : -1) : n++;
+        if (set == n) {
+            if (n == CPU_ROPE_SETS) return -1;
+            first[n++] = il;
+        }
         if (lv) lv[il].rope_set = set;
     }
     return n ? n : 1;
@@ -332,6 +337,12 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     cb->att = xcalloc(n * (size_t)cb->q_dim, sizeof(float), acct);
     cb->hb = xcalloc(n * (size_t)c->n_ff, sizeof(float), acct);
     cb->n_rope_sets = rope_sets(m, NULL);
+    if (cb->n_rope_sets < 0) {
+        cpu_destroy(&cb->base);
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "cpu backend: more than %d distinct RoPE settings across the layers",
+                       CPU_ROPE_SETS);
+    }
     cb->rope = xcalloc((size_t)cb->n_rope_sets * n * (size_t)(c->n_rot > 0 ? c->n_rot : 1),
                        sizeof(float), acct);
     cb->wbuf = xcalloc(T * 2 * CPU_MM_TILE * (size_t)cb->max_in, sizeof(float), acct);
