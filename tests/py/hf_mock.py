@@ -39,8 +39,10 @@ class HFMock:
         self.status_for = {}  # path prefix -> HTTP status answered instead
         self.require_token = None  # bearer token required by every route
         self.chunk_delay = 0.0  # seconds between 64 KiB chunks (slow server)
-        self.log = []
+        self._log = []
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.active = 0  # requests being answered
         self.server = None
 
     # ---- content ----
@@ -53,14 +55,21 @@ class HFMock:
     def sha(self, repo, path):
         return self.repos[repo][path].sha
 
+    @property
+    def log(self):
+        """Every request so far, once none is being answered: a handler
+        records its request after the last byte went out, which a client
+        may have read (and exited on) just before (at most 5 s)."""
+        with self.idle:
+            self.idle.wait_for(lambda: self.active == 0, timeout=5)
+            return list(self._log)
+
     def sent_for(self, suffix):
         """Body bytes sent for requests whose path ends with suffix."""
-        with self.lock:
-            return sum(e["sent"] for e in self.log if e["path"].endswith(suffix))
+        return sum(e["sent"] for e in self.log if e["path"].endswith(suffix))
 
     def requests(self, prefix=""):
-        with self.lock:
-            return [e for e in self.log if e["path"].startswith(prefix)]
+        return [e for e in self.log if e["path"].startswith(prefix)]
 
     # ---- life ----
     def start(self):
@@ -73,10 +82,10 @@ class HFMock:
                 pass
 
             def do_GET(self):
-                mock._handle(self)
+                mock._counted(self)
 
             def do_HEAD(self):
-                mock._handle(self)
+                mock._counted(self)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -91,9 +100,19 @@ class HFMock:
             self.server = None
 
     # ---- requests ----
+    def _counted(self, h):
+        with self.lock:
+            self.active += 1
+        try:
+            self._handle(h)
+        finally:
+            with self.idle:
+                self.active -= 1
+                self.idle.notify_all()
+
     def _record(self, h, status, sent):
         with self.lock:
-            self.log.append({"method": h.command, "path": urllib.parse.urlsplit(h.path).path,
+            self._log.append({"method": h.command, "path": urllib.parse.urlsplit(h.path).path,
                              "range": h.headers.get("Range"), "status": status, "sent": sent,
                              "auth": h.headers.get("Authorization")})
 
