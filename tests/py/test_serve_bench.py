@@ -78,6 +78,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             k = s.count
             s.inflight += 1
             s.max_inflight = max(s.max_inflight, s.inflight)
+        left = False
         try:
             if s.mode == "fail" and k % 4 == 0:
                 return self.send_json(500, {"error": {"message": "fake failure"}})
@@ -103,11 +104,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 p = len(pr) if isinstance(pr, list) else 1 + len(pr.split())
                 self.chunk(json.dumps({"choices": [], "usage": {
                     "prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n}}))
+            # out of flight before the client can see its end: it may open
+            # the next request as soon as it has read [DONE]
+            with s.lock:
+                s.inflight -= 1
+                left = True
             self.chunk("[DONE]")
             self.wfile.write(b"0\r\n\r\n")
         finally:
-            with s.lock:
-                s.inflight -= 1
+            if not left:
+                with s.lock:
+                    s.inflight -= 1
 
 
 @pytest.fixture
