@@ -41,19 +41,22 @@ def test_32_concurrent_equal_alone(srv):
 def test_shared_system_prompt_reuses_its_blocks(srv):
     words = ("the river runs past the old mill and the green hills where the sheep graze "
              "while the farmer counts them twice every morning before the sun is up ").split()
-    system = " ".join(words[i % len(words)] for i in range(1000))
+    # ~1,000 tokens; a shorter one in the sanitized build, whose CPU prefill
+    # is ~50x slower (the reuse is the same, block for block)
+    n_words, min_tokens = (160, 150) if sanitized() else (1000, 900)
+    system = " ".join(words[i % len(words)] for i in range(n_words))
     chat = "/v1/chat/completions"
 
     def ask(q):
         st, _, body = srv.request("POST", chat, {
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": q}],
-            "max_tokens": 2, "temperature": 0}, {"Content-Type": "application/json"})
+            "max_tokens": 2, "temperature": 0}, {"Content-Type": "application/json"}, timeout=600)
         assert st == 200, body
         return json.loads(body)["usage"]
 
     before = srv.metrics()
     u1 = ask("What is the first word?")
-    assert u1["prompt_tokens"] >= 900, u1  # ~1,000 tokens of shared system prompt
+    assert u1["prompt_tokens"] >= min_tokens, u1
     u2 = ask("And how many sheep are there?")
     cached = u2["prompt_tokens_details"]["cached_tokens"]
     # every full 16-token block of the shared part comes from the cache:
