@@ -192,16 +192,7 @@ static bool hf_list_visit(void *user, const char *path, const char *rel) {
     base = base ? base + 1 : rel;
     if (!model_file(base)) return true;
     if (c->n >= STORE_LIST_MAX) return false;
-    if (c->n == c->cap) {
-        int nc = c->cap ? c->cap * 2 : 8;
-        store_model *nv = realloc(c->v, (size_t)nc * sizeof *nv);
-        if (!nv) {
-            c->rc = err_set(M40LLM_ERR_OOM, "out of memory");
-            return false;
-        }
-        c->v = nv;
-        c->cap = nc;
-    }
+    if ((c->rc = store_models_reserve(&c->v, c->n, &c->cap))) return false;
     store_model *m = &c->v[c->n++];
     fill_found(m, c->origin, path, rel);
     char stem[256];

@@ -188,16 +188,7 @@ static bool list_visit(void *user, const char *root, const char *host, const cha
                        const char *model, const char *tag) {
     list_ctx *c = user;
     if (c->n >= STORE_LIST_MAX) return false;
-    if (c->n == c->cap) {
-        int nc = c->cap ? c->cap * 2 : 8;
-        store_model *nv = realloc(c->v, (size_t)nc * sizeof *nv);
-        if (!nv) {
-            c->rc = err_set(M40LLM_ERR_OOM, "out of memory");
-            return false;
-        }
-        c->v = nv;
-        c->cap = nc;
-    }
+    if ((c->rc = store_models_reserve(&c->v, c->n, &c->cap))) return false;
     if (load_one(root, host, ns, model, tag, &c->v[c->n]) == M40LLM_OK) c->n++;
     return true;
 }

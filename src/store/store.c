@@ -12,6 +12,16 @@
 #include "err.h"
 #include "store.h"
 
+int store_models_reserve(store_model **v, int n, int *cap) {
+    if (n < *cap) return M40LLM_OK;
+    int nc = *cap ? *cap * 2 : 8;
+    store_model *nv = realloc(*v, (size_t)nc * sizeof *nv);
+    if (!nv) return err_set(M40LLM_ERR_OOM, "out of memory");
+    *v = nv;
+    *cap = nc;
+    return M40LLM_OK;
+}
+
 int store_fmt(char *out, size_t size, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -72,6 +72,9 @@ typedef struct store_model {
 
 /* snprintf for paths and names that are cut at the buffer's size (callers
  * compare the result with the size where a cut would matter). */
+/* Room for one more model in a listing's array v[n] of capacity *cap
+ * (doubling); M40LLM_ERR_OOM with the message set, v unchanged. */
+int store_models_reserve(store_model **v, int n, int *cap);
 int store_fmt(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- names (store_name.c) ---- */

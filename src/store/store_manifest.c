@@ -234,13 +234,8 @@ typedef struct model_vec {
 
 static int vec_push(model_vec *mv, const store_model *m) {
     if (mv->n >= STORE_LIST_MAX) return M40LLM_OK; /* listing is capped, not an error */
-    if (mv->n == mv->cap) {
-        int nc = mv->cap ? mv->cap * 2 : 8;
-        store_model *nv = realloc(mv->v, (size_t)nc * sizeof *nv);
-        if (!nv) return err_set(M40LLM_ERR_OOM, "out of memory");
-        mv->v = nv;
-        mv->cap = nc;
-    }
+    int rc = store_models_reserve(&mv->v, mv->n, &mv->cap);
+    if (rc) return rc;
     mv->v[mv->n++] = *m;
     return M40LLM_OK;
 }
