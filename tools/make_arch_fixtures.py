@@ -1,11 +1,21 @@
 #!/usr/bin/env python3
-"""Oracle fixtures for the architecture layer (issue 24), from Hugging Face
-transformers: for each architecture a tiny random model built from the real
-config class (features switched on), run in float64 on exactly the weights a
-GGUF stores (F32, and Q8_0 dequantized back), converted to GGUF with the gguf
-package's tensor-name maps as llama.cpp's converter does (llama Q/K rows
-permuted for its adjacent-pair RoPE, gemma norms stored as 1 + w), with the
-tokenizer of tests/fixtures/reference/synth-f32.gguf.
+"""Oracle fixtures for the architecture layer (issues 24 and 25), from Hugging
+Face transformers: for each architecture a tiny random model built from the
+real config class (features switched on), run in float64 on exactly the
+weights a GGUF stores (F32, and Q8_0 dequantized back), converted to GGUF with
+the gguf package's tensor-name maps as llama.cpp's converter does (llama Q/K
+rows permuted for its adjacent-pair RoPE, gemma norms stored as 1 + w; the
+experts' fused gate_up_proj split into ffn_gate_exps / ffn_up_exps, the router
+kept F32), with the tokenizer of tests/fixtures/reference/synth-f32.gguf.
+
+Mixture-of-experts cases (qwen3moe, mixtral) get a routing that exercises the
+top-k selection: in every layer one pair of experts is an exact copy (router
+row and weights: their logits tie exactly, and whichever of the two a top-k
+takes gives the same output, so torch.topk's unspecified tie order does not
+matter) and one pair has router rows a small step apart (near-ties between
+different experts). A seed is kept only if no top-k boundary between
+different experts is closer than MOE_GAP in router logits, over the prompt
+and the greedy path: the selection is then well defined.
 
 Writes tests/fixtures/arch/NAME.{gguf,exact.bin,tokens.json} in the format of
 tests/fixtures/reference (README there): logits [48][512] float32 for the same
@@ -30,6 +40,9 @@ REF = os.path.join(ROOT, "tests", "fixtures", "reference")
 N_GREEDY = 16
 V, E, F, H, HKV, NL = 512, 64, 128, 4, 2, 3
 WINDOW = 8  # shorter than the 48-token sequence
+FE = 32  # one expert's FFN width
+MOE_GAP = 2e-3  # smallest router-logit gap allowed at a top-k boundary
+NEAR_STEP = 0.1  # router-row step of the near-tie pair (logit gap ~ NEAR_STEP)
 
 
 def tokens():
@@ -41,7 +54,7 @@ def common(**kw):
     d = dict(vocab_size=V, hidden_size=E, intermediate_size=F, num_hidden_layers=NL,
              num_attention_heads=H, num_key_value_heads=HKV, max_position_embeddings=2048,
              rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-             attn_implementation="eager")
+             attn_implementation="eager", experts_implementation="eager")
     d.update(kw)
     return d
 
@@ -81,11 +94,38 @@ CASES = {
         tie_word_embeddings=False, sliding_window=WINDOW,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                          "partial_rotary_factor": 0.5})),
+    # Qwen3-30B-A3B's block: q/k norms, head size of its own, top-k of many
+    # experts with the k weights renormalised (norm_topk_prob)
+    "qwen3moe": ("qwen3moe", tf.Qwen3MoeConfig, tf.Qwen3MoeForCausalLM, common(
+        head_dim=32, tie_word_embeddings=False, moe_intermediate_size=FE, num_experts=8,
+        num_experts_per_tok=3, norm_topk_prob=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})),
+    # the raw softmax weights (norm_topk_prob false: qwen3moe.expert_weights_norm)
+    "qwen3moe-nonorm": ("qwen3moe", tf.Qwen3MoeConfig, tf.Qwen3MoeForCausalLM, common(
+        head_dim=32, tie_word_embeddings=True, moe_intermediate_size=FE, num_experts=6,
+        num_experts_per_tok=2, norm_topk_prob=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})),
+    # Mixtral: a llama file with experts (top-2 of 8, renormalised)
+    "mixtral": ("llama", tf.MixtralConfig, tf.MixtralForCausalLM, common(
+        intermediate_size=FE, tie_word_embeddings=False, num_local_experts=8,
+        num_experts_per_tok=2, rope_parameters={"rope_type": "default",
+                                                "rope_theta": 1000000.0})),
 }
 
 ARCH_ENUM = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2,
              "qwen3": gguf.MODEL_ARCH.QWEN3, "gemma2": gguf.MODEL_ARCH.GEMMA2,
-             "gemma3": gguf.MODEL_ARCH.GEMMA3, "phi3": gguf.MODEL_ARCH.PHI3}
+             "gemma3": gguf.MODEL_ARCH.GEMMA3, "phi3": gguf.MODEL_ARCH.PHI3,
+             "qwen3moe": gguf.MODEL_ARCH.QWEN3MOE}
+
+
+def n_experts(cfg):
+    return getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None) or 0
+
+
+def moe_pairs(n_exp, il):
+    """Layer il's exact-copy pair and near-tie pair of experts."""
+    a = il % n_exp
+    return (a, (a + 1) % n_exp), ((a + 2) % n_exp, (a + 3) % n_exp)
 
 
 def randomize(model, arch, rng):
@@ -101,6 +141,8 @@ def randomize(model, arch, rng):
                 v = 0.1 * rng.standard_normal(shape)
             else:
                 std = 0.5 / math.sqrt(shape[-1])
+                if name.endswith("mlp.gate.weight"):
+                    std = 2.0 / math.sqrt(shape[-1])  # decisive routing: weights far from 1/k
                 if "embed_tokens" in name:
                     # tied: the LM head too, whose logits would otherwise be
                     # dominated by the input token (gemma also scales the
@@ -108,6 +150,15 @@ def randomize(model, arch, rng):
                     std = 0.5 / math.sqrt(E) if model.config.tie_word_embeddings else 0.5
                 v = std * rng.standard_normal(shape)
             p.copy_(torch.from_numpy(v))
+        if n_experts(model.config):
+            for il, layer in enumerate(model.model.layers):
+                (a, b), (c, d) = moe_pairs(n_experts(model.config), il)
+                router, ex = layer.mlp.gate.weight, layer.mlp.experts
+                router[b] = router[a]
+                ex.gate_up_proj[b] = ex.gate_up_proj[a]
+                ex.down_proj[b] = ex.down_proj[a]
+                step = NEAR_STEP / math.sqrt(E) * rng.standard_normal(E)
+                router[d] = router[c] + torch.from_numpy(step)
 
 
 def llama_permute(w, n_head):
@@ -124,6 +175,9 @@ def store(model, arch, qtype):
     out = []
     with torch.no_grad():
         for name, p in model.named_parameters():
+            if name.endswith("experts.gate_up_proj") or name.endswith("experts.down_proj"):
+                out += store_experts(name, p, qtype)
+                continue
             gname = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
             if gname is None:
                 raise SystemExit(f"{arch}: no GGUF name for {name}")
@@ -135,6 +189,11 @@ def store(model, arch, qtype):
                 out.append((gname, s, None))
                 continue
             w32 = w.astype(np.float32)
+            if name.endswith("mlp.gate.weight"):
+                # the router stays F32 (llama.cpp's converter and quantizer keep it)
+                out.append((gname, w32, None))
+                p.copy_(torch.from_numpy(w32.astype(np.float64)))
+                continue
             if arch == "llama" and name.endswith("q_proj.weight"):
                 w32 = llama_permute(w32, H)
             elif arch == "llama" and name.endswith("k_proj.weight"):
@@ -152,6 +211,32 @@ def store(model, arch, qtype):
                 deq = llama_permute_inv(deq, HKV)
             p.copy_(torch.from_numpy(deq.astype(np.float64)))
     return out
+
+
+def quantized(w32, qtype):
+    """(stored data, its qtype or None, the values it decodes to)."""
+    if qtype == gguf.GGMLQuantizationType.Q8_0:
+        q = gguf.quants.quantize(w32, qtype)
+        return q, qtype, gguf.quants.dequantize(q, qtype).reshape(w32.shape)
+    return w32, None, w32
+
+
+def store_experts(name, p, qtype):
+    """experts.gate_up_proj [n_expert][2 FE][E] -> ffn_gate_exps, ffn_up_exps
+    (gate rows first: transformers chunks gate, up); experts.down_proj
+    [n_expert][E][FE] -> ffn_down_exps. numpy's [n_expert][rows][cols] is
+    GGUF's ne = {cols, rows, n_expert}."""
+    il = int(name.split(".")[2])
+    w32 = p.detach().numpy().astype(np.float32)
+    if name.endswith("down_proj"):
+        data, qt, deq = quantized(w32, qtype)
+        p.copy_(torch.from_numpy(deq.astype(np.float64)))
+        return [(f"blk.{il}.ffn_down_exps.weight", data, qt)]
+    half = w32.shape[1] // 2
+    g, qg, gd = quantized(np.ascontiguousarray(w32[:, :half]), qtype)
+    u, qu, ud = quantized(np.ascontiguousarray(w32[:, half:]), qtype)
+    p.copy_(torch.from_numpy(np.concatenate([gd, ud], axis=1).astype(np.float64)))
+    return [(f"blk.{il}.ffn_gate_exps.weight", g, qg), (f"blk.{il}.ffn_up_exps.weight", u, qu)]
 
 
 def llama_permute_inv(w, n_head):
@@ -202,7 +287,14 @@ def write_gguf(path, arch, cfg, tensors, extra_tensors):
     w.add_context_length(2048)
     w.add_embedding_length(E)
     w.add_block_count(NL)
-    w.add_feed_forward_length(F)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    if n_experts(cfg):
+        w.add_expert_count(n_experts(cfg))
+        w.add_expert_used_count(cfg.num_experts_per_tok)
+        if arch == "qwen3moe":
+            w.add_expert_feed_forward_length(cfg.moe_intermediate_size)
+            if not cfg.norm_topk_prob:  # llama.cpp's default for qwen3moe is true
+                w.add_expert_weights_norm(False)
     w.add_head_count(H)
     w.add_head_count_kv(HKV)
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
@@ -249,6 +341,38 @@ def margin(row):
     return s[-1] - s[-2]
 
 
+def routing_stats(model, ids):
+    """Over every position and layer of ids: the smallest router-logit gap
+    between a selected and an unselected expert that are not copies of each
+    other, how often the copied pair straddles the top-k boundary (an exact
+    tie decided by the tie rule), and how often the near-tie pair does with a
+    gap below 0.05."""
+    cfg = model.config
+    n_exp, k = n_experts(cfg), cfg.num_experts_per_tok
+    logits = []
+    hooks = [layer.mlp.gate.register_forward_hook(
+        lambda mod, inp, out, il=il: logits.append((il, out[0].detach().double().numpy())))
+        for il, layer in enumerate(model.model.layers)]
+    with torch.no_grad():
+        model(torch.tensor([ids]))
+    for h in hooks:
+        h.remove()
+    gap, ties, near = math.inf, 0, 0
+    for il, rows in logits:
+        (a, b), (c, d) = moe_pairs(n_exp, il)
+        for row in rows:
+            order = sorted(range(n_exp), key=lambda j: (-row[j], j))
+            sel, rest = order[:k], order[k:]
+            ties += (a in sel) != (b in sel)
+            if (c in sel) != (d in sel) and abs(row[c] - row[d]) < 0.05:
+                near += 1
+            for i in sel:
+                for j in rest:
+                    if {i, j} != {a, b}:
+                        gap = min(gap, row[i] - row[j])
+    return gap, ties, near
+
+
 def build(name, qtype, seed, out_dir):
     arch, cfg_cls, model_cls, kw = CASES[name][:4]
     cfg = cfg_cls(**kw)
@@ -271,6 +395,12 @@ def build(name, qtype, seed, out_dir):
         path_margin.append(margin(row))
         nxt = int(np.argmax(row))
     path_margin = [margin(lg[-1])] + path_margin[:-1]
+    moe = {}
+    if n_experts(cfg):
+        gap, ties, near = routing_stats(model, seq)
+        moe = {"n_expert": n_experts(cfg), "n_expert_used": cfg.num_experts_per_tok,
+               "norm_topk": bool(getattr(cfg, "norm_topk_prob", True)),
+               "min_router_gap": float(gap), "boundary_ties": ties, "boundary_near_ties": near}
     tag = "q8_0" if qtype == gguf.GGMLQuantizationType.Q8_0 else "f32"
     base = os.path.join(out_dir, f"{name}-{tag}")
     write_gguf(base + ".gguf", arch, cfg, tensors, extra)
@@ -279,7 +409,8 @@ def build(name, qtype, seed, out_dir):
             "n_vocab": V, "logits_shape": [len(ids), V], "arch": arch,
             "transformers": tf.__version__, "seed": seed,
             "min_margin_prompt": float(min(margin(r) for r in lg)),
-            "min_margin_greedy": float(min(path_margin)), "rms_logits": float(np.sqrt((lg ** 2).mean()))}
+            "min_margin_greedy": float(min(path_margin)), "rms_logits": float(np.sqrt((lg ** 2).mean())),
+            **moe}
     with open(base + ".tokens.json", "w") as f:
         json.dump(meta, f)
         f.write("\n")
@@ -298,10 +429,21 @@ def main():
             # margin by at most 2e-4): the continuation is then well defined
             for seed in range(1, 20):
                 m = build(name, qt, seed, a.out)
-                if m["min_margin_greedy"] > 2e-3:
+                # MoE: also a top-k selection far from every boundary, and
+                # the exact and near ties actually met
+                if m["min_margin_greedy"] > 2e-3 and (
+                        "n_expert" not in m or (m["min_router_gap"] > MOE_GAP and
+                                                m["boundary_ties"] > 0 and
+                                                m["boundary_near_ties"] > 0)):
                     break
+            else:
+                raise SystemExit(f"{name}: no seed in 1..19 meets the margins")
+            extra = ""
+            if "n_expert" in m:
+                extra = (f" router gap {m['min_router_gap']:.1e} ties {m['boundary_ties']}"
+                         f" near {m['boundary_near_ties']}")
             print(f"{m['model']:24s} seed {seed} rms {m['rms_logits']:.3f} "
-                  f"margins {m['min_margin_prompt']:.1e}/{m['min_margin_greedy']:.1e}")
+                  f"margins {m['min_margin_prompt']:.1e}/{m['min_margin_greedy']:.1e}{extra}")
 
 
 if __name__ == "__main__":
