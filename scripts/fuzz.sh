@@ -12,8 +12,9 @@ out="${M40LLM_FUZZ_DIR:-build-fuzz}"
 mkdir -p "$out"
 bin="$out/fuzz_gguf"
 . scripts/fuzz_common.sh
-fuzz_build "$bin" "" fuzz/fuzz_gguf.c src/gguf_parse.c src/gguf_meta.c src/quant_types.c src/err.c \
-    src/fileio.c -- src/gguf.h src/gguf_internal.h src/quant.h src/fileio.h
+fuzz_build "$bin" "" fuzz/fuzz_gguf.c src/gguf/gguf_parse.c src/gguf/gguf_meta.c \
+    src/quant/quant_types.c src/err.c src/gguf/fileio.c -- src/gguf/gguf.h src/gguf/gguf_internal.h \
+    src/quant/quant.h src/gguf/fileio.h
 
 # seed corpus: the small fixtures and their first kilobytes (headers, metadata)
 corpus=$(mktemp -d)

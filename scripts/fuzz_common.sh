@@ -39,6 +39,7 @@ fuzz_build() {
         # shellcheck disable=SC2086  # LIBS is a list of flags
         "$cc" -std=c17 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
             -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-            -Iinclude -Isrc "${srcs[@]}" $libs -o "$bin"
+            -Iinclude -Isrc -Isrc/gguf -Isrc/quant -Isrc/model -Isrc/text -Isrc/engine \
+            "${srcs[@]}" $libs -o "$bin"
     fi
 }

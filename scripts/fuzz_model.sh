@@ -28,11 +28,14 @@ write_if_changed() { # keeps the mtime, so fuzz_build does not rebuild for nothi
     if cmp -s "$1.new" "$1"; then rm "$1.new"; else mv "$1.new" "$1"; fi
 }
 write_if_changed "$compat" 'int m40_fuzz_cpu_supports(const char *feature);'
-write_if_changed "$ignore" 'src:*src/quant_*.c' 'src:*src/cpu/cpu_kernels.c' \
+write_if_changed "$ignore" 'src:*src/quant/quant_*.c' 'src:*src/cpu/cpu_kernels.c' \
     'src:*src/cpu/cpu_qdot*.c' 'src:*src/cpu/cpu_matmul.c' 'src:*src/cpu/cpu_attention.c'
 fuzz_build "$bin" "-include $compat -D__builtin_cpu_supports(f)=m40_fuzz_cpu_supports(f) \
     -Dtarget_clones(...)= -fsanitize-coverage-ignorelist=$ignore -lcjson -lpcre2-8 -lm -lpthread" \
-    fuzz/fuzz_model.c src/*.c src/cpu/*.c src/nocuda/*.c src/model/arch/*.c -- src/*.h src/cpu/*.h \
+    fuzz/fuzz_model.c src/*.c src/gguf/*.c src/quant/*.c src/model/*.c src/text/*.c \
+    src/engine/generate.c src/engine/sampler.c src/engine/stop.c src/engine/conversation.c \
+    src/cpu/*.c src/nocuda/*.c src/model/arch/*.c -- src/*.h src/gguf/*.h src/quant/*.h src/model/*.h \
+    src/text/*.h src/engine/generate.h src/engine/sampler.h src/engine/conversation.h src/cpu/*.h \
     src/model/arch/*.h include/*.h
 
 # seed corpus: tiny synthetic models the target writes itself (several weight

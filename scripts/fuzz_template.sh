@@ -15,8 +15,8 @@ out="${M40LLM_FUZZ_DIR:-build-fuzz}"
 mkdir -p "$out"
 bin="$out/fuzz_template"
 . scripts/fuzz_common.sh
-fuzz_build "$bin" "-lcjson -lm" fuzz/fuzz_template.c src/jinja_*.c src/err.c -- \
-    src/jinja.h src/jinja_int.h src/jinja_parse.h
+fuzz_build "$bin" "-lcjson -lm" fuzz/fuzz_template.c src/text/jinja_*.c src/err.c -- \
+    src/text/jinja.h src/text/jinja_int.h src/text/jinja_parse.h
 
 # seed corpus: the bombs and the fixture templates; new inputs go there too
 # and vanish with it

@@ -25,9 +25,10 @@ printf 'fun:%s\n' tok_hash tok_strmap_get tok_buf_put tok_buf_resize tok_ids_pus
 # keeps the mtime when unchanged, so that fuzz_build does not rebuild for nothing
 if cmp -s "$ignore.new" "$ignore"; then rm "$ignore.new"; else mv "$ignore.new" "$ignore"; fi
 fuzz_build "$bin" "-fsanitize-coverage-ignorelist=$ignore -lpcre2-8 -lm" fuzz/fuzz_tokenizer.c \
-    src/tokenizer*.c src/gguf_parse.c src/gguf_meta.c src/quant_types.c src/fileio.c src/err.c \
-    src/model/arch/*.c -- "$ignore" src/tokenizer.h src/tokenizer_int.h src/gguf.h \
-    src/gguf_internal.h src/fileio.h src/err.h src/model/arch/*.h
+    src/text/tokenizer*.c src/gguf/gguf_parse.c src/gguf/gguf_meta.c src/quant/quant_types.c \
+    src/gguf/fileio.c src/err.c src/model/arch/*.c -- "$ignore" src/text/tokenizer.h \
+    src/text/tokenizer_int.h src/gguf/gguf.h src/gguf/gguf_internal.h src/gguf/fileio.h src/err.h \
+    src/model/arch/*.h
 
 # seeds: [vocab][flags][decode flags] + text. Chat prompts whose user part
 # (between \x02 toggles) carries special text, for each vocab and mask layout,

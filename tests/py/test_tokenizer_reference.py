@@ -123,7 +123,7 @@ def tokenize_stdin(model, text):
 
 def corpus():
     parts = [(ROOT / "tests" / "data" / "ppl-sample.txt"),
-             *sorted((ROOT / "src").glob("tokenizer*.c"))]
+             *sorted((ROOT / "src" / "text").glob("tokenizer*.c"))]
     text = "".join(p.read_text(encoding="utf-8") for p in parts if p.exists())
     text += ("Ünïcödé façade naïve — “quotes” 'n' don't I'll we've 3.14159 1,000,000 "
              "日本語のテキスト 中文文本 한국어 텍스트 Привет мир 😀👍🏽🦙 \t\t  \n\n\n  end")

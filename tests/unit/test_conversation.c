@@ -1,4 +1,4 @@
-/* The conversation module (src/conversation.c): history kept turn by turn
+/* The conversation module (src/engine/conversation.c): history kept turn by turn
  * gives the same ids as one stateless render of the same messages; message
  * text never becomes a control token; raw mode marks the model's answers
  * untrusted; bad messages are rejected; undo restores the previous ids.

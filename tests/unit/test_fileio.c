@@ -1,4 +1,4 @@
-/* src/fileio.c: special files refused without blocking, read caps, and
+/* src/gguf/fileio.c: special files refused without blocking, read caps, and
  * output through a temporary that never removes what it did not create. */
 #include <dirent.h>
 #include <errno.h>
