@@ -3,7 +3,7 @@
  * (as in a real decode step), and prints the achieved DRAM bandwidth.
  *
  *   m40-gemv-bench [--shape 7b|smollm2] [--only qkv,down,...]
- *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged,staged2,staged4,persist]
+ *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged,persist]
  *                  [--iters N] [--device N] [--hot] [--graph]
  *
  * Weight bytes are random (timing does not depend on the values). Each
@@ -19,6 +19,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "backend.h"
 #include "cuda/cuda_internal.h"
 #include "m40llm.h"
 #include "quant.h"
@@ -108,7 +109,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s [--shape 7b|smollm2] [--types q4_0,...] "
-                    "[--kernels auto,warp,staged,staged2,staged4,persist] [--iters N] [--device N] "
+                    "[--kernels auto,warp,staged,persist] [--iters N] [--device N] "
                     "[--hot] [--graph]\n",
                     argv[0]);
             return 2;
@@ -167,16 +168,14 @@ int main(int argc, char **argv) {
             snprintf(kbuf, sizeof kbuf, "%s", kernels);
             char *ksave = NULL;
             for (char *ks = strtok_r(kbuf, ",", &ksave); ks; ks = strtok_r(NULL, ",", &ksave)) {
-                int kc = gemv_kernel_from_name(ks);
+                int kc = backend_gemv_kernel_from_name(ks);
                 if (kc < 0) {
-                    fprintf(stderr,
-                            "unknown kernel %s (auto, warp, staged, staged2, staged4, persist)\n",
-                            ks);
+                    fprintf(stderr, "unknown kernel %s (auto, warp, staged, persist)\n", ks);
                     return 2;
                 }
-                gemv_set_kernel(kc);
                 gemv_args a;
                 memset(&a, 0, sizeof a);
+                a.kernel = kc;
                 a.x = x;
                 a.ldx = b->cols;
                 a.nb = 1;
@@ -233,7 +232,6 @@ int main(int argc, char **argv) {
                        graph ? " graph" : "", us, (double)one / (us * 1e3));
                 fflush(stdout);
             }
-            gemv_set_kernel(GEMV_KERNEL_AUTO);
             for (int c = 0; c < nc * nm; c++) cudaFree(bases[c]);
             free(ms);
             free(bases);

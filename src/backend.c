@@ -108,3 +108,22 @@ int backend_check_blocks(const backend *b, int seq, const int32_t *blocks, int n
                        dup);
     return M40LLM_OK;
 }
+
+int backend_gemv_kernel_from_name(const char *name) {
+    static const char *const names[] = {"auto", "warp", "staged", "persist"};
+    for (int i = 0; name && i < (int)(sizeof names / sizeof names[0]); i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
+void backend_params_env(backend_params *p) {
+    const char *v = getenv("M40LLM_PREFILL_GEMM");
+    if (v && !strcmp(v, "f16")) p->prefill_gemm = BACKEND_GEMM_F16;
+    if (v && !strcmp(v, "f32")) p->prefill_gemm = BACKEND_GEMM_F32;
+    v = getenv("M40LLM_CUDA_GRAPHS");
+    if (v && !strcmp(v, "0")) p->no_graphs = true;
+    v = getenv("M40LLM_PROFILE");
+    if (v && !strcmp(v, "1")) p->profile = true;
+    int k = backend_gemv_kernel_from_name(getenv("M40LLM_GEMV"));
+    if (k >= 0) p->gemv_kernel = k;
+}

@@ -37,6 +37,14 @@ typedef struct backend_entry {
 
 typedef enum backend_kv_type { BACKEND_KV_F32 = 0, BACKEND_KV_F16 = 1 } backend_kv_type;
 
+/* Prefill GEMM operands: f16 where tensor cores exist (sm_70+), f32 on
+ * Maxwell (AUTO), or forced. */
+typedef enum backend_gemm {
+    BACKEND_GEMM_AUTO = 0,
+    BACKEND_GEMM_F16 = 1,
+    BACKEND_GEMM_F32 = 2
+} backend_gemm;
+
 typedef struct backend_params {
     int n_ctx;       /* positions per sequence */
     int n_seq_max;   /* sequences held at once */
@@ -59,7 +67,25 @@ typedef struct backend_params {
                          * and every other buffer are allocated (cuBLAS may still take its
                          * workspace at the first prompt: leave room). 0: not given. The
                          * CPU backend ignores it */
+    /* CUDA developer switches (the CPU backend ignores them); the programs
+     * take them from the environment with backend_params_env */
+    backend_gemm prefill_gemm; /* operand type of the prefill GEMMs */
+    bool no_graphs;            /* decode steps launched kernel by kernel, not as CUDA graphs */
+    bool profile; /* synchronize after each kernel group, print the times at destroy (no graphs) */
+    int gemv_kernel; /* single-vector decode GEMV kernel: 0 chosen by shape, else forced (the
+                      * workbench's comparisons: backend_gemv_kernel_from_name) */
 } backend_params;
+
+/* Fills the developer switches of p from the environment:
+ *   M40LLM_PREFILL_GEMM=f16|f32   prefill_gemm (default: f16 where tensor cores exist)
+ *   M40LLM_CUDA_GRAPHS=0          no_graphs
+ *   M40LLM_PROFILE=1              profile
+ *   M40LLM_GEMV=auto|warp|staged|persist   gemv_kernel
+ * Unset or unknown values leave the field as it is. */
+void backend_params_env(backend_params *p);
+/* "auto", "warp", "staged", "persist" -> 0..3 (the CUDA module's
+ * GEMV_KERNEL_*); -1 if unknown. */
+int backend_gemv_kernel_from_name(const char *name);
 
 typedef struct backend backend;
 

@@ -50,6 +50,7 @@ static uint64_t model_gpu_bytes(const model *m, const backend_params *p) {
 
 int cli_create_backend(const model *m, const char *device, backend_params *p, backend **out) {
     *out = NULL;
+    backend_params_env(p); /* the developer switches (backend.h) */
     bool want_cpu = device && !strcmp(device, "cpu");
     bool explicit_cuda = device && !strncmp(device, "cuda", 4);
     if (!want_cpu) {

@@ -324,8 +324,9 @@ int m40llm_attention_last_token(M40llmCudaContext *c, const M40llmKVCache *kv, i
     int32_t last[2] = {0, kv->len[layer] - 1};
     CUDA_TRY(cudaMemcpyAsync(c->idx, last, sizeof last, cudaMemcpyHostToDevice, c->decode));
     kv_view v = kv_layer(kv, layer);
-    rc = launch_attention(&pl, q, &v, c->idx, c->idx + 1, 1, 1.0f / sqrtf((float)kv->hd),
-                          c->partial, c->att_count, out, kv->len[layer] - 1, c->decode);
+    attn_mods md = {1.0f / sqrtf((float)kv->hd), 0.0f, 0};
+    rc = launch_attention(&pl, q, &v, c->idx, c->idx + 1, 1, &md, c->partial, c->att_count, out,
+                          kv->len[layer] - 1, c->decode);
     if (rc) return rc;
     CUDA_TRY(cudaStreamSynchronize(c->decode)); /* `last` is on this stack frame */
     return M40LLM_OK;

@@ -1,4 +1,5 @@
-/* Causal GQA attention over the paged KV cache, split along the sequence
+/* Causal GQA attention over the paged KV cache (optionally windowed and
+ * soft-capped), split along the sequence
  * (flash-decoding): block (kv head, split, entry) scores its chunk of
  * positions for the query heads of that KV head (K/V read once per group)
  * and keeps the chunk's max and sum; the last split block of an entry to
@@ -87,7 +88,7 @@ template <int F16> struct kv8 {
 template <int F16, int GM, bool PRE, int AT_THREADS>
 __global__ void __launch_bounds__(AT_THREADS)
     k_attn(attn_plan pl, const float *q, kv_view kv, const int32_t *seqs, const int32_t *poss,
-           float scale, float *partial, unsigned *counters, float *out) {
+           attn_mods md, float *partial, unsigned *counters, float *out) {
     extern __shared__ float sm[];
     const int G = pl.n_head / pl.n_kv, hd = pl.hd, chunk = pl.chunk, ngr = (G + GM - 1) / GM;
     const int kvh = blockIdx.x / ngr, g0 = (blockIdx.x % ngr) * GM;
@@ -108,7 +109,7 @@ __global__ void __launch_bounds__(AT_THREADS)
     const int h0 = kvh * G + g0;                               /* first query head of the block */
     int L = min(len - s0, chunk);
     const float *qe = q + ((size_t)e * pl.n_head + h0) * hd;
-    for (int i = tid; i < Gb * hd; i += AT_THREADS) qs[i] = qe[i] * scale;
+    for (int i = tid; i < Gb * hd; i += AT_THREADS) qs[i] = qe[i] * md.scale;
     const int32_t *pt = kv.page_table + (int64_t)seq * kv.pages_per_seq;
     const int sh = kv.page_shift;
     for (int p = tid; p < L; p += AT_THREADS) {
@@ -188,14 +189,26 @@ __global__ void __launch_bounds__(AT_THREADS)
         }
     }
     __syncthreads();
-    /* softmax numerators within the chunk: one warp per query head */
+    /* softmax numerators within the chunk: one warp per query head (the
+     * scores soft-capped and masked outside the window first) */
+    /* a sliding window's first key: positions before it are masked (a split
+     * wholly before it keeps max -inf and sum 0, weight 0 in the merge) */
+    const int lo = md.window > 0 && len > md.window ? len - md.window : 0;
     for (int g = warp; g < Gb; g += AT_THREADS / 32) {
         float m = -INFINITY;
+        if (md.softcap > 0.0f || lo > s0) {
+            for (int p = lane; p < L; p += 32) {
+                float v = sc[g * chunk + p];
+                if (md.softcap > 0.0f) v = md.softcap * tanhf(v / md.softcap);
+                sc[g * chunk + p] = s0 + p < lo ? -INFINITY : v;
+            }
+            __syncwarp();
+        }
         for (int p = lane; p < L; p += 32) m = fmaxf(m, sc[g * chunk + p]);
         m = dev_warp_max(m);
         float l = 0.0f;
         for (int p = lane; p < L; p += 32) {
-            float ev = expf(sc[g * chunk + p] - m);
+            float ev = m == -INFINITY ? 0.0f : expf(sc[g * chunk + p] - m);
             sc[g * chunk + p] = ev;
             l += ev;
         }
@@ -325,11 +338,13 @@ extern "C" size_t attention_counters(const attn_plan *p, int n) {
 }
 
 extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_view *kv,
-                                const int32_t *seq, const int32_t *pos, int n, float scale,
+                                const int32_t *seq, const int32_t *pos, int n, const attn_mods *md,
                                 float *partial, unsigned *counters, float *out, int max_pos,
                                 cudaStream_t st) {
     if (n <= 0) return M40LLM_OK;
     if (n > 65535) return err_set(M40LLM_ERR_INVALID_ARG, "attention: %d entries > 65535", n);
+    if (!md || md->window < 0 || !(md->softcap >= 0.0f))
+        return err_set(M40LLM_ERR_INVALID_ARG, "attention: bad window or soft-cap");
     if (kv->n_kv != p->n_kv || kv->hd != p->hd)
         return err_set(M40LLM_ERR_INVALID_ARG, "attention: cache has %d x %d, plan %d x %d",
                        kv->n_kv, kv->hd, p->n_kv, p->hd);
@@ -340,7 +355,7 @@ extern "C" int launch_attention(const attn_plan *p, const float *q, const kv_vie
     if (max_pos >= 0 && max_pos / p->chunk + 1 < nl) nl = max_pos / p->chunk + 1;
     dim3 grid((unsigned)(attention_counters(p, 1)), (unsigned)nl, (unsigned)n);
 #define AT_LAUNCH(F, G, P, T)                                                                      \
-    k_attn<F, G, P, T><<<grid, T, smem, st>>>(*p, q, *kv, seq, pos, scale, partial, counters, out)
+    k_attn<F, G, P, T><<<grid, T, smem, st>>>(*p, q, *kv, seq, pos, *md, partial, counters, out)
 #define AT_LAUNCH_T(F, G, P) (p->threads == 512 ? AT_LAUNCH(F, G, P, 512) : AT_LAUNCH(F, G, P, 128))
     const bool pre = n <= M40_GEMV_MAX_B; /* decode: the V rows asked for early */
     if (kv->f16 && gm == 4)

@@ -98,20 +98,69 @@ static int up_one(uploader *u, gpu_matrix *m, const model_tensor *t) {
     return up_matrix(u, m, &t, 1);
 }
 
-static int up_norm(uploader *u, float **dst, const model_tensor *t) {
-    int64_t n = t->ne[0];
+/* Vectors (norm gains, biases) as one f32 array on the device: the parts
+ * end to end, each + offset (gemma's (1 + w) norms). *dst stays NULL when
+ * the first part is absent (an optional vector). */
+static int up_vecs(uploader *u, float **dst, const model_tensor *const *parts, int n_parts,
+                   float offset) {
+    *dst = NULL;
+    if (!model_has(parts[0])) return M40LLM_OK;
+    int64_t n = 0;
+    for (int i = 0; i < n_parts; i++) n += parts[i]->ne[0];
     float *tmp = malloc((size_t)n * sizeof(float));
     if (!tmp) return err_set(M40LLM_ERR_OOM, "out of host memory");
-    int rc = quant_dequantize_row(t->type, t->data, tmp, n);
-    if (!rc) rc = cb_alloc(u->cb, (size_t)n * sizeof(float), t->name, (void **)dst);
+    int rc = M40LLM_OK;
+    for (int i = 0, at = 0; i < n_parts && !rc; at += (int)parts[i]->ne[0], i++) {
+        rc = quant_dequantize_row(parts[i]->type, parts[i]->data, tmp + at, parts[i]->ne[0]);
+        if (rc) err_prefix(rc, "%s", parts[i]->name);
+    }
+    for (int64_t i = 0; offset != 0.0f && i < n; i++) tmp[i] += offset;
+    if (!rc) rc = cb_alloc(u->cb, (size_t)n * sizeof(float), parts[0]->name, (void **)dst);
     if (!rc) {
         cudaError_t e = cudaMemcpyAsync(*dst, tmp, (size_t)n * sizeof(float),
                                         cudaMemcpyHostToDevice, u->cb->st);
         if (e == cudaSuccess) e = cudaStreamSynchronize(u->cb->st); /* tmp is freed next */
-        if (e != cudaSuccess) rc = cuda_fail(e, "copy of a norm vector", __FILE__, __LINE__);
+        if (e != cudaSuccess) rc = cuda_fail(e, "copy of a vector", __FILE__, __LINE__);
     }
     free(tmp);
     return rc;
+}
+
+static int up_vec(uploader *u, float **dst, const model_tensor *t, float offset) {
+    return up_vecs(u, dst, &t, 1, offset);
+}
+
+/* YaRN's correction range in dimension pairs for a RoPE base, as the CPU
+ * backend's (cpu_attention.c) */
+static void yarn_range(const model_config *c, float base, float *lo, float *hi) {
+    const double n = c->n_rot, lb = 2.0 * log((double)base), two_pi = 2.0 * 3.14159265358979323846;
+    double a = floor(n * log(c->yarn_orig_ctx / (c->yarn_beta_fast * two_pi)) / lb);
+    double b = ceil(n * log(c->yarn_orig_ctx / (c->yarn_beta_slow * two_pi)) / lb);
+    *lo = (float)(a > 0 ? a : 0);
+    *hi = (float)(b < n - 1 ? b : n - 1);
+}
+
+/* A layer's RoPE and attention settings from the model description. */
+static void layer_settings(cuda_backend *cb, const model_layer *L, cuda_layer *G) {
+    const model_config *c = &cb->base.model->cfg;
+    rope_cfg *r = &G->rope;
+    memset(r, 0, sizeof *r);
+    r->n_head = c->n_head;
+    r->n_kv = c->n_head_kv;
+    r->hd = c->head_dim;
+    r->n_rot = c->n_rot;
+    r->base = L->rope_base;
+    r->scale = L->rope_freq_scale;
+    r->neox = c->rope_kind == MODEL_ROPE_NEOX;
+    r->factors = L->rope_factors ? cb->rope_freqs : NULL;
+    if (c->rope_scaling == MODEL_ROPE_SCALING_YARN) {
+        r->yarn = 1;
+        r->factors = NULL; /* the CPU's YaRN angle has no factors either */
+        yarn_range(c, L->rope_base, &r->yarn_lo, &r->yarn_hi);
+        r->mscale = c->yarn_attn_factor;
+    }
+    G->att = (attn_mods){c->attn_scale, c->attn_softcap, L->n_swa};
+    G->qkv_epilogue = !G->bqkv && !G->q_norm && !r->neox;
 }
 
 static size_t max_sz(size_t a, size_t b) {
@@ -134,7 +183,9 @@ static int upload_weights(cuda_backend *cb) {
     rc = up_one(&u, &cb->tok_embd, &m->tok_embd);
     if (!rc && !m->tied_output) rc = up_one(&u, &cb->output, &m->output);
     if (!rc && m->tied_output) cb->output = cb->tok_embd;
-    if (!rc) rc = up_norm(&u, &cb->output_norm, &m->output_norm);
+    const float off = c->norm_w_offset;
+    if (!rc) rc = up_vec(&u, &cb->output_norm, &m->output_norm, off);
+    if (!rc) rc = up_vec(&u, &cb->rope_freqs, &m->rope_freqs, 0.0f);
     for (int l = 0; l < c->n_layer && !rc; l++) {
         const model_layer *L = &m->layers[l];
         cuda_layer *G = &cb->layers[l];
@@ -151,8 +202,20 @@ static int upload_weights(cuda_backend *cb) {
         if (!rc) rc = up_one(&u, &G->w_gate, &L->w_gate);
         if (!rc) rc = up_one(&u, &G->w_up, &L->w_up);
         if (!rc) rc = up_one(&u, &G->w_down, &L->w_down);
-        if (!rc) rc = up_norm(&u, &G->attn_norm, &L->attn_norm);
-        if (!rc) rc = up_norm(&u, &G->ffn_norm, &L->ffn_norm);
+        if (!rc) rc = up_vec(&u, &G->attn_norm, &L->attn_norm, off);
+        if (!rc) rc = up_vec(&u, &G->ffn_norm, &L->ffn_norm, off);
+        if (!rc) rc = up_vec(&u, &G->post_attn_norm, &L->post_attn_norm, off);
+        if (!rc) rc = up_vec(&u, &G->post_ffn_norm, &L->post_ffn_norm, off);
+        if (!rc) rc = up_vec(&u, &G->q_norm, &L->q_norm, off);
+        if (!rc) rc = up_vec(&u, &G->k_norm, &L->k_norm, off);
+        if (!rc) rc = up_vec(&u, &G->bo, &L->bo, 0.0f);
+        if (!rc) {
+            const model_tensor *b[3] = {&L->bq, &L->bk, &L->bv};
+            rc = up_vecs(&u, &G->bqkv, b, 3, 0.0f);
+        }
+        if (!rc && (!G->q_norm) != (!G->k_norm))
+            rc = err_set(M40LLM_ERR_UNSUPPORTED, "layer %d: a q norm without a k norm", l);
+        if (!rc) layer_settings(cb, L, G);
     }
     /* the staging buffer goes back now: it is the size of the largest tensor */
     if (u.staging) {
@@ -256,10 +319,11 @@ static int alloc_buffers(cuda_backend *cb) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if ((rc = cb_alloc(cb, bufs[i].bytes, bufs[i].what, bufs[i].dst))) return rc;
     CUDA_TRY(cudaMemsetAsync(cb->att_count, 0, (cnt > cnt_dec ? cnt : cnt_dec) * 4, cb->st));
+    if ((rc = cb_alloc(cb, B * (cb->nq + 2 * cb->nkv) * 4, "activations", (void **)&cb->qkv)))
+        return rc;
+    if ((rc = cb_alloc(cb, B * c->n_embd * 4, "activations", (void **)&cb->y))) return rc;
     if (p->n_batch_max > M40_GEMV_MAX_B && cb->cublas) { /* prefill GEMM path */
         if ((rc = cb_alloc(cb, B * 2 * c->n_ff * 4, "activations", (void **)&cb->gu))) return rc;
-        if ((rc = cb_alloc(cb, B * (cb->nq + 2 * cb->nkv) * 4, "activations", (void **)&cb->qkv)))
-            return rc;
         size_t ws = dense_bytes(&cb->output, cb->gemm_f16);
         for (int l = 0; l < c->n_layer; l++) {
             const cuda_layer *G = &cb->layers[l];
@@ -477,9 +541,15 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
     if (c->head_dim % 2 || c->n_rot > c->head_dim || c->n_rot % 2)
         return err_set(M40LLM_ERR_UNSUPPORTED, "cuda backend: head dim %d, rope dims %d",
                        c->head_dim, c->n_rot);
-    /* the GPU block is the plain llama block: a model whose description asks
-     * for more is refused by name (callers fall back to the CPU) */
-    const uint32_t extra = model_features(m);
+    /* a model whose description asks for more than the GPU block has is
+     * refused by name (callers fall back to the CPU) */
+    const uint32_t supported =
+        MODEL_FEAT_QKV_BIAS | MODEL_FEAT_O_BIAS | MODEL_FEAT_QK_NORM | MODEL_FEAT_POST_NORMS |
+        MODEL_FEAT_NORM_OFFSET | MODEL_FEAT_GELU | MODEL_FEAT_ROPE_NEOX | MODEL_FEAT_ROPE_FACTORS |
+        MODEL_FEAT_LAYER_ROPE | MODEL_FEAT_SWA | MODEL_FEAT_EMBD_SCALE | MODEL_FEAT_ATTN_SCALE |
+        MODEL_FEAT_ATTN_SOFTCAP | MODEL_FEAT_FINAL_SOFTCAP | MODEL_FEAT_WIDE_ATTN |
+        MODEL_FEAT_ROPE_YARN;
+    const uint32_t extra = model_features(m) & ~supported;
     if (extra) {
         uint32_t bit = extra & -extra;
         return err_set(M40LLM_ERR_UNSUPPORTED,
@@ -518,15 +588,11 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
     if (cudaGetDeviceProperties(&prop, p->device) != cudaSuccess) prop.major = 5;
     /* f16 GEMM operands pay where tensor cores exist (sm_70+); on Maxwell both
      * run on the FP32 units, so keep the exact f32 operands there */
-    cb->gemm_f16 = prop.major >= 7;
-    const char *env = getenv("M40LLM_PREFILL_GEMM");
-    if (env && !strcmp(env, "f32")) cb->gemm_f16 = 0;
-    if (env && !strcmp(env, "f16")) cb->gemm_f16 = 1;
-    env = getenv("M40LLM_CUDA_GRAPHS");
-    cb->use_graphs = !(env && !strcmp(env, "0"));
-    env = getenv("M40LLM_PROFILE");
-    cb->profile = env && !strcmp(env, "1");
-    if (cb->profile) cb->use_graphs = 0;
+    cb->gemm_f16 = p->prefill_gemm == BACKEND_GEMM_AUTO ? prop.major >= 7
+                                                        : p->prefill_gemm == BACKEND_GEMM_F16;
+    cb->profile = p->profile;
+    cb->use_graphs = !p->no_graphs && !p->profile;
+    cb->gemv_kernel = p->gemv_kernel;
     rc = upload_weights(cb);
     if (!rc) rc = alloc_buffers(cb);
     if (!rc) {

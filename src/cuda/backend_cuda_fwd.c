@@ -1,11 +1,16 @@
-/* The CUDA forward pass over one batch part.
+/* The CUDA forward pass over one batch part: the transformer block written
+ * once against the model description (model.h), in two executions.
  *
  * Up to 8 entries (decode, batched decode): matrix-vector kernels that read
- * each weight once for all entries, with RMSNorm, rope + KV store, SwiGLU
- * and the residual adds fused into them; the whole step is captured once
- * per batch shape as a CUDA graph and replayed. More entries (prefill):
- * RMSNorm, dequantized weights and cuBLAS GEMMs with FP32 accumulation,
- * the residual added by the GEMM (beta = 1). Logits only for the entries
+ * each weight once for all entries, with RMSNorm, rope + KV store (plain
+ * layers), SwiGLU/GeGLU and the residual adds fused into them; the whole
+ * step is captured once per batch shape as a CUDA graph and replayed. More
+ * entries (prefill): RMSNorm, dequantized weights and cuBLAS GEMMs with
+ * FP32 accumulation, the residual added by the GEMM (beta = 1). Both take
+ * the variants' extra steps where a layer has them: QKV biases, q/k norms
+ * and NeoX RoPE in launch_rope_store after the product; an output bias or
+ * post-norm through launch_residual; the embedding scale; windowed and
+ * soft-capped attention; final soft-capping. Logits only for the entries
  * that ask, argmax on the GPU. */
 #include <math.h>
 #include <stdio.h>
@@ -52,8 +57,9 @@ void cuda_profile_report(const cuda_backend *cb) {
                     100 * cb->prof_ns[i] / (tot > 0 ? tot : 1));
 }
 
-static qkv_out layer_qkv(cuda_backend *cb, int l, int n) {
+static qkv_out layer_qkv(cuda_backend *cb, int l) {
     const model_config *c = &cb->base.model->cfg;
+    const cuda_layer *L = &cb->layers[l];
     qkv_out o;
     memset(&o, 0, sizeof o);
     o.kv.k = cb->kv + (size_t)l * 2 * cb->kv_layer_bytes;
@@ -64,18 +70,16 @@ static qkv_out layer_qkv(cuda_backend *cb, int l, int n) {
     o.kv.hd = c->head_dim;
     o.kv.f16 = cb->base.params.kv_type == BACKEND_KV_F16;
     o.kv.page_shift = cb->page_shift;
-    o.rope.n_head = c->n_head;
-    o.rope.n_kv = c->n_head_kv;
-    o.rope.hd = c->head_dim;
-    o.rope.n_rot = c->n_rot;
-    o.rope.base = c->rope_freq_base;
-    o.rope.scale = c->rope_freq_scale;
+    o.rope = L->rope;
     int B = cb->base.params.n_batch_max;
     o.seq = cb->d_in + B;
     o.pos = cb->d_in + 2 * B;
     o.q = cb->q;
     o.ldq = cb->nq;
-    (void)n;
+    o.bias = L->bqkv;
+    o.q_norm = L->q_norm;
+    o.k_norm = L->k_norm;
+    o.eps = c->rms_eps;
     return o;
 }
 
@@ -84,6 +88,8 @@ static int gv(cuda_backend *cb, const gpu_matrix *w, const gpu_matrix *w2, const
               const qkv_out *qo, int64_t row0) {
     gemv_args a;
     memset(&a, 0, sizeof a);
+    a.act = cb->base.model->cfg.act == MODEL_ACT_GELU_TANH;
+    a.kernel = cb->gemv_kernel;
     a.w = w;
     a.w2 = w2;
     a.x = x;
@@ -99,35 +105,71 @@ static int gv(cuda_backend *cb, const gpu_matrix *w, const gpu_matrix *w2, const
     return PROF(cb, PG_GEMV, launch_gemv(&a, cb->st));
 }
 
+/* After the LM head: soft-capping, then argmax on the GPU when asked. */
+static int logits_tail(cuda_backend *cb, int n_out, int argmax) {
+    const model_config *c = &cb->base.model->cfg;
+    const int V = c->n_vocab;
+    int rc = M40LLM_OK;
+    if (c->final_softcap > 0.0f)
+        rc = PROF(cb, PG_HEAD, launch_softcap(cb->logits, V, n_out, V, c->final_softcap, cb->st));
+    if (!rc && argmax)
+        rc = PROF(cb, PG_HEAD, launch_argmax(cb->logits, V, n_out, V, cb->d_ids, cb->st));
+    return rc;
+}
+
+/* The block's output y (bias, post-norm) added into the residual stream
+ * x, when the layer has either; else the product adds into x itself. */
+static int residual(cuda_backend *cb, const float *bias, const float *post, int n) {
+    const int E = cb->base.model->cfg.n_embd;
+    return PROF(
+        cb, PG_ELEM,
+        launch_residual(cb->x, E, cb->y, E, bias, post, cb->base.model->cfg.rms_eps, n, E, cb->st));
+}
+
 /* the decode step's kernels, n <= 8 entries; also what a graph captures */
 static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
     const model_config *c = &cb->base.model->cfg;
     const int E = c->n_embd, F = c->n_ff, B = cb->base.params.n_batch_max;
-    const float scale = 1.0f / sqrtf((float)c->head_dim);
+    const int ld_qkv = cb->nq + 2 * cb->nkv, act = c->act == MODEL_ACT_GELU_TANH;
     /* short contexts: one split of a 128-thread block, no merge (512
      * threads cost ~1 us a layer more there: H200, 7B Q4_0 tg16) */
     const int dec1 = cb->att_max_pos >= 0 && cb->att_max_pos < cb->plan_dec1.chunk;
     int rc = PROF(cb, PG_EMBD, launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st));
+    if (!rc && c->embd_scale != 1.0f)
+        rc = PROF(cb, PG_ELEM, launch_scale(cb->x, E, n, E, c->embd_scale, cb->st));
     for (int l = 0; l < c->n_layer && !rc; l++) {
         const cuda_layer *L = &cb->layers[l];
-        qkv_out o = layer_qkv(cb, l, n);
+        qkv_out o = layer_qkv(cb, l);
+        /* norm + QKV (+ rope + KV store in the epilogue, or after) */
+        const int mode = L->qkv_epilogue ? GEMV_QKV : GEMV_STORE;
+        float *dq = L->qkv_epilogue ? NULL : cb->qkv;
         if (L->qkv_fused) {
-            rc = gv(cb, &L->wqkv, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o, 0);
+            rc = gv(cb, &L->wqkv, NULL, cb->x, E, n, L->attn_norm, dq, ld_qkv, mode, &o, 0);
         } else {
-            rc = gv(cb, &L->wq, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o, 0);
+            rc = gv(cb, &L->wq, NULL, cb->x, E, n, L->attn_norm, dq, ld_qkv, mode, &o, 0);
             if (!rc)
-                rc = gv(cb, &L->wk, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o, cb->nq);
+                rc = gv(cb, &L->wk, NULL, cb->x, E, n, L->attn_norm, dq ? dq + cb->nq : NULL,
+                        ld_qkv, mode, &o, cb->nq);
             if (!rc)
-                rc = gv(cb, &L->wv, NULL, cb->x, E, n, L->attn_norm, NULL, 0, GEMV_QKV, &o,
-                        cb->nq + cb->nkv);
+                rc = gv(cb, &L->wv, NULL, cb->x, E, n, L->attn_norm,
+                        dq ? dq + cb->nq + cb->nkv : NULL, ld_qkv, mode, &o, cb->nq + cb->nkv);
         }
+        if (!rc && !L->qkv_epilogue)
+            rc = PROF(cb, PG_ELEM, launch_rope_store(cb->qkv, ld_qkv, n, &o, cb->st));
         if (!rc)
             rc = PROF(cb, PG_ATTN,
                       launch_attention(dec1 ? &cb->plan_dec1 : &cb->plan_dec, cb->q, &o.kv, o.seq,
-                                       o.pos, n, scale, cb->partial, cb->att_count, cb->att,
+                                       o.pos, n, &L->att, cb->partial, cb->att_count, cb->att,
                                        cb->att_max_pos, cb->st));
-        if (!rc) rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
+        /* output projection + residual */
+        if (!rc && (L->bo || L->post_attn_norm)) {
+            rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->y, E, GEMV_STORE, NULL, 0);
+            if (!rc) rc = residual(cb, L->bo, L->post_attn_norm, n);
+        } else if (!rc) {
+            rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
+        }
         if (rc) break;
+        /* norm + gate/up + activation */
         if (L->w_gate.type == L->w_up.type) {
             rc = gv(cb, &L->w_gate, &L->w_up, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_SWIGLU, NULL,
                     0);
@@ -138,9 +180,15 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
                     gv(cb, &L->w_up, NULL, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_STORE, NULL, 0);
             if (!rc)
                 rc = PROF(cb, PG_ELEM,
-                          launch_swiglu(cb->xn, cb->h, F, n, F, cb->h, NULL, F, cb->st));
+                          launch_swiglu(cb->xn, cb->h, F, n, F, act, cb->h, NULL, F, cb->st));
         }
-        if (!rc) rc = gv(cb, &L->w_down, NULL, cb->h, F, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
+        /* down + residual */
+        if (!rc && L->post_ffn_norm) {
+            rc = gv(cb, &L->w_down, NULL, cb->h, F, n, NULL, cb->y, E, GEMV_STORE, NULL, 0);
+            if (!rc) rc = residual(cb, NULL, L->post_ffn_norm, n);
+        } else if (!rc) {
+            rc = gv(cb, &L->w_down, NULL, cb->h, F, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
+        }
     }
     if (rc || n_out == 0) return rc;
     rc = PROF(cb, PG_ELEM,
@@ -148,10 +196,7 @@ static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
     if (!rc)
         rc = gv(cb, &cb->output, NULL, cb->xo, E, n_out, cb->output_norm, cb->logits, c->n_vocab,
                 GEMV_STORE, NULL, 0);
-    if (!rc && argmax)
-        rc = PROF(cb, PG_HEAD,
-                  launch_argmax(cb->logits, c->n_vocab, n_out, c->n_vocab, cb->d_ids, cb->st));
-    return rc;
+    return rc ? rc : logits_tail(cb, n_out, argmax);
 }
 
 /* weight operand of a prefill GEMM: in place when its type is the operand type */
@@ -180,13 +225,15 @@ static int gemm(cuda_backend *cb, const gpu_matrix *w, const void *act, int n, f
 static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
     const model_config *c = &cb->base.model->cfg;
     const int E = c->n_embd, F = c->n_ff, B = cb->base.params.n_batch_max, V = c->n_vocab;
-    const int ld_qkv = cb->nq + 2 * cb->nkv;
-    const float scale = 1.0f / sqrtf((float)c->head_dim), eps = c->rms_eps;
+    const int ld_qkv = cb->nq + 2 * cb->nkv, act_kind = c->act == MODEL_ACT_GELU_TANH;
+    const float eps = c->rms_eps;
     const void *act = cb->gemm_f16 ? (const void *)cb->a16 : (const void *)cb->xn;
     int rc = PROF(cb, PG_EMBD, launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st));
+    if (!rc && c->embd_scale != 1.0f)
+        rc = PROF(cb, PG_ELEM, launch_scale(cb->x, E, n, E, c->embd_scale, cb->st));
     for (int l = 0; l < c->n_layer && !rc; l++) {
         const cuda_layer *L = &cb->layers[l];
-        qkv_out o = layer_qkv(cb, l, n);
+        qkv_out o = layer_qkv(cb, l);
         rc = PROF(cb, PG_ELEM,
                   launch_rmsnorm(cb->x, NULL, E, L->attn_norm, eps, n, E,
                                  cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E,
@@ -200,14 +247,19 @@ static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         if (!rc) rc = PROF(cb, PG_ELEM, launch_rope_store(cb->qkv, ld_qkv, n, &o, cb->st));
         if (!rc)
             rc = PROF(cb, PG_ATTN,
-                      launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, scale, cb->partial,
-                                       cb->att_count, cb->att, cb->att_max_pos, cb->st));
+                      launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, &L->att,
+                                       cb->partial, cb->att_count, cb->att, cb->att_max_pos,
+                                       cb->st));
         if (!rc && cb->gemm_f16)
             rc = PROF(cb, PG_ELEM,
                       launch_to_f16(cb->att, cb->nq, n, cb->nq, cb->a16, cb->nq, cb->st));
-        if (!rc)
-            rc =
-                gemm(cb, &L->wo, cb->gemm_f16 ? (const void *)cb->a16 : cb->att, n, cb->x, E, 1.0f);
+        const void *att = cb->gemm_f16 ? (const void *)cb->a16 : cb->att;
+        if (!rc && (L->bo || L->post_attn_norm)) {
+            rc = gemm(cb, &L->wo, att, n, cb->y, E, 0.0f);
+            if (!rc) rc = residual(cb, L->bo, L->post_attn_norm, n);
+        } else if (!rc) {
+            rc = gemm(cb, &L->wo, att, n, cb->x, E, 1.0f);
+        }
         if (!rc)
             rc = PROF(cb, PG_ELEM,
                       launch_rmsnorm(cb->x, NULL, E, L->ffn_norm, eps, n, E,
@@ -217,11 +269,16 @@ static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         if (!rc) rc = gemm(cb, &L->w_up, act, n, cb->gu + F, 2 * F, 0.0f);
         if (!rc)
             rc = PROF(cb, PG_ELEM,
-                      launch_swiglu(cb->gu, cb->gu + F, 2 * F, n, F, cb->gemm_f16 ? NULL : cb->h,
-                                    cb->gemm_f16 ? cb->a16 : NULL, F, cb->st));
-        if (!rc)
-            rc = gemm(cb, &L->w_down, cb->gemm_f16 ? (const void *)cb->a16 : cb->h, n, cb->x, E,
-                      1.0f);
+                      launch_swiglu(cb->gu, cb->gu + F, 2 * F, n, F, act_kind,
+                                    cb->gemm_f16 ? NULL : cb->h, cb->gemm_f16 ? cb->a16 : NULL, F,
+                                    cb->st));
+        const void *hh = cb->gemm_f16 ? (const void *)cb->a16 : cb->h;
+        if (!rc && L->post_ffn_norm) {
+            rc = gemm(cb, &L->w_down, hh, n, cb->y, E, 0.0f);
+            if (!rc) rc = residual(cb, NULL, L->post_ffn_norm, n);
+        } else if (!rc) {
+            rc = gemm(cb, &L->w_down, hh, n, cb->x, E, 1.0f);
+        }
     }
     if (rc || n_out == 0) return rc;
     rc = PROF(cb, PG_ELEM,
@@ -236,9 +293,7 @@ static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
                                  cb->st));
         if (!rc) rc = gemm(cb, &cb->output, act, n_out, cb->logits, V, 0.0f);
     }
-    if (!rc && argmax)
-        rc = PROF(cb, PG_HEAD, launch_argmax(cb->logits, V, n_out, V, cb->d_ids, cb->st));
-    return rc;
+    return rc ? rc : logits_tail(cb, n_out, argmax);
 }
 
 static int graph_replay(cuda_backend *cb, int n, int n_out, int argmax) {

@@ -8,12 +8,24 @@
 #include "cuda_internal.h"
 #include "m40llm.h"
 
+/* One layer on the device: its weights, the vectors of its variants
+ * (NULL where the model has none; norm gains with the model's offset
+ * added) and its RoPE and attention settings. */
 typedef struct cuda_layer {
     gpu_matrix wqkv;       /* [q | k | v] rows when the three share a type */
     gpu_matrix wq, wk, wv; /* otherwise separate */
     bool qkv_fused;
+    /* the fused GEMV_QKV epilogue serves the layer (no bias, no q/k norm,
+     * adjacent-pair RoPE); else a product into qkv, then launch_rope_store */
+    bool qkv_epilogue;
     gpu_matrix wo, w_gate, w_up, w_down;
-    float *attn_norm, *ffn_norm; /* [n_embd] */
+    float *attn_norm, *ffn_norm;           /* [n_embd] */
+    float *bqkv;                           /* [nq + 2 nkv] q | k | v biases */
+    float *bo;                             /* [n_embd] output bias */
+    float *q_norm, *k_norm;                /* [head_dim] per-head gains */
+    float *post_attn_norm, *post_ffn_norm; /* [n_embd] */
+    rope_cfg rope;                         /* this layer's RoPE (base, scale, factors, YaRN) */
+    attn_mods att;                         /* scale, soft-cap, window */
 } cuda_layer;
 
 #define CUDA_GRAPH_CACHE 24
@@ -33,6 +45,7 @@ typedef struct cuda_backend {
     cuda_layer *layers;          /* [n_layer] */
     gpu_matrix tok_embd, output; /* output aliases tok_embd when tied */
     float *output_norm;          /* [n_embd] */
+    float *rope_freqs;           /* [n_rot / 2] frequency divisors, or NULL */
 
     void **allocs; /* every device allocation, freed by destroy */
     int n_allocs, cap_allocs;
@@ -64,7 +77,8 @@ typedef struct cuda_backend {
     float *att;          /* [B][nq] */
     float *h;            /* [B][n_ff] */
     float *gu;           /* [B][2 n_ff] gate | up (GEMM path) */
-    float *qkv;          /* [B][nq + 2 nkv] (GEMM path) */
+    float *qkv;          /* [B][nq + 2 nkv] QKV product before launch_rope_store */
+    float *y;            /* [B][n_embd] a block output before its bias / post-norm */
     float *xo;           /* [B][n_embd] rows that want logits */
     float *logits;       /* [B][n_vocab] */
     float *partial;      /* attention split partials */
@@ -80,7 +94,8 @@ typedef struct cuda_backend {
     int gemm_f16;    /* prefill GEMM operands in f16 (tensor cores) or f32 */
     int att_max_pos; /* of the batch part being run: bounds the attention grid */
     int use_graphs;
-    int profile;       /* M40LLM_PROFILE=1: time each kernel group (no graphs) */
+    int profile;       /* backend_params.profile: time each kernel group (no graphs) */
+    int gemv_kernel;   /* backend_params.gemv_kernel (GEMV_KERNEL_*) */
     double prof_ns[8]; /* per group, see backend_cuda_fwd.c */
     long prof_calls[8];
     double prof_t0; /* scratch of the PROF macro */

@@ -94,20 +94,33 @@ typedef struct kv_view {
     int page_shift; /* log2 of PAGE, positions per page */
 } kv_view;
 
+/* One layer's rotary embedding: pair i of the first n_rot dims of a head
+ * turns by pos * scale * base^(-2i/n_rot) [/ factors[i]]; with YaRN the
+ * angle mixes interpolated and extrapolated by pair (ramp from yarn_lo to
+ * yarn_hi) and cos/sin are multiplied by mscale. */
 typedef struct rope_cfg {
     int n_head, n_kv, hd, n_rot;
-    float base;  /* rope freq base */
-    float scale; /* linear position scale (1 = none) */
+    float base;           /* rope freq base of this layer */
+    float scale;          /* linear position scale (1 = none) */
+    int neox;             /* pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
+    const float *factors; /* [n_rot/2] frequency divisors (llama3, longrope), device, or NULL */
+    int yarn;             /* YaRN: yarn_lo, yarn_hi, mscale apply */
+    float yarn_lo, yarn_hi, mscale;
 } rope_cfg;
 
 /* Where q/k/v rows go after a QKV projection: q (roped) to q[b][n_head*hd],
- * k (roped) and v into the cache at (seq[b], pos[b]). */
+ * k (roped) and v into the cache at (seq[b], pos[b]). Before the rotation,
+ * optionally: a bias on the [q | k | v] row, an RMSNorm of each q and k
+ * head (launch_rope_store only; the fused GEMV epilogue has neither). */
 typedef struct qkv_out {
     kv_view kv;
     rope_cfg rope;
     const int32_t *seq, *pos; /* [nb], device */
     float *q;                 /* [nb][ldq] */
     int64_t ldq;
+    const float *bias;            /* [n_head*hd + 2*n_kv*hd] q|k|v bias, device, or NULL */
+    const float *q_norm, *k_norm; /* [hd] per-head RMSNorm gains, device, or NULL */
+    float eps;                    /* their epsilon */
 } qkv_out;
 
 typedef enum gemv_mode {
@@ -127,48 +140,51 @@ typedef struct gemv_args {
     float eps;          /* RMSNorm epsilon */
     float *y;           /* [nb][ldy] */
     int64_t ldy;
-    int mode;           /* gemv_mode */
-    const qkv_out *qkv; /* GEMV_QKV */
-    int64_t row0;       /* GEMV_QKV: index of w's row 0 within [q | k | v] rows */
+    int mode;               /* gemv_mode */
+    int act;                /* GEMV_SWIGLU: 0 SiLU (SwiGLU), 1 tanh GELU (GeGLU) */
+    const qkv_out *qkv;     /* GEMV_QKV */
+    int64_t row0;           /* GEMV_QKV: index of w's row 0 within [q | k | v] rows */
+    int kernel;             /* one vector: GEMV_KERNEL_* (AUTO: by shape and type) */
+    int persist_max_blocks; /* caps the persistent kernel's grid (0: none), so that tests can
+                             * give each warp many row groups */
 } gemv_args;
 
 #define M40_GEMV_MAX_B 8
 /* Matrix-vector products for decode: each weight read once for all nb vectors. */
 int launch_gemv(const gemv_args *a, cudaStream_t st);
-/* The single-vector kernel launch_gemv uses (to compare them in tests and
- * benchmarks): GEMV_KERNEL_AUTO picks by shape and type; STAGED is the
- * block-staged kernel (4 row streams per warp), STAGED2/STAGED4 force 2 or
- * 4; PERSIST the persistent kernel (types without a split dot, and wide x
- * outside a residual add, fall back to STAGED). The initial value comes
- * from M40LLM_GEMV=warp|staged|staged2|staged4|persist. */
+/* The single-vector kernel launch_gemv uses (gemv_args.kernel, to compare
+ * them in tests and the workbench): AUTO picks by shape and type; WARP the
+ * warp kernel, STAGED the block-staged kernel (4 row streams per warp),
+ * PERSIST the persistent kernel (types without a split dot, and wide x
+ * outside a residual add, fall back to STAGED). The numbers are those of
+ * backend_gemv_kernel_from_name (backend_params.gemv_kernel). */
 enum {
     GEMV_KERNEL_AUTO = 0,
     GEMV_KERNEL_WARP = 1,
     GEMV_KERNEL_STAGED = 2,
-    GEMV_KERNEL_STAGED2 = 3,
-    GEMV_KERNEL_STAGED4 = 4,
-    GEMV_KERNEL_PERSIST = 5
+    GEMV_KERNEL_PERSIST = 3
 };
-/* name -> GEMV_KERNEL_* ("auto", "warp", "staged", "staged2", "staged4", "persist"); -1 if unknown
- */
-int gemv_kernel_from_name(const char *name);
-void gemv_set_kernel(int choice);
-int gemv_kernel_choice(void);
-/* Caps the persistent kernel's grid at n blocks (0: none), so that tests
- * can give each warp many row groups. */
-void gemv_set_persist_max_blocks(int n);
-int gemv_persist_max_blocks(void);
 
 /* out[i][:] = x[i] / sqrt(mean(x[i]^2) + eps) * gamma, for n rows of dim;
  * out32 and/or out16 (f16 bits) may be NULL. x16 (f16 input) replaces x when set. */
 int launch_rmsnorm(const float *x, const uint16_t *x16, int64_t ldx, const float *gamma, float eps,
                    int n, int dim, float *out32, uint16_t *out16, int64_t ldo, cudaStream_t st);
-/* qkv[b] = [q | k | v] rows of n entries (ld elements apart) -> roped q into o->q, k/v into the
- * cache. */
+/* qkv[b] = [q | k | v] rows of n entries (ld elements apart) -> (bias, q/k
+ * norms,) roped q into o->q, k/v into the cache. */
 int launch_rope_store(const float *qkv, int64_t ld, int n, const qkv_out *o, cudaStream_t st);
-/* y[i][j] = silu(g[i][j]) * u[i][j]; y32 or y16 output (the other NULL). */
-int launch_swiglu(const float *g, const float *u, int64_t ldi, int n, int dim, float *y32,
+/* y[i][j] = act(g[i][j]) * u[i][j], act SiLU (act 0) or tanh GELU (act 1);
+ * y32 or y16 output (the other NULL). */
+int launch_swiglu(const float *g, const float *u, int64_t ldi, int n, int dim, int act, float *y32,
                   uint16_t *y16, int64_t ldo, cudaStream_t st);
+/* x[i] += post(y[i] + bias): the residual add of a block part whose output
+ * has a bias and/or its own RMSNorm (post: gain [dim], or NULL); y is
+ * left holding y + bias. */
+int launch_residual(float *x, int64_t ldx, float *y, int64_t ldy, const float *bias,
+                    const float *post, float eps, int n, int dim, cudaStream_t st);
+/* x[i][j] *= s (embedding scale). */
+int launch_scale(float *x, int64_t ldx, int n, int dim, float s, cudaStream_t st);
+/* x[i][j] = cap * tanh(x[i][j] / cap) (final logit soft-capping). */
+int launch_softcap(float *x, int64_t ldx, int n, int dim, float cap, cudaStream_t st);
 /* y16[i] = f16(x[i]) for rows of dim; ld in elements. */
 int launch_to_f16(const float *x, int64_t ldx, int n, int dim, uint16_t *y, int64_t ldy,
                   cudaStream_t st);
@@ -203,9 +219,17 @@ size_t attention_partial_floats(const attn_plan *p, int n);
 /* counters: attention_counters() unsigned ints, zero before the first
  * launch; each launch leaves them zero again. */
 size_t attention_counters(const attn_plan *p, int n);
+/* A layer's attention variants: q.k scale, soft-capping of the scores
+ * (softcap > 0: c * tanh(s / c)), sliding window (window > 0: keys
+ * pos - window + 1 .. pos). */
+typedef struct attn_mods {
+    float scale;
+    float softcap;
+    int window;
+} attn_mods;
 int launch_attention(const attn_plan *p, const float *q, const kv_view *kv, const int32_t *seq,
-                     const int32_t *pos, int n, float scale, float *partial, unsigned *counters,
-                     float *out, int max_pos, cudaStream_t st);
+                     const int32_t *pos, int n, const attn_mods *md, float *partial,
+                     unsigned *counters, float *out, int max_pos, cudaStream_t st);
 
 /* Fills n int32 with v0, v0+1, ... (identity page tables). */
 int launch_iota(int32_t *dst, int n, int32_t v0, cudaStream_t st);

@@ -88,4 +88,15 @@ static __device__ __forceinline__ float dev_silu(float g) {
     return g / (1.0f + expf(-g));
 }
 
+/* 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))), as the CPU's cpu_gelu_tanh */
+static __device__ __forceinline__ float dev_gelu_tanh(float g) {
+    const float k = 0.7978845608028654f;
+    return 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)));
+}
+
+/* The gated FFN's activation: SiLU (act 0) or tanh GELU (act 1). */
+static __device__ __forceinline__ float dev_act(float g, int act) {
+    return act ? dev_gelu_tanh(g) : dev_silu(g);
+}
+
 #endif

@@ -1,6 +1,7 @@
-/* Small per-row kernels: RMSNorm, SwiGLU, f16 conversion, row gather,
- * argmax, rope + KV store for prefill, iota. */
-#include "rope_kv.cuh"
+/* Small per-row kernels: RMSNorm, SwiGLU/GeGLU, f16 conversion, row
+ * gather, argmax, iota. (The block's other steps: block_ops.cu.) */
+#include "cuda_internal.h"
+#include "dev_common.cuh"
 
 /* ---- RMSNorm: one block per row ---- */
 __global__ void k_rmsnorm(const float *x, const uint16_t *x16, int64_t ldx, const float *gamma,
@@ -33,12 +34,12 @@ extern "C" int launch_rmsnorm(const float *x, const uint16_t *x16, int64_t ldx, 
     return M40LLM_OK;
 }
 
-/* ---- SwiGLU ---- */
-__global__ void k_swiglu(const float *g, const float *u, int64_t ldi, int dim, float *y32,
+/* ---- SwiGLU / GeGLU ---- */
+__global__ void k_swiglu(const float *g, const float *u, int64_t ldi, int dim, int act, float *y32,
                          uint16_t *y16, int64_t ldo) {
     int64_t row = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x) {
-        float v = dev_silu(g[row * ldi + i]) * u[row * ldi + i];
+        float v = dev_act(g[row * ldi + i], act) * u[row * ldi + i];
         if (y32)
             y32[row * ldo + i] = v;
         else
@@ -46,13 +47,13 @@ __global__ void k_swiglu(const float *g, const float *u, int64_t ldi, int dim, f
     }
 }
 
-extern "C" int launch_swiglu(const float *g, const float *u, int64_t ldi, int n, int dim,
+extern "C" int launch_swiglu(const float *g, const float *u, int64_t ldi, int n, int dim, int act,
                              float *y32, uint16_t *y16, int64_t ldo, cudaStream_t st) {
     if (n <= 0) return M40LLM_OK;
     if (n > 65535 || (!y32 && !y16))
         return err_set(M40LLM_ERR_INVALID_ARG, "swiglu: bad arguments");
     dim3 grid((unsigned)((dim + 255) / 256), (unsigned)n);
-    k_swiglu<<<grid, 256, 0, st>>>(g, u, ldi, dim, y32, y16, ldo);
+    k_swiglu<<<grid, 256, 0, st>>>(g, u, ldi, dim, act, y32, y16, ldo);
     CUDA_LAUNCHED("k_swiglu");
     return M40LLM_OK;
 }
@@ -143,28 +144,6 @@ extern "C" int launch_argmax(const float *logits, int64_t ld, int n, int n_vocab
     if (n <= 0) return M40LLM_OK;
     k_argmax<<<n, 256, 0, st>>>(logits, ld, n_vocab, ids);
     CUDA_LAUNCHED("k_argmax");
-    return M40LLM_OK;
-}
-
-/* ---- rope + KV store after a prefill QKV GEMM: one thread per (entry, pair) ---- */
-__global__ void k_rope_store(const float *qkv, int64_t ld, int pairs, qkv_out o) {
-    int b = blockIdx.y;
-    for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < pairs; p += gridDim.x * blockDim.x) {
-        int64_t gr = 2 * (int64_t)p;
-        qkv_epilogue(o, NULL, gr, b, qkv[b * ld + gr], qkv[b * ld + gr + 1]);
-    }
-}
-
-extern "C" int launch_rope_store(const float *qkv, int64_t ld, int n, const qkv_out *o,
-                                 cudaStream_t st) {
-    if (n <= 0) return M40LLM_OK;
-    if (n > 65535 || o->rope.hd % 2)
-        return err_set(M40LLM_ERR_INVALID_ARG, "rope_store: %d entries, head dim %d", n,
-                       o->rope.hd);
-    int pairs = (o->rope.n_head + 2 * o->rope.n_kv) * o->rope.hd / 2;
-    dim3 grid((unsigned)((pairs + 127) / 128), (unsigned)n);
-    k_rope_store<<<grid, 128, 0, st>>>(qkv, ld, pairs, *o);
-    CUDA_LAUNCHED("k_rope_store");
     return M40LLM_OK;
 }
 

@@ -117,7 +117,7 @@ template <int T, int MODE, int NR> static int gemv1_launch(const gemv_args *a, c
     if (a->qkv) qo = *a->qkv;
     gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
     k_gemv1<T, MODE, NR><<<grid, G1_THREADS, 0, st>>>(*a->w, w2, a->x, a->gamma, a->eps, a->y,
-                                                      a->mode == GEMV_ADD, qo, a->row0, kspan);
+                                                      gemv_flag(a), qo, a->row0, kspan);
     CUDA_LAUNCHED("k_gemv1");
     return M40LLM_OK;
 }

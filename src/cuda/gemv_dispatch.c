@@ -22,35 +22,6 @@ int gemv_run_float(const gemv_args *a, cudaStream_t st);
 int gemv_run_q32(const gemv_args *a, cudaStream_t st);
 int gemv_run_kq(const gemv_args *a, cudaStream_t st);
 
-static int g_gemv_kernel = -1, g_persist_max_blocks = 0;
-
-void gemv_set_kernel(int choice) {
-    g_gemv_kernel = choice;
-}
-
-void gemv_set_persist_max_blocks(int n) {
-    g_persist_max_blocks = n > 0 ? n : 0;
-}
-
-int gemv_persist_max_blocks(void) {
-    return g_persist_max_blocks;
-}
-
-int gemv_kernel_from_name(const char *name) {
-    static const char *const names[] = {"auto", "warp", "staged", "staged2", "staged4", "persist"};
-    for (int i = 0; name && i < (int)(sizeof names / sizeof names[0]); i++)
-        if (!strcmp(name, names[i])) return i;
-    return -1;
-}
-
-int gemv_kernel_choice(void) {
-    if (g_gemv_kernel < 0) {
-        int c = gemv_kernel_from_name(getenv("M40LLM_GEMV"));
-        g_gemv_kernel = c < 0 ? GEMV_KERNEL_AUTO : c;
-    }
-    return g_gemv_kernel;
-}
-
 int launch_gemv(const gemv_args *a, cudaStream_t st) {
     if (!a || !a->w || !a->x || a->nb < 1 || a->nb > M40_GEMV_MAX_B)
         return err_set(M40LLM_ERR_INVALID_ARG, "gemv: %d vectors (1..%d)", a ? a->nb : 0,

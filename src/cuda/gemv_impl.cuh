@@ -16,6 +16,11 @@
 template <int B> struct gv_chunk { static const int elems = B <= 4 ? 4096 / B : 1024; };
 /* kernel variants: PLAIN covers GEMV_STORE and GEMV_ADD (a runtime flag) */
 #define GV_PLAIN 0
+/* The kernels' runtime flag `add`: the residual add of PLAIN, the GELU
+ * activation (instead of SiLU) of SWIGLU. */
+static inline int gemv_flag(const gemv_args *a) {
+    return a->mode == GEMV_SWIGLU ? a->act != 0 : a->mode == GEMV_ADD;
+}
 static __host__ __device__ __forceinline__ int gv_padded(int elems) {
     return elems + (elems >> 5) * 4;
 }
@@ -235,7 +240,7 @@ __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
 #pragma unroll
             for (int b = 0; b < B; b++)
                 if (lane == r * B + b && b < nb && rbase + r < w.rows)
-                    y[b * ldy + rbase + r] = dev_silu(acc[r][b]) * acc[r + NR / 2][b];
+                    y[b * ldy + rbase + r] = dev_act(acc[r][b], add) * acc[r + NR / 2][b];
     } else if (MODE == GEMV_QKV) {
 #pragma unroll
         for (int p = 0; p < NR / 2; p++)
@@ -288,20 +293,16 @@ static int gemv_launch_tbmn(const gemv_args *a, cudaStream_t st) {
     if (a->qkv) qo = *a->qkv;
     gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
     k_gemv<T, B, MODE, NR><<<grid, GV_THREADS, smem, st>>>(*a->w, w2, a->x, a->ldx, a->nb, a->gamma,
-                                                           a->eps, a->y, a->ldy,
-                                                           a->mode == GEMV_ADD, qo, a->row0, kspan);
+                                                           a->eps, a->y, a->ldy, gemv_flag(a), qo,
+                                                           a->row0, kspan);
     CUDA_LAUNCHED("k_gemv");
     return M40LLM_OK;
 }
 
 /* Row streams per warp: 4. Two (more warps, more x reads per row) measured
  * slower on every 7B-shape product but F16 gate+up on an H200 (Q4_0
- * QKV 11.6 vs 11.4 us, down 22.7 vs 20.0 us); GEMV_KERNEL_STAGED2 keeps
- * it for comparison. Several vectors: 4. */
+ * QKV 11.6 vs 11.4 us, down 22.7 vs 20.0 us: bench/results/README.md). */
 template <int T, int B, int MODE> static int gemv_launch_tbm(const gemv_args *a, cudaStream_t st) {
-    const int NR2 = B == 1 ? 2 : 4;
-    if (B == 1 && gemv_kernel_choice() == GEMV_KERNEL_STAGED2)
-        return gemv_launch_tbmn<T, B, MODE, NR2>(a, st);
     return gemv_launch_tbmn<T, B, MODE, 4>(a, st);
 }
 
@@ -313,7 +314,7 @@ template <int T, int B> static int gemv_launch_tb(const gemv_args *a, cudaStream
 
 /* One vector's epilogue for a warp's NR finished sums (every lane holds
  * every sum; lane i writes output i): store, residual add (atomic when K
- * is split over blocks), SwiGLU, or rope + KV store. */
+ * is split over blocks), SwiGLU/GeGLU (add: GELU), or rope + KV store. */
 template <int MODE, int NR>
 static __device__ __forceinline__ void
 gv_store1(const float *acc, int lane, int64_t rbase, int64_t rows, float *y, int add, bool atomic,
@@ -321,7 +322,8 @@ gv_store1(const float *acc, int lane, int64_t rbase, int64_t rows, float *y, int
     if (MODE == GEMV_SWIGLU) {
 #pragma unroll
         for (int r = 0; r < NR / 2; r++)
-            if (lane == r && rbase + r < rows) y[rbase + r] = dev_silu(acc[r]) * acc[r + NR / 2];
+            if (lane == r && rbase + r < rows)
+                y[rbase + r] = dev_act(acc[r], add) * acc[r + NR / 2];
     } else if (MODE == GEMV_QKV) {
 #pragma unroll
         for (int p = 0; p < NR / 2; p++)
@@ -352,7 +354,7 @@ gv_store1(const float *acc, int lane, int64_t rbase, int64_t rows, float *y, int
  * inputs (7B Q4_0 gate/up 51 us staged vs 61 us warp). */
 template <int T> static int gemv_run_type(const gemv_args *a, cudaStream_t st) {
     if (a->nb > 1) return gemv_launch_tb<T, 8>(a, st); /* 2..8 vectors: the unused lanes zero */
-    const int c = gemv_kernel_choice();
+    const int c = a->kernel;
     if (c == GEMV_KERNEL_PERSIST || c == GEMV_KERNEL_AUTO) {
         int rc = gemvp_entry<T>::run(a, st);
         if (rc <= 0) return rc;

@@ -501,14 +501,14 @@ static int gemvp_launch(const gemv_args *a, cudaStream_t st) {
     int64_t warps = MODE == GEMV_SWIGLU ? (ngroups < cap_sl ? ngroups : cap_sl)
                                         : (ngroups + per_warp - 1) / per_warp;
     unsigned blocks = (unsigned)((warps + W - 1) / W);
-    int forced = gemv_persist_max_blocks();
+    int forced = a->persist_max_blocks;
     if (forced > 0 && blocks > (unsigned)forced) blocks = (unsigned)forced;
     qkv_out qo;
     memset(&qo, 0, sizeof qo);
     if (a->qkv) qo = *a->qkv;
     gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
     k_gemvp<T, MODE, NR, SPL, W, FULL><<<dim3(blocks, nsl), W * 32, smem, st>>>(
-        *a->w, w2, a->x, a->gamma, a->eps, a->y, a->mode == GEMV_ADD, qo, a->row0, (int)kspan);
+        *a->w, w2, a->x, a->gamma, a->eps, a->y, gemv_flag(a), qo, a->row0, (int)kspan);
     CUDA_LAUNCHED("k_gemvp");
     return M40LLM_OK;
 }

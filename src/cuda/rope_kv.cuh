@@ -1,6 +1,7 @@
-/* Rotary embedding (adjacent pairs, llama "normal" mode) and the store of
- * k/v into the paged KV cache: the epilogue of the QKV projection, shared by
- * the decode GEMV and the prefill rope kernel. */
+/* Rotary embedding and the store of k/v into the paged KV cache: the
+ * epilogue of the QKV projection (adjacent pairs, llama "normal" mode),
+ * shared by the decode GEMV and the prefill rope kernel, and the angle
+ * every rope kernel uses (linear scaling, frequency factors, YaRN). */
 #ifndef M40_ROPE_KV_CUH
 #define M40_ROPE_KV_CUH
 
@@ -31,6 +32,30 @@ static __device__ __forceinline__ qkv_slot qkv_slot_load(const qkv_out &o, int b
     return s;
 }
 
+/* sin and cos of pair i's angle at position pos (rope_cfg); the CPU
+ * backend computes the same in double (cpu_rope_table) */
+static __device__ __forceinline__ void rope_sincos(const rope_cfg &rc, int pos, int i, float *sn,
+                                                   float *cs) {
+    const float f = powf(rc.base, -(float)(2 * i) / (float)rc.n_rot);
+    float theta;
+    if (rc.yarn) {
+        /* extrapolated below pair yarn_lo, interpolated above yarn_hi */
+        float span = rc.yarn_hi - rc.yarn_lo;
+        float ramp = ((float)i - rc.yarn_lo) / (span > 0.001f ? span : 0.001f);
+        float mix = 1.0f - fminf(fmaxf(ramp, 0.0f), 1.0f);
+        float ex = (float)pos * f;
+        theta = ex * rc.scale * (1.0f - mix) + ex * mix;
+    } else {
+        theta = (float)pos * rc.scale * f;
+        if (rc.factors) theta /= rc.factors[i];
+    }
+    sincosf(theta, sn, cs);
+    if (rc.yarn) {
+        *sn *= rc.mscale;
+        *cs *= rc.mscale;
+    }
+}
+
 /* Row gr of [q | k | v] (gr even) and gr+1 of entry b hold v0, v1; pos is
  * the entry's position and base() its slot's base (qkv_slot_base), asked
  * for only by k and v rows. */
@@ -44,10 +69,9 @@ static __device__ __forceinline__ void qkv_epilogue_core(const qkv_out &o, int p
     int64_t rr = gr - (region == 0 ? 0 : region == 1 ? nq : nq + nk);
     int head = (int)(rr / hd), d = (int)(rr % hd);
     if (region < 2 && d < rc.n_rot) {
-        /* adjacent pair (d, d+1) rotated by pos * base^(-d/n_rot) */
-        float theta = (float)pos * rc.scale * powf(rc.base, -(float)d / (float)rc.n_rot);
+        /* adjacent pair (d, d+1) */
         float sn, cs;
-        sincosf(theta, &sn, &cs);
+        rope_sincos(rc, pos, d / 2, &sn, &cs);
         float a = v0 * cs - v1 * sn, c = v0 * sn + v1 * cs;
         v0 = a;
         v1 = c;

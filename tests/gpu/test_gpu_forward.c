@@ -1,5 +1,6 @@
 /* The CUDA backend against the float64 reference logits of every model in
- * tests/fixtures/reference (48 prompt positions x 512 logits):
+ * tests/fixtures/reference and tests/fixtures/arch (48 prompt positions x
+ * 512 logits):
  *   tier B (F16 KV cache): max |d| <= 5e-3, RMS <= 1e-3, greedy 16 == greedy_next_exact
  *   tier A (F32 KV cache, FP32 GEMM operands): max |d| <= 1e-4, RMS <= 2e-5
  * for token-by-token decode (CUDA graphs), 8 sequences decoded in one batch
@@ -92,13 +93,13 @@ static void compare(const ref_case *rc, const float *got, const char *what, doub
 
 static backend *open_backend(model *m, backend_kv_type kv, int n_seq, int n_batch,
                              const char *gemm) {
-    setenv("M40LLM_PREFILL_GEMM", gemm, 1);
     backend_params p = {.n_ctx = 128,
                         .n_seq_max = n_seq,
                         .n_batch_max = n_batch,
                         .n_threads = 1,
                         .device = 0,
-                        .kv_type = kv};
+                        .kv_type = kv,
+                        .prefill_gemm = strcmp(gemm, "f32") ? BACKEND_GEMM_F16 : BACKEND_GEMM_F32};
     backend *b = NULL;
     int rc = backend_cuda_create(m, &p, &b);
     CHECKF(rc == 0, "backend_cuda_create: %s", m40llm_last_error());
@@ -250,13 +251,8 @@ static void long_decode(const char *path) {
     }
     CHECKF(rc == 0, "cpu decode: %s", m40llm_last_error());
     if (cpu) backend_destroy(cpu);
-    /* the caller's setting comes back at the end; M40LLM_PROFILE turns
-     * graphs off whatever this says */
-    const char *env = getenv("M40LLM_CUDA_GRAPHS");
-    char *saved = env ? strdup(env) : NULL;
-    const char *note = getenv("M40LLM_PROFILE") ? " (off: M40LLM_PROFILE)" : "";
     for (int graphs = 1; graphs >= 0 && !rc; graphs--) {
-        setenv("M40LLM_CUDA_GRAPHS", graphs ? "1" : "0", 1);
+        p.no_graphs = !graphs;
         backend *b = NULL;
         if (backend_cuda_create(m, &p, &b)) {
             CHECKF(0, "backend_cuda_create: %s", m40llm_last_error());
@@ -273,8 +269,8 @@ static void long_decode(const char *path) {
             }
         }
         CHECKF(ok, "long decode: %s", m40llm_last_error());
-        printf("  long decode, %d positions, graphs %d%s: max |d| %.2e (position %d)\n", LONG_T,
-               graphs, graphs ? note : "", worst, at);
+        printf("  %s: long decode, %d positions, graphs %d: max |d| %.2e (position %d)\n", path,
+               LONG_T, graphs, worst, at);
         CHECKF(worst <= 5e-3, "long decode (graphs %d): max |d| %.3g at position %d", graphs, worst,
                at);
         /* sequence 1 from the start while sequence 0 (cleared) runs again:
@@ -300,19 +296,14 @@ static void long_decode(const char *path) {
         free(two);
         backend_destroy(b);
     }
-    if (saved)
-        setenv("M40LLM_CUDA_GRAPHS", saved, 1);
-    else
-        unsetenv("M40LLM_CUDA_GRAPHS");
-    free(saved);
     free(ref), free(got);
     model_free(m);
 }
 
-int main(void) {
-    gpu_test_require_device();
+/* every case of a fixture folder; at least `expected` of them */
+static void run_dir(const char *rel, int expected) {
     char dir[1024];
-    check_fixture("reference", dir, sizeof dir);
+    check_fixture(rel, dir, sizeof dir);
     DIR *d = opendir(dir);
     if (!d) SKIP("no fixtures at %s", dir);
     struct dirent *de;
@@ -331,8 +322,24 @@ int main(void) {
         n++;
     }
     closedir(d);
-    CHECKF(n >= 14, "found %d reference models (expected 14)", n);
-    char path[1024];
+    CHECKF(n >= expected, "found %d models in %s (expected %d)", n, rel, expected);
+}
+
+int main(void) {
+    gpu_test_require_device();
+    /* the llama block (synthetic models), then each architecture's
+     * variants (transformers fixtures, issue 24) */
+    run_dir("reference", 14);
+    run_dir("arch", 16);
+    char dir[1024], path[1024];
+    check_fixture("arch", dir, sizeof dir);
+    /* past the windows of gemma3 (8 positions, local/global layers) and
+     * phi3 (every layer): splits wholly outside the window */
+    snprintf(path, sizeof path, "%s/gemma3-q8_0.gguf", dir);
+    long_decode(path);
+    snprintf(path, sizeof path, "%s/phi3-q8_0.gguf", dir);
+    long_decode(path);
+    check_fixture("reference", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/synth-q8_0.gguf", dir);
     long_decode(path);
     /* a KV cache far larger than the GPU: a clear out-of-memory error and

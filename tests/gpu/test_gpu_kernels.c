@@ -89,6 +89,16 @@ static double silu_d(double g) {
     return g / (1.0 + exp(-g));
 }
 
+static double gelu_d(double g) {
+    return 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)));
+}
+
+/* the gated activation of the SwiGLU tests: 0 SiLU, 1 tanh GELU (GeGLU) */
+static int g_act = 0;
+static double act_d(double g) {
+    return g_act ? gelu_d(g) : silu_d(g);
+}
+
 /* the larger of *worst and e, a NaN counting as infinite (and staying so) */
 static void worst_of(double *worst, double e) {
     if (!(e <= *worst)) *worst = isnan(e) ? INFINITY : e;
@@ -118,7 +128,7 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
                 m += fabs(h->deq[r * K + k] * xv);
                 if (h2) a2 += h2->deq[r * K + k] * xv, m += fabs(h2->deq[r * K + k] * xv);
             }
-            ref[b * R + r] = mode == GEMV_SWIGLU ? silu_d(a) * a2
+            ref[b * R + r] = mode == GEMV_SWIGLU ? act_d(a) * a2
                              : mode == GEMV_ADD  ? y0[b * ldy + r] + a
                                                  : a;
             mag[b * R + r] = mode == GEMV_SWIGLU ? m * (fabs(a2) + fabs(a)) + 1 : m;
@@ -127,15 +137,13 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
     float *dx = gt_up(x, (size_t)nb * ldx * 4), *dg = gt_up(gamma, K * 4),
           *dy = gt_dev((size_t)nb * ldy * 4);
     float *y = malloc((size_t)nb * ldy * 4);
-    /* one vector: every single-vector kernel (warp-staged, block-staged
-     * with 2 and with 4 row streams per warp, persistent with its own grid
-     * and with one block, whose warps then walk many row groups) */
-    const int kcs[] = {GEMV_KERNEL_WARP,    GEMV_KERNEL_STAGED,  GEMV_KERNEL_STAGED2,
-                       GEMV_KERNEL_STAGED4, GEMV_KERNEL_PERSIST, GEMV_KERNEL_PERSIST};
-    for (int ki = 0; ki < (nb == 1 ? 6 : 1); ki++) {
+    /* one vector: every single-vector kernel (warp-staged, block-staged,
+     * persistent with its own grid and with one block, whose warps then
+     * walk many row groups) */
+    const int kcs[] = {GEMV_KERNEL_WARP, GEMV_KERNEL_STAGED, GEMV_KERNEL_PERSIST,
+                       GEMV_KERNEL_PERSIST};
+    for (int ki = 0; ki < (nb == 1 ? 4 : 1); ki++) {
         int kc = kcs[ki];
-        gemv_set_kernel(nb == 1 ? kc : GEMV_KERNEL_AUTO);
-        gemv_set_persist_max_blocks(ki == 5 ? 1 : 0);
         cudaMemcpy(dy, y0, (size_t)nb * ldy * 4, cudaMemcpyHostToDevice);
         gemv_args a;
         memset(&a, 0, sizeof a);
@@ -149,6 +157,9 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
         a.y = dy;
         a.ldy = ldy;
         a.mode = mode;
+        a.act = g_act;
+        a.kernel = nb == 1 ? kc : GEMV_KERNEL_AUTO;
+        a.persist_max_blocks = ki == 3 ? 1 : 0;
         GT_OK(launch_gemv(&a, 0));
         gt_down(y, dy, (size_t)nb * ldy * 4);
         double worst = 0;
@@ -161,12 +172,11 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
             for (int64_t r = R; r < ldy; r++) untouched_ok &= y[b * ldy + r] == y0[b * ldy + r];
         }
         CHECKF(worst <= 1.0,
-               "%s %lldx%lld gemv kernel %d%s nb=%d mode=%d norm=%d: error %.3g x tolerance", name,
-               (long long)R, (long long)K, kc, ki == 5 ? " (1 block)" : "", nb, mode, norm, worst);
+               "%s %lldx%lld gemv kernel %d%s nb=%d mode=%d act=%d norm=%d: error %.3g x tolerance",
+               name, (long long)R, (long long)K, kc, ki == 3 ? " (1 block)" : "", nb, mode, g_act,
+               norm, worst);
         CHECKF(untouched_ok, "%s gemv nb=%d: wrote past the rows", name, nb);
     }
-    gemv_set_kernel(GEMV_KERNEL_AUTO);
-    gemv_set_persist_max_blocks(0);
     cudaFree(dx);
     cudaFree(dg);
     cudaFree(dy);
@@ -241,8 +251,6 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
         a.qkv = &o;
         GT_OK(launch_gemv(&a, 0));
     } else if (via_gemv == 2) {
-        gemv_set_kernel(kc);
-        gemv_set_persist_max_blocks(max_blocks);
         for (int b = 0; b < nb; b++) {
             qkv_out ob = o;
             ob.seq = dsp + b;
@@ -256,10 +264,10 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
             a.nb = 1;
             a.mode = GEMV_QKV;
             a.qkv = &ob;
+            a.kernel = kc;
+            a.persist_max_blocks = max_blocks;
             GT_OK(launch_gemv(&a, 0));
         }
-        gemv_set_kernel(GEMV_KERNEL_AUTO);
-        gemv_set_persist_max_blocks(0);
     } else {
         GT_OK(launch_rope_store(dx, rows, nb, &o, 0));
     }
@@ -306,8 +314,11 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
 /* ---- attention over a paged cache with several splits ----
  * entries at positions 0 and 4 fit one split (finished in place), 300 and
  * 999 are merged from several; G = nh / nkv query heads per KV head picks
- * the 4- or 8-head kernel, G > 8 runs in several head groups */
-static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, int threads) {
+ * the 4- or 8-head kernel, G > 8 runs in several head groups. window > 0:
+ * keys pos - window + 1 .. pos (whole splits masked before it); softcap >
+ * 0: scores c * tanh(s / c). */
+static void test_attention_mods(int f16kv, int nh, int nkv, int hd, int max_splits, int threads,
+                                int window, float softcap) {
     const int n_ctx = 1000, n_seq = 2, G = nh / nkv;
     attn_plan pl;
     GT_OK(attention_plan(nh, nkv, hd, n_ctx, max_splits, threads, &pl));
@@ -345,11 +356,12 @@ static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, i
     cudaMemset(cnt, 0, ncnt * 4);
     kv_view kv = {dk, dv, dt, pps, nkv, hd, f16kv, g_page_shift};
     float scale = 1.0f / sqrtf((float)hd);
+    attn_mods md = {scale, softcap, window};
     /* twice: the split counters must be back at zero after a launch */
     float *out = malloc(n * nh * hd * 4), *out1 = malloc(n * nh * hd * 4);
-    GT_OK(launch_attention(&pl, dq, &kv, dsp, dsp + n, n, scale, part, cnt, dout, -1, 0));
+    GT_OK(launch_attention(&pl, dq, &kv, dsp, dsp + n, n, &md, part, cnt, dout, -1, 0));
     gt_down(out1, dout, n * nh * hd * 4);
-    GT_OK(launch_attention(&pl, dq, &kv, dsp, dsp + n, n, scale, part, cnt, dout, -1, 0));
+    GT_OK(launch_attention(&pl, dq, &kv, dsp, dsp + n, n, &md, part, cnt, dout, -1, 0));
     gt_down(out, dout, n * nh * hd * 4);
     CHECKF(!memcmp(out, out1, n * nh * hd * 4), "attention %d/%d/%d: a second launch differs", nh,
            nkv, hd);
@@ -362,21 +374,22 @@ static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, i
     double worst = 0;
     double *sc = malloc(sizeof(double) * n_ctx);
     for (int e = 0; e < n; e++) {
-        int seq = sp[e], len = sp[n + e] + 1;
+        int seq = sp[e], len = sp[n + e] + 1, lo = window > 0 && len > window ? len - window : 0;
         for (int h = 0; h < nh; h++) {
             int kh = h / G;
             double mx = -1e300, den = 0;
-            for (int p = 0; p < len; p++) {
+            for (int p = lo; p < len; p++) {
                 size_t row = (((size_t)table[seq * pps + p / PG] * nkv + kh) * PG + p % PG) * hd;
                 double s = 0;
                 for (int d = 0; d < hd; d++) s += (double)q[(e * nh + h) * hd + d] * kf[row + d];
                 sc[p] = s * scale;
+                if (softcap > 0) sc[p] = softcap * tanh(sc[p] / softcap);
                 if (sc[p] > mx) mx = sc[p];
             }
-            for (int p = 0; p < len; p++) den += (sc[p] = exp(sc[p] - mx));
+            for (int p = lo; p < len; p++) den += (sc[p] = exp(sc[p] - mx));
             for (int d = 0; d < hd; d++) {
                 double a = 0;
-                for (int p = 0; p < len; p++) {
+                for (int p = lo; p < len; p++) {
                     size_t row =
                         (((size_t)table[seq * pps + p / PG] * nkv + kh) * PG + p % PG) * hd;
                     a += sc[p] * vf[row + d];
@@ -387,11 +400,16 @@ static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, i
         }
     }
     CHECKF(worst <= 2e-5,
-           "attention kv f16=%d heads %d/%d hd %d, %d threads: max error %.3g (tolerance 2e-5)",
-           f16kv, nh, nkv, hd, threads, worst);
+           "attention kv f16=%d heads %d/%d hd %d, %d threads, window %d, soft-cap %g: max error "
+           "%.3g (tolerance 2e-5)",
+           f16kv, nh, nkv, hd, threads, window, (double)softcap, worst);
     free(kf), free(vf), free(hk), free(hv), free(table), free(q), free(out), free(sc);
     cudaFree(dk), cudaFree(dv), cudaFree(dt), cudaFree(dsp), cudaFree(dq), cudaFree(dout),
         cudaFree(part), cudaFree(cnt);
+}
+
+static void test_attention(int f16kv, int nh, int nkv, int hd, int max_splits, int threads) {
+    test_attention_mods(f16kv, nh, nkv, hd, max_splits, threads, 0, 0.0f);
 }
 
 static void test_small_kernels(void) {
@@ -421,17 +439,20 @@ static void test_small_kernels(void) {
     }
     CHECKF(w1 <= 1e-5, "rmsnorm relative error %.3g", w1);
     CHECKF(bad16 == 0, "rmsnorm f16 output: %d differ from f16(f32 output)", bad16);
-    /* swiglu */
-    GT_OK(launch_swiglu(dx, dx + dim, ld, n, dim - 40 > 0 ? 20 : 1, do32, NULL, ld, 0));
-    gt_down(o, do32, n * ld * 4);
-    double w2 = 0;
-    for (int r = 0; r < n; r++)
-        for (int i = 0; i < 20; i++) {
-            double ref = silu_d(x[r * ld + i]) * x[r * ld + dim + i];
-            double e = fabs(o[r * ld + i] - ref) / (fabs(ref) + 1e-6);
-            if (!(e <= w2)) w2 = e;
-        }
-    CHECKF(w2 <= 1e-5, "swiglu relative error %.3g", w2);
+    /* swiglu, geglu */
+    for (g_act = 0; g_act < 2; g_act++) {
+        GT_OK(launch_swiglu(dx, dx + dim, ld, n, dim - 40 > 0 ? 20 : 1, g_act, do32, NULL, ld, 0));
+        gt_down(o, do32, n * ld * 4);
+        double w2 = 0;
+        for (int r = 0; r < n; r++)
+            for (int i = 0; i < 20; i++) {
+                double ref = act_d(x[r * ld + i]) * x[r * ld + dim + i];
+                double e = fabs(o[r * ld + i] - ref) / (fabs(ref) + 1e-6);
+                if (!(e <= w2)) w2 = e;
+            }
+        CHECKF(w2 <= 1e-5, "swiglu (act %d) relative error %.3g", g_act, w2);
+    }
+    g_act = 0;
     /* to_f16 and gather */
     GT_OK(launch_to_f16(dx, ld, n, dim, do16, dim, 0));
     gt_down(o16, do16, n * dim * 2);
@@ -508,6 +529,20 @@ int main(void) {
         free_w(&w);
         free_w(&w2);
     }
+    /* GeGLU in every kernel family's epilogue (single-vector kernels and
+     * the batched one) */
+    g_act = 1;
+    const int geglu_types[] = {QT_F16, QT_Q4_0, QT_Q8_0, QT_Q4_K, QT_Q6_K};
+    for (size_t i = 0; i < sizeof geglu_types / sizeof geglu_types[0]; i++) {
+        host_w w, w2;
+        make_w(&w, geglu_types[i], 70, 4096);
+        make_w(&w2, geglu_types[i], 70, 4096);
+        test_gemv(&w, &w2, 1, GEMV_SWIGLU, 1);
+        test_gemv(&w, &w2, 4, GEMV_SWIGLU, 1);
+        free_w(&w);
+        free_w(&w2);
+    }
+    g_act = 0;
     for (int f16 = 0; f16 < 2; f16++) {
         test_qkv(f16, 32, 1, GEMV_KERNEL_AUTO, 0, QT_F32, 256);
         test_qkv(f16, 16, 0, GEMV_KERNEL_AUTO, 0, QT_F32, 256);
@@ -537,6 +572,15 @@ int main(void) {
         /* 256-position splits of 512 threads: two passes of the scores */
         test_attention(f16, 8, 2, 64, 4, 512);
         test_attention(f16, 8, 2, 128, 4, 512);
+        /* sliding windows (4: inside one split; 100: the long entries'
+         * early splits wholly masked; 2000: none) and soft-capping */
+        for (int nt = 128; nt <= 512; nt += 384) {
+            test_attention_mods(f16, 8, 2, 64, 8, nt, 4, 0.0f);
+            test_attention_mods(f16, 8, 2, 64, 256, nt, 100, 0.0f);
+            test_attention_mods(f16, 9, 3, 64, 256, nt, 100, 0.5f);
+            test_attention_mods(f16, 4, 1, 256, 20, nt, 2000, 50.0f);
+            test_attention_mods(f16, 8, 1, 128, 8, nt, 0, 0.3f);
+        }
     }
     /* 16-position pages: the stores and the attention's row offsets */
     g_page_shift = 4;

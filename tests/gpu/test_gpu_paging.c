@@ -26,8 +26,8 @@ static float *cpu_a[2], *cpu_b[2]; /* [kv type] [T][V], CPU fixed layout */
 static const double tol[2] = {5e-4, 5e-3};
 
 static backend *mk(int kv, bool paged, int kb, int n_pool, int n_seq, int n_batch) {
-    setenv("M40LLM_PREFILL_GEMM", kv == BACKEND_KV_F32 ? "f32" : "f16", 1);
-    backend_params p = {.n_ctx = CTX,
+    backend_params p = {.prefill_gemm = kv == BACKEND_KV_F32 ? BACKEND_GEMM_F32 : BACKEND_GEMM_F16,
+                        .n_ctx = CTX,
                         .n_seq_max = n_seq,
                         .n_batch_max = n_batch,
                         .n_threads = 1,
