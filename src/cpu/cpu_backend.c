@@ -46,8 +46,10 @@ static void residual_add(float *x, float *y, const float *post, const float *bia
 /* The transformer block, written once against the model description:
  * norm -> QKV (+bias) -> q/k norm -> RoPE -> KV store; attention (window,
  * soft-cap, scale); output projection (+bias, + post-norm) + residual;
- * norm -> gate/up -> activation; down (+ post-norm) + residual. Runs entries
- * that hold each sequence's positions in increasing order. */
+ * norm -> gate/up -> activation; down (+ post-norm) + residual, or on a
+ * mixture-of-experts layer the routed experts' weighted sum (cpu_moe.c) +
+ * residual. Runs entries that hold each sequence's positions in increasing
+ * order. */
 static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *logits) {
     const model *m = cb->base.model;
     const model_config *c = &m->cfg;
@@ -83,7 +85,12 @@ static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *lo
             return rc;
         }
         rmsnorm_rows(cb->xb, cb->x, lv->ffn_norm, n, E, c->rms_eps);
-        if ((rc = cpu_matmul_ffn_in(cb, L, cb->xb, n))) return rc;
+        if (model_layer_moe(L)) {
+            if ((rc = cpu_moe_ffn(cb, il, cb->xb, n, cb->moe_out))) return rc;
+            residual_add(cb->x, cb->moe_out, lv->post_ffn_norm, NULL, n, E, c->rms_eps);
+            continue;
+        }
+        if ((rc = cpu_matmul_ffn_in(cb, &L->w_gate, &L->w_up, cb->xb, n))) return rc;
         if (lv->post_ffn_norm) {
             if ((rc = cpu_matmul(cb, &L->w_down, cb->hb, c->n_ff, n, cb->xb, E, CPU_MM_STORE)))
                 return rc;
@@ -200,6 +207,16 @@ static void cpu_destroy(backend *b) {
     free(cb->att);
     free(cb->hb);
     free(cb->rope);
+    free(cb->moe_logits);
+    free(cb->moe_cand);
+    free(cb->moe_ids);
+    free(cb->moe_w);
+    free(cb->moe_count);
+    free(cb->moe_order);
+    free(cb->moe_x);
+    free(cb->moe_y);
+    free(cb->moe_out);
+    free(cb->moe_hits);
     free(cb->wbuf);
     free(cb->xsum);
     free(cb->scores);
@@ -218,6 +235,32 @@ static const backend_ops cpu_ops = {
     .mem_used = cpu_mem_used,
     .destroy = cpu_destroy,
 };
+
+/* The mixture-of-experts buffers (cpu_internal.h), for a model with experts. */
+static int alloc_moe(cpu_backend *cb) {
+    const model_config *c = &cb->base.model->cfg;
+    if (c->n_expert == 0) return M40LLM_OK;
+    const size_t n = (size_t)cb->base.params.n_batch_max, X = (size_t)c->n_expert,
+                 K = (size_t)c->n_expert_used, E = (size_t)c->n_embd;
+    uint64_t *acct = &cb->scratch_bytes;
+    cb->moe_logits = xcalloc(n * X, sizeof(float), acct);
+    cb->moe_cand = xcalloc(X, sizeof *cb->moe_cand, acct);
+    cb->moe_ids = xcalloc(n * K, sizeof(int32_t), acct);
+    cb->moe_w = xcalloc(n * K, sizeof(float), acct);
+    cb->moe_count = xcalloc(X + 1, sizeof(int32_t), acct);
+    cb->moe_order = xcalloc(n * K, sizeof(int32_t), acct);
+    cb->moe_x = xcalloc(n * E, sizeof(float), acct);
+    cb->moe_y = xcalloc(n * E, sizeof(float), acct);
+    cb->moe_out = xcalloc(n * E, sizeof(float), acct);
+    cb->moe_hits = xcalloc((size_t)c->n_layer * X, sizeof(uint64_t), acct);
+    if (!cb->moe_logits || !cb->moe_cand || !cb->moe_ids || !cb->moe_w || !cb->moe_count ||
+        !cb->moe_order || !cb->moe_x || !cb->moe_y || !cb->moe_out || !cb->moe_hits)
+        return err_set(M40LLM_ERR_OOM, "cpu backend: no memory for the experts' buffers");
+    /* entry * k + slot must fit the int32 order */
+    if (n * K > INT32_MAX)
+        return err_set(M40LLM_ERR_UNSUPPORTED, "cpu backend: %zu entries x %zu experts", n, K);
+    return M40LLM_OK;
+}
 
 /* Floats of every vector the block reads (norms, biases, rope_freqs). */
 static size_t vecs_floats(const model *m) {
@@ -314,8 +357,6 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     cb->n_threads = p->n_threads;
     cb->q_dim = c->n_head * c->head_dim;
     cb->kv_dim = c->n_head_kv * c->head_dim;
-    cb->max_in = c->n_ff > c->n_embd ? c->n_ff : c->n_embd;
-    if (cb->q_dim > cb->max_in) cb->max_in = cb->q_dim;
     cb->kv_elt = kv_elt;
     /* the KV sizes first: one that cannot exist is refused before the rest
      * is allocated */
@@ -325,6 +366,14 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
         cpu_destroy(&cb->base);
         return rc;
     }
+    /* the FFN widths the layers use (n_ff dense, n_ff_exp MoE), once the KV
+     * sizes have shown the layer count is real */
+    for (int il = 0; il < c->n_layer; il++) {
+        const int w = model_layer_moe(&m->layers[il]) ? c->n_ff_exp : c->n_ff;
+        if (w > cb->ffn_width) cb->ffn_width = w;
+    }
+    cb->max_in = cb->ffn_width > c->n_embd ? cb->ffn_width : c->n_embd;
+    if (cb->q_dim > cb->max_in) cb->max_in = cb->q_dim;
     const size_t n = (size_t)p->n_batch_max, E = (size_t)c->n_embd, T = (size_t)p->n_threads;
     uint64_t *acct = &cb->scratch_bytes;
     cb->vecs = xcalloc(vecs_floats(m), sizeof(float), acct);
@@ -335,7 +384,11 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     cb->k = xcalloc(n * (size_t)cb->kv_dim, sizeof(float), acct);
     cb->v = xcalloc(n * (size_t)cb->kv_dim, sizeof(float), acct);
     cb->att = xcalloc(n * (size_t)cb->q_dim, sizeof(float), acct);
-    cb->hb = xcalloc(n * (size_t)c->n_ff, sizeof(float), acct);
+    cb->hb = xcalloc(n * (size_t)cb->ffn_width, sizeof(float), acct);
+    if ((rc = alloc_moe(cb))) {
+        cpu_destroy(&cb->base);
+        return rc;
+    }
     cb->n_rope_sets = rope_sets(m, NULL);
     if (cb->n_rope_sets < 0) {
         cpu_destroy(&cb->base);

@@ -1,7 +1,8 @@
 /* Internals of the CPU reference backend, shared by its files:
  * cpu_backend.c (create, forward driver), cpu_kv.c (the KV block pool and
  * block tables), cpu_matmul.c (weight products), cpu_attention.c (RoPE +
- * causal GQA attention), cpu_kernels.c (vector helpers). */
+ * causal GQA attention), cpu_moe.c (mixture-of-experts FFN), cpu_kernels.c
+ * (vector helpers). */
 #ifndef M40_CPU_INTERNAL_H
 #define M40_CPU_INTERNAL_H
 
@@ -49,6 +50,7 @@ typedef struct cpu_backend {
     int q_dim;          /* n_head * head_dim */
     int kv_dim;         /* n_head_kv * head_dim */
     int max_in;         /* longest weight row (elements) */
+    int ffn_width;      /* widest FFN hidden layer: n_ff (dense), n_ff_exp (MoE) */
     size_t kv_elt;      /* 4 (F32) or 2 (F16) */
     float *vecs;        /* arena of the float vectors below and output_norm */
     cpu_layer_vecs *lv; /* [n_layer] */
@@ -72,8 +74,19 @@ typedef struct cpu_backend {
     float *k;    /* [n][kv_dim] */
     float *v;    /* [n][kv_dim] */
     float *att;  /* [n][q_dim] attention output (heads concatenated) */
-    float *hb;   /* [n][n_ff] act(gate) * up */
+    float *hb;   /* [n][ffn_width] act(gate) * up */
     float *rope; /* [n_rope_sets][n][n_rot] (cos, sin) pairs per entry */
+    /* mixture of experts (cpu_moe.c); NULL for a dense model */
+    float *moe_logits;             /* [n][n_expert] router logits */
+    struct cpu_moe_cand *moe_cand; /* [n_expert] routing scratch */
+    int32_t *moe_ids;              /* [n][n_expert_used] each entry's experts */
+    float *moe_w;                  /* [n][n_expert_used] their weights */
+    int32_t *moe_count;            /* [n_expert + 1] pairs per expert, then their ends */
+    int32_t *moe_order;            /* [n * n_expert_used] entry * k + slot, by expert */
+    float *moe_x;                  /* [n][n_embd] inputs of one expert's entries, gathered */
+    float *moe_y;                  /* [n][n_embd] that expert's outputs */
+    float *moe_out;                /* [n][n_embd] weighted sum of each entry's experts */
+    uint64_t *moe_hits;            /* [n_layer][n_expert] entries routed, since create */
     /* per thread */
     float *wbuf;   /* [n_threads][2 * CPU_MM_TILE][max_in] dequantized weight rows */
     float *xsum;   /* [n_batch_max][max_in / CPU_QBLK] block sums of a product's input */
@@ -127,6 +140,20 @@ cpu_qdot_fn cpu_qdot_lookup(int type, bool *needs_xsum);
 /* out[b] = sum of x[b*CPU_QBLK .. +CPU_QBLK), b < n / CPU_QBLK. */
 void cpu_block_sums(const float *x, int n, float *out);
 
+/* ---- mixture of experts (cpu_moe.c) ---- */
+typedef struct cpu_moe_cand {
+    float logit;
+    int32_t id;
+} cpu_moe_cand;
+/* The k experts of n_expert logits, largest first, the lower index first
+ * among equal logits (NaN after every number), and their softmax weights:
+ * over all n_expert logits, or over the k (norm). scratch: [n_expert]. */
+void cpu_moe_route(const float *logits, int n_expert, int k, bool norm, cpu_moe_cand *scratch,
+                   int32_t *ids, float *w);
+/* out[i] = the routed, weighted sum of the experts of layer il on x[i]
+ * (rows of n_embd), for n entries. */
+int cpu_moe_ffn(cpu_backend *cb, int il, const float *x, int n, float *out);
+
 /* ---- products with weights (cpu_matmul.c) ---- */
 typedef enum cpu_mm_epilogue {
     CPU_MM_STORE, /* y[i][r] = W[r] . x[i] */
@@ -138,8 +165,10 @@ int cpu_matmul(cpu_backend *cb, const model_tensor *w, const float *x, int ldx, 
                int ldy, cpu_mm_epilogue ep);
 /* Q, K and V of n tokens in one parallel pass. */
 int cpu_matmul_qkv(cpu_backend *cb, const model_layer *L, const float *x, int n);
-/* hb[i][r] = act(gate[r] . x[i]) * (up[r] . x[i]), act from the model */
-int cpu_matmul_ffn_in(cpu_backend *cb, const model_layer *L, const float *x, int n);
+/* hb[i][r] = act(gate[r] . x[i]) * (up[r] . x[i]), act from the model; x
+ * rows of n_embd, hb rows of gate's ne[1] */
+int cpu_matmul_ffn_in(cpu_backend *cb, const model_tensor *gate, const model_tensor *up,
+                      const float *x, int n);
 
 /* ---- KV pool (cpu_kv.c) ---- */
 /* Sizes the pool from the params (writing back kv_block and n_kv_blocks)

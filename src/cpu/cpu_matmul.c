@@ -162,18 +162,20 @@ int cpu_matmul_qkv(cpu_backend *cb, const model_layer *L, const float *x, int n)
     return mm_run(&j, (int64_t)cb->q_dim + 2 * cb->kv_dim);
 }
 
-int cpu_matmul_ffn_in(cpu_backend *cb, const model_layer *L, const float *x, int n) {
+int cpu_matmul_ffn_in(cpu_backend *cb, const model_tensor *gate, const model_tensor *up,
+                      const float *x, int n) {
     const model_config *c = &cb->base.model->cfg;
+    const int F = (int)gate->ne[1];
     mm_job j = {.cb = cb,
                 .n_w = 2,
-                .w = {&L->w_gate, &L->w_up},
+                .w = {gate, up},
                 .first = {0, 0},
                 .y = {cb->hb, cb->hb},
-                .ld = {c->n_ff, c->n_ff},
+                .ld = {F, F},
                 .x = x,
                 .ldx = c->n_embd,
                 .n = n,
                 .n_in = c->n_embd,
                 .mode = c->act == MODEL_ACT_GELU_TANH ? MM_GEGLU : MM_SWIGLU};
-    return mm_run(&j, c->n_ff);
+    return mm_run(&j, F);
 }

@@ -33,13 +33,24 @@ static int read_config(const gguf_file *g, model_config *c, const arch_def **arc
                        "unsupported architecture '%s' (general.architecture; supported: %s)",
                        gguf_str_escape(s, name, sizeof name), arch_names());
     }
+    /* a mixture-of-experts file of a dense architecture's name (llama:
+     * Mixtral) is read as its MoE variant; other architectures say so */
+    int64_t experts = 0;
+    if ((rc = arch_expert_count(g, a->name, &experts))) return rc;
+    if (experts > 0 && a->moe_variant) a = a->moe_variant;
     *arch = a;
     snprintf(c->arch, sizeof c->arch, "%s", a->name);
     /* only for display: escaped, so it cannot end early or drive a terminal */
     if (gguf_get_str(g, "general.name", &s) == M40LLM_OK)
         gguf_str_escape(s, c->name, sizeof c->name);
     if ((rc = arch_read_common(g, a->name, c))) return rc;
-    return a->config(g, c);
+    if ((rc = a->config(g, c))) return rc;
+    if (experts > 0 && c->n_expert == 0)
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "mixture-of-experts models of architecture %s (%s.expert_count = %" PRId64
+                       ") are not supported (qwen3moe, llama/mixtral are)",
+                       a->name, a->name, experts);
+    return M40LLM_OK;
 }
 
 /* Layer of a "blk.N." tensor name; -1 for any other name. Saturates, so a
@@ -138,13 +149,72 @@ static int bind_rope_freqs(const gguf_file *g, model *m) {
 }
 
 void model_layer_tensors(model_layer *L, model_tensor *out[MODEL_LAYER_TENSORS]) {
-    model_tensor *ts[MODEL_LAYER_TENSORS] = {
-        &L->attn_norm,    &L->wq,       &L->wk,     &L->wv,
-        &L->wo,           &L->ffn_norm, &L->w_gate, &L->w_up,
-        &L->w_down,       &L->bq,       &L->bk,     &L->bv,
-        &L->bo,           &L->q_norm,   &L->k_norm, &L->post_attn_norm,
-        &L->post_ffn_norm};
+    model_tensor *ts[MODEL_LAYER_TENSORS] = {&L->attn_norm,
+                                             &L->wq,
+                                             &L->wk,
+                                             &L->wv,
+                                             &L->wo,
+                                             &L->ffn_norm,
+                                             &L->w_gate,
+                                             &L->w_up,
+                                             &L->w_down,
+                                             &L->bq,
+                                             &L->bk,
+                                             &L->bv,
+                                             &L->bo,
+                                             &L->q_norm,
+                                             &L->k_norm,
+                                             &L->post_attn_norm,
+                                             &L->post_ffn_norm,
+                                             &L->router,
+                                             &L->gate_exps,
+                                             &L->up_exps,
+                                             &L->down_exps};
     memcpy(out, ts, sizeof ts);
+}
+
+static uint64_t tensor_elems(const model_tensor *t) {
+    uint64_t n = 1;
+    for (int i = 0; i < 4; i++) n *= (uint64_t)(t->ne[i] > 0 ? t->ne[i] : 1);
+    return t->data ? n : 0;
+}
+
+/* Of an expert tensor's n (elements or bytes), the part n_used of its
+ * n_expert experts hold; all of any other tensor. */
+static uint64_t active_part(const model *m, const model_tensor *t, uint64_t n) {
+    if (t->ne[2] <= 1) return n;
+    return n / (uint64_t)t->ne[2] * (uint64_t)m->cfg.n_expert_used;
+}
+
+uint64_t model_active_bytes(const model *m) {
+    uint64_t b = m->weight_bytes;
+    for (int il = 0; il < m->cfg.n_layer; il++) {
+        model_tensor *ts[MODEL_LAYER_TENSORS];
+        model_layer_tensors(&m->layers[il], ts);
+        for (int j = 0; j < MODEL_LAYER_TENSORS; j++)
+            b -= ts[j]->nbytes - active_part(m, ts[j], ts[j]->nbytes);
+    }
+    return b;
+}
+
+void model_param_counts(const model *m, uint64_t *total, uint64_t *active) {
+    uint64_t n = tensor_elems(&m->tok_embd) + tensor_elems(&m->output_norm);
+    if (!m->tied_output) n += tensor_elems(&m->output);
+    n += tensor_elems(&m->rope_freqs);
+    uint64_t a = n;
+    for (int il = 0; il < m->cfg.n_layer; il++) {
+        /* every slot, optional ones (biases, norms) included; views of a
+         * fused tensor add up to it */
+        model_tensor *ts[MODEL_LAYER_TENSORS];
+        model_layer_tensors(&m->layers[il], ts);
+        for (int j = 0; j < MODEL_LAYER_TENSORS; j++) {
+            const uint64_t e = tensor_elems(ts[j]);
+            n += e;
+            a += active_part(m, ts[j], e);
+        }
+    }
+    if (total) *total = n;
+    if (active) *active = a;
 }
 
 static void free_tensor_name(model_tensor *t) {

@@ -64,23 +64,45 @@ typedef struct model_config {
     float final_softcap; /* 0: off; else logits = c * tanh(logits / c) */
     int n_swa;           /* sliding window (keys pos-n_swa+1 .. pos) of the layers that use one */
     int n_swa_layers;    /* layers with model_layer.n_swa > 0 */
+    /* ---- mixture of experts (n_expert 0: every FFN is dense) ---- */
+    int n_expert;      /* <arch>.expert_count: experts of each MoE layer */
+    int n_expert_used; /* <arch>.expert_used_count: experts a token is routed to (k) */
+    int n_ff_exp;      /* one expert's FFN width (qwen3moe: expert_feed_forward_length; n_ff) */
+    bool expert_norm;  /* the k routing weights are renormalised to sum to 1 */
+    /* Routing, for every backend: logits = router . x; p = softmax over all
+     * n_expert logits; the k experts of largest logit, the lower index first
+     * among equal logits (torch.topk leaves that order unspecified); weight
+     * p_i, or p_i / sum of the k p's when expert_norm. */
 } model_config;
 
 /* One weight as stored. ne[0] is the input (contiguous) dimension:
  * a matrix with ne = {n_in, n_out} computes y[o] = sum_i W[o][i] x[i].
- * An optional tensor that is absent has data == NULL and name == NULL. A view
- * (rows of a fused tensor, phi3) points into its parent's data. */
+ * An expert tensor holds ne[2] such matrices back to back (ne = {n_in,
+ * n_out, n_expert}). An optional tensor that is absent has data == NULL and
+ * name == NULL. A view (rows of a fused tensor, phi3; one expert) points
+ * into its parent's data. */
 typedef struct model_tensor {
     const char *name; /* NUL-terminated copy owned by the model */
     int type;         /* quant_type */
-    int64_t ne[4];
+    int64_t ne[4];    /* {n_in, n_out, n_expert or 1, 1} */
     const void *data; /* into the mapping */
     size_t nbytes;
-    size_t row_bytes; /* bytes of one ne[0] row */
+    size_t row_bytes;    /* bytes of one ne[0] row */
+    size_t expert_bytes; /* bytes of one ne[0] x ne[1] matrix (= nbytes unless ne[2] > 1) */
 } model_tensor;
 
 static inline bool model_has(const model_tensor *t) {
     return t->data != NULL;
+}
+
+/* Expert e (< ne[2]) of an expert tensor as a matrix of its own: same name,
+ * type and rows, ne[2] = 1, data at its slice. */
+static inline model_tensor model_expert(const model_tensor *t, int e) {
+    model_tensor v = *t;
+    v.ne[2] = 1;
+    v.data = (const unsigned char *)t->data + (size_t)e * t->expert_bytes;
+    v.nbytes = t->expert_bytes;
+    return v;
 }
 
 typedef struct model_layer {
@@ -90,15 +112,21 @@ typedef struct model_layer {
     model_tensor wv;        /* [n_embd] -> [n_head_kv * head_dim] */
     model_tensor wo;        /* [n_head * head_dim] -> [n_embd] */
     model_tensor ffn_norm;  /* [n_embd] */
-    model_tensor w_gate;    /* [n_embd] -> [n_ff] */
-    model_tensor w_up;      /* [n_embd] -> [n_ff] */
-    model_tensor w_down;    /* [n_ff] -> [n_embd] */
-    model_tensor bq;        /* optional [n_head * head_dim] (qwen2) */
-    model_tensor bk;        /* optional [n_head_kv * head_dim] */
-    model_tensor bv;        /* optional [n_head_kv * head_dim] */
-    model_tensor bo;        /* optional [n_embd] */
-    model_tensor q_norm;    /* optional [head_dim] RMSNorm of each query head (qwen3, gemma3) */
-    model_tensor k_norm;    /* optional [head_dim] RMSNorm of each key head */
+    model_tensor w_gate;    /* [n_embd] -> [n_ff]; absent on a MoE layer */
+    model_tensor w_up;      /* [n_embd] -> [n_ff]; absent on a MoE layer */
+    model_tensor w_down;    /* [n_ff] -> [n_embd]; absent on a MoE layer */
+    model_tensor router;    /* MoE layers: [n_embd] -> [n_expert] logits (ffn_gate_inp) */
+    model_tensor
+        gate_exps;        /* MoE: n_expert x ([n_embd] -> [n_ff_exp]), ne {E, n_ff_exp, n_expert} */
+    model_tensor up_exps; /* MoE: n_expert x ([n_embd] -> [n_ff_exp]) */
+    model_tensor
+        down_exps;       /* MoE: n_expert x ([n_ff_exp] -> [n_embd]), ne {n_ff_exp, E, n_expert} */
+    model_tensor bq;     /* optional [n_head * head_dim] (qwen2) */
+    model_tensor bk;     /* optional [n_head_kv * head_dim] */
+    model_tensor bv;     /* optional [n_head_kv * head_dim] */
+    model_tensor bo;     /* optional [n_embd] */
+    model_tensor q_norm; /* optional [head_dim] RMSNorm of each query head (qwen3, gemma3) */
+    model_tensor k_norm; /* optional [head_dim] RMSNorm of each key head */
     model_tensor post_attn_norm; /* optional [n_embd] on the attention output (gemma2/3) */
     model_tensor post_ffn_norm;  /* optional [n_embd] on the FFN output (gemma2/3) */
     int n_swa;                   /* 0: full causal attention; else the sliding window */
@@ -107,8 +135,14 @@ typedef struct model_layer {
     bool rope_factors;           /* this layer divides frequencies by model.rope_freqs */
 } model_layer;
 
+/* A layer whose FFN is a mixture of experts (router and expert tensors
+ * instead of w_gate / w_up / w_down). */
+static inline bool model_layer_moe(const model_layer *L) {
+    return model_has(&L->router);
+}
+
 /* Every tensor slot of a layer, for loops over them (free, byte counts). */
-enum { MODEL_LAYER_TENSORS = 17 };
+enum { MODEL_LAYER_TENSORS = 21 };
 void model_layer_tensors(model_layer *L, model_tensor *out[MODEL_LAYER_TENSORS]);
 
 typedef struct model {
@@ -142,7 +176,8 @@ enum {
     MODEL_FEAT_FINAL_SOFTCAP = 1u << 13,
     MODEL_FEAT_WIDE_ATTN = 1u << 14, /* n_head * head_dim != n_embd */
     MODEL_FEAT_ROPE_YARN = 1u << 15,
-    MODEL_FEAT_COUNT = 16,
+    MODEL_FEAT_MOE = 1u << 16, /* mixture-of-experts FFN layers */
+    MODEL_FEAT_COUNT = 17,
 };
 uint32_t model_features(const model *m);
 /* Short name of one feature bit ("q/k/v biases", "sliding-window attention"). */
@@ -150,6 +185,14 @@ const char *model_feature_name(uint32_t bit);
 /* One line of the special features with their values, e.g. "sliding window
  * 512 on 5 of 6 layers, soft-cap 50/30"; "none" for a plain llama block. */
 void model_describe_features(const model *m, char *buf, size_t size);
+
+/* Bytes of weights one token's forward reads: weight_bytes less the experts
+ * it is not routed to (n_expert - n_expert_used of each expert tensor's
+ * slices); = weight_bytes for a dense model. */
+uint64_t model_active_bytes(const model *m);
+/* Parameters of all weights, and of those one token uses (the same less
+ * the experts it is not routed to). Views count once, through their slots. */
+void model_param_counts(const model *m, uint64_t *total, uint64_t *active);
 
 /* Loads and validates; on error returns a status with a message naming the
  * file, the tensor or key, and what was expected. */

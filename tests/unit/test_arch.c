@@ -2,8 +2,9 @@
  * description (switches, per-layer windows and RoPE bases, fused tensors as
  * views), the feature line `show` prints, and the errors of untrusted input
  * (unknown architecture, missing tensors and keys, bad types and values,
- * LongRoPE refused by name), then a CPU forward of each with finite
- * logits. The numerics are checked against transformers by
+ * LongRoPE refused by name), the mixture-of-experts ones (qwen3moe, llama
+ * files with experts read as mixtral) and what they refuse, then a CPU
+ * forward of each with finite logits. The numerics are checked against transformers by
  * test_arch_reference (tests/fixtures/arch). */
 #include <math.h>
 #include <unistd.h>
@@ -30,23 +31,40 @@ typedef struct spec {
     float softcap;         /* <arch>.attn_logit_softcapping; 0: absent */
     bool softcap_str;      /* that key as a string */
     int key_length;        /* <arch>.attention.key_length; 0: absent */
+    int experts, used;     /* <arch>.expert_count / expert_used_count; 0: absent */
+    int ff_exp;            /* <arch>.expert_feed_forward_length; 0: absent */
+    int gating;            /* <arch>.expert_gating_func; 0: absent */
+    bool no_norm;          /* <arch>.expert_weights_norm = false */
+    int moe_x;             /* > 0: router and expert tensors of that many experts, no dense FFN */
 } spec;
 
 static float g_data[V * FF * 3];
 static char g_path[256];
 
+static int add3(gguf_writer *w, const char *name, int64_t ne0, int64_t ne1, int64_t ne2) {
+    int64_t ne[3] = {ne0, ne1 ? ne1 : 1, ne2 ? ne2 : 1};
+    return gguf_writer_add_tensor(w, name, QT_F32,
+                                  ne2   ? 3
+                                  : ne1 ? 2
+                                        : 1,
+                                  ne, g_data, (size_t)(ne[0] * ne[1] * ne[2]) * sizeof(float));
+}
+
 static int add(gguf_writer *w, const char *name, int64_t ne0, int64_t ne1) {
-    int64_t ne[2] = {ne0, ne1 ? ne1 : 1};
-    return gguf_writer_add_tensor(w, name, QT_F32, ne1 ? 2 : 1, ne, g_data,
-                                  (size_t)(ne[0] * ne[1]) * sizeof(float));
+    return add3(w, name, ne0, ne1, 0);
+}
+
+static int add_layer_tensor3(gguf_writer *w, const spec *s, int l, const char *n, int64_t a,
+                             int64_t b, int64_t c) {
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.%s", l, n);
+    if (s->drop && !strcmp(s->drop, name)) return 0;
+    return add3(w, name, a, b, c);
 }
 
 static int add_layer_tensor(gguf_writer *w, const spec *s, int l, const char *n, int64_t a,
                             int64_t b) {
-    char name[96];
-    snprintf(name, sizeof name, "blk.%d.%s", l, n);
-    if (s->drop && !strcmp(s->drop, name)) return 0;
-    return add(w, name, a, b);
+    return add_layer_tensor3(w, s, l, n, a, b, 0);
 }
 
 static int write_model(const spec *s) {
@@ -72,6 +90,11 @@ static int write_model(const spec *s) {
         gguf_writer_set_u32(w, KEY("attention.sliding_window_pattern"), (uint32_t)s->pattern);
     if (s->softcap_str) gguf_writer_set_str(w, KEY("attn_logit_softcapping"), "50");
     if (s->softcap) gguf_writer_set_f32(w, KEY("attn_logit_softcapping"), s->softcap);
+    if (s->experts) gguf_writer_set_u32(w, KEY("expert_count"), (uint32_t)s->experts);
+    if (s->used) gguf_writer_set_u32(w, KEY("expert_used_count"), (uint32_t)s->used);
+    if (s->ff_exp) gguf_writer_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)s->ff_exp);
+    if (s->gating) gguf_writer_set_u32(w, KEY("expert_gating_func"), (uint32_t)s->gating);
+    if (s->no_norm) gguf_writer_set_bool(w, KEY("expert_weights_norm"), false);
 #undef KEY
     const int64_t hd = s->key_length ? s->key_length : E / H, Q = H * hd, KV = HKV * hd;
     rc = add(w, "token_embd.weight", E, V);
@@ -86,12 +109,20 @@ static int write_model(const spec *s) {
             if (!rc) rc = add_layer_tensor(w, s, l, "attn_q.weight", E, Q);
             if (!rc) rc = add_layer_tensor(w, s, l, "attn_k.weight", E, KV);
             if (!rc) rc = add_layer_tensor(w, s, l, "attn_v.weight", E, KV);
-            if (!rc) rc = add_layer_tensor(w, s, l, "ffn_gate.weight", E, FF);
-            if (!rc) rc = add_layer_tensor(w, s, l, "ffn_up.weight", E, FF);
         }
         if (!rc) rc = add_layer_tensor(w, s, l, "attn_output.weight", Q, E);
         if (!rc) rc = add_layer_tensor(w, s, l, "ffn_norm.weight", E, 0);
-        if (!rc) rc = add_layer_tensor(w, s, l, "ffn_down.weight", FF, E);
+        if (s->moe_x) {
+            const int64_t X = s->moe_x, F = s->ff_exp ? s->ff_exp : FF;
+            if (!rc) rc = add_layer_tensor(w, s, l, "ffn_gate_inp.weight", E, X);
+            if (!rc) rc = add_layer_tensor3(w, s, l, "ffn_gate_exps.weight", E, F, X);
+            if (!rc) rc = add_layer_tensor3(w, s, l, "ffn_up_exps.weight", E, F, X);
+            if (!rc) rc = add_layer_tensor3(w, s, l, "ffn_down_exps.weight", F, E, X);
+        } else {
+            if (!s->fused && !rc) rc = add_layer_tensor(w, s, l, "ffn_gate.weight", E, FF);
+            if (!s->fused && !rc) rc = add_layer_tensor(w, s, l, "ffn_up.weight", E, FF);
+            if (!rc) rc = add_layer_tensor(w, s, l, "ffn_down.weight", FF, E);
+        }
         if (s->bias) {
             if (!rc) rc = add_layer_tensor(w, s, l, "attn_q.bias", Q, 0);
             if (!rc) rc = add_layer_tensor(w, s, l, "attn_k.bias", KV, 0);
@@ -243,6 +274,109 @@ static void test_descriptions(void) {
     }
 }
 
+/* qwen3moe, and a llama file with experts (Mixtral), as descriptions. */
+static void test_moe(void) {
+    model *m = NULL;
+    char d[384];
+    spec q = {.arch = "qwen3moe",
+              .layers = 2,
+              .qk_norm = true,
+              .key_length = 16,
+              .experts = 4,
+              .used = 2,
+              .ff_exp = 32,
+              .moe_x = 4};
+    CHECKF(load(&q, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        const model_config *c = &m->cfg;
+        const model_layer *L = &m->layers[1];
+        CHECK(c->n_expert == 4 && c->n_expert_used == 2 && c->n_ff_exp == 32 && c->expert_norm);
+        CHECK(c->rope_kind == MODEL_ROPE_NEOX && model_layer_moe(L) && !model_has(&L->w_gate));
+        CHECK(L->router.ne[0] == E && L->router.ne[1] == 4 && L->gate_exps.ne[1] == 32 &&
+              L->gate_exps.ne[2] == 4 && L->down_exps.ne[0] == 32 && L->down_exps.ne[1] == E);
+        CHECK(L->up_exps.expert_bytes == (size_t)E * 32 * sizeof(float));
+        CHECK(model_features(m) ==
+              (MODEL_FEAT_MOE | MODEL_FEAT_QK_NORM | MODEL_FEAT_ROPE_NEOX | MODEL_FEAT_WIDE_ATTN));
+        CHECK(!strcmp(model_feature_name(MODEL_FEAT_MOE), "mixture of experts"));
+        model_describe_features(m, d, sizeof d);
+        CHECKF(strstr(d, "mixture of experts: 2 of 4 per token (weights renormalised), expert "
+                         "FFN 32"),
+               "%s", d);
+        /* 2 of 4 experts: the expert tensors count half */
+        const uint64_t exps = 2 * 3 * (uint64_t)E * 32 * 4 * sizeof(float);
+        CHECK(model_active_bytes(m) == m->weight_bytes - exps / 2);
+        forward_ok(m, "qwen3moe");
+        model_free(m);
+    }
+    spec qn = q;
+    qn.no_norm = true;
+    CHECKF(load(&qn, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        CHECK(!m->cfg.expert_norm);
+        model_free(m);
+    }
+    /* llama with experts: Mixtral; the expert width is feed_forward_length */
+    spec mx = {.arch = "llama", .layers = 2, .experts = 4, .used = 2, .moe_x = 4, .window = 8};
+    CHECKF(load(&mx, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        CHECK(!strcmp(m->cfg.arch, "llama") && m->cfg.n_ff_exp == FF && m->cfg.expert_norm);
+        CHECK(model_features(m) == (MODEL_FEAT_MOE | MODEL_FEAT_SWA));
+        CHECK(m->cfg.n_swa_layers == 2);
+        forward_ok(m, "mixtral");
+        model_free(m);
+    }
+}
+
+static void test_moe_errors(void) {
+    model *m = NULL;
+    spec q2 = {.arch = "qwen2", .layers = 1, .bias = true, .experts = 4, .used = 2};
+    CHECK(load(&q2, &m) == M40LLM_ERR_UNSUPPORTED && !m);
+    CHECK(says("mixture-of-experts models of architecture qwen2", "qwen2.expert_count = 4"));
+    spec nokeys = {.arch = "qwen3moe", .layers = 1, .qk_norm = true, .moe_x = 4};
+    CHECK(load(&nokeys, &m) == M40LLM_ERR_NOT_FOUND);
+    CHECK(says("qwen3moe.expert_count is missing", NULL));
+    spec sig = {.arch = "qwen3moe",
+                .layers = 1,
+                .qk_norm = true,
+                .experts = 4,
+                .used = 2,
+                .gating = 2,
+                .moe_x = 4};
+    CHECK(load(&sig, &m) == M40LLM_ERR_UNSUPPORTED);
+    CHECK(says("qwen3moe.expert_gating_func 2", "softmax"));
+    spec shexp = sig;
+    shexp.gating = 0;
+    shexp.extra = "blk.0.ffn_up_shexp.weight";
+    shexp.extra_ne0 = E;
+    CHECK(load(&shexp, &m) == M40LLM_ERR_UNSUPPORTED);
+    CHECK(says("shared expert", NULL));
+    spec drop = sig;
+    drop.gating = 0;
+    drop.drop = "blk.0.ffn_up_exps.weight";
+    CHECK(load(&drop, &m) == M40LLM_ERR_NOT_FOUND);
+    CHECK(says("blk.0.ffn_up_exps.weight is missing", NULL));
+    spec width = sig;
+    width.gating = 0;
+    width.ff_exp = 32;
+    width.extra = NULL;
+    CHECK(load(&width, &m) == 0);
+    model_free(m);
+    m = NULL;
+    /* llama.cpp's early Mixtral files: one tensor per expert */
+    spec legacy = {.arch = "llama",
+                   .layers = 1,
+                   .experts = 4,
+                   .used = 2,
+                   .extra = "blk.0.ffn_gate.0.weight",
+                   .extra_ne0 = E};
+    CHECK(load(&legacy, &m) == M40LLM_ERR_UNSUPPORTED);
+    CHECK(says("one tensor per expert", NULL));
+    /* a router of the wrong width */
+    spec narrow = {.arch = "llama", .layers = 1, .experts = 8, .used = 2, .moe_x = 4};
+    CHECK(load(&narrow, &m) == M40LLM_ERR_SHAPE);
+    CHECK(says("blk.0.ffn_gate_inp.weight: expected shape [32, 8], found [32, 4]", NULL));
+}
+
 static void test_errors(void) {
     model *m = NULL;
     spec unk = {.arch = "mamba", .layers = 1};
@@ -300,5 +434,7 @@ int main(void) {
         g_data[i] = 0.05f * (float)sin((double)i * 0.7);
     test_descriptions();
     test_errors();
+    test_moe();
+    test_moe_errors();
     return check_summary("test_arch");
 }

@@ -25,17 +25,28 @@ typedef struct spec {
     const char *name;      /* general.name; NULL: tiny */
     const char *rope_type; /* llama.rope.scaling.type; NULL: absent */
     int64_t experts;       /* llama.expert_count; 0: absent */
+    int64_t experts_used;  /* llama.expert_used_count; 0: absent */
+    int moe_x;             /* > 0: MoE layers with tensors of that many experts, no dense FFN */
+    int down_x;            /* experts in ffn_down_exps; 0: moe_x */
     uint32_t vocab_size;   /* llama.vocab_size; 0: absent */
     uint32_t n_tokens;     /* tokenizer.ggml.tokens entries; 0: absent */
 } spec;
 
-static float g_data[VOCAB * FF]; /* the largest tensor (FF x EMBD, VOCAB x EMBD) */
+enum { MAX_X = 4 };                     /* experts a written MoE layer may hold */
+static float g_data[EMBD * FF * MAX_X]; /* the largest tensor (an expert tensor) */
 static char g_path[256];
 
+static int add3(gguf_writer *w, const char *name, int64_t ne0, int64_t ne1, int64_t ne2) {
+    int64_t ne[3] = {ne0, ne1 ? ne1 : 1, ne2 ? ne2 : 1};
+    return gguf_writer_add_tensor(w, name, QT_F32,
+                                  ne2   ? 3
+                                  : ne1 ? 2
+                                        : 1,
+                                  ne, g_data, (size_t)(ne[0] * ne[1] * ne[2]) * sizeof(float));
+}
+
 static int add(gguf_writer *w, const char *name, int64_t ne0, int64_t ne1) {
-    int64_t ne[2] = {ne0, ne1 ? ne1 : 1};
-    return gguf_writer_add_tensor(w, name, QT_F32, ne1 ? 2 : 1, ne, g_data,
-                                  (size_t)(ne[0] * ne[1]) * sizeof(float));
+    return add3(w, name, ne0, ne1, 0);
 }
 
 static int write_model(const spec *s) {
@@ -52,6 +63,8 @@ static int write_model(const spec *s) {
     gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     if (s->rope_type) gguf_writer_set_str(w, "llama.rope.scaling.type", s->rope_type);
     if (s->experts) gguf_writer_set_u32(w, "llama.expert_count", (uint32_t)s->experts);
+    if (s->experts_used)
+        gguf_writer_set_u32(w, "llama.expert_used_count", (uint32_t)s->experts_used);
     if (s->vocab_size) gguf_writer_set_u32(w, "llama.vocab_size", s->vocab_size);
     if (s->n_tokens) {
         static char text[VOCAB * 2][16];
@@ -71,10 +84,21 @@ static int write_model(const spec *s) {
         } t[] = {{"attn_norm", EMBD, 0}, {"attn_q", EMBD, EMBD},      {"attn_k", EMBD, EMBD},
                  {"attn_v", EMBD, EMBD}, {"attn_output", EMBD, EMBD}, {"ffn_norm", EMBD, 0},
                  {"ffn_gate", EMBD, FF}, {"ffn_up", EMBD, FF},        {"ffn_down", FF, EMBD}};
-        for (size_t i = 0; i < sizeof t / sizeof t[0] && !rc; i++) {
-            char name[64];
+        const size_t n_t = sizeof t / sizeof t[0] - (s->moe_x ? 3 : 0);
+        char name[64];
+        for (size_t i = 0; i < n_t && !rc; i++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, t[i].n);
             rc = add(w, name, t[i].a, t[i].b);
+        }
+        if (s->moe_x && !rc) {
+            snprintf(name, sizeof name, "blk.%d.ffn_gate_inp.weight", l);
+            rc = add(w, name, EMBD, s->moe_x);
+            snprintf(name, sizeof name, "blk.%d.ffn_gate_exps.weight", l);
+            if (!rc) rc = add3(w, name, EMBD, FF, s->moe_x);
+            snprintf(name, sizeof name, "blk.%d.ffn_up_exps.weight", l);
+            if (!rc) rc = add3(w, name, EMBD, FF, s->moe_x);
+            snprintf(name, sizeof name, "blk.%d.ffn_down_exps.weight", l);
+            if (!rc) rc = add3(w, name, FF, EMBD, s->down_x ? s->down_x : s->moe_x);
         }
     }
     if (!rc && s->extra) rc = add(w, s->extra, EMBD, 0);
@@ -321,7 +345,7 @@ static void test_strings(void) {
 }
 
 /* Counts the metadata states that the tensors must agree with. */
-static void test_vocab_and_experts(void) {
+static void test_vocab(void) {
     spec ok = {.block_count = 1, .layers = 1, .vocab_size = VOCAB, .n_tokens = VOCAB};
     CHECKF(load_spec(&ok) == 0, "%s", m40llm_last_error());
     spec fewer = {.block_count = 1, .layers = 1, .n_tokens = VOCAB - 8}; /* padded embedding */
@@ -334,10 +358,60 @@ static void test_vocab_and_experts(void) {
     spec toks = {.block_count = 1, .layers = 1, .n_tokens = VOCAB + 1};
     CHECK(load_spec(&toks) == M40LLM_ERR_SHAPE);
     CHECK(says("tokenizer.ggml.tokens holds 41 tokens", "40 rows"));
+}
 
-    spec moe = {.block_count = 1, .layers = 1, .experts = 8};
-    CHECK(load_spec(&moe) == M40LLM_ERR_UNSUPPORTED);
-    CHECK(says("llama.expert_count = 8", "not supported"));
+/* Mixture-of-experts metadata that disagrees with itself or the tensors:
+ * refused with the key or tensor named, before anything is sized by it. */
+static void test_experts(void) {
+    spec ok = {.block_count = 2, .layers = 2, .experts = 4, .experts_used = 2, .moe_x = 4};
+    CHECKF(load_spec(&ok) == 0, "%s", m40llm_last_error());
+
+    spec dense = {.block_count = 1, .layers = 1, .experts = 8, .experts_used = 2};
+    CHECK(load_spec(&dense) == M40LLM_ERR_NOT_FOUND);
+    CHECK(says("blk.0.ffn_gate_inp.weight is missing", NULL));
+    spec no_used = {.block_count = 1, .layers = 1, .experts = 4, .moe_x = 4};
+    CHECK(load_spec(&no_used) == M40LLM_ERR_NOT_FOUND);
+    CHECK(says("llama.expert_used_count is missing", NULL));
+    spec more = {.block_count = 1, .layers = 1, .experts = 4, .experts_used = 5, .moe_x = 4};
+    CHECK(load_spec(&more) == M40LLM_ERR_FORMAT);
+    CHECK(says("llama.expert_used_count 5 exceeds llama.expert_count 4", NULL));
+    spec down = {
+        .block_count = 1, .layers = 1, .experts = 4, .experts_used = 2, .moe_x = 4, .down_x = 3};
+    CHECK(load_spec(&down) == M40LLM_ERR_SHAPE);
+    CHECK(says("blk.0.ffn_down_exps.weight: expected shape [64, 32, 4], found [64, 32, 3]", NULL));
+
+    /* counts far beyond the tensors: the router's shape refuses them, fast
+     * and without an allocation of their size */
+    static const int64_t huge[][2] = {{1 << 30, 2}, {1 << 30, 1 << 30}, {4000000000LL, 2}};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        spec s = {.block_count = 1,
+                  .layers = 1,
+                  .experts = huge[i][0],
+                  .experts_used = huge[i][1],
+                  .moe_x = 4};
+        size_t size = 0;
+        uint8_t *buf = build(&s, &size);
+        if (!buf) continue;
+        long rss0 = maxrss_kb();
+        double t0 = cpu_s();
+        int rc = load_mem(buf, size);
+        double dt = cpu_s() - t0;
+        long grew_kb = maxrss_kb() - rss0;
+        if (huge[i][0] > (1 << 30)) {
+            CHECKF(rc == M40LLM_ERR_FORMAT, "expert_count %lld: status %d", (long long)huge[i][0],
+                   rc);
+            CHECK(says("llama.expert_count", "out of range"));
+        } else {
+            CHECKF(rc == M40LLM_ERR_SHAPE, "expert_count %lld: status %d", (long long)huge[i][0],
+                   rc);
+            CHECK(says("blk.0.ffn_gate_inp.weight: expected shape [32, 1073741824], found [32, 4]",
+                       NULL));
+        }
+        CHECKF(dt < 1.0, "expert_count %lld took %.3f s of CPU", (long long)huge[i][0], dt);
+        CHECKF(grew_kb < 32 * 1024, "expert_count %lld: peak RSS grew by %ld KiB",
+               (long long)huge[i][0], grew_kb);
+        free(buf);
+    }
 }
 
 int main(void) {
@@ -348,7 +422,8 @@ int main(void) {
     test_extra_layers();
     test_overlap();
     test_strings();
-    test_vocab_and_experts();
+    test_vocab();
+    test_experts();
     unlink(g_path);
     return check_summary("test_model_hostile");
 }

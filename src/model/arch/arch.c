@@ -12,8 +12,9 @@
 #include "err.h"
 #include "quant.h"
 
-static const arch_def *const arch_all[] = {&arch_llama,  &arch_qwen2,  &arch_qwen3,
-                                           &arch_gemma2, &arch_gemma3, &arch_phi3};
+/* by general.architecture; arch_mixtral is reached through arch_llama */
+static const arch_def *const arch_all[] = {&arch_llama,  &arch_qwen2, &arch_qwen3,   &arch_gemma2,
+                                           &arch_gemma3, &arch_phi3,  &arch_qwen3moe};
 enum { ARCH_COUNT = sizeof arch_all / sizeof arch_all[0] };
 
 const arch_def *arch_find(gguf_str name) {
@@ -31,7 +32,7 @@ bool arch_plain_user_defined(const gguf_file *g) {
 }
 
 const char *arch_names(void) {
-    return "llama, qwen2, qwen3, gemma2, gemma3, phi3";
+    return "llama, qwen2, qwen3, gemma2, gemma3, phi3, qwen3moe; mixtral as llama with experts";
 }
 
 int arch_key_int(const gguf_file *g, const char *arch, const char *suffix, bool required,
@@ -191,21 +192,54 @@ int arch_read_common(const gguf_file *g, const char *a, model_config *c) {
     /* an explicit override (granite-style key), wherever present */
     if ((rc = arch_key_float(g, a, "attention.scale", false, &c->attn_scale))) return rc;
 
-    /* mixture-of-experts files: say so instead of reporting the dense FFN
-     * tensors missing */
+    return M40LLM_OK;
+}
+
+int arch_expert_count(const gguf_file *g, const char *a, int64_t *out) {
     char key[96];
     snprintf(key, sizeof key, "%s.expert_count", a);
-    int64_t experts = 0;
-    rc = gguf_get_i64(g, key, &experts);
-    if (rc != M40LLM_OK && rc != M40LLM_ERR_NOT_FOUND)
+    *out = 0;
+    int rc = gguf_get_i64(g, key, out);
+    if (rc == M40LLM_ERR_NOT_FOUND) {
+        *out = 0;
+        return M40LLM_OK;
+    }
+    if (rc != M40LLM_OK)
         return err_set(M40LLM_ERR_TYPE, "metadata key %s: expected an integer", key);
-    if (experts < 0)
+    if (*out < 0)
         return err_set(M40LLM_ERR_FORMAT, "metadata key %s: value %" PRId64 " out of range", key,
-                       experts);
-    if (experts > 0)
+                       *out);
+    return M40LLM_OK;
+}
+
+int arch_read_experts(const gguf_file *g, const char *a, model_config *c) {
+    int rc;
+    if ((rc = arch_key_int(g, a, "expert_count", true, &c->n_expert))) return rc;
+    if ((rc = arch_key_int(g, a, "expert_used_count", true, &c->n_expert_used))) return rc;
+    if (c->n_expert_used > c->n_expert)
+        return err_set(M40LLM_ERR_FORMAT, "%s.expert_used_count %d exceeds %s.expert_count %d", a,
+                       c->n_expert_used, a, c->n_expert);
+    c->n_ff_exp = c->n_ff;
+    if ((rc = arch_key_int(g, a, "expert_feed_forward_length", false, &c->n_ff_exp))) return rc;
+    char key[96];
+    snprintf(key, sizeof key, "%s.expert_weights_norm", a);
+    c->expert_norm = true; /* llama.cpp's qwen3moe and llama MoE always renormalise */
+    rc = gguf_get_bool(g, key, &c->expert_norm);
+    if (rc != M40LLM_OK && rc != M40LLM_ERR_NOT_FOUND)
+        return err_set(M40LLM_ERR_TYPE, "metadata key %s: expected a bool", key);
+    /* llama.cpp's gating functions: 1 softmax, 2 sigmoid (deepseek) */
+    int gating = 1;
+    if ((rc = arch_key_int(g, a, "expert_gating_func", false, &gating))) return rc;
+    if (gating != 1)
         return err_set(M40LLM_ERR_UNSUPPORTED,
-                       "mixture-of-experts models (%s = %" PRId64 ") are not supported", key,
-                       experts);
+                       "%s.expert_gating_func %d is not supported (1: softmax)", a, gating);
+    int shared = 0;
+    rc = arch_key_int(g, a, "expert_shared_count", false, &shared);
+    if (rc || shared)
+        return rc ? rc
+                  : err_set(M40LLM_ERR_UNSUPPORTED,
+                            "%s.expert_shared_count %d: shared experts are not supported", a,
+                            shared);
     return M40LLM_OK;
 }
 
@@ -217,10 +251,11 @@ static void shape_str(const int64_t *ne, int n, char *buf, size_t size) {
     if (o < size) snprintf(buf + o, size - o, "]");
 }
 
+/* want[] is {ne0} (ne1 == ne2 == 0), {ne0, ne1} (ne2 == 0) or {ne0, ne1, ne2}. */
 static int bind_found(const gguf_tensor *gt, const char *name, int64_t ne0, int64_t ne1,
-                      model_tensor *t) {
-    int want_dims = ne1 ? 2 : 1;
-    int64_t want[4] = {ne0, ne1 ? ne1 : 1, 1, 1};
+                      int64_t ne2, model_tensor *t) {
+    int want_dims = ne2 ? 3 : ne1 ? 2 : 1;
+    int64_t want[4] = {ne0, ne1 ? ne1 : 1, ne2 ? ne2 : 1, 1};
     bool ok = true;
     for (int i = 0; i < 4; i++) ok = ok && gt->ne[i] == want[i];
     int found_dims = (int)gt->n_dims;
@@ -241,9 +276,13 @@ static int bind_found(const gguf_tensor *gt, const char *name, int64_t ne0, int6
                        "tensor %s: row length %" PRId64
                        " is not a multiple of the %s block size %d",
                        name, ne0, qi->name, qi->block_size);
-    if (gt->nbytes < row * (size_t)want[1])
+    size_t matrix = 0, total = 0;
+    if (__builtin_mul_overflow(row, (size_t)want[1], &matrix) ||
+        __builtin_mul_overflow(matrix, (size_t)want[2], &total))
+        return err_set(M40LLM_ERR_FORMAT, "tensor %s: size overflows", name);
+    if (gt->nbytes < total)
         return err_set(M40LLM_ERR_FORMAT, "tensor %s: %zu bytes of data, %zu expected", name,
-                       gt->nbytes, row * (size_t)want[1]);
+                       gt->nbytes, total);
     char *copy = malloc(gt->name.len + 1);
     if (!copy) return err_set(M40LLM_ERR_OOM, "out of memory");
     gguf_str_copy(gt->name, copy, gt->name.len + 1);
@@ -251,21 +290,29 @@ static int bind_found(const gguf_tensor *gt, const char *name, int64_t ne0, int6
     t->type = gt->type;
     memcpy(t->ne, gt->ne, sizeof t->ne);
     t->data = gt->data;
-    t->nbytes = row * (size_t)want[1];
+    t->nbytes = total;
     t->row_bytes = row;
+    t->expert_bytes = matrix;
     return M40LLM_OK;
 }
 
 int arch_bind(const gguf_file *g, const char *name, int64_t ne0, int64_t ne1, model_tensor *t) {
     const gguf_tensor *gt = gguf_find_tensor(g, name);
     if (!gt) return err_set(M40LLM_ERR_NOT_FOUND, "tensor %s is missing", name);
-    return bind_found(gt, name, ne0, ne1, t);
+    return bind_found(gt, name, ne0, ne1, 0, t);
 }
 
 int arch_bind_opt(const gguf_file *g, const char *name, int64_t ne0, int64_t ne1, model_tensor *t) {
     const gguf_tensor *gt = gguf_find_tensor(g, name);
     if (!gt) return M40LLM_OK;
-    return bind_found(gt, name, ne0, ne1, t);
+    return bind_found(gt, name, ne0, ne1, 0, t);
+}
+
+int arch_bind_experts(const gguf_file *g, const char *name, int64_t ne0, int64_t ne1,
+                      int64_t n_expert, model_tensor *t) {
+    const gguf_tensor *gt = gguf_find_tensor(g, name);
+    if (!gt) return err_set(M40LLM_ERR_NOT_FOUND, "tensor %s is missing", name);
+    return bind_found(gt, name, ne0, ne1, n_expert, t);
 }
 
 int arch_view(const model_tensor *p, int64_t row0, int64_t rows, const char *tag, model_tensor *v) {
@@ -281,6 +328,7 @@ int arch_view(const model_tensor *p, int64_t row0, int64_t rows, const char *tag
     v->ne[1] = rows;
     v->data = (const uint8_t *)p->data + (size_t)row0 * p->row_bytes;
     v->nbytes = (size_t)rows * p->row_bytes;
+    v->expert_bytes = v->nbytes;
     return M40LLM_OK;
 }
 
@@ -307,7 +355,16 @@ int arch_bind_layer(const gguf_file *g, const model_config *c, int il, unsigned 
     }
     if ((rc = arch_bind(g, NAME("attn_output.weight"), Q, E, &L->wo))) return rc;
     if ((rc = arch_bind(g, NAME("ffn_norm.weight"), E, 0, &L->ffn_norm))) return rc;
-    if (flags & ARCH_FUSED_GATE_UP) {
+    if (flags & ARCH_MOE) {
+        const int64_t X = c->n_expert, FX = c->n_ff_exp;
+        if ((rc = arch_bind(g, NAME("ffn_gate_inp.weight"), E, X, &L->router))) return rc;
+        if ((rc = arch_bind_experts(g, NAME("ffn_gate_exps.weight"), E, FX, X, &L->gate_exps)))
+            return rc;
+        if ((rc = arch_bind_experts(g, NAME("ffn_up_exps.weight"), E, FX, X, &L->up_exps)))
+            return rc;
+        if ((rc = arch_bind_experts(g, NAME("ffn_down_exps.weight"), FX, E, X, &L->down_exps)))
+            return rc;
+    } else if (flags & ARCH_FUSED_GATE_UP) {
         model_tensor gu = {0};
         if ((rc = arch_bind(g, NAME("ffn_up.weight"), E, 2 * F, &gu))) return rc;
         rc = arch_view(&gu, 0, F, "gate", &L->w_gate);
@@ -318,7 +375,8 @@ int arch_bind_layer(const gguf_file *g, const model_config *c, int il, unsigned 
         if ((rc = arch_bind(g, NAME("ffn_gate.weight"), E, F, &L->w_gate))) return rc;
         if ((rc = arch_bind(g, NAME("ffn_up.weight"), E, F, &L->w_up))) return rc;
     }
-    if ((rc = arch_bind(g, NAME("ffn_down.weight"), F, E, &L->w_down))) return rc;
+    if (!(flags & ARCH_MOE) && (rc = arch_bind(g, NAME("ffn_down.weight"), F, E, &L->w_down)))
+        return rc;
     int (*bias)(const gguf_file *, const char *, int64_t, int64_t, model_tensor *) =
         flags & ARCH_QKV_BIAS ? arch_bind : arch_bind_opt;
     if ((rc = bias(g, NAME("attn_q.bias"), Q, 0, &L->bq))) return rc;

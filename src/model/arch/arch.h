@@ -24,9 +24,13 @@ typedef struct arch_def {
      * any text as the reference tokenizers do; elsewhere markup-looking
      * USER_DEFINED tokens may be turn markers (deepseek) and stay guarded. */
     bool plain_user_defined;
+    /* The architecture a file of this name is read as when it sets
+     * <name>.expert_count > 0 (llama -> mixtral), or NULL. */
+    const struct arch_def *moe_variant;
 } arch_def;
 
-extern const arch_def arch_llama, arch_qwen2, arch_qwen3, arch_gemma2, arch_gemma3, arch_phi3;
+extern const arch_def arch_llama, arch_qwen2, arch_qwen3, arch_gemma2, arch_gemma3, arch_phi3,
+    arch_qwen3moe, arch_mixtral;
 
 /* The architecture of that name, or NULL. */
 const arch_def *arch_find(gguf_str name);
@@ -38,6 +42,14 @@ const char *arch_names(void);
 int arch_key_int(const gguf_file *g, const char *arch, const char *suffix, bool required, int *out);
 int arch_key_float(const gguf_file *g, const char *arch, const char *suffix, bool required,
                    float *out);
+/* <arch>.expert_count as stored: 0 when absent; a non-integer or negative
+ * value is an error. */
+int arch_expert_count(const gguf_file *g, const char *arch, int64_t *out);
+/* The mixture-of-experts keys: expert_count, expert_used_count (1..count),
+ * expert_feed_forward_length (else n_ff), expert_weights_norm (else true),
+ * expert_gating_func (softmax only); shared experts are refused. */
+int arch_read_experts(const gguf_file *g, const char *arch, model_config *c);
+
 /* The keys every architecture has: sizes, heads, head size, RoPE, eps and
  * linear RoPE scaling; the switches get the llama defaults. */
 int arch_read_common(const gguf_file *g, const char *arch, model_config *c);
@@ -47,6 +59,9 @@ int arch_read_common(const gguf_file *g, const char *arch, model_config *c);
  * (t stays all zero). */
 int arch_bind(const gguf_file *g, const char *name, int64_t ne0, int64_t ne1, model_tensor *t);
 int arch_bind_opt(const gguf_file *g, const char *name, int64_t ne0, int64_t ne1, model_tensor *t);
+/* An expert tensor: shape exactly {ne0, ne1, n_expert}. */
+int arch_bind_experts(const gguf_file *g, const char *name, int64_t ne0, int64_t ne1,
+                      int64_t n_expert, model_tensor *t);
 /* Rows [row0, row0 + rows) of a bound matrix as a tensor of its own
  * (fused weights); the name is the parent's with "[tag]" appended. */
 int arch_view(const model_tensor *parent, int64_t row0, int64_t rows, const char *tag,
@@ -54,11 +69,12 @@ int arch_view(const model_tensor *parent, int64_t row0, int64_t rows, const char
 
 /* What a layer has beyond the nine llama weights. */
 enum {
-    ARCH_QKV_BIAS = 1 << 0,     /* attn_q/k/v.bias required */
-    ARCH_QK_NORM = 1 << 1,      /* attn_q_norm, attn_k_norm required */
-    ARCH_POST_NORMS = 1 << 2,   /* post_attention_norm, post_ffw_norm required */
-    ARCH_FUSED_QKV = 1 << 3,    /* attn_qkv instead of attn_q/k/v (split into views) */
-    ARCH_FUSED_GATE_UP = 1 << 4 /* ffn_up holds gate then up, no ffn_gate (views) */
+    ARCH_QKV_BIAS = 1 << 0,      /* attn_q/k/v.bias required */
+    ARCH_QK_NORM = 1 << 1,       /* attn_q_norm, attn_k_norm required */
+    ARCH_POST_NORMS = 1 << 2,    /* post_attention_norm, post_ffw_norm required */
+    ARCH_FUSED_QKV = 1 << 3,     /* attn_qkv instead of attn_q/k/v (split into views) */
+    ARCH_FUSED_GATE_UP = 1 << 4, /* ffn_up holds gate then up, no ffn_gate (views) */
+    ARCH_MOE = 1 << 5 /* ffn_gate_inp and ffn_gate/up/down_exps instead of the dense FFN */
 };
 /* Binds a layer's weights named as llama.cpp names them; optional biases
  * (attn_q/k/v/output.bias) are bound wherever present. */

@@ -44,4 +44,4 @@ static const char *const gemma2_required[] = {"attn_norm.weight",
                                               "post_ffw_norm.weight",
                                               NULL};
 
-const arch_def arch_gemma2 = {"gemma2", gemma2_config, gemma2_layer, gemma2_required, true};
+const arch_def arch_gemma2 = {"gemma2", gemma2_config, gemma2_layer, gemma2_required, true, NULL};

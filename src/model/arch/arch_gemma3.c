@@ -55,4 +55,4 @@ static const char *const gemma3_required[] = {"attn_norm.weight",
                                               "post_ffw_norm.weight",
                                               NULL};
 
-const arch_def arch_gemma3 = {"gemma3", gemma3_config, gemma3_layer, gemma3_required, true};
+const arch_def arch_gemma3 = {"gemma3", gemma3_config, gemma3_layer, gemma3_required, true, NULL};

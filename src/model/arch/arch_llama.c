@@ -22,4 +22,5 @@ static const char *const llama_required[] = {
     "attn_norm.weight", "attn_q.weight",   "attn_k.weight", "attn_v.weight",   "attn_output.weight",
     "ffn_norm.weight",  "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight", NULL};
 
-const arch_def arch_llama = {"llama", llama_config, llama_layer, llama_required, false};
+const arch_def arch_llama = {"llama",        llama_config, llama_layer,
+                             llama_required, false,        &arch_mixtral};

@@ -33,4 +33,4 @@ static const char *const phi3_required[] = {"attn_norm.weight",
                                             "ffn_down.weight",
                                             NULL};
 
-const arch_def arch_phi3 = {"phi3", phi3_config, phi3_layer, phi3_required, false};
+const arch_def arch_phi3 = {"phi3", phi3_config, phi3_layer, phi3_required, false, NULL};

@@ -26,4 +26,4 @@ static const char *const qwen2_required[] = {"attn_norm.weight",
                                              "ffn_down.weight",
                                              NULL};
 
-const arch_def arch_qwen2 = {"qwen2", qwen2_config, qwen2_layer, qwen2_required, false};
+const arch_def arch_qwen2 = {"qwen2", qwen2_config, qwen2_layer, qwen2_required, false, NULL};

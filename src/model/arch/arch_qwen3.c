@@ -18,4 +18,4 @@ static const char *const qwen3_required[] = {
     "attn_q_norm.weight", "attn_k_norm.weight", "attn_output.weight", "ffn_norm.weight",
     "ffn_gate.weight",    "ffn_up.weight",      "ffn_down.weight",    NULL};
 
-const arch_def arch_qwen3 = {"qwen3", qwen3_config, qwen3_layer, qwen3_required, false};
+const arch_def arch_qwen3 = {"qwen3", qwen3_config, qwen3_layer, qwen3_required, false, NULL};

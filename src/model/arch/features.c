@@ -17,6 +17,7 @@ uint32_t model_features(const model *m) {
         if (model_has(&L->q_norm)) f |= MODEL_FEAT_QK_NORM;
         if (model_has(&L->post_attn_norm)) f |= MODEL_FEAT_POST_NORMS;
         if (L->n_swa) f |= MODEL_FEAT_SWA;
+        if (model_layer_moe(L)) f |= MODEL_FEAT_MOE;
         if (L->rope_factors) f |= MODEL_FEAT_ROPE_FACTORS;
         if (L->rope_base != c->rope_freq_base || L->rope_freq_scale != c->rope_freq_scale)
             f |= MODEL_FEAT_LAYER_ROPE;
@@ -65,6 +66,8 @@ const char *model_feature_name(uint32_t bit) {
         return "final logit soft-capping";
     case MODEL_FEAT_WIDE_ATTN:
         return "n_head * head_dim != n_embd";
+    case MODEL_FEAT_MOE:
+        return "mixture of experts";
     default:
         return "an unknown feature";
     }
@@ -90,6 +93,9 @@ void model_describe_features(const model *m, char *buf, size_t size) {
     feat_buf b = {buf, size, 0};
     if (size) buf[0] = 0;
     const uint32_t f = model_features(m);
+    if (f & MODEL_FEAT_MOE)
+        add(&b, "mixture of experts: %d of %d per token%s, expert FFN %d", c->n_expert_used,
+            c->n_expert, c->expert_norm ? " (weights renormalised)" : "", c->n_ff_exp);
     if (f & MODEL_FEAT_SWA)
         add(&b, "sliding window %d on %d of %d layers", c->n_swa, c->n_swa_layers, c->n_layer);
     if (f & (MODEL_FEAT_ATTN_SOFTCAP | MODEL_FEAT_FINAL_SOFTCAP))
