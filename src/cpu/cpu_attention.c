@@ -3,20 +3,8 @@
 #include <math.h>
 
 #include "cpu_internal.h"
+#include "model_rope.h"
 #include "quant.h"
-
-/* YaRN's correction range in dimension pairs: the pairs that turn fewer than
- * beta_slow / more than beta_fast times over the original context, floored
- * and ceiled and clamped as llama.cpp and transformers do. */
-static void yarn_range(const model_config *c, float base, double *lo, double *hi) {
-    const double n = c->n_rot, lb = 2.0 * log((double)base), two_pi = 2.0 * 3.14159265358979323846;
-    double a = n * log(c->yarn_orig_ctx / (c->yarn_beta_fast * two_pi)) / lb;
-    double b = n * log(c->yarn_orig_ctx / (c->yarn_beta_slow * two_pi)) / lb;
-    a = floor(a);
-    b = ceil(b);
-    *lo = a > 0 ? a : 0;
-    *hi = b < n - 1 ? b : n - 1;
-}
 
 /* RoPE angles: pair i of each head rotated by
  * theta = pos * freq_scale * base^(-2i/n_rot) [/ rope_freqs[i]], first n_rot
@@ -34,7 +22,7 @@ void cpu_rope_table(cpu_backend *cb, const backend_entry *e, int n) {
         const float *ff = L->rope_factors ? cb->rope_freqs : NULL;
         const bool yarn = c->rope_scaling == MODEL_ROPE_SCALING_YARN;
         double lo = 0, hi = 0;
-        if (yarn) yarn_range(c, L->rope_base, &lo, &hi);
+        if (yarn) model_yarn_range(c, L->rope_base, &lo, &hi);
         for (int i = 0; i < n; i++) {
             float *cs = cb->rope + ((size_t)set * cb->base.params.n_batch_max + i) * c->n_rot;
             for (int p = 0; p < half; p++) {

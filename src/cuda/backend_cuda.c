@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cuda_backend.h"
+#include "model_rope.h"
 #include "quant.h"
 
 static int cb_alloc(cuda_backend *cb, size_t bytes, const char *what, void **out) {
@@ -130,16 +131,6 @@ static int up_vec(uploader *u, float **dst, const model_tensor *t, float offset)
     return up_vecs(u, dst, &t, 1, offset);
 }
 
-/* YaRN's correction range in dimension pairs for a RoPE base, as the CPU
- * backend's (cpu_attention.c) */
-static void yarn_range(const model_config *c, float base, float *lo, float *hi) {
-    const double n = c->n_rot, lb = 2.0 * log((double)base), two_pi = 2.0 * 3.14159265358979323846;
-    double a = floor(n * log(c->yarn_orig_ctx / (c->yarn_beta_fast * two_pi)) / lb);
-    double b = ceil(n * log(c->yarn_orig_ctx / (c->yarn_beta_slow * two_pi)) / lb);
-    *lo = (float)(a > 0 ? a : 0);
-    *hi = (float)(b < n - 1 ? b : n - 1);
-}
-
 /* A layer's RoPE and attention settings from the model description. */
 static void layer_settings(cuda_backend *cb, const model_layer *L, cuda_layer *G) {
     const model_config *c = &cb->base.model->cfg;
@@ -156,7 +147,10 @@ static void layer_settings(cuda_backend *cb, const model_layer *L, cuda_layer *G
     if (c->rope_scaling == MODEL_ROPE_SCALING_YARN) {
         r->yarn = 1;
         r->factors = NULL; /* the CPU's YaRN angle has no factors either */
-        yarn_range(c, L->rope_base, &r->yarn_lo, &r->yarn_hi);
+        double lo, hi;
+        model_yarn_range(c, L->rope_base, &lo, &hi);
+        r->yarn_lo = (float)lo;
+        r->yarn_hi = (float)hi;
         r->mscale = c->yarn_attn_factor;
     }
     G->att = (attn_mods){c->attn_scale, c->attn_softcap, L->n_swa};

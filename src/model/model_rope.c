@@ -1,0 +1,11 @@
+#include "model_rope.h"
+
+#include <math.h>
+
+void model_yarn_range(const model_config *c, float base, double *lo, double *hi) {
+    const double n = c->n_rot, lb = 2.0 * log((double)base), two_pi = 2.0 * 3.14159265358979323846;
+    double a = floor(n * log(c->yarn_orig_ctx / (c->yarn_beta_fast * two_pi)) / lb);
+    double b = ceil(n * log(c->yarn_orig_ctx / (c->yarn_beta_slow * two_pi)) / lb);
+    *lo = a > 0 ? a : 0;
+    *hi = b < n - 1 ? b : n - 1;
+}

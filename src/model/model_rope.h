@@ -1,0 +1,14 @@
+/* RoPE helpers both backends share, so their angles agree. */
+#ifndef M40_MODEL_ROPE_H
+#define M40_MODEL_ROPE_H
+
+#include "model.h"
+
+/* YaRN's correction range in dimension pairs for a layer's RoPE base: the
+ * pairs that turn fewer than beta_slow / more than beta_fast times over the
+ * original context, floored and ceiled and clamped to [0, n_rot - 1] as
+ * llama.cpp and transformers do. Below lo a pair is extrapolated (its
+ * angle unscaled), above hi interpolated. */
+void model_yarn_range(const model_config *c, float base, double *lo, double *hi);
+
+#endif
