@@ -151,6 +151,11 @@ typedef struct m40llm_model_info {
     uint64_t weight_bytes;     /* bytes of the weight tensors */
     int n_ctx_train;           /* trained context length */
     int n_vocab, n_embd, n_layer, n_head, n_head_kv;
+    /* mixture of experts (n_expert 0: a dense model, the active figures are the totals) */
+    int n_expert, n_expert_used;  /* experts per MoE layer, experts a token is routed to */
+    uint64_t n_params_active;     /* parameters one token uses */
+    uint64_t active_weight_bytes; /* weight bytes one token reads */
+    uint64_t expert_bytes;        /* bytes of all expert tensors */
 } m40llm_model_info;
 /* Strings stay valid as long as the model. */
 void m40llm_model_get_info(const m40llm_model *m, m40llm_model_info *out);

@@ -1,8 +1,12 @@
-/* m40-synth: writes a random-weight llama GGUF of any shape and weight type.
+/* m40-synth: writes a random-weight GGUF of any shape and weight type: a
+ * dense llama, or a mixture of experts (mixtral: a llama file with experts;
+ * qwen3moe).
  *
  *   m40-synth --preset mistral-7b --type q4_0 -o /tmp/mistral-q4_0.gguf
  *   m40-synth --layers 2 --embd 256 --heads 8 --kv-heads 4 --ff 512 --vocab 512 \
  *             --type q4_k_m --tied -o tiny.gguf
+ *   m40-synth --preset qwen3-30b-a3b --type q4_k_m -o /tmp/qwen3-30b-a3b-q4_k_m.gguf
+ *   m40-synth --arch qwen3moe --experts 8 --experts-used 2 --ff-exp 64 -o tiny-moe.gguf
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,8 +24,14 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: m40-synth [options] -o OUT.gguf\n"
-            "  --preset NAME     mistral-7b | smollm2-135m | tiny (default shape: tiny)\n"
+            "  --preset NAME     mistral-7b | smollm2-135m | tiny | mixtral-8x7b | qwen3-30b-a3b\n"
+            "                    (default shape: tiny)\n"
+            "  --arch A          llama (dense, default) | mixtral (llama file with experts) |\n"
+            "                    qwen3moe (q/k norms, NeoX RoPE)\n"
             "  --layers N --embd N --heads N --kv-heads N --ff N --vocab N --ctx N\n"
+            "  --head-dim N      head size (attention.key_length; default embd / heads)\n"
+            "  --experts N --experts-used K   mixture of experts: K of N per token\n"
+            "  --ff-exp N        qwen3moe: one expert's FFN width (default: --ff)\n"
             "  --rope-base X     rope frequency base      --eps X   RMSNorm epsilon\n"
             "  --type T          f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k\n"
             "                    q4_k_m q5_k_m (llama.cpp mixes)   (default f32)\n"
@@ -118,6 +128,17 @@ int main(int argc, char **argv) {
             bad = parse_int(a, v, 1, 1 << 16, &c.n_head_kv), i++;
         } else if (!strcmp(a, "--ff")) {
             bad = parse_int(a, v, 1, 1 << 24, &c.n_ff), i++;
+        } else if (!strcmp(a, "--arch")) {
+            bad = !v;
+            c.arch = v, i++;
+        } else if (!strcmp(a, "--head-dim")) {
+            bad = parse_int(a, v, 2, 1 << 16, &c.head_dim), i++;
+        } else if (!strcmp(a, "--experts")) {
+            bad = parse_int(a, v, 1, 1 << 16, &c.n_expert), i++;
+        } else if (!strcmp(a, "--experts-used")) {
+            bad = parse_int(a, v, 1, 1 << 16, &c.n_expert_used), i++;
+        } else if (!strcmp(a, "--ff-exp")) {
+            bad = parse_int(a, v, 1, 1 << 24, &c.n_ff_exp), i++;
         } else if (!strcmp(a, "--vocab")) {
             bad = parse_int(a, v, 260, 1 << 24, &c.n_vocab), i++;
         } else if (!strcmp(a, "--ctx")) {
@@ -184,11 +205,17 @@ int main(int argc, char **argv) {
     c.progress_ctx = &prog;
     if (!prog.quiet)
         fprintf(stderr,
-                "m40-synth: llama L%d E%d H%d KV%d FF%d V%d ctx %d rope %g eps %g, %s%s, std %g, "
+                "m40-synth: %s L%d E%d H%d KV%d FF%d V%d ctx %d rope %g eps %g, %s%s, std %g, "
                 "seed %llu -> %s\n",
-                c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab, c.n_ctx,
+                c.arch, c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab, c.n_ctx,
                 (double)c.rope_base, (double)c.rms_eps, c.type, c.tied ? " tied" : "",
                 (double)c.std, (unsigned long long)c.seed, out);
+    if (!prog.quiet && c.n_expert)
+        fprintf(stderr, "m40-synth: %d experts, %d per token, expert FFN %d\n", c.n_expert,
+                c.n_expert_used, c.n_ff_exp ? c.n_ff_exp : c.n_ff);
+    if (!prog.quiet && c.head_dim)
+        fprintf(stderr, "m40-synth: head size %d (attention %d wide)\n", c.head_dim,
+                c.head_dim * c.n_head);
     prog.tty = isatty(fileno(stderr));
     prog.next_pct = 10;
     prog.t0 = now_s();

@@ -4,7 +4,9 @@
  * Like llama-bench: pp = one batch of p random tokens (prompt processing),
  * tg = n single-token decode steps after a short untimed prompt; r timed
  * repetitions each, mean +/- stddev tokens/s. Generation also reports the
- * bandwidth it achieved: (weight bytes + KV bytes read per token) / time. */
+ * bandwidth it achieved: (weight bytes + KV bytes read per token) / time,
+ * the weights of a mixture-of-experts model counting only the experts a
+ * token is routed to (model_active_bytes). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -41,10 +43,12 @@ static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
     return z ^ (z >> 31);
 }
 
-/* Bytes of weights one decode token reads: every matrix once, one row of
- * the embedding (all of it when it doubles as the output matrix). */
+/* Bytes of weights one decode token reads: every matrix once (of expert
+ * tensors, the n_expert_used experts it is routed to), one row of the
+ * embedding (all of it when it doubles as the output matrix). */
 static double weight_bytes_per_token(const model *m) {
-    double b = (double)m->weight_bytes - (double)m->tok_embd.nbytes + (double)m->tok_embd.row_bytes;
+    double b =
+        (double)model_active_bytes(m) - (double)m->tok_embd.nbytes + (double)m->tok_embd.row_bytes;
     if (m->tied_output) b += (double)m->tok_embd.nbytes;
     return b;
 }
@@ -142,6 +146,12 @@ static void print_json(const model *m, const char *path, const backend *b, bench
     cJSON_AddStringToObject(root, "model_file", path);
     cJSON_AddNumberToObject(root, "model_bytes", (double)m->weight_bytes);
     cJSON_AddNumberToObject(root, "n_params", n_params(m));
+    uint64_t total = 0, active = 0;
+    model_param_counts(m, &total, &active);
+    cJSON_AddNumberToObject(root, "n_params_active", (double)active);
+    cJSON_AddNumberToObject(root, "weight_bytes_per_token", weight_bytes_per_token(m));
+    cJSON_AddNumberToObject(root, "n_expert", m->cfg.n_expert);
+    cJSON_AddNumberToObject(root, "n_expert_used", m->cfg.n_expert_used);
     char mix[256];
     type_mix(m, mix, sizeof mix, cJSON_AddObjectToObject(root, "tensor_types"));
     cJSON_AddStringToObject(root, "backend", b->ops->name);
@@ -296,6 +306,14 @@ int cmd_bench(int argc, char **argv) {
         cli_put_escaped(stdout, name, strlen(name), 0); /* the model's own name */
         printf(" (%s), %.1f MiB, %.1f M params\n", mix, m->weight_bytes / 1048576.0,
                n_params(m) / 1e6);
+        printf("weights read per token: %.1f MiB", weight_bytes_per_token(m) / 1048576.0);
+        if (m->cfg.n_expert) {
+            uint64_t total = 0, active = 0;
+            model_param_counts(m, &total, &active);
+            printf(" (mixture of experts: %d of %d per token, %.1f M params active)",
+                   m->cfg.n_expert_used, m->cfg.n_expert, active / 1e6);
+        }
+        putchar('\n');
         printf("backend: %s, %d threads, ctx %d, KV %s, memory used %.1f MiB\n\n", b->ops->name,
                b->params.n_threads, b->params.n_ctx,
                b->params.kv_type == BACKEND_KV_F16 ? "f16" : "f32",

@@ -9,9 +9,11 @@
  *   decode t/s    tokens generated while all B decode (the last request's
  *                 first token -> the first request's last token) / that time
  *   per seq t/s   decode / B (= decode steps per second)
- *   TFLOP/s       2 * n_params * decode t/s / 1e12 (every parameter taken as
- *                 one FMA per token: an approximation, FP32 on this runtime)
- *   GB/s          weight bytes * steps per second (weights read once a step)
+ *   TFLOP/s       2 * active params * decode t/s / 1e12 (every parameter a
+ *                 token uses taken as one FMA: an approximation, FP32 here)
+ *   GB/s          weight bytes a step reads * steps per second (weights read
+ *                 once a step; of a mixture of experts, the experts routed to,
+ *                 estimated: step_weight_bytes)
  * and the mean time to first token. One engine, sized for the largest B,
  * serves every B; each B gets an untimed warm-up run first. */
 #include <cjson/cJSON.h>
@@ -244,6 +246,17 @@ static void json_fig(cJSON *o, const char *name, bb_fig f, double scale) {
     cJSON_AddNumberToObject(o, k, f.sd * scale);
 }
 
+/* Weight bytes one decode step of B sequences reads: every dense weight
+ * once; of a mixture-of-experts model's expert tensors, the experts at least
+ * one of the B tokens is routed to. The engine does not report its routing:
+ * estimated for tokens routed uniformly and independently (an expert missed
+ * by all B with probability (1 - k/n)^B); exact for B = 1. */
+static double step_weight_bytes(const m40llm_model_info *mi, int B) {
+    if (!mi->n_expert) return (double)mi->weight_bytes;
+    const double hit = 1.0 - pow(1.0 - (double)mi->n_expert_used / mi->n_expert, B);
+    return (double)(mi->weight_bytes - mi->expert_bytes) + (double)mi->expert_bytes * hit;
+}
+
 static void print_json(const m40llm_model_info *mi, const m40llm_engine_info *ei, const int *bs,
                        int nb, const bb_rep *reps, int R, int P, int N, int preempted) {
     cJSON *root = cJSON_CreateObject();
@@ -254,6 +267,10 @@ static void print_json(const m40llm_model_info *mi, const m40llm_engine_info *ei
     cJSON_AddStringToObject(root, "quant", mi->quant);
     cJSON_AddNumberToObject(root, "n_params", (double)mi->n_params);
     cJSON_AddNumberToObject(root, "weight_bytes", (double)mi->weight_bytes);
+    cJSON_AddNumberToObject(root, "n_params_active", (double)mi->n_params_active);
+    cJSON_AddNumberToObject(root, "active_weight_bytes", (double)mi->active_weight_bytes);
+    cJSON_AddNumberToObject(root, "n_expert", mi->n_expert);
+    cJSON_AddNumberToObject(root, "n_expert_used", mi->n_expert_used);
     cJSON *sh = cJSON_AddObjectToObject(root, "shape");
     cJSON_AddNumberToObject(sh, "n_layer", mi->n_layer);
     cJSON_AddNumberToObject(sh, "n_embd", mi->n_embd);
@@ -283,7 +300,10 @@ static void print_json(const m40llm_model_info *mi, const m40llm_engine_info *ei
     cJSON_AddNumberToObject(root, "repetitions", R);
     cJSON_AddNumberToObject(root, "preemptions", preempted);
     cJSON_AddStringToObject(root, "tflops_note",
-                            "approximation: 2 * n_params * aggregate decode tok/s / 1e12");
+                            "approximation: 2 * n_params_active * aggregate decode tok/s / 1e12");
+    if (mi->n_expert)
+        cJSON_AddStringToObject(root, "gb_note",
+                                "experts read per step estimated for uniform routing");
     cJSON *arr = cJSON_AddArrayToObject(root, "batches");
     for (int b = 0; b < nb; b++) {
         const bb_rep *rp = reps + (size_t)b * R;
@@ -297,8 +317,10 @@ static void print_json(const m40llm_model_info *mi, const m40llm_engine_info *ei
         json_fig(o, "decode_ts_per_seq", dec, 1.0 / B);
         json_fig(o, "ttft_ms", FIG(rp, R, ttft_s), 1e3);
         json_fig(o, "e2e_ts", FIG(rp, R, e2e_ts), 1);
-        cJSON_AddNumberToObject(o, "avg_tflops", 2.0 * (double)mi->n_params * dec.mean / 1e12);
-        cJSON_AddNumberToObject(o, "avg_gb_per_s", (double)mi->weight_bytes * dec.mean / B / 1e9);
+        cJSON_AddNumberToObject(o, "avg_tflops",
+                                2.0 * (double)mi->n_params_active * dec.mean / 1e12);
+        cJSON_AddNumberToObject(o, "weight_bytes_per_step", step_weight_bytes(mi, B));
+        cJSON_AddNumberToObject(o, "avg_gb_per_s", step_weight_bytes(mi, B) * dec.mean / B / 1e9);
         cJSON *smp = cJSON_AddArrayToObject(o, "samples");
         for (int r = 0; r < R; r++) {
             cJSON *s = cJSON_CreateObject();
@@ -324,6 +346,12 @@ static void print_table(const m40llm_model_info *mi, const m40llm_engine_info *e
     cli_put_escaped(stdout, mi->name, strlen(mi->name), 0); /* the model's own name */
     printf(" (%s), %.1f MiB, %.1f M params\n", mi->quant, mi->weight_bytes / 1048576.0,
            mi->n_params / 1e6);
+    if (mi->n_expert)
+        printf("mixture of experts: %d of %d per token, %.1f M params and %.1f MiB of weights "
+               "active per token; GB/s counts the experts a step reads, estimated for uniform "
+               "routing\n",
+               mi->n_expert_used, mi->n_expert, mi->n_params_active / 1e6,
+               mi->active_weight_bytes / 1048576.0);
     printf("engine: %s", ei->backend);
     if (ei->device >= 0)
         printf(":%d", ei->device);
@@ -337,8 +365,8 @@ static void print_table(const m40llm_model_info *mi, const m40llm_engine_info *e
     printf("each of B requests: %d prompt tokens, %d generated (greedy, ignore_eos); %d "
            "repetitions\n",
            P, N, R);
-    printf("decode t/s: all B sequences decoding; TFLOP/s ~ 2 x params x t/s; GB/s: weights "
-           "x steps/s\n\n");
+    printf("decode t/s: all B sequences decoding; TFLOP/s ~ 2 x active params x t/s; GB/s: "
+           "weights a step reads x steps/s\n\n");
     printf(
         "|    B | prefill t/s | TTFT ms |          decode t/s | seq t/s | TFLOP/s |    GB/s |\n"
         "|------|-------------|---------|---------------------|---------|---------|---------|\n");
@@ -348,8 +376,8 @@ static void print_table(const m40llm_model_info *mi, const m40llm_engine_info *e
         bb_fig dec = FIG(rp, R, decode_ts);
         printf("| %4d | %11.2f | %7.2f | %9.2f ± %7.2f | %7.2f | %7.3f | %7.2f |\n", B,
                FIG(rp, R, prefill_ts).mean, FIG(rp, R, ttft_s).mean * 1e3, dec.mean, dec.sd,
-               dec.mean / B, 2.0 * (double)mi->n_params * dec.mean / 1e12,
-               (double)mi->weight_bytes * dec.mean / B / 1e9);
+               dec.mean / B, 2.0 * (double)mi->n_params_active * dec.mean / 1e12,
+               step_weight_bytes(mi, B) * dec.mean / B / 1e9);
     }
 }
 

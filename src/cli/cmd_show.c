@@ -30,7 +30,9 @@ typedef struct show_opts {
 typedef struct show_summary {
     char arch[64];
     int64_t layers, embd, heads, kv_heads, ff, ctx, vocab;
-    int64_t n_params;   /* sum of tensor element counts */
+    int64_t experts, experts_used; /* <arch>.expert_count / expert_used_count */
+    int64_t n_params;              /* sum of tensor element counts */
+    int64_t n_params_active;       /* of those, what one token uses (the model loads; MoE) */
     char features[384]; /* the architecture's special features, or why it does not load */
     bool loads;         /* the model loads (features holds them) */
 } show_summary;
@@ -60,6 +62,9 @@ static void summarize(const gguf_file *f, show_summary *s) {
     if (s->kv_heads < 0) s->kv_heads = s->heads; /* absent means no GQA */
     s->ff = arch_key(f, s->arch, "feed_forward_length");
     s->ctx = arch_key(f, s->arch, "context_length");
+    s->experts = arch_key(f, s->arch, "expert_count");
+    s->experts_used = arch_key(f, s->arch, "expert_used_count");
+    s->n_params_active = -1;
     const gguf_value *tok;
     const gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
     if (gguf_get_arr(f, "tokenizer.ggml.tokens", &tok) == M40LLM_OK)
@@ -195,11 +200,15 @@ static void show_text(FILE *o, const char *path, const gguf_file *f, const show_
         const struct {
             const char *name;
             int64_t v;
-        } rows[] = {{"layers", s->layers},     {"embd", s->embd}, {"heads", s->heads},
-                    {"kv heads", s->kv_heads}, {"ff", s->ff},     {"vocab", s->vocab},
-                    {"context", s->ctx}};
+        } rows[] = {
+            {"layers", s->layers},     {"embd", s->embd},       {"heads", s->heads},
+            {"kv heads", s->kv_heads}, {"ff", s->ff},           {"vocab", s->vocab},
+            {"context", s->ctx},       {"experts", s->experts}, {"experts used", s->experts_used}};
         for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
             if (rows[i].v >= 0) fprintf(o, "  %-13s %" PRId64 "\n", rows[i].name, rows[i].v);
+        if (s->n_params_active >= 0 && s->n_params_active < s->n_params)
+            fprintf(o, "  %-13s %.2f M parameters per token (of %.2f M)\n", "active",
+                    (double)s->n_params_active / 1e6, (double)s->n_params / 1e6);
         fprintf(o, "  %-13s %s\n", "quantization", m->quant[0] ? m->quant : "unknown");
         /* escaped: an error message may quote text from the file */
         fprintf(o, "  %-13s ", s->loads ? "features" : "loads");
@@ -364,12 +373,15 @@ static int show_json(FILE *o, const gguf_file *f, const show_summary *s, const s
         const struct {
             const char *name;
             int64_t v;
-        } rows[] = {{"layers", s->layers},     {"embd", s->embd}, {"heads", s->heads},
-                    {"kv_heads", s->kv_heads}, {"ff", s->ff},     {"vocab", s->vocab},
-                    {"context", s->ctx}};
+        } rows[] = {
+            {"layers", s->layers},     {"embd", s->embd},       {"heads", s->heads},
+            {"kv_heads", s->kv_heads}, {"ff", s->ff},           {"vocab", s->vocab},
+            {"context", s->ctx},       {"experts", s->experts}, {"experts_used", s->experts_used}};
         for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
             if (rows[i].v >= 0) cJSON_AddNumberToObject(m, rows[i].name, (double)rows[i].v);
         cJSON_AddNumberToObject(m, "params", (double)s->n_params);
+        if (s->n_params_active >= 0)
+            cJSON_AddNumberToObject(m, "params_active", (double)s->n_params_active);
         cJSON_AddStringToObject(m, "quantization", sm->quant[0] ? sm->quant : "unknown");
         cJSON_AddBoolToObject(m, "loads", s->loads);
         cJSON_AddStringToObject(m, s->loads ? "features" : "load_error", s->features);
@@ -467,9 +479,12 @@ int cmd_show(int argc, char **argv) {
     /* the normalized description's features, from a second (cheap) mapping */
     model *md = NULL;
     s.loads = model_load(sm->path, &md) == M40LLM_OK;
-    if (s.loads)
+    if (s.loads) {
         model_describe_features(md, s.features, sizeof s.features);
-    else
+        uint64_t total = 0, active = 0;
+        model_param_counts(md, &total, &active);
+        s.n_params_active = (int64_t)active;
+    } else
         snprintf(s.features, sizeof s.features, "%s", m40llm_last_error());
     model_free(md);
     err_clear();

@@ -24,7 +24,8 @@ struct m40llm_model {
     char *path;
     char *name;
     char quant[16];
-    uint64_t n_params;
+    uint64_t n_params;        /* all weights' elements */
+    uint64_t n_params_active; /* those one token uses (less the experts it is not routed to) */
     uint64_t file_bytes;
     int n_text_vocab; /* ids with text: min(model vocab, tokenizer vocab) */
 };

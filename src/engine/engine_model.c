@@ -37,8 +37,9 @@ static void model_quant_label(const model *m, char *out, size_t cap) {
         size_t bytes[64] = {0};
         for (int i = 0; i < m->cfg.n_layer; i++) {
             const model_layer *L = &m->layers[i];
-            const model_tensor *ts[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
-                                        &L->w_gate, &L->w_up, &L->w_down};
+            const model_tensor *ts[] = {&L->wq,      &L->wk,       &L->wv,     &L->wo,
+                                        &L->w_gate,  &L->w_up,     &L->w_down, &L->gate_exps,
+                                        &L->up_exps, &L->down_exps};
             for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
                 if (ts[k]->type >= 0 && ts[k]->type < 64) bytes[ts[k]->type] += ts[k]->nbytes;
         }
@@ -49,26 +50,6 @@ static void model_quant_label(const model *m, char *out, size_t cap) {
         n = qi ? qi->name : "unknown";
     }
     snprintf(out, cap, "%s", n);
-}
-
-static uint64_t tensor_elems(const model_tensor *t) {
-    uint64_t n = 1;
-    for (int i = 0; i < 4; i++) n *= (uint64_t)(t->ne[i] > 0 ? t->ne[i] : 1);
-    return t->data ? n : 0;
-}
-
-static uint64_t model_param_count(const model *m) {
-    uint64_t n = tensor_elems(&m->tok_embd) + tensor_elems(&m->output_norm);
-    if (!m->tied_output) n += tensor_elems(&m->output);
-    n += tensor_elems(&m->rope_freqs);
-    for (int i = 0; i < m->cfg.n_layer; i++) {
-        /* every slot, optional ones (biases, norms) included; views of a
-         * fused tensor add up to it */
-        model_tensor *ts[MODEL_LAYER_TENSORS];
-        model_layer_tensors(&m->layers[i], ts);
-        for (size_t k = 0; k < MODEL_LAYER_TENSORS; k++) n += tensor_elems(ts[k]);
-    }
-    return n;
 }
 
 int engine_model_wrap(model *m, const char *path, m40llm_model **out) {
@@ -94,7 +75,7 @@ int engine_model_wrap(model *m, const char *path, m40llm_model **out) {
         return err_set(M40LLM_ERR_OOM, "out of memory");
     }
     model_quant_label(m, mm->quant, sizeof mm->quant);
-    mm->n_params = model_param_count(m);
+    model_param_counts(m, &mm->n_params, &mm->n_params_active);
     mm->file_bytes = gguf_file_size(m->gguf);
     const int32_t tv = tokenizer_n_vocab(mm->tok);
     mm->n_text_vocab = tv > 0 && tv < m->cfg.n_vocab ? tv : m->cfg.n_vocab;
@@ -134,8 +115,16 @@ void m40llm_model_get_info(const m40llm_model *mm, m40llm_model_info *o) {
     o->quant = mm->quant;
     o->chat_template = mm->tmpl;
     o->n_params = mm->n_params;
+    o->n_params_active = mm->n_params_active;
     o->file_bytes = mm->file_bytes;
     o->weight_bytes = mm->m->weight_bytes;
+    o->active_weight_bytes = model_active_bytes(mm->m);
+    o->n_expert = c->n_expert;
+    o->n_expert_used = c->n_expert_used;
+    for (int il = 0; il < c->n_layer; il++) {
+        const model_layer *L = &mm->m->layers[il];
+        o->expert_bytes += L->gate_exps.nbytes + L->up_exps.nbytes + L->down_exps.nbytes;
+    }
     o->n_ctx_train = c->n_ctx_train;
     o->n_vocab = c->n_vocab;
     o->n_embd = c->n_embd;

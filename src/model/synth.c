@@ -1,5 +1,5 @@
-/* Synthetic llama GGUF writer: shapes, type recipes, vocabulary, and the
- * parallel generate-and-quantize fill of each tensor. */
+/* Synthetic GGUF writer (llama, mixtral, qwen3moe): shapes, type recipes,
+ * vocabulary, and the parallel generate-and-quantize fill of each tensor. */
 #include "synth.h"
 
 #include <pthread.h>
@@ -14,6 +14,11 @@
 #include "gguf.h"
 #include "quant.h"
 
+/* The architecture asked for; NULL is llama. */
+static const char *synth_arch(const synth_config *c) {
+    return c->arch ? c->arch : "llama";
+}
+
 void synth_default_config(synth_config *c) {
     memset(c, 0, sizeof *c);
     synth_preset("tiny", c);
@@ -24,6 +29,11 @@ void synth_default_config(synth_config *c) {
 
 int synth_preset(const char *name, synth_config *c) {
     if (!name || !c) return err_set(M40LLM_ERR_INVALID_ARG, "synth_preset: NULL argument");
+    /* the dense presets: a plain llama */
+    if (!strcmp(name, "tiny") || !strcmp(name, "mistral-7b") || !strcmp(name, "smollm2-135m")) {
+        c->arch = "llama";
+        c->head_dim = c->n_expert = c->n_expert_used = c->n_ff_exp = 0;
+    }
     if (!strcmp(name, "tiny")) {
         c->n_layer = 2, c->n_embd = 256, c->n_head = 8, c->n_head_kv = 4, c->n_ff = 512;
         c->n_vocab = 512, c->n_ctx = 2048, c->rope_base = 10000.0f, c->rms_eps = 1e-5f;
@@ -37,9 +47,25 @@ int synth_preset(const char *name, synth_config *c) {
         c->n_layer = 30, c->n_embd = 576, c->n_head = 9, c->n_head_kv = 3, c->n_ff = 1536;
         c->n_vocab = 49152, c->n_ctx = 8192, c->rope_base = 100000.0f, c->rms_eps = 1e-5f;
         c->tied = true;
+    } else if (!strcmp(name, "mixtral-8x7b")) {
+        /* Mixtral-8x7B-Instruct v0.1: top-2 of 8 experts of 14336 */
+        c->arch = "mixtral", c->head_dim = 0, c->n_ff_exp = 0;
+        c->n_layer = 32, c->n_embd = 4096, c->n_head = 32, c->n_head_kv = 8, c->n_ff = 14336;
+        c->n_expert = 8, c->n_expert_used = 2;
+        c->n_vocab = 32000, c->n_ctx = 32768, c->rope_base = 1000000.0f, c->rms_eps = 1e-5f;
+        c->tied = false;
+    } else if (!strcmp(name, "qwen3-30b-a3b")) {
+        /* Qwen3-30B-A3B: heads of 128 (attention 4096 wide), 8 of 128 experts of 768 */
+        c->arch = "qwen3moe";
+        c->n_layer = 48, c->n_embd = 2048, c->n_head = 32, c->n_head_kv = 4, c->head_dim = 128;
+        c->n_ff = 6144, c->n_expert = 128, c->n_expert_used = 8, c->n_ff_exp = 768;
+        c->n_vocab = 151936, c->n_ctx = 40960, c->rope_base = 1000000.0f, c->rms_eps = 1e-6f;
+        c->tied = false;
     } else {
         return err_set(M40LLM_ERR_NOT_FOUND,
-                       "synth: unknown preset '%s' (mistral-7b, smollm2-135m, tiny)", name);
+                       "synth: unknown preset '%s' (mistral-7b, smollm2-135m, tiny, "
+                       "mixtral-8x7b, qwen3-30b-a3b)",
+                       name);
     }
     return M40LLM_OK;
 }
@@ -85,11 +111,16 @@ int synth_tensor_type(const synth_config *c, const char *kind, int layer, int64_
     const synth_recipe *r = find_recipe(c->type);
     if (!r) return err_set(M40LLM_ERR_UNSUPPORTED, "synth: unknown type '%s'", c->type);
     int t = r->base;
+    if (!strcmp(kind, "ffn_gate_inp.weight")) {
+        *out_type = QT_F32; /* the router: llama.cpp never quantizes it */
+        return M40LLM_OK;
+    }
     if (r->mix) {
         /* the tensor that produces the logits: output, or the embedding when tied */
         bool is_output =
             !strcmp(kind, "output.weight") || (c->tied && !strcmp(kind, "token_embd.weight"));
-        bool more = (!strcmp(kind, "attn_v.weight") || !strcmp(kind, "ffn_down.weight")) &&
+        bool more = (!strcmp(kind, "attn_v.weight") || !strcmp(kind, "ffn_down.weight") ||
+                     !strcmp(kind, "ffn_down_exps.weight")) &&
                     layer >= 0 && use_more_bits(layer, c->n_layer);
         if (is_output || more) t = QT_Q6_K;
     }
@@ -127,12 +158,31 @@ int synth_validate(const synth_config *c) {
                        "synth: layers %d, embd %d, heads %d, kv heads %d, ff %d, ctx %d must all "
                        "be >= 1",
                        c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->n_ff, c->n_ctx);
-    if (c->n_embd % c->n_head != 0)
+    const char *arch = synth_arch(c);
+    const bool moe = !strcmp(arch, "mixtral") || !strcmp(arch, "qwen3moe");
+    if (!moe && strcmp(arch, "llama"))
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "synth: unknown architecture '%s' (llama, mixtral, qwen3moe)", arch);
+    if (moe && (c->n_expert < 1 || c->n_expert_used < 1 || c->n_expert_used > c->n_expert))
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "synth: %s needs experts >= 1 and 1 <= experts used <= experts (%d, %d)",
+                       arch, c->n_expert, c->n_expert_used);
+    if (!moe && (c->n_expert || c->n_expert_used))
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "synth: llama is dense: experts for a llama file come with --arch mixtral");
+    if (c->head_dim < 0 || c->n_ff_exp < 0 || c->n_ff_exp > (1 << 24) || c->head_dim > (1 << 16))
+        return err_set(M40LLM_ERR_INVALID_ARG, "synth: head dim %d, expert ff %d out of range",
+                       c->head_dim, c->n_ff_exp);
+    if (c->n_ff_exp && strcmp(arch, "qwen3moe"))
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "synth: an expert width of its own is qwen3moe's (mixtral: --ff)");
+    if (!c->head_dim && c->n_embd % c->n_head != 0)
         return err_set(M40LLM_ERR_INVALID_ARG, "synth: embd %d is not a multiple of heads %d",
                        c->n_embd, c->n_head);
-    if ((c->n_embd / c->n_head) % 2 != 0)
+    const int hd = c->head_dim ? c->head_dim : c->n_embd / c->n_head;
+    if (hd % 2 != 0)
         return err_set(M40LLM_ERR_INVALID_ARG, "synth: head dim %d must be even (rotary pairs)",
-                       c->n_embd / c->n_head);
+                       hd);
     if (c->n_head % c->n_head_kv != 0)
         return err_set(M40LLM_ERR_INVALID_ARG, "synth: heads %d is not a multiple of kv heads %d",
                        c->n_head, c->n_head_kv);
@@ -246,6 +296,8 @@ typedef struct synth_tensor {
     char name[64];
     int type;
     int64_t ne0, ne1; /* row length, rows (ne1 = 1 for norms) */
+    int64_t ne2;      /* experts (3-D expert tensors), else 1 */
+    int n_dims;       /* 1 (norms), 2, or 3 (expert tensors) */
     bool ones;        /* norm weights: all 1 */
     uint64_t hash;    /* FNV-1a of the name: the tensor's RNG stream */
 } synth_tensor;
@@ -323,21 +375,22 @@ static int synth_fill(void *ctx, void *dst, size_t nbytes) {
     synth_tensor *t = ctx;
     synth_state *st = t->st;
     size_t row_bytes = quant_row_size(t->type, t->ne0);
-    if (row_bytes * (size_t)t->ne1 != nbytes)
+    const int64_t rows = t->ne1 * t->ne2;
+    if (row_bytes * (size_t)rows != nbytes)
         return err_set(M40LLM_ERR_INTERNAL, "synth: tensor '%s': %zu bytes asked, %zu expected",
-                       t->name, nbytes, row_bytes * (size_t)t->ne1);
+                       t->name, nbytes, row_bytes * (size_t)rows);
     int rc = M40LLM_OK;
     if (t->ones) {
         float *f = dst; /* norms are F32 */
-        for (int64_t i = 0; i < t->ne0 * t->ne1; i++) f[i] = 1.0f;
+        for (int64_t i = 0; i < t->ne0 * rows; i++) f[i] = 1.0f;
     } else {
         int nt = st->n_threads;
-        if (nt > t->ne1) nt = (int)t->ne1;
+        if (nt > rows) nt = (int)rows;
         fill_job *jobs = st->jobs;
         pthread_t *tid = st->tid;
-        int64_t per = (t->ne1 + nt - 1) / nt;
+        int64_t per = (rows + nt - 1) / nt;
         for (int i = 0; i < nt; i++) {
-            int64_t r0 = per * i, r1 = r0 + per > t->ne1 ? t->ne1 : r0 + per;
+            int64_t r0 = per * i, r1 = r0 + per > rows ? rows : r0 + per;
             jobs[i] = (fill_job){t,     dst,       row_bytes,
                                  r0,    r1,        st->rowbuf + (size_t)i * st->max_ne0,
                                  false, M40LLM_OK, ""};
@@ -362,9 +415,10 @@ static int synth_fill(void *ctx, void *dst, size_t nbytes) {
     return rc;
 }
 
-/* Adds one tensor description; kind is the name without "blk.N.". */
-static int add_tensor(synth_state *st, int layer, const char *kind, int64_t ne0, int64_t ne1,
-                      bool norm) {
+/* Adds one tensor description; kind is the name without "blk.N.". ne2 > 0:
+ * an expert tensor of ne2 experts. */
+static int add_tensor3(synth_state *st, int layer, const char *kind, int64_t ne0, int64_t ne1,
+                       int64_t ne2, bool norm) {
     synth_tensor *t = &st->t[st->n_tensors++];
     t->st = st;
     if (layer >= 0)
@@ -373,6 +427,8 @@ static int add_tensor(synth_state *st, int layer, const char *kind, int64_t ne0,
         snprintf(t->name, sizeof t->name, "%s", kind);
     t->ne0 = ne0;
     t->ne1 = ne1;
+    t->ne2 = ne2 > 0 ? ne2 : 1;
+    t->n_dims = ne2 > 0 ? 3 : norm ? 1 : 2;
     t->ones = norm;
     t->hash = fnv1a(t->name);
     if (norm) {
@@ -382,52 +438,94 @@ static int add_tensor(synth_state *st, int layer, const char *kind, int64_t ne0,
         if (rc) return rc;
     }
     if (ne0 > st->max_ne0) st->max_ne0 = ne0;
-    st->bytes_total += quant_row_size(t->type, ne0) * (uint64_t)ne1;
+    st->bytes_total += quant_row_size(t->type, ne0) * (uint64_t)ne1 * (uint64_t)t->ne2;
     return M40LLM_OK;
 }
 
+static int add_tensor(synth_state *st, int layer, const char *kind, int64_t ne0, int64_t ne1,
+                      bool norm) {
+    return add_tensor3(st, layer, kind, ne0, ne1, 0, norm);
+}
+
+/* Tensors per layer at most (qwen3moe: 12), and outside the layers. */
+enum { SYNTH_LAYER_TENSORS = 12, SYNTH_OTHER_TENSORS = 3 };
+
 static int build_tensors(synth_state *st) {
     const synth_config *c = st->c;
-    const int64_t E = c->n_embd, KV = (int64_t)c->n_embd / c->n_head * c->n_head_kv;
+    const bool qwen = !strcmp(synth_arch(c), "qwen3moe");
+    const int64_t E = c->n_embd, HD = c->head_dim ? c->head_dim : c->n_embd / c->n_head,
+                  Q = HD * c->n_head, KV = HD * c->n_head_kv, X = c->n_expert,
+                  FX = c->n_ff_exp ? c->n_ff_exp : c->n_ff;
     int rc = add_tensor(st, -1, "token_embd.weight", E, c->n_vocab, false);
     for (int l = 0; l < c->n_layer && !rc; l++) {
         if (!rc) rc = add_tensor(st, l, "attn_norm.weight", E, 1, true);
-        if (!rc) rc = add_tensor(st, l, "attn_q.weight", E, E, false);
+        if (!rc) rc = add_tensor(st, l, "attn_q.weight", E, Q, false);
         if (!rc) rc = add_tensor(st, l, "attn_k.weight", E, KV, false);
         if (!rc) rc = add_tensor(st, l, "attn_v.weight", E, KV, false);
-        if (!rc) rc = add_tensor(st, l, "attn_output.weight", E, E, false);
+        if (qwen && !rc) rc = add_tensor(st, l, "attn_q_norm.weight", HD, 1, true);
+        if (qwen && !rc) rc = add_tensor(st, l, "attn_k_norm.weight", HD, 1, true);
+        if (!rc) rc = add_tensor(st, l, "attn_output.weight", Q, E, false);
         if (!rc) rc = add_tensor(st, l, "ffn_norm.weight", E, 1, true);
-        if (!rc) rc = add_tensor(st, l, "ffn_gate.weight", E, c->n_ff, false);
-        if (!rc) rc = add_tensor(st, l, "ffn_up.weight", E, c->n_ff, false);
-        if (!rc) rc = add_tensor(st, l, "ffn_down.weight", c->n_ff, E, false);
+        if (X) {
+            if (!rc) rc = add_tensor(st, l, "ffn_gate_inp.weight", E, X, false);
+            if (!rc) rc = add_tensor3(st, l, "ffn_gate_exps.weight", E, FX, X, false);
+            if (!rc) rc = add_tensor3(st, l, "ffn_up_exps.weight", E, FX, X, false);
+            if (!rc) rc = add_tensor3(st, l, "ffn_down_exps.weight", FX, E, X, false);
+        } else {
+            if (!rc) rc = add_tensor(st, l, "ffn_gate.weight", E, c->n_ff, false);
+            if (!rc) rc = add_tensor(st, l, "ffn_up.weight", E, c->n_ff, false);
+            if (!rc) rc = add_tensor(st, l, "ffn_down.weight", c->n_ff, E, false);
+        }
     }
     if (!rc) rc = add_tensor(st, -1, "output_norm.weight", E, 1, true);
     if (!rc && !c->tied) rc = add_tensor(st, -1, "output.weight", E, c->n_vocab, false);
     return rc;
 }
 
+/* "<arch>.<suffix>" = v */
+static int set_arch_u32(gguf_writer *w, const char *arch, const char *suffix, int v) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return gguf_writer_set_u32(w, key, (uint32_t)v);
+}
+
+static int set_arch_f32(gguf_writer *w, const char *arch, const char *suffix, float v) {
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return gguf_writer_set_f32(w, key, v);
+}
+
 static int set_metadata(gguf_writer *w, const synth_config *c, const synth_vocab *v) {
-    char name[160];
+    /* mixtral is a llama file with experts, as llama.cpp writes it */
+    const char *a = strcmp(synth_arch(c), "qwen3moe") ? "llama" : "qwen3moe";
+    const int hd = c->head_dim ? c->head_dim : c->n_embd / c->n_head;
+    char name[160], moe[64] = "";
+    if (c->n_expert)
+        snprintf(moe, sizeof moe, "-X%dx%d-FX%d", c->n_expert, c->n_expert_used,
+                 c->n_ff_exp ? c->n_ff_exp : c->n_ff);
     if (c->name)
         snprintf(name, sizeof name, "%s", c->name);
     else
-        snprintf(name, sizeof name, "synth-llama-L%d-E%d-H%d-KV%d-F%d-V%d-%s%s", c->n_layer,
-                 c->n_embd, c->n_head, c->n_head_kv, c->n_ff, c->n_vocab, c->tied ? "tied-" : "",
-                 c->type);
-    int rc = gguf_writer_set_str(w, "general.architecture", "llama");
+        snprintf(name, sizeof name, "synth-%s-L%d-E%d-H%d-KV%d-F%d%s-V%d-%s%s", synth_arch(c),
+                 c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->n_ff, moe, c->n_vocab,
+                 c->tied ? "tied-" : "", c->type);
+    int rc = gguf_writer_set_str(w, "general.architecture", a);
     if (!rc) rc = gguf_writer_set_str(w, "general.name", name);
-    if (!rc) rc = gguf_writer_set_u32(w, "llama.context_length", (uint32_t)c->n_ctx);
-    if (!rc) rc = gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)c->n_embd);
-    if (!rc) rc = gguf_writer_set_u32(w, "llama.block_count", (uint32_t)c->n_layer);
-    if (!rc) rc = gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)c->n_ff);
-    if (!rc) rc = gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_head);
-    if (!rc) rc = gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_head_kv);
-    if (!rc)
-        rc =
-            gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)(c->n_embd / c->n_head));
-    if (!rc) rc = gguf_writer_set_f32(w, "llama.rope.freq_base", c->rope_base);
-    if (!rc) rc = gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->rms_eps);
-    if (!rc) rc = gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->n_vocab);
+    if (!rc) rc = set_arch_u32(w, a, "context_length", c->n_ctx);
+    if (!rc) rc = set_arch_u32(w, a, "embedding_length", c->n_embd);
+    if (!rc) rc = set_arch_u32(w, a, "block_count", c->n_layer);
+    if (!rc) rc = set_arch_u32(w, a, "feed_forward_length", c->n_ff);
+    if (!rc) rc = set_arch_u32(w, a, "attention.head_count", c->n_head);
+    if (!rc) rc = set_arch_u32(w, a, "attention.head_count_kv", c->n_head_kv);
+    if (!rc && c->head_dim) rc = set_arch_u32(w, a, "attention.key_length", hd);
+    if (!rc && c->head_dim) rc = set_arch_u32(w, a, "attention.value_length", hd);
+    if (!rc) rc = set_arch_u32(w, a, "rope.dimension_count", hd);
+    if (!rc) rc = set_arch_f32(w, a, "rope.freq_base", c->rope_base);
+    if (!rc) rc = set_arch_f32(w, a, "attention.layer_norm_rms_epsilon", c->rms_eps);
+    if (!rc) rc = set_arch_u32(w, a, "vocab_size", c->n_vocab);
+    if (!rc && c->n_expert) rc = set_arch_u32(w, a, "expert_count", c->n_expert);
+    if (!rc && c->n_expert) rc = set_arch_u32(w, a, "expert_used_count", c->n_expert_used);
+    if (!rc && c->n_ff_exp) rc = set_arch_u32(w, a, "expert_feed_forward_length", c->n_ff_exp);
     if (!rc) rc = gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
     if (!rc) rc = gguf_writer_set_str(w, "tokenizer.ggml.pre", "default");
     if (!rc)
@@ -460,7 +558,7 @@ int synth_write(const synth_config *c, const char *path, uint64_t *out_bytes) {
     st.n_threads = c->n_threads > 0 ? c->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (st.n_threads < 1) st.n_threads = 1;
     if (st.n_threads > 256) st.n_threads = 256;
-    st.t = calloc((size_t)c->n_layer * 9 + 3, sizeof *st.t);
+    st.t = calloc((size_t)c->n_layer * SYNTH_LAYER_TENSORS + SYNTH_OTHER_TENSORS, sizeof *st.t);
     if (!st.t) {
         rc = err_set(M40LLM_ERR_OOM, "synth: out of memory for %d layers", c->n_layer);
         goto done;
@@ -478,8 +576,8 @@ int synth_write(const synth_config *c, const char *path, uint64_t *out_bytes) {
     if ((rc = set_metadata(w, c, &v))) goto done;
     for (int i = 0; i < st.n_tensors && !rc; i++) {
         synth_tensor *t = &st.t[i];
-        int64_t ne[2] = {t->ne0, t->ne1};
-        rc = gguf_writer_add_tensor_fn(w, t->name, t->type, t->ones ? 1 : 2, ne, synth_fill, t);
+        int64_t ne[3] = {t->ne0, t->ne1, t->ne2};
+        rc = gguf_writer_add_tensor_fn(w, t->name, t->type, (uint32_t)t->n_dims, ne, synth_fill, t);
     }
     if (rc) goto done;
     if ((rc = gguf_writer_write(w, path))) goto done;

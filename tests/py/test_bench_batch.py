@@ -46,9 +46,12 @@ def test_batch_json():
                   "avg_e2e_ts", "avg_tflops", "avg_gb_per_s"):
             assert b[k] > 0, (B, k, b[k])
         assert b["avg_decode_ts_per_seq"] == pytest.approx(b["avg_decode_ts"] / B)
+        assert doc["n_params_active"] == doc["n_params"] and doc["n_expert"] == 0
         assert b["avg_tflops"] == pytest.approx(2 * doc["n_params"] * b["avg_decode_ts"] / 1e12)
         steps = b["avg_decode_ts"] / B
         assert b["avg_gb_per_s"] == pytest.approx(doc["weight_bytes"] * steps / 1e9)
+        # a dense model: every weight is active, each step reads them all
+        assert b["weight_bytes_per_step"] == doc["weight_bytes"] == doc["active_weight_bytes"]
         assert len(b["samples"]) == 2
         for s in b["samples"]:
             # all B requests decode from the step of the last first token

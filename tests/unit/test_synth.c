@@ -1,7 +1,9 @@
 /* Synthetic models: tiny models of every recipe are written, read back with
  * the GGUF reader and checked (metadata, vocabulary, tensor types and shapes,
  * weight statistics) and loaded by the model loader and run by the CPU
- * backend; the Q4_K_M layer choice on the Mistral-7B shape; the
+ * backend; the Q4_K_M layer choice on the Mistral-7B shape; mixture-of-
+ * experts files (mixtral, qwen3moe: keys, 3-D expert tensors, the F32
+ * router) that load and run, and the Qwen3-30B-A3B preset's shape; the
  * file is the same for any thread count; bad configurations fail cleanly. */
 #include <stdint.h>
 #include <stdio.h>
@@ -243,6 +245,89 @@ static void test_q4_k_m_layers(void) {
           synth_file_type("bf16") == 32 && synth_file_type("nope") == -1);
 }
 
+/* mixtral and qwen3moe files: their keys and expert tensors, loaded and run. */
+static void test_moe(void) {
+    static const struct {
+        const char *arch, *type;
+        int head_dim, ff_exp;
+    } cases[] = {
+        {"mixtral", "q8_0", 0, 0}, {"qwen3moe", "q4_k_m", 64, 96}, {"qwen3moe", "f16", 0, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        synth_config c;
+        synth_default_config(&c);
+        c.arch = cases[i].arch;
+        c.type = cases[i].type;
+        c.n_layer = 2;
+        c.head_dim = cases[i].head_dim;
+        c.n_expert = 6;
+        c.n_expert_used = 2;
+        c.n_ff_exp = cases[i].ff_exp;
+        c.n_threads = 2;
+        char path[512];
+        int rc = synth_write(&c, tmp_path("moe.gguf", path, sizeof path), NULL);
+        CHECKF(rc == M40LLM_OK, "%s: %s", c.arch, m40llm_last_error());
+        if (rc) continue;
+        const bool qwen = !strcmp(c.arch, "qwen3moe");
+        const char *a = qwen ? "qwen3moe" : "llama";
+        const int64_t fx = c.n_ff_exp ? c.n_ff_exp : c.n_ff;
+        gguf_file *g = NULL;
+        CHECK(gguf_open(path, &g) == M40LLM_OK);
+        if (g) {
+            char key[96];
+            CHECK(str_is(g, "general.architecture", a));
+            snprintf(key, sizeof key, "%s.expert_count", a);
+            CHECK(get_u32(g, key) == 6);
+            snprintf(key, sizeof key, "%s.expert_used_count", a);
+            CHECK(get_u32(g, key) == 2);
+            const gguf_tensor *t = gguf_find_tensor(g, "blk.1.ffn_down_exps.weight");
+            CHECK(t && t->n_dims == 3 && t->ne[0] == fx && t->ne[1] == c.n_embd && t->ne[2] == 6);
+            t = gguf_find_tensor(g, "blk.0.ffn_gate_inp.weight");
+            CHECK(t && t->type == QT_F32 && t->ne[0] == c.n_embd && t->ne[1] == 6);
+            CHECK(!gguf_find_tensor(g, "blk.0.ffn_gate.weight"));
+            CHECK(!qwen == !gguf_find_tensor(g, "blk.0.attn_q_norm.weight"));
+            gguf_close(g);
+        }
+        model *m = NULL;
+        rc = model_load(path, &m);
+        CHECKF(rc == M40LLM_OK, "%s: %s", c.arch, m40llm_last_error());
+        if (m) {
+            CHECK(m->cfg.n_expert == 6 && m->cfg.n_expert_used == 2 && m->cfg.n_ff_exp == fx);
+            CHECK(m->cfg.head_dim == (c.head_dim ? c.head_dim : c.n_embd / c.n_head));
+            CHECK(model_features(m) & MODEL_FEAT_MOE);
+            model_free(m);
+        }
+        check_loads_and_runs(&c, path);
+        unlink(path);
+    }
+    /* Qwen3-30B-A3B: the shape, and its tensor types (not written: 17 GB) */
+    synth_config c;
+    synth_default_config(&c);
+    CHECK(synth_preset("qwen3-30b-a3b", &c) == M40LLM_OK);
+    c.type = "q4_k_m";
+    CHECK(!strcmp(c.arch, "qwen3moe") && c.n_layer == 48 && c.n_embd == 2048 && c.n_head == 32 &&
+          c.n_head_kv == 4 && c.head_dim == 128 && c.n_expert == 128 && c.n_expert_used == 8 &&
+          c.n_ff_exp == 768 && c.n_vocab == 151936);
+    CHECK(synth_validate(&c) == M40LLM_OK);
+    int t;
+    CHECK(synth_tensor_type(&c, "ffn_gate_inp.weight", 0, 2048, &t) == 0 && t == QT_F32);
+    CHECK(synth_tensor_type(&c, "ffn_down_exps.weight", 0, 768, &t) == 0 && t == QT_Q6_K);
+    CHECK(synth_tensor_type(&c, "ffn_down_exps.weight", 7, 768, &t) == 0 && t == QT_Q4_K);
+    CHECK(synth_tensor_type(&c, "ffn_up_exps.weight", 0, 2048, &t) == 0 && t == QT_Q4_K);
+    /* bad MoE configurations */
+    c.n_expert_used = 129;
+    CHECK(synth_validate(&c) == M40LLM_ERR_INVALID_ARG);
+    synth_default_config(&c);
+    c.n_expert = 4; /* a dense llama with experts */
+    CHECK(synth_validate(&c) == M40LLM_ERR_INVALID_ARG);
+    c.arch = "mixtral";
+    c.n_expert_used = 2;
+    CHECK(synth_validate(&c) == M40LLM_OK);
+    c.n_ff_exp = 64; /* mixtral's expert width is --ff */
+    CHECK(synth_validate(&c) == M40LLM_ERR_INVALID_ARG);
+    c.arch = "mamba";
+    CHECK(synth_validate(&c) == M40LLM_ERR_UNSUPPORTED);
+}
+
 static bool same_file(const char *a, const char *b) {
     FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
     bool same = fa && fb;
@@ -335,6 +420,7 @@ int main(void) {
     if (!mkdtemp(tmpdir)) SKIP("cannot create a temporary directory");
     test_recipes();
     test_q4_k_m_layers();
+    test_moe();
     test_determinism();
     test_bad_config();
     test_writer_paths();
