@@ -78,11 +78,20 @@ static void check_model(const model *m, const uint8_t *data, size_t size) {
         if (i != 2 || !m->tied_output) sum += ts[i]->nbytes;
     }
     for (int l = 0; l < m->cfg.n_layer; l++) {
+        model_layer *L = &m->layers[l];
         model_tensor *lt[MODEL_LAYER_TENSORS];
-        model_layer_tensors(&m->layers[l], lt);
+        model_layer_tensors(L, lt);
+        const bool moe = model_layer_moe(L);
         for (size_t i = 0; i < MODEL_LAYER_TENSORS; i++) {
             const uint8_t *p = lt[i]->data;
-            if (!p && i >= 9) continue; /* optional: biases, q/k norms, post-norms */
+            const model_tensor *t = lt[i];
+            const bool dense_ffn = t == &L->w_gate || t == &L->w_up || t == &L->w_down;
+            const bool experts =
+                t == &L->router || t == &L->gate_exps || t == &L->up_exps || t == &L->down_exps;
+            /* the nine llama weights are required, but a MoE layer's dense FFN is its
+             * experts; the rest is optional: biases, q/k norms, post-norms */
+            const bool required = experts ? moe : dense_ffn ? !moe : i < 9;
+            if (!p && !required) continue;
             if (p < data || lt[i]->nbytes > size || p + lt[i]->nbytes > data + size)
                 __builtin_trap();
             sum += lt[i]->nbytes; /* views of a fused tensor add up to it */
@@ -366,6 +375,30 @@ static void write_seeds(const char *dir) {
         snprintf(tmpl, sizeof tmpl, "tests/fixtures/templates/%s.jinja",
                  seeds[i].tmpl ? seeds[i].tmpl : "");
         write_seed(dir, seeds[i].name, &c, seeds[i].tmpl ? tmpl : NULL, NULL);
+    }
+    /* mixture of experts: a Mixtral-style llama file and a qwen3moe one */
+    static const char *const moe[] = {"mixtral", "qwen3moe"};
+    for (int i = 0; i < 2; i++) {
+        synth_config c;
+        synth_default_config(&c);
+        c.arch = moe[i];
+        c.type = i ? "q4_0" : "q8_0";
+        c.n_layer = 1;
+        c.n_embd = 32;
+        c.n_head = 2;
+        c.n_head_kv = 1;
+        c.head_dim = i ? 32 : 0;
+        c.n_ff = 64;
+        c.n_expert = 4;
+        c.n_expert_used = 2;
+        c.n_vocab = 260;
+        c.n_ctx = 64;
+        c.tied = true;
+        c.seed = 20 + (uint64_t)i;
+        c.n_threads = 1;
+        char name[32];
+        snprintf(name, sizeof name, "tiny-%s", moe[i]);
+        write_seed(dir, name, &c, NULL, NULL);
     }
     synth_config c;
     synth_default_config(&c);
