@@ -45,7 +45,11 @@ extern "C" int attention_plan(int n_head, int n_kv, int hd, int n_ctx, int max_s
         smem = attn_smem(gm, hd, chunk, ns);
     }
     if (smem > 40 * 1024)
-        return err_set(M40LLM_ERR_UNSUPPORTED, "attention: shape needs too much shared memory");
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "attention: a context of %d positions (head dim %d, %d query heads per KV "
+                       "head) needs %zu bytes of shared memory per block, more than 40 KiB: use a "
+                       "shorter context",
+                       n_ctx, hd, g, smem);
     p->n_head = n_head;
     p->n_kv = n_kv;
     p->hd = hd;
