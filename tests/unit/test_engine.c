@@ -4,7 +4,8 @@
  * (batching, chunked prefill, queueing, preemption with a tiny KV pool,
  * prefix reuse); cancellation, queue limits, bad requests, stop strings,
  * log-probabilities, shutdown with requests in flight; KV blocks all back
- * when idle. */
+ * when idle. The batching cases again with a mixture-of-experts model (the
+ * qwen3moe fixture of tests/fixtures/arch). */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -433,6 +434,16 @@ static void test_model_api(void) {
     CHECK(!strcmp(m40llm_finish_reason_str(M40LLM_FINISH_CONTEXT), "length"));
 }
 
+/* Bytes of one KV block of the loaded model. */
+static uint64_t kv_block_bytes(void) {
+    m40llm_engine_info info;
+    m40llm_engine *e = make_engine(1, 64, 0, 256);
+    if (!e) return 0;
+    m40llm_engine_get_info(e, &info);
+    m40llm_engine_free(e);
+    return info.kv_pool_bytes / (uint64_t)info.kv_blocks_total;
+}
+
 int main(void) {
     check_fixture("reference/synth-q8_0.gguf", g_path, sizeof g_path);
     if (m40llm_model_load(g_path, &g_mm) != M40LLM_OK) SKIP("%s: %s", g_path, m40llm_last_error());
@@ -440,18 +451,21 @@ int main(void) {
     test_matches_generate();
     test_batch_invariance(0, 8, "8 sequences");
     /* 24 blocks of 16 positions: far less than 8 sequences of up to 180 need */
-    m40llm_engine_info info;
-    {
-        m40llm_engine *e = make_engine(1, 64, 0, 256);
-        m40llm_engine_get_info(e, &info);
-        m40llm_engine_free(e);
-    }
-    uint64_t block_bytes = info.kv_pool_bytes / (uint64_t)info.kv_blocks_total;
-    test_batch_invariance(block_bytes * 24, 8, "tiny pool");
+    test_batch_invariance(kv_block_bytes() * 24, 8, "tiny pool");
     test_prefix_cache();
     test_cancel_and_limits();
     test_stops_and_logprobs();
     test_shutdown();
     m40llm_model_free(g_mm);
+    /* continuous batching of a mixture-of-experts model: its requests go to
+     * different experts in one step, and each still gets its output alone */
+    check_fixture("arch/qwen3moe-q8_0.gguf", g_path, sizeof g_path);
+    g_mm = NULL;
+    CHECKF(m40llm_model_load(g_path, &g_mm) == M40LLM_OK, "%s: %s", g_path, m40llm_last_error());
+    if (g_mm) {
+        test_batch_invariance(0, 8, "MoE, 8 sequences");
+        test_batch_invariance(kv_block_bytes() * 24, 8, "MoE, tiny pool");
+        m40llm_model_free(g_mm);
+    }
     return check_summary("test_engine");
 }
