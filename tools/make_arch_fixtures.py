@@ -94,6 +94,24 @@ CASES = {
         tie_word_embeddings=False, sliding_window=WINDOW,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                          "partial_rotary_factor": 0.5})),
+    # Phi-3.5 / Phi-4-mini LongRoPE: 48 tokens beyond an original context
+    # of 32 (transformers and the engine both take the long factors), the
+    # attention factor written as llama.cpp's converter does; then within
+    # an original context of 256 (short factors, the factor left to its
+    # default)
+    "phi3-longrope": ("phi3", tf.Phi3Config, tf.Phi3ForCausalLM, common(
+        tie_word_embeddings=False, max_position_embeddings=256, original_max_position_embeddings=32,
+        rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.5, "original_max_position_embeddings": 32,
+                         "long_factor": [1.0, 2.5, 6.0, 11.0],
+                         "short_factor": [1.0, 1.1, 1.3, 1.7]})),
+    "phi3-longrope-short": ("phi3", tf.Phi3Config, tf.Phi3ForCausalLM, common(
+        tie_word_embeddings=False, max_position_embeddings=1024,
+        original_max_position_embeddings=256,
+        rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 0.5, "original_max_position_embeddings": 256,
+                         "long_factor": [1.0, 3.0, 9.0, 20.0],
+                         "short_factor": [1.0, 1.2, 1.5, 2.5]})),
     # Qwen3-30B-A3B's block: q/k norms, head size of its own, top-k of many
     # experts with the k weights renormalised (norm_topk_prob)
     "qwen3moe": ("qwen3moe", tf.Qwen3MoeConfig, tf.Qwen3MoeForCausalLM, common(
@@ -284,7 +302,9 @@ def write_gguf(path, arch, cfg, tensors, extra_tensors):
     w = gguf.GGUFWriter(path, arch)
     hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     w.add_name(os.path.basename(path)[:-5])
-    w.add_context_length(2048)
+    longrope = isinstance(cfg.rope_parameters, dict) and \
+        cfg.rope_parameters.get("rope_type") == "longrope"
+    w.add_context_length(cfg.max_position_embeddings if longrope else 2048)
     w.add_embedding_length(E)
     w.add_block_count(NL)
     w.add_feed_forward_length(cfg.intermediate_size)
@@ -308,6 +328,18 @@ def write_gguf(path, arch, cfg, tensors, extra_tensors):
         w.add_uint32("gemma3.attention.sliding_window_pattern", cfg._sliding_window_pattern)
     else:
         w.add_rope_freq_base(rp["rope_theta"])
+    if rp.get("rope_type") == "longrope":
+        # the factor tensors; phi3-longrope as llama.cpp's converter writes
+        # it (no scaling type, attn_factor given), the other with the type
+        # and the factor left to its default
+        orig = rp["original_max_position_embeddings"]
+        assert orig in (32, 256), orig  # transformers keeps the config's, not a default
+        w.add_rope_scaling_orig_ctx_len(orig)
+        s = cfg.max_position_embeddings / orig
+        if cfg.max_position_embeddings == 256:
+            w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(s) / math.log(orig)))
+        else:
+            w.add_string("phi3.rope.scaling.type", "longrope")
     if rp.get("rope_type") == "yarn":
         w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
         w.add_rope_scaling_factor(rp["factor"])
@@ -383,6 +415,10 @@ def build(name, qtype, seed, out_dir):
     extra = []
     if name == "llama3":
         extra.append(("rope_freqs.weight", llama3_factors(cfg), None))
+    if name.startswith("phi3-longrope"):
+        rp = cfg.rope_parameters
+        extra.append(("rope_factors_long.weight", np.array(rp["long_factor"], np.float32), None))
+        extra.append(("rope_factors_short.weight", np.array(rp["short_factor"], np.float32), None))
     ids = tokens()
     lg = logits_of(model, ids)
     seq, path_margin = list(ids), []

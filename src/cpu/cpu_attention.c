@@ -21,19 +21,19 @@ void cpu_rope_table(cpu_backend *cb, const backend_entry *e, int n) {
         const model_layer *L = &m->layers[il];
         const float *ff = L->rope_factors ? cb->rope_freqs : NULL;
         const bool yarn = c->rope_scaling == MODEL_ROPE_SCALING_YARN;
+        const double ms = model_rope_mscale(c); /* YaRN's, LongRoPE's attention factor */
         double lo = 0, hi = 0;
         if (yarn) model_yarn_range(c, L->rope_base, &lo, &hi);
         for (int i = 0; i < n; i++) {
             float *cs = cb->rope + ((size_t)set * cb->base.params.n_batch_max + i) * c->n_rot;
             for (int p = 0; p < half; p++) {
-                double theta, mscale = 1.0;
+                double theta, mscale = ms;
                 if (yarn) {
                     /* extrapolated below dimension pair lo, interpolated above hi */
                     double ex = (double)e[i].pos * pow((double)L->rope_base, -2.0 * p / c->n_rot);
                     double ramp = (p - lo) / (hi - lo > 0.001 ? hi - lo : 0.001);
                     double mix = 1.0 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
                     theta = ex * L->rope_freq_scale * (1 - mix) + ex * mix;
-                    mscale = c->yarn_attn_factor;
                 } else {
                     theta = (double)e[i].pos * L->rope_freq_scale *
                             pow((double)L->rope_base, -2.0 * p / c->n_rot);

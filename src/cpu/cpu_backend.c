@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "cpu_internal.h"
+#include "model_rope.h"
 #include "err.h"
 #include "quant.h"
 
@@ -331,7 +332,8 @@ static int load_vecs(cpu_backend *cb) {
         VEC(lv->bo, &L->bo, E, 0.0f);
     }
     VEC(cb->output_norm, &m->output_norm, E, off);
-    VEC(cb->rope_freqs, &m->rope_freqs, c->n_rot / 2, 0.0f);
+    const model_tensor *factors = model_rope_factors(m, cb->base.params.n_ctx);
+    if (factors) VEC(cb->rope_freqs, factors, c->n_rot / 2, 0.0f);
 #undef VEC
     rope_sets(m, cb->lv);
     return rc;

@@ -151,8 +151,8 @@ static void layer_settings(cuda_backend *cb, const model_layer *L, cuda_layer *G
         model_yarn_range(c, L->rope_base, &lo, &hi);
         r->yarn_lo = (float)lo;
         r->yarn_hi = (float)hi;
-        r->mscale = c->yarn_attn_factor;
     }
+    r->mscale = model_rope_mscale(c); /* YaRN's, LongRoPE's attention factor; else 1 */
     G->att = (attn_mods){c->attn_scale, c->attn_softcap, L->n_swa};
     G->qkv_epilogue = !G->bqkv && !G->q_norm && !r->neox;
 }
@@ -179,7 +179,8 @@ static int upload_weights(cuda_backend *cb) {
     if (!rc && m->tied_output) cb->output = cb->tok_embd;
     const float off = c->norm_w_offset;
     if (!rc) rc = up_vec(&u, &cb->output_norm, &m->output_norm, off);
-    if (!rc) rc = up_vec(&u, &cb->rope_freqs, &m->rope_freqs, 0.0f);
+    const model_tensor *factors = model_rope_factors(m, cb->base.params.n_ctx);
+    if (!rc && factors) rc = up_vec(&u, &cb->rope_freqs, factors, 0.0f);
     for (int l = 0; l < c->n_layer && !rc; l++) {
         const model_layer *L = &m->layers[l];
         cuda_layer *G = &cb->layers[l];

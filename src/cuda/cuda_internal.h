@@ -97,7 +97,8 @@ typedef struct kv_view {
 /* One layer's rotary embedding: pair i of the first n_rot dims of a head
  * turns by pos * scale * base^(-2i/n_rot) [/ factors[i]]; with YaRN the
  * angle mixes interpolated and extrapolated by pair (ramp from yarn_lo to
- * yarn_hi) and cos/sin are multiplied by mscale. */
+ * yarn_hi). cos/sin are multiplied by mscale (YaRN, LongRoPE) unless it is
+ * 0 or 1. */
 typedef struct rope_cfg {
     int n_head, n_kv, hd, n_rot;
     float base;           /* rope freq base of this layer */

@@ -50,7 +50,7 @@ static __device__ __forceinline__ void rope_sincos(const rope_cfg &rc, int pos, 
         if (rc.factors) theta /= rc.factors[i];
     }
     sincosf(theta, sn, cs);
-    if (rc.yarn) {
+    if (rc.mscale > 0.0f && rc.mscale != 1.0f) {
         *sn *= rc.mscale;
         *cs *= rc.mscale;
     }

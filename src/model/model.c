@@ -126,11 +126,32 @@ static int check_vocab(const gguf_file *g, const char *arch, int n_vocab) {
     return M40LLM_OK;
 }
 
+/* A vector of n_rot / 2 positive finite F32 frequency divisors. */
+static int bind_factors(const gguf_file *g, const char *name, model *m, model_tensor *t) {
+    const int n = m->cfg.n_rot / 2;
+    int rc = arch_bind(g, name, n, 0, t);
+    if (rc) return rc;
+    if (t->type != QT_F32) return err_set(M40LLM_ERR_TYPE, "tensor %s: expected F32", name);
+    for (int i = 0; i < n; i++) {
+        float f;
+        memcpy(&f, (const char *)t->data + (size_t)i * 4, 4);
+        if (!(f > 0.0f) || !isfinite(f))
+            return err_set(M40LLM_ERR_FORMAT, "tensor %s: element %d is %g, expected positive",
+                           name, i, f);
+    }
+    return M40LLM_OK;
+}
+
 /* rope_freqs.weight (llama3 scaling): n_rot / 2 positive finite F32
  * divisors of the rotation frequencies; where present in that form, every
- * layer uses them. */
+ * layer uses them. LongRoPE: rope_factors_long/short.weight, both
+ * required. */
 static int bind_rope_freqs(const gguf_file *g, model *m) {
     model_config *c = &m->cfg;
+    if (c->rope_scaling == MODEL_ROPE_SCALING_LONGROPE) {
+        int rc = bind_factors(g, "rope_factors_long.weight", m, &m->rope_freqs);
+        return rc ? rc : bind_factors(g, "rope_factors_short.weight", m, &m->rope_freqs_short);
+    }
     /* only a vector of the right length and type is taken as the factors;
      * any other tensor of that name stays ignored, as it always was */
     const gguf_tensor *gt = gguf_find_tensor(g, "rope_freqs.weight");
@@ -200,7 +221,7 @@ uint64_t model_active_bytes(const model *m) {
 void model_param_counts(const model *m, uint64_t *total, uint64_t *active) {
     uint64_t n = tensor_elems(&m->tok_embd) + tensor_elems(&m->output_norm);
     if (!m->tied_output) n += tensor_elems(&m->output);
-    n += tensor_elems(&m->rope_freqs);
+    n += tensor_elems(&m->rope_freqs) + tensor_elems(&m->rope_freqs_short);
     uint64_t a = n;
     for (int il = 0; il < m->cfg.n_layer; il++) {
         /* every slot, optional ones (biases, norms) included; views of a
@@ -236,6 +257,7 @@ static void free_model(model *m, bool close_gguf) {
     free_tensor_name(&m->tok_embd);
     free_tensor_name(&m->output_norm);
     free_tensor_name(&m->rope_freqs);
+    free_tensor_name(&m->rope_freqs_short);
     if (close_gguf) gguf_close(m->gguf);
     free(m);
 }
@@ -281,7 +303,8 @@ int model_from_gguf(gguf_file *g, model **out) {
         rc = err_set(M40LLM_ERR_OOM, "out of memory for %d layers", c->n_layer);
         goto fail;
     }
-    uint64_t bytes = m->tok_embd.nbytes + m->output_norm.nbytes + m->rope_freqs.nbytes;
+    uint64_t bytes = m->tok_embd.nbytes + m->output_norm.nbytes + m->rope_freqs.nbytes +
+                     m->rope_freqs_short.nbytes;
     if (!m->tied_output) bytes += m->output.nbytes;
     for (int il = 0; il < c->n_layer; il++) {
         model_layer *L = &m->layers[il];

@@ -28,9 +28,11 @@ typedef enum model_rope_kind {
 /* How the rotation frequencies are scaled for long contexts. */
 typedef enum model_rope_scaling {
     MODEL_ROPE_SCALING_NONE = 0,
-    MODEL_ROPE_SCALING_LINEAR = 1,  /* positions * rope_freq_scale */
-    MODEL_ROPE_SCALING_FACTORS = 2, /* frequency i divided by rope_freqs[i] (llama3, longrope) */
-    MODEL_ROPE_SCALING_YARN = 3,    /* YaRN: interpolation ramped by dimension, cos/sin scaled */
+    MODEL_ROPE_SCALING_LINEAR = 1,   /* positions * rope_freq_scale */
+    MODEL_ROPE_SCALING_FACTORS = 2,  /* frequency i divided by rope_freqs[i] (llama3, longrope) */
+    MODEL_ROPE_SCALING_YARN = 3,     /* YaRN: interpolation ramped by dimension, cos/sin scaled */
+    MODEL_ROPE_SCALING_LONGROPE = 4, /* phi3 LongRoPE: divisors rope_freqs (contexts beyond
+                                      * rope_orig_ctx) or rope_freqs_short, cos/sin scaled */
 } model_rope_scaling;
 
 typedef struct model_config {
@@ -57,13 +59,16 @@ typedef struct model_config {
     float yarn_beta_fast;            /* YaRN: rope.scaling.yarn_beta_fast; 32 */
     float yarn_beta_slow;            /* YaRN: rope.scaling.yarn_beta_slow; 1 */
     float yarn_attn_factor;          /* YaRN: cos/sin multiplier, 1 + 0.1 ln(factor) unless given */
-    float norm_w_offset; /* added to every RMSNorm weight (0; 1 for a raw gemma (1 + w) file) */
-    float embd_scale;    /* token embeddings multiplied by it (gemma: sqrt(n_embd)); 1 */
-    float attn_scale;    /* q.k multiplier: 1 / sqrt(head_dim) unless the model says otherwise */
-    float attn_softcap;  /* 0: off; else scores = c * tanh(scores / c) before the mask */
-    float final_softcap; /* 0: off; else logits = c * tanh(logits / c) */
-    int n_swa;           /* sliding window (keys pos-n_swa+1 .. pos) of the layers that use one */
-    int n_swa_layers;    /* layers with model_layer.n_swa > 0 */
+    int rope_orig_ctx;               /* LongRoPE: rope.scaling.original_context_length */
+    float rope_attn_factor; /* LongRoPE: cos/sin multiplier, sqrt(1 + ln(s) / ln(orig)) with
+                             * s = context_length / orig, unless rope.scaling.attn_factor */
+    float norm_w_offset;    /* added to every RMSNorm weight (0; 1 for a raw gemma (1 + w) file) */
+    float embd_scale;       /* token embeddings multiplied by it (gemma: sqrt(n_embd)); 1 */
+    float attn_scale;       /* q.k multiplier: 1 / sqrt(head_dim) unless the model says otherwise */
+    float attn_softcap;     /* 0: off; else scores = c * tanh(scores / c) before the mask */
+    float final_softcap;    /* 0: off; else logits = c * tanh(logits / c) */
+    int n_swa;        /* sliding window (keys pos-n_swa+1 .. pos) of the layers that use one */
+    int n_swa_layers; /* layers with model_layer.n_swa > 0 */
     /* ---- mixture of experts (n_expert 0: every FFN is dense) ---- */
     int n_expert;      /* <arch>.expert_count: experts of each MoE layer */
     int n_expert_used; /* <arch>.expert_used_count: experts a token is routed to (k) */
@@ -147,14 +152,16 @@ void model_layer_tensors(model_layer *L, model_tensor *out[MODEL_LAYER_TENSORS])
 
 typedef struct model {
     model_config cfg;
-    gguf_file *gguf;          /* owns the mapping */
-    model_tensor tok_embd;    /* [n_embd] x n_vocab rows */
-    model_tensor output_norm; /* [n_embd] */
-    model_tensor output;      /* [n_embd] -> [n_vocab]; = tok_embd when tied */
-    model_tensor rope_freqs;  /* optional [n_rot / 2] frequency divisors (llama3, longrope) */
-    bool tied_output;         /* output.weight absent */
-    model_layer *layers;      /* [n_layer] */
-    uint64_t weight_bytes;    /* bytes of all weight tensors */
+    gguf_file *gguf;               /* owns the mapping */
+    model_tensor tok_embd;         /* [n_embd] x n_vocab rows */
+    model_tensor output_norm;      /* [n_embd] */
+    model_tensor output;           /* [n_embd] -> [n_vocab]; = tok_embd when tied */
+    model_tensor rope_freqs;       /* optional [n_rot / 2] frequency divisors (llama3; LongRoPE's
+                                    * long factors) */
+    model_tensor rope_freqs_short; /* optional [n_rot / 2] LongRoPE's short factors */
+    bool tied_output;              /* output.weight absent */
+    model_layer *layers;           /* [n_layer] */
+    uint64_t weight_bytes;         /* bytes of all weight tensors */
 } model;
 
 /* Feature bits of a model's description: what a backend must implement to

@@ -9,3 +9,16 @@ void model_yarn_range(const model_config *c, float base, double *lo, double *hi)
     *lo = a > 0 ? a : 0;
     *hi = b < n - 1 ? b : n - 1;
 }
+
+const model_tensor *model_rope_factors(const model *m, int n_ctx) {
+    const model_config *c = &m->cfg;
+    if (c->rope_scaling == MODEL_ROPE_SCALING_LONGROPE)
+        return n_ctx > c->rope_orig_ctx ? &m->rope_freqs : &m->rope_freqs_short;
+    return model_has(&m->rope_freqs) ? &m->rope_freqs : NULL;
+}
+
+float model_rope_mscale(const model_config *c) {
+    if (c->rope_scaling == MODEL_ROPE_SCALING_YARN) return c->yarn_attn_factor;
+    if (c->rope_scaling == MODEL_ROPE_SCALING_LONGROPE) return c->rope_attn_factor;
+    return 1.0f;
+}

@@ -33,7 +33,7 @@ static void ref_sincos(const qkv_case *c, const float *ff, double base, double s
         m = mscale;
     } else {
         theta = ex * scale;
-        if (ff) theta /= ff[i];
+        if (ff) theta /= ff[i], m = mscale; /* LongRoPE: factors and the attention factor */
     }
     *sn = sin(theta) * m;
     *cs = cos(theta) * m;
@@ -62,9 +62,10 @@ static void test_qkv_post(const qkv_case *c) {
     qkv_out o;
     memset(&o, 0, sizeof o);
     o.kv = (kv_view){dk, dv, pt, pps, NKV, hd, c->f16kv, PAGE_SHIFT};
-    o.rope = (rope_cfg){NH,          NKV,          hd,        c->n_rot,
-                        (float)base, (float)scale, c->neox,   c->factors ? dff : NULL,
-                        c->yarn,     (float)lo,    (float)hi, (float)mscale};
+    o.rope = (rope_cfg){
+        NH,          NKV,          hd,        c->n_rot,
+        (float)base, (float)scale, c->neox,   c->factors ? dff : NULL,
+        c->yarn,     (float)lo,    (float)hi, c->yarn || c->factors ? (float)mscale : 0.0f};
     o.seq = dsp;
     o.pos = dsp + NB;
     o.q = dq;

@@ -2,7 +2,7 @@
  * description (switches, per-layer windows and RoPE bases, fused tensors as
  * views), the feature line `show` prints, and the errors of untrusted input
  * (unknown architecture, missing tensors and keys, bad types and values,
- * LongRoPE refused by name), the mixture-of-experts ones (qwen3moe, llama
+ * LongRoPE's keys and tensors), the mixture-of-experts ones (qwen3moe, llama
  * files with experts read as mixtral) and what they refuse, then a CPU
  * forward of each with finite logits. The numerics are checked against transformers by
  * test_arch_reference (tests/fixtures/arch). */
@@ -14,6 +14,7 @@
 #include "err.h"
 #include "gguf.h"
 #include "model.h"
+#include "model_rope.h"
 #include "quant.h"
 
 enum { E = 32, H = 4, HKV = 2, HD = E / H, FF = 64, V = 48 };
@@ -34,6 +35,8 @@ typedef struct spec {
     int experts, used;     /* <arch>.expert_count / expert_used_count; 0: absent */
     int ff_exp;            /* <arch>.expert_feed_forward_length; 0: absent */
     int gating;            /* <arch>.expert_gating_func; 0: absent */
+    int longrope;          /* LongRoPE: original context 16 and factor tensors (long 2, short 1.5);
+                            * 2: without the short ones, 3: a long factor 0 */
     bool no_norm;          /* <arch>.expert_weights_norm = false */
     int moe_x;             /* > 0: router and expert tensors of that many experts, no dense FFN */
 } spec;
@@ -137,6 +140,20 @@ static int write_model(const spec *s) {
             if (!rc) rc = add_layer_tensor(w, s, l, "post_ffw_norm.weight", E, 0);
         }
     }
+    static float lfac[HD / 2], sfac[HD / 2];
+    if (!rc && s->longrope) {
+        char key[128];
+        snprintf(key, sizeof key, "%s.rope.scaling.original_context_length", s->arch);
+        gguf_writer_set_u32(w, key, 16);
+        int64_t ne[1] = {HD / 2};
+        for (int i = 0; i < HD / 2; i++) lfac[i] = s->longrope == 3 && i == 1 ? 0.0f : 2.0f;
+        for (int i = 0; i < HD / 2; i++) sfac[i] = 1.5f;
+        rc =
+            gguf_writer_add_tensor(w, "rope_factors_long.weight", QT_F32, 1, ne, lfac, sizeof lfac);
+        if (!rc && s->longrope != 2)
+            rc = gguf_writer_add_tensor(w, "rope_factors_short.weight", QT_F32, 1, ne, sfac,
+                                        sizeof sfac);
+    }
     static float extra[256];
     if (!rc && s->extra) {
         for (int i = 0; i < 256; i++) extra[i] = s->extra_value;
@@ -200,6 +217,22 @@ static void test_descriptions(void) {
         model_free(m);
     }
     /* qwen3: q/k norms over a head size of its own (attention wider than E) */
+    /* phi3 LongRoPE: the long factors beyond the original context of 16,
+     * the short ones within it; the attention factor by transformers'
+     * default, sqrt(1 + ln(256 / 16) / ln 16) */
+    spec lr = {.arch = "phi3", .layers = 2, .fused = true, .longrope = 1};
+    CHECKF(load(&lr, &m) == 0, "%s", m40llm_last_error());
+    if (m) {
+        CHECK(m->cfg.rope_scaling == MODEL_ROPE_SCALING_LONGROPE && m->layers[1].rope_factors);
+        CHECK(m->cfg.rope_orig_ctx == 16 && fabsf(m->cfg.rope_attn_factor - sqrtf(2.0f)) < 1e-6f);
+        CHECK(model_rope_factors(m, 17) == &m->rope_freqs &&
+              model_rope_factors(m, 16) == &m->rope_freqs_short);
+        CHECK(model_rope_mscale(&m->cfg) == m->cfg.rope_attn_factor);
+        model_describe_features(m, d, sizeof d);
+        CHECKF(strstr(d, "LongRoPE from 16 (attention factor 1.414)"), "%s", d);
+        forward_ok(m, "phi3 LongRoPE");
+        model_free(m);
+    }
     spec q3 = {.arch = "qwen3", .layers = 2, .qk_norm = true, .key_length = 16};
     CHECKF(load(&q3, &m) == 0, "%s", m40llm_last_error());
     if (m) {
@@ -395,17 +428,25 @@ static void test_errors(void) {
     spec yarn = {.arch = "qwen2", .layers = 1, .bias = true, .rope_type = "yarn"};
     CHECK(load(&yarn, &m) == M40LLM_ERR_FORMAT);
     CHECK(says("YaRN needs a factor > 1", NULL));
+    /* LongRoPE: its original context is required, both factor sets, each
+     * factor positive */
     spec lrope = {.arch = "qwen2", .layers = 1, .bias = true, .rope_type = "longrope"};
-    CHECK(load(&lrope, &m) == M40LLM_ERR_UNSUPPORTED);
-    CHECK(says("qwen2.rope.scaling.type 'longrope' is not supported", NULL));
+    CHECK(load(&lrope, &m) != M40LLM_OK);
+    CHECK(says("qwen2.rope.scaling.original_context_length", NULL));
     spec lr = {.arch = "phi3",
                .layers = 1,
                .fused = true,
                .extra = "rope_factors_long.weight",
                .extra_ne0 = HD / 2,
                .extra_value = 1.0f};
-    CHECK(load(&lr, &m) == M40LLM_ERR_UNSUPPORTED);
-    CHECK(says("LongRoPE", NULL));
+    CHECK(load(&lr, &m) != M40LLM_OK);
+    CHECK(says("phi3.rope.scaling.original_context_length", NULL));
+    spec lr2 = {.arch = "phi3", .layers = 1, .fused = true, .longrope = 2};
+    CHECK(load(&lr2, &m) == M40LLM_ERR_NOT_FOUND);
+    CHECK(says("rope_factors_short.weight", NULL));
+    spec lr3 = {.arch = "phi3", .layers = 1, .fused = true, .longrope = 3};
+    CHECK(load(&lr3, &m) == M40LLM_ERR_FORMAT);
+    CHECK(says("rope_factors_long.weight", "element 1"));
     spec neg = {.arch = "gemma2", .layers = 1, .post_norms = true, .softcap = -1.0f};
     CHECK(load(&neg, &m) == M40LLM_ERR_FORMAT);
     CHECK(says("gemma2.attn_logit_softcapping", "positive"));

@@ -104,8 +104,22 @@ static int read_yarn(const gguf_file *g, const char *a, model_config *c, float f
     return arch_key_float(g, a, "rope.scaling.attn_factor", false, &c->yarn_attn_factor);
 }
 
-/* Linear and YaRN RoPE scaling are read here; llama3 factors come as the
- * rope_freqs tensor (bound by model.c); other types are refused by name. */
+/* LongRoPE (phi3): its original context (required) and attention factor;
+ * the two factor tensors are bound by model.c. */
+int arch_read_longrope(const gguf_file *g, const char *a, model_config *c) {
+    int rc = arch_key_int(g, a, "rope.scaling.original_context_length", true, &c->rope_orig_ctx);
+    if (rc) return rc;
+    const double s = (double)c->n_ctx_train / c->rope_orig_ctx;
+    c->rope_attn_factor =
+        s <= 1.0 ? 1.0f : (float)sqrt(1.0 + log(s) / log((double)c->rope_orig_ctx));
+    if ((rc = arch_key_float(g, a, "rope.scaling.attn_factor", false, &c->rope_attn_factor)))
+        return rc;
+    c->rope_scaling = MODEL_ROPE_SCALING_LONGROPE;
+    return M40LLM_OK;
+}
+
+/* Linear, YaRN and LongRoPE scaling are read here; llama3 factors come as
+ * the rope_freqs tensor (bound by model.c); other types are refused by name. */
 static int read_rope_scaling(const gguf_file *g, const char *a, model_config *c) {
     c->rope_freq_scale = 1.0f;
     float factor = 0.0f;
@@ -125,11 +139,13 @@ static int read_rope_scaling(const gguf_file *g, const char *a, model_config *c)
             scaled = false;
         } else if (gguf_str_eq(s, "yarn")) {
             return read_yarn(g, a, c, factor);
+        } else if (gguf_str_eq(s, "longrope")) {
+            return arch_read_longrope(g, a, c);
         } else if (!gguf_str_eq(s, "linear")) {
             char type[64];
             return err_set(M40LLM_ERR_UNSUPPORTED,
-                           "%s '%s' is not supported (none, linear, yarn; llama3 through "
-                           "rope_freqs)",
+                           "%s '%s' is not supported (none, linear, yarn, longrope; llama3 "
+                           "through rope_freqs)",
                            key, gguf_str_escape(s, type, sizeof type));
         }
     }

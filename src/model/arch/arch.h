@@ -53,6 +53,10 @@ int arch_read_experts(const gguf_file *g, const char *arch, model_config *c);
 /* The keys every architecture has: sizes, heads, head size, RoPE, eps and
  * linear RoPE scaling; the switches get the llama defaults. */
 int arch_read_common(const gguf_file *g, const char *arch, model_config *c);
+/* LongRoPE's keys (rope.scaling.original_context_length, required;
+ * attn_factor, else transformers' default); sets MODEL_ROPE_SCALING_LONGROPE.
+ * For files whose factor tensors come without rope.scaling.type. */
+int arch_read_longrope(const gguf_file *g, const char *arch, model_config *c);
 
 /* Finds a tensor and checks its type is computable and its shape is exactly
  * {ne0} (ne1 == 0) or {ne0, ne1}. arch_bind_opt: absence is not an error

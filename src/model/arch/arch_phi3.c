@@ -1,19 +1,19 @@
 /* phi3: Phi-3, Phi-3.5, Phi-4-mini. Fused QKV (attn_qkv) and gate|up
  * (ffn_up, gate first) tensors, split into views; NeoX RoPE over
  * rope.dimension_count dims; a sliding window on every layer where the file
- * sets one. LongRoPE (rope_factors_long/short) is refused by name. */
+ * sets one. LongRoPE (Phi-3.5, Phi-4-mini: rope_factors_long/short) with
+ * the factor set chosen by the context asked for (model_rope_factors). */
 #include "model/arch/arch.h"
 
 #include "err.h"
 
 static int phi3_config(const gguf_file *g, model_config *c) {
     c->rope_kind = MODEL_ROPE_NEOX;
-    /* the factor set depends on the context length asked for, and the
-     * attention is rescaled with it: not implemented yet */
-    if (gguf_find_tensor(g, "rope_factors_long.weight") ||
-        gguf_find_tensor(g, "rope_factors_short.weight"))
-        return err_set(M40LLM_ERR_UNSUPPORTED,
-                       "phi3 LongRoPE (tensors rope_factors_long/short.weight) is not supported");
+    /* LongRoPE factor tensors in a file that does not name the scaling */
+    if (c->rope_scaling != MODEL_ROPE_SCALING_LONGROPE &&
+        (gguf_find_tensor(g, "rope_factors_long.weight") ||
+         gguf_find_tensor(g, "rope_factors_short.weight")))
+        return arch_read_longrope(g, "phi3", c);
     return 0;
 }
 

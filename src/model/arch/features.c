@@ -110,7 +110,10 @@ void model_describe_features(const model *m, char *buf, size_t size) {
         add(&b, "linear RoPE scaling x%g", 1.0 / c->rope_freq_scale);
     if (f & MODEL_FEAT_ROPE_YARN)
         add(&b, "YaRN RoPE scaling x%g from %d", 1.0 / c->rope_freq_scale, c->yarn_orig_ctx);
-    if (f & MODEL_FEAT_ROPE_FACTORS) add(&b, "RoPE frequency factors");
+    if (c->rope_scaling == MODEL_ROPE_SCALING_LONGROPE)
+        add(&b, "LongRoPE from %d (attention factor %.4g)", c->rope_orig_ctx, c->rope_attn_factor);
+    else if (f & MODEL_FEAT_ROPE_FACTORS)
+        add(&b, "RoPE frequency factors");
     if (f & MODEL_FEAT_ROPE_NEOX) add(&b, "NeoX RoPE");
     if (f & MODEL_FEAT_QKV_BIAS) add(&b, "q/k/v biases");
     if (f & MODEL_FEAT_O_BIAS) add(&b, "output bias");
