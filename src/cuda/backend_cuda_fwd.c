@@ -1,5 +1,6 @@
 /* The CUDA forward pass over one batch part: the transformer block written
- * once against the model description (model.h), in two executions.
+ * once against the model description (model.h) in block_kernels, each of
+ * its steps in two executions:
  *
  * Up to 8 entries (decode, batched decode): matrix-vector kernels that read
  * each weight once for all entries, with RMSNorm, rope + KV store (plain
@@ -105,100 +106,6 @@ static int gv(cuda_backend *cb, const gpu_matrix *w, const gpu_matrix *w2, const
     return PROF(cb, PG_GEMV, launch_gemv(&a, cb->st));
 }
 
-/* After the LM head: soft-capping, then argmax on the GPU when asked. */
-static int logits_tail(cuda_backend *cb, int n_out, int argmax) {
-    const model_config *c = &cb->base.model->cfg;
-    const int V = c->n_vocab;
-    int rc = M40LLM_OK;
-    if (c->final_softcap > 0.0f)
-        rc = PROF(cb, PG_HEAD, launch_softcap(cb->logits, V, n_out, V, c->final_softcap, cb->st));
-    if (!rc && argmax)
-        rc = PROF(cb, PG_HEAD, launch_argmax(cb->logits, V, n_out, V, cb->d_ids, cb->st));
-    return rc;
-}
-
-/* The block's output y (bias, post-norm) added into the residual stream
- * x, when the layer has either; else the product adds into x itself. */
-static int residual(cuda_backend *cb, const float *bias, const float *post, int n) {
-    const int E = cb->base.model->cfg.n_embd;
-    return PROF(
-        cb, PG_ELEM,
-        launch_residual(cb->x, E, cb->y, E, bias, post, cb->base.model->cfg.rms_eps, n, E, cb->st));
-}
-
-/* the decode step's kernels, n <= 8 entries; also what a graph captures */
-static int decode_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
-    const model_config *c = &cb->base.model->cfg;
-    const int E = c->n_embd, F = c->n_ff, B = cb->base.params.n_batch_max;
-    const int ld_qkv = cb->nq + 2 * cb->nkv, act = c->act == MODEL_ACT_GELU_TANH;
-    /* short contexts: one split of a 128-thread block, no merge (512
-     * threads cost ~1 us a layer more there: H200, 7B Q4_0 tg16) */
-    const int dec1 = cb->att_max_pos >= 0 && cb->att_max_pos < cb->plan_dec1.chunk;
-    int rc = PROF(cb, PG_EMBD, launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st));
-    if (!rc && c->embd_scale != 1.0f)
-        rc = PROF(cb, PG_ELEM, launch_scale(cb->x, E, n, E, c->embd_scale, cb->st));
-    for (int l = 0; l < c->n_layer && !rc; l++) {
-        const cuda_layer *L = &cb->layers[l];
-        qkv_out o = layer_qkv(cb, l);
-        /* norm + QKV (+ rope + KV store in the epilogue, or after) */
-        const int mode = L->qkv_epilogue ? GEMV_QKV : GEMV_STORE;
-        float *dq = L->qkv_epilogue ? NULL : cb->qkv;
-        if (L->qkv_fused) {
-            rc = gv(cb, &L->wqkv, NULL, cb->x, E, n, L->attn_norm, dq, ld_qkv, mode, &o, 0);
-        } else {
-            rc = gv(cb, &L->wq, NULL, cb->x, E, n, L->attn_norm, dq, ld_qkv, mode, &o, 0);
-            if (!rc)
-                rc = gv(cb, &L->wk, NULL, cb->x, E, n, L->attn_norm, dq ? dq + cb->nq : NULL,
-                        ld_qkv, mode, &o, cb->nq);
-            if (!rc)
-                rc = gv(cb, &L->wv, NULL, cb->x, E, n, L->attn_norm,
-                        dq ? dq + cb->nq + cb->nkv : NULL, ld_qkv, mode, &o, cb->nq + cb->nkv);
-        }
-        if (!rc && !L->qkv_epilogue)
-            rc = PROF(cb, PG_ELEM, launch_rope_store(cb->qkv, ld_qkv, n, &o, cb->st));
-        if (!rc)
-            rc = PROF(cb, PG_ATTN,
-                      launch_attention(dec1 ? &cb->plan_dec1 : &cb->plan_dec, cb->q, &o.kv, o.seq,
-                                       o.pos, n, &L->att, cb->partial, cb->att_count, cb->att,
-                                       cb->att_max_pos, cb->st));
-        /* output projection + residual */
-        if (!rc && (L->bo || L->post_attn_norm)) {
-            rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->y, E, GEMV_STORE, NULL, 0);
-            if (!rc) rc = residual(cb, L->bo, L->post_attn_norm, n);
-        } else if (!rc) {
-            rc = gv(cb, &L->wo, NULL, cb->att, cb->nq, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
-        }
-        if (rc) break;
-        /* norm + gate/up + activation */
-        if (L->w_gate.type == L->w_up.type) {
-            rc = gv(cb, &L->w_gate, &L->w_up, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_SWIGLU, NULL,
-                    0);
-        } else { /* mixed types: two products, then the gate */
-            rc = gv(cb, &L->w_gate, NULL, cb->x, E, n, L->ffn_norm, cb->xn, F, GEMV_STORE, NULL, 0);
-            if (!rc)
-                rc =
-                    gv(cb, &L->w_up, NULL, cb->x, E, n, L->ffn_norm, cb->h, F, GEMV_STORE, NULL, 0);
-            if (!rc)
-                rc = PROF(cb, PG_ELEM,
-                          launch_swiglu(cb->xn, cb->h, F, n, F, act, cb->h, NULL, F, cb->st));
-        }
-        /* down + residual */
-        if (!rc && L->post_ffn_norm) {
-            rc = gv(cb, &L->w_down, NULL, cb->h, F, n, NULL, cb->y, E, GEMV_STORE, NULL, 0);
-            if (!rc) rc = residual(cb, NULL, L->post_ffn_norm, n);
-        } else if (!rc) {
-            rc = gv(cb, &L->w_down, NULL, cb->h, F, n, NULL, cb->x, E, GEMV_ADD, NULL, 0);
-        }
-    }
-    if (rc || n_out == 0) return rc;
-    rc = PROF(cb, PG_ELEM,
-              launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st));
-    if (!rc)
-        rc = gv(cb, &cb->output, NULL, cb->xo, E, n_out, cb->output_norm, cb->logits, c->n_vocab,
-                GEMV_STORE, NULL, 0);
-    return rc ? rc : logits_tail(cb, n_out, argmax);
-}
-
 /* weight operand of a prefill GEMM: in place when its type is the operand type */
 static int gemm_w(cuda_backend *cb, const gpu_matrix *w, const void **out) {
     int t = w->type;
@@ -222,77 +129,176 @@ static int gemm(cuda_backend *cb, const gpu_matrix *w, const void *act, int n, f
     return rc;
 }
 
-static int prefill_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
+/* After the LM head: soft-capping, then argmax on the GPU when asked. */
+static int logits_tail(cuda_backend *cb, int n_out, int argmax) {
     const model_config *c = &cb->base.model->cfg;
-    const int E = c->n_embd, F = c->n_ff, B = cb->base.params.n_batch_max, V = c->n_vocab;
-    const int ld_qkv = cb->nq + 2 * cb->nkv, act_kind = c->act == MODEL_ACT_GELU_TANH;
-    const float eps = c->rms_eps;
-    const void *act = cb->gemm_f16 ? (const void *)cb->a16 : (const void *)cb->xn;
+    const int V = c->n_vocab;
+    int rc = M40LLM_OK;
+    if (c->final_softcap > 0.0f)
+        rc = PROF(cb, PG_HEAD, launch_softcap(cb->logits, V, n_out, V, c->final_softcap, cb->st));
+    if (!rc && argmax)
+        rc = PROF(cb, PG_HEAD, launch_argmax(cb->logits, V, n_out, V, cb->d_ids, cb->st));
+    return rc;
+}
+
+/* ---- the block's steps, each in its two executions ----
+ * gemv (n <= 8 entries: decode): matrix-vector kernels reading each weight
+ * once for all entries, the input's RMSNorm and the epilogues fused in;
+ * otherwise (prefill): the input normalized once into the GEMM operand
+ * (f32 xn or f16 a16), dequantized weights, cuBLAS. */
+typedef struct step {
+    cuda_backend *cb;
+    int n;     /* entries */
+    bool gemv; /* matrix-vector kernels, else GEMMs */
+} step;
+
+/* The input of one or more products: x (ld elements apart, k wide) with an
+ * optional RMSNorm gain; op is the GEMM operand made from it. */
+typedef struct proj_in {
+    const float *x;
+    int64_t ldx;
+    int k;
+    const float *gamma;
+    const void *op; /* GEMM: [n][k] f32 or f16 */
+} proj_in;
+
+static int proj_input(const step *s, const float *x, int64_t ldx, int k, const float *gamma,
+                      proj_in *in) {
+    cuda_backend *cb = s->cb;
+    *in = (proj_in){x, ldx, k, gamma, x};
+    if (s->gemv) return M40LLM_OK;
+    if (gamma) {
+        in->op = cb->gemm_f16 ? (const void *)cb->a16 : (const void *)cb->xn;
+        return PROF(cb, PG_ELEM,
+                    launch_rmsnorm(x, NULL, ldx, gamma, cb->base.model->cfg.rms_eps, s->n, k,
+                                   cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, k,
+                                   cb->st));
+    }
+    if (!cb->gemm_f16) /* x itself, rows k apart */
+        return ldx == k ? M40LLM_OK
+                        : err_set(M40LLM_ERR_INVALID_ARG, "GEMM operand: rows %lld apart, %d wide",
+                                  (long long)ldx, k);
+    in->op = cb->a16;
+    return PROF(cb, PG_ELEM, launch_to_f16(x, ldx, s->n, k, cb->a16, k, cb->st));
+}
+
+/* y[n][ldy] = (or +=) in . W^T */
+static int proj(const step *s, const proj_in *in, const gpu_matrix *w, float *y, int64_t ldy,
+                bool add) {
+    if (s->gemv)
+        return gv(s->cb, w, NULL, in->x, in->ldx, s->n, in->gamma, y, ldy,
+                  add ? GEMV_ADD : GEMV_STORE, NULL, 0);
+    return gemm(s->cb, w, in->op, s->n, y, ldy, add ? 1.0f : 0.0f);
+}
+
+/* The residual stream x += the product, through y and launch_residual when
+ * the layer has an output bias or a post-norm there. */
+static int proj_residual(const step *s, const proj_in *in, const gpu_matrix *w, const float *bias,
+                         const float *post) {
+    cuda_backend *cb = s->cb;
+    const int E = cb->base.model->cfg.n_embd;
+    if (!bias && !post) return proj(s, in, w, cb->x, E, true);
+    int rc = proj(s, in, w, cb->y, E, false);
+    return rc ? rc
+              : PROF(cb, PG_ELEM,
+                     launch_residual(cb->x, E, cb->y, E, bias, post, cb->base.model->cfg.rms_eps,
+                                     s->n, E, cb->st));
+}
+
+/* Q, K, V of the normalized input, then rope and the KV store: the GEMV's
+ * epilogue where the layer is plain, else launch_rope_store (biases, q/k
+ * norms, NeoX). */
+static int proj_qkv(const step *s, const proj_in *in, const cuda_layer *L, const qkv_out *o) {
+    cuda_backend *cb = s->cb;
+    const int ld = cb->nq + 2 * cb->nkv;
+    const gpu_matrix *ws[3] = {&L->wq, &L->wk, &L->wv};
+    const int64_t at[3] = {0, cb->nq, cb->nq + cb->nkv};
+    const int nw = L->qkv_fused ? 1 : 3;
+    if (L->qkv_fused) ws[0] = &L->wqkv;
+    int rc = M40LLM_OK;
+    for (int i = 0; i < nw && !rc; i++) {
+        if (s->gemv && L->qkv_epilogue)
+            rc = gv(cb, ws[i], NULL, in->x, in->ldx, s->n, in->gamma, NULL, 0, GEMV_QKV, o, at[i]);
+        else
+            rc = proj(s, in, ws[i], cb->qkv + at[i], ld, false);
+    }
+    if (!rc && !(s->gemv && L->qkv_epilogue))
+        rc = PROF(cb, PG_ELEM, launch_rope_store(cb->qkv, ld, s->n, o, cb->st));
+    return rc;
+}
+
+/* Attention of the entries' queries over their sequences' caches; its
+ * output as the next product's input. */
+static int attend(const step *s, const cuda_layer *L, const qkv_out *o, proj_in *out) {
+    cuda_backend *cb = s->cb;
+    /* decode at short contexts: one split of a 128-thread block, no merge
+     * (512 threads cost ~1 us a layer more there: H200, 7B Q4_0 tg16) */
+    const attn_plan *pl = !s->gemv ? &cb->plan
+                          : cb->att_max_pos >= 0 && cb->att_max_pos < cb->plan_dec1.chunk
+                              ? &cb->plan_dec1
+                              : &cb->plan_dec;
+    int rc = PROF(cb, PG_ATTN,
+                  launch_attention(pl, cb->q, &o->kv, o->seq, o->pos, s->n, &L->att, cb->partial,
+                                   cb->att_count, cb->att, cb->att_max_pos, cb->st));
+    return rc ? rc : proj_input(s, cb->att, cb->nq, cb->nq, NULL, out);
+}
+
+/* act(gate) * up of the normalized input into h (f32) or, for a GEMM
+ * operand in f16, a16; the down product's input. */
+static int proj_glu(const step *s, const proj_in *in_, const cuda_layer *L, proj_in *out) {
+    cuda_backend *cb = s->cb;
+    const int F = cb->base.model->cfg.n_ff;
+    const int act = cb->base.model->cfg.act == MODEL_ACT_GELU_TANH;
+    const proj_in in = *in_; /* (out may be the same struct) */
+    int rc;
+    *out = (proj_in){cb->h, F, F, NULL, cb->h};
+    if (s->gemv && L->w_gate.type == L->w_up.type) /* one kernel for both, the gate fused */
+        return gv(cb, &L->w_gate, &L->w_up, in.x, in.ldx, s->n, in.gamma, cb->h, F, GEMV_SWIGLU,
+                  NULL, 0);
+    /* two products (mixed types, or GEMMs), then the gate */
+    float *g = s->gemv ? cb->xn : cb->gu, *u = s->gemv ? cb->h : cb->gu + F;
+    const int64_t ld = s->gemv ? F : 2 * F;
+    rc = proj(s, &in, &L->w_gate, g, ld, false);
+    if (!rc) rc = proj(s, &in, &L->w_up, u, ld, false);
+    const bool f16 = !s->gemv && cb->gemm_f16;
+    if (f16) out->op = cb->a16;
+    return rc ? rc
+              : PROF(cb, PG_ELEM,
+                     launch_swiglu(g, u, ld, s->n, F, act, f16 ? NULL : cb->h, f16 ? cb->a16 : NULL,
+                                   F, cb->st));
+}
+
+/* The forward pass of one batch part: the block written once against the
+ * model description (its variants' extra steps only where a layer has
+ * them), then the LM head for the entries that want logits. For n <= 8
+ * this is also what a CUDA graph captures. */
+static int block_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
+    const model_config *c = &cb->base.model->cfg;
+    const int E = c->n_embd, B = cb->base.params.n_batch_max, V = c->n_vocab;
+    const step s = {cb, n, n <= M40_GEMV_MAX_B};
     int rc = PROF(cb, PG_EMBD, launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st));
     if (!rc && c->embd_scale != 1.0f)
         rc = PROF(cb, PG_ELEM, launch_scale(cb->x, E, n, E, c->embd_scale, cb->st));
     for (int l = 0; l < c->n_layer && !rc; l++) {
         const cuda_layer *L = &cb->layers[l];
-        qkv_out o = layer_qkv(cb, l);
-        rc = PROF(cb, PG_ELEM,
-                  launch_rmsnorm(cb->x, NULL, E, L->attn_norm, eps, n, E,
-                                 cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E,
-                                 cb->st));
-        if (!rc && L->qkv_fused) rc = gemm(cb, &L->wqkv, act, n, cb->qkv, ld_qkv, 0.0f);
-        if (!rc && !L->qkv_fused) {
-            rc = gemm(cb, &L->wq, act, n, cb->qkv, ld_qkv, 0.0f);
-            if (!rc) rc = gemm(cb, &L->wk, act, n, cb->qkv + cb->nq, ld_qkv, 0.0f);
-            if (!rc) rc = gemm(cb, &L->wv, act, n, cb->qkv + cb->nq + cb->nkv, ld_qkv, 0.0f);
-        }
-        if (!rc) rc = PROF(cb, PG_ELEM, launch_rope_store(cb->qkv, ld_qkv, n, &o, cb->st));
-        if (!rc)
-            rc = PROF(cb, PG_ATTN,
-                      launch_attention(&cb->plan, cb->q, &o.kv, o.seq, o.pos, n, &L->att,
-                                       cb->partial, cb->att_count, cb->att, cb->att_max_pos,
-                                       cb->st));
-        if (!rc && cb->gemm_f16)
-            rc = PROF(cb, PG_ELEM,
-                      launch_to_f16(cb->att, cb->nq, n, cb->nq, cb->a16, cb->nq, cb->st));
-        const void *att = cb->gemm_f16 ? (const void *)cb->a16 : cb->att;
-        if (!rc && (L->bo || L->post_attn_norm)) {
-            rc = gemm(cb, &L->wo, att, n, cb->y, E, 0.0f);
-            if (!rc) rc = residual(cb, L->bo, L->post_attn_norm, n);
-        } else if (!rc) {
-            rc = gemm(cb, &L->wo, att, n, cb->x, E, 1.0f);
-        }
-        if (!rc)
-            rc = PROF(cb, PG_ELEM,
-                      launch_rmsnorm(cb->x, NULL, E, L->ffn_norm, eps, n, E,
-                                     cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E,
-                                     cb->st));
-        if (!rc) rc = gemm(cb, &L->w_gate, act, n, cb->gu, 2 * F, 0.0f);
-        if (!rc) rc = gemm(cb, &L->w_up, act, n, cb->gu + F, 2 * F, 0.0f);
-        if (!rc)
-            rc = PROF(cb, PG_ELEM,
-                      launch_swiglu(cb->gu, cb->gu + F, 2 * F, n, F, act_kind,
-                                    cb->gemm_f16 ? NULL : cb->h, cb->gemm_f16 ? cb->a16 : NULL, F,
-                                    cb->st));
-        const void *hh = cb->gemm_f16 ? (const void *)cb->a16 : cb->h;
-        if (!rc && L->post_ffn_norm) {
-            rc = gemm(cb, &L->w_down, hh, n, cb->y, E, 0.0f);
-            if (!rc) rc = residual(cb, NULL, L->post_ffn_norm, n);
-        } else if (!rc) {
-            rc = gemm(cb, &L->w_down, hh, n, cb->x, E, 1.0f);
-        }
+        const qkv_out o = layer_qkv(cb, l);
+        proj_in in;
+        rc = proj_input(&s, cb->x, E, E, L->attn_norm, &in);
+        if (!rc) rc = proj_qkv(&s, &in, L, &o);
+        if (!rc) rc = attend(&s, L, &o, &in);
+        if (!rc) rc = proj_residual(&s, &in, &L->wo, L->bo, L->post_attn_norm);
+        if (!rc) rc = proj_input(&s, cb->x, E, E, L->ffn_norm, &in);
+        if (!rc) rc = proj_glu(&s, &in, L, &in);
+        if (!rc) rc = proj_residual(&s, &in, &L->w_down, NULL, L->post_ffn_norm);
     }
     if (rc || n_out == 0) return rc;
+    /* the LM head over the rows that want logits (as a GEMV for up to 8) */
     rc = PROF(cb, PG_ELEM,
               launch_gather_rows(cb->x, E, cb->d_in + 3 * B, n_out, E, cb->xo, E, cb->st));
-    if (!rc && n_out <= M40_GEMV_MAX_B) {
-        rc = gv(cb, &cb->output, NULL, cb->xo, E, n_out, cb->output_norm, cb->logits, V, GEMV_STORE,
-                NULL, 0);
-    } else if (!rc) {
-        rc = PROF(cb, PG_ELEM,
-                  launch_rmsnorm(cb->xo, NULL, E, cb->output_norm, eps, n_out, E,
-                                 cb->gemm_f16 ? NULL : cb->xn, cb->gemm_f16 ? cb->a16 : NULL, E,
-                                 cb->st));
-        if (!rc) rc = gemm(cb, &cb->output, act, n_out, cb->logits, V, 0.0f);
-    }
+    const step h = {cb, n_out, n_out <= M40_GEMV_MAX_B};
+    proj_in in;
+    if (!rc) rc = proj_input(&h, cb->xo, E, E, cb->output_norm, &in);
+    if (!rc) rc = proj(&h, &in, &cb->output, cb->logits, V, false);
     return rc ? rc : logits_tail(cb, n_out, argmax);
 }
 
@@ -311,7 +317,7 @@ static int graph_replay(cuda_backend *cb, int n, int n_out, int argmax) {
         cb->n_graphs--;
     }
     CUDA_TRY(cudaStreamBeginCapture(cb->st, cudaStreamCaptureModeThreadLocal));
-    int rc = decode_kernels(cb, n, n_out, argmax);
+    int rc = block_kernels(cb, n, n_out, argmax);
     cudaGraph_t graph = NULL;
     cudaError_t e = cudaStreamEndCapture(cb->st, &graph);
     if (rc) {
@@ -357,7 +363,7 @@ int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *lo
     for (int i = 0; i < n; i++)
         if (e[i].pos > maxp) maxp = e[i].pos;
     if (n <= M40_GEMV_MAX_B && maxp < cb->plan_dec1.chunk) {
-        cb->att_max_pos = cb->plan_dec1.chunk - 1; /* (decode_kernels: plan_dec1) */
+        cb->att_max_pos = cb->plan_dec1.chunk - 1; /* (attend: plan_dec1) */
     } else if (n <= M40_GEMV_MAX_B) {
         const attn_plan *pl = &cb->plan_dec;
         int need = maxp / pl->chunk + 1, ns = 1;
@@ -366,11 +372,10 @@ int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *lo
     } else {
         cb->att_max_pos = maxp;
     }
-    if (n <= M40_GEMV_MAX_B)
-        rc = cb->use_graphs ? graph_replay(cb, n, n_out, argmax)
-                            : decode_kernels(cb, n, n_out, argmax);
+    if (n <= M40_GEMV_MAX_B && cb->use_graphs)
+        rc = graph_replay(cb, n, n_out, argmax);
     else
-        rc = prefill_kernels(cb, n, n_out, argmax);
+        rc = block_kernels(cb, n, n_out, argmax);
     if (rc) {
         cudaStreamSynchronize(cb->st);
         return rc;
