@@ -75,13 +75,17 @@ __global__ void __launch_bounds__(QP_THREADS) k_qkv_post(const float *qkv, int64
 extern "C" int launch_rope_store(const float *qkv, int64_t ld, int n, const qkv_out *o,
                                  cudaStream_t st) {
     if (n <= 0) return M40LLM_OK;
+    if (!qkv || !o || (o->rope.n_head > 0 && !o->q))
+        return err_set(M40LLM_ERR_INVALID_ARG, "rope_store: no input or output");
     const rope_cfg &rc = o->rope;
-    if (n > 65535 || rc.hd % 2 || rc.hd > QP_MAXHD || rc.n_rot > rc.hd || rc.n_rot % 2)
+    if (n > 65535 || rc.hd <= 0 || rc.hd % 2 || rc.n_rot > rc.hd || rc.n_rot < 0 || rc.n_rot % 2)
         return err_set(M40LLM_ERR_INVALID_ARG, "rope_store: %d entries, head dim %d, rope dims %d",
                        n, rc.hd, rc.n_rot);
     if ((o->q_norm == NULL) != (o->k_norm == NULL))
         return err_set(M40LLM_ERR_INVALID_ARG, "rope_store: a q norm needs a k norm");
     if (o->bias || o->q_norm || rc.neox) {
+        if (rc.hd > QP_MAXHD) /* (the plain kernel below has no such limit) */
+            return err_set(M40LLM_ERR_UNSUPPORTED, "rope_store: head dim %d > %d", rc.hd, QP_MAXHD);
         dim3 grid((unsigned)(rc.n_head + 2 * rc.n_kv), (unsigned)n);
         k_qkv_post<<<grid, QP_THREADS, 0, st>>>(qkv, ld, *o);
         CUDA_LAUNCHED("k_qkv_post");
@@ -117,7 +121,7 @@ __global__ void k_residual(float *x, int64_t ldx, float *y, int64_t ldy, const f
 extern "C" int launch_residual(float *x, int64_t ldx, float *y, int64_t ldy, const float *bias,
                                const float *post, float eps, int n, int dim, cudaStream_t st) {
     if (n <= 0) return M40LLM_OK;
-    if (!x || !y || dim <= 0)
+    if (!x || !y || dim <= 0 || ldx < dim || ldy < dim)
         return err_set(M40LLM_ERR_INVALID_ARG, "residual: bad arguments (dim %d)", dim);
     k_residual<<<n, 256, 0, st>>>(x, ldx, y, ldy, bias, post, eps, dim);
     CUDA_LAUNCHED("k_residual");

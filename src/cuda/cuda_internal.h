@@ -127,7 +127,7 @@ typedef struct qkv_out {
 typedef enum gemv_mode {
     GEMV_STORE = 0,  /* y[b][r] = W x */
     GEMV_ADD = 1,    /* y[b][r] += W x (residual) */
-    GEMV_SWIGLU = 2, /* y[b][r] = silu(Wg x) * (Wu x) */
+    GEMV_SWIGLU = 2, /* y[b][r] = act(Wg x) * (Wu x), act SiLU or tanh GELU (gemv_args.act) */
     GEMV_QKV = 3,    /* rope + KV store epilogue (qkv_out) */
 } gemv_mode;
 

@@ -50,7 +50,7 @@ __global__ void k_swiglu(const float *g, const float *u, int64_t ldi, int dim, i
 extern "C" int launch_swiglu(const float *g, const float *u, int64_t ldi, int n, int dim, int act,
                              float *y32, uint16_t *y16, int64_t ldo, cudaStream_t st) {
     if (n <= 0) return M40LLM_OK;
-    if (n > 65535 || (!y32 && !y16))
+    if (n > 65535 || (!y32 && !y16) || (act != 0 && act != 1))
         return err_set(M40LLM_ERR_INVALID_ARG, "swiglu: bad arguments");
     dim3 grid((unsigned)((dim + 255) / 256), (unsigned)n);
     k_swiglu<<<grid, 256, 0, st>>>(g, u, ldi, dim, act, y32, y16, ldo);

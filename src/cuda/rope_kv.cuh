@@ -32,8 +32,10 @@ static __device__ __forceinline__ qkv_slot qkv_slot_load(const qkv_out &o, int b
     return s;
 }
 
-/* sin and cos of pair i's angle at position pos (rope_cfg); the CPU
- * backend computes the same in double (cpu_rope_table) */
+/* sin and cos of pair i's angle at position pos (rope_cfg). The CPU
+ * backend computes the angle in double (cpu_rope_table): in float it
+ * drifts with the position (~8e-3 rad for pair 0 near 1e5 positions), as
+ * llama.cpp's does. */
 static __device__ __forceinline__ void rope_sincos(const rope_cfg &rc, int pos, int i, float *sn,
                                                    float *cs) {
     const float f = powf(rc.base, -(float)(2 * i) / (float)rc.n_rot);

@@ -197,6 +197,27 @@ static void test_scale_softcap(void) {
         }
     CHECKF(w2 <= 1.0, "softcap: error %.3g x tolerance", w2);
     CHECK(launch_softcap(dx, ld, n, dim, 0.0f, 0) != 0); /* no cap is a caller's error */
+    /* the launchers refuse what they cannot do, with an error code */
+    CHECK(launch_residual(dx, dim - 1, dx, ld, NULL, NULL, 1e-6f, n, dim, 0) ==
+          M40LLM_ERR_INVALID_ARG);
+    CHECK(launch_swiglu(dx, dx, ld, n, 16, 2, dx, NULL, ld, 0) == M40LLM_ERR_INVALID_ARG);
+    qkv_out qo;
+    memset(&qo, 0, sizeof qo);
+    qo.rope = (rope_cfg){1, 1, 512, 0, 10000.0f, 1.0f, 1, NULL, 0, 0.0f, 0.0f, 0.0f};
+    qo.q = dx;
+    CHECK(launch_rope_store(dx, ld, 1, &qo, 0) == M40LLM_ERR_UNSUPPORTED); /* NeoX, head dim 512 */
+    CHECK(launch_rope_store(NULL, ld, 1, &qo, 0) == M40LLM_ERR_INVALID_ARG);
+    gpu_matrix wm; /* never read: the kernel choice is refused first */
+    memset(&wm, 0, sizeof wm);
+    gemv_args a;
+    memset(&a, 0, sizeof a);
+    a.w = &wm;
+    a.x = dx;
+    a.y = dx;
+    a.nb = 1;
+    a.kernel = 9;
+    CHECK(launch_gemv(&a, 0) == M40LLM_ERR_INVALID_ARG);
+    CHECKF(strstr(m40llm_last_error(), "kernel 9") != NULL, "%s", m40llm_last_error());
     free(x), free(o);
     cudaFree(dx);
 }

@@ -238,7 +238,7 @@ static void run_case(const char *dir, const ref_case *rc) {
 /* Decode past the attention's first splits, against the CPU backend with
  * the same (F16) KV cache: 300 positions, so the 32-position single split,
  * 128-position splits without a merge and merged ones all run, with
- * graphs and without (M40LLM_CUDA_GRAPHS=0); then two sequences in one
+ * graphs and without (backend_params.no_graphs); then two sequences in one
  * batch, one short and one long. Tolerance: tier B's max |d| (5e-3); a
  * wrong split or merge is off by far more. */
 #define LONG_T 300
