@@ -1,0 +1,55 @@
+/* The developer switches of backend_params and the environment variables
+ * the programs read them from (backend_params_env): each value it knows is
+ * taken, an unknown or unset one leaves the field as it was. */
+#include <stdlib.h>
+
+#include "backend.h"
+#include "check.h"
+
+static void clear_env(void) {
+    unsetenv("M40LLM_PREFILL_GEMM");
+    unsetenv("M40LLM_CUDA_GRAPHS");
+    unsetenv("M40LLM_PROFILE");
+    unsetenv("M40LLM_GEMV");
+}
+
+int main(void) {
+    /* the names of the GEMV kernels (the CUDA module's GEMV_KERNEL_*) */
+    CHECK(backend_gemv_kernel_from_name("auto") == 0);
+    CHECK(backend_gemv_kernel_from_name("warp") == 1);
+    CHECK(backend_gemv_kernel_from_name("staged") == 2);
+    CHECK(backend_gemv_kernel_from_name("persist") == 3);
+    CHECK(backend_gemv_kernel_from_name("staged2") == -1);
+    CHECK(backend_gemv_kernel_from_name("") == -1);
+    CHECK(backend_gemv_kernel_from_name(NULL) == -1);
+
+    /* nothing set: nothing changes */
+    clear_env();
+    backend_params p = {.n_ctx = 7, .gemv_kernel = 2, .prefill_gemm = BACKEND_GEMM_F32};
+    backend_params_env(&p);
+    CHECK(p.n_ctx == 7 && p.gemv_kernel == 2 && p.prefill_gemm == BACKEND_GEMM_F32);
+    CHECK(!p.no_graphs && !p.profile);
+
+    /* every switch */
+    setenv("M40LLM_PREFILL_GEMM", "f16", 1);
+    setenv("M40LLM_CUDA_GRAPHS", "0", 1);
+    setenv("M40LLM_PROFILE", "1", 1);
+    setenv("M40LLM_GEMV", "persist", 1);
+    backend_params q = {0};
+    backend_params_env(&q);
+    CHECK(q.prefill_gemm == BACKEND_GEMM_F16 && q.no_graphs && q.profile && q.gemv_kernel == 3);
+    setenv("M40LLM_PREFILL_GEMM", "f32", 1);
+    backend_params_env(&q);
+    CHECK(q.prefill_gemm == BACKEND_GEMM_F32);
+
+    /* unknown values are ignored, as unset ones */
+    setenv("M40LLM_PREFILL_GEMM", "bf16", 1);
+    setenv("M40LLM_CUDA_GRAPHS", "1", 1);
+    setenv("M40LLM_PROFILE", "yes", 1);
+    setenv("M40LLM_GEMV", "staged4", 1);
+    backend_params r = {.prefill_gemm = BACKEND_GEMM_F16, .gemv_kernel = 1};
+    backend_params_env(&r);
+    CHECK(r.prefill_gemm == BACKEND_GEMM_F16 && !r.no_graphs && !r.profile && r.gemv_kernel == 1);
+    clear_env();
+    return check_summary("test_backend_params");
+}
