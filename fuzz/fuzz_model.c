@@ -69,11 +69,12 @@ static const char conversation_json[] =
     "{\"role\": \"user\", \"content\": \"2+2?\"}]";
 
 static void check_model(const model *m, const uint8_t *data, size_t size) {
-    const model_tensor *ts[] = {&m->tok_embd, &m->output_norm, &m->output, &m->rope_freqs};
+    const model_tensor *ts[] = {&m->tok_embd, &m->output_norm, &m->output, &m->rope_freqs,
+                                &m->rope_freqs_short};
     uint64_t sum = 0;
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < 5; i++) {
         const uint8_t *p = ts[i]->data;
-        if (i == 3 && !p) continue; /* optional */
+        if (i >= 3 && !p) continue; /* optional */
         if (p < data || ts[i]->nbytes > size || p + ts[i]->nbytes > data + size) __builtin_trap();
         if (i != 2 || !m->tied_output) sum += ts[i]->nbytes;
     }

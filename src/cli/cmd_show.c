@@ -206,7 +206,7 @@ static void show_text(FILE *o, const char *path, const gguf_file *f, const show_
             {"context", s->ctx},       {"experts", s->experts}, {"experts used", s->experts_used}};
         for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
             if (rows[i].v >= 0) fprintf(o, "  %-13s %" PRId64 "\n", rows[i].name, rows[i].v);
-        if (s->n_params_active >= 0 && s->n_params_active < s->n_params)
+        if (s->experts > 0 && s->n_params_active >= 0 && s->n_params_active < s->n_params)
             fprintf(o, "  %-13s %.2f M parameters per token (of %.2f M)\n", "active",
                     (double)s->n_params_active / 1e6, (double)s->n_params / 1e6);
         fprintf(o, "  %-13s %s\n", "quantization", m->quant[0] ? m->quant : "unknown");

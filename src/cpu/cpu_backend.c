@@ -243,6 +243,9 @@ static int alloc_moe(cpu_backend *cb) {
     if (c->n_expert == 0) return M40LLM_OK;
     const size_t n = (size_t)cb->base.params.n_batch_max, X = (size_t)c->n_expert,
                  K = (size_t)c->n_expert_used, E = (size_t)c->n_embd;
+    /* entry * k + slot must fit the int32 order (checked before allocating) */
+    if (n * K > INT32_MAX)
+        return err_set(M40LLM_ERR_UNSUPPORTED, "cpu backend: %zu entries x %zu experts", n, K);
     uint64_t *acct = &cb->scratch_bytes;
     cb->moe_logits = xcalloc(n * X, sizeof(float), acct);
     cb->moe_cand = xcalloc(X, sizeof *cb->moe_cand, acct);
@@ -257,9 +260,6 @@ static int alloc_moe(cpu_backend *cb) {
     if (!cb->moe_logits || !cb->moe_cand || !cb->moe_ids || !cb->moe_w || !cb->moe_count ||
         !cb->moe_order || !cb->moe_x || !cb->moe_y || !cb->moe_out || !cb->moe_hits)
         return err_set(M40LLM_ERR_OOM, "cpu backend: no memory for the experts' buffers");
-    /* entry * k + slot must fit the int32 order */
-    if (n * K > INT32_MAX)
-        return err_set(M40LLM_ERR_UNSUPPORTED, "cpu backend: %zu entries x %zu experts", n, K);
     return M40LLM_OK;
 }
 

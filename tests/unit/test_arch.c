@@ -38,6 +38,7 @@ typedef struct spec {
     int longrope;          /* LongRoPE: original context 16 and factor tensors (long 2, short 1.5);
                             * 2: without the short ones, 3: a long factor 0 */
     bool no_norm;          /* <arch>.expert_weights_norm = false */
+    int shared1;           /* <arch>.expert_shared_count + 1; 0: absent */
     int moe_x;             /* > 0: router and expert tensors of that many experts, no dense FFN */
 } spec;
 
@@ -98,6 +99,7 @@ static int write_model(const spec *s) {
     if (s->ff_exp) gguf_writer_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)s->ff_exp);
     if (s->gating) gguf_writer_set_u32(w, KEY("expert_gating_func"), (uint32_t)s->gating);
     if (s->no_norm) gguf_writer_set_bool(w, KEY("expert_weights_norm"), false);
+    if (s->shared1) gguf_writer_set_u32(w, KEY("expert_shared_count"), (uint32_t)s->shared1 - 1);
 #undef KEY
     const int64_t hd = s->key_length ? s->key_length : E / H, Q = H * hd, KV = HKV * hd;
     rc = add(w, "token_embd.weight", E, V);
@@ -343,6 +345,7 @@ static void test_moe(void) {
     }
     spec qn = q;
     qn.no_norm = true;
+    qn.shared1 = 1; /* an explicit count of 0 shared experts, as llama.cpp's converters write */
     CHECKF(load(&qn, &m) == 0, "%s", m40llm_last_error());
     if (m) {
         CHECK(!m->cfg.expert_norm);
@@ -383,6 +386,15 @@ static void test_moe_errors(void) {
     shexp.extra_ne0 = E;
     CHECK(load(&shexp, &m) == M40LLM_ERR_UNSUPPORTED);
     CHECK(says("shared expert", NULL));
+    spec shc = sig;
+    shc.gating = 0;
+    shc.shared1 = 2; /* one shared expert */
+    CHECK(load(&shc, &m) == M40LLM_ERR_UNSUPPORTED);
+    CHECK(says("qwen3moe.expert_shared_count 1", "shared experts"));
+    /* Mixtral always renormalises */
+    spec mxn = {.arch = "llama", .layers = 1, .experts = 4, .used = 2, .moe_x = 4, .no_norm = true};
+    CHECK(load(&mxn, &m) == M40LLM_ERR_UNSUPPORTED);
+    CHECK(says("llama.expert_weights_norm false", NULL));
     spec drop = sig;
     drop.gating = 0;
     drop.drop = "blk.0.ffn_up_exps.weight";

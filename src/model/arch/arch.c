@@ -243,19 +243,23 @@ int arch_read_experts(const gguf_file *g, const char *a, model_config *c) {
     rc = gguf_get_bool(g, key, &c->expert_norm);
     if (rc != M40LLM_OK && rc != M40LLM_ERR_NOT_FOUND)
         return err_set(M40LLM_ERR_TYPE, "metadata key %s: expected a bool", key);
-    /* llama.cpp's gating functions: 1 softmax, 2 sigmoid (deepseek) */
-    int gating = 1;
-    if ((rc = arch_key_int(g, a, "expert_gating_func", false, &gating))) return rc;
+    /* llama.cpp's gating functions: 0 none, 1 softmax, 2 sigmoid (deepseek);
+     * its converters write a shared-expert count of 0 for models without */
+    int64_t gating = 1, shared = 0;
+    snprintf(key, sizeof key, "%s.expert_gating_func", a);
+    rc = gguf_get_i64(g, key, &gating);
+    if (rc != M40LLM_OK && rc != M40LLM_ERR_NOT_FOUND)
+        return err_set(M40LLM_ERR_TYPE, "metadata key %s: expected an integer", key);
     if (gating != 1)
-        return err_set(M40LLM_ERR_UNSUPPORTED,
-                       "%s.expert_gating_func %d is not supported (1: softmax)", a, gating);
-    int shared = 0;
-    rc = arch_key_int(g, a, "expert_shared_count", false, &shared);
-    if (rc || shared)
-        return rc ? rc
-                  : err_set(M40LLM_ERR_UNSUPPORTED,
-                            "%s.expert_shared_count %d: shared experts are not supported", a,
-                            shared);
+        return err_set(M40LLM_ERR_UNSUPPORTED, "%s %" PRId64 " is not supported (1: softmax)", key,
+                       gating);
+    snprintf(key, sizeof key, "%s.expert_shared_count", a);
+    rc = gguf_get_i64(g, key, &shared);
+    if (rc != M40LLM_OK && rc != M40LLM_ERR_NOT_FOUND)
+        return err_set(M40LLM_ERR_TYPE, "metadata key %s: expected an integer", key);
+    if (shared != 0)
+        return err_set(M40LLM_ERR_UNSUPPORTED, "%s %" PRId64 ": shared experts are not supported",
+                       key, shared);
     return M40LLM_OK;
 }
 

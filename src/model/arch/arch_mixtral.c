@@ -18,7 +18,14 @@ static int mixtral_config(const gguf_file *g, model_config *c) {
                        "llama mixture-of-experts file with one tensor per expert "
                        "(blk.0.ffn_gate.0.weight: an old conversion) is not supported; "
                        "convert it again for merged ffn_*_exps tensors");
-    return arch_read_experts(g, "llama", c);
+    int rc = arch_read_experts(g, "llama", c);
+    /* Mixtral's router always renormalises its top k (transformers,
+     * llama.cpp): a file saying otherwise is not a Mixtral we can run */
+    if (!rc && !c->expert_norm)
+        rc = err_set(M40LLM_ERR_UNSUPPORTED,
+                     "llama.expert_weights_norm false: a llama file with experts (Mixtral) "
+                     "always renormalises its experts' weights");
+    return rc;
 }
 
 static int mixtral_layer(const gguf_file *g, model *m, int il, model_layer *L) {
