@@ -154,7 +154,8 @@ typedef struct m40llm_model_info {
     /* mixture of experts (n_expert 0: a dense model, the active figures are the totals) */
     int n_expert, n_expert_used;  /* experts per MoE layer, experts a token is routed to */
     uint64_t n_params_active;     /* parameters one token uses */
-    uint64_t active_weight_bytes; /* weight bytes one token reads */
+    uint64_t active_weight_bytes; /* weight bytes less the experts a token is not routed to
+                                   * (the whole embedding table counted) */
     uint64_t expert_bytes;        /* bytes of all expert tensors */
 } m40llm_model_info;
 /* Strings stay valid as long as the model. */

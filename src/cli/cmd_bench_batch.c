@@ -348,8 +348,8 @@ static void print_table(const m40llm_model_info *mi, const m40llm_engine_info *e
            mi->n_params / 1e6);
     if (mi->n_expert)
         printf("mixture of experts: %d of %d per token, %.1f M params and %.1f MiB of weights "
-               "active per token; GB/s counts the experts a step reads, estimated for uniform "
-               "routing\n",
+               "active per token (embedding table whole); GB/s counts the experts a step reads, "
+               "estimated for uniform routing\n",
                mi->n_expert_used, mi->n_expert, mi->n_params_active / 1e6,
                mi->active_weight_bytes / 1048576.0);
     printf("engine: %s", ei->backend);

@@ -193,9 +193,10 @@ const char *model_feature_name(uint32_t bit);
  * 512 on 5 of 6 layers, soft-cap 50/30"; "none" for a plain llama block. */
 void model_describe_features(const model *m, char *buf, size_t size);
 
-/* Bytes of weights one token's forward reads: weight_bytes less the experts
- * it is not routed to (n_expert - n_expert_used of each expert tensor's
- * slices); = weight_bytes for a dense model. */
+/* weight_bytes less the experts a token is not routed to (n_expert -
+ * n_expert_used of each expert tensor's slices); = weight_bytes for a dense
+ * model. A token reads less of an untied embedding table (one row):
+ * `bench` counts that (weight_bytes_per_token), this does not. */
 uint64_t model_active_bytes(const model *m);
 /* Parameters of all weights, and of those one token uses (the same less
  * the experts it is not routed to). Views count once, through their slots. */
