@@ -297,6 +297,11 @@ void m40llm_request_default_params(m40llm_request_params *p);
  * named), M40LLM_ERR_BUSY (queue full). *out is freed with
  * m40llm_request_free. */
 int m40llm_submit(m40llm_engine *e, const m40llm_request_params *p, m40llm_request **out);
+/* Queues n requests at once: the engine takes them all in the same step (a
+ * batch that starts together). All or none: on an error no request is
+ * queued and every out[i] is NULL. */
+int m40llm_submit_many(m40llm_engine *e, const m40llm_request_params *ps, int n,
+                       m40llm_request **out);
 /* Asks the engine to stop the request; its blocks are freed at the next step
  * and it finishes with M40LLM_FINISH_CANCELLED (the final event is sent).
  * Safe from any thread, including inside the event callback. */

@@ -59,13 +59,14 @@ typedef struct bb_run { /* what the repetitions share */
     m40llm_engine *e;
     int n_vocab, P, N;
     uint64_t rng;
-    int32_t *prompts;    /* [max B * P] */
-    double *times;       /* [max B * N] */
-    bb_seq *seqs;        /* [max B] */
-    bb_ev *ev;           /* [max B * N] */
-    long *step_of;       /* [max B] the step of each request's latest event */
-    m40llm_request **rq; /* [max B] */
-    int preempted;       /* over all timed runs */
+    int32_t *prompts;              /* [max B * P] */
+    double *times;                 /* [max B * N] */
+    bb_seq *seqs;                  /* [max B] */
+    bb_ev *ev;                     /* [max B * N] */
+    long *step_of;                 /* [max B] the step of each request's latest event */
+    m40llm_request **rq;           /* [max B] */
+    m40llm_request_params *params; /* [max B] */
+    int preempted;                 /* over all timed runs */
 } bb_run;
 
 typedef struct bb_fig { /* mean and sample standard deviation */
@@ -123,28 +124,28 @@ static int run_batch(bb_run *r, int B, int n_gen, bb_rep *rep) {
     const int P = r->P;
     for (long i = 0; i < (long)B * P; i++)
         r->prompts[i] = (int32_t)(rng_next(&r->rng) % (uint64_t)r->n_vocab);
-    const double t0 = now_s();
     for (int i = 0; i < B; i++) {
         bb_seq *s = &r->seqs[i];
         *s = (bb_seq){.t = r->times + (size_t)i * r->N, .cap = n_gen};
-        m40llm_request_params p;
-        m40llm_request_default_params(&p);
-        p.prompt = r->prompts + (size_t)i * P;
-        p.n_prompt = (size_t)P;
-        p.sampling.temperature = 0; /* greedy */
-        p.max_tokens = n_gen;
-        p.ignore_eos = 1;
-        p.on_event = on_event;
-        p.user = s;
-        s->t_submit = now_s();
-        int rc = m40llm_submit(r->e, &p, &r->rq[i]);
-        if (rc) { /* freeing cancels the ones queued already */
-            cli_fail("submit", rc);
-            for (int j = 0; j < i; j++) m40llm_request_free(r->rq[j]);
-            return 1;
-        }
+        m40llm_request_params *p = &r->params[i];
+        m40llm_request_default_params(p);
+        p->prompt = r->prompts + (size_t)i * P;
+        p->n_prompt = (size_t)P;
+        p->sampling.temperature = 0; /* greedy */
+        p->max_tokens = n_gen;
+        p->ignore_eos = 1;
+        p->on_event = on_event;
+        p->user = s;
     }
-    int rc = 0;
+    /* all at once: one at a time, a fast engine could finish the first
+     * before the last is queued, and there would be no batch to measure */
+    const double t0 = now_s();
+    for (int i = 0; i < B; i++) r->seqs[i].t_submit = t0;
+    int rc = m40llm_submit_many(r->e, r->params, B, r->rq);
+    if (rc) {
+        cli_fail("submit", rc);
+        return 1;
+    }
     int preempted = 0;
     for (int i = 0; i < B; i++) {
         m40llm_request_wait(r->rq[i], -1);
@@ -471,10 +472,12 @@ int cmd_bench_batch(int argc, char **argv) {
     run.times = malloc((size_t)maxb * N * sizeof *run.times);
     run.seqs = calloc((size_t)maxb, sizeof *run.seqs);
     run.rq = calloc((size_t)maxb, sizeof *run.rq);
+    run.params = calloc((size_t)maxb, sizeof *run.params);
     run.ev = malloc((size_t)maxb * N * sizeof *run.ev);
     run.step_of = malloc((size_t)maxb * sizeof *run.step_of);
     int ret = 1;
-    if (!reps || !run.prompts || !run.times || !run.seqs || !run.rq || !run.ev || !run.step_of) {
+    if (!reps || !run.prompts || !run.times || !run.seqs || !run.rq || !run.params || !run.ev ||
+        !run.step_of) {
         fprintf(stderr, "m40-llm bench: out of memory\n");
         goto out;
     }
@@ -516,6 +519,7 @@ out:
     free(run.times);
     free(run.seqs);
     free(run.rq);
+    free(run.params);
     free(run.ev);
     free(run.step_of);
     return ret;

@@ -349,10 +349,9 @@ static int check_request(const m40llm_engine *e, const m40llm_request_params *p)
     return M40LLM_OK;
 }
 
-int m40llm_submit(m40llm_engine *e, const m40llm_request_params *p, m40llm_request **out) {
-    if (!out) return err_set(M40LLM_ERR_INVALID_ARG, "m40llm_submit: out is NULL");
-    *out = NULL;
-    if (!e || !p) return err_set(M40LLM_ERR_INVALID_ARG, "m40llm_submit: NULL engine/params");
+/* *out: a checked request with its own copies of the prompt and stops;
+ * refs 2 (the caller and the engine). Status. */
+static int request_new(m40llm_engine *e, const m40llm_request_params *p, m40llm_request **out) {
     int rc = check_request(e, p);
     if (rc) return rc;
     m40llm_request *r = calloc(1, sizeof *r);
@@ -380,26 +379,46 @@ int m40llm_submit(m40llm_engine *e, const m40llm_request_params *p, m40llm_reque
     memcpy(r->tokens, p->prompt, p->n_prompt * sizeof *r->tokens);
     r->n_tokens = (int)p->n_prompt;
     r->res.n_prompt = (int)p->n_prompt;
-    r->t_submit = engine_now();
-
-    pthread_mutex_lock(&e->mu);
-    if (e->stop)
-        rc = err_set(M40LLM_ERR_CANCELLED, "the engine is shutting down");
-    else if (e->n_queued >= e->p.max_queue)
-        rc = err_set(M40LLM_ERR_BUSY, "the queue is full (%d requests waiting)", e->n_queued);
-    if (!rc) {
-        e->incoming[e->n_incoming++] = r;
-        e->n_queued++;
-        pthread_cond_signal(&e->cv);
-    }
-    pthread_mutex_unlock(&e->mu);
-    if (rc) {
-        atomic_store(&r->refs, 1);
-        engine_request_unref(r);
-        return rc;
-    }
     *out = r;
     return M40LLM_OK;
+}
+
+int m40llm_submit_many(m40llm_engine *e, const m40llm_request_params *ps, int n,
+                       m40llm_request **out) {
+    if (!out || n < 1) return err_set(M40LLM_ERR_INVALID_ARG, "m40llm_submit: no requests");
+    for (int i = 0; i < n; i++) out[i] = NULL;
+    if (!e || !ps) return err_set(M40LLM_ERR_INVALID_ARG, "m40llm_submit: NULL engine/params");
+    int rc = M40LLM_OK;
+    for (int i = 0; i < n && !rc; i++) rc = request_new(e, &ps[i], &out[i]);
+    if (!rc) {
+        const double t = engine_now();
+        for (int i = 0; i < n; i++) out[i]->t_submit = t;
+        pthread_mutex_lock(&e->mu);
+        if (e->stop)
+            rc = err_set(M40LLM_ERR_CANCELLED, "the engine is shutting down");
+        else if (n > e->p.max_queue - e->n_queued)
+            rc = err_set(M40LLM_ERR_BUSY, "the queue is full (%d requests waiting, %d more asked)",
+                         e->n_queued, n);
+        for (int i = 0; !rc && i < n; i++) {
+            e->incoming[e->n_incoming++] = out[i];
+            e->n_queued++;
+        }
+        if (!rc) pthread_cond_signal(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+    }
+    if (rc)
+        for (int i = 0; i < n; i++) {
+            if (!out[i]) continue;
+            atomic_store(&out[i]->refs, 1);
+            engine_request_unref(out[i]);
+            out[i] = NULL;
+        }
+    return rc;
+}
+
+int m40llm_submit(m40llm_engine *e, const m40llm_request_params *p, m40llm_request **out) {
+    if (!out) return err_set(M40LLM_ERR_INVALID_ARG, "m40llm_submit: out is NULL");
+    return m40llm_submit_many(e, p, 1, out);
 }
 
 void m40llm_request_cancel(m40llm_request *r) {

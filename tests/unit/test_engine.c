@@ -355,6 +355,47 @@ static void test_cancel_and_limits(void) {
     m40llm_engine_free(e);
 }
 
+/* m40llm_submit_many: all or none; queued together, the requests run as
+ * one batch from the first step, each with the output it gets alone. */
+static void test_submit_many(void) {
+    enum { N = 4 };
+    int32_t prompts[N][12];
+    out alone[N], many[N];
+    memset(alone, 0, sizeof alone);
+    memset(many, 0, sizeof many);
+    m40llm_engine *e = make_engine(N, 256, 0, 64);
+    m40llm_request_params ps[N];
+    for (int i = 0; i < N; i++) {
+        make_prompt(prompts[i], 12, 40 + (uint32_t)i);
+        ps[i] = greedy(prompts[i], 12, 6, &alone[i]);
+        run_one(e, &ps[i]);
+        ps[i].user = &many[i];
+    }
+    m40llm_request *rs[N];
+    CHECK(m40llm_submit_many(e, ps, N, rs) == M40LLM_OK);
+    for (int i = 0; i < N; i++) {
+        CHECK(m40llm_request_wait(rs[i], 60000) == 1);
+        m40llm_request_free(rs[i]);
+        CHECKF(many[i].n == 6 && many[i].len == alone[i].len &&
+                   !memcmp(many[i].text, alone[i].text, alone[i].len),
+               "request %d of a batch = alone", i);
+    }
+    /* one bad request: none is queued, every out is NULL */
+    int32_t bad[2] = {1, 999999};
+    out ob = {0};
+    ps[2] = greedy(bad, 2, 5, &ob);
+    for (int i = 0; i < N; i++) rs[i] = (m40llm_request *)1;
+    CHECK(m40llm_submit_many(e, ps, N, rs) == M40LLM_ERR_INVALID_ARG);
+    for (int i = 0; i < N; i++) CHECKF(rs[i] == NULL, "out %d cleared", i);
+    CHECK(m40llm_submit_many(e, ps, 0, rs) == M40LLM_ERR_INVALID_ARG);
+    m40llm_engine_stats st;
+    wait_idle(e, &st);
+    CHECKF(st.running == 0 && st.waiting == 0 && st.kv_blocks_used == 0,
+           "nothing left queued: running %d waiting %d blocks %d", st.running, st.waiting,
+           st.kv_blocks_used);
+    m40llm_engine_free(e);
+}
+
 static void test_stops_and_logprobs(void) {
     int32_t prompt[20];
     make_prompt(prompt, 20, 21);
@@ -455,6 +496,7 @@ int main(void) {
     test_prefix_cache();
     test_cancel_and_limits();
     test_stops_and_logprobs();
+    test_submit_many();
     test_shutdown();
     m40llm_model_free(g_mm);
     /* continuous batching of a mixture-of-experts model: its requests go to
