@@ -2,7 +2,10 @@
 # GPU suite on a machine with an NVIDIA GPU: build with CUDA, run the GPU
 # tests, `m40-llm info`, and the speed runs of issue 4 (tg128/pp512 x3 on
 # synthetic Mistral-7B-shape models and a SmolLM2-shape model, JSON into
-# bench/results/). Stages: build test info bench7b benchsmol (default: all).
+# bench/results/) and of issue 25 (benchmoe: a synthetic Qwen3-30B-A3B
+# shape, MOE_TYPES, default q4_0 q4_k_m, at a 4096-token context; MOE_LAYERS
+# cuts its layers, 48, to save synthesis time). Stages: build test info
+# bench7b benchsmol benchmoe (default: all but benchmoe).
 #   OUT=dir for logs (default build-gpu/logs); MODELS=dir for synthetic models
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +50,19 @@ for s in $stages; do
             cat "bench/results/$stamp-$gpu-mistral7b-$t.json" | grep -E '"name"|avg_|samples_ts|mem_used'; tail -3 "$out/bench-$t.err"
             if [ -n "${PROFILE:-}" ] && [ "$t" = q4_0 ]; then
                 M40LLM_PROFILE=1 "$bin" bench "$f" -p 512 -n 32 -r 1 --device cuda --kv f16 --ctx $ctx 2>&1 | grep -E 'profile|calls|pp512|tg32'
+            fi
+            rm -f "$f"
+        done
+        ;;
+    benchmoe)
+        export M40LLM_GPU_MOE=1 # (until the GPU suite has passed with moe.cu)
+        for t in ${MOE_TYPES:-q4_0 q4_k_m}; do
+            f=$models/qwen3-30b-a3b-$t.gguf
+            [ -f "$f" ] || { /usr/bin/time -f "synth $t: %es" build-gpu/m40-synth --preset qwen3-30b-a3b ${MOE_LAYERS:+--layers $MOE_LAYERS} --type "$t" -q -o "$f"; }
+            "$bin" bench "$f" -p 512 -n 128 -r 3 --device cuda --kv f16 --ctx 4096 --json >"bench/results/$stamp-$gpu-qwen3-30b-a3b${MOE_LAYERS:+-L$MOE_LAYERS}-$t.json" 2>"$out/bench-moe-$t.err"
+            grep -E '"name"|avg_|samples_ts|mem_used|active|bytes' "bench/results/$stamp-$gpu-qwen3-30b-a3b${MOE_LAYERS:+-L$MOE_LAYERS}-$t.json"; tail -3 "$out/bench-moe-$t.err"
+            if [ -n "${PROFILE:-}" ]; then
+                M40LLM_PROFILE=1 "$bin" bench "$f" -p 512 -n 32 -r 1 --device cuda --kv f16 --ctx 4096 2>&1 | grep -E 'profile|calls|pp512|tg32'
             fi
             rm -f "$f"
         done

@@ -124,6 +124,8 @@ void backend_params_env(backend_params *p) {
     if (v && !strcmp(v, "0")) p->no_graphs = true;
     v = getenv("M40LLM_PROFILE");
     if (v && !strcmp(v, "1")) p->profile = true;
+    v = getenv("M40LLM_GPU_MOE");
+    if (v && !strcmp(v, "1")) p->gpu_moe = true;
     int k = backend_gemv_kernel_from_name(getenv("M40LLM_GEMV"));
     if (k >= 0) p->gemv_kernel = k;
 }

@@ -74,6 +74,9 @@ typedef struct backend_params {
     bool profile; /* synchronize after each kernel group, print the times at destroy (no graphs) */
     int gemv_kernel; /* single-vector decode GEMV kernel: 0 chosen by shape, else forced (the
                       * workbench's comparisons: backend_gemv_kernel_from_name) */
+    bool gpu_moe;    /* run mixture-of-experts models on the GPU (moe.cu): off until its
+                      * kernels have passed the GPU suite on a device; such a model is
+                      * refused by name without it */
 } backend_params;
 
 /* Fills the developer switches of p from the environment:
@@ -81,6 +84,7 @@ typedef struct backend_params {
  *   M40LLM_CUDA_GRAPHS=0          no_graphs
  *   M40LLM_PROFILE=1              profile
  *   M40LLM_GEMV=auto|warp|staged|persist   gemv_kernel
+ *   M40LLM_GPU_MOE=1              gpu_moe
  * Unset or unknown values leave the field as it is. */
 void backend_params_env(backend_params *p);
 /* "auto", "warp", "staged", "persist" -> 0..3 (the CUDA module's

@@ -71,10 +71,15 @@ typedef struct uploader {
     size_t staging_bytes;
 } uploader;
 
+/* rows of a tensor as a matrix: an expert tensor's matrices stacked */
+static int64_t tensor_rows(const model_tensor *t) {
+    return t->ne[1] * (t->ne[2] > 1 ? t->ne[2] : 1);
+}
+
 static int up_matrix(uploader *u, gpu_matrix *m, const model_tensor **parts, int n_parts) {
     cuda_backend *cb = u->cb;
     int64_t rows = 0, cols = parts[0]->ne[0];
-    for (int i = 0; i < n_parts; i++) rows += parts[i]->ne[1];
+    for (int i = 0; i < n_parts; i++) rows += tensor_rows(parts[i]);
     size_t qb, sb, hb;
     size_t bytes = gpu_matrix_layout(m, parts[0]->type, rows, cols, &qb, &sb, &hb);
     if (!bytes)
@@ -92,10 +97,10 @@ static int up_matrix(uploader *u, gpu_matrix *m, const model_tensor **parts, int
         /* on the stream the repack runs on: a synchronous copy from pageable
          * memory may return before its data has landed on the device */
         CUDA_TRY(cudaMemcpyAsync(u->staging, t->data, t->nbytes, cudaMemcpyHostToDevice, cb->st));
-        rc = launch_repack(m, r0, u->staging, t->ne[1], cb->st);
+        rc = launch_repack(m, r0, u->staging, tensor_rows(t), cb->st);
         if (rc) return err_prefix(rc, "%s", t->name);
         CUDA_TRY(cudaStreamSynchronize(cb->st)); /* staging is reused next */
-        r0 += t->ne[1];
+        r0 += tensor_rows(t);
     }
     return M40LLM_OK;
 }
@@ -173,8 +178,9 @@ static int upload_weights(cuda_backend *cb) {
     size_t big = max_sz(m->tok_embd.nbytes, m->output.nbytes);
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer *L = &m->layers[l];
-        const model_tensor *ts[] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
-                                    &L->w_gate, &L->w_up, &L->w_down};
+        const model_tensor *ts[] = {&L->wq,        &L->wk,      &L->wv,       &L->wo,
+                                    &L->w_gate,    &L->w_up,    &L->w_down,   &L->router,
+                                    &L->gate_exps, &L->up_exps, &L->down_exps};
         for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) big = max_sz(big, ts[i]->nbytes);
     }
     int rc = cb_alloc(cb, big, "weight staging", &u.staging);
@@ -199,9 +205,17 @@ static int upload_weights(cuda_backend *cb) {
             if (!rc) rc = up_one(&u, &G->wv, &L->wv);
         }
         if (!rc) rc = up_one(&u, &G->wo, &L->wo);
-        if (!rc) rc = up_one(&u, &G->w_gate, &L->w_gate);
-        if (!rc) rc = up_one(&u, &G->w_up, &L->w_up);
-        if (!rc) rc = up_one(&u, &G->w_down, &L->w_down);
+        G->moe = model_layer_moe(L);
+        if (G->moe) {
+            if (!rc) rc = up_one(&u, &G->router, &L->router);
+            if (!rc) rc = up_one(&u, &G->gate_exps, &L->gate_exps);
+            if (!rc) rc = up_one(&u, &G->up_exps, &L->up_exps);
+            if (!rc) rc = up_one(&u, &G->down_exps, &L->down_exps);
+        } else {
+            if (!rc) rc = up_one(&u, &G->w_gate, &L->w_gate);
+            if (!rc) rc = up_one(&u, &G->w_up, &L->w_up);
+            if (!rc) rc = up_one(&u, &G->w_down, &L->w_down);
+        }
         if (!rc) rc = up_vec(&u, &G->attn_norm, &L->attn_norm, off);
         if (!rc) rc = up_vec(&u, &G->ffn_norm, &L->ffn_norm, off);
         if (!rc) rc = up_vec(&u, &G->post_attn_norm, &L->post_attn_norm, off);
@@ -271,6 +285,35 @@ static int alloc_kv(cuda_backend *cb) {
     return cb_alloc(cb, cb->kv_layer_bytes * 2 * c->n_layer, "the KV cache", (void **)&cb->kv);
 }
 
+/* The mixture-of-experts step buffers: B entries x k slots. */
+static int alloc_moe(cuda_backend *cb) {
+    const model_config *c = &cb->base.model->cfg;
+    const size_t B = (size_t)cb->base.params.n_batch_max, X = (size_t)c->n_expert;
+    const size_t P = B * (size_t)c->n_expert_used, F = (size_t)c->n_ff_exp;
+    if (P > INT32_MAX / 2)
+        return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: %zu expert pairs in a batch", P);
+    const int items = moe_max_items((int)P, c->n_expert, 8);
+    struct {
+        void **dst;
+        size_t bytes;
+    } bufs[] = {
+        {(void **)&cb->moe_logits, B * X * 4},
+        {(void **)&cb->moe_ids, P * 4},
+        {(void **)&cb->moe_w, P * 4},
+        {(void **)&cb->moe_order, P * 4},
+        {(void **)&cb->moe_items, (size_t)items * sizeof(moe_item)},
+        {(void **)&cb->moe_nitems, 4},
+        {(void **)&cb->moe_g, P * F * 4},
+        {(void **)&cb->moe_h, P * F * 4},
+        {(void **)&cb->moe_d, P * (size_t)c->n_embd * 4},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        int rc = cb_alloc(cb, bufs[i].bytes, "mixture-of-experts activations", bufs[i].dst);
+        if (rc) return rc;
+    }
+    return M40LLM_OK;
+}
+
 static int alloc_buffers(cuda_backend *cb) {
     const model_config *c = &cb->base.model->cfg;
     const backend_params *p = &cb->base.params;
@@ -322,6 +365,7 @@ static int alloc_buffers(cuda_backend *cb) {
     if ((rc = cb_alloc(cb, B * (cb->nq + 2 * cb->nkv) * 4, "activations", (void **)&cb->qkv)))
         return rc;
     if ((rc = cb_alloc(cb, B * c->n_embd * 4, "activations", (void **)&cb->y))) return rc;
+    if (c->n_expert > 0 && (rc = alloc_moe(cb))) return rc;
     if (p->n_batch_max > M40_GEMV_MAX_B && cb->cublas) { /* prefill GEMM path */
         if ((rc = cb_alloc(cb, B * 2 * c->n_ff * 4, "activations", (void **)&cb->gu))) return rc;
         size_t ws = dense_bytes(&cb->output, cb->gemm_f16);
@@ -552,10 +596,15 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
         MODEL_FEAT_NORM_OFFSET | MODEL_FEAT_GELU | MODEL_FEAT_ROPE_NEOX | MODEL_FEAT_ROPE_FACTORS |
         MODEL_FEAT_LAYER_ROPE | MODEL_FEAT_SWA | MODEL_FEAT_EMBD_SCALE | MODEL_FEAT_ATTN_SCALE |
         MODEL_FEAT_ATTN_SOFTCAP | MODEL_FEAT_FINAL_SOFTCAP | MODEL_FEAT_WIDE_ATTN |
-        MODEL_FEAT_ROPE_YARN;
+        MODEL_FEAT_ROPE_YARN | (p->gpu_moe ? MODEL_FEAT_MOE : 0);
     const uint32_t extra = model_features(m) & ~supported;
     if (extra) {
         uint32_t bit = extra & -extra;
+        if (bit == MODEL_FEAT_MOE)
+            return err_set(M40LLM_ERR_UNSUPPORTED,
+                           "cuda backend: %s (%s): its GPU kernels have not passed the GPU suite "
+                           "on a device yet (M40LLM_GPU_MOE=1 runs them)",
+                           m->cfg.arch, model_feature_name(bit));
         return err_set(M40LLM_ERR_UNSUPPORTED,
                        "cuda backend: %s (%s) is not implemented on the GPU yet", m->cfg.arch,
                        model_feature_name(bit));

@@ -11,8 +11,10 @@
  * the variants' extra steps where a layer has them: QKV biases, q/k norms
  * and NeoX RoPE in launch_rope_store after the product; an output bias or
  * post-norm through launch_residual; the embedding scale; windowed and
- * soft-capped attention; final soft-capping. Logits only for the entries
- * that ask, argmax on the GPU. */
+ * soft-capped attention; final soft-capping. A mixture-of-experts FFN
+ * runs the same kernels at every batch size (moe_ffn, moe.cu): routing,
+ * grouping and the expert products all on the GPU. Logits only for the
+ * entries that ask, argmax on the GPU. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -268,6 +270,89 @@ static int proj_glu(const step *s, const proj_in *in_, const cuda_layer *L, proj
                                    F, cb->st));
 }
 
+/* A mixture-of-experts FFN on x (the residual stream): RMSNorm into xn,
+ * router logits, top-k routes, pairs grouped by expert, gate/up + act and
+ * down over the groups, the weighted sum added to x (through y and
+ * launch_residual where the layer has a post-norm). The same kernels for
+ * every batch size: an entry's result never depends on its batch. */
+static int moe_ffn(const step *s, const cuda_layer *L) {
+    cuda_backend *cb = s->cb;
+    const model_config *c = &cb->base.model->cfg;
+    const int E = c->n_embd, X = c->n_expert, K = c->n_expert_used, F = c->n_ff_exp;
+    const int n = s->n, P = n * K, b = n == 1 ? 1 : 8; /* one entry: one pair per expert */
+    int rc = PROF(
+        cb, PG_ELEM,
+        launch_rmsnorm(cb->x, NULL, E, L->ffn_norm, c->rms_eps, n, E, cb->xn, NULL, E, cb->st));
+    moe_gemv_args a;
+    memset(&a, 0, sizeof a);
+    a.w = &L->router; /* every entry a pair of the one router matrix */
+    a.rows = X;
+    a.x = cb->xn;
+    a.ldx = E;
+    a.xdiv = 1;
+    a.n_pairs = n;
+    a.b = b;
+    a.y = cb->moe_logits;
+    a.ldy = X;
+    a.mode = GEMV_STORE;
+    if (!rc) rc = PROF(cb, PG_GEMV, launch_moe_gemv(&a, cb->st));
+    if (!rc)
+        rc = PROF(cb, PG_ELEM,
+                  launch_moe_route(cb->moe_logits, X, n, X, K, c->expert_norm, cb->moe_ids,
+                                   cb->moe_w, cb->st));
+    if (!rc)
+        rc = PROF(cb, PG_ELEM,
+                  launch_moe_group(cb->moe_ids, P, X, b, cb->moe_order, cb->moe_items,
+                                   cb->moe_nitems, cb->st));
+    /* gate/up: pair p reads its entry's normalized row */
+    a.items = cb->moe_items;
+    a.order = cb->moe_order;
+    a.n_items = cb->moe_nitems;
+    a.max_items = moe_max_items(P, X, b);
+    a.rows = F;
+    a.xdiv = K;
+    a.ldy = F;
+    a.act = c->act == MODEL_ACT_GELU_TANH;
+    if (L->gate_exps.type == L->up_exps.type) {
+        a.w = &L->gate_exps;
+        a.w2 = &L->up_exps;
+        a.y = cb->moe_h;
+        a.mode = GEMV_SWIGLU;
+        if (!rc) rc = PROF(cb, PG_GEMV, launch_moe_gemv(&a, cb->st));
+    } else { /* two products, then the gate */
+        a.w = &L->gate_exps;
+        a.y = cb->moe_g;
+        if (!rc) rc = PROF(cb, PG_GEMV, launch_moe_gemv(&a, cb->st));
+        a.w = &L->up_exps;
+        a.y = cb->moe_h;
+        if (!rc) rc = PROF(cb, PG_GEMV, launch_moe_gemv(&a, cb->st));
+        if (!rc)
+            rc = PROF(
+                cb, PG_ELEM,
+                launch_swiglu(cb->moe_g, cb->moe_h, F, P, F, a.act, cb->moe_h, NULL, F, cb->st));
+    }
+    /* down: pair p reads its own row of moe_h */
+    a.w = &L->down_exps;
+    a.w2 = NULL;
+    a.rows = E;
+    a.x = cb->moe_h;
+    a.ldx = F;
+    a.xdiv = 1;
+    a.y = cb->moe_d;
+    a.ldy = E;
+    a.mode = GEMV_STORE;
+    if (!rc) rc = PROF(cb, PG_GEMV, launch_moe_gemv(&a, cb->st));
+    const float *post = L->post_ffn_norm;
+    if (!rc)
+        rc = PROF(cb, PG_ELEM,
+                  launch_moe_combine(cb->moe_d, E, cb->moe_ids, cb->moe_w, n, K, E,
+                                     post ? cb->y : cb->x, E, !post, cb->st));
+    if (!rc && post)
+        rc = PROF(cb, PG_ELEM,
+                  launch_residual(cb->x, E, cb->y, E, NULL, post, c->rms_eps, n, E, cb->st));
+    return rc;
+}
+
 /* The forward pass of one batch part: the block written once against the
  * model description (its variants' extra steps only where a layer has
  * them), then the LM head for the entries that want logits. For n <= 8
@@ -287,6 +372,10 @@ static int block_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         if (!rc) rc = proj_qkv(&s, &in, L, &o);
         if (!rc) rc = attend(&s, L, &o, &in);
         if (!rc) rc = proj_residual(&s, &in, &L->wo, L->bo, L->post_attn_norm);
+        if (!rc && L->moe) {
+            rc = moe_ffn(&s, L);
+            continue;
+        }
         if (!rc) rc = proj_input(&s, cb->x, E, E, L->ffn_norm, &in);
         if (!rc) rc = proj_glu(&s, &in, L, &in);
         if (!rc) rc = proj_residual(&s, &in, &L->w_down, NULL, L->post_ffn_norm);

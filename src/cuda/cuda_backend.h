@@ -19,6 +19,11 @@ typedef struct cuda_layer {
      * adjacent-pair RoPE); else a product into qkv, then launch_rope_store */
     bool qkv_epilogue;
     gpu_matrix wo, w_gate, w_up, w_down;
+    /* mixture-of-experts FFN (moe; w_gate/w_up/w_down unused): the router
+     * [n_expert][n_embd] and each expert tensor as its n_expert matrices
+     * stacked by rows (expert e's row r is row e * rows + r) */
+    bool moe;
+    gpu_matrix router, gate_exps, up_exps, down_exps;
     float *attn_norm, *ffn_norm;           /* [n_embd] */
     float *bqkv;                           /* [nq + 2 nkv] q | k | v biases */
     float *bo;                             /* [n_embd] output bias */
@@ -85,14 +90,24 @@ typedef struct cuda_backend {
     unsigned *att_count; /* attention split counters (zero between launches) */
     void *wscratch;      /* dequantized weights for the GEMM path */
     size_t wscratch_bytes;
-    int32_t *d_in;   /* device [4][B]: token, seq, pos, out index */
-    int32_t *d_ids;  /* device [B] argmax */
-    int32_t *h_in;   /* pinned host [4][B] */
-    int32_t *h_ids;  /* pinned host [B] */
-    float *h_logits; /* pinned host [min(B, M40_GEMV_MAX_B)][n_vocab]: logits of a batch part
-                      * that asks for at most that many rows */
-    int gemm_f16;    /* prefill GEMM operands in f16 (tensor cores) or f32 */
-    int att_max_pos; /* of the batch part being run: bounds the attention grid */
+    /* mixture of experts, sized for B entries x k slots (n_expert 0: none) */
+    float *moe_logits;   /* [B][n_expert] router logits */
+    int32_t *moe_ids;    /* [B][k] routed experts */
+    float *moe_w;        /* [B][k] their weights */
+    int32_t *moe_order;  /* [B k] pairs grouped by expert */
+    moe_item *moe_items; /* [moe_max_items(B k, n_expert, 8)] */
+    int32_t *moe_nitems; /* [1] items of the step */
+    float *moe_g;        /* [B k][n_ff_exp] gate (gate and up of different types) */
+    float *moe_h;        /* [B k][n_ff_exp] act(gate) * up */
+    float *moe_d;        /* [B k][n_embd] expert outputs */
+    int32_t *d_in;       /* device [4][B]: token, seq, pos, out index */
+    int32_t *d_ids;      /* device [B] argmax */
+    int32_t *h_in;       /* pinned host [4][B] */
+    int32_t *h_ids;      /* pinned host [B] */
+    float *h_logits;     /* pinned host [min(B, M40_GEMV_MAX_B)][n_vocab]: logits of a batch part
+                          * that asks for at most that many rows */
+    int gemm_f16;        /* prefill GEMM operands in f16 (tensor cores) or f32 */
+    int att_max_pos;     /* of the batch part being run: bounds the attention grid */
     int use_graphs;
     int profile;       /* backend_params.profile: time each kernel group (no graphs) */
     int gemv_kernel;   /* backend_params.gemv_kernel (GEMV_KERNEL_*) */

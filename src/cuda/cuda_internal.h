@@ -166,6 +166,57 @@ enum {
     GEMV_KERNEL_PERSIST = 3
 };
 
+/* ---- mixture of experts (moe.cu) ----
+ * Per step: router logits of the normalized inputs (launch_moe_gemv over
+ * the router as one matrix), launch_moe_route (top k per entry), then
+ * launch_moe_group sorts the n x k (entry, slot) pairs by expert into work
+ * items on the GPU, gate/up and down run as launch_moe_gemv over the items,
+ * and launch_moe_combine adds each entry's weighted expert outputs. Pair p
+ * is entry p / k, slot p % k. Nothing goes back to the host: a decode step
+ * stays one CUDA graph. */
+typedef struct moe_item {
+    int32_t expert; /* matrix index in the stacked expert tensor */
+    int32_t start;  /* its pairs: order[start .. start + n) */
+    int32_t n;      /* 1..B */
+} moe_item;
+
+typedef struct moe_gemv_args {
+    const gpu_matrix *w;  /* [n_matrices * rows][K]: matrices stacked by rows */
+    const gpu_matrix *w2; /* GEMV_SWIGLU: up, same type and shape as w */
+    int64_t rows;         /* rows of one matrix */
+    const float *x;       /* pair p reads row p / xdiv (ldx floats apart) */
+    int64_t ldx;
+    int xdiv;
+    const moe_item *items; /* device [max_items], count in *n_items; NULL: item i is pairs
+                            * i*b .. of matrix 0 (n_pairs of them) */
+    const int32_t *order;  /* device: the items' pair ids */
+    const int32_t *n_items;
+    int max_items; /* grid bound (launch_moe_group's) */
+    int n_pairs;   /* items == NULL */
+    int b;         /* pairs per item: 1 or 8 */
+    float *y;      /* pair p writes row p (ldy floats apart) */
+    int64_t ldy;
+    int mode; /* GEMV_STORE or GEMV_SWIGLU */
+    int act;  /* GEMV_SWIGLU: 0 SiLU, 1 tanh GELU */
+} moe_gemv_args;
+
+int launch_moe_gemv(const moe_gemv_args *a, cudaStream_t st);
+/* Per entry: the k experts of largest logit (NaN after every number, the
+ * lower id first among equals), weights softmax over all n_expert logits
+ * or, norm, over the k chosen (in double, as the CPU's cpu_moe_route). */
+int launch_moe_route(const float *logits, int64_t ld, int n, int n_expert, int k, int norm,
+                     int32_t *ids, float *wts, cudaStream_t st);
+/* Work items of at most b pairs of one expert, experts in increasing id,
+ * pairs in increasing order within one: order [n_pairs], items
+ * [moe_max_items()], *n_items. */
+int launch_moe_group(const int32_t *ids, int n_pairs, int n_expert, int b, int32_t *order,
+                     moe_item *items, int32_t *n_items, cudaStream_t st);
+int moe_max_items(int n_pairs, int n_expert, int b);
+/* out[i] (+)= sum over entry i's k slots, in increasing expert id, of
+ * wts[p] * d[p] (d rows ldd apart); add 0 stores. */
+int launch_moe_combine(const float *d, int64_t ldd, const int32_t *ids, const float *wts, int n,
+                       int k, int dim, float *out, int64_t ldo, int add, cudaStream_t st);
+
 /* out[i][:] = x[i] / sqrt(mean(x[i]^2) + eps) * gamma, for n rows of dim;
  * out32 and/or out16 (f16 bits) may be NULL. x16 (f16 input) replaces x when set. */
 int launch_rmsnorm(const float *x, const uint16_t *x16, int64_t ldx, const float *gamma, float eps,

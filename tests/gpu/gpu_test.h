@@ -77,4 +77,17 @@ static inline double gt_max_rel(const float *a, const double *b, size_t n, doubl
     return m;
 }
 
+/* the gated FFN's activations in float64 */
+static inline double gt_silu(double g) {
+    return g / (1.0 + exp(-g));
+}
+static inline double gt_gelu(double g) {
+    return 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)));
+}
+
+/* the larger of *worst and e, a NaN counting as infinite (and staying so) */
+static inline void gt_worst(double *worst, double e) {
+    if (!(e <= *worst)) *worst = isnan(e) ? INFINITY : e;
+}
+
 #endif

@@ -18,10 +18,6 @@ typedef struct qkv_case {
     int hd, n_rot, neox, bias, norm, factors, yarn, f16kv;
 } qkv_case;
 
-static void worst_of(double *worst, double e) {
-    if (!(e <= *worst)) *worst = isnan(e) ? INFINITY : e;
-}
-
 /* pair i's angle as the CPU backend's cpu_rope_table computes it */
 static void ref_sincos(const qkv_case *c, const float *ff, double base, double scale, double lo,
                        double hi, double mscale, int pos, int i, double *sn, double *cs) {
@@ -119,7 +115,7 @@ static void test_qkv_post(const qkv_case *c) {
                                    : ((const float *)src)[off];
                     if (c->f16kv) tol += 1e-3 * fabs(v[d]);
                 }
-                worst_of(&worst, fabs(got - v[d]) / tol);
+                gt_worst(&worst, fabs(got - v[d]) / tol);
             }
         }
     }
@@ -160,8 +156,8 @@ static void test_residual(int with_bias, int with_post) {
         double s = with_post ? 1.0 / sqrt(ss / dim + 1e-6) : 1.0;
         for (int i = 0; i < dim; i++) {
             double ref = x[r * ldx + i] + t[i] * s * (with_post ? g[i] : 1.0);
-            worst_of(&worst, fabs(ox[r * ldx + i] - ref) / (1e-5 * (1.0 + fabs(ref))));
-            worst_of(&worst, fabs(oy[r * ldy + i] - t[i]) / (1e-5 * (1.0 + fabs(t[i]))));
+            gt_worst(&worst, fabs(ox[r * ldx + i] - ref) / (1e-5 * (1.0 + fabs(ref))));
+            gt_worst(&worst, fabs(oy[r * ldy + i] - t[i]) / (1e-5 * (1.0 + fabs(t[i]))));
         }
         for (int i = dim; i < ldx; i++) untouched &= ox[r * ldx + i] == x[r * ldx + i];
     }
@@ -183,7 +179,7 @@ static void test_scale_softcap(void) {
     for (int r = 0; r < n; r++)
         for (int i = 0; i < ld; i++) {
             double ref = i < dim ? (double)x[r * ld + i] * 25.29822f : x[r * ld + i];
-            worst_of(&w1, fabs(o[r * ld + i] - ref) / (1e-6 * (1.0 + fabs(ref))));
+            gt_worst(&w1, fabs(o[r * ld + i] - ref) / (1e-6 * (1.0 + fabs(ref))));
         }
     CHECKF(w1 <= 1.0, "scale: error %.3g x tolerance", w1);
     GT_CUDA(cudaMemcpy(dx, x, sizeof(float) * n * ld, cudaMemcpyHostToDevice));
@@ -193,7 +189,7 @@ static void test_scale_softcap(void) {
     for (int r = 0; r < n; r++)
         for (int i = 0; i < ld; i++) {
             double ref = i < dim ? 30.0 * tanh(x[r * ld + i] / 30.0) : x[r * ld + i];
-            worst_of(&w2, fabs(o[r * ld + i] - ref) / (1e-5 * (1.0 + fabs(ref))));
+            gt_worst(&w2, fabs(o[r * ld + i] - ref) / (1e-5 * (1.0 + fabs(ref))));
         }
     CHECKF(w2 <= 1.0, "softcap: error %.3g x tolerance", w2);
     CHECK(launch_softcap(dx, ld, n, dim, 0.0f, 0) != 0); /* no cap is a caller's error */

@@ -99,7 +99,8 @@ static backend *open_backend(model *m, backend_kv_type kv, int n_seq, int n_batc
                         .n_threads = 1,
                         .device = 0,
                         .kv_type = kv,
-                        .prefill_gemm = strcmp(gemm, "f32") ? BACKEND_GEMM_F16 : BACKEND_GEMM_F32};
+                        .prefill_gemm = strcmp(gemm, "f32") ? BACKEND_GEMM_F16 : BACKEND_GEMM_F32,
+                        .gpu_moe = true}; /* (mixture-of-experts fixtures: moe.cu) */
     backend *b = NULL;
     int rc = backend_cuda_create(m, &p, &b);
     CHECKF(rc == 0, "backend_cuda_create: %s", m40llm_last_error());
@@ -122,8 +123,6 @@ static void check_greedy(backend *b, const ref_case *rc, int seq, const char *wh
     CHECKF(same, "%s %s: greedy continuation differs from greedy_next_exact", rc->name, what);
 }
 
-static int g_skipped;
-
 static void run_case(const char *dir, const ref_case *rc) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.gguf", dir, rc->name);
@@ -131,20 +130,6 @@ static void run_case(const char *dir, const ref_case *rc) {
     if (model_load(path, &m)) {
         CHECKF(0, "%s: %s", path, m40llm_last_error());
         return;
-    }
-    /* a feature the GPU block does not have yet (mixture-of-experts):
-     * skipped visibly, and only that one */
-    if (model_features(m) & MODEL_FEAT_MOE) {
-        backend_params p = {.n_ctx = 128, .n_seq_max = 1, .n_batch_max = 8, .n_threads = 1};
-        backend *b = NULL;
-        int st = backend_cuda_create(m, &p, &b);
-        if (b) backend_destroy(b);
-        if (st == M40LLM_ERR_UNSUPPORTED) {
-            printf("  SKIP %-16s %s\n", rc->name, m40llm_last_error());
-            g_skipped++;
-            model_free(m);
-            return;
-        }
     }
     const int V = rc->n_vocab;
     float *got = malloc(sizeof(float) * NT * V);
@@ -381,7 +366,5 @@ int main(void) {
                free1);
         model_free(m);
     }
-    if (g_skipped)
-        printf("test_gpu_forward: %d fixtures skipped (not on the GPU yet)\n", g_skipped);
     return check_summary("test_gpu_forward");
 }

@@ -4,55 +4,10 @@
  * FP32 against float64 references: |err| <= 2e-5 * sum|terms| + 1e-6. */
 #include <string.h>
 
-#include "cuda/cuda_internal.h"
-#include "gpu_test.h"
-#include "quant.h"
+#include "gpu_weights.h"
 
 static const int k_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
                               QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
-
-typedef struct host_w {
-    int type;
-    int64_t rows, cols;
-    uint8_t *raw; /* GGUF rows */
-    float *deq;   /* quant_dequantize_row of raw */
-    gpu_matrix m; /* repacked on the device */
-    void *mem;
-} host_w;
-
-static void make_w(host_w *h, int type, int64_t rows, int64_t cols) {
-    h->type = type;
-    h->rows = rows;
-    h->cols = cols;
-    size_t rb = quant_row_size(type, cols);
-    float *src = malloc(sizeof(float) * rows * cols);
-    gt_fill(src, (size_t)rows * cols, 0.5f);
-    h->raw = malloc(rb * rows);
-    h->deq = malloc(sizeof(float) * rows * cols);
-    for (int64_t r = 0; r < rows; r++) {
-        GT_OK(quant_quantize_row(type, src + r * cols, h->raw + r * rb, cols));
-        GT_OK(quant_dequantize_row(type, h->raw + r * rb, h->deq + r * cols, cols));
-    }
-    free(src);
-    size_t qb, sb, hb;
-    size_t bytes = gpu_matrix_layout(&h->m, type, rows, cols, &qb, &sb, &hb);
-    CHECKF(bytes > 0, "layout of %s", quant_info(type)->name);
-    h->mem = gt_dev(bytes);
-    gpu_matrix_place(&h->m, h->mem, qb, sb);
-    /* upload and repack in two parts to exercise the row offset */
-    void *d = gt_up(h->raw, rb * rows);
-    int64_t r1 = rows / 3;
-    GT_OK(launch_repack(&h->m, 0, d, r1, 0));
-    GT_OK(launch_repack(&h->m, r1, (uint8_t *)d + r1 * rb, rows - r1, 0));
-    GT_CUDA(cudaDeviceSynchronize());
-    cudaFree(d);
-}
-
-static void free_w(host_w *h) {
-    cudaFree(h->mem);
-    free(h->raw);
-    free(h->deq);
-}
 
 static void test_layout(host_w *h) {
     const char *name = quant_info(h->type)->name;
@@ -85,23 +40,10 @@ static void test_layout(host_w *h) {
     free(got);
 }
 
-static double silu_d(double g) {
-    return g / (1.0 + exp(-g));
-}
-
-static double gelu_d(double g) {
-    return 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)));
-}
-
 /* the gated activation of the SwiGLU tests: 0 SiLU, 1 tanh GELU (GeGLU) */
 static int g_act = 0;
 static double act_d(double g) {
-    return g_act ? gelu_d(g) : silu_d(g);
-}
-
-/* the larger of *worst and e, a NaN counting as infinite (and staying so) */
-static void worst_of(double *worst, double e) {
-    if (!(e <= *worst)) *worst = isnan(e) ? INFINITY : e;
+    return g_act ? gt_gelu(g) : gt_silu(g);
 }
 
 /* y = W x for nb vectors in every mode, against float64 */
@@ -166,7 +108,7 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
         int untouched_ok = 1;
         for (int b = 0; b < nb; b++) {
             for (int64_t r = 0; r < R; r++) {
-                worst_of(&worst,
+                gt_worst(&worst,
                          fabs(y[b * ldy + r] - ref[b * R + r]) / (2e-5 * mag[b * R + r] + 1e-6));
             }
             for (int64_t r = R; r < ldy; r++) untouched_ok &= y[b * ldy + r] == y0[b * ldy + r];
@@ -285,7 +227,7 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
         rope_ref(vals[b], nh + nkv, hd, n_rot, pos, 10000.0,
                  0.5); /* q and k heads are contiguous */
         for (int i = 0; i < nh * hd; i++) {
-            worst_of(&worst, fabs(q[b * nh * hd + i] - vals[b][i]) /
+            gt_worst(&worst, fabs(q[b * nh * hd + i] - vals[b][i]) /
                                  (1e-4 + 2e-6 * (mag[b][i] + mag[b][i ^ 1])));
         }
         for (int h = 0; h < nkv; h++)
@@ -298,8 +240,8 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
                 double tk =
                     1e-4 + 2e-6 * (mag[b][ki] + mag[b][ki ^ 1]) + (f16kv ? fabs(kr) * 1e-3 : 0.0);
                 double tv = 1e-4 + 2e-6 * mag[b][vi] + (f16kv ? fabs(vr) * 1e-3 : 0.0);
-                worst_of(&worst, fabs(kg - kr) / tk);
-                worst_of(&worst, fabs(vg - vr) / tv);
+                gt_worst(&worst, fabs(kg - kr) / tk);
+                gt_worst(&worst, fabs(vg - vr) / tv);
             }
     }
     CHECKF(worst <= 1.0,

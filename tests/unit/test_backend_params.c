@@ -11,6 +11,7 @@ static void clear_env(void) {
     unsetenv("M40LLM_CUDA_GRAPHS");
     unsetenv("M40LLM_PROFILE");
     unsetenv("M40LLM_GEMV");
+    unsetenv("M40LLM_GPU_MOE");
 }
 
 int main(void) {
@@ -28,16 +29,18 @@ int main(void) {
     backend_params p = {.n_ctx = 7, .gemv_kernel = 2, .prefill_gemm = BACKEND_GEMM_F32};
     backend_params_env(&p);
     CHECK(p.n_ctx == 7 && p.gemv_kernel == 2 && p.prefill_gemm == BACKEND_GEMM_F32);
-    CHECK(!p.no_graphs && !p.profile);
+    CHECK(!p.no_graphs && !p.profile && !p.gpu_moe);
 
     /* every switch */
     setenv("M40LLM_PREFILL_GEMM", "f16", 1);
     setenv("M40LLM_CUDA_GRAPHS", "0", 1);
     setenv("M40LLM_PROFILE", "1", 1);
     setenv("M40LLM_GEMV", "persist", 1);
+    setenv("M40LLM_GPU_MOE", "1", 1);
     backend_params q = {0};
     backend_params_env(&q);
-    CHECK(q.prefill_gemm == BACKEND_GEMM_F16 && q.no_graphs && q.profile && q.gemv_kernel == 3);
+    CHECK(q.prefill_gemm == BACKEND_GEMM_F16 && q.no_graphs && q.profile && q.gemv_kernel == 3 &&
+          q.gpu_moe);
     setenv("M40LLM_PREFILL_GEMM", "f32", 1);
     backend_params_env(&q);
     CHECK(q.prefill_gemm == BACKEND_GEMM_F32);
@@ -47,9 +50,11 @@ int main(void) {
     setenv("M40LLM_CUDA_GRAPHS", "1", 1);
     setenv("M40LLM_PROFILE", "yes", 1);
     setenv("M40LLM_GEMV", "staged4", 1);
+    setenv("M40LLM_GPU_MOE", "yes", 1);
     backend_params r = {.prefill_gemm = BACKEND_GEMM_F16, .gemv_kernel = 1};
     backend_params_env(&r);
-    CHECK(r.prefill_gemm == BACKEND_GEMM_F16 && !r.no_graphs && !r.profile && r.gemv_kernel == 1);
+    CHECK(r.prefill_gemm == BACKEND_GEMM_F16 && !r.no_graphs && !r.profile && r.gemv_kernel == 1 &&
+          !r.gpu_moe);
     clear_env();
     return check_summary("test_backend_params");
 }
