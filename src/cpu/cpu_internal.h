@@ -147,7 +147,8 @@ typedef struct cpu_moe_cand {
 } cpu_moe_cand;
 /* The k experts of n_expert logits, largest first, the lower index first
  * among equal logits (NaN after every number), and their softmax weights:
- * over all n_expert logits, or over the k (norm). scratch: [n_expert]. */
+ * over all n_expert logits, or over the k (norm); a NaN logit weighs 0
+ * either way (0 for all when every logit is NaN). scratch: [n_expert]. */
 void cpu_moe_route(const float *logits, int n_expert, int k, bool norm, cpu_moe_cand *scratch,
                    int32_t *ids, float *w);
 /* out[i] = the routed, weighted sum of the experts of layer il on x[i]

@@ -22,20 +22,28 @@ static int cand_cmp(const void *pa, const void *pb) {
     return (a->id > b->id) - (a->id < b->id);
 }
 
+/* exp(l - mx) of a logit against the largest: 0 for NaN, 1 for l == mx */
+static double moe_exp(float l, double mx) {
+    if (isnan(l)) return 0.0;
+    return (double)l == mx ? 1.0 : exp((double)l - mx);
+}
+
 void cpu_moe_route(const float *logits, int n_expert, int k, bool norm, cpu_moe_cand *scratch,
                    int32_t *ids, float *w) {
     for (int e = 0; e < n_expert; e++) scratch[e] = (cpu_moe_cand){logits[e], e};
     qsort(scratch, (size_t)n_expert, sizeof *scratch, cand_cmp);
     /* softmax over all experts in double (transformers: float32 of the
-     * float64 logits); renormalised, the full sum cancels */
+     * float64 logits); renormalised, the full sum cancels. A NaN logit
+     * counts as -inf (weight 0, with or without renormalisation), and a
+     * logit equal to the largest as exp(0), infinities too */
     const double mx = scratch[0].logit;
     double all = 0.0, sel = 0.0;
-    for (int e = 0; e < n_expert; e++) all += exp((double)logits[e] - mx);
-    for (int r = 0; r < k; r++) sel += exp((double)scratch[r].logit - mx);
+    for (int e = 0; e < n_expert; e++) all += moe_exp(logits[e], mx);
+    for (int r = 0; r < k; r++) sel += moe_exp(scratch[r].logit, mx);
     const double den = norm ? sel : all;
     for (int r = 0; r < k; r++) {
         ids[r] = scratch[r].id;
-        w[r] = (float)(exp((double)scratch[r].logit - mx) / den);
+        w[r] = den > 0.0 ? (float)(moe_exp(scratch[r].logit, mx) / den) : 0.0f;
     }
 }
 

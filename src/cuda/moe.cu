@@ -26,6 +26,11 @@ static __device__ __forceinline__ bool moe_before(float a, int ia, float b, int 
     return ia < ib;
 }
 
+static __device__ __forceinline__ double moe_exp(float l, double mx) {
+    if (isnan(l)) return 0.0;
+    return (double)l == mx ? 1.0 : exp((double)l - mx);
+}
+
 /* one warp per entry */
 __global__ void k_moe_route(const float *logits, int64_t ld, int n_expert, int k, int norm,
                             int32_t *ids, float *wts) {
@@ -56,17 +61,18 @@ __global__ void k_moe_route(const float *logits, int64_t ld, int n_expert, int k
         }
         __syncwarp();
     }
-    /* softmax in double: over all logits, or over the k chosen (norm) */
+    /* softmax in double: over all logits, or over the k chosen (norm); a
+     * NaN logit weighs 0, one equal to the largest exp(0) (as the CPU's) */
     const double mx = (double)lg[ch[0]];
     double all = 0.0;
-    for (int e = lane; e < n_expert; e += 32) all += exp((double)lg[e] - mx);
+    for (int e = lane; e < n_expert; e += 32) all += moe_exp(lg[e], mx);
     for (int o = 16; o > 0; o >>= 1) all += __shfl_xor_sync(M40_FULL_MASK, all, o);
     if (lane == 0) {
         double sel = 0.0;
-        for (int r = 0; r < k; r++) sel += exp((double)lg[ch[r]] - mx);
+        for (int r = 0; r < k; r++) sel += moe_exp(lg[ch[r]], mx);
         const double den = norm ? sel : all;
         for (int r = 0; r < k; r++)
-            wts[(int64_t)t * k + r] = (float)(exp((double)lg[ch[r]] - mx) / den);
+            wts[(int64_t)t * k + r] = den > 0.0 ? (float)(moe_exp(lg[ch[r]], mx) / den) : 0.0f;
     }
 }
 

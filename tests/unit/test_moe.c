@@ -48,6 +48,20 @@ static void test_route(void) {
     const float bad[4] = {NAN, 1.0f, NAN, -INFINITY};
     route(bad, 4, 3, true, ids, w);
     CHECKF(ids[0] == 1 && ids[1] == 3 && ids[2] == 0, "ids %d %d %d", ids[0], ids[1], ids[2]);
+    /* ... and they weigh 0 with or without renormalisation: one bad logit
+     * does not turn every weight into NaN */
+    CHECKF(w[0] == 1.0f && w[1] == 0.0f && w[2] == 0.0f, "w %g %g %g", w[0], w[1], w[2]);
+    route(bad, 4, 2, false, ids, w);
+    CHECKF(ids[0] == 1 && w[0] == 1.0f && w[1] == 0.0f, "w %g %g", w[0], w[1]);
+    const float nan1[3] = {0.0f, NAN, 0.0f};
+    route(nan1, 3, 1, false, ids, w);
+    CHECKF(ids[0] == 0 && w[0] == 0.5f, "one NaN of three: w %g", w[0]);
+    /* every logit NaN: weight 0 (the layer adds nothing); all -inf: equal */
+    const float nans[3] = {NAN, NAN, NAN}, ninf[3] = {-INFINITY, -INFINITY, -INFINITY};
+    route(nans, 3, 2, true, ids, w);
+    CHECK(ids[0] == 0 && ids[1] == 1 && w[0] == 0.0f && w[1] == 0.0f);
+    route(ninf, 3, 2, false, ids, w);
+    CHECKF(fabs(w[0] - 1.0 / 3) < 1e-7 && w[0] == w[1], "all -inf: w %g %g", w[0], w[1]);
     /* k = n: every expert once, in logit order */
     const float all4[4] = {0.1f, 0.4f, 0.3f, 0.2f};
     route(all4, 4, 4, false, ids, w);
