@@ -123,6 +123,10 @@ int synth_tensor_type(const synth_config *c, const char *kind, int layer, int64_
                      !strcmp(kind, "ffn_down_exps.weight")) &&
                     layer >= 0 && use_more_bits(layer, c->n_layer);
         if (is_output || more) t = QT_Q6_K;
+        /* llama.cpp: an 8-expert model (Mixtral) gets Q8_0 attention K
+         * and V, a small price in bytes */
+        if (c->n_expert == 8 && (!strcmp(kind, "attn_k.weight") || !strcmp(kind, "attn_v.weight")))
+            t = QT_Q8_0;
     }
     /* rows that do not split into whole blocks: llama.cpp's fallbacks
      * (Q2_K/Q3_K fall back to IQ4_NL there, which this project lacks: Q4_0) */

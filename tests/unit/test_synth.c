@@ -313,6 +313,22 @@ static void test_moe(void) {
     CHECK(synth_tensor_type(&c, "ffn_down_exps.weight", 0, 768, &t) == 0 && t == QT_Q6_K);
     CHECK(synth_tensor_type(&c, "ffn_down_exps.weight", 7, 768, &t) == 0 && t == QT_Q4_K);
     CHECK(synth_tensor_type(&c, "ffn_up_exps.weight", 0, 2048, &t) == 0 && t == QT_Q4_K);
+    CHECK(synth_tensor_type(&c, "attn_v.weight", 0, 2048, &t) == 0 && t == QT_Q6_K);
+    CHECK(synth_tensor_type(&c, "attn_k.weight", 0, 2048, &t) == 0 && t == QT_Q4_K);
+    /* Mixtral 8x7B's _M mix: Q8_0 attention K and V on every layer (llama.cpp's
+     * rule for 8-expert models), the rest as for a dense model */
+    synth_config mx;
+    synth_default_config(&mx);
+    CHECK(synth_preset("mixtral-8x7b", &mx) == M40LLM_OK);
+    mx.type = "q4_k_m";
+    CHECK(mx.n_expert == 8);
+    for (int l = 0; l < 32; l += 7) {
+        CHECK(synth_tensor_type(&mx, "attn_k.weight", l, 4096, &t) == 0 && t == QT_Q8_0);
+        CHECK(synth_tensor_type(&mx, "attn_v.weight", l, 4096, &t) == 0 && t == QT_Q8_0);
+        CHECK(synth_tensor_type(&mx, "attn_q.weight", l, 4096, &t) == 0 && t == QT_Q4_K);
+    }
+    mx.type = "q4_0"; /* a plain type stays plain */
+    CHECK(synth_tensor_type(&mx, "attn_v.weight", 0, 4096, &t) == 0 && t == QT_Q4_0);
     /* bad MoE configurations */
     c.n_expert_used = 129;
     CHECK(synth_validate(&c) == M40LLM_ERR_INVALID_ARG);
