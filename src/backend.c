@@ -129,3 +129,47 @@ void backend_params_env(backend_params *p) {
     int k = backend_gemv_kernel_from_name(getenv("M40LLM_GEMV"));
     if (k >= 0) p->gemv_kernel = k;
 }
+
+int backend_batch_part(const backend_entry *e, int start, int n, int max_n) {
+    int end = start + 1;
+    for (; end < n && end - start < max_n; end++) {
+        int j = end - 1;
+        while (j >= start && e[j].seq != e[end].seq) j--;
+        if (j >= start && e[end].pos <= e[j].pos) break;
+    }
+    return end;
+}
+
+void backend_layers(const backend *b, int *l0, int *l1) {
+    const backend_params *p = &b->params;
+    const bool stage = p->layer_begin != 0 || p->layer_end != 0;
+    *l0 = stage ? p->layer_begin : 0;
+    *l1 = stage ? p->layer_end : b->model->cfg.n_layer;
+}
+
+int backend_check_layers(const model *m, const backend_params *p) {
+    if (p->layer_begin == 0 && p->layer_end == 0) return M40LLM_OK;
+    if (p->layer_begin < 0 || p->layer_end <= p->layer_begin || p->layer_end > m->cfg.n_layer)
+        return err_set(M40LLM_ERR_INVALID_ARG, "layers %d..%d of a model of %d layers",
+                       p->layer_begin, p->layer_end - 1, m->cfg.n_layer);
+    return M40LLM_OK;
+}
+
+int backend_check_stage(const backend *b, const backend_entry *e, int n, const float *x_in,
+                        const float *x_out, const float *logits, const int32_t *ids) {
+    int l0, l1;
+    backend_layers(b, &l0, &l1);
+    const bool first = l0 == 0, last = l1 == b->model->cfg.n_layer;
+    int n_out = 0;
+    for (int i = 0; i < n && e; i++) n_out += e[i].logits;
+    if ((!first && !x_in) || (!last && !x_out) || (last && n_out && !logits && !ids))
+        return err_set(M40LLM_ERR_INVALID_ARG, "stage of layers %d..%d: missing %s buffer", l0,
+                       l1 - 1,
+                       !first && !x_in   ? "input"
+                       : !last && !x_out ? "output"
+                                         : "logits");
+    if (n > 0 && e && backend_batch_part(e, 0, n, n) != n)
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "stage forward: the batch revisits a position (run it in parts)");
+    return M40LLM_OK;
+}

@@ -67,6 +67,11 @@ typedef struct backend_params {
                          * and every other buffer are allocated (cuBLAS may still take its
                          * workspace at the first prompt: leave room). 0: not given. The
                          * CPU backend ignores it */
+    /* a stage of a layer split (backend_pipe.c): this backend holds and runs
+     * layers [layer_begin, layer_end) only, their weights and KV cache; the
+     * first stage (begin 0) also embeds the tokens, the last (end n_layer)
+     * has the output head. 0, 0: every layer (not a stage) */
+    int layer_begin, layer_end;
     /* CUDA developer switches (the CPU backend ignores them); the programs
      * take them from the environment with backend_params_env */
     backend_gemm prefill_gemm; /* operand type of the prefill GEMMs */
@@ -121,6 +126,19 @@ typedef struct backend_ops {
      * mode min(n_ctx, n_blocks * kv_block) of its table. forward rejects an
      * entry at or past it with M40LLM_ERR_CONTEXT_FULL (set more blocks first). */
     int (*seq_capacity)(const backend *b, int seq);
+    /* A stage's forward over one part (no position revisited:
+     * backend_batch_part): x_in [n][n_embd] is the residual stream entering
+     * layer_begin (NULL for the first stage: the tokens' embeddings); a
+     * stage that is not the last writes the stream after its last layer to
+     * x_out [n][n_embd], the last one logits or ids as forward /
+     * forward_argmax (one of them, for the entries that want logits). Host
+     * memory. Sequence lengths advance as in forward; on failure the
+     * sequences of the call are cut back as in forward. */
+    int (*forward_stage)(backend *b, const backend_entry *entries, int n, const float *x_in,
+                         float *x_out, float *logits, int32_t *ids);
+    /* Cuts a sequence back to len positions (0 <= len <= its length): the
+     * positions past len are forgotten, its blocks stay. */
+    int (*seq_cut)(backend *b, int seq, int len);
     /* Bytes of device (or host) memory the backend holds (CPU: KV blocks
      * count once first written). */
     uint64_t (*mem_used)(const backend *b);
@@ -152,6 +170,20 @@ uint64_t backend_kv_block_bytes(const model *m, backend_kv_type t, int kv_block)
 /* For backends: checks seq_set_blocks' arguments against b->params (paged
  * mode, seq, n_blocks, indices in range and distinct, len). */
 int backend_check_blocks(const backend *b, int seq, const int32_t *blocks, int n_blocks, int len);
+/* The end of the part of entries[start..n) that starts at start: the first
+ * entry that revisits a position of its sequence already in the part (it
+ * must see the cache as the entries before it left it), at most max_n
+ * entries, or n. */
+int backend_batch_part(const backend_entry *entries, int start, int n, int max_n);
+/* The layers b runs: [*l0, *l1) (all of them unless it is a stage). */
+void backend_layers(const backend *b, int *l0, int *l1);
+/* Checks a forward_stage call's buffers against the stage's place: x_in
+ * unless first, x_out unless last, logits or ids where entries want them
+ * (M40LLM_ERR_INVALID_ARG), and that the batch is one part. */
+int backend_check_stage(const backend *b, const backend_entry *entries, int n, const float *x_in,
+                        const float *x_out, const float *logits, const int32_t *ids);
+/* Checks p's layer range against the model (M40LLM_ERR_INVALID_ARG). */
+int backend_check_layers(const model *m, const backend_params *p);
 
 int backend_cpu_create(const model *m, const backend_params *p, backend **out);
 /* M40LLM_ERR_NO_DEVICE when built without CUDA or no GPU is usable. */

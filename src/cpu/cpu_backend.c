@@ -51,13 +51,17 @@ static void residual_add(float *x, float *y, const float *post, const float *bia
  * mixture-of-experts layer the routed experts' weighted sum (cpu_moe.c) +
  * residual. Runs entries that hold each sequence's positions in increasing
  * order. */
-static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *logits) {
+static int forward_run(cpu_backend *cb, const backend_entry *e, int n, const float *x_in,
+                       float *x_out, float *logits) {
     const model *m = cb->base.model;
     const model_config *c = &m->cfg;
     const int E = c->n_embd;
-    int rc;
+    int rc, l0, l1;
+    backend_layers(&cb->base, &l0, &l1);
     if ((rc = cpu_kv_reserve(cb, e, n))) return rc;
-    for (int i = 0; i < n; i++) {
+    if (x_in) /* a later stage of a layer split: the stream so far */
+        memcpy(cb->x, x_in, (size_t)n * E * sizeof *cb->x);
+    for (int i = 0; i < n && !x_in; i++) {
         const uint8_t *row =
             (const uint8_t *)m->tok_embd.data + (size_t)e[i].token * m->tok_embd.row_bytes;
         float *xi = cb->x + (size_t)i * E;
@@ -67,7 +71,7 @@ static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *lo
             for (int d = 0; d < E; d++) xi[d] *= c->embd_scale;
     }
     cpu_rope_table(cb, e, n);
-    for (int il = 0; il < c->n_layer; il++) {
+    for (int il = l0; il < l1; il++) {
         if (cb->base.abort_fn && cb->base.abort_fn(cb->base.abort_ctx))
             return err_set(M40LLM_ERR_CANCELLED, "cpu backend: forward abandoned at layer %d", il);
         const model_layer *L = &m->layers[il];
@@ -104,6 +108,10 @@ static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *lo
         cpu_seq *s = &cb->seqs[e[i].seq];
         s->len = e[i].pos + 1; /* an earlier position truncates */
     }
+    if (l1 < c->n_layer) { /* not the last stage: the stream goes on */
+        memcpy(x_out, cb->x, (size_t)n * E * sizeof *cb->x);
+        return M40LLM_OK;
+    }
     /* final norm of the entries that want logits, packed, then the LM head */
     int n_out = 0;
     for (int i = 0; i < n; i++)
@@ -117,6 +125,16 @@ static int forward_run(cpu_backend *cb, const backend_entry *e, int n, float *lo
     for (size_t t = 0; t < (size_t)n_out * c->n_vocab; t++)
         logits[t] = cap * tanhf(logits[t] / cap);
     return M40LLM_OK;
+}
+
+/* After a call abandoned or failed part way (any part, any layer): K/V may
+ * be overwritten from each entry's position on, so every sequence of the
+ * call is cut back to its first position in it. */
+static void cut_back(cpu_backend *cb, const backend_entry *e, int n) {
+    for (int i = 0; i < n; i++) {
+        cpu_seq *s = &cb->seqs[e[i].seq];
+        if (e[i].pos < s->len) s->len = e[i].pos;
+    }
 }
 
 static int cpu_forward(backend *b, const backend_entry *e, int n, float *logits) {
@@ -133,28 +151,62 @@ static int cpu_forward(backend *b, const backend_entry *e, int n, float *logits)
     /* A sequence revisiting a position inside one batch (a rewind) must see
      * the cache as it was after the entries before it: split the batch there
      * and run the parts in order. Ordinary batches are one part. */
+    if (b->params.layer_begin || b->params.layer_end)
+        return err_set(M40LLM_ERR_INVALID_ARG, "cpu backend: a stage runs forward_stage");
     int start = 0;
     while (start < n) {
-        int end = start + 1;
-        for (; end < n; end++) {
-            int j = end - 1;
-            while (j >= start && e[j].seq != e[end].seq) j--;
-            if (j >= start && e[end].pos <= e[j].pos) break;
-        }
-        if ((rc = forward_run(cb, e + start, end - start, logits))) {
-            /* abandoned or failed part way (any part, any layer): K/V may be
-             * overwritten from each entry's position on, so every sequence of
-             * the call is cut back to its first position in it */
-            for (int i = 0; i < n; i++) {
-                cpu_seq *s = &cb->seqs[e[i].seq];
-                if (e[i].pos < s->len) s->len = e[i].pos;
-            }
+        int end = backend_batch_part(e, start, n, n);
+        if ((rc = forward_run(cb, e + start, end - start, NULL, NULL, logits))) {
+            cut_back(cb, e, n);
             return rc;
         }
         for (int i = start; i < end; i++)
             if (e[i].logits) logits += b->model->cfg.n_vocab;
         start = end;
     }
+    return M40LLM_OK;
+}
+
+/* ids[r] = the argmax of each of n_out rows (the lowest id on ties) */
+static void rows_argmax(const float *lg, int n_out, int V, int32_t *ids) {
+    for (int r = 0; r < n_out; r++) {
+        const float *l = lg + (size_t)r * V;
+        int best = 0;
+        for (int t = 1; t < V; t++)
+            if (l[t] > l[best]) best = t; /* strict: lowest id wins ties */
+        ids[r] = best;
+    }
+}
+
+static int cpu_forward_stage(backend *b, const backend_entry *e, int n, const float *x_in,
+                             float *x_out, float *logits, int32_t *ids) {
+    cpu_backend *cb = (cpu_backend *)b;
+    int rc = backend_validate_batch(b, e, n);
+    if (!rc) rc = backend_check_stage(b, e, n, x_in, x_out, logits, ids);
+    if (rc) return rc;
+    int l0, l1, n_out = 0;
+    backend_layers(b, &l0, &l1);
+    for (int i = 0; i < n; i++) n_out += e[i].logits;
+    const int V = b->model->cfg.n_vocab;
+    float *lg = logits;
+    if (l1 == b->model->cfg.n_layer && n_out && !logits) {
+        lg = malloc((size_t)n_out * V * sizeof *lg);
+        if (!lg) return err_set(M40LLM_ERR_OOM, "cpu backend: no memory for %d logits rows", n_out);
+    }
+    rc = forward_run(cb, e, n, l0 == 0 ? NULL : x_in, x_out, lg);
+    if (rc)
+        cut_back(cb, e, n);
+    else if (lg && !logits)
+        rows_argmax(lg, n_out, V, ids);
+    if (lg != logits) free(lg);
+    return rc;
+}
+
+static int cpu_seq_cut(backend *b, int seq, int len) {
+    cpu_backend *cb = (cpu_backend *)b;
+    if (seq < 0 || seq >= b->params.n_seq_max || len < 0 || len > cb->seqs[seq].len)
+        return err_set(M40LLM_ERR_INVALID_ARG, "seq_cut: sequence %d to %d positions", seq, len);
+    cb->seqs[seq].len = len;
     return M40LLM_OK;
 }
 
@@ -168,15 +220,7 @@ static int cpu_forward_argmax(backend *b, const backend_entry *e, int n, int32_t
         if (!lg) return err_set(M40LLM_ERR_OOM, "cpu backend: no memory for %d logits rows", n_out);
     }
     int rc = cpu_forward(b, e, n, lg);
-    if (rc == M40LLM_OK) {
-        for (int r = 0; r < n_out; r++) {
-            const float *l = lg + (size_t)r * V;
-            int best = 0;
-            for (int t = 1; t < V; t++)
-                if (l[t] > l[best]) best = t; /* strict: lowest id wins ties */
-            ids[r] = best;
-        }
-    }
+    if (rc == M40LLM_OK) rows_argmax(lg, n_out, V, ids);
     free(lg);
     return rc;
 }
@@ -233,6 +277,8 @@ static const backend_ops cpu_ops = {
     .seq_len = cpu_seq_len,
     .seq_set_blocks = cpu_seq_set_blocks,
     .seq_capacity = cpu_seq_capacity,
+    .forward_stage = cpu_forward_stage,
+    .seq_cut = cpu_seq_cut,
     .mem_used = cpu_mem_used,
     .destroy = cpu_destroy,
 };
@@ -349,6 +395,8 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
                        p->n_ctx, p->n_seq_max, p->n_batch_max, p->n_threads);
     if (p->kv_type != BACKEND_KV_F32 && p->kv_type != BACKEND_KV_F16)
         return err_set(M40LLM_ERR_UNSUPPORTED, "cpu backend: KV cache type %d", (int)p->kv_type);
+    int rc = backend_check_layers(m, p);
+    if (rc) return rc;
     const model_config *c = &m->cfg;
     const size_t kv_elt = p->kv_type == BACKEND_KV_F16 ? 2 : 4;
     cpu_backend *cb = calloc(1, sizeof *cb);
@@ -362,7 +410,7 @@ int backend_cpu_create(const model *m, const backend_params *p, backend **out) {
     cb->kv_elt = kv_elt;
     /* the KV sizes first: one that cannot exist is refused before the rest
      * is allocated */
-    int rc = cpu_kv_init(cb);
+    rc = cpu_kv_init(cb);
     if (!rc) rc = threadpool_create(p->n_threads, &cb->pool);
     if (rc) {
         cpu_destroy(&cb->base);

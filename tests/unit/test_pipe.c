@@ -1,0 +1,240 @@
+/* The layer split (backend_pipe.c) with CPU stages: on every architecture
+ * fixture kind (dense llama, post-norms and soft-caps, fused phi3, mixture
+ * of experts) a split into 2 and into one stage per layer gives logits
+ * bit-identical to the unsplit CPU backend, for decode, a prompt chunk, a
+ * batch mixing sequences, a batch that revisits a position, forward_argmax
+ * and the paged layout; a failing or abandoned call leaves every stage's
+ * sequences cut back alike; bad stage lists are refused; and the engine
+ * runs over a split backend with the answers of the unsplit one. */
+#include <string.h>
+
+#include "backend.h"
+#include "backend_pipe.h"
+#include "check.h"
+#include "engine/engine.h"
+#include "model.h"
+
+enum { CTX = 64, NSEQ = 3, NB = 32 };
+
+static backend_params params(bool paged) {
+    backend_params p = {.n_ctx = CTX,
+                        .n_seq_max = NSEQ,
+                        .n_batch_max = NB,
+                        .n_threads = 2,
+                        .kv_type = BACKEND_KV_F32,
+                        .paged = paged};
+    return p;
+}
+
+static backend *split(const model *m, bool paged, const int *cuts, int n) {
+    backend_stage st[BACKEND_PIPE_MAX_STAGES];
+    for (int s = 0; s < n; s++)
+        st[s] = (backend_stage){-1, s ? cuts[s - 1] : 0, s < n - 1 ? cuts[s] : m->cfg.n_layer};
+    backend_params p = params(paged);
+    backend *b = NULL;
+    int rc = backend_pipe_create(m, &p, st, n, &b);
+    CHECKF(rc == M40LLM_OK, "pipe of %d: %s", n, m40llm_last_error());
+    return b;
+}
+
+/* a fixed sequence of calls; every call's logits appended to out */
+static int script(backend *b, int V, float *out, int32_t *ids) {
+    int n_rows = 0, rc = 0;
+    if (b->params.paged) /* blocks of 16: sequence s gets blocks s*4 .. s*4+3 */
+        for (int s = 0; s < NSEQ && !rc; s++) {
+            int32_t bl[4] = {s * 4, s * 4 + 1, s * 4 + 2, s * 4 + 3};
+            rc = b->ops->seq_set_blocks(b, s, bl, 4, 0);
+        }
+    backend_entry e[NB];
+    /* a 20-token prompt chunk of sequence 0, logits on 3 rows */
+    for (int i = 0; i < 20; i++) e[i] = (backend_entry){0, i, 5 + 7 * i % 200, i % 9 == 0};
+    if (!rc) rc = backend_forward(b, e, 20, out + (size_t)n_rows * V);
+    n_rows += 3;
+    /* sequences 1 and 2 interleaved with a decode of 0 */
+    for (int i = 0; i < 8; i++) e[i] = (backend_entry){1 + i % 2, i / 2, 30 + i, true};
+    e[8] = (backend_entry){0, 20, 77, true};
+    if (!rc) rc = backend_forward(b, e, 9, out + (size_t)n_rows * V);
+    n_rows += 9;
+    /* a batch that revisits: sequence 1 at 4, 5, then back to 3 */
+    e[0] = (backend_entry){1, 4, 11, true};
+    e[1] = (backend_entry){1, 5, 12, true};
+    e[2] = (backend_entry){1, 3, 13, true};
+    e[3] = (backend_entry){2, 4, 14, true};
+    if (!rc) rc = backend_forward(b, e, 4, out + (size_t)n_rows * V);
+    n_rows += 4;
+    /* greedy ids of a decode step of all three */
+    for (int s = 0; s < NSEQ; s++) e[s] = (backend_entry){s, b->ops->seq_len(b, s), 40 + s, true};
+    if (!rc) rc = b->ops->forward_argmax(b, e, NSEQ, ids);
+    CHECKF(rc == 0, "script on %s: %s", b->ops->name, m40llm_last_error());
+    return n_rows;
+}
+
+static void same_as_unsplit(const char *rel) {
+    char path[1024];
+    check_fixture(rel, path, sizeof path);
+    model *m = NULL;
+    if (model_load(path, &m)) {
+        CHECKF(0, "%s: %s", path, m40llm_last_error());
+        return;
+    }
+    const int V = m->cfg.n_vocab, L = m->cfg.n_layer;
+    float *ref = malloc(sizeof(float) * 16 * V), *got = malloc(sizeof(float) * 16 * V);
+    int32_t rid[NSEQ], gid[NSEQ];
+    for (int paged = 0; paged < 2; paged++) {
+        backend_params p = params(paged);
+        backend *one = NULL;
+        CHECK(backend_cpu_create(m, &p, &one) == M40LLM_OK);
+        const int rows = script(one, V, ref, rid);
+        const int half[1] = {L / 2 > 0 ? L / 2 : 1};
+        int each[BACKEND_PIPE_MAX_STAGES];
+        for (int s = 0; s < L - 1; s++) each[s] = s + 1;
+        const int *cuts[2] = {half, each};
+        const int ns[2] = {2, L};
+        for (int k = 0; k < 2; k++) {
+            backend *b = split(m, paged, cuts[k], ns[k]);
+            if (!b) continue;
+            memset(got, 0, sizeof(float) * 16 * V);
+            script(b, V, got, gid);
+            CHECKF(!memcmp(ref, got, sizeof(float) * rows * V) && !memcmp(rid, gid, sizeof rid),
+                   "%s, %d stages%s: logits differ from the unsplit backend", rel, ns[k],
+                   paged ? ", paged" : "");
+            for (int s = 0; s < NSEQ; s++)
+                CHECK(b->ops->seq_len(b, s) == one->ops->seq_len(one, s));
+            CHECK(backend_pipe_stages(b, NULL) == ns[k]);
+            backend_destroy(b);
+        }
+        backend_destroy(one);
+    }
+    printf("  %-28s %d layers: 2 and %d stages = unsplit\n", rel, L, L);
+    free(ref);
+    free(got);
+    model_free(m);
+}
+
+static int g_calls;
+static bool abort_third(void *ctx) {
+    (void)ctx;
+    return ++g_calls == 2; /* at the second stage's layer */
+}
+
+/* failures leave every stage's sequences alike; bad stage lists */
+static void failures(void) {
+    char path[1024];
+    check_fixture("reference/synth-q8_0.gguf", path, sizeof path);
+    model *m = NULL;
+    if (model_load(path, &m)) return;
+    const int cut[1] = {1};
+    backend *b = split(m, false, cut, 2);
+    if (b) {
+        const backend *st[2];
+        CHECK(backend_pipe_stages(b, st) == 2);
+        backend_entry e[4];
+        for (int i = 0; i < 4; i++) e[i] = (backend_entry){0, i, 20 + i, i == 3};
+        float *lg = malloc(sizeof(float) * m->cfg.n_vocab);
+        CHECK(backend_forward(b, e, 4, lg) == M40LLM_OK && b->ops->seq_len(b, 0) == 4);
+        /* abandoned in the second stage: both stages back at position 4 */
+        for (int i = 0; i < 4; i++) e[i] = (backend_entry){0, 4 + i, 30 + i, i == 3};
+        g_calls = 0;
+        backend_set_abort(b, abort_third, NULL);
+        CHECK(backend_forward(b, e, 4, lg) == M40LLM_ERR_CANCELLED);
+        CHECKF(st[0]->ops->seq_len(st[0], 0) == 4 && st[1]->ops->seq_len(st[1], 0) == 4,
+               "after an abandoned call: lengths %d, %d", st[0]->ops->seq_len(st[0], 0),
+               st[1]->ops->seq_len(st[1], 0));
+        backend_set_abort(b, NULL, NULL);
+        CHECK(strstr(m40llm_last_error(), "stage 2 of 2") != NULL);
+        /* cut: every stage */
+        CHECK(b->ops->seq_cut(b, 0, 2) == M40LLM_OK && st[1]->ops->seq_len(st[1], 0) == 2);
+        CHECK(b->ops->seq_cut(b, 0, 3) == M40LLM_ERR_INVALID_ARG);
+        /* a bad batch is refused before any stage runs */
+        e[0] = (backend_entry){0, 9, 1, true};
+        CHECK(backend_forward(b, e, 1, lg) == M40LLM_ERR_INVALID_ARG);
+        CHECK(st[0]->ops->seq_len(st[0], 0) == 2 && st[1]->ops->seq_len(st[1], 0) == 2);
+        free(lg);
+        backend_destroy(b);
+    }
+    /* stage lists that do not cover the layers in order */
+    backend_params p = params(false);
+    const backend_stage gap[2] = {{-1, 0, 1}, {-1, 1, 1}}, late[1] = {{-1, 1, 2}},
+                        mixed[2] = {{-1, 0, 1}, {0, 1, 2}}, short1[1] = {{-1, 0, 1}};
+    const backend_stage *bad[4] = {gap, late, mixed, short1};
+    const int nbad[4] = {2, 1, 2, 1};
+    for (int i = 0; i < 4; i++) {
+        b = NULL;
+        CHECKF(backend_pipe_create(m, &p, bad[i], nbad[i], &b) == M40LLM_ERR_INVALID_ARG && !b,
+               "bad stage list %d refused", i);
+    }
+    /* a stage's own checks: forward on a stage, stage calls without buffers */
+    p.layer_begin = 1;
+    p.layer_end = 2;
+    CHECK(backend_cpu_create(m, &p, &b) == M40LLM_OK);
+    if (b) {
+        backend_entry e = {0, 0, 3, true};
+        float lg[1];
+        CHECK(backend_forward(b, &e, 1, lg) == M40LLM_ERR_INVALID_ARG);
+        CHECK(b->ops->forward_stage(b, &e, 1, NULL, NULL, NULL, NULL) == M40LLM_ERR_INVALID_ARG);
+        backend_destroy(b);
+    }
+    p.layer_end = 5;
+    CHECK(backend_cpu_create(m, &p, &b) == M40LLM_ERR_INVALID_ARG);
+    model_free(m);
+}
+
+/* the engine over a split backend: greedy answers of the unsplit one */
+static void engine_over_split(void) {
+    char path[1024];
+    check_fixture("arch/qwen3moe-q8_0.gguf", path, sizeof path);
+    char out[2][4][64];
+    for (int k = 0; k < 2; k++) {
+        model *m = NULL;
+        m40llm_model *mm = NULL;
+        if (model_load(path, &m) || engine_model_wrap(m, path, &mm)) {
+            CHECKF(0, "%s: %s", path, m40llm_last_error());
+            return;
+        }
+        backend_params p = params(true);
+        p.n_batch_max = 64;
+        p.n_seq_max = 4;
+        backend *b = NULL;
+        const backend_stage st[2] = {{-1, 0, 1}, {-1, 1, m->cfg.n_layer}};
+        int rc = k ? backend_pipe_create(m, &p, st, 2, &b) : backend_cpu_create(m, &p, &b);
+        m40llm_engine *e = NULL;
+        if (!rc) rc = engine_create_on(mm, b, NULL, &e);
+        CHECKF(rc == M40LLM_OK, "engine %d: %s", k, m40llm_last_error());
+        m40llm_request_params rp[4];
+        int32_t prompts[4][10];
+        m40llm_request *r[4];
+        for (int i = 0; i < 4; i++) {
+            for (int t = 0; t < 10; t++) prompts[i][t] = 260 + (i * 37 + t * 11) % 200;
+            m40llm_request_default_params(&rp[i]);
+            rp[i].prompt = prompts[i];
+            rp[i].n_prompt = 10;
+            rp[i].sampling.temperature = 0;
+            rp[i].max_tokens = 8;
+            rp[i].ignore_eos = 1;
+        }
+        if (!rc) rc = m40llm_submit_many(e, rp, 4, r);
+        for (int i = 0; i < 4 && !rc; i++) {
+            m40llm_request_wait(r[i], 60000);
+            size_t n = 0;
+            char *t = m40llm_request_text(r[i], &n);
+            snprintf(out[k][i], sizeof out[k][i], "%.*s", (int)n, t ? t : "");
+            free(t);
+            m40llm_request_free(r[i]);
+        }
+        m40llm_engine_free(e);
+        m40llm_model_free(mm);
+    }
+    for (int i = 0; i < 4; i++)
+        CHECKF(!strcmp(out[0][i], out[1][i]), "engine request %d: split '%s' vs '%s'", i, out[1][i],
+               out[0][i]);
+}
+
+int main(void) {
+    static const char *const cases[] = {"reference/synth-q8_0.gguf", "arch/gemma2-q8_0.gguf",
+                                        "arch/phi3-q8_0.gguf", "arch/qwen3moe-q8_0.gguf",
+                                        "arch/mixtral-f32.gguf"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) same_as_unsplit(cases[i]);
+    failures();
+    engine_over_split();
+    return check_summary("test_pipe");
+}
