@@ -55,6 +55,7 @@ static void cuda_destroy(backend *b) {
     if (cb->h_in) cudaFreeHost(cb->h_in);
     if (cb->h_ids) cudaFreeHost(cb->h_ids);
     if (cb->h_logits) cudaFreeHost(cb->h_logits);
+    if (cb->h_x) cudaFreeHost(cb->h_x);
     free(cb->allocs);
     free(cb->layers);
     free(cb->seq_len);
@@ -175,8 +176,9 @@ static int upload_weights(cuda_backend *cb) {
     const model *m = cb->base.model;
     const model_config *c = &m->cfg;
     uploader u = {cb, NULL, 0};
-    size_t big = max_sz(m->tok_embd.nbytes, m->output.nbytes);
-    for (int l = 0; l < c->n_layer; l++) {
+    size_t big =
+        max_sz(cb->first || cb->last ? m->tok_embd.nbytes : 0, cb->last ? m->output.nbytes : 0);
+    for (int l = cb->l0; l < cb->l1; l++) {
         const model_layer *L = &m->layers[l];
         const model_tensor *ts[] = {&L->wq,        &L->wk,      &L->wv,       &L->wo,
                                     &L->w_gate,    &L->w_up,    &L->w_down,   &L->router,
@@ -185,14 +187,16 @@ static int upload_weights(cuda_backend *cb) {
     }
     int rc = cb_alloc(cb, big, "weight staging", &u.staging);
     if (rc) return rc;
-    rc = up_one(&u, &cb->tok_embd, &m->tok_embd);
-    if (!rc && !m->tied_output) rc = up_one(&u, &cb->output, &m->output);
-    if (!rc && m->tied_output) cb->output = cb->tok_embd;
+    /* a stage holds the embedding when it embeds (or its output is tied
+     * to it) and the head when it is the last */
+    if (cb->first || (cb->last && m->tied_output)) rc = up_one(&u, &cb->tok_embd, &m->tok_embd);
+    if (!rc && cb->last && !m->tied_output) rc = up_one(&u, &cb->output, &m->output);
+    if (!rc && cb->last && m->tied_output) cb->output = cb->tok_embd;
     const float off = c->norm_w_offset;
-    if (!rc) rc = up_vec(&u, &cb->output_norm, &m->output_norm, off);
+    if (!rc && cb->last) rc = up_vec(&u, &cb->output_norm, &m->output_norm, off);
     const model_tensor *factors = model_rope_factors(m, cb->base.params.n_ctx);
     if (!rc && factors) rc = up_vec(&u, &cb->rope_freqs, factors, 0.0f);
-    for (int l = 0; l < c->n_layer && !rc; l++) {
+    for (int l = cb->l0; l < cb->l1 && !rc; l++) {
         const model_layer *L = &m->layers[l];
         cuda_layer *G = &cb->layers[l];
         G->qkv_fused = L->wq.type == L->wk.type && L->wq.type == L->wv.type;
@@ -272,17 +276,19 @@ static int alloc_kv(cuda_backend *cb) {
     if (cb->n_pages == 0) {
         size_t fr = 0, tot = 0;
         CUDA_TRY(cudaMemGetInfo(&fr, &tot));
-        double n = floor((double)fr * p->kv_fraction / ((double)page_bytes * 2 * c->n_layer));
+        const int nl = cb->l1 - cb->l0; /* a stage holds its layers' K and V only */
+        double n = floor((double)fr * p->kv_fraction / ((double)page_bytes * 2 * nl));
         if (n < 1)
             return err_set(M40LLM_ERR_OOM,
                            "KV pool: kv_fraction %g of the %zu bytes free holds no block of %zu "
                            "bytes",
-                           p->kv_fraction, fr, page_bytes * 2 * c->n_layer);
+                           p->kv_fraction, fr, page_bytes * 2 * nl);
         cb->n_pages = n > INT32_MAX ? INT32_MAX : (int)n;
     }
     p->n_kv_blocks = cb->n_pages;
     cb->kv_layer_bytes = (size_t)cb->n_pages * page_bytes;
-    return cb_alloc(cb, cb->kv_layer_bytes * 2 * c->n_layer, "the KV cache", (void **)&cb->kv);
+    return cb_alloc(cb, cb->kv_layer_bytes * 2 * (size_t)(cb->l1 - cb->l0), "the KV cache",
+                    (void **)&cb->kv);
 }
 
 /* The mixture-of-experts step buffers: B entries x k slots. */
@@ -353,7 +359,7 @@ static int alloc_buffers(cuda_backend *cb) {
         {(void **)&cb->att, B * cb->nq * 4, "activations"},
         {(void **)&cb->h, B * c->n_ff * 4, "activations"},
         {(void **)&cb->xo, B * c->n_embd * 4, "activations"},
-        {(void **)&cb->logits, B * c->n_vocab * 4, "logits"},
+        {(void **)&cb->logits, (cb->last ? B : 1) * c->n_vocab * 4, "logits"},
         {(void **)&cb->partial, (part > part_dec ? part : part_dec) * 4, "attention splits"},
         {(void **)&cb->att_count, (cnt > cnt_dec ? cnt : cnt_dec) * 4, "attention splits"},
         {(void **)&cb->d_in, 4 * B * 4, "batch indices"},
@@ -368,8 +374,8 @@ static int alloc_buffers(cuda_backend *cb) {
     if (c->n_expert > 0 && (rc = alloc_moe(cb))) return rc;
     if (p->n_batch_max > M40_GEMV_MAX_B && cb->cublas) { /* prefill GEMM path */
         if ((rc = cb_alloc(cb, B * 2 * c->n_ff * 4, "activations", (void **)&cb->gu))) return rc;
-        size_t ws = dense_bytes(&cb->output, cb->gemm_f16);
-        for (int l = 0; l < c->n_layer; l++) {
+        size_t ws = cb->last ? dense_bytes(&cb->output, cb->gemm_f16) : 0;
+        for (int l = cb->l0; l < cb->l1; l++) {
             const cuda_layer *G = &cb->layers[l];
             const gpu_matrix *ms[] = {&G->wqkv, &G->wq,     &G->wk,   &G->wv,
                                       &G->wo,   &G->w_gate, &G->w_up, &G->w_down};
@@ -386,6 +392,10 @@ static int alloc_buffers(cuda_backend *cb) {
     CUDA_TRY(
         cudaMallocHost((void **)&cb->h_logits,
                        (B < (size_t)M40_GEMV_MAX_B ? B : (size_t)M40_GEMV_MAX_B) * c->n_vocab * 4));
+    if (!cb->first || !cb->last) { /* zeros: the warm-up runs on them */
+        CUDA_TRY(cudaMallocHost((void **)&cb->h_x, B * c->n_embd * sizeof(float)));
+        memset(cb->h_x, 0, B * c->n_embd * sizeof(float));
+    }
     /* the KV pool last: kv_fraction sizes it from what everything else left */
     return alloc_kv(cb);
 }
@@ -440,13 +450,20 @@ static uint64_t cuda_mem_used(const backend *b) {
     return ((const cuda_backend *)b)->mem;
 }
 
-static int cuda_run(backend *b, const backend_entry *e, int n, float *logits, int32_t *ids) {
+/* forward, forward_argmax and forward_stage: the batch in parts (each as
+ * one step); stage: x_in / x_out rows of a layer split's stage, or the
+ * warm-up (its stream rows then absent: the step runs on whatever its
+ * buffers hold, and writes nothing back). */
+static int cuda_run(backend *b, const backend_entry *e, int n, const float *x_in, float *x_out,
+                    float *logits, int32_t *ids, bool stage) {
     cuda_backend *cb = (cuda_backend *)b;
     int rc = backend_validate_batch(b, e, n);
     if (rc) return rc;
+    if (!stage && (!cb->first || !cb->last))
+        return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: a stage runs forward_stage");
     int n_out = 0;
     for (int i = 0; i < n; i++) n_out += e[i].logits;
-    if (n_out && !logits && !ids)
+    if (cb->last && n_out && !logits && !ids)
         return err_set(M40LLM_ERR_INVALID_ARG,
                        "cuda backend: %d entries want logits but the output buffer is NULL", n_out);
     CUDA_TRY(cudaSetDevice(cb->device));
@@ -454,18 +471,19 @@ static int cuda_run(backend *b, const backend_entry *e, int n, float *logits, in
      * it was after the entries before it: run such a batch in parts; without
      * cuBLAS (no GEMM path) a part is at most what the GEMV kernels take */
     const int part_max = cb->cublas ? n : M40_GEMV_MAX_B;
+    const size_t E = (size_t)b->model->cfg.n_embd;
     int start = 0;
     while (start < n) {
-        int end = start + 1;
-        for (; end < n && end - start < part_max; end++) {
-            int j = end - 1;
-            while (j >= start && e[j].seq != e[end].seq) j--;
-            if (j >= start && e[end].pos <= e[j].pos) break;
-        }
-        if ((rc = cuda_forward_part(cb, e + start, end - start, logits, ids))) return rc;
+        const int end = backend_batch_part(e, start, n, part_max);
+        if (cb->first && cb->last)
+            rc = cuda_forward_part(cb, e + start, end - start, logits, ids);
+        else
+            rc = cuda_forward_stage_part(cb, e + start, end - start, x_in ? x_in + start * E : NULL,
+                                         x_out ? x_out + start * E : NULL, logits, ids);
+        if (rc) return rc;
         for (int i = start; i < end; i++) {
             cb->seq_len[e[i].seq] = e[i].pos + 1;
-            if (e[i].logits) {
+            if (e[i].logits && cb->last) {
                 if (logits) logits += b->model->cfg.n_vocab;
                 if (ids) ids++;
             }
@@ -476,11 +494,25 @@ static int cuda_run(backend *b, const backend_entry *e, int n, float *logits, in
 }
 
 static int cuda_forward(backend *b, const backend_entry *e, int n, float *logits) {
-    return cuda_run(b, e, n, logits, NULL);
+    return cuda_run(b, e, n, NULL, NULL, logits, NULL, false);
 }
 
 static int cuda_forward_argmax(backend *b, const backend_entry *e, int n, int32_t *ids) {
-    return cuda_run(b, e, n, NULL, ids);
+    return cuda_run(b, e, n, NULL, NULL, NULL, ids, false);
+}
+
+static int cuda_forward_stage(backend *b, const backend_entry *e, int n, const float *x_in,
+                              float *x_out, float *logits, int32_t *ids) {
+    int rc = backend_check_stage(b, e, n, x_in, x_out, logits, ids);
+    return rc ? rc : cuda_run(b, e, n, x_in, x_out, logits, ids, true);
+}
+
+static int cuda_seq_cut(backend *b, int seq, int len) {
+    cuda_backend *cb = (cuda_backend *)b;
+    if (seq < 0 || seq >= b->params.n_seq_max || len < 0 || len > cb->seq_len[seq])
+        return err_set(M40LLM_ERR_INVALID_ARG, "seq_cut: sequence %d to %d positions", seq, len);
+    cb->seq_len[seq] = len;
+    return M40LLM_OK;
 }
 
 static const backend_ops cuda_ops = {
@@ -491,6 +523,8 @@ static const backend_ops cuda_ops = {
     .seq_len = cuda_seq_len,
     .seq_set_blocks = cuda_seq_set_blocks,
     .seq_capacity = cuda_seq_capacity,
+    .forward_stage = cuda_forward_stage,
+    .seq_cut = cuda_seq_cut,
     .mem_used = cuda_mem_used,
     .destroy = cuda_destroy,
 };
@@ -554,7 +588,7 @@ static int warm_up(cuda_backend *cb) {
     backend_entry *e = rc ? NULL : calloc((size_t)n, sizeof *e);
     if (!rc && !e) rc = err_set(M40LLM_ERR_OOM, "out of host memory");
     for (int i = 0; i < n && e; i++) e[i] = (backend_entry){0, i, 0, false};
-    if (e) rc = cuda_run(&cb->base, e, n, NULL, NULL);
+    if (e) rc = cuda_run(&cb->base, e, n, NULL, NULL, NULL, NULL, true);
     free(e);
     cb->seq_len[0] = 0;
     cb->seq_pages[0] = 0;
@@ -610,7 +644,8 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
                        model_feature_name(bit));
     }
     int shift = 0, n_pages = 0;
-    int rc = kv_sizes(m, p, &shift, &n_pages);
+    int rc = backend_check_layers(m, p);
+    if (!rc) rc = kv_sizes(m, p, &shift, &n_pages);
     if (rc) return rc;
     cuda_backend *cb = calloc(1, sizeof *cb);
     if (!cb) return err_set(M40LLM_ERR_OOM, "out of host memory");
@@ -627,6 +662,9 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
         free(cb);
         return rc;
     }
+    backend_layers(&cb->base, &cb->l0, &cb->l1);
+    cb->first = cb->l0 == 0;
+    cb->last = cb->l1 == c->n_layer;
     cb->layers = calloc((size_t)c->n_layer, sizeof *cb->layers);
     cb->seq_len = calloc((size_t)p->n_seq_max, sizeof(int));
     cb->seq_pages = calloc((size_t)p->n_seq_max, sizeof(int));

@@ -65,8 +65,9 @@ static qkv_out layer_qkv(cuda_backend *cb, int l) {
     const cuda_layer *L = &cb->layers[l];
     qkv_out o;
     memset(&o, 0, sizeof o);
-    o.kv.k = cb->kv + (size_t)l * 2 * cb->kv_layer_bytes;
-    o.kv.v = cb->kv + ((size_t)l * 2 + 1) * cb->kv_layer_bytes;
+    const size_t lk = (size_t)(l - cb->l0); /* a stage holds its own layers' K and V */
+    o.kv.k = cb->kv + lk * 2 * cb->kv_layer_bytes;
+    o.kv.v = cb->kv + (lk * 2 + 1) * cb->kv_layer_bytes;
     o.kv.page_table = cb->page_table;
     o.kv.pages_per_seq = cb->pages_per_seq;
     o.kv.n_kv = c->n_head_kv;
@@ -361,10 +362,17 @@ static int block_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
     const model_config *c = &cb->base.model->cfg;
     const int E = c->n_embd, B = cb->base.params.n_batch_max, V = c->n_vocab;
     const step s = {cb, n, n <= M40_GEMV_MAX_B};
-    int rc = PROF(cb, PG_EMBD, launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st));
-    if (!rc && c->embd_scale != 1.0f)
-        rc = PROF(cb, PG_ELEM, launch_scale(cb->x, E, n, E, c->embd_scale, cb->st));
-    for (int l = 0; l < c->n_layer && !rc; l++) {
+    int rc = M40LLM_OK;
+    if (cb->first) {
+        rc = PROF(cb, PG_EMBD, launch_get_rows(&cb->tok_embd, cb->d_in, n, cb->x, cb->st));
+        if (!rc && c->embd_scale != 1.0f)
+            rc = PROF(cb, PG_ELEM, launch_scale(cb->x, E, n, E, c->embd_scale, cb->st));
+    } else { /* a later stage: the stream so far, from the pinned rows */
+        cudaError_t ce = cudaMemcpyAsync(cb->x, cb->h_x, (size_t)n * E * sizeof(float),
+                                         cudaMemcpyHostToDevice, cb->st);
+        if (ce != cudaSuccess) rc = cuda_fail(ce, "stage input copy", __FILE__, __LINE__);
+    }
+    for (int l = cb->l0; l < cb->l1 && !rc; l++) {
         const cuda_layer *L = &cb->layers[l];
         const qkv_out o = layer_qkv(cb, l);
         proj_in in;
@@ -379,6 +387,11 @@ static int block_kernels(cuda_backend *cb, int n, int n_out, int argmax) {
         if (!rc) rc = proj_input(&s, cb->x, E, E, L->ffn_norm, &in);
         if (!rc) rc = proj_glu(&s, &in, L, &in);
         if (!rc) rc = proj_residual(&s, &in, &L->w_down, NULL, L->post_ffn_norm);
+    }
+    if (!rc && !cb->last) { /* the stream goes on to the next stage */
+        cudaError_t ce = cudaMemcpyAsync(cb->h_x, cb->x, (size_t)n * E * sizeof(float),
+                                         cudaMemcpyDeviceToHost, cb->st);
+        if (ce != cudaSuccess) rc = cuda_fail(ce, "stage output copy", __FILE__, __LINE__);
     }
     if (rc || n_out == 0) return rc;
     /* the LM head over the rows that want logits (as a GEMV for up to 8) */
@@ -432,18 +445,25 @@ static int graph_replay(cuda_backend *cb, int n, int n_out, int argmax) {
 
 int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *logits,
                       int32_t *ids) {
+    return cuda_forward_stage_part(cb, e, n, NULL, NULL, logits, ids);
+}
+
+int cuda_forward_stage_part(cuda_backend *cb, const backend_entry *e, int n, const float *x_in,
+                            float *x_out, float *logits, int32_t *ids) {
     const int B = cb->base.params.n_batch_max, V = cb->base.model->cfg.n_vocab;
+    const size_t xbytes = (size_t)n * cb->base.model->cfg.n_embd * sizeof(float);
     int n_out = 0;
     for (int i = 0; i < n; i++) {
         cb->h_in[i] = e[i].token;
         cb->h_in[B + i] = e[i].seq;
         cb->h_in[2 * B + i] = e[i].pos;
-        if (e[i].logits) cb->h_in[3 * B + n_out++] = i;
+        if (e[i].logits && cb->last) cb->h_in[3 * B + n_out++] = i; /* only the last has a head */
     }
+    if (!cb->first && x_in) memcpy(cb->h_x, x_in, xbytes); /* (the step copies it in) */
     /* one copy of the four index arrays (pinned), ordered before the kernels */
     CUDA_TRY(cudaMemcpyAsync(cb->d_in, cb->h_in, (size_t)4 * B * sizeof(int32_t),
                              cudaMemcpyHostToDevice, cb->st));
-    int argmax = ids != NULL;
+    int argmax = ids != NULL && cb->last;
     int rc;
     /* attention launches only the splits up to the longest entry; a replayed
      * graph covers a power-of-two number of splits, so it is re-captured
@@ -479,6 +499,7 @@ int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *lo
                                  cb->st));
     }
     CUDA_TRY(cudaStreamSynchronize(cb->st)); /* kernel faults surface here */
+    if (!cb->last && x_out) memcpy(x_out, cb->h_x, xbytes);
     if (n_out && argmax)
         memcpy(ids, cb->h_ids, (size_t)n_out * sizeof(int32_t));
     else if (n_out && logits && n_out <= M40_GEMV_MAX_B)

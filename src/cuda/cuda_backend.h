@@ -47,7 +47,9 @@ typedef struct cuda_backend {
     int device;
     cudaStream_t st; /* the context's decode stream */
     void *cublas;
-    cuda_layer *layers;          /* [n_layer] */
+    cuda_layer *layers;          /* [n_layer]; a stage fills only its own */
+    int l0, l1;                  /* the layers it runs: [l0, l1) (all, or a stage's) */
+    bool first, last;            /* it embeds the tokens / has the output head */
     gpu_matrix tok_embd, output; /* output aliases tok_embd when tied */
     float *output_norm;          /* [n_embd] */
     float *rope_freqs;           /* [n_rot / 2] frequency divisors, or NULL */
@@ -106,6 +108,8 @@ typedef struct cuda_backend {
     int32_t *h_ids;      /* pinned host [B] */
     float *h_logits;     /* pinned host [min(B, M40_GEMV_MAX_B)][n_vocab]: logits of a batch part
                           * that asks for at most that many rows */
+    float *h_x;          /* pinned host [B][n_embd]: a stage's stream in (not first) and out
+                          * (not last), copied inside the step (graphs too) */
     int gemm_f16;        /* prefill GEMM operands in f16 (tensor cores) or f32 */
     int att_max_pos;     /* of the batch part being run: bounds the attention grid */
     int use_graphs;
@@ -130,5 +134,9 @@ void cuda_profile_report(const cuda_backend *cb);
 
 /* backend_cuda_fwd.c: one batch part (no position revisited), inputs already in h_in */
 int cuda_forward_part(cuda_backend *cb, const backend_entry *e, int n, float *logits, int32_t *ids);
+/* the same for a stage of a layer split: x_in (not first) and x_out (not
+ * last) are [n][n_embd] host rows */
+int cuda_forward_stage_part(cuda_backend *cb, const backend_entry *e, int n, const float *x_in,
+                            float *x_out, float *logits, int32_t *ids);
 
 #endif

@@ -13,8 +13,7 @@
 #include "check.h"
 #include "engine/engine.h"
 #include "model.h"
-
-enum { CTX = 64, NSEQ = 3, NB = 32 };
+#include "pipe_script.h"
 
 static backend_params params(bool paged) {
     backend_params p = {.n_ctx = CTX,
@@ -35,38 +34,6 @@ static backend *split(const model *m, bool paged, const int *cuts, int n) {
     int rc = backend_pipe_create(m, &p, st, n, &b);
     CHECKF(rc == M40LLM_OK, "pipe of %d: %s", n, m40llm_last_error());
     return b;
-}
-
-/* a fixed sequence of calls; every call's logits appended to out */
-static int script(backend *b, int V, float *out, int32_t *ids) {
-    int n_rows = 0, rc = 0;
-    if (b->params.paged) /* blocks of 16: sequence s gets blocks s*4 .. s*4+3 */
-        for (int s = 0; s < NSEQ && !rc; s++) {
-            int32_t bl[4] = {s * 4, s * 4 + 1, s * 4 + 2, s * 4 + 3};
-            rc = b->ops->seq_set_blocks(b, s, bl, 4, 0);
-        }
-    backend_entry e[NB];
-    /* a 20-token prompt chunk of sequence 0, logits on 3 rows */
-    for (int i = 0; i < 20; i++) e[i] = (backend_entry){0, i, 5 + 7 * i % 200, i % 9 == 0};
-    if (!rc) rc = backend_forward(b, e, 20, out + (size_t)n_rows * V);
-    n_rows += 3;
-    /* sequences 1 and 2 interleaved with a decode of 0 */
-    for (int i = 0; i < 8; i++) e[i] = (backend_entry){1 + i % 2, i / 2, 30 + i, true};
-    e[8] = (backend_entry){0, 20, 77, true};
-    if (!rc) rc = backend_forward(b, e, 9, out + (size_t)n_rows * V);
-    n_rows += 9;
-    /* a batch that revisits: sequence 1 at 4, 5, then back to 3 */
-    e[0] = (backend_entry){1, 4, 11, true};
-    e[1] = (backend_entry){1, 5, 12, true};
-    e[2] = (backend_entry){1, 3, 13, true};
-    e[3] = (backend_entry){2, 4, 14, true};
-    if (!rc) rc = backend_forward(b, e, 4, out + (size_t)n_rows * V);
-    n_rows += 4;
-    /* greedy ids of a decode step of all three */
-    for (int s = 0; s < NSEQ; s++) e[s] = (backend_entry){s, b->ops->seq_len(b, s), 40 + s, true};
-    if (!rc) rc = b->ops->forward_argmax(b, e, NSEQ, ids);
-    CHECKF(rc == 0, "script on %s: %s", b->ops->name, m40llm_last_error());
-    return n_rows;
 }
 
 static void same_as_unsplit(const char *rel) {
