@@ -298,6 +298,13 @@ static int alloc_moe(cuda_backend *cb) {
     const size_t P = B * (size_t)c->n_expert_used, F = (size_t)c->n_ff_exp;
     if (P > INT32_MAX / 2)
         return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: %zu expert pairs in a batch", P);
+    if (c->n_expert > 1024 || c->n_expert_used > 64) /* the routing kernel's bounds */
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "cuda backend: %d experts, %d per token (at most 1024 and 64)", c->n_expert,
+                       c->n_expert_used);
+    bool mixed = false; /* gate and up of different types need a buffer for the gate */
+    for (int l = cb->l0; l < cb->l1; l++)
+        mixed |= cb->layers[l].moe && cb->layers[l].gate_exps.type != cb->layers[l].up_exps.type;
     const int items = moe_max_items((int)P, c->n_expert, 8);
     struct {
         void **dst;
@@ -309,7 +316,7 @@ static int alloc_moe(cuda_backend *cb) {
         {(void **)&cb->moe_order, P * 4},
         {(void **)&cb->moe_items, (size_t)items * sizeof(moe_item)},
         {(void **)&cb->moe_nitems, 4},
-        {(void **)&cb->moe_g, P * F * 4},
+        {(void **)&cb->moe_g, (mixed ? P : 1) * F * 4},
         {(void **)&cb->moe_h, P * F * 4},
         {(void **)&cb->moe_d, P * (size_t)c->n_embd * 4},
     };
