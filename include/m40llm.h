@@ -193,6 +193,10 @@ typedef struct m40llm_engine_params {
     double kv_fraction;     /* GPU: fraction of the memory left after the weights;
                              * 0: 0.9. CPU without kv_bytes: room for every sequence */
     int no_prefix_cache;    /* 1: do not reuse KV blocks across requests */
+    /* several GPUs (device auto or cuda): the layers split over these cards */
+    const char *gpus;         /* "0,1" or "all"; NULL: the one card of device */
+    const char *split;        /* "layer" (NULL); "row" is not implemented yet */
+    const char *tensor_split; /* "3,1": each card's share of the layers; NULL: free memory */
 } m40llm_engine_params;
 void m40llm_engine_default_params(m40llm_engine_params *p);
 

@@ -82,6 +82,9 @@ typedef struct backend_params {
     bool gpu_moe;    /* run mixture-of-experts models on the GPU (moe.cu): off until its
                       * kernels have passed the GPU suite on a device; such a model is
                       * refused by name without it */
+    bool gpu_split;  /* a layer split over several cards (backend_open.c): off until it has
+                      * passed the GPU suite on a device */
+    bool dup_gpus;   /* a card may be named twice in --gpus (tests: two stages on one card) */
 } backend_params;
 
 /* Fills the developer switches of p from the environment:
@@ -90,6 +93,8 @@ typedef struct backend_params {
  *   M40LLM_PROFILE=1              profile
  *   M40LLM_GEMV=auto|warp|staged|persist   gemv_kernel
  *   M40LLM_GPU_MOE=1              gpu_moe
+ *   M40LLM_GPU_SPLIT=1            gpu_split
+ *   M40LLM_DUP_GPUS=1             dup_gpus
  * Unset or unknown values leave the field as it is. */
 void backend_params_env(backend_params *p);
 /* "auto", "warp", "staged", "persist" -> 0..3 (the CUDA module's

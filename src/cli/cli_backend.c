@@ -10,7 +10,10 @@
 
 #include "cli.h"
 #include "err.h"
+#include "backend_pipe.h"
+#include "backend_split.h"
 #include "gpu_diag.h"
+#include "m40llm.h"
 #include "store/store.h"
 
 int cli_resolve_model(const char *name, char *path, size_t size) {
@@ -48,9 +51,52 @@ static uint64_t model_gpu_bytes(const model *m, const backend_params *p) {
     return m->weight_bytes + kv;
 }
 
-int cli_create_backend(const model *m, const char *device, backend_params *p, backend **out) {
+int cli_gpu_option(const char *cmd, const char *a, const char *v, backend_gpus *g) {
+    const char **slot = !strcmp(a, "--gpus")           ? &g->list
+                        : !strcmp(a, "--split")        ? &g->split
+                        : !strcmp(a, "--tensor-split") ? &g->tensor_split
+                                                       : NULL;
+    if (!slot) return 0;
+    if (!v || !*v) {
+        fprintf(stderr, "m40-llm %s: %s needs a value\n", cmd, a);
+        return -1;
+    }
+    *slot = v;
+    const backend_gpus only = {slot == &g->list ? v : "0", slot == &g->split ? v : NULL, NULL};
+    if (backend_gpus_check(&only)) {
+        fprintf(stderr, "m40-llm %s: %s\n", cmd, m40llm_last_error());
+        return -1;
+    }
+    return 1;
+}
+
+/* each card's share of a split: layers, weight bytes, KV blocks */
+static void print_shares(const model *m, const backend *b) {
+    const backend *st[BACKEND_PIPE_MAX_STAGES];
+    const int n = backend_pipe_stages(b, st);
+    for (int i = 0; i < n; i++) {
+        const backend_params *sp = &st[i]->params;
+        fprintf(stderr,
+                "m40-llm: GPU %d: layers %d..%d of %d, %.2f GB of weights, %d KV blocks of %d "
+                "positions\n",
+                sp->device, sp->layer_begin, sp->layer_end - 1, m->cfg.n_layer,
+                backend_stage_weight_bytes(m, sp->layer_begin, sp->layer_end) / 1e9,
+                sp->n_kv_blocks, sp->kv_block);
+    }
+}
+
+int cli_create_backend(const model *m, const char *device, const backend_gpus *g, backend_params *p,
+                       backend **out) {
     *out = NULL;
-    backend_params_env(p); /* the developer switches (backend.h) */
+    backend_params_env(p);                               /* the developer switches (backend.h) */
+    if (g && (g->list || g->split || g->tensor_split)) { /* named cards: no CPU fallback */
+        if (device && strcmp(device, "auto") && strcmp(device, "cuda"))
+            return err_set(M40LLM_ERR_INVALID_ARG, "--device %s with --gpus: the cards are GPUs",
+                           device);
+        int rc = backend_create_gpus(m, p, g, out);
+        if (!rc) print_shares(m, *out);
+        return rc;
+    }
     bool want_cpu = device && !strcmp(device, "cpu");
     bool explicit_cuda = device && !strncmp(device, "cuda", 4);
     if (!want_cpu) {
@@ -89,7 +135,8 @@ void cli_warn_ctx(const model *m, long n_ctx) {
                 n_ctx, m->cfg.n_ctx_train, m->cfg.n_ctx_train);
 }
 
-int cli_open(const char *name, const char *device, backend_params *p, model **m, backend **b) {
+int cli_open(const char *name, const char *device, const backend_gpus *g, backend_params *p,
+             model **m, backend **b) {
     char path[1024];
     *m = NULL;
     *b = NULL;
@@ -97,7 +144,7 @@ int cli_open(const char *name, const char *device, backend_params *p, model **m,
     if (rc) return cli_fail("model", rc);
     rc = model_load(path, m);
     if (rc) return cli_fail("loading model", rc);
-    rc = cli_create_backend(*m, device, p, b);
+    rc = cli_create_backend(*m, device, g, p, b);
     if (rc) {
         model_free(*m);
         *m = NULL;

@@ -134,6 +134,7 @@ static double n_params(const model *m) {
 static int usage(FILE *f) {
     fprintf(f, "usage: m40-llm bench MODEL [-p 512] [-n 128] [-r 3] [--threads N] "
                "[--device cpu|cuda[:N]] [--ctx N] [--kv f32|f16] [--json]\n"
+               "       [--gpus LIST [--split layer] [--tensor-split L]]\n"
                "       m40-llm bench MODEL --batch 1,8,32,64 [-p 128] [-n 128] ... (engine-level "
                "batched decode; --batch --help)\n");
     return f == stdout ? 0 : 2;
@@ -188,6 +189,8 @@ static void print_json(const model *m, const char *path, const backend *b, bench
 int cmd_bench(int argc, char **argv) {
     if (bench_wants_batch(argc, argv)) return cmd_bench_batch(argc, argv);
     const char *model_name = NULL, *device = NULL;
+    backend_gpus gpus = {0};
+    int gi;
     long pp = 512, tg = 128, reps = 3, threads = cli_default_threads(), ctx = 0;
     bool json = false, kv16 = false;
     for (int i = 1; i < argc; i++) {
@@ -203,6 +206,9 @@ int cmd_bench(int argc, char **argv) {
         } else if (dst) {
             long lo = dst == &reps || dst == &threads ? 1 : 0;
             if ((*dst = cli_parse_long(a, v, lo, 1 << 20)) < 0) return 2;
+            i++;
+        } else if ((gi = cli_gpu_option("bench", a, v, &gpus)) != 0) {
+            if (gi < 0) return 2;
             i++;
         } else if (!strcmp(a, "--device")) {
             if (!v || cli_check_device(v)) return 2;
@@ -254,7 +260,7 @@ int cmd_bench(int argc, char **argv) {
     if (rc) return cli_fail("model", rc);
     model *m = NULL;
     backend *b = NULL;
-    if (cli_open(path, device, &p, &m, &b)) return 1;
+    if (cli_open(path, device, &gpus, &p, &m, &b)) return 1;
     if (ctx_given) cli_warn_ctx(m, ctx);
     const int V = m->cfg.n_vocab;
     float *logits = malloc((size_t)V * sizeof(float));

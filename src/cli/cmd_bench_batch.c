@@ -229,7 +229,8 @@ static bb_fig fig(const bb_rep *reps, int n, size_t off) {
 static int usage(FILE *f) {
     fprintf(f, "usage: m40-llm bench MODEL --batch 1,8,32,64 [-p 128] [-n 128] [-r 3] "
                "[--threads N] [--device cpu|cuda[:N]] [--ctx N] [--kv f16|f32] "
-               "[--max-batch-tokens N] [--json]\n");
+               "[--max-batch-tokens N] [--json]\n"
+               "       [--gpus LIST [--split layer] [--tensor-split L]]\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -384,6 +385,8 @@ static void print_table(const m40llm_model_info *mi, const m40llm_engine_info *e
 
 int cmd_bench_batch(int argc, char **argv) {
     const char *model_name = NULL, *device = NULL;
+    backend_gpus gpus = {0};
+    int gi;
     long P = 128, N = 128, R = 3, threads = cli_default_threads(), ctx = 0, mbt = 0;
     bool json = false, kv32 = false;
     int bs[BATCH_LIST], nb = 0;
@@ -406,6 +409,9 @@ int cmd_bench_batch(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--batch")) {
             if (parse_batches(v, bs, &nb)) return usage(stderr);
+            i++;
+        } else if ((gi = cli_gpu_option("bench", a, v, &gpus)) != 0) {
+            if (gi < 0) return 2;
             i++;
         } else if (!strcmp(a, "--device")) {
             if (!v || cli_check_device(v)) return 2;
@@ -460,6 +466,9 @@ int cmd_bench_batch(int argc, char **argv) {
     m40llm_engine_params ep;
     m40llm_engine_default_params(&ep);
     ep.device = device;
+    ep.gpus = gpus.list;
+    ep.split = gpus.split;
+    ep.tensor_split = gpus.tensor_split;
     ep.n_threads = (int)threads;
     ep.n_ctx = (int)(ctx ? ctx : need);
     ep.max_seqs = maxb;

@@ -114,12 +114,15 @@ static double token_nll(const float *l, int n, int target) {
 
 static int usage(FILE *f) {
     fprintf(f, "usage: m40-llm perplexity MODEL (TEXTFILE | --tokens FILE) [--ctx N] "
-               "[--threads N] [--device cpu|cuda[:N]]\n");
+               "[--threads N] [--device cpu|cuda[:N]]\n"
+               "       [--gpus LIST [--split layer] [--tensor-split L]]\n");
     return f == stdout ? 0 : 2;
 }
 
 int cmd_perplexity(int argc, char **argv) {
     const char *model_name = NULL, *text = NULL, *tokens_path = NULL, *device = NULL;
+    backend_gpus gpus = {0};
+    int gi;
     long n_ctx = 512, threads = cli_default_threads();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -133,6 +136,9 @@ int cmd_perplexity(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
             if ((threads = cli_parse_long(a, v, 1, 1024)) < 0) return 2;
+            i++;
+        } else if ((gi = cli_gpu_option("perplexity", a, v, &gpus)) != 0) {
+            if (gi < 0) return 2;
             i++;
         } else if (!strcmp(a, "--device")) {
             if (!v || cli_check_device(v)) return 2;
@@ -159,7 +165,7 @@ int cmd_perplexity(int argc, char **argv) {
                         .kv_type = BACKEND_KV_F32};
     model *m = NULL;
     backend *b = NULL;
-    if (cli_open(model_name, device, &p, &m, &b)) return 1;
+    if (cli_open(model_name, device, &gpus, &p, &m, &b)) return 1;
     cli_warn_ctx(m, n_ctx);
     const int V = m->cfg.n_vocab;
     int32_t *tok = NULL;

@@ -60,8 +60,7 @@ static int usage(FILE *f) {
             "  --stop STR           stop string (repeatable; not printed)\n"
             "  --raw                no chat template: the prompt is sent as written\n"
             "  --chat-template NAME|FILE  use this template (built-in: %s)\n"
-            "  --device cpu|cuda[:N]\n"
-            "  --verbose            timings to stderr\n",
+            "  --device cpu|cuda[:N]\n" CLI_GPU_USAGE "  --verbose            timings to stderr\n",
             chat_builtin_names());
     return f == stdout ? 0 : 2;
 }
@@ -306,6 +305,8 @@ int cmd_run(int argc, char **argv) {
     r.gp = gen_default_params();
     r.gp.sampling.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     const char *model_name = NULL, *prompt = NULL, *device = NULL, *chat_template = NULL;
+    backend_gpus gpus = {0};
+    int gi;
     long n_ctx = 0, threads = cli_default_threads(), n_predict = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -369,6 +370,8 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--chat-template")) {
             if (!v) goto bad;
             chat_template = v;
+        } else if ((gi = cli_gpu_option("run", a, v, &gpus)) != 0) {
+            if (gi < 0) goto bad;
         } else if (!strcmp(a, "--device")) {
             if (!v || cli_check_device(v)) goto bad;
             device = v;
@@ -421,7 +424,7 @@ int cmd_run(int argc, char **argv) {
                          .kv_type = BACKEND_KV_F32,
                          .paged = true};
     backend *b = NULL;
-    if ((rc = cli_create_backend(m, device, &bp, &b))) {
+    if ((rc = cli_create_backend(m, device, &gpus, &bp, &b))) {
         model_free(m);
         r.m = NULL;
         cli_fail("creating backend", rc);

@@ -48,6 +48,10 @@ static int serve_usage(FILE *f) {
         "  --kv-block N           positions per KV block (default: the backend's)\n"
         "  --no-prefix-cache      do not reuse KV blocks across requests\n"
         "  --device cpu|cuda[:N]  (default: CUDA if usable, else CPU)\n"
+        "  --gpus LIST            several GPUs, \"0,1\" or \"all\": the layers split over them\n"
+        "  --split layer          how (\"row\" is not implemented yet)\n"
+        "  --tensor-split L       each card's share of the layers, e.g. 3,1 (default: free "
+        "memory)\n"
         "  --threads N            CPU backend threads (default: all cores)\n"
         "  --cors ORIGIN          send CORS headers for ORIGIN ('*' for any)\n"
         "  --no-webui             no chat page at / for browsers (/ answers text as for API "
@@ -134,6 +138,8 @@ int cmd_serve(int argc, char **argv) {
     cfg.max_models = 1;
     cfg.keep_alive_s = 300; /* Ollama's default: 5 minutes */
     const char *model_arg = NULL, *key = NULL;
+    backend_gpus gpus = {0};
+    int gi;
     double grace = 10;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -201,6 +207,11 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--no-prefix-cache")) {
             cfg.engine.no_prefix_cache = 1;
             takes = false;
+        } else if ((gi = cli_gpu_option("serve", a, v, &gpus)) != 0) {
+            if (gi < 0) goto bad;
+            cfg.engine.gpus = gpus.list;
+            cfg.engine.split = gpus.split;
+            cfg.engine.tensor_split = gpus.tensor_split;
         } else if (!strcmp(a, "--device")) {
             if (!v || cli_check_device(v)) goto bad;
             cfg.engine.device = v;

@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "engine_int.h"
+#include "backend_open.h"
 #include "err.h"
 
 /* set on the scheduler thread: m40llm_request_free called from inside an
@@ -90,7 +91,16 @@ static void *engine_main(void *arg) {
 }
 
 /* "auto"/NULL, "cpu", "cuda", "cuda:N" */
-static int engine_backend(const char *d, const model *m, backend_params *bp, backend **out) {
+static int engine_backend(const m40llm_engine_params *p, const model *m, backend_params *bp,
+                          backend **out) {
+    const char *d = p->device;
+    if (p->gpus || p->split || p->tensor_split) { /* named cards: no CPU fallback */
+        if (d && strcmp(d, "auto") && strcmp(d, "cuda"))
+            return err_set(M40LLM_ERR_INVALID_ARG, "device '%s' with --gpus: the cards are GPUs",
+                           d);
+        const backend_gpus g = {p->gpus, p->split, p->tensor_split};
+        return backend_create_gpus(m, bp, &g, out);
+    }
     if (!d || !strcmp(d, "auto")) {
         if (!backend_cuda_create(m, bp, out)) return M40LLM_OK;
         err_clear();
@@ -264,7 +274,7 @@ int m40llm_engine_create(m40llm_model *mm, const m40llm_engine_params *params,
     engine_defaults(mm, &p);
     backend_params bp = engine_backend_params(&p);
     backend *b = NULL;
-    rc = engine_backend(p.device, mm->m, &bp, &b);
+    rc = engine_backend(&p, mm->m, &bp, &b);
     if (rc) return rc;
     return engine_create_on(mm, b, &p, out);
 }

@@ -1,0 +1,60 @@
+/* The backend for the cards a user names: parse --gpus, plan the layers,
+ * create one CUDA backend or a layer split. */
+#include "backend_open.h"
+
+#include <string.h>
+
+#include "backend_pipe.h"
+#include "backend_split.h"
+#include "err.h"
+#include "m40llm.h"
+
+int backend_gpus_check(const backend_gpus *g) {
+    if (g->split && strcmp(g->split, "layer") && strcmp(g->split, "row"))
+        return err_set(M40LLM_ERR_INVALID_ARG, "--split \"%.40s\": expected layer or row",
+                       g->split);
+    if (g->tensor_split && !g->list)
+        return err_set(M40LLM_ERR_INVALID_ARG, "--tensor-split needs --gpus (the cards it shares)");
+    return M40LLM_OK;
+}
+
+int backend_create_gpus(const model *m, backend_params *p, const backend_gpus *g, backend **out) {
+    *out = NULL;
+    int rc = backend_gpus_check(g);
+    if (rc) return rc;
+    if (g->split && !strcmp(g->split, "row"))
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "--split row (each card a slice of every matrix) is not implemented yet; "
+                       "--split layer gives each card a range of layers");
+    int n_avail = 0, devs[BACKEND_MAX_GPUS], n = 0;
+    if (m40llm_gpu_count(&n_avail)) n_avail = 0;
+    err_clear();
+    rc = backend_parse_gpus(g->list ? g->list : "0", n_avail, p->dup_gpus, devs, &n);
+    if (rc) return rc;
+    double share[BACKEND_MAX_GPUS];
+    if (g->tensor_split) {
+        if ((rc = backend_parse_tensor_split(g->tensor_split, n, share))) return rc;
+    }
+    if (n == 1) {
+        p->device = devs[0];
+        return backend_cuda_create(m, p, out);
+    }
+    if (!p->gpu_split)
+        return err_set(M40LLM_ERR_UNSUPPORTED,
+                       "--gpus %s: the layer split over several cards has not passed the GPU suite "
+                       "on a device yet (M40LLM_GPU_SPLIT=1 runs it)",
+                       g->list);
+    if (!g->tensor_split) /* by free memory; a card named twice shares its own */
+        for (int i = 0; i < n; i++) {
+            m40llm_gpu_info gi;
+            int same = 0;
+            for (int j = 0; j < n; j++) same += devs[j] == devs[i];
+            if ((rc = m40llm_gpu_query(devs[i], &gi))) return err_prefix(rc, "GPU %d", devs[i]);
+            share[i] = (double)gi.mem_free / same;
+        }
+    int begin[BACKEND_MAX_GPUS + 1];
+    if ((rc = backend_plan_layers(m->cfg.n_layer, share, n, begin))) return rc;
+    backend_stage st[BACKEND_MAX_GPUS];
+    for (int i = 0; i < n; i++) st[i] = (backend_stage){devs[i], begin[i], begin[i + 1]};
+    return backend_pipe_create(m, p, st, n, out);
+}
