@@ -207,6 +207,15 @@ int m40llm_engine_create(m40llm_model *m, const m40llm_engine_params *p, m40llm_
  * not yet freed stay valid (finished, reason CANCELLED) until freed. */
 void m40llm_engine_free(m40llm_engine *e); /* NULL is fine */
 
+/* One GPU's part of a model (a layer split has one per card). */
+#define M40LLM_MAX_CARDS 16
+typedef struct m40llm_card_share {
+    int device;                 /* GPU index */
+    int layer_begin, layer_end; /* its layers: [begin, end) */
+    uint64_t weight_bytes;      /* their weights (and the embedding / head where it holds them) */
+    uint64_t mem_used;          /* bytes it holds: weights, KV blocks, buffers */
+} m40llm_card_share;
+
 typedef struct m40llm_engine_info {
     const char *backend; /* "cpu" or "cuda" */
     int device;          /* GPU index, -1 on the CPU */
@@ -215,6 +224,8 @@ typedef struct m40llm_engine_info {
     m40llm_kv_type kv_type;
     uint64_t kv_pool_bytes; /* bytes the KV pool may use */
     uint64_t mem_used;      /* bytes the backend holds (weights, KV, buffers) */
+    int n_cards;            /* GPUs the model is on (0: the CPU) */
+    m40llm_card_share cards[M40LLM_MAX_CARDS];
 } m40llm_engine_info;
 void m40llm_engine_get_info(const m40llm_engine *e, m40llm_engine_info *out);
 

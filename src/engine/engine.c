@@ -10,6 +10,8 @@
 #include "engine.h"
 #include "engine_int.h"
 #include "backend_open.h"
+#include "backend_pipe.h"
+#include "backend_split.h"
 #include "err.h"
 
 /* set on the scheduler thread: m40llm_request_free called from inside an
@@ -310,6 +312,18 @@ void m40llm_engine_get_info(const m40llm_engine *e, m40llm_engine_info *out) {
     if (!e) return;
     *out = e->info;
     out->mem_used = e->b->ops->mem_used(e->b);
+    /* the cards: a split's stages, or the one GPU of a CUDA backend */
+    const backend *st[BACKEND_PIPE_MAX_STAGES];
+    int n = backend_pipe_stages(e->b, st);
+    if (n == 0 && !strcmp(e->b->ops->name, "cuda")) st[n++] = e->b;
+    for (int i = 0; i < n && i < M40LLM_MAX_CARDS; i++) {
+        if (strcmp(st[i]->ops->name, "cuda")) continue; /* (CPU stages: tests) */
+        m40llm_card_share *c = &out->cards[out->n_cards++];
+        backend_layers(st[i], &c->layer_begin, &c->layer_end);
+        c->device = st[i]->params.device;
+        c->weight_bytes = backend_stage_weight_bytes(st[i]->model, c->layer_begin, c->layer_end);
+        c->mem_used = st[i]->ops->mem_used(st[i]);
+    }
 }
 
 void m40llm_engine_get_stats(m40llm_engine *e, m40llm_engine_stats *out) {

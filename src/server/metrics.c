@@ -206,6 +206,22 @@ char *metrics_render(metrics *m, const char *model, const m40llm_engine_stats *s
             mb_sample(&b, "request_success_total", lab2, (double)v);
         }
     }
+    /* each card's part of the model (a layer split: one per stage) */
+    for (int i = 0; ei && i < ei->n_cards; i++) {
+        const m40llm_card_share *c = &ei->cards[i];
+        snprintf(lab2, sizeof lab2, "%s,gpu=\"%d\",stage=\"%d\"", lab, c->device, i);
+        if (i == 0)
+            mb_family(&b, "card_layers", "gauge", "Layers of the model on each card (stage).");
+        mb_sample(&b, "card_layers", lab2, c->layer_end - c->layer_begin);
+    }
+    for (int i = 0; ei && i < ei->n_cards; i++) {
+        const m40llm_card_share *c = &ei->cards[i];
+        snprintf(lab2, sizeof lab2, "%s,gpu=\"%d\",stage=\"%d\"", lab, c->device, i);
+        if (i == 0)
+            mb_family(&b, "card_memory_bytes", "gauge",
+                      "Bytes the model holds on each card: weights, KV blocks, buffers.");
+        mb_sample(&b, "card_memory_bytes", lab2, (double)c->mem_used);
+    }
     pthread_mutex_lock(&m->mu);
     mb_hist(&b, "time_to_first_token_seconds", "Time to the first token.", lab, &m->ttft);
     mb_hist(&b, "inter_token_latency_seconds", "Time between token events of a request.", lab,

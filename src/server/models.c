@@ -78,6 +78,12 @@ int srv_model_load_into(server *s, srv_model *m) {
     }
     m40llm_model_get_info(m->model, &m->minfo);
     m40llm_engine_get_info(m->engine, &m->einfo);
+    for (int i = 0; i < m->einfo.n_cards; i++) {
+        const m40llm_card_share *c = &m->einfo.cards[i];
+        fprintf(stderr, "m40-llm serve: GPU %d: layers %d..%d, %.2f GB of weights, %.2f GB held\n",
+                c->device, c->layer_begin, c->layer_end - 1, c->weight_bytes / 1e9,
+                c->mem_used / 1e9);
+    }
     if (m->minfo.name) snprintf(m->names.general, sizeof m->names.general, "%s", m->minfo.name);
     m->created = (long long)time(NULL);
     m->load_s = srv_now() - t0;

@@ -165,6 +165,20 @@ int main(void) {
     CHECK(value(t, "m40llm:gpu_power_watts{gpu=\"1\"}") == 187.25);
     CHECK(value(t, "m40llm:gpu_sm_clock_mhz{gpu=\"1\"}") == 1114);
     free(t);
+    /* a layer split: each card's layers and memory, by card and stage */
+    ei.n_cards = 2;
+    ei.cards[0] = (m40llm_card_share){0, 0, 20, 3000000000ull, 9000000000ull};
+    ei.cards[1] = (m40llm_card_share){0, 20, 32, 2000000000ull, 7500000000ull};
+    t = metrics_render(&m, "m", &st, &ei, NULL, 0);
+    CHECK(t && well_formed(t) == 0);
+    CHECK(value(t, "m40llm:card_layers{model_name=\"m\",gpu=\"0\",stage=\"0\"}") == 20);
+    CHECK(value(t, "m40llm:card_layers{model_name=\"m\",gpu=\"0\",stage=\"1\"}") == 12);
+    CHECK(value(t, "m40llm:card_memory_bytes{model_name=\"m\",gpu=\"0\",stage=\"1\"}") ==
+          7500000000.0);
+    CHECK(t && strstr(t, "# TYPE m40llm:card_layers gauge\n") &&
+          strstr(t, "# TYPE m40llm:card_memory_bytes gauge\n"));
+    free(t);
+    ei.n_cards = 0;
     g.temperature_c = -1;
     g.power_mw = -1;
     t = metrics_render(&m, "m", &st, &ei, &g, 0);
