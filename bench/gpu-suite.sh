@@ -4,8 +4,10 @@
 # synthetic Mistral-7B-shape models and a SmolLM2-shape model, JSON into
 # bench/results/) and of issue 25 (benchmoe: a synthetic Qwen3-30B-A3B
 # shape, MOE_TYPES, default q4_0 q4_k_m, at a 4096-token context; MOE_LAYERS
-# cuts its layers, 48, to save synthesis time). Stages: build test info
-# bench7b benchsmol benchmoe (default: all but benchmoe).
+# cuts its layers, 48, to save synthesis time) and of issue 23 (split7b: the
+# 7B Q4_0 whole and split over two stages on card 0). Stages: build test
+# info bench7b benchsmol benchmoe split7b (default: build test info benchsmol
+# bench7b).
 #   OUT=dir for logs (default build-gpu/logs); MODELS=dir for synthetic models
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +55,14 @@ for s in $stages; do
             fi
             rm -f "$f"
         done
+        ;;
+    split7b)
+        # issue 23 on one GPU: Mistral-7B Q4_0 whole and as two stages on card 0
+        f=$models/mistral-7b-q4_0.gguf
+        [ -f "$f" ] || build-gpu/m40-synth --preset mistral-7b --type q4_0 -q -o "$f"
+        "$bin" bench "$f" -p 512 -n 128 -r 3 --device cuda --kv f16 --json >"bench/results/$stamp-$gpu-mistral7b-q4_0-one.json" 2>"$out/bench-split-one.err"
+        M40LLM_GPU_SPLIT=1 M40LLM_DUP_GPUS=1 "$bin" bench "$f" -p 512 -n 128 -r 3 --gpus 0,0 --kv f16 --json >"bench/results/$stamp-$gpu-mistral7b-q4_0-split00.json" 2>"$out/bench-split.err"
+        grep -E 'avg_' "bench/results/$stamp-$gpu-mistral7b-q4_0-one.json" "bench/results/$stamp-$gpu-mistral7b-q4_0-split00.json"; grep -E 'GPU 0: layers' "$out/bench-split.err"; tail -2 "$out/bench-split.err"
         ;;
     benchmoe)
         export M40LLM_GPU_MOE=1 # (until the GPU suite has passed with moe.cu)
