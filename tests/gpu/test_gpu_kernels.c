@@ -84,8 +84,10 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
      * walk many row groups) */
     const int kcs[] = {GEMV_KERNEL_WARP, GEMV_KERNEL_STAGED, GEMV_KERNEL_PERSIST,
                        GEMV_KERNEL_PERSIST};
-    for (int ki = 0; ki < (nb == 1 ? 4 : 1); ki++) {
-        int kc = kcs[ki];
+    /* several: the block-staged kernel (AUTO) and the row-parallel one */
+    const int kcs_n[] = {GEMV_KERNEL_AUTO, GEMV_KERNEL_ROWS};
+    for (int ki = 0; ki < (nb == 1 ? 4 : 2); ki++) {
+        int kc = nb == 1 ? kcs[ki] : kcs_n[ki];
         cudaMemcpy(dy, y0, (size_t)nb * ldy * 4, cudaMemcpyHostToDevice);
         gemv_args a;
         memset(&a, 0, sizeof a);
@@ -100,7 +102,7 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
         a.ldy = ldy;
         a.mode = mode;
         a.act = g_act;
-        a.kernel = nb == 1 ? kc : GEMV_KERNEL_AUTO;
+        a.kernel = kc;
         a.persist_max_blocks = ki == 3 ? 1 : 0;
         GT_OK(launch_gemv(&a, 0));
         gt_down(y, dy, (size_t)nb * ldy * 4);
@@ -191,6 +193,7 @@ static void test_qkv(int f16kv, int n_rot, int via_gemv, int kc, int max_blocks,
         a.nb = nb;
         a.mode = GEMV_QKV;
         a.qkv = &o;
+        a.kernel = kc;
         GT_OK(launch_gemv(&a, 0));
     } else if (via_gemv == 2) {
         for (int b = 0; b < nb; b++) {
@@ -487,6 +490,7 @@ int main(void) {
     g_act = 0;
     for (int f16 = 0; f16 < 2; f16++) {
         test_qkv(f16, 32, 1, GEMV_KERNEL_AUTO, 0, QT_F32, 256);
+        test_qkv(f16, 32, 1, GEMV_KERNEL_ROWS, 0, QT_F32, 256);
         test_qkv(f16, 16, 0, GEMV_KERNEL_AUTO, 0, QT_F32, 256);
         test_qkv(f16, 32, 2, GEMV_KERNEL_WARP, 0, QT_Q4_0, 256);
         test_qkv(f16, 32, 2, GEMV_KERNEL_STAGED, 0, QT_Q4_0, 256);
