@@ -164,6 +164,8 @@ struct backend {
     backend_params params;
     backend_abort_fn abort_fn; /* NULL: never abandon */
     void *abort_ctx;
+    int max_part; /* entries one step runs at most (CUDA without cuBLAS: 8); 0: any. A layer
+                   * split cuts its batches as its stages would */
 };
 
 /* Checks a batch against the params and the sequences' lengths and

@@ -5,17 +5,21 @@
  * through the stages in order, the residual stream passing between them in
  * host memory. Every stage sees the same entries, so the sequences' lengths
  * and block tables move in step; the stages' KV pools hold the same number
- * of blocks, the smallest any of them could take.
+ * of blocks (for a fraction of free memory: the most every card can give
+ * its stages, pipe_pool_blocks).
  *
  * The stages are CUDA backends on the cards of --gpus (two on one card
  * in the tests, "0,0"), or CPU backends: the same mechanism on a machine
  * without a GPU, whose logits equal the unsplit backend's bit for bit. */
 #include "backend_pipe.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_split.h"
 #include "err.h"
+#include "m40llm.h"
 
 typedef struct pipe_backend {
     backend base;
@@ -50,7 +54,7 @@ static int pipe_run(backend *b, const backend_entry *e, int n, float *logits, in
     for (int s = 0; s < pb->n; s++) backend_set_abort(pb->st[s], b->abort_fn, b->abort_ctx);
     const int V = b->model->cfg.n_vocab;
     for (int start = 0; start < n;) {
-        const int end = backend_batch_part(e, start, n, n);
+        const int end = backend_batch_part(e, start, n, b->max_part > 0 ? b->max_part : n);
         const float *x_in = NULL;
         for (int s = 0; s < pb->n && !rc; s++) {
             const bool last = s == pb->n - 1;
@@ -153,6 +157,44 @@ static const backend_ops pipe_ops = {
     .destroy = pipe_destroy,
 };
 
+/* A paged pool sized by kv_fraction over GPU stages: the most blocks every
+ * card holds for its stages' layers out of kv_fraction of its free memory
+ * less their weights (measured before any stage loads: a stage sizing its
+ * own pool would leave the next one on its card without room). */
+static int pipe_pool_blocks(const model *m, const backend_params *p, const backend_stage *st, int n,
+                            int *blocks) {
+    const int kb = p->kv_block ? p->kv_block : 64; /* (the CUDA backend's default) */
+    const double per_layer = (double)backend_kv_block_bytes(m, p->kv_type, kb) /
+                             (m->cfg.n_layer > 0 ? m->cfg.n_layer : 1);
+    double best = -1;
+    for (int s = 0; s < n; s++) {
+        bool seen = false;
+        for (int t = 0; t < s; t++) seen |= st[t].device == st[s].device;
+        if (seen) continue;
+        m40llm_gpu_info gi;
+        int rc = m40llm_gpu_query(st[s].device, &gi);
+        if (rc) return err_prefix(rc, "GPU %d", st[s].device);
+        double weights = 0, layers = 0;
+        for (int t = 0; t < n; t++)
+            if (st[t].device == st[s].device) {
+                weights +=
+                    (double)backend_stage_weight_bytes(m, st[t].layer_begin, st[t].layer_end);
+                layers += st[t].layer_end - st[t].layer_begin;
+            }
+        const double room = (double)gi.mem_free - weights;
+        const double b = room > 0 ? floor(room * p->kv_fraction / (layers * per_layer)) : 0;
+        if (b < 1)
+            return err_set(M40LLM_ERR_OOM,
+                           "GPU %d: %llu bytes free, %.0f of them for its layers' weights: no room "
+                           "for a KV block of %.0f bytes",
+                           st[s].device, (unsigned long long)gi.mem_free, weights,
+                           layers * per_layer);
+        if (best < 0 || b < best) best = b;
+    }
+    *blocks = best > INT32_MAX ? INT32_MAX : (int)best;
+    return M40LLM_OK;
+}
+
 int backend_pipe_create(const model *m, const backend_params *p, const backend_stage *stages, int n,
                         backend **out) {
     *out = NULL;
@@ -180,15 +222,19 @@ int backend_pipe_create(const model *m, const backend_params *p, const backend_s
     pb->xa = malloc(xs * sizeof *pb->xa);
     pb->xb = malloc(xs * sizeof *pb->xb);
     int rc = pb->xa && pb->xb ? M40LLM_OK : err_set(M40LLM_ERR_OOM, "layer split: out of memory");
+    int pool = 0; /* blocks of a kv_fraction pool on GPUs, fixed before any stage loads */
+    if (!rc && stages[0].device >= 0 && p->paged && p->n_kv_blocks == 0 && p->kv_bytes == 0 &&
+        p->kv_fraction > 0)
+        rc = pipe_pool_blocks(m, p, stages, n, &pool);
     for (int s = 0; s < n && !rc; s++) {
         backend_params sp = *p;
         sp.layer_begin = stages[s].layer_begin;
         sp.layer_end = stages[s].layer_end;
         sp.device = stages[s].device;
-        /* a card's KV budget is shared by its stages ("0,0": two on one) */
-        int on_card = 0;
-        for (int t = 0; t < n; t++) on_card += stages[t].device == stages[s].device;
-        sp.kv_fraction = p->kv_fraction / on_card;
+        if (pool > 0) {
+            sp.n_kv_blocks = pool;
+            sp.kv_fraction = 0;
+        }
         if (s > 0) { /* the first stage's block size and pool for the rest */
             sp.kv_block = pb->st[0]->params.kv_block;
             if (p->paged) sp.n_kv_blocks = pb->st[0]->params.n_kv_blocks;
@@ -211,6 +257,11 @@ int backend_pipe_create(const model *m, const backend_params *p, const backend_s
     if (rc) {
         pipe_destroy(&pb->base);
         return rc;
+    }
+    /* steps as the stages cut them (the unsplit backend's parts) */
+    for (int s = 0; s < pb->n; s++) {
+        const int mp = pb->st[s]->max_part;
+        if (mp > 0 && (pb->base.max_part == 0 || mp < pb->base.max_part)) pb->base.max_part = mp;
     }
     /* the pool and block size every stage has (kv_block written back) */
     pb->base.params.kv_block = pb->st[0]->params.kv_block;

@@ -477,7 +477,7 @@ static int cuda_run(backend *b, const backend_entry *e, int n, const float *x_in
     /* a sequence revisiting a position inside one batch must see the cache as
      * it was after the entries before it: run such a batch in parts; without
      * cuBLAS (no GEMM path) a part is at most what the GEMV kernels take */
-    const int part_max = cb->cublas ? n : M40_GEMV_MAX_B;
+    const int part_max = b->max_part > 0 ? b->max_part : n;
     const size_t E = (size_t)b->model->cfg.n_embd;
     int start = 0;
     while (start < n) {
@@ -682,6 +682,7 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
     /* the public context's internals: its decode stream and cuBLAS handle */
     cb->st = m40llm_context_stream(cb->ctx);
     cb->cublas = m40llm_context_cublas(cb->ctx);
+    cb->base.max_part = cb->cublas ? 0 : M40_GEMV_MAX_B; /* no GEMM path: GEMV-sized steps */
     struct cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, p->device) != cudaSuccess) prop.major = 5;
     /* f16 GEMM operands pay where tensor cores exist (sm_70+); on Maxwell both

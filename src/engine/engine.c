@@ -216,8 +216,11 @@ int engine_create_on(m40llm_model *mm, backend *b, const m40llm_engine_params *p
     if (!rc) rc = engine_alloc(e);
     if (!rc) {
         m40llm_engine_info *in = &e->info;
-        in->backend = b->ops->name;
-        in->device = strcmp(b->ops->name, "cpu") ? got->device : -1;
+        /* a split: its stages' kind and first card (engine_info.cards has them all) */
+        const backend *first[BACKEND_PIPE_MAX_STAGES];
+        const backend *kind = backend_pipe_stages(b, first) > 0 ? first[0] : b;
+        in->backend = kind->ops->name;
+        in->device = strcmp(kind->ops->name, "cpu") ? kind->params.device : -1;
         in->n_ctx = p.n_ctx;
         in->max_seqs = p.max_seqs;
         in->max_batch_tokens = p.max_batch_tokens;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_open.h"
 #include "backend_pipe.h"
 #include "gpu_test.h"
 #include "model.h"
@@ -45,16 +46,24 @@ static void same_as_unsplit(const char *rel) {
             continue;
         }
         const int rows = script(one, V, ref, rid);
-        const backend_stage st[2] = {{0, 0, L / 2}, {0, L / 2, L}};
-        backend *b = NULL;
-        int rc = backend_pipe_create(m, &p, st, 2, &b);
-        CHECKF(rc == M40LLM_OK, "%s split: %s", rel, m40llm_last_error());
-        if (b) {
+        /* two stages, and one per layer (a middle stage: stream in and out,
+         * no embedding, no head) */
+        backend_stage st[BACKEND_PIPE_MAX_STAGES];
+        for (int ns = 2; ns <= (L > 2 ? L : 2); ns += L > 2 ? L - 2 : 1) {
+            for (int s = 0; s < ns; s++)
+                st[s] = (backend_stage){0, ns == 2 ? (s ? L / 2 : 0) : s,
+                                        ns == 2 ? (s ? L : L / 2) : s + 1};
+            backend *b = NULL;
+            int rc = backend_pipe_create(m, &p, st, ns, &b);
+            CHECKF(rc == M40LLM_OK, "%s split: %s", rel, m40llm_last_error());
+            if (!b) continue;
             memset(got, 0, sizeof(float) * 16 * V);
             script(b, V, got, gid);
             CHECKF(!memcmp(ref, got, sizeof(float) * rows * V) && !memcmp(rid, gid, sizeof rid),
-                   "%s, 2 stages on GPU 0%s: logits differ from the unsplit backend", rel,
+                   "%s, %d stages on GPU 0%s: logits differ from the unsplit backend", rel, ns,
                    paged ? ", paged" : "");
+            for (int s = 0; s < NSEQ; s++)
+                CHECK(b->ops->seq_len(b, s) == one->ops->seq_len(one, s));
             CHECK(b->params.n_kv_blocks > 0 && (!paged || b->params.kv_block == 16));
             backend_destroy(b);
         }
@@ -63,6 +72,30 @@ static void same_as_unsplit(const char *rel) {
     printf("  %-28s %d layers: split at %d = unsplit\n", rel, L, L / 2);
     free(ref);
     free(got);
+    model_free(m);
+}
+
+/* --gpus 0,0 as the engine asks: a paged pool of 0.9 of the free memory,
+ * sized once for both stages on the card */
+static void through_gpus_option(void) {
+    char path[1024];
+    check_fixture("reference/synth-q8_0.gguf", path, sizeof path);
+    model *m = NULL;
+    if (model_load(path, &m)) return;
+    backend_params p = gparams(true);
+    p.kv_fraction = 0.9;
+    p.kv_block = 0;
+    p.gpu_split = p.dup_gpus = true;
+    const backend_gpus g = {"0,0", "layer", NULL};
+    backend *b = NULL;
+    int rc = backend_create_gpus(m, &p, &g, &b);
+    CHECKF(rc == M40LLM_OK, "--gpus 0,0: %s", m40llm_last_error());
+    const backend *st[2];
+    CHECK(b && backend_pipe_stages(b, st) == 2 &&
+          st[0]->params.n_kv_blocks == st[1]->params.n_kv_blocks && b->params.n_kv_blocks > 0);
+    backend_destroy(b);
+    p.dup_gpus = false; /* a card named twice outside the tests */
+    CHECK(backend_create_gpus(m, &p, &g, &b) == M40LLM_ERR_INVALID_ARG && !b);
     model_free(m);
 }
 
@@ -89,6 +122,7 @@ int main(void) {
                                         "arch/gemma2-q8_0.gguf", "arch/phi3-q8_0.gguf",
                                         "arch/qwen3moe-q8_0.gguf"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) same_as_unsplit(cases[i]);
+    through_gpus_option();
     too_big();
     return check_summary("test_gpu_split");
 }

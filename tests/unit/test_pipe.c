@@ -109,6 +109,10 @@ static void failures(void) {
                st[1]->ops->seq_len(st[1], 0));
         backend_set_abort(b, NULL, NULL);
         CHECK(strstr(m40llm_last_error(), "stage 2 of 2") != NULL);
+        /* clear and capacity: every stage */
+        CHECK(b->ops->seq_clear(b, 1) == M40LLM_OK);
+        CHECK(st[0]->ops->seq_len(st[0], 1) == 0 && st[1]->ops->seq_len(st[1], 1) == 0);
+        CHECK(b->ops->seq_capacity(b, 0) == st[1]->ops->seq_capacity(st[1], 0));
         /* cut: every stage */
         CHECK(b->ops->seq_cut(b, 0, 2) == M40LLM_OK && st[1]->ops->seq_len(st[1], 0) == 2);
         CHECK(b->ops->seq_cut(b, 0, 3) == M40LLM_ERR_INVALID_ARG);
@@ -196,7 +200,21 @@ static void engine_over_split(void) {
                out[0][i]);
 }
 
+/* the one rule that cuts batches: at a revisited position, and at most
+ * max_n entries (what a CUDA backend without cuBLAS runs in one step; a
+ * split cuts as its stages would) */
+static void parts(void) {
+    backend_entry e[10];
+    e[0] = (backend_entry){0, 5, 1, false};
+    for (int i = 0; i < 8; i++) e[1 + i] = (backend_entry){1, i, 1, false};
+    e[9] = (backend_entry){0, 3, 1, true};
+    CHECK(backend_batch_part(e, 0, 10, 10) == 9 && backend_batch_part(e, 9, 10, 10) == 10);
+    CHECK(backend_batch_part(e, 0, 10, 8) == 8 && backend_batch_part(e, 8, 10, 8) == 10);
+    CHECK(backend_batch_part(e, 1, 10, 3) == 4);
+}
+
 int main(void) {
+    parts();
     static const char *const cases[] = {"reference/synth-q8_0.gguf", "arch/gemma2-q8_0.gguf",
                                         "arch/phi3-q8_0.gguf", "arch/qwen3moe-q8_0.gguf",
                                         "arch/mixtral-f32.gguf"};
