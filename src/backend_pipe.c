@@ -57,6 +57,10 @@ static int pipe_run(backend *b, const backend_entry *e, int n, float *logits, in
         const int end = backend_batch_part(e, start, n, b->max_part > 0 ? b->max_part : n);
         const float *x_in = NULL;
         for (int s = 0; s < pb->n && !rc; s++) {
+            if (s > 0 && b->abort_fn && b->abort_fn(b->abort_ctx)) { /* (a GPU stage polls not) */
+                rc = err_set(M40LLM_ERR_CANCELLED, "layer split: abandoned before stage %d", s + 1);
+                break;
+            }
             const bool last = s == pb->n - 1;
             float *x_out = last ? NULL : s % 2 ? pb->xb : pb->xa;
             backend *st = pb->st[s];
