@@ -117,6 +117,23 @@ static __device__ __forceinline__ float gv_stage(float *xs, const float *x, cons
     return ssq;
 }
 
+/* w[0..32) . the staged sub-block at xsb (its 32 values as 8 float4s), one
+ * FMA chain in element order: the several-vector kernels' dot (the same
+ * sums whichever of them runs it) */
+static __device__ __forceinline__ float gv_dot_staged(const float *w, const float *xsb) {
+    const float4 *xp = (const float4 *)xsb;
+    float a = 0.0f;
+#pragma unroll
+    for (int q = 0; q < 8; q++) {
+        const float4 xv = xp[q];
+        a = fmaf(w[4 * q], xv.x, a);
+        a = fmaf(w[4 * q + 1], xv.y, a);
+        a = fmaf(w[4 * q + 2], xv.z, a);
+        a = fmaf(w[4 * q + 3], xv.w, a);
+    }
+    return a;
+}
+
 /* one vector, 32-element block types and Q4_K: at most ~100 registers,
  * 5 blocks (20 warps) per SM; the others need more registers than that */
 template <int T, int B> struct gv_min_blocks {
@@ -202,19 +219,8 @@ __global__ void __launch_bounds__(GV_THREADS, gv_min_blocks<T, B>::n)
                     float wv[32];
                     wdec<T>::get(gv_mat<MODE, NR>(w, w2, r), row, sb0 + s, wv);
 #pragma unroll
-                    for (int b = 0; b < B; b++) {
-                        const float4 *xp = (const float4 *)(xs + b * CHP + s * 36);
-                        float a = 0.0f;
-#pragma unroll
-                        for (int q = 0; q < 8; q++) {
-                            float4 xv = xp[q];
-                            a = fmaf(wv[4 * q], xv.x, a);
-                            a = fmaf(wv[4 * q + 1], xv.y, a);
-                            a = fmaf(wv[4 * q + 2], xv.z, a);
-                            a = fmaf(wv[4 * q + 3], xv.w, a);
-                        }
-                        acc[r][b] += a;
-                    }
+                    for (int b = 0; b < B; b++)
+                        acc[r][b] += gv_dot_staged(wv, xs + b * CHP + s * 36);
                 }
             }
         }

@@ -68,19 +68,7 @@ __global__ void __launch_bounds__(GV_THREADS, 1)
                 float wv[32];
                 wdec<T>::get(gv_mat<MODE, NR>(w, w2, r), e0 + row, sb0 + s, wv);
 #pragma unroll
-                for (int b = 0; b < B; b++) {
-                    const float4 *xp = (const float4 *)(xs + b * CHP + s * 36);
-                    float a = 0.0f;
-#pragma unroll
-                    for (int q = 0; q < 8; q++) {
-                        const float4 xv = xp[q];
-                        a = fmaf(wv[4 * q], xv.x, a);
-                        a = fmaf(wv[4 * q + 1], xv.y, a);
-                        a = fmaf(wv[4 * q + 2], xv.z, a);
-                        a = fmaf(wv[4 * q + 3], xv.w, a);
-                    }
-                    acc[r][b] += a;
-                }
+                for (int b = 0; b < B; b++) acc[r][b] += gv_dot_staged(wv, xs + b * CHP + s * 36);
             }
         }
     }
