@@ -5,7 +5,11 @@
 #ifndef M40_PIPE_SCRIPT_H
 #define M40_PIPE_SCRIPT_H
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "backend.h"
+#include "backend_pipe.h"
 #include "check.h"
 
 enum { CTX = 64, NSEQ = 3, NB = 32 };
@@ -40,6 +44,27 @@ static inline int script(backend *b, int V, float *out, int32_t *ids) {
     if (!rc) rc = b->ops->forward_argmax(b, e, NSEQ, ids);
     CHECKF(rc == 0, "script on %s: %s", b->ops->name, m40llm_last_error());
     return n_rows;
+}
+
+/* Stages that split L layers on device dev: two halves (ns 2), or one
+ * stage per layer (ns == L). */
+static inline void script_stages(int L, int ns, int dev, backend_stage *st) {
+    for (int s = 0; s < ns; s++)
+        st[s] = ns == 2 ? (backend_stage){dev, s ? L / 2 : 0, s ? L : L / 2}
+                        : (backend_stage){dev, s, s + 1};
+}
+
+/* Runs the script on the split b and checks its logits and ids against the
+ * unsplit one's (ref, rid: rows rows), bit for bit, and its lengths. */
+static inline void script_check(backend *b, backend *one, int V, const float *ref,
+                                const int32_t *rid, int rows, const char *what) {
+    float *got = calloc((size_t)16 * V, sizeof *got);
+    int32_t gid[NSEQ];
+    script(b, V, got, gid);
+    CHECKF(got && !memcmp(ref, got, sizeof(float) * rows * V) && !memcmp(rid, gid, sizeof gid),
+           "%s: logits differ from the unsplit backend", what);
+    for (int s = 0; s < NSEQ; s++) CHECK(b->ops->seq_len(b, s) == one->ops->seq_len(one, s));
+    free(got);
 }
 
 #endif

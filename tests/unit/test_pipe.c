@@ -25,17 +25,6 @@ static backend_params params(bool paged) {
     return p;
 }
 
-static backend *split(const model *m, bool paged, const int *cuts, int n) {
-    backend_stage st[BACKEND_PIPE_MAX_STAGES];
-    for (int s = 0; s < n; s++)
-        st[s] = (backend_stage){-1, s ? cuts[s - 1] : 0, s < n - 1 ? cuts[s] : m->cfg.n_layer};
-    backend_params p = params(paged);
-    backend *b = NULL;
-    int rc = backend_pipe_create(m, &p, st, n, &b);
-    CHECKF(rc == M40LLM_OK, "pipe of %d: %s", n, m40llm_last_error());
-    return b;
-}
-
 static void same_as_unsplit(const char *rel) {
     char path[1024];
     check_fixture(rel, path, sizeof path);
@@ -45,36 +34,32 @@ static void same_as_unsplit(const char *rel) {
         return;
     }
     const int V = m->cfg.n_vocab, L = m->cfg.n_layer;
-    float *ref = malloc(sizeof(float) * 16 * V), *got = malloc(sizeof(float) * 16 * V);
-    int32_t rid[NSEQ], gid[NSEQ];
+    float *ref = malloc(sizeof(float) * 16 * V);
+    int32_t rid[NSEQ];
     for (int paged = 0; paged < 2; paged++) {
         backend_params p = params(paged);
         backend *one = NULL;
         CHECK(backend_cpu_create(m, &p, &one) == M40LLM_OK);
         const int rows = script(one, V, ref, rid);
-        const int half[1] = {L / 2 > 0 ? L / 2 : 1};
-        int each[BACKEND_PIPE_MAX_STAGES];
-        for (int s = 0; s < L - 1; s++) each[s] = s + 1;
-        const int *cuts[2] = {half, each};
-        const int ns[2] = {2, L};
-        for (int k = 0; k < 2; k++) {
-            backend *b = split(m, paged, cuts[k], ns[k]);
-            if (!b) continue;
-            memset(got, 0, sizeof(float) * 16 * V);
-            script(b, V, got, gid);
-            CHECKF(!memcmp(ref, got, sizeof(float) * rows * V) && !memcmp(rid, gid, sizeof rid),
-                   "%s, %d stages%s: logits differ from the unsplit backend", rel, ns[k],
-                   paged ? ", paged" : "");
-            for (int s = 0; s < NSEQ; s++)
-                CHECK(b->ops->seq_len(b, s) == one->ops->seq_len(one, s));
-            CHECK(backend_pipe_stages(b, NULL) == ns[k]);
-            backend_destroy(b);
+        for (int ns = 2;; ns = L) { /* two halves, then a stage per layer */
+            backend_stage st[BACKEND_PIPE_MAX_STAGES];
+            script_stages(L, ns, -1, st);
+            backend *b = NULL;
+            CHECKF(backend_pipe_create(m, &p, st, ns, &b) == M40LLM_OK, "pipe of %d: %s", ns,
+                   m40llm_last_error());
+            if (b) {
+                char what[160];
+                snprintf(what, sizeof what, "%s, %d stages%s", rel, ns, paged ? ", paged" : "");
+                script_check(b, one, V, ref, rid, rows, what);
+                CHECK(backend_pipe_stages(b, NULL) == ns);
+                backend_destroy(b);
+            }
+            if (ns >= L) break;
         }
         backend_destroy(one);
     }
     printf("  %-28s %d layers: 2 and %d stages = unsplit\n", rel, L, L);
     free(ref);
-    free(got);
     model_free(m);
 }
 
@@ -90,8 +75,11 @@ static void failures(void) {
     check_fixture("reference/synth-q8_0.gguf", path, sizeof path);
     model *m = NULL;
     if (model_load(path, &m)) return;
-    const int cut[1] = {1};
-    backend *b = split(m, false, cut, 2);
+    backend_stage two[2];
+    script_stages(m->cfg.n_layer, 2, -1, two);
+    backend_params p = params(false);
+    backend *b = NULL;
+    CHECK(backend_pipe_create(m, &p, two, 2, &b) == M40LLM_OK);
     if (b) {
         const backend *st[2];
         CHECK(backend_pipe_stages(b, st) == 2);
@@ -124,7 +112,7 @@ static void failures(void) {
         backend_destroy(b);
     }
     /* stage lists that do not cover the layers in order */
-    backend_params p = params(false);
+    p = params(false);
     const backend_stage gap[2] = {{-1, 0, 1}, {-1, 1, 1}}, late[1] = {{-1, 1, 2}},
                         mixed[2] = {{-1, 0, 1}, {0, 1, 2}}, short1[1] = {{-1, 0, 1}};
     const backend_stage *bad[4] = {gap, late, mixed, short1};
