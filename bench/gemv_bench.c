@@ -1,10 +1,15 @@
-/* m40-gemv-bench: times the single-vector decode GEMV kernels on the
- * matrix shapes of one decoder layer, with weights that do not stay in L2
- * (as in a real decode step), and prints the achieved DRAM bandwidth.
+/* m40-gemv-bench: times the decode GEMV kernels on the matrix shapes of
+ * one decoder layer, with weights that do not stay in L2 (as in a real
+ * decode step), and prints the achieved DRAM bandwidth and, for several
+ * vectors (--nb), FP32 TFLOP/s.
  *
  *   m40-gemv-bench [--shape 7b|smollm2] [--only qkv,down,...]
- *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged,persist]
- *                  [--iters N] [--device N] [--hot] [--graph]
+ *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged,persist,rows]
+ *                  [--nb N] [--iters N] [--device N] [--hot] [--graph]
+ *
+ * --nb 2..8 vectors: "auto" is the block-staged kernel launch_gemv runs
+ * for them, "rows" the workbench's row-parallel one (gemv_rows.cu). The
+ * QKV shape runs as a plain product here (no KV cache).
  *
  * Weight bytes are random (timing does not depend on the values). Each
  * launch reads the next of several copies of the layer, cycling through
@@ -21,6 +26,7 @@
 
 #include "backend.h"
 #include "cuda/cuda_internal.h"
+#include "gemv_rows.h"
 #include "m40llm.h"
 #include "quant.h"
 
@@ -88,7 +94,7 @@ static size_t alloc_matrix(gpu_matrix *m, int type, int64_t rows, int64_t cols, 
 
 int main(int argc, char **argv) {
     const char *shape = "7b", *only = NULL, *types = "q4_0,q8_0,f16", *kernels = "auto,warp,staged";
-    int iters = 200, dev = 0, hot = 0, graph = 0;
+    int iters = 200, dev = 0, hot = 0, graph = 0, nb = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc)
             shape = argv[++i];
@@ -102,6 +108,9 @@ int main(int argc, char **argv) {
             iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--device") && i + 1 < argc)
             dev = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--nb") && i + 1 < argc && atoi(argv[i + 1]) >= 1 &&
+                 atoi(argv[i + 1]) <= 8)
+            nb = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--hot"))
             hot = 1;
         else if (!strcmp(argv[i], "--graph"))
@@ -109,7 +118,8 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s [--shape 7b|smollm2] [--types q4_0,...] "
-                    "[--kernels auto,warp,staged,persist] [--iters N] [--device N] "
+                    "[--kernels auto,warp,staged,persist,rows] [--nb 1..8] [--iters N] "
+                    "[--device N] "
                     "[--hot] [--graph]\n",
                     argv[0]);
             return 2;
@@ -125,18 +135,18 @@ int main(int argc, char **argv) {
 
     float *x, *g, *y;
     const int64_t maxk = 16384, maxr = 65536;
-    CK(cudaMalloc((void **)&x, maxk * 4));
+    CK(cudaMalloc((void **)&x, 8 * maxk * 4));
     CK(cudaMalloc((void **)&g, maxk * 4));
-    CK(cudaMalloc((void **)&y, maxr * 4));
+    CK(cudaMalloc((void **)&y, 8 * maxr * 4));
     {
-        float *h = malloc(maxk * 4);
-        for (int64_t i = 0; i < maxk; i++) h[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
-        CK(cudaMemcpy(x, h, maxk * 4, cudaMemcpyHostToDevice));
+        float *h = malloc(8 * maxk * 4);
+        for (int64_t i = 0; i < 8 * maxk; i++) h[i] = (float)((i * 7919) % 2001 - 1000) * 1e-3f;
+        CK(cudaMemcpy(x, h, 8 * maxk * 4, cudaMemcpyHostToDevice));
         for (int64_t i = 0; i < maxk; i++) h[i] = 1.0f + (float)(i % 17) * 0.01f;
         CK(cudaMemcpy(g, h, maxk * 4, cudaMemcpyHostToDevice));
         free(h);
     }
-    CK(cudaMemset(y, 0, maxr * 4));
+    CK(cudaMemset(y, 0, 8 * maxr * 4));
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
@@ -168,9 +178,13 @@ int main(int argc, char **argv) {
             snprintf(kbuf, sizeof kbuf, "%s", kernels);
             char *ksave = NULL;
             for (char *ks = strtok_r(kbuf, ",", &ksave); ks; ks = strtok_r(NULL, ",", &ksave)) {
-                int kc = backend_gemv_kernel_from_name(ks);
-                if (kc < 0) {
-                    fprintf(stderr, "unknown kernel %s (auto, warp, staged, persist)\n", ks);
+                const bool rows = !strcmp(ks, "rows");
+                int kc = rows ? 0 : backend_gemv_kernel_from_name(ks);
+                if (kc < 0 || (rows && nb < 2)) {
+                    fprintf(stderr,
+                            "unknown kernel %s (auto, warp, staged, persist; rows with "
+                            "--nb 2..8)\n",
+                            ks);
                     return 2;
                 }
                 gemv_args a;
@@ -178,12 +192,12 @@ int main(int argc, char **argv) {
                 a.kernel = kc;
                 a.x = x;
                 a.ldx = b->cols;
-                a.nb = 1;
+                a.nb = nb;
                 a.gamma = b->gamma ? g : NULL;
                 a.eps = 1e-5f;
                 a.y = y;
                 a.ldy = b->rows;
-                a.mode = b->mode;
+                a.mode = b->mode == GEMV_QKV ? GEMV_STORE : b->mode;
                 int rc = 0;
                 /* graph: the iters launches captured once (on a stream of
                  * their own: the legacy stream cannot capture), replayed
@@ -199,7 +213,7 @@ int main(int argc, char **argv) {
                     int c = ((it % nc) + nc) % nc;
                     a.w = &ms[c * nm];
                     a.w2 = nm == 2 ? &ms[c * nm + 1] : NULL;
-                    rc = launch_gemv(&a, cs);
+                    rc = rows ? bench_gemv_rows(&a, cs) : launch_gemv(&a, cs);
                 }
                 if (graph) {
                     cudaGraph_t gr = NULL;
@@ -227,9 +241,11 @@ int main(int argc, char **argv) {
                 float ms_total;
                 CK(cudaEventElapsedTime(&ms_total, e0, e1));
                 double us = ms_total * 1e3 / iters;
-                printf("%-6s %-8s %6lld x %-6lld %-7s%s%s %8.2f us %8.1f GB/s\n", type_name(type),
-                       b->name, (long long)b->rows, (long long)b->cols, ks, hot ? " hot" : "",
-                       graph ? " graph" : "", us, (double)one / (us * 1e3));
+                printf(
+                    "%-6s %-8s %6lld x %-6lld %-7s nb %d%s%s %8.2f us %8.1f GB/s %6.2f TFLOP/s\n",
+                    type_name(type), b->name, (long long)b->rows, (long long)b->cols, ks, nb,
+                    hot ? " hot" : "", graph ? " graph" : "", us, (double)one / (us * 1e3),
+                    2.0 * nb * b->rows * b->cols * nm / (us * 1e6));
                 fflush(stdout);
             }
             for (int c = 0; c < nc * nm; c++) cudaFree(bases[c]);

@@ -5,9 +5,10 @@
 # bench/results/) and of issue 25 (benchmoe: a synthetic Qwen3-30B-A3B
 # shape, MOE_TYPES, default q4_0 q4_k_m, at a 4096-token context; MOE_LAYERS
 # cuts its layers, 48, to save synthesis time) and of issue 23 (split7b: the
-# 7B Q4_0 whole and split over two stages on card 0). Stages: build test
-# info bench7b benchsmol benchmoe split7b (default: build test info benchsmol
-# bench7b).
+# 7B Q4_0 whole and split over two stages on card 0) and of issue 19
+# (gemvrows: the 2- and 8-vector GEMV kernels). Stages: build test info
+# bench7b benchsmol benchmoe split7b gemvrows (default: build test info
+# benchsmol bench7b).
 #   OUT=dir for logs (default build-gpu/logs); MODELS=dir for synthetic models
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,13 @@ for s in $stages; do
                 M40LLM_PROFILE=1 "$bin" bench "$f" -p 512 -n 32 -r 1 --device cuda --kv f16 --ctx $ctx 2>&1 | grep -E 'profile|calls|pp512|tg32'
             fi
             rm -f "$f"
+        done
+        ;;
+    gemvrows)
+        # issue 19: 8-vector GEMV, launch_gemv's block-staged kernel against
+        # the workbench's row-parallel one, on the 7B layer shapes
+        for nb in 2 8; do
+            build-gpu/m40-gemv-bench --nb $nb --kernels auto,rows --types ${TYPES:-q4_0,q8_0,f16} --graph 2>&1 | tee -a "$out/gemv-rows.log"
         done
         ;;
     split7b)

@@ -77,9 +77,8 @@ typedef struct backend_params {
     backend_gemm prefill_gemm; /* operand type of the prefill GEMMs */
     bool no_graphs;            /* decode steps launched kernel by kernel, not as CUDA graphs */
     bool profile; /* synchronize after each kernel group, print the times at destroy (no graphs) */
-    int gemv_kernel; /* decode GEMV kernel: 0 chosen by shape, else forced (the workbench's
-                      * comparisons: backend_gemv_kernel_from_name); "rows" is the
-                      * row-parallel kernel for 2..8 entries (one entry: as 0) */
+    int gemv_kernel; /* single-vector decode GEMV kernel: 0 chosen by shape, else forced (the
+                      * workbench's comparisons: backend_gemv_kernel_from_name) */
     bool gpu_moe;    /* run mixture-of-experts models on the GPU (moe.cu): off until its
                       * kernels have passed the GPU suite on a device; such a model is
                       * refused by name without it */
@@ -92,13 +91,13 @@ typedef struct backend_params {
  *   M40LLM_PREFILL_GEMM=f16|f32   prefill_gemm (default: f16 where tensor cores exist)
  *   M40LLM_CUDA_GRAPHS=0          no_graphs
  *   M40LLM_PROFILE=1              profile
- *   M40LLM_GEMV=auto|warp|staged|persist|rows   gemv_kernel
+ *   M40LLM_GEMV=auto|warp|staged|persist   gemv_kernel
  *   M40LLM_GPU_MOE=1              gpu_moe
  *   M40LLM_GPU_SPLIT=1            gpu_split
  *   M40LLM_DUP_GPUS=1             dup_gpus
  * Unset or unknown values leave the field as it is. */
 void backend_params_env(backend_params *p);
-/* "auto", "warp", "staged", "persist", "rows" -> 0..4 (the CUDA module's
+/* "auto", "warp", "staged", "persist" -> 0..3 (the CUDA module's
  * GEMV_KERNEL_*); -1 if unknown. */
 int backend_gemv_kernel_from_name(const char *name);
 

@@ -145,7 +145,7 @@ typedef struct gemv_args {
     int act;                /* GEMV_SWIGLU: 0 SiLU (SwiGLU), 1 tanh GELU (GeGLU) */
     const qkv_out *qkv;     /* GEMV_QKV */
     int64_t row0;           /* GEMV_QKV: index of w's row 0 within [q | k | v] rows */
-    int kernel;             /* GEMV_KERNEL_* (AUTO: by shape and type) */
+    int kernel;             /* one vector: GEMV_KERNEL_* (AUTO: by shape and type) */
     int persist_max_blocks; /* caps the persistent kernel's grid (0: none), so that tests can
                              * give each warp many row groups */
 } gemv_args;
@@ -163,8 +163,7 @@ enum {
     GEMV_KERNEL_AUTO = 0,
     GEMV_KERNEL_WARP = 1,
     GEMV_KERNEL_STAGED = 2,
-    GEMV_KERNEL_PERSIST = 3,
-    GEMV_KERNEL_ROWS = 4 /* 2..8 vectors: the row-parallel kernel (one vector: as AUTO) */
+    GEMV_KERNEL_PERSIST = 3
 };
 
 /* ---- mixture of experts (moe.cu) ----

@@ -351,7 +351,6 @@ gv_store1(const float *acc, int lane, int64_t rbase, int64_t rows, float *y, int
 
 #include "gemv1_impl.cuh"
 #include "gemvp_impl.cuh"
-#include "gemvr_impl.cuh"
 
 /* One vector: the persistent kernel takes the types with a split dot (on
  * an H200 it streams 7B-shape products up to 1.4x and SmolLM2-shape ones up
@@ -360,9 +359,8 @@ gv_store1(const float *acc, int lane, int64_t rbase, int64_t rows, float *y, int
  * and idle lanes past K/32 dominate) and the block-staged one on 4096+
  * inputs (7B Q4_0 gate/up 51 us staged vs 61 us warp). */
 template <int T> static int gemv_run_type(const gemv_args *a, cudaStream_t st) {
-    if (a->nb > 1) /* 2..8 vectors: the unused ones zero */
-        return a->kernel == GEMV_KERNEL_ROWS ? gemvr_run<T>(a, st) : gemv_launch_tb<T, 8>(a, st);
-    const int c = a->kernel == GEMV_KERNEL_ROWS ? GEMV_KERNEL_AUTO : a->kernel;
+    if (a->nb > 1) return gemv_launch_tb<T, 8>(a, st); /* 2..8 vectors: the unused lanes zero */
+    const int c = a->kernel;
     if (c == GEMV_KERNEL_PERSIST || c == GEMV_KERNEL_AUTO) {
         int rc = gemvp_entry<T>::run(a, st);
         if (rc <= 0) return rc;

@@ -84,10 +84,8 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
      * walk many row groups) */
     const int kcs[] = {GEMV_KERNEL_WARP, GEMV_KERNEL_STAGED, GEMV_KERNEL_PERSIST,
                        GEMV_KERNEL_PERSIST};
-    /* several: the block-staged kernel (AUTO) and the row-parallel one */
-    const int kcs_n[] = {GEMV_KERNEL_AUTO, GEMV_KERNEL_ROWS};
-    for (int ki = 0; ki < (nb == 1 ? 4 : 2); ki++) {
-        int kc = nb == 1 ? kcs[ki] : kcs_n[ki];
+    for (int ki = 0; ki < (nb == 1 ? 4 : 1); ki++) {
+        int kc = nb == 1 ? kcs[ki] : GEMV_KERNEL_AUTO;
         cudaMemcpy(dy, y0, (size_t)nb * ldy * 4, cudaMemcpyHostToDevice);
         gemv_args a;
         memset(&a, 0, sizeof a);
@@ -490,7 +488,6 @@ int main(void) {
     g_act = 0;
     for (int f16 = 0; f16 < 2; f16++) {
         test_qkv(f16, 32, 1, GEMV_KERNEL_AUTO, 0, QT_F32, 256);
-        test_qkv(f16, 32, 1, GEMV_KERNEL_ROWS, 0, QT_F32, 256);
         test_qkv(f16, 16, 0, GEMV_KERNEL_AUTO, 0, QT_F32, 256);
         test_qkv(f16, 32, 2, GEMV_KERNEL_WARP, 0, QT_Q4_0, 256);
         test_qkv(f16, 32, 2, GEMV_KERNEL_STAGED, 0, QT_Q4_0, 256);

@@ -1,5 +1,8 @@
-/* The row-parallel kernel for 2..8 vectors (gemv_args.kernel
- * GEMV_KERNEL_ROWS; included by gemv_impl.cuh). The block-staged kernel
+/* Workbench: a row-parallel GEMV kernel for 2..8 vectors, a candidate to
+ * replace the block-staged kernel that launch_gemv runs for them (issue 19:
+ * an 8-entry decode step). It lives here until the GPU suite has measured
+ * it (bench/gemv_bench.c --nb 8 --kernels staged,rows); test_gpu_gemv_rows
+ * checks it against float64. The block-staged kernel
  * gives each lane its own sub-block, so every 128-bit read of x from
  * shared memory has 32 different addresses and one feeds 4 FMAs: with 8
  * vectors that read, not the weights, bounds the step. Here a warp owns 8
@@ -10,8 +13,8 @@
  * sub-blocks only (the 36-float padding puts them in different banks) and
  * every x read feeds 8 FMAs. The four partial sums of a row meet through
  * two shuffles; lane j writes vectors j and j + 4. */
-#ifndef M40_GEMVR_IMPL_CUH
-#define M40_GEMVR_IMPL_CUH
+#include "cuda/gemv_impl.cuh"
+#include "gemv_rows.h"
 
 template <int MODE> struct gvr_rows { /* output rows a warp owns */
     static const int n = MODE == GEMV_SWIGLU ? 8 : 16;
@@ -146,4 +149,13 @@ template <int T> static int gemvr_run(const gemv_args *a, cudaStream_t st) {
     return gemvr_launch_tbm<T, 8, GV_PLAIN>(a, st);
 }
 
-#endif
+extern "C" int bench_gemv_rows(const gemv_args *a, cudaStream_t st) {
+    if (!a || !a->w || !a->x || a->nb < 2 || a->nb > 8 || a->ldx % 4 || (uintptr_t)a->x % 16 ||
+        (a->mode == GEMV_SWIGLU && (!a->w2 || a->w2->type != a->w->type ||
+                                    a->w2->rows != a->w->rows || a->w2->cols != a->w->cols)) ||
+        (a->mode == GEMV_QKV ? !a->qkv || a->row0 % 2 || a->w->rows % 2 : !a->y))
+        return err_set(M40LLM_ERR_INVALID_ARG, "gemv rows: bad arguments (2..8 vectors)");
+#define ROWS_CASE(T) return gemvr_run<T>(a, st)
+    M40_TYPE_SWITCH(a->w->type, ROWS_CASE)
+#undef ROWS_CASE
+}
