@@ -41,6 +41,12 @@ __global__ void __launch_bounds__(GV_THREADS, 1)
     const int rows_per_warp = MODE == GEMV_SWIGLU ? NR / 2 : NR;
     const int64_t rbase = (int64_t)blockIdx.x * GV_WARPS * rows_per_warp + warp * rows_per_warp;
     const int64_t e0 = (int64_t)e * rows; /* the expert's first row in the stacked matrix */
+#pragma unroll
+    for (int r = 0; r < NR; r++) { /* the warp's rows on their way to L2, all at once */
+        const int64_t row = gv_row<MODE, NR>(rbase, r);
+        gv_prefetch_row<T>(gv_mat<MODE, NR>(w, w2, r), e0 + (row < rows ? row : rows - 1), 0,
+                           K >> 5, lane);
+    }
 
     float acc[NR][B];
 #pragma unroll
