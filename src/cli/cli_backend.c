@@ -90,10 +90,12 @@ int cli_create_backend(const model *m, const char *device, const backend_gpus *g
     *out = NULL;
     backend_params_env(p);                               /* the developer switches (backend.h) */
     if (g && (g->list || g->split || g->tensor_split)) { /* named cards: no CPU fallback */
-        if (device && strcmp(device, "auto") && strcmp(device, "cuda"))
+        if (device && strcmp(device, "auto") && strncmp(device, "cuda", 4))
             return err_set(M40LLM_ERR_INVALID_ARG, "--device %s with --gpus: the cards are GPUs",
                            device);
-        int rc = backend_create_gpus(m, p, g, out);
+        backend_gpus gd = *g; /* --split/--tensor-split alone: the card of --device */
+        if (!gd.list && device && !strncmp(device, "cuda:", 5)) gd.list = device + 5;
+        int rc = backend_create_gpus(m, p, &gd, out);
         if (!rc) print_shares(m, *out);
         return rc;
     }

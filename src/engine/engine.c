@@ -97,10 +97,12 @@ static int engine_backend(const m40llm_engine_params *p, const model *m, backend
                           backend **out) {
     const char *d = p->device;
     if (p->gpus || p->split || p->tensor_split) { /* named cards: no CPU fallback */
-        if (d && strcmp(d, "auto") && strcmp(d, "cuda"))
+        if (d && strcmp(d, "auto") && strncmp(d, "cuda", 4))
             return err_set(M40LLM_ERR_INVALID_ARG, "device '%s' with --gpus: the cards are GPUs",
                            d);
-        const backend_gpus g = {p->gpus, p->split, p->tensor_split};
+        /* --split/--tensor-split alone: the card of the device */
+        const char *list = p->gpus ? p->gpus : d && !strncmp(d, "cuda:", 5) ? d + 5 : NULL;
+        const backend_gpus g = {list, p->split, p->tensor_split};
         return backend_create_gpus(m, bp, &g, out);
     }
     if (!d || !strcmp(d, "auto")) {
