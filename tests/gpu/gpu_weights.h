@@ -52,4 +52,33 @@ static inline void free_w(host_w *h) {
     free(h->deq);
 }
 
+/* The float64 reference of a GEMV over nb vectors x (ldx apart): for
+ * row r of vector b, ref = W x (store), y0 + W x (add) or act(Wg x) (Wu x)
+ * (SwiGLU, h2 the up matrix, act 1 = GeGLU), x first RMS-normalized with
+ * gain gamma when given; mag the sum of the terms' magnitudes (the
+ * tolerance's scale). ref and mag: [nb][h->rows]. */
+static inline void gemv_ref(const host_w *h, const host_w *h2, const float *x, int64_t ldx, int nb,
+                            const float *gamma, int mode, int act, const float *y0, int64_t ldy,
+                            double *ref, double *mag) {
+    const int64_t R = h->rows, K = h->cols;
+    for (int b = 0; b < nb; b++) {
+        double ss = 0, s = 1;
+        for (int64_t k = 0; k < K; k++) ss += (double)x[b * ldx + k] * x[b * ldx + k];
+        if (gamma) s = 1.0 / sqrt(ss / K + 1e-5);
+        for (int64_t r = 0; r < R; r++) {
+            double a = 0, a2 = 0, m = 0;
+            for (int64_t k = 0; k < K; k++) {
+                const double xv = x[b * ldx + k] * (gamma ? s * gamma[k] : 1.0);
+                a += h->deq[r * K + k] * xv;
+                m += fabs(h->deq[r * K + k] * xv);
+                if (h2) a2 += h2->deq[r * K + k] * xv, m += fabs(h2->deq[r * K + k] * xv);
+            }
+            ref[b * R + r] = mode == GEMV_SWIGLU ? (act ? gt_gelu(a) : gt_silu(a)) * a2
+                             : mode == GEMV_ADD  ? y0[b * ldy + r] + a
+                                                 : a;
+            mag[b * R + r] = mode == GEMV_SWIGLU ? m * (fabs(a2) + fabs(a)) + 1 : m;
+        }
+    }
+}
+
 #endif

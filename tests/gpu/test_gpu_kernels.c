@@ -58,24 +58,7 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
     if (nb < 1 || R < 1) return;
     size_t nref = (size_t)nb * (size_t)R;
     double *ref = malloc(sizeof(double) * nref), *mag = malloc(sizeof(double) * nref);
-    for (int b = 0; b < nb; b++) {
-        double ss = 0, s = 1;
-        for (int64_t k = 0; k < K; k++) ss += (double)x[b * ldx + k] * x[b * ldx + k];
-        if (norm) s = 1.0 / sqrt(ss / K + 1e-5);
-        for (int64_t r = 0; r < R; r++) {
-            double a = 0, a2 = 0, m = 0;
-            for (int64_t k = 0; k < K; k++) {
-                double xv = x[b * ldx + k] * (norm ? s * gamma[k] : 1.0);
-                a += h->deq[r * K + k] * xv;
-                m += fabs(h->deq[r * K + k] * xv);
-                if (h2) a2 += h2->deq[r * K + k] * xv, m += fabs(h2->deq[r * K + k] * xv);
-            }
-            ref[b * R + r] = mode == GEMV_SWIGLU ? act_d(a) * a2
-                             : mode == GEMV_ADD  ? y0[b * ldy + r] + a
-                                                 : a;
-            mag[b * R + r] = mode == GEMV_SWIGLU ? m * (fabs(a2) + fabs(a)) + 1 : m;
-        }
-    }
+    gemv_ref(h, h2, x, ldx, nb, norm ? gamma : NULL, mode, g_act, y0, ldy, ref, mag);
     float *dx = gt_up(x, (size_t)nb * ldx * 4), *dg = gt_up(gamma, K * 4),
           *dy = gt_dev((size_t)nb * ldy * 4);
     float *y = malloc((size_t)nb * ldy * 4);
