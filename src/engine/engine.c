@@ -176,6 +176,17 @@ static void engine_defaults(const m40llm_model *mm, m40llm_engine_params *p) {
     }
 }
 
+/* The GPUs the model is on, in layer order: a split's CUDA stages, or a
+ * CUDA backend itself (CPU stages, in tests, are no cards). Their count. */
+static int engine_cards(const backend *b, const backend **cards) {
+    const backend *st[BACKEND_PIPE_MAX_STAGES];
+    int n = backend_pipe_stages(b, st), k = 0;
+    if (n == 0) st[n++] = b;
+    for (int i = 0; i < n && k < M40LLM_MAX_CARDS; i++)
+        if (!strcmp(st[i]->ops->name, "cuda")) cards[k++] = st[i];
+    return k;
+}
+
 int engine_create_on(m40llm_model *mm, backend *b, const m40llm_engine_params *params,
                      m40llm_engine **out) {
     *out = NULL;
@@ -224,6 +235,14 @@ int engine_create_on(m40llm_model *mm, backend *b, const m40llm_engine_params *p
         in->backend = kind->ops->name;
         in->device = strcmp(kind->ops->name, "cpu") ? kind->params.device : -1;
         in->n_ctx = p.n_ctx;
+        const backend *cards[M40LLM_MAX_CARDS];
+        in->n_cards = engine_cards(b, cards);
+        for (int i = 0; i < in->n_cards; i++) {
+            m40llm_card_share *c = &in->cards[i];
+            backend_layers(cards[i], &c->layer_begin, &c->layer_end);
+            c->device = cards[i]->params.device;
+            c->weight_bytes = backend_stage_weight_bytes(b->model, c->layer_begin, c->layer_end);
+        }
         in->max_seqs = p.max_seqs;
         in->max_batch_tokens = p.max_batch_tokens;
         in->max_queue = p.max_queue;
@@ -315,20 +334,12 @@ void m40llm_engine_free(m40llm_engine *e) {
 void m40llm_engine_get_info(const m40llm_engine *e, m40llm_engine_info *out) {
     memset(out, 0, sizeof *out);
     if (!e) return;
-    *out = e->info;
+    *out = e->info; /* the cards' layers and weights were set at create */
     out->mem_used = e->b->ops->mem_used(e->b);
-    /* the cards: a split's stages, or the one GPU of a CUDA backend */
-    const backend *st[BACKEND_PIPE_MAX_STAGES];
-    int n = backend_pipe_stages(e->b, st);
-    if (n == 0 && !strcmp(e->b->ops->name, "cuda")) st[n++] = e->b;
-    for (int i = 0; i < n && i < M40LLM_MAX_CARDS; i++) {
-        if (strcmp(st[i]->ops->name, "cuda")) continue; /* (CPU stages: tests) */
-        m40llm_card_share *c = &out->cards[out->n_cards++];
-        backend_layers(st[i], &c->layer_begin, &c->layer_end);
-        c->device = st[i]->params.device;
-        c->weight_bytes = backend_stage_weight_bytes(st[i]->model, c->layer_begin, c->layer_end);
-        c->mem_used = st[i]->ops->mem_used(st[i]);
-    }
+    const backend *cards[M40LLM_MAX_CARDS];
+    const int n = engine_cards(e->b, cards);
+    for (int i = 0; i < n && i < out->n_cards; i++)
+        out->cards[i].mem_used = cards[i]->ops->mem_used(cards[i]);
 }
 
 void m40llm_engine_get_stats(m40llm_engine *e, m40llm_engine_stats *out) {
