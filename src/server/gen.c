@@ -192,24 +192,9 @@ static int gen_on_event(void *user, const m40llm_event *ev) {
 
 /* ---- the job's life ---- */
 
-/* The job's hold on the model: its engine request freed (no events after
- * that returns) and the model released. Done as soon as the answer is
- * complete, before it is sent, so that the client's next call finds the
- * model idle (its keep_alive running, /api/ps saying so), else when the
- * job goes. */
-static void gen_job_drop_model(gen_job *j) {
-    pthread_mutex_lock(&j->s->mu); /* (gen_cancel_all reads req under it) */
-    m40llm_request *req = j->req;
-    srv_model *m = j->m;
-    j->req = NULL;
-    j->m = NULL;
-    pthread_mutex_unlock(&j->s->mu);
-    m40llm_request_free(req);
-    if (m) srv_model_put(j->s, m);
-}
-
 static void gen_job_free(gen_job *j) {
-    gen_job_drop_model(j);
+    m40llm_request_free(j->req); /* no events after this returns */
+    srv_model_put(j->s, j->m);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     gen_queue_free(&j->in);
@@ -254,15 +239,13 @@ void gen_request_done(http_req *r, bool ok) {
     gen_job *j = r->job;
     if (!j) return;
     r->job = NULL;
-    if (j->req || j->done) {
-        m40llm_request_result res = j->res; /* (final when done: the request is gone) */
-        if (j->req) {
-            if (!ok) { /* the client went away: free its blocks now */
-                m40llm_request_cancel(j->req);
-                m40llm_request_wait(j->req, 2000); /* its final counts, for the log */
-            }
-            m40llm_request_get_result(j->req, &res);
+    if (j->req) {
+        if (!ok) { /* the client went away: free its blocks now */
+            m40llm_request_cancel(j->req);
+            m40llm_request_wait(j->req, 2000); /* its final counts, for the log */
         }
+        m40llm_request_result res;
+        m40llm_request_get_result(j->req, &res);
         r->n_in = res.n_prompt;
         r->n_out = res.n_generated;
         r->ttft_s = res.n_generated > 0 ? res.ttft_s : -1;
@@ -508,10 +491,6 @@ static int gen_consume(gen_job *j) {
             m40llm_request_get_result(j->req, &j->res);
             metrics_observe_request(&j->s->metrics, j->res.n_generated > 0 ? j->res.ttft_s : -1.0,
                                     j->res.total_s, j->res.queue_s, &j->itl);
-            /* an answer: the model is free again (a failure keeps the
-             * request, whose error text it reports, until the job goes) */
-            if (j->finish != M40LLM_FINISH_CANCELLED && j->finish != M40LLM_FINISH_ERROR)
-                gen_job_drop_model(j);
             if (j->spec.stream && gen_stream_end(j)) return -1;
             j->ended = true;
         }
