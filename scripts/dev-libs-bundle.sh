@@ -27,6 +27,9 @@ rm -rf usr/share/doc usr/share/man usr/share/info
 if [ -d lib/x86_64-linux-gnu ]; then
     mv lib/x86_64-linux-gnu/* usr/lib/x86_64-linux-gnu/ && rmdir lib/x86_64-linux-gnu
 fi
+# libmicrohttpd.pc names gnutls (Requires.private) for static links only;
+# the shared library finds libgnutls.so.30 in the bundle, so drop the line
+sed -i '/^Requires.private/d' usr/lib/x86_64-linux-gnu/pkgconfig/libmicrohttpd.pc
 find . -type l -lname '/*' | while read -r l; do ln -sf "$(basename "$(readlink "$l")")" "$l"; done
 if [ -n "$(find . -xtype l)" ]; then
     echo "dangling links left:" >&2
