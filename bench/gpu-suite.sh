@@ -6,8 +6,9 @@
 # shape, MOE_TYPES, default q4_0 q4_k_m, at a 4096-token context; MOE_LAYERS
 # cuts its layers, 48, to save synthesis time) and of issue 23 (split7b: the
 # 7B Q4_0 whole and split over two stages on card 0) and of issue 19
-# (gemvrows: the 2- and 8-vector GEMV kernels). Stages: build test info
-# bench7b benchsmol benchmoe split7b gemvrows (default: build test info
+# (gemvrows: the 2- and 8-vector GEMV kernels; profbatch: where a batched
+# decode step spends its time). Stages: build test info
+# bench7b benchsmol benchmoe split7b gemvrows profbatch (default: build test info
 # benchsmol bench7b).
 #   OUT=dir for logs (default build-gpu/logs); MODELS=dir for synthetic models
 set -uo pipefail
@@ -62,6 +63,14 @@ for s in $stages; do
         # the workbench's row-parallel one, on the 7B layer shapes
         for nb in 2 8; do
             build-gpu/m40-gemv-bench --nb $nb --kernels auto,rows --types ${TYPES:-q4_0,q8_0,f16} --graph 2>&1 | tee -a "$out/gemv-rows.log"
+        done
+        ;;
+    profbatch)
+        # issue 19: where an 8- and a 32-entry decode step of the 7B Q4_0 spends its time
+        f=$models/mistral-7b-q4_0.gguf
+        [ -f "$f" ] || build-gpu/m40-synth --preset mistral-7b --type q4_0 -q -o "$f"
+        for b in ${BATCHES:-8 32}; do
+            M40LLM_PROFILE=1 "$bin" bench "$f" --batch $b -p 128 -n 32 -r 1 --device cuda --kv f16 2>&1 | tee "$out/profbatch-$b.log" | grep -vE '^ *$' | tail -14
         done
         ;;
     split7b)
