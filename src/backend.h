@@ -79,11 +79,6 @@ typedef struct backend_params {
     bool profile; /* synchronize after each kernel group, print the times at destroy (no graphs) */
     int gemv_kernel; /* single-vector decode GEMV kernel: 0 chosen by shape, else forced (the
                       * workbench's comparisons: backend_gemv_kernel_from_name) */
-    bool gpu_moe;    /* run mixture-of-experts models on the GPU (moe.cu): off until its
-                      * kernels have passed the GPU suite on a device; such a model is
-                      * refused by name without it */
-    bool gpu_split;  /* a layer split over several cards (backend_open.c): off until it has
-                      * passed the GPU suite on a device */
     bool dup_gpus;   /* a card may be named twice in --gpus (tests: two stages on one card) */
 } backend_params;
 
@@ -92,8 +87,6 @@ typedef struct backend_params {
  *   M40LLM_CUDA_GRAPHS=0          no_graphs
  *   M40LLM_PROFILE=1              profile
  *   M40LLM_GEMV=auto|warp|staged|persist   gemv_kernel
- *   M40LLM_GPU_MOE=1              gpu_moe
- *   M40LLM_GPU_SPLIT=1            gpu_split
  *   M40LLM_DUP_GPUS=1             dup_gpus
  * Unset or unknown values leave the field as it is. */
 void backend_params_env(backend_params *p);

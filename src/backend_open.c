@@ -39,11 +39,6 @@ int backend_create_gpus(const model *m, backend_params *p, const backend_gpus *g
         p->device = devs[0];
         return backend_cuda_create(m, p, out);
     }
-    if (!p->gpu_split)
-        return err_set(M40LLM_ERR_UNSUPPORTED,
-                       "--gpus %s: the layer split over several cards has not passed the GPU suite "
-                       "on a device yet (M40LLM_GPU_SPLIT=1 runs it)",
-                       g->list);
     if (!g->tensor_split) /* by free memory; a card named twice shares its own */
         for (int i = 0; i < n; i++) {
             m40llm_gpu_info gi;

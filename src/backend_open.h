@@ -19,8 +19,7 @@ int backend_gpus_check(const backend_gpus *g);
  * split over its cards: each card a contiguous range of layers in
  * proportion to --tensor-split or its free memory (a card named twice
  * shares it), its KV share likewise (backend_pipe_create). A card named
- * twice needs p->dup_gpus (tests); several cards need p->gpu_split until
- * the split has passed the GPU suite on a device. --split row is
+ * twice needs p->dup_gpus (tests). --split row is
  * M40LLM_ERR_UNSUPPORTED. Errors name the card, everything freed. */
 int backend_create_gpus(const model *m, backend_params *p, const backend_gpus *g, backend **out);
 

@@ -637,15 +637,10 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
         MODEL_FEAT_NORM_OFFSET | MODEL_FEAT_GELU | MODEL_FEAT_ROPE_NEOX | MODEL_FEAT_ROPE_FACTORS |
         MODEL_FEAT_LAYER_ROPE | MODEL_FEAT_SWA | MODEL_FEAT_EMBD_SCALE | MODEL_FEAT_ATTN_SCALE |
         MODEL_FEAT_ATTN_SOFTCAP | MODEL_FEAT_FINAL_SOFTCAP | MODEL_FEAT_WIDE_ATTN |
-        MODEL_FEAT_ROPE_YARN | (p->gpu_moe ? MODEL_FEAT_MOE : 0);
+        MODEL_FEAT_ROPE_YARN | MODEL_FEAT_MOE;
     const uint32_t extra = model_features(m) & ~supported;
     if (extra) {
         uint32_t bit = extra & -extra;
-        if (bit == MODEL_FEAT_MOE)
-            return err_set(M40LLM_ERR_UNSUPPORTED,
-                           "cuda backend: %s (%s): its GPU kernels have not passed the GPU suite "
-                           "on a device yet (M40LLM_GPU_MOE=1 runs them)",
-                           m->cfg.arch, model_feature_name(bit));
         return err_set(M40LLM_ERR_UNSUPPORTED,
                        "cuda backend: %s (%s) is not implemented on the GPU yet", m->cfg.arch,
                        model_feature_name(bit));

@@ -99,8 +99,7 @@ static backend *open_backend(model *m, backend_kv_type kv, int n_seq, int n_batc
                         .n_threads = 1,
                         .device = 0,
                         .kv_type = kv,
-                        .prefill_gemm = strcmp(gemm, "f32") ? BACKEND_GEMM_F16 : BACKEND_GEMM_F32,
-                        .gpu_moe = true}; /* (mixture-of-experts fixtures: moe.cu) */
+                        .prefill_gemm = strcmp(gemm, "f32") ? BACKEND_GEMM_F16 : BACKEND_GEMM_F32};
     backend *b = NULL;
     int rc = backend_cuda_create(m, &p, &b);
     CHECKF(rc == 0, "backend_cuda_create: %s", m40llm_last_error());

@@ -16,13 +16,14 @@
 #include "pipe_script.h"
 
 static backend_params gparams(bool paged) {
-    backend_params p = {.n_ctx = CTX,
-                        .n_seq_max = NSEQ,
-                        .n_batch_max = NB,
-                        .n_threads = 1,
-                        .kv_type = BACKEND_KV_F16,
-                        .paged = paged,
-                        .gpu_moe = true};
+    backend_params p = {
+        .n_ctx = CTX,
+        .n_seq_max = NSEQ,
+        .n_batch_max = NB,
+        .n_threads = 1,
+        .kv_type = BACKEND_KV_F16,
+        .paged = paged,
+    };
     if (paged) p.kv_block = 16;
     return p;
 }
@@ -81,7 +82,7 @@ static void through_gpus_option(void) {
     backend_params p = gparams(true);
     p.kv_fraction = 0.9;
     p.kv_block = 0;
-    p.gpu_split = p.dup_gpus = true;
+    p.dup_gpus = true;
     const backend_gpus g = {"0,0", "layer", NULL};
     backend *b = NULL;
     int rc = backend_create_gpus(m, &p, &g, &b);

@@ -19,8 +19,7 @@ pytestmark = pytest.mark.skipif(not Path(BIN).is_file(), reason=f"m40-llm not bu
 
 def m40(*args, timeout=60):
     env = dict(os.environ)
-    for k in ("M40LLM_GPU_SPLIT", "M40LLM_DUP_GPUS"):
-        env.pop(k, None)
+    env.pop("M40LLM_DUP_GPUS", None)
     return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 

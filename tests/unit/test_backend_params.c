@@ -11,8 +11,6 @@ static void clear_env(void) {
     unsetenv("M40LLM_CUDA_GRAPHS");
     unsetenv("M40LLM_PROFILE");
     unsetenv("M40LLM_GEMV");
-    unsetenv("M40LLM_GPU_MOE");
-    unsetenv("M40LLM_GPU_SPLIT");
     unsetenv("M40LLM_DUP_GPUS");
 }
 
@@ -31,20 +29,18 @@ int main(void) {
     backend_params p = {.n_ctx = 7, .gemv_kernel = 2, .prefill_gemm = BACKEND_GEMM_F32};
     backend_params_env(&p);
     CHECK(p.n_ctx == 7 && p.gemv_kernel == 2 && p.prefill_gemm == BACKEND_GEMM_F32);
-    CHECK(!p.no_graphs && !p.profile && !p.gpu_moe && !p.gpu_split && !p.dup_gpus);
+    CHECK(!p.no_graphs && !p.profile && !p.dup_gpus);
 
     /* every switch */
     setenv("M40LLM_PREFILL_GEMM", "f16", 1);
     setenv("M40LLM_CUDA_GRAPHS", "0", 1);
     setenv("M40LLM_PROFILE", "1", 1);
     setenv("M40LLM_GEMV", "persist", 1);
-    setenv("M40LLM_GPU_MOE", "1", 1);
-    setenv("M40LLM_GPU_SPLIT", "1", 1);
     setenv("M40LLM_DUP_GPUS", "1", 1);
     backend_params q = {0};
     backend_params_env(&q);
     CHECK(q.prefill_gemm == BACKEND_GEMM_F16 && q.no_graphs && q.profile && q.gemv_kernel == 3 &&
-          q.gpu_moe && q.gpu_split && q.dup_gpus);
+          q.dup_gpus);
     setenv("M40LLM_PREFILL_GEMM", "f32", 1);
     backend_params_env(&q);
     CHECK(q.prefill_gemm == BACKEND_GEMM_F32);
@@ -54,13 +50,11 @@ int main(void) {
     setenv("M40LLM_CUDA_GRAPHS", "1", 1);
     setenv("M40LLM_PROFILE", "yes", 1);
     setenv("M40LLM_GEMV", "staged4", 1);
-    setenv("M40LLM_GPU_MOE", "yes", 1);
-    setenv("M40LLM_GPU_SPLIT", "true", 1);
     setenv("M40LLM_DUP_GPUS", "0", 1);
     backend_params r = {.prefill_gemm = BACKEND_GEMM_F16, .gemv_kernel = 1};
     backend_params_env(&r);
     CHECK(r.prefill_gemm == BACKEND_GEMM_F16 && !r.no_graphs && !r.profile && r.gemv_kernel == 1 &&
-          !r.gpu_moe && !r.gpu_split && !r.dup_gpus);
+          !r.dup_gpus);
     clear_env();
     return check_summary("test_backend_params");
 }
