@@ -4,12 +4,13 @@
  * vectors (--nb), FP32 TFLOP/s.
  *
  *   m40-gemv-bench [--shape 7b|smollm2] [--only qkv,down,...]
- *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged,persist,rows]
+ *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged,persist]
  *                  [--nb N] [--iters N] [--device N] [--hot] [--graph]
  *
- * --nb 2..8 vectors: "auto" is the block-staged kernel launch_gemv runs
- * for them, "rows" the workbench's row-parallel one (gemv_rows.cu). The
- * QKV shape runs as a plain product here (no KV cache).
+ * --nb 2..8 vectors: "auto" is the row-parallel kernel launch_gemv runs
+ * for plain products and SwiGLU (gemvr_impl.cuh), "staged" the
+ * block-staged one (which it runs for QKV). The QKV shape runs as a plain
+ * product here (no KV cache).
  *
  * Weight bytes are random (timing does not depend on the values). Each
  * launch reads the next of several copies of the layer, cycling through
@@ -26,7 +27,6 @@
 
 #include "backend.h"
 #include "cuda/cuda_internal.h"
-#include "gemv_rows.h"
 #include "m40llm.h"
 #include "quant.h"
 
@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s [--shape 7b|smollm2] [--types q4_0,...] "
-                    "[--kernels auto,warp,staged,persist,rows] [--nb 1..8] [--iters N] "
+                    "[--kernels auto,warp,staged,persist] [--nb 1..8] [--iters N] "
                     "[--device N] "
                     "[--hot] [--graph]\n",
                     argv[0]);
@@ -178,13 +178,9 @@ int main(int argc, char **argv) {
             snprintf(kbuf, sizeof kbuf, "%s", kernels);
             char *ksave = NULL;
             for (char *ks = strtok_r(kbuf, ",", &ksave); ks; ks = strtok_r(NULL, ",", &ksave)) {
-                const bool rows = !strcmp(ks, "rows");
-                int kc = rows ? 0 : backend_gemv_kernel_from_name(ks);
-                if (kc < 0 || (rows && nb < 2)) {
-                    fprintf(stderr,
-                            "unknown kernel %s (auto, warp, staged, persist; rows with "
-                            "--nb 2..8)\n",
-                            ks);
+                int kc = backend_gemv_kernel_from_name(ks);
+                if (kc < 0) {
+                    fprintf(stderr, "unknown kernel %s (auto, warp, staged, persist)\n", ks);
                     return 2;
                 }
                 gemv_args a;
@@ -213,7 +209,7 @@ int main(int argc, char **argv) {
                     int c = ((it % nc) + nc) % nc;
                     a.w = &ms[c * nm];
                     a.w2 = nm == 2 ? &ms[c * nm + 1] : NULL;
-                    rc = rows ? bench_gemv_rows(&a, cs) : launch_gemv(&a, cs);
+                    rc = launch_gemv(&a, cs);
                 }
                 if (graph) {
                     cudaGraph_t gr = NULL;

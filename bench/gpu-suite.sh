@@ -25,7 +25,7 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | 
 for s in $stages; do
     case $s in
     build)
-        cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release ${M40LLM_CUDA_ARCHS:+-DM40LLM_CUDA_ARCHS=$M40LLM_CUDA_ARCHS} >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+        cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release ${CMAKE_EXTRA:-} ${M40LLM_CUDA_ARCHS:+-DM40LLM_CUDA_ARCHS=$M40LLM_CUDA_ARCHS} >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
         cmake --build build-gpu -j "$jobs" >"$out/build.log" 2>&1 || { grep -E 'error' "$out/build.log" | head -30; exit 1; }
         echo "build: ok"
         ;;
@@ -59,10 +59,10 @@ for s in $stages; do
         done
         ;;
     gemvrows)
-        # issue 19: 8-vector GEMV, launch_gemv's block-staged kernel against
-        # the workbench's row-parallel one, on the 7B layer shapes
+        # issue 19: 2- and 8-vector GEMV on the 7B layer shapes, the
+        # block-staged kernel against launch_gemv's choice (row-parallel)
         for nb in 2 8; do
-            build-gpu/m40-gemv-bench --nb $nb --kernels auto,rows --types ${TYPES:-q4_0,q8_0,f16} --graph 2>&1 | tee -a "$out/gemv-rows.log"
+            build-gpu/m40-gemv-bench --nb $nb --kernels staged,auto --types ${TYPES:-q4_0,q8_0,f16} --graph 2>&1 | tee -a "$out/gemv-rows.log"
         done
         ;;
     profbatch)
@@ -78,11 +78,10 @@ for s in $stages; do
         f=$models/mistral-7b-q4_0.gguf
         [ -f "$f" ] || build-gpu/m40-synth --preset mistral-7b --type q4_0 -q -o "$f"
         "$bin" bench "$f" -p 512 -n 128 -r 3 --device cuda --kv f16 --json >"bench/results/$stamp-$gpu-mistral7b-q4_0-one.json" 2>"$out/bench-split-one.err"
-        M40LLM_GPU_SPLIT=1 M40LLM_DUP_GPUS=1 "$bin" bench "$f" -p 512 -n 128 -r 3 --gpus 0,0 --kv f16 --json >"bench/results/$stamp-$gpu-mistral7b-q4_0-split00.json" 2>"$out/bench-split.err"
+        M40LLM_DUP_GPUS=1 "$bin" bench "$f" -p 512 -n 128 -r 3 --gpus 0,0 --kv f16 --json >"bench/results/$stamp-$gpu-mistral7b-q4_0-split00.json" 2>"$out/bench-split.err"
         grep -E 'avg_' "bench/results/$stamp-$gpu-mistral7b-q4_0-one.json" "bench/results/$stamp-$gpu-mistral7b-q4_0-split00.json"; grep -E 'GPU 0: layers' "$out/bench-split.err"; tail -2 "$out/bench-split.err"
         ;;
     benchmoe)
-        export M40LLM_GPU_MOE=1 # (until the GPU suite has passed with moe.cu)
         for t in ${MOE_TYPES:-q4_0 q4_k_m}; do
             f=$models/qwen3-30b-a3b-$t.gguf
             [ -f "$f" ] || { /usr/bin/time -f "synth $t: %es" build-gpu/m40-synth --preset qwen3-30b-a3b ${MOE_LAYERS:+--layers $MOE_LAYERS} --type "$t" -q -o "$f"; }

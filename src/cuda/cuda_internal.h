@@ -145,7 +145,7 @@ typedef struct gemv_args {
     int act;                /* GEMV_SWIGLU: 0 SiLU (SwiGLU), 1 tanh GELU (GeGLU) */
     const qkv_out *qkv;     /* GEMV_QKV */
     int64_t row0;           /* GEMV_QKV: index of w's row 0 within [q | k | v] rows */
-    int kernel;             /* one vector: GEMV_KERNEL_* (AUTO: by shape and type) */
+    int kernel;             /* GEMV_KERNEL_* (AUTO: by shape, type and vector count) */
     int persist_max_blocks; /* caps the persistent kernel's grid (0: none), so that tests can
                              * give each warp many row groups */
 } gemv_args;
@@ -153,12 +153,14 @@ typedef struct gemv_args {
 #define M40_GEMV_MAX_B 8
 /* Matrix-vector products for decode: each weight read once for all nb vectors. */
 int launch_gemv(const gemv_args *a, cudaStream_t st);
-/* The single-vector kernel launch_gemv uses (gemv_args.kernel, to compare
- * them in tests and the workbench): AUTO picks by shape and type; WARP the
+/* The kernel launch_gemv uses (gemv_args.kernel, to compare them in tests
+ * and the workbench). One vector: AUTO picks by shape and type; WARP the
  * warp kernel, STAGED the block-staged kernel (4 row streams per warp),
  * PERSIST the persistent kernel (types without a split dot, and wide x
- * outside a residual add, fall back to STAGED). The numbers are those of
- * backend_gemv_kernel_from_name (backend_params.gemv_kernel). */
+ * outside a residual add, fall back to STAGED). 2..8 vectors: the
+ * row-parallel kernel (gemvr_impl.cuh) but for QKV, and STAGED the
+ * block-staged one for every mode (the others as AUTO). The numbers are
+ * those of backend_gemv_kernel_from_name (backend_params.gemv_kernel). */
 enum {
     GEMV_KERNEL_AUTO = 0,
     GEMV_KERNEL_WARP = 1,

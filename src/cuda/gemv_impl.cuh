@@ -351,6 +351,7 @@ gv_store1(const float *acc, int lane, int64_t rbase, int64_t rows, float *y, int
 
 #include "gemv1_impl.cuh"
 #include "gemvp_impl.cuh"
+#include "gemvr_impl.cuh"
 
 /* One vector: the persistent kernel takes the types with a split dot (on
  * an H200 it streams 7B-shape products up to 1.4x and SmolLM2-shape ones up
@@ -359,7 +360,10 @@ gv_store1(const float *acc, int lane, int64_t rbase, int64_t rows, float *y, int
  * and idle lanes past K/32 dominate) and the block-staged one on 4096+
  * inputs (7B Q4_0 gate/up 51 us staged vs 61 us warp). */
 template <int T> static int gemv_run_type(const gemv_args *a, cudaStream_t st) {
-    if (a->nb > 1) return gemv_launch_tb<T, 8>(a, st); /* 2..8 vectors: the unused lanes zero */
+    if (a->nb > 1) { /* 2..8 vectors (the unused ones zero): rows, or staged for QKV */
+        if (a->mode != GEMV_QKV && a->kernel != GEMV_KERNEL_STAGED) return gemvr_run<T>(a, st);
+        return gemv_launch_tb<T, 8>(a, st);
+    }
     const int c = a->kernel;
     if (c == GEMV_KERNEL_PERSIST || c == GEMV_KERNEL_AUTO) {
         int rc = gemvp_entry<T>::run(a, st);

@@ -1,20 +1,22 @@
-/* Workbench: a row-parallel GEMV kernel for 2..8 vectors, a candidate to
- * replace the block-staged kernel that launch_gemv runs for them (issue 19:
- * an 8-entry decode step). It lives here until the GPU suite has measured
- * it (bench/gemv_bench.c --nb 8 --kernels staged,rows); test_gpu_gemv_rows
- * checks it against float64. The block-staged kernel
- * gives each lane its own sub-block, so every 128-bit read of x from
- * shared memory has 32 different addresses and one feeds 4 FMAs: with 8
- * vectors that read, not the weights, bounds the step. Here a warp owns 8
- * pairs of weight rows (SwiGLU: 8 gate rows and the same 8 of up) and lane
- * (q, j) = (lane / 4, lane % 4) decodes pair q's two rows at sub-blocks j,
- * j + 4, ... of each chunk: the four lanes of a pair read four consecutive
- * sub-blocks of a row (contiguous bytes), a quarter warp reads x at four
- * sub-blocks only (the 36-float padding puts them in different banks) and
- * every x read feeds 8 FMAs. The four partial sums of a row meet through
- * two shuffles; lane j writes vectors j and j + 4. */
-#include "cuda/gemv_impl.cuh"
-#include "gemv_rows.h"
+/* The several-vector decode GEMV (2..8 vectors) for plain products and
+ * SwiGLU/GeGLU (included by gemv_impl.cuh; the rope + KV-store products
+ * keep the block-staged k_gemv, faster there: 6144 x 4096 Q4_0, 8 vectors,
+ * 47 vs 52 us on an H100).
+ *
+ * The block-staged kernel gives each lane its own sub-block, so every
+ * 128-bit read of x from shared memory has 32 different addresses and one
+ * feeds 4 FMAs: with 8 vectors that read, not the weights, bounds the step.
+ * Here a warp owns 16 rows (SwiGLU: 8 gate rows and the same 8 of up) and
+ * lane (q, j) = (lane / 4, lane % 4) decodes rows 2q and 2q + 1 (SwiGLU:
+ * gate and up of row q) at sub-blocks j, j + 4, ... of each chunk: the four
+ * lanes of a pair read four consecutive sub-blocks of a row (contiguous
+ * bytes), a quarter warp reads x at four sub-blocks only (the 36-float
+ * padding puts them in different banks) and every x read feeds 8 FMAs. The
+ * four partial sums of a row meet through two shuffles; lane j writes
+ * vectors j and j + 4. H100, 7B Q4_0 shapes, 8 vectors: wo 42 -> 21 us,
+ * gate+up 229 -> 153 us, down 142 -> 77 us (bench/results/README.md). */
+#ifndef M40_GEMVR_IMPL_CUH
+#define M40_GEMVR_IMPL_CUH
 
 template <int MODE> struct gvr_rows { /* output rows a warp owns */
     static const int n = MODE == GEMV_SWIGLU ? 8 : 16;
@@ -23,8 +25,7 @@ template <int MODE> struct gvr_rows { /* output rows a warp owns */
 template <int T, int B, int MODE>
 __global__ void __launch_bounds__(GV_THREADS, 1)
     k_gemv_rows(gpu_matrix w, gpu_matrix w2, const float *x, int64_t ldx, int nb,
-                const float *gamma, float eps, float *y, int64_t ldy, int add, qkv_out qo,
-                int64_t row0, int64_t kspan) {
+                const float *gamma, float eps, float *y, int64_t ldy, int add, int64_t kspan) {
     const int CH = gv_chunk<B>::elems, CHP = gv_padded(CH);
     extern __shared__ float xs[]; /* [B][CHP] */
     __shared__ float red[32];
@@ -35,7 +36,7 @@ __global__ void __launch_bounds__(GV_THREADS, 1)
     const int64_t wbase =
         (int64_t)blockIdx.x * GV_WARPS * gvr_rows<MODE>::n + warp * gvr_rows<MODE>::n;
     /* the lane's two row streams: gate and up of row wbase + q, or rows
-     * wbase + 2q and + 1 (a rope pair for the QKV epilogue) */
+     * wbase + 2q and + 1 */
     const int64_t ra = MODE == GEMV_SWIGLU ? wbase + q : wbase + 2 * q;
     const int64_t rb = MODE == GEMV_SWIGLU ? ra : ra + 1;
     const gpu_matrix &mb = MODE == GEMV_SWIGLU ? w2 : w;
@@ -107,8 +108,6 @@ __global__ void __launch_bounds__(GV_THREADS, 1)
         if ((b & 3) != j || b >= nb) continue;
         if (MODE == GEMV_SWIGLU) {
             if (ra < rows) y[b * ldy + ra] = dev_act(acc[0][b], add) * acc[1][b];
-        } else if (MODE == GEMV_QKV) {
-            if (rb < rows) qkv_epilogue(qo, NULL, row0 + ra, b, acc[0][b], acc[1][b]);
         } else {
 #pragma unroll
             for (int h = 0; h < 2; h++) {
@@ -132,30 +131,17 @@ template <int T, int B, int MODE> static int gemvr_launch_tbm(const gemv_args *a
     const unsigned blocks = (unsigned)((a->w->rows + rpb - 1) / rpb);
     int64_t kspan;
     const unsigned ksplit = gemv_split_k(a, blocks, 512, &kspan);
-    qkv_out qo;
-    memset(&qo, 0, sizeof qo);
-    if (a->qkv) qo = *a->qkv;
     const gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
     k_gemv_rows<T, B, MODE><<<dim3(blocks, ksplit), GV_THREADS, smem, st>>>(
-        *a->w, w2, a->x, a->ldx, a->nb, a->gamma, a->eps, a->y, a->ldy, gemv_flag(a), qo, a->row0,
-        kspan);
+        *a->w, w2, a->x, a->ldx, a->nb, a->gamma, a->eps, a->y, a->ldy, gemv_flag(a), kspan);
     CUDA_LAUNCHED("k_gemv_rows");
     return M40LLM_OK;
 }
 
+/* plain products (store, residual add) and SwiGLU/GeGLU; not QKV */
 template <int T> static int gemvr_run(const gemv_args *a, cudaStream_t st) {
     if (a->mode == GEMV_SWIGLU) return gemvr_launch_tbm<T, 8, GEMV_SWIGLU>(a, st);
-    if (a->mode == GEMV_QKV) return gemvr_launch_tbm<T, 8, GEMV_QKV>(a, st);
     return gemvr_launch_tbm<T, 8, GV_PLAIN>(a, st);
 }
 
-extern "C" int bench_gemv_rows(const gemv_args *a, cudaStream_t st) {
-    if (!a || !a->w || !a->x || a->nb < 2 || a->nb > 8 || a->ldx % 4 || (uintptr_t)a->x % 16 ||
-        (a->mode == GEMV_SWIGLU && (!a->w2 || a->w2->type != a->w->type ||
-                                    a->w2->rows != a->w->rows || a->w2->cols != a->w->cols)) ||
-        (a->mode == GEMV_QKV ? !a->qkv || a->row0 % 2 || a->w->rows % 2 : !a->y))
-        return err_set(M40LLM_ERR_INVALID_ARG, "gemv rows: bad arguments (2..8 vectors)");
-#define ROWS_CASE(T) return gemvr_run<T>(a, st)
-    M40_TYPE_SWITCH(a->w->type, ROWS_CASE)
-#undef ROWS_CASE
-}
+#endif
