@@ -45,7 +45,10 @@ typedef struct gen_queue {
 
 struct gen_job {
     server *s;
-    srv_model *m; /* the model it runs on (a reference, given back at the end) */
+    /* the model it runs on: a reference, given back with the engine request
+     * as soon as the answer is complete (gen_job_let_go), else when the job
+     * goes; NULL after (req too, under s->mu) */
+    srv_model *m;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     gen_queue in;  /* appended by the engine thread (under mu) */
@@ -71,7 +74,8 @@ struct gen_job {
     m40llm_finish_reason finish;
     double t_last; /* the previous token event */
     metrics_hist itl;
-    m40llm_request_result res;
+    m40llm_request_result res; /* final once done: the answer's and the log's counts */
+    char error[256];           /* res.error's text (the request's own goes with it) */
 };
 
 /* ---- spec ---- */
@@ -192,9 +196,26 @@ static int gen_on_event(void *user, const m40llm_event *ev) {
 
 /* ---- the job's life ---- */
 
+/* The job lets go of its engine request (no events after that) and gives
+ * its model back, once: as soon as the answer is complete, before the last
+ * of it is sent (gen_consume), so that the client's next call finds the
+ * model idle with its keep_alive running (/api/ps; keep_alive 0 has
+ * unloaded it); else, when the job goes. What the answer and the log line
+ * need was copied into the job first (j->res, j->error). */
+static void gen_job_let_go(gen_job *j) {
+    server *s = j->s;
+    pthread_mutex_lock(&s->mu); /* gen_cancel_all reads req under it */
+    m40llm_request *req = j->req;
+    srv_model *m = j->m;
+    j->req = NULL;
+    j->m = NULL;
+    pthread_mutex_unlock(&s->mu);
+    m40llm_request_free(req);
+    srv_model_put(s, m); /* NULL: already given back */
+}
+
 static void gen_job_free(gen_job *j) {
-    m40llm_request_free(j->req); /* no events after this returns */
-    srv_model_put(j->s, j->m);
+    gen_job_let_go(j);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     gen_queue_free(&j->in);
@@ -239,13 +260,17 @@ void gen_request_done(http_req *r, bool ok) {
     gen_job *j = r->job;
     if (!j) return;
     r->job = NULL;
+    /* the counts for the log: the final ones kept at the end of the answer
+     * (the request is gone then), else the request's so far */
+    m40llm_request_result res = j->res;
     if (j->req) {
         if (!ok) { /* the client went away: free its blocks now */
             m40llm_request_cancel(j->req);
             m40llm_request_wait(j->req, 2000); /* its final counts, for the log */
         }
-        m40llm_request_result res;
         m40llm_request_get_result(j->req, &res);
+    }
+    if (j->req || j->done) {
         r->n_in = res.n_prompt;
         r->n_out = res.n_generated;
         r->ttft_s = res.n_generated > 0 ? res.ttft_s : -1;
@@ -489,8 +514,15 @@ static int gen_consume(gen_job *j) {
             /* the counts and timings are final once the request is (just after this event) */
             m40llm_request_wait(j->req, -1);
             m40llm_request_get_result(j->req, &j->res);
+            if (j->res.error) {
+                snprintf(j->error, sizeof j->error, "%s", j->res.error);
+                j->res.error = j->error;
+            }
             metrics_observe_request(&j->s->metrics, j->res.n_generated > 0 ? j->res.ttft_s : -1.0,
                                     j->res.total_s, j->res.queue_s, &j->itl);
+            /* the answer is complete (what is left to send is formatting):
+             * the model is free again before the client has the last of it */
+            gen_job_let_go(j);
             if (j->spec.stream && gen_stream_end(j)) return -1;
             j->ended = true;
         }

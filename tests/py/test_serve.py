@@ -636,6 +636,26 @@ def test_json_log_format():
         assert chat["completion_tokens"] == 2 and chat["prompt_tokens"] > 0
         assert chat["ttft_s"] >= 0 and chat["duration_s"] >= chat["ttft_s"]
         assert [r["status"] for r in recs if r["path"] == "/nope"] == [404]
+        # streamed answers and a failed request: each line with its counts (kept when the
+        # answer completes, the model given back then) or none
+        n = len(s.lines)
+        st, _, _ = s.request("POST", "/v1/completions", {"prompt": "Hi", "max_tokens": 2,
+                                                         "ignore_eos": True, "stream": True})
+        assert st == 200
+        st, _, _ = s.request("POST", "/api/generate", {"model": MODEL_ID, "prompt": "Hi",
+                                                       "options": {"num_predict": 2}})
+        assert st == 200
+        assert s.request("POST", "/api/chat", {"model": MODEL_ID, "messages": 1})[0] == 400
+        for path in ["/v1/completions", "/api/generate", "/api/chat"]:
+            assert s.wait_line(r'^\{.*"path":"%s"' % re.escape(path), start=n), path
+        recs = {r["path"]: r for r in (json.loads(l) for l in s.lines[n:] if l.startswith("{"))}
+        for path in ["/v1/completions", "/api/generate"]:
+            r = recs[path]
+            assert r["status"] == 200 and r["prompt_tokens"] > 0, r
+            assert 1 <= r["completion_tokens"] <= 2 and 0 <= r["ttft_s"] <= r["duration_s"], r
+        assert recs["/v1/completions"]["completion_tokens"] == 2
+        r = recs["/api/chat"]
+        assert r["status"] == 400 and "prompt_tokens" not in r and "ttft_s" not in r, r
     finally:
         assert s.stop() == 0, s.stderr()
 

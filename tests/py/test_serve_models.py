@@ -5,6 +5,7 @@ store and what is loaded, POST /api/pull streams progress from the loopback
 mirror and the model is then usable, DELETE /api/delete, POST /api/copy,
 507 when a model cannot fit --max-memory."""
 import json
+import threading
 import time
 
 import pytest
@@ -123,6 +124,53 @@ def test_two_slots_and_keep_alive(env):
         st, j = generate(srv, "syn", keep_alive="soon")
         assert st == 400 and "keep_alive" in j["error"]
     finally:
+        assert srv.stop() == 0
+
+
+def test_keep_alive_set_when_answer_arrives(env):
+    """A generation gives its model back as soon as its answer is complete, before the
+    answer goes out: the client's next call finds the model idle, its keep_alive running
+    (it was given back when the connection closed, just after: /api/ps could show it in
+    use, never expiring). Every way out: Ollama and OpenAI, whole and streamed, while
+    another model's requests keep the machine busy (the window was widest under load)."""
+    srv = serve(env, "--keep-alive", "10m", "--max-models", "2")
+    opts = {"num_predict": 2}
+    msgs = [{"role": "user", "content": "Hi"}]
+    calls = [
+        ("/api/generate", {"model": "syn", "prompt": "Hi", "stream": False, "options": opts,
+                           "keep_alive": "9m"}),
+        ("/api/generate", {"model": "syn", "prompt": "Hi", "options": opts, "keep_alive": "9m"}),
+        ("/api/chat", {"model": "syn", "messages": msgs, "options": opts}),
+        ("/v1/chat/completions", {"model": "syn", "messages": msgs, "max_tokens": 2}),
+        ("/v1/completions", {"model": "syn", "prompt": "Hi", "max_tokens": 2, "stream": True}),
+    ]
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            chat(srv, "smol", max_tokens=16, ignore_eos=True)
+
+    load = threading.Thread(target=busy, daemon=True)
+    try:
+        assert chat(srv, "smol")[0] == 200
+        load.start()
+        for i in range(100):
+            for path, body in calls:
+                st, _, data = srv.request("POST", path, body)
+                assert st == 200, data
+                st, j = srv.json("GET", "/api/ps")
+                exp = [m["expires_at"] for m in j["models"] if m["name"] == "syn:latest"]
+                assert exp and not exp[0].startswith("2999-"), (i, path, j)
+        # keep_alive 0 on a generation: unloaded by the time its answer is there
+        for stream in [False, True]:
+            st, _, data = srv.request("POST", "/api/generate", {
+                "model": "syn", "prompt": "Hi", "stream": stream, "options": opts,
+                "keep_alive": 0})
+            assert st == 200, data
+            assert loaded(srv) == ["smol:latest"]
+    finally:
+        stop.set()
+        load.join(60)
         assert srv.stop() == 0
 
 
