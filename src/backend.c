@@ -126,6 +126,12 @@ void backend_params_env(backend_params *p) {
     if (v && !strcmp(v, "1")) p->profile = true;
     v = getenv("M40LLM_DUP_GPUS");
     if (v && !strcmp(v, "1")) p->dup_gpus = true;
+    v = getenv("M40LLM_GEMM_CACHE");
+    if (v) {
+        char *end = NULL;
+        double f = strtod(v, &end);
+        if (end != v && !*end && f > 0 && f <= 1) p->gemm_cache = f;
+    }
     int k = backend_gemv_kernel_from_name(getenv("M40LLM_GEMV"));
     if (k >= 0) p->gemv_kernel = k;
 }

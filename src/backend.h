@@ -79,7 +79,12 @@ typedef struct backend_params {
     bool profile; /* synchronize after each kernel group, print the times at destroy (no graphs) */
     int gemv_kernel; /* single-vector decode GEMV kernel: 0 chosen by shape, else forced (the
                       * workbench's comparisons: backend_gemv_kernel_from_name) */
-    bool dup_gpus;   /* a card may be named twice in --gpus (tests: two stages on one card) */
+    bool dup_gpus;
+    double gemm_cache; /* steps of more than 8 entries (batched decode, prompts): the share
+                        * (0..1] of the device memory free before the KV pool that may keep a
+                        * dequantized copy of each quantized matrix, made once at create
+                        * instead of at every step (same results); 0: none. Off until it has
+                        * run on a device */   /* a card may be named twice in --gpus (tests: two stages on one card) */
 } backend_params;
 
 /* Fills the developer switches of p from the environment:
@@ -88,6 +93,7 @@ typedef struct backend_params {
  *   M40LLM_PROFILE=1              profile
  *   M40LLM_GEMV=auto|warp|staged|persist   gemv_kernel
  *   M40LLM_DUP_GPUS=1             dup_gpus
+ *   M40LLM_GEMM_CACHE=F           gemm_cache (0 < F <= 1)
  * Unset or unknown values leave the field as it is. */
 void backend_params_env(backend_params *p);
 /* "auto", "warp", "staged", "persist" -> 0..3 (the CUDA module's

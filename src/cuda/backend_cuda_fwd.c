@@ -109,11 +109,16 @@ static int gv(cuda_backend *cb, const gpu_matrix *w, const gpu_matrix *w2, const
     return PROF(cb, PG_GEMV, launch_gemv(&a, cb->st));
 }
 
-/* weight operand of a prefill GEMM: in place when its type is the operand type */
+/* weight operand of a prefill GEMM: in place when its type is the operand
+ * type, its cached dense copy, else dequantized now into the scratch */
 static int gemm_w(cuda_backend *cb, const gpu_matrix *w, const void **out) {
     int t = w->type;
     if ((t == QT_F16 && cb->gemm_f16) || (t == QT_F32 && !cb->gemm_f16)) {
         *out = w->q;
+        return M40LLM_OK;
+    }
+    if (w->dense) {
+        *out = w->dense;
         return M40LLM_OK;
     }
     *out = cb->wscratch;

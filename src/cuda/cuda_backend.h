@@ -92,6 +92,7 @@ typedef struct cuda_backend {
     unsigned *att_count; /* attention split counters (zero between launches) */
     void *wscratch;      /* dequantized weights for the GEMM path */
     size_t wscratch_bytes;
+    size_t gemm_cache_bytes; /* the matrices' dense copies (gpu_matrix.dense) */
     /* mixture of experts, sized for B entries x k slots (n_expert 0: none) */
     float *moe_logits;   /* [B][n_expert] router logits */
     int32_t *moe_ids;    /* [B][k] routed experts */

@@ -59,6 +59,8 @@ typedef struct gpu_matrix {
     uint8_t *q;   /* [rows][q_row] */
     uint8_t *s;   /* [rows][nsb] scales, or NULL */
     uint8_t *h;   /* [rows][nsb] Q5 high bits, or NULL */
+    void *dense;  /* [rows][cols] dequantized once in the GEMM operand type (f16 or f32), for
+                   * the steps of more than 8 entries (backend_params.gemm_cache), or NULL */
 } gpu_matrix;
 
 /* Layout sizes for a type; 0 = type unsupported or cols not a multiple of

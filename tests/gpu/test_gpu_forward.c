@@ -325,6 +325,50 @@ static void run_dir(const char *rel, int expected) {
     CHECKF(n >= expected, "found %d models in %s (expected %d)", n, rel, expected);
 }
 
+/* The GEMM weight cache (backend_params.gemm_cache) changes no result:
+ * a prompt in chunks of 13 and 20 (GEMM steps) and a 9-entry decode step
+ * give the same bits with the matrices dequantized at create (0.5 of the
+ * free memory) and at every step (0: none). */
+static void gemm_cache_same(const char *path) {
+    model *m = NULL;
+    if (model_load(path, &m)) {
+        CHECKF(0, "%s: %s", path, m40llm_last_error());
+        return;
+    }
+    const int V = m->cfg.n_vocab;
+    float *out[2] = {malloc(sizeof(float) * 42 * V), malloc(sizeof(float) * 42 * V)};
+    for (int v = 0; v < 2; v++) {
+        backend_params p = {.n_ctx = 64,
+                            .n_seq_max = 9,
+                            .n_batch_max = 32,
+                            .n_threads = 1,
+                            .device = 0,
+                            .kv_type = BACKEND_KV_F16,
+                            .gemm_cache = v ? 0.0 : 0.5};
+        backend *b = NULL;
+        int rc = backend_cuda_create(m, &p, &b);
+        CHECKF(rc == 0, "gemm cache %d: %s", v, m40llm_last_error());
+        if (rc) break;
+        backend_entry e[32];
+        int t = 0, ok = 1;
+        for (int c = 0; c < 2 && ok; c++) { /* sequence 0: 33 prompt positions */
+            const int n = c ? 20 : 13;
+            for (int i = 0; i < n; i++) e[i] = (backend_entry){0, t + i, (7 * (t + i)) % V, true};
+            ok = backend_forward(b, e, n, out[v] + (size_t)t * V) == 0;
+            t += n;
+        }
+        for (int s = 0; s < 9 && ok; s++) e[s] = (backend_entry){s, s ? 0 : t, 3 + s, true};
+        ok = ok && backend_forward(b, e, 9, out[v] + (size_t)t * V) == 0;
+        CHECKF(ok, "gemm cache %d: forward: %s", v, m40llm_last_error());
+        backend_destroy(b);
+    }
+    CHECKF(!memcmp(out[0], out[1], sizeof(float) * 42 * V),
+           "%s: logits differ with and without the GEMM weight cache", path);
+    free(out[0]);
+    free(out[1]);
+    model_free(m);
+}
+
 int main(void) {
     gpu_test_require_device();
     /* the llama block (synthetic models), then each architecture's
@@ -342,6 +386,10 @@ int main(void) {
     check_fixture("reference", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/synth-q8_0.gguf", dir);
     long_decode(path);
+    gemm_cache_same(path);
+    snprintf(path, sizeof path, "%s/synth-q4_k_m.gguf", dir);
+    gemm_cache_same(path);
+    snprintf(path, sizeof path, "%s/synth-q8_0.gguf", dir);
     /* a KV cache far larger than the GPU: a clear out-of-memory error and
      * every allocation of the half-built backend returned */
     model *m = NULL;
