@@ -24,22 +24,6 @@ typedef struct ref_case {
     float *exact; /* [NT][n_vocab] */
 } ref_case;
 
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    return buf;
-}
-
 static int int_array(const cJSON *root, const char *key, int *out, int max) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, key), *it;
     int n = 0;
@@ -54,7 +38,7 @@ static int int_array(const cJSON *root, const char *key, int *out, int max) {
 static int load_case(const char *dir, const char *json_name, ref_case *rc) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, json_name);
-    char *text = read_all(path);
+    char *text = check_read_file(path, NULL);
     if (!text) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);

@@ -46,6 +46,26 @@ static inline int check_summary(const char *name) {
     return check_failed ? 1 : 0;
 }
 
+/* The whole file, NUL-terminated (size: its bytes, when not NULL), or NULL
+ * when it cannot be read; the caller frees it. */
+static inline char *check_read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+        if (fread(buf, 1, (size_t)n, f) == (size_t)n) {
+            buf[n] = 0;
+            if (size) *size = (size_t)n;
+        } else {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
 /* Path of a fixture under tests/fixtures (env M40LLM_FIXTURES, else relative). */
 static inline const char *check_fixture(const char *rel, char *buf, size_t n) {
     const char *dir = getenv("M40LLM_FIXTURES");

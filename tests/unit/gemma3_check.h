@@ -32,22 +32,6 @@ typedef struct {
     double tol_ppl;            /* perplexity: relative */
 } g3_target;
 
-static char *g3_read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[n] = 0;
-    return b;
-}
-
 static int g3_ints(const cJSON *a, int32_t *out, int max) {
     int n = 0;
     const cJSON *it;
@@ -213,7 +197,7 @@ static int g3_main(const g3_target *tg, const char *test, backend_kv_type kv, ba
              "it)");
     fclose(probe);
     char rp[512];
-    char *json = g3_read_text(check_fixture("gemma3/gemma3-270m.ref.json", rp, sizeof rp));
+    char *json = check_read_file(check_fixture("gemma3/gemma3-270m.ref.json", rp, sizeof rp), NULL);
     cJSON *ref = json ? cJSON_Parse(json) : NULL;
     free(json);
     CHECKF(ref, "reference %s", rp);

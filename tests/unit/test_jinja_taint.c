@@ -14,22 +14,6 @@
 
 #define FIXTURE_NOW 1721995200
 
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b) b[n] = '\0';
-    fclose(f);
-    return b;
-}
-
 /* ---- engine: how marks propagate ---- */
 static const char engine_vars[] =
     "{\"u\": \"<|u|>\", \"sp\": \"  <|u|>  \", \"d\": {\"k<|\": \"v|>\"}, \"t\": \"<|t|>\","
@@ -175,7 +159,7 @@ static size_t occurrences(const char *text, size_t n, const char *s, size_t *fro
 static void check_template(const char *name, const char *bos, const char *eos) {
     char rel[300], path[512];
     snprintf(rel, sizeof rel, "templates/%s.jinja", name);
-    char *tmpl = read_file(check_fixture(rel, path, sizeof path));
+    char *tmpl = check_read_file(check_fixture(rel, path, sizeof path), NULL);
     CHECKF(tmpl != NULL, "cannot read %s", path);
     if (!tmpl) return;
     char json[4096];

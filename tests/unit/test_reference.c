@@ -21,23 +21,6 @@ typedef struct ref_case {
     int n_vocab;
 } ref_case;
 
-static char *read_all(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    if (size) *size = (size_t)n;
-    return buf;
-}
-
 static int int_array(const cJSON *root, const char *key, int *out, int max) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!cJSON_IsArray(a)) return -1;
@@ -53,7 +36,7 @@ static int int_array(const cJSON *root, const char *key, int *out, int max) {
 static int load_case(const char *dir, const char *json_name, ref_case *rc) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, json_name);
-    char *text = read_all(path, NULL);
+    char *text = check_read_file(path, NULL);
     if (!text) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);
@@ -88,7 +71,7 @@ static void run_case(const char *dir, const ref_case *rc, backend_kv_type kv, do
     const int T = rc->n_tokens, V = rc->n_vocab;
     snprintf(path, sizeof path, "%s/%s.exact.bin", dir, rc->name);
     size_t size = 0;
-    float *ref = (float *)read_all(path, &size);
+    float *ref = (float *)check_read_file(path, &size);
     CHECKF(ref && size == (size_t)T * V * sizeof(float), "%s: reference file %s", rc->name, path);
     backend_params p = {
         .n_ctx = 128, .n_seq_max = 1, .n_batch_max = 64, .n_threads = 2, .kv_type = kv};

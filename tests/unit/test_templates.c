@@ -14,22 +14,6 @@
 /* 2024-07-26 12:00 UTC: the fixtures' strftime_now date in any time zone */
 #define FIXTURE_NOW 1721995200
 
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b) b[n] = '\0';
-    fclose(f);
-    return b;
-}
-
 static void show_diff(const char *exp, const char *got) {
     size_t i = 0;
     while (exp[i] && exp[i] == got[i]) i++;
@@ -40,7 +24,7 @@ static void show_diff(const char *exp, const char *got) {
 
 static void test_fixtures(void) {
     char path[512];
-    char *json = read_file(check_fixture("templates/cases.json", path, sizeof path));
+    char *json = check_read_file(check_fixture("templates/cases.json", path, sizeof path), NULL);
     CHECKF(json != NULL, "cannot read %s", path);
     if (!json) return;
     cJSON *cases = cJSON_Parse(json);
@@ -58,7 +42,7 @@ static void test_fixtures(void) {
         bool want_err = cJSON_IsTrue(cJSON_GetObjectItem(c, "error"));
         char rel[300];
         snprintf(rel, sizeof rel, "templates/%s.jinja", tname ? tname : "?");
-        char *tmpl = read_file(check_fixture(rel, path, sizeof path));
+        char *tmpl = check_read_file(check_fixture(rel, path, sizeof path), NULL);
         total++;
         if (!tmpl) {
             CHECKF(false, "cannot read %s", path);
@@ -479,7 +463,7 @@ static void test_robustness(void) {
     for (size_t k = 0; k < 3; k++) {
         char rel[128], path[512];
         snprintf(rel, sizeof rel, "templates/%s.jinja", names[k]);
-        char *src = read_file(check_fixture(rel, path, sizeof path));
+        char *src = check_read_file(check_fixture(rel, path, sizeof path), NULL);
         CHECK(src != NULL);
         if (!src) continue;
         size_t n = strlen(src);

@@ -11,21 +11,6 @@
 #include "m40llm.h"
 #include "tokenizer.h"
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-            *len = fread(buf, 1, (size_t)n, f);
-            buf[*len] = '\0';
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 static tokenizer *load_vocab(const char *path) {
     gguf_file *f = NULL;
     tokenizer *t = NULL;
@@ -68,9 +53,9 @@ static void test_vectors(const char *name) {
     if (!t) return;
     size_t il = 0, ol = 0;
     snprintf(rel, sizeof rel, "tokenizer/ggml-vocab-%s.gguf.inp", name);
-    char *inp = read_file(check_fixture(rel, path, sizeof path), &il);
+    char *inp = check_read_file(check_fixture(rel, path, sizeof path), &il);
     snprintf(rel, sizeof rel, "tokenizer/ggml-vocab-%s.gguf.out", name);
-    char *out = read_file(check_fixture(rel, path, sizeof path), &ol);
+    char *out = check_read_file(check_fixture(rel, path, sizeof path), &ol);
     CHECKF(inp && out, "vectors for %s are missing", name);
     const char *sep = "\n__ggml_vocab_test__\n";
     int n_text = 0, n_enc = 0, n_rt = 0;
