@@ -10,7 +10,9 @@
 # decode step spends its time). Stages: build test info
 # bench7b benchsmol benchmoe split7b gemvrows profbatch (default: build test info
 # benchsmol bench7b).
-#   OUT=dir for logs (default build-gpu/logs); MODELS=dir for synthetic models
+#   OUT=dir for logs (default build-gpu/logs); MODELS=dir for synthetic models;
+#   CMAKE_EXTRA: more configure options (-DM40LLM_WEBUI_NO_VENDOR=ON where
+#   the machine lacks Debian's libjs-marked)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-build-gpu/logs}

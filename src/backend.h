@@ -79,12 +79,16 @@ typedef struct backend_params {
     bool profile; /* synchronize after each kernel group, print the times at destroy (no graphs) */
     int gemv_kernel; /* single-vector decode GEMV kernel: 0 chosen by shape, else forced (the
                       * workbench's comparisons: backend_gemv_kernel_from_name) */
-    bool dup_gpus;
-    double gemm_cache; /* steps of more than 8 entries (batched decode, prompts): the share
-                        * (0..1] of the device memory free before the KV pool that may keep a
-                        * dequantized copy of each quantized matrix, made once at create
-                        * instead of at every step (same results); 0: none. Off until it has
-                        * run on a device */   /* a card may be named twice in --gpus (tests: two stages on one card) */
+    bool dup_gpus;   /* a card may be named twice in --gpus (tests: two stages on one card) */
+    /* steps of more than 8 entries (batched decode, prompts): the share (0..1,
+     * at most 0.9 used) of the device memory free before the KV pool that may
+     * keep a dense copy of each matrix not already in the GEMM operand type,
+     * made once at create instead of at every step (same results); a kv_fraction
+     * pool then takes its fraction of what is left, and the server's memory
+     * estimates do not count it. 0: none; a layer-split stage never has one (it
+     * cannot see what the later stages on its card need). Off until it has run
+     * on a device */
+    double gemm_cache;
 } backend_params;
 
 /* Fills the developer switches of p from the environment:

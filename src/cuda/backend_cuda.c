@@ -265,16 +265,16 @@ static int cache_dense(cuda_backend *cb, gpu_matrix *m, size_t budget, size_t *u
     return rc;
 }
 
-/* Dense copies of the quantized matrices for the GEMM steps, made once here
- * instead of at every step (a 32-entry decode step of a 7B Q4_0 spent 37%
- * of its time dequantizing on an H100): as many matrices, in layer order,
- * as fit in gemm_cache of the memory free now, less a KV pool of a fixed
- * size. The same dequantization kernel makes them, so results do not
- * change. */
+/* Dense copies of the matrices for the GEMM steps, made once here instead
+ * of at every step (a 32-entry decode step of a 7B Q4_0 spent 37% of its
+ * time dequantizing on an H100): each matrix in layer order that still
+ * fits in gemm_cache (at most 0.9) of the memory free now, less a KV pool
+ * of a fixed size, the page table and 256 MiB for cuBLAS's workspace. The
+ * same dequantization kernel makes them, so results do not change. */
 static int alloc_gemm_cache(cuda_backend *cb) {
     const backend_params *p = &cb->base.params;
-    const double share = p->gemm_cache;
-    if (!(share > 0)) return M40LLM_OK;
+    const double share = p->gemm_cache < 0.9 ? p->gemm_cache : 0.9;
+    if (!(share > 0) || p->layer_end > p->layer_begin) return M40LLM_OK; /* (stages: none) */
     const model_config *c = &cb->base.model->cfg;
     size_t fr = 0, tot = 0;
     CUDA_TRY(cudaMemGetInfo(&fr, &tot));
@@ -284,7 +284,9 @@ static int alloc_gemm_cache(cuda_backend *cb) {
                             (size_t)cb->n_pages * 2 * (size_t)(cb->l1 - cb->l0);
         fr = fr > pool ? fr - pool : 0;
     }
-    const size_t budget = (size_t)((double)fr * (share < 1 ? share : 1));
+    const size_t reserve = (size_t)p->n_seq_max * cb->pages_per_seq * 4 + (256u << 20);
+    fr = fr > reserve ? fr - reserve : 0;
+    const size_t budget = (size_t)((double)fr * share);
     size_t used = 0;
     for (int l = cb->l0; l < cb->l1; l++) {
         cuda_layer *G = &cb->layers[l];

@@ -8,8 +8,9 @@
  * weights in flight. Types whose dot has no split form run the
  * block-staged kernel (gemv_impl.cuh: 4 warps of 4 row streams, x staged
  * in chunks per block), or the warp kernel (gemv1_impl.cuh) where K <=
- * 2048. Batches of 2..8 vectors run the block-staged kernel, each row
- * decoded once for all of them. All take an optional fused RMSNorm of x
+ * 2048. Batches of 2..8 vectors run the row-parallel kernel
+ * (gemvr_impl.cuh; QKV the block-staged one), each row decoded once for
+ * all of them. All take an optional fused RMSNorm of x
  * and the epilogues: store, residual add, SwiGLU, rope + KV-cache store. */
 
 #include <stdlib.h>

@@ -118,8 +118,9 @@ static __device__ __forceinline__ float gv_stage(float *xs, const float *x, cons
 }
 
 /* w[0..32) . the staged sub-block at xsb (its 32 values as 8 float4s), one
- * FMA chain in element order: the several-vector kernels' dot (the same
- * sums whichever of them runs it) */
+ * FMA chain in element order: the several-vector kernels' dot per
+ * sub-block (how they add the sub-blocks up differs: staged and MoE by
+ * lane then warp sum, rows by four lanes) */
 static __device__ __forceinline__ float gv_dot_staged(const float *w, const float *xsb) {
     const float4 *xp = (const float4 *)xsb;
     float a = 0.0f;

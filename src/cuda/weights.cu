@@ -74,6 +74,7 @@ extern "C" size_t gpu_matrix_layout(gpu_matrix *m, int type, int64_t rows, int64
     m->nsb = nsb;
     m->q_row = qr;
     m->q = m->s = m->h = NULL;
+    m->dense = NULL;
     *q_bytes = align256(qr * (size_t)rows);
     *s_bytes = align256(sb * (size_t)rows * nsb);
     *h_bytes = align256(hb * (size_t)rows * nsb + hblk * (size_t)rows * (nsb / 8));

@@ -10,6 +10,7 @@
 #include <dirent.h>
 
 #include "backend.h"
+#include "cuda/cuda_backend.h"
 #include "gpu_test.h"
 #include "model.h"
 
@@ -333,6 +334,8 @@ static void gemm_cache_same(const char *path) {
         int rc = backend_cuda_create(m, &p, &b);
         CHECKF(rc == 0, "gemm cache %d: %s", v, m40llm_last_error());
         if (rc) break;
+        const size_t cached = ((const cuda_backend *)b)->gemm_cache_bytes;
+        CHECKF(v ? cached == 0 : cached > 0, "gemm cache %d: %zu bytes of dense copies", v, cached);
         backend_entry e[32];
         int t = 0, ok = 1;
         for (int c = 0; c < 2 && ok; c++) { /* sequence 0: 33 prompt positions */

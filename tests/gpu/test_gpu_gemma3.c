@@ -6,8 +6,10 @@
  *   - The default configuration (F16 KV cache, f16 GEMM operands where the
  *     card has tensor cores): the CPU with an F16 cache measures 8.0e-3 /
  *     5.9e-3, an H100 with f16 operands too 1.7e-2 / 1.2e-2; bound 5e-2, a
- *     fifth of tier C's for K-quants (0.25), with perplexity within 0.5%
- *     and the greedy answer as before. */
+ *     fifth of tier C's bound for K-quants with rounded activations (0.25:
+ *     ../shared/fixtures/reference/README.md), with perplexity within 0.5%
+ *     and the greedy answer as before. The second summary line counts both
+ *     runs' checks. */
 #include "gemma3_check.h"
 #include "gpu_test.h"
 

@@ -4,7 +4,8 @@
  * vectors, store, residual add (also split over K, on long rows), SwiGLU
  * and GeGLU, with and without the fused RMSNorm: |err| <= 2e-5 * sum|terms|
  * + 1e-6, as test_gpu_kernels holds the one-vector kernels; rows past the
- * end untouched; the same sums for a vector whichever the vector count. */
+ * end and vectors past nb untouched (also for odd row counts); the same
+ * sums for a vector whichever the vector count. */
 #include <string.h>
 
 #include "gpu_weights.h"
@@ -17,12 +18,12 @@ static void check_products(host_w *h, host_w *h2, int nb, int mode, int act, int
         const char *name = quant_info(h->type)->name;
         const int64_t R = h->rows, K = h->cols, ldx = K + 32, ldy = R + 8;
         float *x = malloc(sizeof(float) * nb * ldx), *gamma = malloc(sizeof(float) * K),
-              *y0 = malloc(sizeof(float) * nb * ldy), *y = malloc(sizeof(float) * nb * ldy);
+              *y0 = malloc(sizeof(float) * 8 * ldy), *y = malloc(sizeof(float) * 8 * ldy);
         gt_fill(x, (size_t)nb * ldx, 1.0f);
         gt_fill(gamma, (size_t)K, 1.0f);
-        gt_fill(y0, (size_t)nb * ldy, 1.0f);
+        gt_fill(y0, (size_t)8 * ldy, 1.0f); /* 8 vectors' rows: those past nb stay untouched */
         float *dx = gt_up(x, sizeof(float) * nb * ldx), *dg = gt_up(gamma, sizeof(float) * K),
-              *dy = gt_up(y0, sizeof(float) * nb * ldy);
+              *dy = gt_up(y0, sizeof(float) * 8 * ldy);
         gemv_args a;
         memset(&a, 0, sizeof a);
         a.w = &h->m;
@@ -38,7 +39,7 @@ static void check_products(host_w *h, host_w *h2, int nb, int mode, int act, int
         a.act = act;
         a.kernel = kernel ? GEMV_KERNEL_STAGED : GEMV_KERNEL_AUTO;
         GT_OK(launch_gemv(&a, 0));
-        gt_down(y, dy, sizeof(float) * nb * ldy);
+        gt_down(y, dy, sizeof(float) * 8 * ldy);
         double *ref = malloc(sizeof(double) * nb * R), *mag = malloc(sizeof(double) * nb * R);
         gemv_ref(h, h2, x, ldx, nb, norm ? gamma : NULL, mode, act, y0, ldy, ref, mag);
         double worst = 0;
@@ -49,13 +50,15 @@ static void check_products(host_w *h, host_w *h2, int nb, int mode, int act, int
                          fabs(y[b * ldy + r] - ref[b * R + r]) / (2e-5 * mag[b * R + r] + 1e-6));
             for (int64_t r = R; r < ldy; r++) untouched &= y[b * ldy + r] == y0[b * ldy + r];
         }
+        for (int64_t i = (int64_t)nb * ldy; i < 8 * ldy; i++) untouched &= y[i] == y0[i];
         free(ref);
         free(mag);
         const char *kn = kernel ? "staged" : "rows";
         CHECKF(worst <= 1.0,
                "%s %lldx%lld %s kernel nb=%d mode=%d act=%d norm=%d: %.3g x tolerance", name,
                (long long)R, (long long)K, kn, nb, mode, act, norm, worst);
-        CHECKF(untouched, "%s %s kernel nb=%d mode=%d: wrote past the rows", name, kn, nb, mode);
+        CHECKF(untouched, "%s %s kernel nb=%d mode=%d: wrote past the rows or vectors", name, kn,
+               nb, mode);
         cudaFree(dx), cudaFree(dg), cudaFree(dy);
         free(x), free(gamma), free(y0), free(y);
     }
@@ -112,6 +115,18 @@ int main(void) {
         check_nb_invariant(&w, &w2, GEMV_SWIGLU);
         free_w(&w);
         free_w(&w2);
+    }
+    /* an odd row count (a pair's second row past the end); a residual add
+     * with the fused RMSNorm (never split over K) */
+    for (int t = 0; t < 2; t++) {
+        host_w wo, wo2;
+        make_w(&wo, t ? QT_Q4_K : QT_Q8_0, 45, 256);
+        make_w(&wo2, t ? QT_Q4_K : QT_Q8_0, 45, 256);
+        check_products(&wo, NULL, 7, GEMV_STORE, 0, 1);
+        check_products(&wo, NULL, 4, GEMV_ADD, 0, 1);
+        check_products(&wo, &wo2, 6, GEMV_SWIGLU, t, 0);
+        free_w(&wo);
+        free_w(&wo2);
     }
     /* long rows: x in several chunks; a residual add split over K */
     host_w wl;
