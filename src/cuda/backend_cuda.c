@@ -248,6 +248,22 @@ static int upload_weights(cuda_backend *cb) {
     return rc;
 }
 
+/* bytes of one KV page of one layer (K or V) */
+static size_t kv_page_bytes(const cuda_backend *cb) {
+    const model_config *c = &cb->base.model->cfg;
+    const size_t elt = cb->base.params.kv_type == BACKEND_KV_F16 ? 2 : 4;
+    return ((size_t)c->n_head_kv * c->head_dim * elt) << cb->page_shift;
+}
+
+/* the matrices of a layer that the GEMM steps multiply by (those the layer
+ * lacks have no q) */
+#define GEMM_LAYER_MATS 8
+static void gemm_layer_mats(cuda_layer *G, gpu_matrix *ms[GEMM_LAYER_MATS]) {
+    gpu_matrix *all[GEMM_LAYER_MATS] = {&G->wqkv, &G->wq,     &G->wk,   &G->wv,
+                                        &G->wo,   &G->w_gate, &G->w_up, &G->w_down};
+    memcpy(ms, all, sizeof all);
+}
+
 /* bytes of the largest dense copy a prefill GEMM needs */
 static size_t dense_bytes(const gpu_matrix *m, int f16) {
     int t = m->type;
@@ -275,13 +291,10 @@ static int alloc_gemm_cache(cuda_backend *cb) {
     const backend_params *p = &cb->base.params;
     const double share = p->gemm_cache < 0.9 ? p->gemm_cache : 0.9;
     if (!(share > 0) || p->layer_end > p->layer_begin) return M40LLM_OK; /* (stages: none) */
-    const model_config *c = &cb->base.model->cfg;
     size_t fr = 0, tot = 0;
     CUDA_TRY(cudaMemGetInfo(&fr, &tot));
     if (cb->n_pages > 0) { /* a pool of a fixed size comes first */
-        const size_t elt = p->kv_type == BACKEND_KV_F16 ? 2 : 4;
-        const size_t pool = (((size_t)c->n_head_kv * c->head_dim * elt) << cb->page_shift) *
-                            (size_t)cb->n_pages * 2 * (size_t)(cb->l1 - cb->l0);
+        const size_t pool = kv_page_bytes(cb) * (size_t)cb->n_pages * 2 * (size_t)(cb->l1 - cb->l0);
         fr = fr > pool ? fr - pool : 0;
     }
     const size_t reserve = (size_t)p->n_seq_max * cb->pages_per_seq * 4 + (256u << 20);
@@ -289,10 +302,9 @@ static int alloc_gemm_cache(cuda_backend *cb) {
     const size_t budget = (size_t)((double)fr * share);
     size_t used = 0;
     for (int l = cb->l0; l < cb->l1; l++) {
-        cuda_layer *G = &cb->layers[l];
-        gpu_matrix *ms[] = {&G->wqkv, &G->wq,     &G->wk,   &G->wv,
-                            &G->wo,   &G->w_gate, &G->w_up, &G->w_down};
-        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        gpu_matrix *ms[GEMM_LAYER_MATS];
+        gemm_layer_mats(&cb->layers[l], ms);
+        for (int i = 0; i < GEMM_LAYER_MATS; i++) {
             int rc = cache_dense(cb, ms[i], budget, &used);
             if (rc) return rc;
         }
@@ -308,7 +320,6 @@ static int alloc_gemm_cache(cuda_backend *cb) {
 
 /* The page table and the KV pool (cb->n_pages pages, or 0: from kv_fraction). */
 static int alloc_kv(cuda_backend *cb) {
-    const model_config *c = &cb->base.model->cfg;
     backend_params *p = &cb->base.params;
     const int npt = p->n_seq_max * cb->pages_per_seq;
     int rc = cb_alloc(cb, (size_t)npt * 4, "page table", (void **)&cb->page_table);
@@ -322,8 +333,7 @@ static int alloc_kv(cuda_backend *cb) {
         if (!cb->h_table) return err_set(M40LLM_ERR_OOM, "out of host memory");
         CUDA_TRY(cudaMemsetAsync(cb->page_table, 0, (size_t)npt * 4, cb->st));
     }
-    const size_t elt = p->kv_type == BACKEND_KV_F16 ? 2 : 4;
-    const size_t page_bytes = ((size_t)c->n_head_kv * c->head_dim * elt) << cb->page_shift;
+    const size_t page_bytes = kv_page_bytes(cb);
     if (cb->n_pages == 0) {
         size_t fr = 0, tot = 0;
         CUDA_TRY(cudaMemGetInfo(&fr, &tot));
@@ -434,10 +444,9 @@ static int alloc_buffers(cuda_backend *cb) {
         if ((rc = cb_alloc(cb, B * 2 * c->n_ff * 4, "activations", (void **)&cb->gu))) return rc;
         size_t ws = cb->last ? dense_bytes(&cb->output, cb->gemm_f16) : 0;
         for (int l = cb->l0; l < cb->l1; l++) {
-            const cuda_layer *G = &cb->layers[l];
-            const gpu_matrix *ms[] = {&G->wqkv, &G->wq,     &G->wk,   &G->wv,
-                                      &G->wo,   &G->w_gate, &G->w_up, &G->w_down};
-            for (size_t i = 0; i < 8; i++)
+            gpu_matrix *ms[GEMM_LAYER_MATS];
+            gemm_layer_mats(&cb->layers[l], ms);
+            for (int i = 0; i < GEMM_LAYER_MATS; i++)
                 if (ms[i]->q) ws = max_sz(ws, dense_bytes(ms[i], cb->gemm_f16));
         }
         cb->wscratch_bytes = ws;

@@ -52,6 +52,29 @@ static inline void free_w(host_w *h) {
     free(h->deq);
 }
 
+/* launch_gemv's arguments for h (h2: SwiGLU's up matrix) over nb vectors x
+ * (ldx apart) into y (ldy apart), the fused RMSNorm with gain gamma (eps
+ * 1e-5) when given */
+static inline gemv_args gt_gemv_args(const host_w *h, const host_w *h2, const float *x, int64_t ldx,
+                                     int nb, const float *gamma, float *y, int64_t ldy, int mode,
+                                     int act, int kernel) {
+    gemv_args a;
+    memset(&a, 0, sizeof a);
+    a.w = &h->m;
+    a.w2 = h2 ? &h2->m : NULL;
+    a.x = x;
+    a.ldx = ldx;
+    a.nb = nb;
+    a.gamma = gamma;
+    a.eps = 1e-5f;
+    a.y = y;
+    a.ldy = ldy;
+    a.mode = mode;
+    a.act = act;
+    a.kernel = kernel;
+    return a;
+}
+
 /* The float64 reference of a GEMV over nb vectors x (ldx apart): for
  * row r of vector b, ref = W x (store), y0 + W x (add) or act(Wg x) (Wu x)
  * (SwiGLU, h2 the up matrix, act 1 = GeGLU), x first RMS-normalized with

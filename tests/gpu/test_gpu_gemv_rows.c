@@ -24,20 +24,8 @@ static void check_products(host_w *h, host_w *h2, int nb, int mode, int act, int
         gt_fill(y0, (size_t)8 * ldy, 1.0f); /* 8 vectors' rows: those past nb stay untouched */
         float *dx = gt_up(x, sizeof(float) * nb * ldx), *dg = gt_up(gamma, sizeof(float) * K),
               *dy = gt_up(y0, sizeof(float) * 8 * ldy);
-        gemv_args a;
-        memset(&a, 0, sizeof a);
-        a.w = &h->m;
-        a.w2 = h2 ? &h2->m : NULL;
-        a.x = dx;
-        a.ldx = ldx;
-        a.nb = nb;
-        a.gamma = norm ? dg : NULL;
-        a.eps = 1e-5f;
-        a.y = dy;
-        a.ldy = ldy;
-        a.mode = mode;
-        a.act = act;
-        a.kernel = kernel ? GEMV_KERNEL_STAGED : GEMV_KERNEL_AUTO;
+        const gemv_args a = gt_gemv_args(h, h2, dx, ldx, nb, norm ? dg : NULL, dy, ldy, mode, act,
+                                         kernel ? GEMV_KERNEL_STAGED : GEMV_KERNEL_AUTO);
         GT_OK(launch_gemv(&a, 0));
         gt_down(y, dy, sizeof(float) * 8 * ldy);
         double *ref = malloc(sizeof(double) * nb * R), *mag = malloc(sizeof(double) * nb * R);
@@ -77,19 +65,8 @@ static void check_nb_invariant(host_w *h, host_w *h2, int mode) {
           *dy = gt_dev(sizeof(float) * 8 * R);
     for (int kernel = 0; kernel < 2; kernel++) {
         for (int v = 0; v < 2; v++) {
-            gemv_args a;
-            memset(&a, 0, sizeof a);
-            a.w = &h->m;
-            a.w2 = h2 ? &h2->m : NULL;
-            a.x = dx;
-            a.ldx = K;
-            a.nb = v ? 8 : 3;
-            a.gamma = dg;
-            a.eps = 1e-5f;
-            a.y = dy;
-            a.ldy = R;
-            a.mode = mode;
-            a.kernel = kernel ? GEMV_KERNEL_STAGED : GEMV_KERNEL_AUTO;
+            const gemv_args a = gt_gemv_args(h, h2, dx, K, v ? 8 : 3, dg, dy, R, mode, 0,
+                                             kernel ? GEMV_KERNEL_STAGED : GEMV_KERNEL_AUTO);
             GT_OK(launch_gemv(&a, 0));
             gt_down(y[v], dy, sizeof(float) * 8 * R);
         }

@@ -70,20 +70,7 @@ static void test_gemv(host_w *h, host_w *h2, int nb, int mode, int norm) {
     for (int ki = 0; ki < (nb == 1 ? 4 : 1); ki++) {
         int kc = nb == 1 ? kcs[ki] : GEMV_KERNEL_AUTO;
         cudaMemcpy(dy, y0, (size_t)nb * ldy * 4, cudaMemcpyHostToDevice);
-        gemv_args a;
-        memset(&a, 0, sizeof a);
-        a.w = &h->m;
-        a.w2 = h2 ? &h2->m : NULL;
-        a.x = dx;
-        a.ldx = ldx;
-        a.nb = nb;
-        a.gamma = norm ? dg : NULL;
-        a.eps = 1e-5f;
-        a.y = dy;
-        a.ldy = ldy;
-        a.mode = mode;
-        a.act = g_act;
-        a.kernel = kc;
+        gemv_args a = gt_gemv_args(h, h2, dx, ldx, nb, norm ? dg : NULL, dy, ldy, mode, g_act, kc);
         a.persist_max_blocks = ki == 3 ? 1 : 0;
         GT_OK(launch_gemv(&a, 0));
         gt_down(y, dy, (size_t)nb * ldy * 4);
