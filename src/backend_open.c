@@ -7,6 +7,7 @@
 #include "backend_pipe.h"
 #include "backend_split.h"
 #include "err.h"
+#include "gpu_diag.h"
 #include "m40llm.h"
 
 int backend_gpus_check(const backend_gpus *g) {
@@ -52,4 +53,30 @@ int backend_create_gpus(const model *m, backend_params *p, const backend_gpus *g
     backend_stage st[BACKEND_MAX_GPUS];
     for (int i = 0; i < n; i++) st[i] = (backend_stage){devs[i], begin[i], begin[i + 1]};
     return backend_pipe_create(m, p, st, n, out);
+}
+
+uint64_t backend_model_gpu_bytes(const model *m, const backend_params *p) {
+    const uint64_t seqs = p->paged || p->n_seq_max < 1 ? 1 : (uint64_t)p->n_seq_max;
+    const uint64_t kv = (uint64_t)m->cfg.n_layer * (uint64_t)(p->n_ctx > 0 ? p->n_ctx : 0) * seqs *
+                        (uint64_t)m->cfg.n_head_kv * (uint64_t)m->cfg.head_dim * 2 *
+                        (p->kv_type == BACKEND_KV_F16 ? 2 : 4);
+    return m->weight_bytes + kv;
+}
+
+int backend_create_default_gpu(const model *m, backend_params *p, backend **out) {
+    *out = NULL;
+    gpu_diag_facts f;
+    gpu_diag_result r;
+    gpu_diag_probe(&f);
+    gpu_diag_decide(&f, -1, backend_model_gpu_bytes(m, p), &r);
+    if (r.n_split > 1) {
+        char list[64];
+        const backend_gpus g = {gpu_diag_split_list(&r, list, sizeof list), NULL, NULL};
+        return backend_create_gpus(m, p, &g, out);
+    }
+    if (r.device < 0)
+        return err_set(r.why == GPU_DIAG_MEMORY ? M40LLM_ERR_OOM : M40LLM_ERR_NO_DEVICE, "%s",
+                       r.line);
+    p->device = r.device;
+    return backend_cuda_create(m, p, out);
 }

@@ -100,6 +100,43 @@ static void driver_advice(int need, char *buf, size_t size) {
         snprintf(buf, size, "install an NVIDIA driver that supports CUDA %s", vs);
 }
 
+/* No usable GPU holds the model alone: the ones short only of memory,
+ * together, if they have room (gpu_diag_decide). */
+static bool split_over(const gpu_diag_facts *f, int listed, uint64_t need, gpu_diag_result *r) {
+    double room = 0; /* (a double: the sum of 16 cards' bytes cannot wrap) */
+    int k = 0;
+    for (int i = 0; i < listed; i++)
+        if (r->gpu[i] == GPU_DIAG_MEMORY) {
+            room += (double)f->gpu[i].mem_free;
+            r->split[k++] = i;
+        }
+    if (k < 2 || room < (double)need + (double)(k - 1) * GPU_DIAG_SPLIT_SLACK) {
+        memset(r->split, 0, sizeof r->split);
+        return false;
+    }
+    r->n_split = k;
+    r->device = r->split[0];
+    for (int j = 0; j < k; j++) r->gpu[r->split[j]] = GPU_DIAG_USABLE;
+    char list[64];
+    snprintf(r->line, sizeof r->line,
+             "the model needs %.2f GiB, more than any one GPU has free: its layers are split "
+             "over GPUs %s (choose with --gpus)",
+             need / 1073741824.0, gpu_diag_split_list(r, list, sizeof list));
+    return true;
+}
+
+const char *gpu_diag_split_list(const gpu_diag_result *r, char *buf, size_t size) {
+    if (!size) return buf;
+    buf[0] = '\0';
+    size_t len = 0;
+    for (int j = 0; r->n_split > 1 && j < r->n_split && j < GPU_DIAG_MAX; j++) {
+        int w = snprintf(buf + len, size - len, "%s%d", j ? "," : "", r->split[j]);
+        if (w < 0 || (size_t)w >= size - len) break;
+        len += (size_t)w;
+    }
+    return buf;
+}
+
 void gpu_diag_decide(const gpu_diag_facts *f, int want, uint64_t need_bytes, gpu_diag_result *r) {
     memset(r, 0, sizeof *r);
     r->device = -1;
@@ -180,6 +217,7 @@ void gpu_diag_decide(const gpu_diag_facts *f, int want, uint64_t need_bytes, gpu
             if (r->gpu[i] == GPU_DIAG_USABLE) r->gpu[i] = GPU_DIAG_NOT_CHOSEN;
         return;
     }
+    if (want < 0 && need_bytes && split_over(f, listed, need_bytes, r)) return;
     int b = want >= 0 ? want : first_bad < 0 ? 0 : first_bad;
     const gpu_diag_gpu *g = &f->gpu[b];
     r->why = r->gpu[b];
@@ -248,14 +286,14 @@ void gpu_diag_print(FILE *out, const char *prefix, const gpu_diag_facts *f,
             state = "not used";
             break;
         }
-        if (i == r->device) state = "used";
+        if (i == r->device || r->gpu[i] == GPU_DIAG_USABLE) state = "used";
         if (listing && (r->gpu[i] == GPU_DIAG_USABLE || r->gpu[i] == GPU_DIAG_NOT_CHOSEN))
             state = "usable"; /* `info` chooses none */
         fprintf(out, "%sGPU %d: %s, compute %d.%d, driver CUDA %s, %.2f GiB free: %s\n", prefix, i,
                 g->name, g->cc_major, g->cc_minor, drv, g->mem_free / 1073741824.0, state);
     }
     if (f->n_gpu > listed) fprintf(out, "%s(%d more GPUs not listed)\n", prefix, f->n_gpu - listed);
-    if (r->device < 0) fprintf(out, "%s%s\n", prefix, r->line);
+    if (r->device < 0 || (r->n_split > 1 && !listing)) fprintf(out, "%s%s\n", prefix, r->line);
 }
 
 /* The test hook: one simulated Tesla M40 with one fact changed. */

@@ -42,12 +42,19 @@ typedef enum gpu_diag_reason {
     GPU_DIAG_NOT_CHOSEN,    /* usable, but another one was asked for */
 } gpu_diag_reason;
 
+/* A layer split (the default when no one card holds the model, want -1):
+ * each further card needs its own context, scratch and output head, so the
+ * cards' free memory must exceed the model's needs by this per extra card. */
+#define GPU_DIAG_SPLIT_SLACK (512ull << 20)
+
 typedef struct gpu_diag_result {
-    int device;                        /* the GPU to use, -1 = none */
+    int device;                        /* the GPU to use (a split's first), -1 = none */
+    int n_split;                       /* > 1: the layers split over split[0..n_split) */
+    int split[GPU_DIAG_MAX];           /* GPU indices in layer order */
     gpu_diag_reason why;               /* when device < 0: why none */
     gpu_diag_reason gpu[GPU_DIAG_MAX]; /* per listed GPU */
     int min_driver[GPU_DIAG_MAX];      /* per GPU: the driver CUDA version it needs */
-    char line[640];                    /* device < 0: "no GPU used: WHY; WHAT TO DO" */
+    char line[640]; /* device < 0: "no GPU used: WHY; WHAT TO DO"; a split: why and over which */
 } gpu_diag_result;
 
 /* Fills *f from this build and the CUDA runtime (or $M40LLM_TEST_GPU_SIM:
@@ -56,8 +63,15 @@ typedef struct gpu_diag_result {
 void gpu_diag_probe(gpu_diag_facts *f);
 
 /* Picks the GPU: want = -1 any, else that index; need_bytes = device memory
- * the model needs (0 = unknown). */
+ * the model needs (0 = unknown). want -1: the first usable GPU with room
+ * for the model; when none has room alone but the usable GPUs short of
+ * memory hold it together (their free bytes >= need_bytes plus
+ * GPU_DIAG_SPLIT_SLACK per card after the first), all of those, in index
+ * order (n_split > 1, device = split[0], each marked used). */
 void gpu_diag_decide(const gpu_diag_facts *f, int want, uint64_t need_bytes, gpu_diag_result *r);
+
+/* A split's cards as a --gpus list ("0,1") into buf; "" when r is no split. */
+const char *gpu_diag_split_list(const gpu_diag_result *r, char *buf, size_t size);
 
 /* True when code built for `archs` runs on compute capability major.minor:
  * machine code of the same major version and no newer minor, or PTX of no
@@ -72,7 +86,8 @@ bool gpu_diag_needs_jit(const char *archs, int cc_major, int cc_minor);
 const char *gpu_diag_archs_text(const char *archs, char *buf, size_t size);
 
 /* One line per GPU ("GPU 0: NAME, compute 5.2, driver CUDA 12.2, 22.1 GiB
- * free: used"), then r->line when none is used; each prefixed by prefix.
+ * free: used"), then r->line when none is used or a line naming the split's
+ * cards; each prefixed by prefix.
  * listing (`info`): GPUs that could be used say "usable" instead. */
 void gpu_diag_print(FILE *out, const char *prefix, const gpu_diag_facts *f,
                     const gpu_diag_result *r, bool listing);

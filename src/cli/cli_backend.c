@@ -43,14 +43,6 @@ int cli_check_device(const char *device) {
     return -1;
 }
 
-/* Device bytes the model needs at least: weights and the KV cache. */
-static uint64_t model_gpu_bytes(const model *m, const backend_params *p) {
-    uint64_t kv = (uint64_t)m->cfg.n_layer * (uint64_t)(p->n_ctx > 0 ? p->n_ctx : 0) *
-                  (uint64_t)(p->n_seq_max > 0 ? p->n_seq_max : 1) * (uint64_t)m->cfg.n_head_kv *
-                  (uint64_t)m->cfg.head_dim * 2 * (p->kv_type == BACKEND_KV_F16 ? 2 : 4);
-    return m->weight_bytes + kv;
-}
-
 int cli_gpu_option(const char *cmd, const char *a, const char *v, backend_gpus *g) {
     const char **slot = !strcmp(a, "--gpus")           ? &g->list
                         : !strcmp(a, "--split")        ? &g->split
@@ -107,8 +99,18 @@ int cli_create_backend(const model *m, const char *device, const backend_gpus *g
         gpu_diag_facts f;
         gpu_diag_result r;
         gpu_diag_probe(&f);
-        gpu_diag_decide(&f, want, model_gpu_bytes(m, p), &r);
+        gpu_diag_decide(&f, want, backend_model_gpu_bytes(m, p), &r);
         gpu_diag_print(stderr, "m40-llm: ", &f, &r, false);
+        if (r.n_split > 1) { /* no one card holds it: the default of --gpus */
+            char list[64];
+            const backend_gpus gd = {gpu_diag_split_list(&r, list, sizeof list), NULL, NULL};
+            int rc = backend_create_gpus(m, p, &gd, out);
+            if (!rc) print_shares(m, *out);
+            if (rc != M40LLM_ERR_NO_DEVICE && rc != M40LLM_ERR_OOM) return rc;
+            fprintf(stderr, "m40-llm: GPUs %s failed (%s); running on the CPU\n", list,
+                    m40llm_last_error());
+            return backend_cpu_create(m, p, out);
+        }
         if (r.device >= 0) {
             p->device = r.device;
             int rc = backend_cuda_create(m, p, out);

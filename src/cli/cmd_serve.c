@@ -49,6 +49,7 @@ static int serve_usage(FILE *f) {
         "  --no-prefix-cache      do not reuse KV blocks across requests\n"
         "  --device cpu|cuda[:N]  (default: CUDA if usable, else CPU)\n"
         "  --gpus LIST            several GPUs, \"0,1\" or \"all\": the layers split over them\n"
+        "                         (default: one, or all usable when no one card has room)\n"
         "  --split layer          how (\"row\" is not implemented yet)\n"
         "  --tensor-split L       each card's share of the layers, e.g. 3,1 (default: free "
         "memory)\n"

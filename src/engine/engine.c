@@ -105,8 +105,8 @@ static int engine_backend(const m40llm_engine_params *p, const model *m, backend
         const backend_gpus g = {list, p->split, p->tensor_split};
         return backend_create_gpus(m, bp, &g, out);
     }
-    if (!d || !strcmp(d, "auto")) {
-        if (!backend_cuda_create(m, bp, out)) return M40LLM_OK;
+    if (!d || !strcmp(d, "auto")) { /* a card that holds it, or a split over those that do */
+        if (!backend_create_default_gpu(m, bp, out)) return M40LLM_OK;
         err_clear();
         return backend_cpu_create(m, bp, out);
     }
@@ -120,6 +120,8 @@ static int engine_backend(const m40llm_engine_params *p, const model *m, backend
             bp->device = (int)n;
         } else if (d[4]) {
             return err_set(M40LLM_ERR_INVALID_ARG, "device '%s': expected cpu, cuda or cuda:N", d);
+        } else {
+            return backend_create_default_gpu(m, bp, out);
         }
         return backend_cuda_create(m, bp, out);
     }

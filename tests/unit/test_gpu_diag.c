@@ -157,6 +157,56 @@ static void test_memory(void) {
     CHECK(r.device == 0);
 }
 
+/* The default of --gpus: a model no one card holds goes over the usable
+ * cards short of memory, when together they have room. */
+static void test_split_default(void) {
+    gpu_diag_facts f = m40();
+    f.n_gpu = 4;
+    for (int i = 1; i < 4; i++) f.gpu[i] = f.gpu[0];
+    f.gpu[0].mem_free = f.gpu[1].mem_free = f.gpu[3].mem_free = 10000000000ull;
+    f.gpu[2].cc_major = 3; /* cannot run this build: never part of the split */
+    f.gpu[2].cc_minor = 7;
+    gpu_diag_result r;
+    const uint64_t need = 25000000000ull; /* more than one card, less than 0, 1 and 3 */
+    gpu_diag_decide(&f, -1, need, &r);
+    char list[64];
+    CHECKF(r.n_split == 3 && r.device == 0 && r.split[1] == 1 && r.split[2] == 3,
+           "n_split %d device %d", r.n_split, r.device);
+    CHECK(!strcmp(gpu_diag_split_list(&r, list, sizeof list), "0,1,3"));
+    CHECK(r.gpu[0] == GPU_DIAG_USABLE && r.gpu[1] == GPU_DIAG_USABLE &&
+          r.gpu[3] == GPU_DIAG_USABLE && r.gpu[2] == GPU_DIAG_ARCH);
+    HAS(r, "split over GPUs 0,1,3");
+    HAS(r, "--gpus");
+    char out[2048] = "";
+    FILE *mf = fmemopen(out, sizeof out, "w");
+    gpu_diag_print(mf, "", &f, &r, false);
+    fclose(mf);
+    CHECKF(
+        strstr(out, "GPU 1: Tesla M40 24GB, compute 5.2, driver CUDA 12.2, 9.31 GiB free: used") &&
+            strstr(out, "GPU 3:") && strstr(out, "split over GPUs 0,1,3") &&
+            !strstr(out, "no GPU used"),
+        "%s", out);
+    /* one card with room: that one alone, even the second */
+    f.gpu[1].mem_free = 25000000000ull + 1;
+    gpu_diag_decide(&f, -1, need, &r);
+    CHECK(r.n_split == 0 && r.device == 1 && r.gpu[0] == GPU_DIAG_MEMORY);
+    CHECK(!strcmp(gpu_diag_split_list(&r, list, sizeof list), ""));
+    /* together short of the need plus the slack per extra card: none */
+    f.gpu[1].mem_free = 10000000000ull;
+    gpu_diag_decide(&f, -1, 30000000000ull - 2 * GPU_DIAG_SPLIT_SLACK + 1, &r);
+    CHECK(r.device < 0 && r.n_split == 0 && r.why == GPU_DIAG_MEMORY);
+    HAS(r, "no GPU fits");
+    gpu_diag_decide(&f, -1, 30000000000ull - 2 * GPU_DIAG_SPLIT_SLACK, &r);
+    CHECK(r.n_split == 3);
+    /* a card asked for by name is never split */
+    gpu_diag_decide(&f, 0, need, &r);
+    CHECK(r.device < 0 && r.n_split == 0 && r.why == GPU_DIAG_MEMORY);
+    /* one card short of memory alone: nothing to split over */
+    f.n_gpu = 1;
+    gpu_diag_decide(&f, -1, need, &r);
+    CHECK(r.device < 0 && r.n_split == 0);
+}
+
 static void test_bad_index(void) {
     gpu_diag_facts f = m40();
     gpu_diag_result r;
@@ -199,6 +249,7 @@ int main(void) {
     test_old_driver();
     test_arch_mismatch();
     test_memory();
+    test_split_default();
     test_bad_index();
     test_hook();
     return check_summary("test_gpu_diag");
