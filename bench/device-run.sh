@@ -5,6 +5,8 @@
 # stage JSON to bench/results/; with OUT set, both are copied there at the
 # end (a tarball of the logs and each new JSON), as the device tool fetches.
 #   DEVLIBS=.devdeps/devlibs.tar.xz OUT=$OUT bench/device-run.sh build test bench7b ...
+# M40LLM_CUDA_ARCHS unset builds for 90; set and empty, the project's default
+# (the architectures of the GPUs this machine has).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${DEVLIBS:-}" ]; then
@@ -21,7 +23,7 @@ touch /tmp/logs/.start
 t0=$(date +%s)
 rc=0
 for s in ${*:-build test}; do
-    OUT=/tmp/logs M40LLM_CUDA_ARCHS=${M40LLM_CUDA_ARCHS:-90} bench/gpu-suite.sh "$s" || rc=1
+    OUT=/tmp/logs M40LLM_CUDA_ARCHS=${M40LLM_CUDA_ARCHS-90} bench/gpu-suite.sh "$s" || rc=1
     echo "== $s done at $(($(date +%s) - t0)) s"
     [ $rc = 0 ] || [ "$s" != build ] || break
 done

@@ -23,6 +23,9 @@ mkdir "$tmp/sys"
 for f in "$tmp"/*.deb; do dpkg -x "$f" "$tmp/sys"; done
 cd "$tmp/sys"
 rm -rf usr/share/doc usr/share/man usr/share/info
+# shared links only: static archives would double the bundle, which must fit
+# the GPU machine's transfer limit beside the tree
+find . -name '*.a' -delete
 # one library folder; links made relative (absolute ones point at the host)
 if [ -d lib/x86_64-linux-gnu ]; then
     mv lib/x86_64-linux-gnu/* usr/lib/x86_64-linux-gnu/ && rmdir lib/x86_64-linux-gnu
