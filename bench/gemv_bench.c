@@ -4,7 +4,7 @@
  * vectors (--nb), FP32 TFLOP/s.
  *
  *   m40-gemv-bench [--shape 7b|smollm2] [--only qkv,down,...]
- *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged,persist]
+ *                  [--types q4_0,q8_0,f16,...] [--kernels auto,warp,staged,persist,rows4]
  *                  [--nb N] [--iters N] [--device N] [--hot] [--graph]
  *
  * --nb 2..8 vectors: "auto" is the row-parallel kernel launch_gemv runs
@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s [--shape 7b|smollm2] [--types q4_0,...] "
-                    "[--kernels auto,warp,staged,persist] [--nb 1..8] [--iters N] "
+                    "[--kernels auto,warp,staged,persist,rows4] [--nb 1..8] [--iters N] "
                     "[--device N] "
                     "[--hot] [--graph]\n",
                     argv[0]);
@@ -180,7 +180,7 @@ int main(int argc, char **argv) {
             for (char *ks = strtok_r(kbuf, ",", &ksave); ks; ks = strtok_r(NULL, ",", &ksave)) {
                 int kc = backend_gemv_kernel_from_name(ks);
                 if (kc < 0) {
-                    fprintf(stderr, "unknown kernel %s (auto, warp, staged, persist)\n", ks);
+                    fprintf(stderr, "unknown kernel %s (auto, warp, staged, persist, rows4)\n", ks);
                     return 2;
                 }
                 gemv_args a;

@@ -64,7 +64,7 @@ for s in $stages; do
         # issue 19: 2- and 8-vector GEMV on the 7B layer shapes, the
         # block-staged kernel against launch_gemv's choice (row-parallel)
         for nb in 2 8; do
-            build-gpu/m40-gemv-bench --nb $nb --kernels staged,auto --types ${TYPES:-q4_0,q8_0,f16} --graph 2>&1 | tee -a "$out/gemv-rows.log"
+            build-gpu/m40-gemv-bench --nb $nb --kernels staged,auto,rows4 --types ${TYPES:-q4_0,q8_0,f16} --graph 2>&1 | tee -a "$out/gemv-rows.log"
         done
         ;;
     profbatch)

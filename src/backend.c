@@ -110,7 +110,7 @@ int backend_check_blocks(const backend *b, int seq, const int32_t *blocks, int n
 }
 
 int backend_gemv_kernel_from_name(const char *name) {
-    static const char *const names[] = {"auto", "warp", "staged", "persist"};
+    static const char *const names[] = {"auto", "warp", "staged", "persist", "rows4"};
     for (int i = 0; name && i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(name, names[i])) return i;
     return -1;

@@ -77,8 +77,8 @@ typedef struct backend_params {
     backend_gemm prefill_gemm; /* operand type of the prefill GEMMs */
     bool no_graphs;            /* decode steps launched kernel by kernel, not as CUDA graphs */
     bool profile; /* synchronize after each kernel group, print the times at destroy (no graphs) */
-    int gemv_kernel; /* single-vector decode GEMV kernel: 0 chosen by shape, else forced (the
-                      * workbench's comparisons: backend_gemv_kernel_from_name) */
+    int gemv_kernel; /* decode GEMV kernel: 0 chosen by shape, else forced (the workbench's
+                      * comparisons: backend_gemv_kernel_from_name; rows4 for 2..8 vectors) */
     bool dup_gpus;   /* a card may be named twice in --gpus (tests: two stages on one card) */
     /* steps of more than 8 entries (batched decode, prompts): the share (0..1,
      * at most 0.9 used) of the device memory free before the KV pool that may
@@ -95,12 +95,12 @@ typedef struct backend_params {
  *   M40LLM_PREFILL_GEMM=f16|f32   prefill_gemm (default: f16 where tensor cores exist)
  *   M40LLM_CUDA_GRAPHS=0          no_graphs
  *   M40LLM_PROFILE=1              profile
- *   M40LLM_GEMV=auto|warp|staged|persist   gemv_kernel
+ *   M40LLM_GEMV=auto|warp|staged|persist|rows4   gemv_kernel
  *   M40LLM_DUP_GPUS=1             dup_gpus
  *   M40LLM_GEMM_CACHE=F           gemm_cache (0 < F <= 1)
  * Unset or unknown values leave the field as it is. */
 void backend_params_env(backend_params *p);
-/* "auto", "warp", "staged", "persist" -> 0..3 (the CUDA module's
+/* "auto", "warp", "staged", "persist", "rows4" -> 0..4 (the CUDA module's
  * GEMV_KERNEL_*); -1 if unknown. */
 int backend_gemv_kernel_from_name(const char *name);
 

@@ -167,7 +167,8 @@ enum {
     GEMV_KERNEL_AUTO = 0,
     GEMV_KERNEL_WARP = 1,
     GEMV_KERNEL_STAGED = 2,
-    GEMV_KERNEL_PERSIST = 3
+    GEMV_KERNEL_PERSIST = 3,
+    GEMV_KERNEL_ROWS4 = 4 /* 2..8 vectors: the row-parallel kernel with 4 row streams a lane */
 };
 
 /* ---- mixture of experts (moe.cu) ----

@@ -27,7 +27,7 @@ int launch_gemv(const gemv_args *a, cudaStream_t st) {
     if (!a || !a->w || !a->x || a->nb < 1 || a->nb > M40_GEMV_MAX_B)
         return err_set(M40LLM_ERR_INVALID_ARG, "gemv: %d vectors (1..%d)", a ? a->nb : 0,
                        M40_GEMV_MAX_B);
-    if (a->kernel < GEMV_KERNEL_AUTO || a->kernel > GEMV_KERNEL_PERSIST || a->act < 0 || a->act > 1)
+    if (a->kernel < GEMV_KERNEL_AUTO || a->kernel > GEMV_KERNEL_ROWS4 || a->act < 0 || a->act > 1)
         return err_set(M40LLM_ERR_INVALID_ARG, "gemv: kernel %d, activation %d", a->kernel, a->act);
     if (a->ldx % 4 || (uintptr_t)a->x % 16 || (a->gamma && (uintptr_t)a->gamma % 16))
         return err_set(M40LLM_ERR_INVALID_ARG, "gemv: x rows must be 16-byte aligned (ldx %lld)",

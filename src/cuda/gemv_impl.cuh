@@ -365,7 +365,7 @@ template <int T> static int gemv_run_type(const gemv_args *a, cudaStream_t st) {
         if (a->mode != GEMV_QKV && a->kernel != GEMV_KERNEL_STAGED) return gemvr_run<T>(a, st);
         return gemv_launch_tb<T, 8>(a, st);
     }
-    const int c = a->kernel;
+    const int c = a->kernel == GEMV_KERNEL_ROWS4 ? GEMV_KERNEL_AUTO : a->kernel; /* (2..8 only) */
     if (c == GEMV_KERNEL_PERSIST || c == GEMV_KERNEL_AUTO) {
         int rc = gemvp_entry<T>::run(a, st);
         if (rc <= 0) return rc;

@@ -1,6 +1,7 @@
 /* launch_gemv's several-vector kernels, the row-parallel one (its choice
- * for plain products and SwiGLU, gemvr_impl.cuh) and the block-staged one
- * (GEMV_KERNEL_STAGED), against float64 for every weight type, 2, 5 and 8
+ * for plain products and SwiGLU, gemvr_impl.cuh), its 4-stream form
+ * (GEMV_KERNEL_ROWS4: the same sums, bit for bit, outside split-K adds)
+ * and the block-staged one (GEMV_KERNEL_STAGED), against float64 for every weight type, 2, 5 and 8
  * vectors, store, residual add (also split over K, on long rows), SwiGLU
  * and GeGLU, with and without the fused RMSNorm: |err| <= 2e-5 * sum|terms|
  * + 1e-6, as test_gpu_kernels holds the one-vector kernels; rows past the
@@ -13,8 +14,12 @@
 static const int k_types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
                               QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
 
+static const int k_kernels[] = {GEMV_KERNEL_AUTO, GEMV_KERNEL_ROWS4, GEMV_KERNEL_STAGED};
+static const char *const k_kernel_names[] = {"rows", "rows4", "staged"};
+
 static void check_products(host_w *h, host_w *h2, int nb, int mode, int act, int norm) {
-    for (int kernel = 0; kernel < 2; kernel++) {
+    float *rows_y = NULL; /* the rows kernel's output, which rows4 must equal */
+    for (int kernel = 0; kernel < 3; kernel++) {
         const char *name = quant_info(h->type)->name;
         const int64_t R = h->rows, K = h->cols, ldx = K + 32, ldy = R + 8;
         float *x = malloc(sizeof(float) * nb * ldx), *gamma = malloc(sizeof(float) * K),
@@ -25,9 +30,18 @@ static void check_products(host_w *h, host_w *h2, int nb, int mode, int act, int
         float *dx = gt_up(x, sizeof(float) * nb * ldx), *dg = gt_up(gamma, sizeof(float) * K),
               *dy = gt_up(y0, sizeof(float) * 8 * ldy);
         const gemv_args a = gt_gemv_args(h, h2, dx, ldx, nb, norm ? dg : NULL, dy, ldy, mode, act,
-                                         kernel ? GEMV_KERNEL_STAGED : GEMV_KERNEL_AUTO);
+                                         k_kernels[kernel]);
         GT_OK(launch_gemv(&a, 0));
         gt_down(y, dy, sizeof(float) * 8 * ldy);
+        const char *kn = k_kernel_names[kernel];
+        if (kernel == 0) {
+            rows_y = malloc(sizeof(float) * 8 * ldy);
+            memcpy(rows_y, y, sizeof(float) * 8 * ldy);
+        } else if (kernel == 1 && mode != GEMV_ADD) { /* (split-K adds: atomics, any order) */
+            CHECKF(!memcmp(rows_y, y, sizeof(float) * 8 * ldy),
+                   "%s %lldx%lld nb=%d mode=%d: rows4 differs from rows", name, (long long)R,
+                   (long long)K, nb, mode);
+        }
         double *ref = malloc(sizeof(double) * nb * R), *mag = malloc(sizeof(double) * nb * R);
         gemv_ref(h, h2, x, ldx, nb, norm ? gamma : NULL, mode, act, y0, ldy, ref, mag);
         double worst = 0;
@@ -41,7 +55,6 @@ static void check_products(host_w *h, host_w *h2, int nb, int mode, int act, int
         for (int64_t i = (int64_t)nb * ldy; i < 8 * ldy; i++) untouched &= y[i] == y0[i];
         free(ref);
         free(mag);
-        const char *kn = kernel ? "staged" : "rows";
         CHECKF(worst <= 1.0,
                "%s %lldx%lld %s kernel nb=%d mode=%d act=%d norm=%d: %.3g x tolerance", name,
                (long long)R, (long long)K, kn, nb, mode, act, norm, worst);
@@ -50,6 +63,7 @@ static void check_products(host_w *h, host_w *h2, int nb, int mode, int act, int
         cudaFree(dx), cudaFree(dg), cudaFree(dy);
         free(x), free(gamma), free(y0), free(y);
     }
+    free(rows_y);
 }
 
 /* a vector's sums do not depend on how many vectors run with it (the
@@ -63,15 +77,15 @@ static void check_nb_invariant(host_w *h, host_w *h2, int mode) {
     gt_fill(gamma, (size_t)K, 1.0f);
     float *dx = gt_up(x, sizeof(float) * 8 * K), *dg = gt_up(gamma, sizeof(float) * K),
           *dy = gt_dev(sizeof(float) * 8 * R);
-    for (int kernel = 0; kernel < 2; kernel++) {
+    for (int kernel = 0; kernel < 3; kernel++) {
         for (int v = 0; v < 2; v++) {
-            const gemv_args a = gt_gemv_args(h, h2, dx, K, v ? 8 : 3, dg, dy, R, mode, 0,
-                                             kernel ? GEMV_KERNEL_STAGED : GEMV_KERNEL_AUTO);
+            const gemv_args a =
+                gt_gemv_args(h, h2, dx, K, v ? 8 : 3, dg, dy, R, mode, 0, k_kernels[kernel]);
             GT_OK(launch_gemv(&a, 0));
             gt_down(y[v], dy, sizeof(float) * 8 * R);
         }
         CHECKF(!memcmp(y[0], y[1], sizeof(float) * 3 * R), "%s %s kernel mode=%d: nb 3 != nb 8",
-               quant_info(h->type)->name, kernel ? "staged" : "rows", mode);
+               quant_info(h->type)->name, k_kernel_names[kernel], mode);
     }
     cudaFree(dx), cudaFree(dg), cudaFree(dy);
     free(x), free(gamma), free(y[0]), free(y[1]);

@@ -21,6 +21,7 @@ int main(void) {
     CHECK(backend_gemv_kernel_from_name("warp") == 1);
     CHECK(backend_gemv_kernel_from_name("staged") == 2);
     CHECK(backend_gemv_kernel_from_name("persist") == 3);
+    CHECK(backend_gemv_kernel_from_name("rows4") == 4);
     CHECK(backend_gemv_kernel_from_name("staged2") == -1);
     CHECK(backend_gemv_kernel_from_name("") == -1);
     CHECK(backend_gemv_kernel_from_name(NULL) == -1);
