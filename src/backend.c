@@ -130,7 +130,7 @@ void backend_params_env(backend_params *p) {
     if (v) {
         char *end = NULL;
         double f = strtod(v, &end);
-        if (end != v && !*end && f > 0 && f <= 1) p->gemm_cache = f;
+        if (end != v && !*end && f >= 0 && f <= 1) p->gemm_cache = f; /* 0: none */
     }
     int k = backend_gemv_kernel_from_name(getenv("M40LLM_GEMV"));
     if (k >= 0) p->gemv_kernel = k;

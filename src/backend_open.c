@@ -2,6 +2,7 @@
  * create one CUDA backend or a layer split. */
 #include "backend_open.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "backend_pipe.h"
@@ -56,11 +57,25 @@ int backend_create_gpus(const model *m, backend_params *p, const backend_gpus *g
 }
 
 uint64_t backend_model_gpu_bytes(const model *m, const backend_params *p) {
-    const uint64_t seqs = p->paged || p->n_seq_max < 1 ? 1 : (uint64_t)p->n_seq_max;
-    const uint64_t kv = (uint64_t)m->cfg.n_layer * (uint64_t)(p->n_ctx > 0 ? p->n_ctx : 0) * seqs *
-                        (uint64_t)m->cfg.n_head_kv * (uint64_t)m->cfg.head_dim * 2 *
-                        (p->kv_type == BACKEND_KV_F16 ? 2 : 4);
+    const uint64_t pos_bytes = (uint64_t)m->cfg.n_layer * (uint64_t)m->cfg.n_head_kv *
+                               (uint64_t)m->cfg.head_dim * 2 *
+                               (p->kv_type == BACKEND_KV_F16 ? 2 : 4); /* K + V of a position */
+    const uint64_t ctx = (uint64_t)(p->n_ctx > 0 ? p->n_ctx : 0);
+    uint64_t kv = ctx * (p->paged || p->n_seq_max < 1 ? 1 : (uint64_t)p->n_seq_max) * pos_bytes;
+    if (p->paged && p->kv_bytes) kv = p->kv_bytes; /* a pool of a given size */
+    if (p->paged && !p->kv_bytes && p->n_kv_blocks > 0)
+        kv = (uint64_t)p->n_kv_blocks * (uint64_t)(p->kv_block > 0 ? p->kv_block : 64) * pos_bytes;
     return m->weight_bytes + kv;
+}
+
+/* gpu_diag's line without its "running on the CPU" clause: here the
+ * caller decides what runs instead */
+static int no_gpu_error(const gpu_diag_result *r) {
+    char line[sizeof r->line];
+    snprintf(line, sizeof line, "%s", r->line);
+    char *cpu = strstr(line, "; running on the CPU");
+    if (cpu) memmove(cpu, cpu + 20, strlen(cpu + 20) + 1);
+    return err_set(r->why == GPU_DIAG_MEMORY ? M40LLM_ERR_OOM : M40LLM_ERR_NO_DEVICE, "%s", line);
 }
 
 int backend_create_default_gpu(const model *m, backend_params *p, backend **out) {
@@ -69,14 +84,20 @@ int backend_create_default_gpu(const model *m, backend_params *p, backend **out)
     gpu_diag_result r;
     gpu_diag_probe(&f);
     gpu_diag_decide(&f, -1, backend_model_gpu_bytes(m, p), &r);
+    if (r.device < 0 && p->paged && !p->kv_bytes && !p->n_kv_blocks) {
+        /* no room for a whole context anywhere, even split: a card that
+         * holds the weights still runs it, with a smaller pool */
+        backend_params least = *p;
+        least.n_ctx = least.kv_block > 0 ? least.kv_block : 64;
+        gpu_diag_decide(&f, -1, backend_model_gpu_bytes(m, &least), &r);
+        if (r.device < 0) gpu_diag_decide(&f, -1, backend_model_gpu_bytes(m, p), &r); /* why */
+    }
     if (r.n_split > 1) {
         char list[64];
         const backend_gpus g = {gpu_diag_split_list(&r, list, sizeof list), NULL, NULL};
         return backend_create_gpus(m, p, &g, out);
     }
-    if (r.device < 0)
-        return err_set(r.why == GPU_DIAG_MEMORY ? M40LLM_ERR_OOM : M40LLM_ERR_NO_DEVICE, "%s",
-                       r.line);
+    if (r.device < 0) return no_gpu_error(&r);
     p->device = r.device;
     return backend_cuda_create(m, p, out);
 }

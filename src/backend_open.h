@@ -24,14 +24,16 @@ int backend_gpus_check(const backend_gpus *g);
 int backend_create_gpus(const model *m, backend_params *p, const backend_gpus *g, backend **out);
 
 /* Device bytes a model needs at least: its weights and the KV cache of
- * n_seq_max sequences of n_ctx positions (one in paged mode, whose pool is
- * sized later); what gpu_diag_decide weighs a card's free memory against. */
+ * n_seq_max sequences of n_ctx positions; in paged mode one sequence, or
+ * the pool's given size (kv_bytes, n_kv_blocks). What gpu_diag_decide
+ * weighs a card's free memory against. */
 uint64_t backend_model_gpu_bytes(const model *m, const backend_params *p);
 
 /* The backend of "auto" or "cuda" with no --gpus, without messages (the
- * engine): the GPU backend where a card holds the model, a layer split over
- * the usable cards when only together they do (gpu_diag_decide), else
- * M40LLM_ERR_NO_DEVICE or M40LLM_ERR_OOM. */
+ * engine): the first card with room for the model, a layer split over the
+ * usable cards when only together they have room (gpu_diag_decide; paged:
+ * room for a whole context, else for the weights and a block, the pool
+ * then smaller), else M40LLM_ERR_NO_DEVICE or M40LLM_ERR_OOM saying why. */
 int backend_create_default_gpu(const model *m, backend_params *p, backend **out);
 
 #endif

@@ -100,13 +100,14 @@ static void driver_advice(int need, char *buf, size_t size) {
         snprintf(buf, size, "install an NVIDIA driver that supports CUDA %s", vs);
 }
 
-/* No usable GPU holds the model alone: the ones short only of memory,
- * together, if they have room (gpu_diag_decide). */
+/* No usable GPU holds the model alone: the ones short only of memory (and
+ * with at least GPU_DIAG_SPLIT_SLACK free: a card another process fills
+ * would fail its share), together, if they have room (gpu_diag_decide). */
 static bool split_over(const gpu_diag_facts *f, int listed, uint64_t need, gpu_diag_result *r) {
     double room = 0; /* (a double: the sum of 16 cards' bytes cannot wrap) */
     int k = 0;
     for (int i = 0; i < listed; i++)
-        if (r->gpu[i] == GPU_DIAG_MEMORY) {
+        if (r->gpu[i] == GPU_DIAG_MEMORY && f->gpu[i].mem_free >= GPU_DIAG_SPLIT_SLACK) {
             room += (double)f->gpu[i].mem_free;
             r->split[k++] = i;
         }

@@ -67,7 +67,8 @@ void gpu_diag_probe(gpu_diag_facts *f);
  * for the model; when none has room alone but the usable GPUs short of
  * memory hold it together (their free bytes >= need_bytes plus
  * GPU_DIAG_SPLIT_SLACK per card after the first), all of those, in index
- * order (n_split > 1, device = split[0], each marked used). */
+ * order (n_split > 1, device = split[0], each marked used); a card with
+ * less than GPU_DIAG_SPLIT_SLACK free is left out. */
 void gpu_diag_decide(const gpu_diag_facts *f, int want, uint64_t need_bytes, gpu_diag_result *r);
 
 /* A split's cards as a --gpus list ("0,1") into buf; "" when r is no split. */

@@ -80,6 +80,7 @@ static void print_shares(const model *m, const backend *b) {
 int cli_create_backend(const model *m, const char *device, const backend_gpus *g, backend_params *p,
                        backend **out) {
     *out = NULL;
+    p->gemm_cache = BACKEND_GEMM_CACHE_DEFAULT;
     backend_params_env(p);                               /* the developer switches (backend.h) */
     if (g && (g->list || g->split || g->tensor_split)) { /* named cards: no CPU fallback */
         if (device && strcmp(device, "auto") && strncmp(device, "cuda", 4))
@@ -105,9 +106,18 @@ int cli_create_backend(const model *m, const char *device, const backend_gpus *g
             char list[64];
             const backend_gpus gd = {gpu_diag_split_list(&r, list, sizeof list), NULL, NULL};
             int rc = backend_create_gpus(m, p, &gd, out);
-            if (!rc) print_shares(m, *out);
-            if (rc != M40LLM_ERR_NO_DEVICE && rc != M40LLM_ERR_OOM) return rc;
-            fprintf(stderr, "m40-llm: GPUs %s failed (%s); running on the CPU\n", list,
+            if (!rc) {
+                print_shares(m, *out);
+                if (backend_cuda_note()[0])
+                    fprintf(stderr, "m40-llm: note: %s\n", backend_cuda_note());
+                return rc;
+            }
+            /* as for one card: what the GPUs cannot run or hold, the CPU
+             * runs, unless a GPU was asked for by name */
+            if (rc == M40LLM_ERR_UNSUPPORTED ? explicit_cuda
+                                             : rc != M40LLM_ERR_NO_DEVICE && rc != M40LLM_ERR_OOM)
+                return rc;
+            fprintf(stderr, "m40-llm: GPUs %s: %s; running on the CPU\n", list,
                     m40llm_last_error());
             return backend_cpu_create(m, p, out);
         }

@@ -12,7 +12,7 @@
 
 /* backend_gemv_kernel_from_name's numbers are the GEMV_KERNEL_* values */
 _Static_assert(GEMV_KERNEL_AUTO == 0 && GEMV_KERNEL_WARP == 1 && GEMV_KERNEL_STAGED == 2 &&
-                   GEMV_KERNEL_PERSIST == 3,
+                   GEMV_KERNEL_PERSIST == 3 && GEMV_KERNEL_ROWS4 == 4,
                "backend.c's GEMV kernel names");
 
 static int cb_alloc(cuda_backend *cb, size_t bytes, const char *what, void **out) {
@@ -680,7 +680,7 @@ int backend_cuda_create(const model *m, const backend_params *p, backend **out) 
         return err_set(M40LLM_ERR_INVALID_ARG,
                        "cuda backend: n_ctx %d, n_seq_max %d, n_batch_max %d", p->n_ctx,
                        p->n_seq_max, p->n_batch_max);
-    if (p->gemv_kernel < GEMV_KERNEL_AUTO || p->gemv_kernel > GEMV_KERNEL_PERSIST ||
+    if (p->gemv_kernel < GEMV_KERNEL_AUTO || p->gemv_kernel > GEMV_KERNEL_ROWS4 ||
         p->prefill_gemm < BACKEND_GEMM_AUTO || p->prefill_gemm > BACKEND_GEMM_F32)
         return err_set(M40LLM_ERR_INVALID_ARG, "cuda backend: gemv_kernel %d, prefill_gemm %d",
                        p->gemv_kernel, (int)p->prefill_gemm);

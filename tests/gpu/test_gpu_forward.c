@@ -335,7 +335,13 @@ static void gemm_cache_same(const char *path) {
         CHECKF(rc == 0, "gemm cache %d: %s", v, m40llm_last_error());
         if (rc) break;
         const size_t cached = ((const cuda_backend *)b)->gemm_cache_bytes;
-        CHECKF(v ? cached == 0 : cached > 0, "gemm cache %d: %zu bytes of dense copies", v, cached);
+        /* without cuBLAS (a CUDA 11.8 build on a machine without libcublas.so.11)
+         * there is no GEMM step, so nothing to cache */
+        const bool gemm = b->max_part == 0;
+        if (!gemm)
+            printf("SKIP: gemm cache: no cuBLAS (%s), no dense copies\n", backend_cuda_note());
+        CHECKF(v || !gemm ? cached == 0 : cached > 0, "gemm cache %d: %zu bytes of dense copies", v,
+               cached);
         backend_entry e[32];
         int t = 0, ok = 1;
         for (int c = 0; c < 2 && ok; c++) { /* sequence 0: 33 prompt positions */

@@ -59,14 +59,18 @@ int main(void) {
     backend_params_env(&r);
     CHECK(r.prefill_gemm == BACKEND_GEMM_F16 && !r.no_graphs && !r.profile && r.gemv_kernel == 1 &&
           !r.dup_gpus && r.gemm_cache == 0);
-    /* the cache share: only 0 < F <= 1 */
-    const char *bad[] = {"0", "-0.5", "x", "0.5x", "nan", ""};
+    /* the cache share: only 0 <= F <= 1 (0: none) */
+    const char *bad[] = {"-0.5", "x", "0.5x", "nan", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         setenv("M40LLM_GEMM_CACHE", bad[i], 1);
-        backend_params g = {.gemm_cache = 0};
+        backend_params g = {.gemm_cache = 0.5};
         backend_params_env(&g);
-        CHECKF(g.gemm_cache == 0, "M40LLM_GEMM_CACHE=%s gave %g", bad[i], g.gemm_cache);
+        CHECKF(g.gemm_cache == 0.5, "M40LLM_GEMM_CACHE=%s gave %g", bad[i], g.gemm_cache);
     }
+    setenv("M40LLM_GEMM_CACHE", "0", 1);
+    backend_params g0 = {.gemm_cache = BACKEND_GEMM_CACHE_DEFAULT};
+    backend_params_env(&g0);
+    CHECK(g0.gemm_cache == 0);
     setenv("M40LLM_GEMM_CACHE", "1", 1);
     backend_params g1 = {0};
     backend_params_env(&g1);

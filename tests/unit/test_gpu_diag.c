@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_open.h"
 #include "check.h"
 #include "gpu_diag.h"
 
@@ -198,6 +199,11 @@ static void test_split_default(void) {
     HAS(r, "no GPU fits");
     gpu_diag_decide(&f, -1, 30000000000ull - 2 * GPU_DIAG_SPLIT_SLACK, &r);
     CHECK(r.n_split == 3);
+    /* a card with less than the slack free takes no share */
+    f.gpu[3].mem_free = GPU_DIAG_SPLIT_SLACK - 1;
+    gpu_diag_decide(&f, -1, 19000000000ull, &r);
+    CHECK(r.n_split == 2 && r.split[0] == 0 && r.split[1] == 1 && r.gpu[3] == GPU_DIAG_MEMORY);
+    f.gpu[3].mem_free = 10000000000ull;
     /* a card asked for by name is never split */
     gpu_diag_decide(&f, 0, need, &r);
     CHECK(r.device < 0 && r.n_split == 0 && r.why == GPU_DIAG_MEMORY);
@@ -205,6 +211,29 @@ static void test_split_default(void) {
     f.n_gpu = 1;
     gpu_diag_decide(&f, -1, need, &r);
     CHECK(r.device < 0 && r.n_split == 0);
+}
+
+/* what the decision weighs free memory against: weights and KV cache */
+static void test_model_bytes(void) {
+    model m;
+    memset(&m, 0, sizeof m);
+    m.cfg.n_layer = 32;
+    m.cfg.n_head_kv = 8;
+    m.cfg.head_dim = 128;
+    m.weight_bytes = 4000000000ull;
+    const uint64_t pos = 32ull * 8 * 128 * 2 * 2; /* K + V of a position, f16 */
+    backend_params p = {.n_ctx = 4096, .n_seq_max = 4, .kv_type = BACKEND_KV_F16};
+    CHECK(backend_model_gpu_bytes(&m, &p) == m.weight_bytes + 4 * 4096 * pos);
+    p.kv_type = BACKEND_KV_F32;
+    CHECK(backend_model_gpu_bytes(&m, &p) == m.weight_bytes + 4 * 4096 * pos * 2);
+    p.kv_type = BACKEND_KV_F16;
+    p.paged = true; /* one whole context; the pool is sized later */
+    CHECK(backend_model_gpu_bytes(&m, &p) == m.weight_bytes + 4096 * pos);
+    p.n_kv_blocks = 100; /* a pool of a given size */
+    p.kv_block = 16;
+    CHECK(backend_model_gpu_bytes(&m, &p) == m.weight_bytes + 1600 * pos);
+    p.kv_bytes = 123456789;
+    CHECK(backend_model_gpu_bytes(&m, &p) == m.weight_bytes + 123456789);
 }
 
 static void test_bad_index(void) {
@@ -250,6 +279,7 @@ int main(void) {
     test_arch_mismatch();
     test_memory();
     test_split_default();
+    test_model_bytes();
     test_bad_index();
     test_hook();
     return check_summary("test_gpu_diag");
