@@ -6,7 +6,8 @@
 #
 #   bench/cuda118-gpu.sh pack BUILD_DIR TARBALL   (here: after
 #       M40LLM_CUDA118_ARCHS=52-virtual M40LLM_CUDA118_BUILD=BUILD_DIR scripts/maxwell-check)
-#   bench/cuda118-gpu.sh run TARBALL               (on the GPU machine, from the repo root)
+#   bench/cuda118-gpu.sh run TARBALL               (on the GPU machine, from the repo root;
+#       paths relative to the repo root; OUT=dir gets each test log)
 #
 # run: each test binary twice, as built (libcublas.so.11 is not on the GPU
 # machine, so prompts go through our own kernels and the cuBLAS checks skip,
@@ -17,31 +18,31 @@ cd "$(dirname "$0")/.."
 mode=${1:-}
 case $mode in
 pack)
-    [ $# -eq 3 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+    [ $# -eq 3 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
     b=$2 tarball=$3
     files=(m40-llm m40-synth)
     for t in "$b"/test_gpu_*; do [ -x "$t" ] && files+=("$(basename "$t")"); done
     cuobj=${M40LLM_CUDA118_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/m40-llm/cuda118}/bin/cuobjdump
-    if [ -x "$cuobj" ]; then # PTX only: no ELF (machine code) may be embedded
-        for f in "${files[@]}"; do
-            elf=$("$cuobj" --list-elf "$b/$f" 2>/dev/null | wc -l)
-            ptx=$("$cuobj" --list-ptx "$b/$f" 2>/dev/null | grep -c 'sm_52')
-            echo "$f: $ptx compute_52 PTX, $elf ELF"
-            [ "$elf" -eq 0 ] || { echo "cuda118-gpu: $f holds machine code" >&2; exit 1; }
-        done
-    fi
+    [ -x "$cuobj" ] || { echo "cuda118-gpu: no $cuobj to check the binaries (maxwell-check unpacks it)" >&2; exit 1; }
+    for f in "${files[@]}"; do # PTX only: no ELF (machine code) may be embedded
+        elf=$("$cuobj" --list-elf "$b/$f" 2>/dev/null | wc -l)
+        ptx=$("$cuobj" --list-ptx "$b/$f" 2>/dev/null | grep -c 'sm_52')
+        echo "$f: $ptx compute_52 PTX, $elf ELF"
+        [ "$elf" -eq 0 ] || { echo "cuda118-gpu: $f holds machine code" >&2; exit 1; }
+        [ "$ptx" -gt 0 ] || [ "$f" = m40-synth ] || { echo "cuda118-gpu: $f holds no compute_52 PTX" >&2; exit 1; }
+    done
     XZ_OPT=-9 tar -C "$b" -cJf "$tarball" "${files[@]}" || exit 1
     ls -l "$tarball"
     ;;
 run)
-    [ $# -eq 2 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+    [ $# -eq 2 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
     d=/tmp/c118
     rm -rf "$d" && mkdir -p "$d/bin" "$d/cublas" && tar -C "$d/bin" -xJf "$2" || exit 1
     nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader
     "$d/bin/m40-llm" --version
     "$d/bin/m40-llm" info 2>&1 | head -20
     own=$(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.[0-9]+ /{print $NF; exit}')
-    [ -n "$own" ] || own=$(find / -name 'libcublas.so.1[0-9]*' -type f 2>/dev/null | head -1)
+    [ -n "$own" ] || own=$(find /usr /opt /usr/local -xdev -name 'libcublas.so.1[0-9]*' -type f 2>/dev/null | head -1)
     rc=0
     for pass in own-kernels machine-cublas; do
         extra=
@@ -57,7 +58,7 @@ run)
         for t in "$d"/bin/test_gpu_*; do
             n=$(basename "$t")
             LD_LIBRARY_PATH=${extra:+$extra:}${LD_LIBRARY_PATH:-} M40LLM_FIXTURES=$PWD/tests/fixtures \
-                M40LLM_BIN=$d/bin/m40-llm timeout 600 "$t" >"$d/$pass-$n.log" 2>&1
+                M40LLM_BIN=$d/bin/m40-llm timeout 240 "$t" >"$d/$pass-$n.log" 2>&1
             r=$?
             case $r in
             0) pass_n=$((pass_n + 1)) s=passed ;;
@@ -67,14 +68,14 @@ run)
             echo "$pass $n: $s: $(grep -E 'passed, [0-9]+ failed' "$d/$pass-$n.log" | tail -1)" \
                 "$(grep -E '^SKIP' "$d/$pass-$n.log" | head -3 | tr '\n' ' ')"
             [ $r -eq 0 ] || [ $r -eq 77 ] || tail -15 "$d/$pass-$n.log"
+            [ -z "${OUT:-}" ] || cp "$d/$pass-$n.log" "$OUT/" # (a later timeout keeps these)
         done
         echo "== $pass: $pass_n passed, $skip_n skipped, $fail_n failed"
     done
-    [ -z "${OUT:-}" ] || tar -czf "$OUT/cuda118-logs.tgz" -C "$d" $(cd "$d" && ls ./*.log)
     exit $rc
     ;;
 *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

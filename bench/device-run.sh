@@ -6,7 +6,7 @@
 # end (a tarball of the logs and each new JSON), as the device tool fetches.
 #   DEVLIBS=.devdeps/devlibs.tar.xz OUT=$OUT bench/device-run.sh build test bench7b ...
 # M40LLM_CUDA_ARCHS unset builds for 90; set and empty, the project's default
-# (the architectures of the GPUs this machine has).
+# in a new build-gpu (CMake keeps a cached value: remove the folder first).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${DEVLIBS:-}" ]; then
