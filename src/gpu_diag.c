@@ -297,7 +297,8 @@ void gpu_diag_print(FILE *out, const char *prefix, const gpu_diag_facts *f,
     if (r->device < 0 || (r->n_split > 1 && !listing)) fprintf(out, "%s%s\n", prefix, r->line);
 }
 
-/* The test hook: one simulated Tesla M40 with one fact changed. */
+/* The test hook: one simulated Tesla M40 with one fact changed, or several
+ * of them (mems:). */
 static bool simulate(gpu_diag_facts *f, const char *sim) {
     /* a driver new enough for this build's runtime */
     f->driver_version = f->runtime_version > 12020 ? f->runtime_version : 12020;
@@ -322,6 +323,29 @@ static bool simulate(gpu_diag_facts *f, const char *sim) {
         g->cc_minor = (int)(v % 10);
     } else if (!strncmp(sim, "mem:", 4)) {
         g->mem_free = (uint64_t)v;
+    } else if (!strncmp(sim, "mems:", 5)) {
+        /* one GPU per listed free size, of an architecture this build runs
+         * (5.2, else its first one) */
+        int cc = 52;
+        if (!gpu_diag_arch_runs(f->archs, 5, 2) && f->archs) {
+            const char *d = f->archs + strcspn(f->archs, "0123456789");
+            cc = (int)strtol(d, NULL, 10);
+            if (cc < 10) cc = 52;
+        }
+        const char *q = sim + 5;
+        f->n_gpu = 0;
+        while (*q && f->n_gpu < GPU_DIAG_MAX) {
+            char *end = NULL;
+            const unsigned long long b = strtoull(q, &end, 10);
+            if (end == q) return false;
+            gpu_diag_gpu *gi = &f->gpu[f->n_gpu++];
+            *gi = *g;
+            gi->cc_major = cc / 10;
+            gi->cc_minor = cc % 10;
+            gi->mem_free = b;
+            q = *end == ',' ? end + 1 : end;
+            if (*end && *end != ',') return false;
+        }
     } else if (strcmp(sim, "m40")) {
         return false;
     }
@@ -333,6 +357,10 @@ void gpu_diag_probe(gpu_diag_facts *f) {
     gpu_diag_build_facts(f);
     /* M40LLM_TEST_GPU_SIM: the only place it is read (tests; README) */
     const char *sim = getenv("M40LLM_TEST_GPU_SIM");
-    if (sim && *sim && simulate(f, sim)) return;
+    if (sim && *sim) {
+        if (simulate(f, sim)) return;
+        memset(f, 0, sizeof *f); /* an unknown form: the real probe, from scratch */
+        gpu_diag_build_facts(f);
+    }
     if (f->cuda_build) gpu_diag_probe_devices(f);
 }

@@ -59,7 +59,8 @@ typedef struct gpu_diag_result {
 
 /* Fills *f from this build and the CUDA runtime (or $M40LLM_TEST_GPU_SIM:
  * "none" | "no-gpu" | "old-driver:VERSION" | "arch:CC" | "mem:BYTES", one
- * simulated sm_52 GPU with the given fact changed). Never fails. */
+ * simulated sm_52 GPU with the given fact changed; "mems:B0,B1,...", one GPU
+ * per free size, sm_52 or the build's first architecture). Never fails. */
 void gpu_diag_probe(gpu_diag_facts *f);
 
 /* Picks the GPU: want = -1 any, else that index; need_bytes = device memory

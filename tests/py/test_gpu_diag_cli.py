@@ -101,3 +101,34 @@ def test_info_without_a_driver_says_why():
     assert r.returncode == 0, r.stderr
     assert any(l.startswith("no GPU used: ") and "CPU" in l for l in r.stdout.splitlines()), \
         r.stdout
+
+
+def test_split_when_no_one_card_has_room(tmp_path):
+    """The default of --gpus: a model whose KV cache no simulated card holds
+    alone but two do together is split over them (said in one line); with
+    no such cards here the run goes on on the CPU, saying so."""
+    if not cuda_build():
+        pytest.skip("built without CUDA: the hook simulates GPUs only in CUDA builds")
+    synth = Path(BIN).parent / "m40-synth"
+    if not synth.is_file():
+        pytest.skip("m40-synth is not beside m40-llm")
+    model = tmp_path / "kv.gguf"
+    subprocess.run([str(synth), "--layers", "4", "--embd", "256", "--heads", "4", "--kv-heads", "4",
+                    "--ff", "512", "--vocab", "512", "--ctx", "262144", "-q", "-o", str(model)],
+                   check=True)
+    # f16 KV: 4 layers x 256 x 2 x 2 bytes = 4 KiB a position; 200,000 of
+    # them about 819 MB: more than one card's 700 MB, less than two (less
+    # the 512 MiB a further card keeps)
+    r = m40(BENCH[0], str(model), *BENCH[1:], "--ctx", "200000", "--kv", "f16",
+            env={"M40LLM_TEST_GPU_SIM": "mems:700000000,700000000"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert sum("split over GPUs 0,1" in l and "--gpus" in l for l in lines) == 1, r.stderr
+    assert sum(l.startswith("m40-llm: GPU ") and l.endswith(": used") for l in lines) == 2, r.stderr
+    # no such cards here: the CPU runs it, and says so
+    assert any("GPUs 0,1:" in l and "running on the CPU" in l for l in lines), r.stderr
+    # one card with room: that one alone, no split
+    r = m40(BENCH[0], str(model), *BENCH[1:], "--ctx", "200000", "--kv", "f16",
+            env={"M40LLM_TEST_GPU_SIM": "mems:700000000,900000000"})
+    assert r.returncode == 0, r.stderr
+    assert "split over" not in r.stderr and "GPU 1: " in r.stderr, r.stderr

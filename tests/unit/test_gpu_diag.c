@@ -267,6 +267,21 @@ static void test_hook(void) {
         CHECKF(r.why == want && (r.device >= 0) == (want == GPU_DIAG_USABLE), "%s: why %d: %s",
                cases[i].sim, (int)r.why, r.line);
     }
+    /* several cards, each short of room, together enough: a split */
+    setenv("M40LLM_TEST_GPU_SIM", "mems:700000000,700000000,100", 1);
+    gpu_diag_facts f;
+    gpu_diag_probe(&f);
+    gpu_diag_result r;
+    gpu_diag_decide(&f, -1, 800000000, &r);
+    if (f.cuda_build) {
+        CHECKF(f.n_gpu == 3 && f.gpu[1].mem_free == 700000000 && f.gpu[2].mem_free == 100,
+               "%d GPUs", f.n_gpu);
+        CHECKF(r.n_split == 2 && r.split[0] == 0 && r.split[1] == 1, "n_split %d: %s", r.n_split,
+               r.line);
+    }
+    setenv("M40LLM_TEST_GPU_SIM", "mems:12x", 1); /* not a list of sizes: the real probe */
+    gpu_diag_probe(&f);
+    CHECK(!f.cuda_build || f.n_gpu != 1 || strcmp(f.gpu[0].name, "Tesla M40 24GB (simulated)"));
     unsetenv("M40LLM_TEST_GPU_SIM");
 }
 
