@@ -38,11 +38,14 @@ run)
     [ $# -eq 2 ] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
     d=/tmp/c118
     rm -rf "$d" && mkdir -p "$d/bin" "$d/cublas" && tar -C "$d/bin" -xJf "$2" || exit 1
+    [ -z "${OUT:-}" ] || mkdir -p "$OUT" || exit 1
+    # the driver compiles the PTX once per module; a cache big enough keeps it
+    export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
     nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader
     "$d/bin/m40-llm" --version
     "$d/bin/m40-llm" info 2>&1 | head -20
     own=$(ldconfig -p 2>/dev/null | awk '/libcublas\.so\.[0-9]+ /{print $NF; exit}')
-    [ -n "$own" ] || own=$(find /usr /opt /usr/local -xdev -name 'libcublas.so.1[0-9]*' -type f 2>/dev/null | head -1)
+    [ -n "$own" ] || own=$(find /usr /opt -xdev -name 'libcublas.so.1[0-9]*' -type f 2>/dev/null | head -1)
     rc=0
     for pass in own-kernels machine-cublas; do
         extra=

@@ -81,20 +81,24 @@ typedef struct backend_params {
                       * comparisons: backend_gemv_kernel_from_name; rows4 for 2..8 vectors) */
     bool dup_gpus;   /* a card may be named twice in --gpus (tests: two stages on one card) */
     /* steps of more than 8 entries (batched decode, prompts): the share (0..1,
-     * at most 0.9 used) of the device memory free before the KV pool that may
+     * at most 0.9 used) of the device memory free before the KV pool (less
+     * room for one whole context where kv_fraction sizes the pool) that may
      * keep a dense copy of each matrix not already in the GEMM operand type,
      * made once at create instead of at every step (same results); a kv_fraction
      * pool then takes its fraction of what is left, and the server's memory
-     * estimates do not count it. 0: none; a layer-split stage never has one (it
-     * cannot see what the later stages on its card need). The programs use
-     * BACKEND_GEMM_CACHE_DEFAULT (H100, 7B Q4_0, 32 streams: 1648 -> 3987
-     * tok/s, a 1,000-token prompt 14581 -> 22351 tok/s) */
+     * estimates do not count it. 0: none; < 0: BACKEND_GEMM_CACHE_DEFAULT where
+     * the GEMM operands are f16 (tensor cores: H100, 7B Q4_0, 32 streams 1648 ->
+     * 3968 tok/s), none on FP32 cards (Maxwell: copies 7x a Q4 model, not
+     * measured). A layer-split stage never has one (it cannot see what the
+     * later stages on its card need) */
     double gemm_cache;
 } backend_params;
 
-/* The GEMM weight cache's share that run, bench, perplexity and the engine
- * (serve, bench --batch) give the CUDA backend unless M40LLM_GEMM_CACHE says. */
+/* gemm_cache < 0, what run, bench, perplexity and the engine (serve, bench
+ * --batch) pass unless M40LLM_GEMM_CACHE says: this share on tensor-core
+ * cards, none on FP32 ones. */
 #define BACKEND_GEMM_CACHE_DEFAULT 0.5
+#define BACKEND_GEMM_CACHE_AUTO    (-1.0)
 
 /* Fills the developer switches of p from the environment:
  *   M40LLM_PREFILL_GEMM=f16|f32   prefill_gemm (default: f16 where tensor cores exist)

@@ -83,15 +83,9 @@ int backend_create_default_gpu(const model *m, backend_params *p, backend **out)
     gpu_diag_facts f;
     gpu_diag_result r;
     gpu_diag_probe(&f);
+    /* (the engine refuses a pool of less than one whole context, so a card
+     * without room for one is no use to it) */
     gpu_diag_decide(&f, -1, backend_model_gpu_bytes(m, p), &r);
-    if (r.device < 0 && p->paged && !p->kv_bytes && !p->n_kv_blocks) {
-        /* no room for a whole context anywhere, even split: a card that
-         * holds the weights still runs it, with a smaller pool */
-        backend_params least = *p;
-        least.n_ctx = least.kv_block > 0 ? least.kv_block : 64;
-        gpu_diag_decide(&f, -1, backend_model_gpu_bytes(m, &least), &r);
-        if (r.device < 0) gpu_diag_decide(&f, -1, backend_model_gpu_bytes(m, p), &r); /* why */
-    }
     if (r.n_split > 1) {
         char list[64];
         const backend_gpus g = {gpu_diag_split_list(&r, list, sizeof list), NULL, NULL};

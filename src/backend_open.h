@@ -30,10 +30,10 @@ int backend_create_gpus(const model *m, backend_params *p, const backend_gpus *g
 uint64_t backend_model_gpu_bytes(const model *m, const backend_params *p);
 
 /* The backend of "auto" or "cuda" with no --gpus, without messages (the
- * engine): the first card with room for the model, a layer split over the
- * usable cards when only together they have room (gpu_diag_decide; paged:
- * room for a whole context, else for the weights and a block, the pool
- * then smaller), else M40LLM_ERR_NO_DEVICE or M40LLM_ERR_OOM saying why. */
+ * engine): the first card with room for the model (paged: a whole
+ * context), a layer split over the usable cards when only together they
+ * have room (gpu_diag_decide), else M40LLM_ERR_NO_DEVICE or M40LLM_ERR_OOM
+ * saying why. */
 int backend_create_default_gpu(const model *m, backend_params *p, backend **out);
 
 #endif

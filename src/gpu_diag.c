@@ -2,6 +2,7 @@
  * test hook. See gpu_diag.h. */
 #include "gpu_diag.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -334,18 +335,19 @@ static bool simulate(gpu_diag_facts *f, const char *sim) {
         }
         const char *q = sim + 5;
         f->n_gpu = 0;
-        while (*q && f->n_gpu < GPU_DIAG_MAX) {
+        do { /* 1..GPU_DIAG_MAX decimal byte counts, comma-separated */
             char *end = NULL;
+            if (*q < '0' || *q > '9' || f->n_gpu == GPU_DIAG_MAX) return false;
+            errno = 0;
             const unsigned long long b = strtoull(q, &end, 10);
-            if (end == q) return false;
+            if (errno || (*end && *end != ',')) return false;
             gpu_diag_gpu *gi = &f->gpu[f->n_gpu++];
             *gi = *g;
             gi->cc_major = cc / 10;
             gi->cc_minor = cc % 10;
             gi->mem_free = b;
-            q = *end == ',' ? end + 1 : end;
-            if (*end && *end != ',') return false;
-        }
+            q = *end ? end + 1 : end;
+        } while (*q || q[-1] == ',');
     } else if (strcmp(sim, "m40")) {
         return false;
     }

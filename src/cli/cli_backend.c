@@ -80,7 +80,7 @@ static void print_shares(const model *m, const backend *b) {
 int cli_create_backend(const model *m, const char *device, const backend_gpus *g, backend_params *p,
                        backend **out) {
     *out = NULL;
-    p->gemm_cache = BACKEND_GEMM_CACHE_DEFAULT;
+    p->gemm_cache = BACKEND_GEMM_CACHE_AUTO;
     backend_params_env(p);                               /* the developer switches (backend.h) */
     if (g && (g->list || g->split || g->tensor_split)) { /* named cards: no CPU fallback */
         if (device && strcmp(device, "auto") && strncmp(device, "cuda", 4))

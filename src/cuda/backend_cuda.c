@@ -285,17 +285,27 @@ static int cache_dense(cuda_backend *cb, gpu_matrix *m, size_t budget, size_t *u
  * of at every step (a 32-entry decode step of a 7B Q4_0 spent 37% of its
  * time dequantizing on an H100): each matrix in layer order that still
  * fits in gemm_cache (at most 0.9) of the memory free now, less a KV pool
- * of a fixed size, the page table and 256 MiB for cuBLAS's workspace. The
+ * of a fixed size (or room for one whole context in a kv_fraction pool),
+ * the page table and 256 MiB for cuBLAS's workspace. The
  * same dequantization kernel makes them, so results do not change. */
 static int alloc_gemm_cache(cuda_backend *cb) {
     const backend_params *p = &cb->base.params;
-    const double share = p->gemm_cache < 0.9 ? p->gemm_cache : 0.9;
+    /* the default where it was measured: f16 copies for tensor cores (sm_70+;
+     * 3.6x a Q4_0 model); Maxwell's FP32 copies (7x) would take KV room */
+    double share =
+        p->gemm_cache < 0 ? (cb->gemm_f16 ? BACKEND_GEMM_CACHE_DEFAULT : 0) : p->gemm_cache;
+    if (share > 0.9) share = 0.9;
     if (!(share > 0) || p->layer_end > p->layer_begin) return M40LLM_OK; /* (stages: none) */
     size_t fr = 0, tot = 0;
     CUDA_TRY(cudaMemGetInfo(&fr, &tot));
+    const size_t seq_kv =
+        kv_page_bytes(cb) * (size_t)cb->pages_per_seq * 2 * (size_t)(cb->l1 - cb->l0);
     if (cb->n_pages > 0) { /* a pool of a fixed size comes first */
         const size_t pool = kv_page_bytes(cb) * (size_t)cb->n_pages * 2 * (size_t)(cb->l1 - cb->l0);
         fr = fr > pool ? fr - pool : 0;
+    } else if (p->kv_fraction > 0) { /* a pool from kv_fraction: one whole context first */
+        const size_t need = (size_t)((double)seq_kv / p->kv_fraction);
+        fr = fr > need ? fr - need : 0;
     }
     const size_t reserve = (size_t)p->n_seq_max * cb->pages_per_seq * 4 + (256u << 20);
     fr = fr > reserve ? fr - reserve : 0;

@@ -159,9 +159,11 @@ int launch_gemv(const gemv_args *a, cudaStream_t st);
  * and the workbench). One vector: AUTO picks by shape and type; WARP the
  * warp kernel, STAGED the block-staged kernel (4 row streams per warp),
  * PERSIST the persistent kernel (types without a split dot, and wide x
- * outside a residual add, fall back to STAGED). 2..8 vectors: the
- * row-parallel kernel (gemvr_impl.cuh) but for QKV, and STAGED the
- * block-staged one for every mode (the others as AUTO). The numbers are
+ * outside a residual add, fall back to STAGED; ROWS4 as AUTO). 2..8
+ * vectors: AUTO the row-parallel kernel (gemvr_impl.cuh; 4 row streams a
+ * lane where its grid stays large, else 2) but for QKV, ROWS4 it with 4
+ * always, WARP and PERSIST it with 2, STAGED the block-staged one for every
+ * mode. The numbers are
  * those of backend_gemv_kernel_from_name (backend_params.gemv_kernel). */
 enum {
     GEMV_KERNEL_AUTO = 0,

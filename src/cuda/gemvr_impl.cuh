@@ -20,7 +20,7 @@
  * SwiGLU 2 gate rows and the same 2 of up a lane) feeds 16 FMAs from every
  * x read instead of 8, for 64 more registers of decoded weights (the
  * 32-element formats; K-quants keep 2), and gives the same sums: launch_gemv
- * runs it on matrices of 2^25 weights or more, GEMV_KERNEL_ROWS4 always. */
+ * runs it where its grid stays large (gemvr_run), GEMV_KERNEL_ROWS4 always. */
 #ifndef M40_GEMVR_IMPL_CUH
 #define M40_GEMVR_IMPL_CUH
 
@@ -138,14 +138,21 @@ __global__ void __launch_bounds__(GV_THREADS, 1)
     }
 }
 
+/* The grid of the L-stream kernel for a: row blocks times K slices. */
+template <int MODE, int L>
+static unsigned gemvr_grid(const gemv_args *a, unsigned *blocks, int64_t *kspan) {
+    const int rpb = GV_WARPS * gvr_rows<MODE, L>::n;
+    *blocks = (unsigned)((a->w->rows + rpb - 1) / rpb);
+    return *blocks * gemv_split_k(a, *blocks, 512, kspan);
+}
+
 template <int T, int B, int MODE, int L>
 static int gemvr_launch_tbm(const gemv_args *a, cudaStream_t st) {
     const int CH = gv_chunk<B>::elems;
     const size_t smem = (size_t)B * gv_padded(CH) * sizeof(float);
-    const int rpb = GV_WARPS * gvr_rows<MODE, L>::n;
-    const unsigned blocks = (unsigned)((a->w->rows + rpb - 1) / rpb);
+    unsigned blocks;
     int64_t kspan;
-    const unsigned ksplit = gemv_split_k(a, blocks, 512, &kspan);
+    const unsigned ksplit = gemvr_grid<MODE, L>(a, &blocks, &kspan) / blocks;
     const gpu_matrix w2 = a->w2 ? *a->w2 : *a->w;
     k_gemv_rows<T, B, MODE, L><<<dim3(blocks, ksplit), GV_THREADS, smem, st>>>(
         *a->w, w2, a->x, a->ldx, a->nb, a->gamma, a->eps, a->y, a->ldy, gemv_flag(a), kspan);
@@ -160,13 +167,21 @@ template <int T> struct gvr_l4 {
         T == QT_Q2_K || T == QT_Q3_K || T == QT_Q4_K || T == QT_Q5_K || T == QT_Q6_K ? 2 : 4;
 };
 
-/* plain products (store, residual add) and SwiGLU/GeGLU; not QKV. 4
- * streams a lane on the big matrices: H100, 7B shapes, 8 vectors, gate+up
- * 14336 x 4096 Q4_0 149 -> 118 us, F16 219 -> 123, down 76 -> 70 / 103 ->
- * 67; 2 on wo 4096 x 4096 (21 vs 26 us: half the blocks) */
+/* Plain products (store, residual add) and SwiGLU/GeGLU (the GEMV_QKV
+ * epilogue never comes here). 4 streams a lane where their grid still has
+ * 160 blocks or more (more than an H100's 132 SMs): H100, 7B shapes, 8
+ * vectors, gate+up 14336 x 4096 Q4_0 149 -> 118 us, F16 219 -> 123, down
+ * 76 -> 70 / 103 -> 67 (split over K); 2 on wo 4096 x 4096 (21 vs 26 us:
+ * 128 blocks of 4 streams against 256 of 2). */
 template <int T> static int gemvr_run(const gemv_args *a, cudaStream_t st) {
-    if (a->kernel == GEMV_KERNEL_ROWS4 ||
-        (a->kernel == GEMV_KERNEL_AUTO && a->w->rows * a->w->cols >= ((int64_t)1 << 25)))
+    unsigned blocks;
+    int64_t kspan;
+    const bool four =
+        a->kernel == GEMV_KERNEL_ROWS4 ||
+        (a->kernel == GEMV_KERNEL_AUTO &&
+         (a->mode == GEMV_SWIGLU ? gemvr_grid<GEMV_SWIGLU, 4>(a, &blocks, &kspan)
+                                 : gemvr_grid<GV_PLAIN, 4>(a, &blocks, &kspan)) >= 160);
+    if (four)
         return a->mode == GEMV_SWIGLU ? gemvr_launch_tbm<T, 8, GEMV_SWIGLU, gvr_l4<T>::L>(a, st)
                                       : gemvr_launch_tbm<T, 8, GV_PLAIN, gvr_l4<T>::L>(a, st);
     if (a->mode == GEMV_SWIGLU) return gemvr_launch_tbm<T, 8, GEMV_SWIGLU, 2>(a, st);

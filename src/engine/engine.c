@@ -282,7 +282,7 @@ static backend_params engine_backend_params(const m40llm_engine_params *p) {
         .kv_block = p->kv_block,
         .kv_bytes = p->kv_bytes,
         .kv_fraction = p->kv_bytes ? 0 : (p->kv_fraction > 0 ? p->kv_fraction : 0.9),
-        .gemm_cache = BACKEND_GEMM_CACHE_DEFAULT,
+        .gemm_cache = BACKEND_GEMM_CACHE_AUTO,
     };
     backend_params_env(&bp); /* the developer switches (backend.h) */
     return bp;

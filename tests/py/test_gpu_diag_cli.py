@@ -106,7 +106,8 @@ def test_info_without_a_driver_says_why():
 def test_split_when_no_one_card_has_room(tmp_path):
     """The default of --gpus: a model whose KV cache no simulated card holds
     alone but two do together is split over them (said in one line); with
-    no such cards here the run goes on on the CPU, saying so."""
+    real cards hidden (CUDA_VISIBLE_DEVICES empty, as on a machine without
+    a GPU) the run goes on on the CPU, saying so."""
     if not cuda_build():
         pytest.skip("built without CUDA: the hook simulates GPUs only in CUDA builds")
     synth = Path(BIN).parent / "m40-synth"
@@ -120,7 +121,7 @@ def test_split_when_no_one_card_has_room(tmp_path):
     # them about 819 MB: more than one card's 700 MB, less than two (less
     # the 512 MiB a further card keeps)
     r = m40(BENCH[0], str(model), *BENCH[1:], "--ctx", "200000", "--kv", "f16",
-            env={"M40LLM_TEST_GPU_SIM": "mems:700000000,700000000"})
+            env={"M40LLM_TEST_GPU_SIM": "mems:700000000,700000000", "CUDA_VISIBLE_DEVICES": ""})
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert sum("split over GPUs 0,1" in l and "--gpus" in l for l in lines) == 1, r.stderr
@@ -129,6 +130,6 @@ def test_split_when_no_one_card_has_room(tmp_path):
     assert any("GPUs 0,1:" in l and "running on the CPU" in l for l in lines), r.stderr
     # one card with room: that one alone, no split
     r = m40(BENCH[0], str(model), *BENCH[1:], "--ctx", "200000", "--kv", "f16",
-            env={"M40LLM_TEST_GPU_SIM": "mems:700000000,900000000"})
+            env={"M40LLM_TEST_GPU_SIM": "mems:700000000,900000000", "CUDA_VISIBLE_DEVICES": ""})
     assert r.returncode == 0, r.stderr
     assert "split over" not in r.stderr and "GPU 1: " in r.stderr, r.stderr

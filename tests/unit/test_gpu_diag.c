@@ -279,9 +279,20 @@ static void test_hook(void) {
         CHECKF(r.n_split == 2 && r.split[0] == 0 && r.split[1] == 1, "n_split %d: %s", r.n_split,
                r.line);
     }
-    setenv("M40LLM_TEST_GPU_SIM", "mems:12x", 1); /* not a list of sizes: the real probe */
-    gpu_diag_probe(&f);
-    CHECK(!f.cuda_build || f.n_gpu != 1 || strcmp(f.gpu[0].name, "Tesla M40 24GB (simulated)"));
+    /* not a list of 1..16 sizes: the real probe */
+    const char *bad[] = {"mems:12x",
+                         "mems:",
+                         "mems:1,",
+                         "mems:-1",
+                         "mems:1,,2",
+                         "mems:99999999999999999999999",
+                         "mems:1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("M40LLM_TEST_GPU_SIM", bad[i], 1);
+        gpu_diag_probe(&f);
+        CHECKF(!f.cuda_build || f.n_gpu < 1 || !strstr(f.gpu[0].name, "(simulated)"),
+               "%s was taken", bad[i]);
+    }
     unsetenv("M40LLM_TEST_GPU_SIM");
 }
 
