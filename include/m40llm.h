@@ -190,7 +190,8 @@ typedef struct m40llm_engine_params {
     m40llm_kv_type kv_type; /* default F16 */
     int kv_block;           /* positions per KV block; 0: the backend's default */
     uint64_t kv_bytes;      /* KV pool size; 0: kv_fraction */
-    double kv_fraction;     /* GPU: fraction of the memory left after the weights;
+    double kv_fraction;     /* GPU: fraction of the memory left after the weights (and,
+                             * on tensor-core cards, the GEMM weight cache: backend.h);
                              * 0: 0.9. CPU without kv_bytes: room for every sequence */
     int no_prefix_cache;    /* 1: do not reuse KV blocks across requests */
     /* several GPUs (device auto or cuda): the layers split over these cards */
