@@ -102,39 +102,30 @@ int cli_create_backend(const model *m, const char *device, const backend_gpus *g
         gpu_diag_probe(&f);
         gpu_diag_decide(&f, want, backend_model_gpu_bytes(m, p), &r);
         gpu_diag_print(stderr, "m40-llm: ", &f, &r, false);
-        if (r.n_split > 1) { /* no one card holds it: the default of --gpus */
+        if (r.device >= 0) { /* one card, or a split when no one card holds it */
             char list[64];
-            const backend_gpus gd = {gpu_diag_split_list(&r, list, sizeof list), NULL, NULL};
-            int rc = backend_create_gpus(m, p, &gd, out);
-            if (!rc) {
-                print_shares(m, *out);
+            const bool split = r.n_split > 1;
+            int rc;
+            if (split) { /* the default of --gpus */
+                const backend_gpus gd = {gpu_diag_split_list(&r, list, sizeof list), NULL, NULL};
+                rc = backend_create_gpus(m, p, &gd, out);
+            } else {
+                snprintf(list, sizeof list, "%d", r.device);
+                p->device = r.device;
+                rc = backend_cuda_create(m, p, out);
+            }
+            if (rc == M40LLM_OK) {
+                if (split) print_shares(m, *out);
                 if (backend_cuda_note()[0])
                     fprintf(stderr, "m40-llm: note: %s\n", backend_cuda_note());
                 return rc;
             }
-            /* as for one card: what the GPUs cannot run or hold, the CPU
-             * runs, unless a GPU was asked for by name */
+            /* what the GPUs cannot run (a model the GPU block cannot run yet)
+             * or hold, the CPU runs, unless a GPU was asked for by name */
             if (rc == M40LLM_ERR_UNSUPPORTED ? explicit_cuda
                                              : rc != M40LLM_ERR_NO_DEVICE && rc != M40LLM_ERR_OOM)
                 return rc;
-            fprintf(stderr, "m40-llm: GPUs %s: %s; running on the CPU\n", list,
-                    m40llm_last_error());
-            return backend_cpu_create(m, p, out);
-        }
-        if (r.device >= 0) {
-            p->device = r.device;
-            int rc = backend_cuda_create(m, p, out);
-            if (rc == M40LLM_OK && backend_cuda_note()[0])
-                fprintf(stderr, "m40-llm: note: %s\n", backend_cuda_note());
-            if (rc == M40LLM_OK) return rc;
-            /* a model the GPU block cannot run yet: the CPU runs it, unless
-             * the GPU was asked for by name */
-            if (rc == M40LLM_ERR_UNSUPPORTED && !explicit_cuda) {
-                fprintf(stderr, "m40-llm: %s; running on the CPU\n", m40llm_last_error());
-                return backend_cpu_create(m, p, out);
-            }
-            if (rc != M40LLM_ERR_NO_DEVICE && rc != M40LLM_ERR_OOM) return rc;
-            fprintf(stderr, "m40-llm: GPU %d failed (%s); running on the CPU\n", r.device,
+            fprintf(stderr, "m40-llm: GPU%s %s: %s; running on the CPU\n", split ? "s" : "", list,
                     m40llm_last_error());
         }
     }

@@ -298,15 +298,14 @@ static int alloc_gemm_cache(cuda_backend *cb) {
     if (!(share > 0) || p->layer_end > p->layer_begin) return M40LLM_OK; /* (stages: none) */
     size_t fr = 0, tot = 0;
     CUDA_TRY(cudaMemGetInfo(&fr, &tot));
-    const size_t seq_kv =
-        kv_page_bytes(cb) * (size_t)cb->pages_per_seq * 2 * (size_t)(cb->l1 - cb->l0);
-    if (cb->n_pages > 0) { /* a pool of a fixed size comes first */
-        const size_t pool = kv_page_bytes(cb) * (size_t)cb->n_pages * 2 * (size_t)(cb->l1 - cb->l0);
-        fr = fr > pool ? fr - pool : 0;
-    } else if (p->kv_fraction > 0) { /* a pool from kv_fraction: one whole context first */
-        const size_t need = (size_t)((double)seq_kv / p->kv_fraction);
-        fr = fr > need ? fr - need : 0;
-    }
+    const size_t page_kv =
+        kv_page_bytes(cb) * 2 * (size_t)(cb->l1 - cb->l0); /* K + V, all layers */
+    size_t pool = 0;                                       /* what the KV pool needs first: */
+    if (cb->n_pages > 0)                                   /* a pool of a fixed size */
+        pool = page_kv * (size_t)cb->n_pages;
+    else if (p->kv_fraction > 0) /* a pool from kv_fraction: room for one whole context */
+        pool = (size_t)((double)(page_kv * (size_t)cb->pages_per_seq) / p->kv_fraction);
+    fr = fr > pool ? fr - pool : 0;
     const size_t reserve = (size_t)p->n_seq_max * cb->pages_per_seq * 4 + (256u << 20);
     fr = fr > reserve ? fr - reserve : 0;
     const size_t budget = (size_t)((double)fr * share);
