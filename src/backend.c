@@ -61,6 +61,18 @@ uint64_t backend_kv_block_bytes(const model *m, backend_kv_type t, int kv_block)
     return r;
 }
 
+int backend_check_copy(const backend *b, int src, int dst) {
+    const backend_params *p = &b->params;
+    if (!p->paged)
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "block_copy: the backend has the fixed KV layout (paged is off)");
+    if (src < 0 || src >= p->n_kv_blocks || dst < 0 || dst >= p->n_kv_blocks || src == dst)
+        return err_set(M40LLM_ERR_INVALID_ARG,
+                       "block_copy: blocks %d -> %d (two distinct blocks of the pool's 0..%d)", src,
+                       dst, p->n_kv_blocks - 1);
+    return M40LLM_OK;
+}
+
 static int cmp_i32(const void *a, const void *b) {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
     return (x > y) - (x < y);

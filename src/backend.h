@@ -139,6 +139,13 @@ typedef struct backend_ops {
      * Paged seq_clear empties the table (length 0) and never touches the pool's
      * contents, since its blocks may be shared. */
     int (*seq_set_blocks)(backend *b, int seq, const int32_t *blocks, int n_blocks, int len);
+    /* Paged mode: pool block dst takes the K/V of block src (every position
+     * and layer the backend holds), ordered before any later forward call,
+     * so a sequence can reuse the first positions of a block another one
+     * filled and write on past them. src must hold K/V (CPU: written); no
+     * table may read dst's old contents. Bad indices or the fixed layout:
+     * M40LLM_ERR_INVALID_ARG. NULL where the backend cannot copy. */
+    int (*block_copy)(backend *b, int src, int dst);
     /* Positions a sequence can hold now: n_ctx in the fixed layout; in paged
      * mode min(n_ctx, n_blocks * kv_block) of its table. forward rejects an
      * entry at or past it with M40LLM_ERR_CONTEXT_FULL (set more blocks first). */
@@ -189,6 +196,9 @@ uint64_t backend_kv_block_bytes(const model *m, backend_kv_type t, int kv_block)
 /* For backends: checks seq_set_blocks' arguments against b->params (paged
  * mode, seq, n_blocks, indices in range and distinct, len). */
 int backend_check_blocks(const backend *b, int seq, const int32_t *blocks, int n_blocks, int len);
+/* For backends: checks block_copy's arguments (paged mode, two distinct
+ * indices inside the pool). */
+int backend_check_copy(const backend *b, int src, int dst);
 /* The end of the part of entries[start..n) that starts at start: the first
  * entry that revisits a position of its sequence already in the part (it
  * must see the cache as the entries before it left it), at most max_n

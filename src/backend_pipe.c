@@ -115,6 +115,16 @@ static int pipe_seq_set_blocks(backend *b, int seq, const int32_t *blocks, int n
     return rc;
 }
 
+static int pipe_block_copy(backend *b, int src, int dst) {
+    pipe_backend *pb = as_pipe(b);
+    int rc = backend_check_copy(b, src, dst);
+    for (int s = 0; s < pb->n && !rc; s++)
+        rc = pb->st[s]->ops->block_copy
+                 ? pb->st[s]->ops->block_copy(pb->st[s], src, dst)
+                 : err_set(M40LLM_ERR_UNSUPPORTED, "block_copy: stage %d cannot copy blocks", s);
+    return rc;
+}
+
 static int pipe_seq_capacity(const backend *b, int seq) {
     const pipe_backend *pb = as_pipe(b);
     int cap = b->params.n_ctx;
@@ -155,6 +165,7 @@ static const backend_ops pipe_ops = {
     .seq_clear = pipe_seq_clear,
     .seq_len = pipe_seq_len,
     .seq_set_blocks = pipe_seq_set_blocks,
+    .block_copy = pipe_block_copy,
     .seq_capacity = pipe_seq_capacity,
     .seq_cut = pipe_seq_cut,
     .mem_used = pipe_mem_used,

@@ -276,6 +276,7 @@ static const backend_ops cpu_ops = {
     .seq_clear = cpu_seq_clear,
     .seq_len = cpu_seq_len,
     .seq_set_blocks = cpu_seq_set_blocks,
+    .block_copy = cpu_block_copy,
     .seq_capacity = cpu_seq_capacity,
     .forward_stage = cpu_forward_stage,
     .seq_cut = cpu_seq_cut,

@@ -179,6 +179,7 @@ void cpu_kv_free(cpu_backend *cb);
 /* Allocates the blocks n entries will write, before anything is written. */
 int cpu_kv_reserve(cpu_backend *cb, const backend_entry *e, int n);
 int cpu_seq_set_blocks(backend *b, int seq, const int32_t *blocks, int n_blocks, int len);
+int cpu_block_copy(backend *b, int src, int dst);
 int cpu_seq_clear(backend *b, int seq);
 int cpu_seq_capacity(const backend *b, int seq);
 

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu_internal.h"
 #include "err.h"
@@ -115,6 +116,23 @@ int cpu_seq_set_blocks(backend *b, int seq, const int32_t *blocks, int n_blocks,
     if (n_blocks) memmove(s->blocks, blocks, (size_t)n_blocks * sizeof *blocks);
     s->n_blocks = n_blocks;
     s->len = len;
+    return M40LLM_OK;
+}
+
+int cpu_block_copy(backend *b, int src, int dst) {
+    cpu_backend *cb = (cpu_backend *)b;
+    int rc = backend_check_copy(b, src, dst);
+    if (rc) return rc;
+    if (!cb->kv_pool[src])
+        return err_set(M40LLM_ERR_INVALID_ARG, "block_copy: block %d was never written", src);
+    if (!cb->kv_pool[dst]) {
+        cb->kv_pool[dst] = malloc(cb->block_bytes);
+        if (!cb->kv_pool[dst])
+            return err_set(M40LLM_ERR_OOM, "cpu backend: no memory for KV block %d (%zu bytes)",
+                           dst, cb->block_bytes);
+        cb->kv_bytes += cb->block_bytes;
+    }
+    memcpy(cb->kv_pool[dst], cb->kv_pool[src], cb->block_bytes);
     return M40LLM_OK;
 }
 

@@ -523,6 +523,21 @@ static int cuda_seq_set_blocks(backend *b, int seq, const int32_t *blocks, int n
     return M40LLM_OK;
 }
 
+/* One 2-D copy on the decode stream: a page is a row of each layer's K and
+ * V ([layer][K, V][page] rows kv_layer_bytes apart), so the next forward's
+ * kernels see it. */
+static int cuda_block_copy(backend *b, int src, int dst) {
+    cuda_backend *cb = (cuda_backend *)b;
+    int rc = backend_check_copy(b, src, dst);
+    if (rc) return rc;
+    const size_t pb = kv_page_bytes(cb);
+    CUDA_TRY(cudaSetDevice(cb->device));
+    CUDA_TRY(cudaMemcpy2DAsync(cb->kv + (size_t)dst * pb, cb->kv_layer_bytes,
+                               cb->kv + (size_t)src * pb, cb->kv_layer_bytes, pb,
+                               2 * (size_t)(cb->l1 - cb->l0), cudaMemcpyDeviceToDevice, cb->st));
+    return M40LLM_OK;
+}
+
 static uint64_t cuda_mem_used(const backend *b) {
     return ((const cuda_backend *)b)->mem;
 }
@@ -599,6 +614,7 @@ static const backend_ops cuda_ops = {
     .seq_clear = cuda_seq_clear,
     .seq_len = cuda_seq_len,
     .seq_set_blocks = cuda_seq_set_blocks,
+    .block_copy = cuda_block_copy,
     .seq_capacity = cuda_seq_capacity,
     .forward_stage = cuda_forward_stage,
     .seq_cut = cuda_seq_cut,

@@ -11,8 +11,8 @@
  *      token budget and blocks for their whole remaining prompt are free.
  * Blocks are taken as positions are reached. When none is left, the
  * youngest running request not yet in the batch is preempted: its blocks
- * go back (full ones stay in the prefix cache) and it waits at the head of
- * the queue to be recomputed, its output so far kept. */
+ * go back (they stay in the prefix cache, the last one part way) and it
+ * waits at the head of the queue to be recomputed, its output so far kept. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +32,12 @@ static int index_of(m40llm_request **a, int n, const m40llm_request *r) {
 }
 
 static void release_blocks(m40llm_engine *e, m40llm_request *r) {
+    const int bs = e->pool.block, part = r->n_computed - r->n_hashed * bs;
+    /* the block after the registered full ones, filled part way: cached
+     * too, for a prompt that goes on from there (the next turn of a chat) */
+    if (!e->p.no_prefix_cache && part > 0 && part < bs && r->n_hashed < r->n_blocks)
+        kv_pool_register_partial(&e->pool, r->blocks[r->n_hashed], r->last_hash,
+                                 r->tokens + (size_t)r->n_hashed * bs, part);
     for (int i = 0; i < r->n_blocks; i++) kv_pool_release(&e->pool, r->blocks[i]);
     r->n_blocks = 0;
     r->n_hashed = 0;
@@ -103,8 +109,37 @@ static bool grow(m40llm_engine *e, m40llm_request *r, int upto) {
     return true;
 }
 
-/* Reuses cached blocks of the prompt's leading full blocks; at least one
- * token is left to compute (its logits are needed). */
+/* After the reused full blocks: the first positions of the next block from
+ * a cached block that starts with the same tokens (full, or partial: where
+ * another sequence stopped), up to avail of them. The cached block itself
+ * when nobody else references it and all it holds is wanted; else a copy
+ * (where the backend copies). Returns the positions reused. */
+static int prefix_partial(m40llm_engine *e, m40llm_request *r, uint64_t parent, int avail) {
+    kv_pool *p = &e->pool;
+    const int32_t *t = r->tokens + (size_t)r->n_blocks * p->block;
+    int run = 0;
+    const int src = kv_pool_lookup_partial(p, parent, t, avail, &run);
+    if (src < 0) return 0;
+    if (run == p->n_valid[src] && run < p->block && kv_pool_take(p, src)) {
+        r->blocks[r->n_blocks++] = src; /* the sequence writes on from run */
+        return run;
+    }
+    int dst = -1;
+    if (e->b->ops->block_copy && (dst = kv_pool_alloc(p)) >= 0 &&
+        e->b->ops->block_copy(e->b, src, dst) != M40LLM_OK) {
+        err_clear(); /* no reuse: the positions are computed instead */
+        kv_pool_release(p, dst);
+        dst = -1;
+    }
+    kv_pool_release(p, src);
+    if (dst < 0) return 0;
+    r->blocks[r->n_blocks++] = dst;
+    return run;
+}
+
+/* Reuses cached blocks of the prompt's leading full blocks, then what a
+ * cached block holds of the next one; at least one token is left to
+ * compute (its logits are needed). */
 static void prefix_lookup(m40llm_engine *e, m40llm_request *r) {
     const int bs = e->pool.block;
     int max_full = (r->n_tokens - 1) / bs;
@@ -121,6 +156,9 @@ static void prefix_lookup(m40llm_engine *e, m40llm_request *r) {
     r->n_hashed = r->n_blocks;
     r->last_hash = h;
     r->n_computed = r->n_blocks * bs;
+    const int avail = r->n_tokens - 1 - r->n_computed;
+    if (!e->p.no_prefix_cache && avail > 0)
+        r->n_computed += prefix_partial(e, r, h, avail < bs ? avail : bs);
     r->table_dirty = true;
     e->st.prefix_queries += (uint64_t)r->n_tokens;
     e->st.prefix_hits += (uint64_t)r->n_computed;

@@ -110,7 +110,48 @@ static void ht_rebuild(kv_pool *p) {
     p->n_tomb = 0;
     for (int i = 0; i < p->ht_cap; i++) p->ht[i] = HT_EMPTY;
     for (int b = 0; b < p->n_blocks; b++)
-        if (p->hash[b]) ht_insert(p, b);
+        if (p->hash[b] && p->n_valid[b] == p->block) ht_insert(p, b);
+}
+
+/* ---- cached blocks by parent: chained buckets (a parent may have many) ---- */
+static size_t kid_slot(const kv_pool *p, uint64_t parent) {
+    return (size_t)(mix64(parent ^ 0x2545f4914f6cdd1dULL) & (uint64_t)(p->ht_cap - 1));
+}
+
+static void kid_insert(kv_pool *p, int b) {
+    size_t s = kid_slot(p, p->parent[b]);
+    p->kid_prev[b] = -1;
+    p->kid_next[b] = p->kid_head[s];
+    if (p->kid_head[s] >= 0) p->kid_prev[p->kid_head[s]] = b;
+    p->kid_head[s] = b;
+}
+
+static void kid_remove(kv_pool *p, int b) {
+    int pr = p->kid_prev[b], nx = p->kid_next[b];
+    if (pr >= 0)
+        p->kid_next[pr] = nx;
+    else
+        p->kid_head[kid_slot(p, p->parent[b])] = nx;
+    if (nx >= 0) p->kid_prev[nx] = pr;
+    p->kid_prev[b] = p->kid_next[b] = -1;
+}
+
+/* Takes b out of the cache (the LRU counts are the caller's). */
+static void uncache(kv_pool *p, int b) {
+    const bool full = p->n_valid[b] == p->block;
+    if (full) ht_remove(p, b);
+    kid_remove(p, b);
+    p->hash[b] = 0;
+    p->n_valid[b] = 0;
+    /* tombstones lengthen every probe that passes them */
+    if (full && ++p->n_tomb > p->ht_cap / 4) ht_rebuild(p);
+}
+
+/* Leading tokens a and b share, of n. */
+static int common_run(const int32_t *a, const int32_t *b, int n) {
+    int i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
 }
 
 int kv_pool_init(kv_pool *p, int n_blocks, int block) {
@@ -125,15 +166,21 @@ int kv_pool_init(kv_pool *p, int n_blocks, int block) {
     p->ref = calloc((size_t)n_blocks, sizeof *p->ref);
     p->hash = calloc((size_t)n_blocks, sizeof *p->hash);
     p->parent = calloc((size_t)n_blocks, sizeof *p->parent);
+    p->n_valid = calloc((size_t)n_blocks, sizeof *p->n_valid);
+    p->kid_head = malloc((size_t)p->ht_cap * sizeof *p->kid_head);
+    p->kid_prev = malloc((size_t)n_blocks * sizeof *p->kid_prev);
+    p->kid_next = malloc((size_t)n_blocks * sizeof *p->kid_next);
     p->tokens = malloc((size_t)n_blocks * block * sizeof *p->tokens);
     p->prev = malloc((size_t)n_blocks * sizeof *p->prev);
     p->next = malloc((size_t)n_blocks * sizeof *p->next);
     p->ht = malloc((size_t)p->ht_cap * sizeof *p->ht);
-    if (!p->ref || !p->hash || !p->parent || !p->tokens || !p->prev || !p->next || !p->ht) {
+    if (!p->ref || !p->hash || !p->parent || !p->n_valid || !p->kid_head || !p->kid_prev ||
+        !p->kid_next || !p->tokens || !p->prev || !p->next || !p->ht) {
         kv_pool_free(p);
         return err_set(M40LLM_ERR_OOM, "kv pool: out of memory for %d blocks", n_blocks);
     }
-    for (int i = 0; i < p->ht_cap; i++) p->ht[i] = HT_EMPTY;
+    for (int i = 0; i < p->ht_cap; i++) p->ht[i] = p->kid_head[i] = -1;
+    for (int b = 0; b < n_blocks; b++) p->kid_prev[b] = p->kid_next[b] = -1;
     p->lru_head = p->lru_tail = -1;
     for (int b = 0; b < n_blocks; b++) lru_push_back(p, b);
     return M40LLM_OK;
@@ -143,6 +190,10 @@ void kv_pool_free(kv_pool *p) {
     free(p->ref);
     free(p->hash);
     free(p->parent);
+    free(p->n_valid);
+    free(p->kid_head);
+    free(p->kid_prev);
+    free(p->kid_next);
     free(p->tokens);
     free(p->prev);
     free(p->next);
@@ -154,12 +205,7 @@ int kv_pool_alloc(kv_pool *p) {
     int b = p->lru_head;
     if (b < 0) return -1;
     lru_unlink(p, b);
-    if (p->hash[b]) { /* evict the least recently used cached prefix */
-        ht_remove(p, b);
-        p->hash[b] = 0;
-        /* tombstones lengthen every probe that passes them */
-        if (++p->n_tomb > p->ht_cap / 4) ht_rebuild(p);
-    }
+    if (p->hash[b]) uncache(p, b); /* evict the least recently used cached prefix */
     p->ref[b] = 1;
     return b;
 }
@@ -188,8 +234,55 @@ void kv_pool_register(kv_pool *p, int b, uint64_t h, uint64_t parent, const int3
     if (ht_find(p, h, parent, t) >= 0) return; /* that prefix is cached already */
     p->hash[b] = h;
     p->parent[b] = parent;
+    p->n_valid[b] = p->block;
     memcpy(p->tokens + (size_t)b * p->block, t, (size_t)p->block * sizeof *t);
     ht_insert(p, b);
+    kid_insert(p, b);
+}
+
+/* The cached block after parent sharing the longest leading run with
+ * tokens[0..n), without taking a reference; its run in *len. */
+static int best_kid(const kv_pool *p, uint64_t parent, const int32_t *tokens, int n, int *len) {
+    int best = -1, best_len = 0;
+    for (int b = p->kid_head[kid_slot(p, parent)]; b >= 0; b = p->kid_next[b]) {
+        if (p->parent[b] != parent) continue; /* another parent in the bucket */
+        int m = n < p->n_valid[b] ? n : p->n_valid[b];
+        int run = common_run(p->tokens + (size_t)b * p->block, tokens, m);
+        if (run > best_len) {
+            best = b;
+            best_len = run;
+        }
+    }
+    *len = best_len;
+    return best;
+}
+
+int kv_pool_lookup_partial(kv_pool *p, uint64_t parent, const int32_t *tokens, int n, int *len) {
+    *len = 0;
+    if (n < 1) return -1;
+    if (n > p->block) n = p->block;
+    int b = best_kid(p, parent, tokens, n, len);
+    if (b < 0) return -1;
+    if (p->ref[b] == 0) lru_unlink(p, b);
+    p->ref[b]++;
+    return b;
+}
+
+void kv_pool_register_partial(kv_pool *p, int b, uint64_t parent, const int32_t *tokens, int n) {
+    if (b < 0 || b >= p->n_blocks || p->hash[b] || p->ref[b] <= 0 || n < 1 || n >= p->block) return;
+    int run = 0;
+    if (best_kid(p, parent, tokens, n, &run) >= 0 && run == n) return; /* held already */
+    p->hash[b] = kv_pool_hash(parent, tokens, n);
+    p->parent[b] = parent;
+    p->n_valid[b] = n;
+    memcpy(p->tokens + (size_t)b * p->block, tokens, (size_t)n * sizeof *tokens);
+    kid_insert(p, b);
+}
+
+bool kv_pool_take(kv_pool *p, int b) {
+    if (b < 0 || b >= p->n_blocks || p->ref[b] != 1) return false;
+    if (p->hash[b]) uncache(p, b); /* referenced: not on the LRU list, counts unchanged */
+    return true;
 }
 
 void kv_pool_clear_cache(kv_pool *p) {
@@ -202,6 +295,9 @@ void kv_pool_clear_cache(kv_pool *p) {
         } else {
             p->hash[b] = 0;
         }
+        p->n_valid[b] = 0;
+        p->kid_prev[b] = p->kid_next[b] = -1;
     }
+    for (int i = 0; i < p->ht_cap; i++) p->kid_head[i] = -1;
     ht_rebuild(p);
 }

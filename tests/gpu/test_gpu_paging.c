@@ -5,7 +5,9 @@
  * permuted pages of 16, 32 and 64 positions through prefill (GEMM path)
  * and decode (graphs) across page boundaries; a sequence on another's
  * pages for a shared prefix; a sequence moved to other pages while its
- * decode graph is cached; positions past the pages refused; seq_set_blocks
+ * decode graph is cached; a sequence on a copy of another's page
+ * (block_copy) writing on past the shared positions; positions past the
+ * pages refused; seq_set_blocks
  * checks; seq_clear keeps the pages; page sizes the kernels do not take;
  * the pool sized by kv_fraction of the free memory. */
 #include <string.h>
@@ -157,6 +159,28 @@ static void scenario(int kv, int kb) {
     CHECK(greedy(b, 0, g_paged, 16) == 0);
     CHECKF(!memcmp(g_fixed, g_paged, sizeof g_paged), "kv %d page %d: greedy paged != fixed", kv,
            kb);
+
+    /* B on A's full pages and a copy of the page A's positions S..SHARE-1
+     * are in (block_copy), writing on past them in the copy: A's page is
+     * left as it was for A */
+    int32_t tc[CTX];
+    for (int i = 0; i < pps; i++) tc[i] = i < shared ? perm[i] : perm[pps + i];
+    tc[shared] = perm[2 * pps];
+    CHECK(b->ops->block_copy(b, perm[shared], perm[shared]) == M40LLM_ERR_INVALID_ARG);
+    CHECK(b->ops->block_copy(b, perm[shared], n_pool) == M40LLM_ERR_INVALID_ARG);
+    CHECK(b->ops->block_copy(b, -1, perm[shared]) == M40LLM_ERR_INVALID_ARG);
+    ok = b->ops->block_copy(b, perm[shared], tc[shared]) == 0 &&
+         b->ops->seq_set_blocks(b, 1, tc, pps, SHARE) == 0 &&
+         feed(b, 1, tok_b, SHARE, SHARE + 10, 10, paged) == 0 &&
+         feed(b, 1, tok_b, SHARE + 10, T, 1, paged) == 0;
+    CHECKF(ok, "kv %d page %d: B on a copied page: %s", kv, kb, m40llm_last_error());
+    double d_copy = ok ? maxd(paged, cpu_b[kv], SHARE, T) : INFINITY;
+    ok = feed(b, 0, tok_a, T - 4, T, 4, paged) == 0;
+    double d_orig = ok ? maxd(paged, cpu_a[kv], T - 4, T) : INFINITY;
+    printf("  kv %s page %2d: B on a copy of the page of positions %d..%d: %.2e; A after: %.2e\n",
+           kv ? "f16" : "f32", kb, S, SHARE - 1, d_copy, d_orig);
+    CHECKF(d_copy <= tol[kv] && d_orig <= tol[kv], "kv %d page %d: copied page %.3g, A %.3g", kv,
+           kb, d_copy, d_orig);
     free(mix);
     backend_destroy(b);
     free(fixed), free(paged);

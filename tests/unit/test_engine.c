@@ -261,17 +261,21 @@ static void test_prefix_cache(void) {
     CHECK(ra.n_cached == 0);
     p = greedy(b2, 120, 5, &ob);
     m40llm_request_result rb = run_one(e, &p);
-    CHECKF(rb.n_cached == 96, "cached %d of the 100 shared tokens (6 full blocks of 16 = 96)",
+    /* 6 full blocks, then 4 positions of a's 7th block (a copy: a's full
+     * block stays cached for prompts that go on as a's did) */
+    CHECKF(rb.n_cached == 100,
+           "cached %d of the 100 shared tokens (6 full blocks of 16, 4 of "
+           "the 7th)",
            rb.n_cached);
-    /* the same prompt again: everything but the last block's worth */
+    /* the same prompt again: 7 full blocks and 7 positions of the 8th from
+     * the partial block b left (12 positions: 8 prompt, 4 generated) */
     p = greedy(b2, 120, 5, &oc);
     m40llm_request_result rc2 = run_one(e, &p);
-    CHECKF(rc2.n_cached == 112, "cached %d of 120 (7 full blocks; the last token is computed)",
-           rc2.n_cached);
+    CHECKF(rc2.n_cached == 119, "cached %d of 120 (the last token is computed)", rc2.n_cached);
     CHECK(ob.n == oc.n && !memcmp(ob.toks, oc.toks, (size_t)ob.n * sizeof *ob.toks));
     m40llm_engine_stats st;
     wait_idle(e, &st);
-    CHECK(st.prefix_hits == 96 + 112 && st.prefix_queries == 360);
+    CHECK(st.prefix_hits == 100 + 119 && st.prefix_queries == 360);
     CHECK(st.kv_blocks_used == 0 && st.kv_blocks_cached > 0);
     m40llm_engine_free(e);
     /* without the cache: the same answer */
@@ -290,6 +294,50 @@ static void test_prefix_cache(void) {
     m40llm_request_result rd = run_one(e2, &p);
     CHECK(rd.n_cached == 0);
     CHECK(ob.n == od.n && !memcmp(ob.toks, od.toks, (size_t)ob.n * sizeof *ob.toks));
+    m40llm_engine_free(e2);
+}
+
+/* A chat's next turn: the prompt is the last one, its answer and more.
+ * The partial block the first turn ended in is reused as it is (nobody
+ * else holds it), and the answer equals that of an engine without the
+ * cache. */
+static void test_prefix_next_turn(void) {
+    int32_t turn[80];
+    make_prompt(turn, 40, 91);
+    m40llm_engine *e = make_engine(2, 64, 0, 256);
+    out o1 = {0}, o2 = {0}, o3 = {0};
+    m40llm_request_params p = greedy(turn, 40, 6, &o1);
+    m40llm_request_result r1 = run_one(e, &p);
+    CHECK(r1.n_cached == 0 && o1.n == 6);
+    /* positions 0..44 hold the prompt and the first 5 answer tokens (the
+     * 6th was sampled, never computed) */
+    memcpy(turn + 40, o1.toks, 6 * sizeof *turn);
+    make_prompt(turn + 46, 20, 92);
+    p = greedy(turn, 66, 5, &o2);
+    m40llm_request_result r2 = run_one(e, &p);
+    CHECKF(r2.n_cached == 45,
+           "cached %d of the 45 positions the first turn computed (2 full "
+           "blocks of 16 and 13 positions of the third)",
+           r2.n_cached);
+    m40llm_engine_stats st;
+    wait_idle(e, &st);
+    CHECK(st.kv_blocks_used == 0);
+    m40llm_engine_free(e);
+    m40llm_engine_params ep;
+    m40llm_engine_default_params(&ep);
+    ep.device = "cpu";
+    ep.n_threads = 2;
+    ep.n_ctx = 256;
+    ep.max_seqs = 2;
+    ep.kv_type = M40LLM_KV_F32;
+    ep.no_prefix_cache = 1;
+    m40llm_engine *e2 = NULL;
+    CHECK(m40llm_engine_create(g_mm, &ep, &e2) == M40LLM_OK);
+    p = greedy(turn, 66, 5, &o3);
+    m40llm_request_result r3 = run_one(e2, &p);
+    CHECK(r3.n_cached == 0);
+    CHECKF(o2.n == o3.n && !memcmp(o2.toks, o3.toks, (size_t)o2.n * sizeof *o2.toks),
+           "the next turn's answer with the reused block equals the one without the cache");
     m40llm_engine_free(e2);
 }
 
@@ -494,6 +542,7 @@ int main(void) {
     /* 24 blocks of 16 positions: far less than 8 sequences of up to 180 need */
     test_batch_invariance(kv_block_bytes() * 24, 8, "tiny pool");
     test_prefix_cache();
+    test_prefix_next_turn();
     test_cancel_and_limits();
     test_stops_and_logprobs();
     test_submit_many();

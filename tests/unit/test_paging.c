@@ -1,6 +1,7 @@
 /* Paged KV cache of the CPU backend: a sequence's logits are bit-identical
  * whatever blocks of the pool it holds (permuted, shared with another
- * sequence for a common prefix), whatever the block size and KV type; a
+ * sequence for a common prefix, or a copy of another's block made with
+ * block_copy), whatever the block size and KV type; a
  * position past a sequence's blocks is rejected before anything is written;
  * seq_set_blocks checks its arguments; seq_clear leaves the pool's contents;
  * the abort hook cuts back as in the fixed layout; blocks cost memory only
@@ -107,6 +108,28 @@ static void test_permuted_and_shared(int kv, int kb, float *out) {
            "kv %d block %d: A after B shared its blocks", kv, kb);
     CHECK(feed(b, 1, tok_b, S + nb, CTX, 7, out) == 0);
     CHECKF(same_rows(out, ref_b[kv], S + nb, CTX), "kv %d block %d: rest of B", kv, kb);
+
+    /* B again, on A's full blocks and a copy of the block A's positions
+     * S..SHARE-1 are in, writing on past them: bit-identical, and A's
+     * block is left as it was */
+    if (SHARE > S) {
+        int32_t tc[CTX];
+        memcpy(tc, tb, sizeof tc);
+        tc[shared] = perm[2 * bps];
+        CHECK(b->ops->seq_clear(b, 1) == 0);
+        CHECK(b->ops->block_copy(b, perm[shared], tc[shared]) == 0);
+        CHECK(b->ops->seq_set_blocks(b, 1, tc, bps, SHARE) == 0);
+        CHECK(feed(b, 1, tok_b, SHARE, CTX, 5, out) == 0);
+        CHECKF(same_rows(out, ref_b[kv], SHARE, CTX), "kv %d block %d: B on a copied block", kv,
+               kb);
+        CHECK(feed(b, 0, tok_a, CTX - 4, CTX, 4, out) == 0);
+        CHECKF(same_rows(out, ref_a[kv], CTX - 4, CTX), "kv %d block %d: A after the copy", kv, kb);
+    }
+    /* bad copies: the same block, outside the pool, a block never written */
+    CHECK(b->ops->block_copy(b, perm[0], perm[0]) == M40LLM_ERR_INVALID_ARG);
+    CHECK(b->ops->block_copy(b, perm[0], n_pool) == M40LLM_ERR_INVALID_ARG);
+    CHECK(b->ops->block_copy(b, -1, perm[0]) == M40LLM_ERR_INVALID_ARG);
+    CHECK(b->ops->block_copy(b, perm[2 * bps + 2], perm[0]) == M40LLM_ERR_INVALID_ARG);
     backend_destroy(b);
 }
 

@@ -142,7 +142,7 @@ static void failures(void) {
 static void engine_over_split(void) {
     char path[1024];
     check_fixture("arch/qwen3moe-q8_0.gguf", path, sizeof path);
-    char out[2][4][64];
+    char out[2][5][64];
     for (int k = 0; k < 2; k++) {
         model *m = NULL;
         m40llm_model *mm = NULL;
@@ -180,12 +180,29 @@ static void engine_over_split(void) {
             free(t);
             m40llm_request_free(r[i]);
         }
+        /* request 0's prompt again: 9 positions from a copy of the block
+         * request 0 filled (block_copy through every stage) */
+        m40llm_request *again = NULL;
+        if (!rc) rc = m40llm_submit(e, &rp[0], &again);
+        if (!rc) {
+            m40llm_request_wait(again, 60000);
+            m40llm_request_result res;
+            m40llm_request_get_result(again, &res);
+            CHECKF(res.n_cached == 9, "engine %d: %d positions reused of request 0's 9", k,
+                   res.n_cached);
+            size_t n = 0;
+            char *t = m40llm_request_text(again, &n);
+            snprintf(out[k][4], sizeof out[k][4], "%.*s", (int)n, t ? t : "");
+            free(t);
+            m40llm_request_free(again);
+        }
         m40llm_engine_free(e);
         m40llm_model_free(mm);
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         CHECKF(!strcmp(out[0][i], out[1][i]), "engine request %d: split '%s' vs '%s'", i, out[1][i],
                out[0][i]);
+    CHECKF(!strcmp(out[0][0], out[0][4]), "request 0 again: '%s' vs '%s'", out[0][4], out[0][0]);
 }
 
 /* the one rule that cuts batches: at a revisited position, and at most
