@@ -1,6 +1,6 @@
 """bench/prefix-ttft.py (issue 19, acceptance 3's device measurement) against
 a real `m40-llm serve` on the CPU with the synthetic fixture: the later
-requests find the shared prefix's full blocks in the cache (cached_tokens
+requests find the whole shared prefix in the cache (cached_tokens
 and the JSON), the exit status reflects a --min-ratio that cannot be met,
 and bad arguments are refused. The TTFT ratio itself is measured on the
 device (bench/device-serve.sh), not asserted on a 2-core machine."""
@@ -40,7 +40,7 @@ def test_cached_prefix(srv, tmp_path):
     rows = doc["requests"]
     assert len(rows) == 3 and 48 <= doc["prefix_tokens"] <= 64
     assert all(r["prompt_tokens"] > doc["prefix_tokens"] for r in rows)
-    want = doc["prefix_tokens"] // 16 * 16
+    want = doc["prefix_tokens"] - 1  # its last token may merge with the question's first
     assert all(r["cached_tokens"] >= want for r in rows[1:])
     assert doc["ttft_ratio"] > 0 and "TTFT first / median" in r.stdout
 
