@@ -160,6 +160,12 @@ typedef struct m40llm_model_info {
 } m40llm_model_info;
 /* Strings stay valid as long as the model. */
 void m40llm_model_get_info(const m40llm_model *m, m40llm_model_info *out);
+/* Chats with this template (Jinja source, as tokenizer.chat_template holds)
+ * instead of the model's own. A template the engine cannot run, or that
+ * raises on one user message, is refused (M40LLM_ERR_UNSUPPORTED or
+ * M40LLM_ERR_INVALID_ARG, the model unchanged). Set it before any engine or
+ * thread uses the model. */
+int m40llm_model_set_chat_template(m40llm_model *m, const char *source);
 
 /* Tokenizes text (add_special: BOS etc. as the model wants; parse_special:
  * control-token texts in `text` become their ids). *ids is malloc'd. */

@@ -19,6 +19,8 @@
 
 #include "cli.h"
 #include "cli_backend.h"
+#include "chat.h"
+#include "err.h"
 #include "server/server.h"
 
 static int serve_usage(FILE *f) {
@@ -62,7 +64,10 @@ static int serve_usage(FILE *f) {
         "  --timeout SECONDS      drop an idle or stalled client (default 30)\n"
         "  --log-format text|json one line per request on stderr (default text)\n"
         "  --grace SECONDS        on SIGINT/SIGTERM, time for running requests (default 10)\n"
-        "  --chat-template NAME|FILE  (not available yet: the engine renders the model's own)\n");
+        "  --chat-template NAME|FILE  chat with this template instead of the model's own\n"
+        "                         (with --model; built-in:\n"
+        "                         %s)\n",
+        chat_builtin_names());
     return f == stdout ? 0 : 2;
 }
 
@@ -90,6 +95,37 @@ static int serve_parse_bytes(const char *v, uint64_t *out) {
 static int serve_bad(const char *opt, const char *v, const char *what) {
     fprintf(stderr, "m40-llm serve: %s: '%s' is not %s\n", opt, v ? v : "", what);
     return -1;
+}
+
+/* --chat-template NAME|FILE: its source in *out, rendered once for one user
+ * message so that a template that cannot work fails before the port opens
+ * (the model's BOS/EOS texts are checked again at load). Nonzero after a
+ * message. */
+static int serve_template(const char *arg, const char *model_arg, char **out) {
+    *out = NULL;
+    if (!model_arg) {
+        fprintf(stderr, "m40-llm serve: --chat-template needs --model (it replaces that model's "
+                        "template)\n");
+        return -1;
+    }
+    char *src = NULL;
+    int rc = chat_template_for(arg, &src);
+    cJSON *msgs = rc ? NULL : cJSON_Parse("[{\"role\":\"user\",\"content\":\"Hello\"}]");
+    char *text = NULL;
+    if (!rc) {
+        rc = msgs ? chat_render(src, msgs, true, NULL, NULL, &text)
+                  : err_set(M40LLM_ERR_OOM, "out of memory");
+        if (rc) err_prefix(rc, "'%s' on one user message", arg);
+    }
+    cJSON_Delete(msgs);
+    free(text);
+    if (rc) {
+        free(src);
+        cli_fail("--chat-template", rc);
+        return -1;
+    }
+    *out = src;
+    return 0;
 }
 
 /* --kv-memory: a fraction (0 < F <= 1, written with a '.') or bytes */
@@ -267,11 +303,9 @@ int cmd_serve(int argc, char **argv) {
         }
         if (takes) i++;
     }
-    if (cfg.chat_template) {
-        fprintf(stderr, "m40-llm serve: --chat-template is not available yet (the engine uses the "
-                        "model's own template)\n");
-        return 2;
-    }
+    char *tmpl = NULL; /* --chat-template's source, checked before the port opens */
+    if (cfg.chat_template && serve_template(cfg.chat_template, model_arg, &tmpl)) return 2;
+    cfg.chat_template = tmpl;
     if (!key || !*key) key = getenv("M40LLM_API_KEY");
     cfg.api_key = key && *key ? key : NULL;
 
@@ -296,7 +330,9 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     server *s = NULL;
-    if ((rc = server_start(&cfg, &s))) return cli_fail("serve", rc);
+    rc = server_start(&cfg, &s);
+    free(tmpl); /* the server holds its own copy */
+    if (rc) return cli_fail("serve", rc);
     fprintf(stderr, "m40-llm serve: listening on http://%s; ", server_bound_addr(s));
     if (model_arg) {
         fputs("loading ", stderr);

@@ -105,6 +105,25 @@ void m40llm_model_free(m40llm_model *mm) {
     free(mm);
 }
 
+int m40llm_model_set_chat_template(m40llm_model *mm, const char *source) {
+    if (!mm || !source || !*source)
+        return err_set(M40LLM_ERR_INVALID_ARG, "chat template: none given");
+    /* rendered once now, so that a bad template fails here and not in
+     * every request */
+    cJSON *msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"Hello\"}]");
+    if (!msgs) return err_set(M40LLM_ERR_OOM, "out of memory");
+    char *text = NULL;
+    int rc = chat_render(source, msgs, true, mm->bos, mm->eos, &text);
+    cJSON_Delete(msgs);
+    free(text);
+    if (rc) return err_prefix(rc, "chat template");
+    char *t = strdup(source);
+    if (!t) return err_set(M40LLM_ERR_OOM, "out of memory");
+    free(mm->tmpl);
+    mm->tmpl = t;
+    return M40LLM_OK;
+}
+
 void m40llm_model_get_info(const m40llm_model *mm, m40llm_model_info *o) {
     memset(o, 0, sizeof *o);
     if (!mm) return;

@@ -70,6 +70,12 @@ int srv_model_load_into(server *s, srv_model *m) {
     if (s->test_load_delay_ms > 0) srv_sleep_ms(s->test_load_delay_ms);
     int rc = m40llm_model_load(m->path, &m->model);
     if (rc) return err_prefix(rc, "loading %s", m->path);
+    if (s->cfg.chat_template &&
+        (rc = m40llm_model_set_chat_template(m->model, s->cfg.chat_template))) {
+        m40llm_model_free(m->model);
+        m->model = NULL;
+        return err_prefix(rc, "--chat-template with %s", m->path);
+    }
     rc = m40llm_engine_create(m->model, &s->cfg.engine, &m->engine);
     if (rc) {
         m40llm_model_free(m->model);

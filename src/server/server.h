@@ -28,7 +28,7 @@ typedef struct server_config {
     const char *alias;         /* --alias: the model id clients see; NULL: from the name */
     const char *api_key;       /* NULL or "": no authentication */
     const char *cors_origin;   /* NULL: no CORS headers */
-    const char *chat_template; /* unused until the engine API can take one (see cmd_serve.c) */
+    const char *chat_template; /* template source replacing the models' own; NULL: theirs */
     size_t max_body;           /* request body cap in bytes; 0: SERVER_DEFAULT_MAX_BODY */
     int max_connections;       /* 0: 256 */
     int conn_timeout_s;        /* idle or stalled client; 0: 30 */
