@@ -21,6 +21,8 @@ int cmd_pull(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
 
 /* Prints "m40-llm: <what>: <last library error>" to stderr; returns 1. */
 int cli_fail(const char *what, int status);

@@ -34,6 +34,8 @@ static const cli_command cli_commands[] = {
      "tokenize MODEL (TEXT | -) [--add-special] [--parse-special] [--pieces]"},
     {"run", cmd_run,
      "run MODEL [PROMPT] [-n N] [--temp T] [--raw] [--system TEXT] [--stop STR] ...  (--help)"},
+    {"ps", cmd_ps, "ps [--host URL] [--json]      models a running server has loaded"},
+    {"stop", cmd_stop, "stop MODEL [--host URL]       unload a model from a running server"},
     {"serve", cmd_serve,
      "serve [--addr 127.0.0.1:8080] [--model MODEL] [--api-key KEY] [--ctx N] [--max-seqs N] "
      "...  (--help)"},

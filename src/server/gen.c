@@ -625,11 +625,16 @@ static void gen_fmt_init(server *s, const gen_spec *g, gen_fmt *f) {
 }
 
 /* Ollama's answer to a request without a prompt: the model is loaded. */
-static int gen_load_only(http_req *r, gen_spec *g) {
+static int gen_load_only(http_req *r, gen_spec *g, const srv_model *m) {
     gen_fmt f;
     gen_fmt_init(r->s, g, &f);
     gen_times t = {0};
-    char *s = oll_final(&f, "", 0, NULL, "load", &t, g->stream);
+    pthread_mutex_lock(&r->s->mu);
+    const bool pinned = m->pinned;
+    pthread_mutex_unlock(&r->s->mu);
+    /* keep_alive 0 unloads it (Ollama's "unload"), but not --model's */
+    const char *why = g->keep_alive == 0 && !pinned ? "unload" : "load";
+    char *s = oll_final(&f, "", 0, NULL, why, &t, g->stream);
     gen_spec_free(g);
     if (!s) return MHD_NO;
     return http_send(r, 200, "application/json", s, strlen(s));
@@ -680,7 +685,7 @@ int gen_handle(http_req *r, gen_spec *g, bool seeded, srv_model *m) {
     server *s = r->s;
     api_err e = {0};
     if (g->load_only) {
-        int ret = gen_load_only(r, g);
+        int ret = gen_load_only(r, g, m);
         srv_model_put(s, m); /* keep_alive 0 unloads it now, as Ollama does */
         return ret;
     }

@@ -7,7 +7,7 @@ import pytest
 
 BIN = os.environ.get("M40LLM_BIN")
 COMMANDS = ["show", "perplexity", "bench", "info", "dump-tensor", "tokenize", "run", "serve",
-            "template"]
+            "template", "ps", "stop"]
 
 pytestmark = pytest.mark.skipif(not BIN, reason="M40LLM_BIN not set")
 
