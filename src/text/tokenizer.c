@@ -26,6 +26,7 @@ void tokenizer_free(tokenizer *t) {
     free(t->merge);
     free(t->merge_len);
     tok_strmap_free(&t->merges);
+    tok_index_free(t);
     free(t->special);
     free(t->eog);
     tok_pre_free(t->pre);
@@ -271,6 +272,7 @@ int tokenizer_create(const tokenizer_vocab *v, tokenizer **out) {
         if (rc) goto fail;
     }
     rc = tok_setup_special(t, v);
+    if (!rc) rc = tok_index_build(t);
     if (rc) goto fail;
     *out = t;
     return M40LLM_OK;
@@ -373,15 +375,14 @@ int tokenizer_encode_masked(const tokenizer *t, const char *text, size_t len,
         memset(cmask, 1, clen);
     }
     tok_frags fa = {0}, fb = {0};
-    tok_ids out = {0};
+    tok_ids out = {0}, cand = {0};
+    tok_memo memo = {0}; /* words already encoded, over all fragments */
     tok_buf esc = {0}, emask = {0};
     if (clen) rc = tok_frags_push(&fa, (tok_frag){-1, 0, clen});
-    uint64_t present[4] = {0}; /* bytes occurring in the text: skips most specials cheaply */
-    for (size_t i = 0; i < clen; i++) present[(uint8_t)clean[i] >> 6] |= 1ull << (clean[i] & 63);
-    for (int32_t k = 0; !rc && k < t->n_special && fa.n; k++) {
-        int32_t id = t->special[k];
-        uint8_t first = (uint8_t)t->text[id][0];
-        if (!(present[first >> 6] & (1ull << (first & 63)))) continue;
+    /* only the specials whose text occurs in the text can split it; in order */
+    if (!rc) rc = tok_index_specials(t, clean, clen, &cand);
+    for (size_t c = 0; !rc && c < cand.n && fa.n; c++) {
+        int32_t id = t->special[cand.p[c]];
         /* control, unknown and markup text only from trusted input; plain
          * user-defined pieces always (they are vocabulary, not turn markers) */
         bool trust = t->ttype[id] != TOKEN_TYPE_USER_DEFINED || (t->attr[id] & TOK_ATTR_MARKUP);
@@ -422,9 +423,11 @@ int tokenizer_encode_masked(const tokenizer *t, const char *text, size_t len,
                     o += k;
                 }
             }
-            if (!rc) rc = tok_spm_encode(t, esc.p, esc.n, masked ? (uint8_t *)emask.p : NULL, &out);
+            if (!rc)
+                rc = tok_spm_encode(t, esc.p, esc.n, masked ? (uint8_t *)emask.p : NULL, &memo,
+                                    &out);
         } else {
-            rc = tok_bpe_encode(t, clean + f.off, f.len, fm, &out);
+            rc = tok_bpe_encode(t, clean + f.off, f.len, fm, &memo, &out);
         }
         prev_special = false;
     }
@@ -433,6 +436,8 @@ int tokenizer_encode_masked(const tokenizer *t, const char *text, size_t len,
     free(cmask);
     free(fa.p);
     free(fb.p);
+    free(cand.p);
+    tok_memo_free(&memo);
     free(esc.p);
     free(emask.p);
     if (rc) {

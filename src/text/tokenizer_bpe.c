@@ -11,7 +11,9 @@
 
 typedef struct tok_sym {
     int32_t prev, next;
-    size_t off, n; /* bytes in the encoded word; n = 0 once merged away */
+    uint32_t off, n; /* bytes in the encoded word; n = 0 once merged away */
+    uint64_t h, p;   /* tok_hash_more of its bytes, TOK_HASH_B^n */
+    int32_t id;      /* its token, -1 if none, -2 not looked up yet */
 } tok_sym;
 
 typedef struct tok_bpe_ctx {
@@ -19,22 +21,19 @@ typedef struct tok_bpe_ctx {
     const char *w;     /* byte-level encoded word */
     const uint8_t *wu; /* untrusted flag of each byte of w, NULL = all trusted */
     tok_sym *sym;
+    size_t cap; /* symbols sym holds */
     tok_heap heap;
-    tok_buf key; /* "left right" lookup key */
 } tok_bpe_ctx;
 
+/* The symbols carry their hashes, so the "left right" key is never built. */
 static int tok_bpe_try_pair(tok_bpe_ctx *c, int32_t left, int32_t right) {
     if (left < 0 || right < 0) return M40LLM_OK;
     const tok_sym *l = &c->sym[left], *r = &c->sym[right];
-    c->key.n = 0;
-    int rc = tok_buf_put(&c->key, c->w + l->off, l->n);
-    if (!rc) rc = tok_buf_put(&c->key, " ", 1);
-    if (!rc) rc = tok_buf_put(&c->key, c->w + r->off, r->n);
-    if (rc) return rc;
-    int32_t rank = tok_strmap_get(&c->t->merges, c->key.p, c->key.n);
+    uint64_t h = (l->h * TOK_HASH_B + ' ') * r->p + r->h;
+    int32_t rank = tok_strmap_get_pair(&c->t->merges, h, c->w + l->off, l->n, c->w + r->off, r->n);
     if (rank < 0) return M40LLM_OK;
     return tok_heap_push(&c->heap,
-                         (tok_bigram){left, right, -(float)rank, (uint32_t)(l->n + r->n)});
+                         (tok_bigram){left, right, -(float)rank, (uint32_t)(l->n + r->n), -1});
 }
 
 /* Token of w[off..off+n), or -1 when absent or a turn marker from untrusted bytes. */
@@ -65,24 +64,32 @@ static int tok_bpe_split_guarded(const tok_bpe_ctx *c, size_t off, size_t n, tok
     return rc;
 }
 
-/* Merges one encoded word and appends its tokens. */
-static int tok_bpe_word(tok_bpe_ctx *c, size_t len, tok_ids *out) {
+/* Merges one encoded word (of the raw bytes raw[0..rn)) and appends its tokens. */
+static int tok_bpe_word(tok_bpe_ctx *c, const char *raw, size_t rn, size_t len, tok_ids *out) {
     const tokenizer *t = c->t;
     const char *w = c->w;
     if (t->ignore_merges) { /* llama3: a word that is already a token stays whole */
         int32_t id = tok_bpe_lookup(c, 0, len);
         if (id >= 0) return tok_ids_push(out, id);
     }
-    tok_sym *sym = realloc(c->sym, sizeof *sym * len);
-    if (!sym) return err_set(M40LLM_ERR_OOM, "tokenizer: out of memory (%zu symbols)", len);
-    c->sym = sym;
-    int32_t ns = 0;
-    for (size_t off = 0; off < len; ns++) {
-        size_t n = tok_utf8_len((unsigned char)w[off]);
-        if (n > len - off) n = len - off;
-        sym[ns] = (tok_sym){ns - 1, -1, off, n};
-        off += n;
-        if (off < len) sym[ns].next = ns + 1;
+    if (rn > c->cap) {
+        tok_sym *s = realloc(c->sym, sizeof *s * rn);
+        if (!s) return err_set(M40LLM_ERR_OOM, "tokenizer: out of memory (%zu symbols)", rn);
+        c->sym = s;
+        c->cap = rn;
+    }
+    tok_sym *sym = c->sym;
+    int32_t ns = (int32_t)rn; /* one character per raw byte */
+    for (int32_t i = 0, off = 0; i < ns; i++) {
+        uint32_t n = tok_utf8_len((unsigned char)w[off]);
+        sym[i] = (tok_sym){i - 1,
+                           i + 1 < ns ? i + 1 : -1,
+                           (uint32_t)off,
+                           n,
+                           tok_hash_more(0, w + off, n),
+                           tok_hash_pow(n),
+                           t->char_id[(unsigned char)raw[i]]};
+        off += (int32_t)n;
     }
     c->heap.n = 0;
     int rc = M40LLM_OK;
@@ -92,6 +99,9 @@ static int tok_bpe_word(tok_bpe_ctx *c, size_t len, tok_ids *out) {
         tok_sym *l = &sym[b.left], *r = &sym[b.right];
         if (!l->n || !r->n || l->n + r->n != b.size) continue; /* stale */
         l->n += r->n;
+        l->h = l->h * r->p + r->h;
+        l->p *= r->p;
+        l->id = -2;
         r->n = 0;
         l->next = r->next;
         if (r->next >= 0) sym[r->next].prev = b.left;
@@ -99,7 +109,8 @@ static int tok_bpe_word(tok_bpe_ctx *c, size_t len, tok_ids *out) {
         if (!rc) rc = tok_bpe_try_pair(c, b.left, l->next);
     }
     for (int32_t i = 0; !rc && ns && i >= 0; i = sym[i].next) {
-        int32_t id = tok_strmap_get(&t->vocab, w + sym[i].off, sym[i].n);
+        int32_t id = sym[i].id;
+        if (id == -2) id = tok_strmap_get_h(&t->vocab, sym[i].h, w + sym[i].off, sym[i].n);
         if (id >= 0 && c->wu && tok_guarded(t, id) &&
             tok_any_untrusted(c->wu + sym[i].off, sym[i].n)) {
             rc = tok_bpe_split_guarded(c, sym[i].off, sym[i].n, out);
@@ -120,25 +131,33 @@ static int tok_bpe_word(tok_bpe_ctx *c, size_t len, tok_ids *out) {
 }
 
 int tok_bpe_encode(const tokenizer *t, const char *text, size_t len, const uint8_t *untrusted,
-                   tok_ids *out) {
+                   tok_memo *memo, tok_ids *out) {
     size_t *offs = NULL, nw = 0;
     int rc = tok_pre_split(t->pre, text, len, &offs, &nw);
     if (rc) return rc;
     tok_bpe_ctx c = {.t = t};
     tok_buf word = {0}, wmask = {0};
     for (size_t i = 0; !rc && i < nw; i++) {
-        word.n = 0;
         /* the mask follows the encoding only for words with untrusted bytes */
         const uint8_t *wu = untrusted ? untrusted + offs[i] : NULL;
         size_t wn = offs[i + 1] - offs[i];
         bool mixed = tok_any_untrusted(wu, wn);
-        for (size_t j = offs[i]; !rc && j < offs[i + 1]; j++) {
-            char u[4];
-            size_t k = tok_utf8_put(tok_byte_to_cp((uint8_t)text[j]), u);
-            rc = tok_buf_put(&word, u, k);
+        /* a word seen before, all trusted or all untrusted as now: its ids again */
+        bool all = mixed && tok_all_untrusted(wu, wn), memo_ok = memo && (all || !mixed);
+        uint64_t h = memo_ok ? tok_hash_more(0, text + offs[i], wn) : 0;
+        const tok_memo_ent *e = memo_ok ? tok_memo_find(memo, h, text + offs[i], wn, all) : NULL;
+        if (e) {
+            rc = tok_ids_repeat(out, e->first, (size_t)e->n_ids);
+            continue;
         }
+        size_t first = out->n;
+        rc = tok_buf_resize(&word, 2 * wn); /* a byte's character is 1 or 2 bytes */
+        size_t wl = 0;
+        for (size_t j = offs[i]; !rc && j < offs[i + 1]; j++)
+            wl += tok_utf8_put(tok_byte_to_cp((uint8_t)text[j]), word.p + wl);
+        word.n = wl;
         if (!rc && mixed && !(rc = tok_buf_resize(&wmask, word.n))) {
-            if (tok_all_untrusted(wu, wn)) {
+            if (all) {
                 memset(wmask.p, 1, word.n);
                 wn = 0;
             }
@@ -151,13 +170,14 @@ int tok_bpe_encode(const tokenizer *t, const char *text, size_t len, const uint8
         if (rc || !word.n) continue;
         c.w = word.p;
         c.wu = mixed ? (const uint8_t *)wmask.p : NULL;
-        rc = tok_bpe_word(&c, word.n, out);
+        rc = tok_bpe_word(&c, text + offs[i], offs[i + 1] - offs[i], word.n, out);
+        if (!rc && memo_ok)
+            tok_memo_add(memo, h, text + offs[i], offs[i + 1] - offs[i], all, first, out);
     }
     free(offs);
     free(word.p);
     free(wmask.p);
     free(c.sym);
     free(c.heap.v);
-    free(c.key.p);
     return rc;
 }

@@ -8,10 +8,25 @@
 
 /* ---- string map ---- */
 
-static uint32_t tok_hash(const char *s, size_t n) {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+/* Spreads the polynomial hash over all bits (it is weak in the low ones). */
+static inline uint64_t tok_hash_mix(uint64_t h) {
+    h ^= h >> 31;
+    h *= 0x7FB5D329728EA185ull;
+    h ^= h >> 27;
+    h *= 0x81DADEF4BC2DD44Dull;
+    return h ^ (h >> 33);
+}
+
+static inline uint32_t tok_slot_tag(uint64_t mixed, size_t len) {
+    return (uint32_t)(mixed >> 40) << 8 | (uint32_t)(len < 255 ? len : 255);
+}
+
+/* a == b for n bytes; keys are short, a loop beats a call */
+static inline bool tok_bytes_eq(const char *a, const char *b, size_t n) {
+    if (n > 16) return !memcmp(a, b, n);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return false;
+    return true;
 }
 
 int tok_strmap_build(tok_strmap *m, const char **keys, const uint32_t *lens, int32_t n,
@@ -20,31 +35,54 @@ int tok_strmap_build(tok_strmap *m, const char **keys, const uint32_t *lens, int
     while (cap < (uint32_t)n * 2u) cap <<= 1;
     m->slot = malloc(sizeof *m->slot * cap);
     if (!m->slot) return err_set(M40LLM_ERR_OOM, "tokenizer: out of memory for a %u-slot map", cap);
-    memset(m->slot, 0xff, sizeof *m->slot * cap);
+    for (uint32_t j = 0; j < cap; j++) m->slot[j] = (tok_slot){NULL, 0, -1};
     m->cap = cap;
     m->key = keys;
     m->kl = lens;
     for (int32_t i = 0; i < n; i++) {
-        uint32_t j = tok_hash(keys[i], lens[i]) & (cap - 1);
-        while (m->slot[j] >= 0) {
-            int32_t o = m->slot[j];
-            if (m->kl[o] == lens[i] && !memcmp(m->key[o], keys[i], lens[i])) break;
+        uint64_t h = tok_hash_mix(tok_hash_more(0, keys[i], lens[i]));
+        uint32_t j = (uint32_t)h & (cap - 1), tag = tok_slot_tag(h, lens[i]);
+        while (m->slot[j].id >= 0) {
+            int32_t o = m->slot[j].id;
+            if (m->slot[j].tag == tag && m->kl[o] == lens[i] &&
+                !memcmp(m->key[o], keys[i], lens[i]))
+                break;
             j = (j + 1) & (cap - 1);
         }
-        if (m->slot[j] < 0 || !keep_first) m->slot[j] = i;
+        if (m->slot[j].id < 0 || !keep_first) m->slot[j] = (tok_slot){keys[i], tag, i};
     }
     return M40LLM_OK;
 }
 
-int32_t tok_strmap_get(const tok_strmap *m, const char *s, size_t len) {
+int32_t tok_strmap_get_h(const tok_strmap *m, uint64_t h, const char *s, size_t len) {
     if (!m->cap) return -1;
-    uint32_t j = tok_hash(s, len) & (m->cap - 1);
-    while (m->slot[j] >= 0) {
-        int32_t o = m->slot[j];
-        if (m->kl[o] == len && !memcmp(m->key[o], s, len)) return o;
-        j = (j + 1) & (m->cap - 1);
+    h = tok_hash_mix(h);
+    uint32_t j = (uint32_t)h & (m->cap - 1), tag = tok_slot_tag(h, len);
+    for (;; j = (j + 1) & (m->cap - 1)) {
+        const tok_slot *sl = &m->slot[j];
+        if (sl->id < 0) return -1;
+        if (sl->tag == tag && (len < 255 || m->kl[sl->id] == len) && tok_bytes_eq(sl->key, s, len))
+            return sl->id;
     }
-    return -1;
+}
+
+int32_t tok_strmap_get(const tok_strmap *m, const char *s, size_t len) {
+    return tok_strmap_get_h(m, tok_hash_more(0, s, len), s, len);
+}
+
+int32_t tok_strmap_get_pair(const tok_strmap *m, uint64_t h, const char *a, size_t na,
+                            const char *b, size_t nb) {
+    if (!m->cap) return -1;
+    h = tok_hash_mix(h);
+    size_t len = na + 1 + nb;
+    uint32_t j = (uint32_t)h & (m->cap - 1), tag = tok_slot_tag(h, len);
+    for (;; j = (j + 1) & (m->cap - 1)) {
+        const tok_slot *sl = &m->slot[j];
+        if (sl->id < 0) return -1;
+        if (sl->tag == tag && (len < 255 || m->kl[sl->id] == len) && tok_bytes_eq(sl->key, a, na) &&
+            sl->key[na] == ' ' && tok_bytes_eq(sl->key + na + 1, b, nb))
+            return sl->id;
+    }
 }
 
 void tok_strmap_free(tok_strmap *m) {
@@ -93,6 +131,73 @@ int tok_ids_push(tok_ids *v, int32_t id) {
     }
     v->p[v->n++] = id;
     return M40LLM_OK;
+}
+
+int tok_ids_repeat(tok_ids *v, size_t first, size_t n) {
+    if (!n) return M40LLM_OK; /* a word may give no ids (dropped bytes) */
+    if (v->n + n > v->cap) {
+        size_t cap = v->cap ? v->cap : 64;
+        while (cap < v->n + n) cap *= 2;
+        int32_t *p = realloc(v->p, cap * sizeof *p);
+        if (!p) return err_set(M40LLM_ERR_OOM, "tokenizer: out of memory (%zu ids)", cap);
+        v->p = p;
+        v->cap = cap;
+    }
+    memcpy(v->p + v->n, v->p + first, n * sizeof *v->p);
+    v->n += n;
+    return M40LLM_OK;
+}
+
+/* ---- per-call memo of encoded words ---- */
+
+static uint32_t tok_memo_slot(uint64_t h, bool untrusted, uint32_t cap) {
+    uint64_t x = (h ^ (untrusted ? 0x5851F42D4C957F2Dull : 0)) * 0x9FB21C651E98DF25ull;
+    return (uint32_t)(x >> 40) & (cap - 1);
+}
+
+const tok_memo_ent *tok_memo_find(const tok_memo *m, uint64_t h, const char *s, size_t len,
+                                  bool untrusted) {
+    for (uint32_t j = m->cap ? tok_memo_slot(h, untrusted, m->cap) : 0; m->cap;
+         j = (j + 1) & (m->cap - 1)) {
+        const tok_memo_ent *e = &m->e[j];
+        if (e->n_ids < 0) return NULL;
+        if (e->h == h && e->len == len && e->untrusted == untrusted &&
+            !memcmp(m->keys.p + e->key, s, len))
+            return e;
+    }
+    return NULL;
+}
+
+void tok_memo_add(tok_memo *m, uint64_t h, const char *s, size_t len, bool untrusted, size_t first,
+                  const tok_ids *out) {
+    if (len > 0xFFFFFFFFu || out->n - first > 0x7FFFFFFF || m->n >= (1u << 22)) return;
+    if (2 * (m->n + 1) > m->cap) { /* grow (rehash) */
+        uint32_t cap = m->cap ? 2 * m->cap : 256;
+        tok_memo_ent *e = malloc(sizeof *e * cap);
+        if (!e) return;
+        for (uint32_t j = 0; j < cap; j++) e[j].n_ids = -1;
+        for (uint32_t i = 0; i < m->cap; i++) {
+            if (m->e[i].n_ids < 0) continue;
+            uint32_t j = tok_memo_slot(m->e[i].h, m->e[i].untrusted, cap);
+            while (e[j].n_ids >= 0) j = (j + 1) & (cap - 1);
+            e[j] = m->e[i];
+        }
+        free(m->e);
+        m->e = e;
+        m->cap = cap;
+    }
+    size_t key = m->keys.n;
+    if (tok_buf_put(&m->keys, s, len)) return;
+    uint32_t j = tok_memo_slot(h, untrusted, m->cap);
+    while (m->e[j].n_ids >= 0) j = (j + 1) & (m->cap - 1);
+    m->e[j] = (tok_memo_ent){h, key, first, (uint32_t)len, (int32_t)(out->n - first), untrusted};
+    m->n++;
+}
+
+void tok_memo_free(tok_memo *m) {
+    free(m->e);
+    free(m->keys.p);
+    memset(m, 0, sizeof *m);
 }
 
 /* ---- UTF-8 ---- */
