@@ -107,7 +107,7 @@ def test_two_slots_and_keep_alive(env):
         assert all(m["expires_at"].startswith("2999-") for m in j["models"])
         # keep_alive 0 unloads at once (Ollama's way: a request without a prompt)
         st, j = generate(srv, "syn", prompt=None, keep_alive=0)
-        assert st == 200 and j["done_reason"] == "load"
+        assert st == 200 and j["done_reason"] == "unload"
         assert loaded(srv) == ["smol:latest"]
         # a short keep_alive: unloaded after it
         st, j = generate(srv, "syn", keep_alive="1s")
