@@ -311,7 +311,12 @@ typedef struct m40llm_request_params {
     int ignore_eos;           /* go on past end-of-generation tokens (benchmarks) */
     m40llm_event_fn on_event; /* may be NULL (poll instead) */
     void *user;
+    int format; /* M40LLM_FORMAT_TEXT (0), or M40LLM_FORMAT_JSON: the answer is one JSON
+                 * object (tokens that cannot continue one are never sampled; it ends
+                 * when the object closes) */
 } m40llm_request_params;
+#define M40LLM_FORMAT_TEXT 0
+#define M40LLM_FORMAT_JSON 1
 void m40llm_request_default_params(m40llm_request_params *p);
 
 /* Queues a request. Errors at once: M40LLM_ERR_INVALID_ARG (bad ids or

@@ -58,6 +58,7 @@ static int usage(FILE *f) {
             "  --threads N          CPU threads\n"
             "  --system TEXT        system message\n"
             "  --stop STR           stop string (repeatable; not printed)\n"
+            "  --format json        the answer is one JSON object\n"
             "  --raw                no chat template: the prompt is sent as written\n"
             "  --chat-template NAME|FILE  use this template (built-in: %s)\n"
             "  --device cpu|cuda[:N]\n" CLI_GPU_USAGE "  --verbose            timings to stderr\n",
@@ -188,6 +189,7 @@ static int run_generate(run_ctx *r, const int32_t *ids, size_t n, run_sink *sink
     rp.max_tokens = r->gp.max_tokens;
     rp.stops = r->gp.stops;
     rp.n_stops = r->gp.n_stops;
+    rp.format = r->format;
     rp.on_event = run_on_event;
     rp.user = sink;
     m40llm_request *req = NULL;
@@ -370,6 +372,12 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--chat-template")) {
             if (!v) goto bad;
             chat_template = v;
+        } else if (!strcmp(a, "--format")) {
+            if (!v || strcmp(v, "json")) {
+                fprintf(stderr, "m40-llm run: --format: '%s' is not json\n", v ? v : "");
+                goto bad;
+            }
+            r.format = M40LLM_FORMAT_JSON;
         } else if ((gi = cli_gpu_option("run", a, v, &gpus)) != 0) {
             if (gi < 0) goto bad;
         } else if (!strcmp(a, "--device")) {

@@ -29,6 +29,7 @@ typedef struct run_ctx {
     bool raw;         /* no template: the prompt is sent as written */
     bool warned;      /* the template fallback warning was printed */
     bool verbose;     /* timings to stderr */
+    int format;       /* --format: M40LLM_FORMAT_TEXT or _JSON */
     bool interrupted; /* the last answer was stopped by Ctrl-C */
     char *system;     /* --system until the conversation exists (malloc'd) or NULL */
 } run_ctx;

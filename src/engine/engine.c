@@ -329,6 +329,7 @@ void m40llm_engine_free(m40llm_engine *e) {
     free(e->entry_req);
     free(e->logits);
     free(e->ids);
+    json_vocab_free(e->json_vocab);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);
@@ -375,6 +376,8 @@ static int check_request(const m40llm_engine *e, const m40llm_request_params *p)
             return err_set(M40LLM_ERR_INVALID_ARG,
                            "prompt token %zu (id %d) is outside the vocabulary of %d", i,
                            p->prompt[i], nv);
+    if (p->format != M40LLM_FORMAT_TEXT && p->format != M40LLM_FORMAT_JSON)
+        return err_set(M40LLM_ERR_INVALID_ARG, "format %d (text 0 or JSON 1)", p->format);
     if (p->n_stops < 0 || (p->n_stops > 0 && !p->stops) || p->n_stops > 64)
         return err_set(M40LLM_ERR_INVALID_ARG, "%d stop strings (at most 64)", p->n_stops);
     for (int i = 0; i < p->n_stops; i++)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "json_gate.h"
 #include "kv_pool.h"
 #include "m40llm.h"
 #include "model.h"
@@ -66,6 +67,8 @@ struct m40llm_request {
     int chunk;           /* tokens it computes in this step */
     int out_row;         /* row of this step's logits */
     sampler *smp;
+    json_gate *gate; /* JSON mode */
+    float *masked;   /* [n_vocab] JSON mode: the row with the refused tokens at -inf */
     tokenizer_stream *stream;
     stop_matcher *stop;
     bool stop_hit; /* a stop string matched: nothing held is shown */
@@ -113,6 +116,7 @@ struct m40llm_engine {
     float *logits;              /* [max_seqs][n_vocab] */
     int32_t *ids;               /* [max_seqs] argmax rows */
     float *lp;                  /* [n_vocab] log-softmax scratch */
+    json_vocab *json_vocab;     /* every token's bytes, made for the first JSON request */
     m40llm_engine_stats st;     /* the thread's counters, published into stats */
 };
 

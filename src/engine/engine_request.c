@@ -12,6 +12,8 @@
 void engine_request_unref(m40llm_request *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     sampler_free(r->smp);
+    json_gate_free(r->gate);
+    free(r->masked);
     tokenizer_stream_free(r->stream);
     stop_matcher_free(r->stop);
     for (int i = 0; i < r->p.n_stops; i++) free(r->stops[i]);
@@ -26,9 +28,10 @@ void engine_request_unref(m40llm_request *r) {
 
 bool engine_request_greedy(const m40llm_engine *e, const m40llm_request *r) {
     const m40llm_sampling *s = &r->p.sampling;
-    return s->temperature <= 0 && (s->repeat_penalty == 1.0f || s->penalty_last_n == 0) &&
-           s->frequency_penalty == 0 && s->presence_penalty == 0 && !r->p.logprobs &&
-           !r->p.top_logprobs && e->model->n_text_vocab == e->model->m->cfg.n_vocab;
+    return s->temperature <= 0 && r->p.format == M40LLM_FORMAT_TEXT &&
+           (s->repeat_penalty == 1.0f || s->penalty_last_n == 0) && s->frequency_penalty == 0 &&
+           s->presence_penalty == 0 && !r->p.logprobs && !r->p.top_logprobs &&
+           e->model->n_text_vocab == e->model->m->cfg.n_vocab;
 }
 
 int engine_request_start(m40llm_engine *e, m40llm_request *r) {
@@ -49,6 +52,14 @@ int engine_request_start(m40llm_engine *e, m40llm_request *r) {
         rc = tokenizer_stream_create(e->model->tok, r->p.special ? TOKENIZER_DECODE_SPECIAL : 0,
                                      &r->stream);
     if (!rc) rc = stop_matcher_create((const char *const *)r->stops, r->p.n_stops, &r->stop);
+    if (!rc && r->p.format == M40LLM_FORMAT_JSON) {
+        const int nv = e->model->m->cfg.n_vocab;
+        if (!e->json_vocab) /* the scheduler thread: no lock */
+            rc = json_vocab_build(e->model->tok, e->model->n_text_vocab, &e->json_vocab);
+        if (!rc) rc = json_gate_create(e->json_vocab, &r->gate);
+        if (!rc && !(r->masked = malloc((size_t)nv * sizeof *r->masked)))
+            rc = err_set(M40LLM_ERR_OOM, "out of memory");
+    }
     if (rc) return rc;
     for (int i = 0; i < r->n_tokens; i++) sampler_accept(r->smp, r->tokens[i]);
     return M40LLM_OK;
@@ -125,6 +136,18 @@ m40llm_finish_reason engine_request_token(m40llm_engine *e, m40llm_request *r, f
         /* GGUFs may pad the embedding past the token list: never sample those */
         for (int i = e->model->n_text_vocab; i < nv; i++) row[i] = -INFINITY;
         tok = sampler_sample(r->smp, row);
+        if (r->gate && !json_gate_allows(r->gate, tok)) {
+            /* drawn again from the tokens that keep the answer JSON: kept
+             * or redrawn, each comes with its masked probability */
+            if (json_gate_mask(r->gate, row, r->masked, nv) == 0) {
+                snprintf(r->error, sizeof r->error,
+                         "JSON mode: no token of the vocabulary continues the answer");
+                return M40LLM_FINISH_ERROR;
+            }
+            row = r->masked;
+            tok = sampler_sample(r->smp, row);
+        }
+        if (r->gate) json_gate_accept(r->gate, tok);
     }
     if (r->n_gen == 0 && r->t_first_tok == 0) r->t_first_tok = now;
     r->t_last_tok = now;
@@ -154,6 +177,7 @@ m40llm_finish_reason engine_request_token(m40llm_engine *e, m40llm_request *r, f
         r->stop_hit = true;
         return M40LLM_FINISH_STOP;
     }
+    if (r->gate && json_gate_done(r->gate)) return M40LLM_FINISH_STOP; /* the object closed */
     if (r->p.max_tokens > 0 && r->n_gen >= r->p.max_tokens) return M40LLM_FINISH_LENGTH;
     if (r->n_tokens - 1 >= r->n_ctx) return M40LLM_FINISH_CONTEXT;
     return M40LLM_FINISH_NONE;
@@ -200,8 +224,12 @@ void engine_request_finish(m40llm_engine *e, m40llm_request *r, m40llm_finish_re
     e->st.finished[why]++;
 
     sampler_free(r->smp);
+    json_gate_free(r->gate);
+    free(r->masked);
     tokenizer_stream_free(r->stream);
     stop_matcher_free(r->stop);
+    r->gate = NULL;
+    r->masked = NULL;
     r->smp = NULL;
     r->stream = NULL;
     r->stop = NULL;

@@ -748,6 +748,7 @@ int gen_handle(http_req *r, gen_spec *g, bool seeded, srv_model *m) {
     p.top_logprobs = j->spec.top_logprobs;
     p.special = 0;
     p.ignore_eos = j->spec.ignore_eos;
+    p.format = j->spec.format;
     p.on_event = gen_on_event;
     p.user = j;
     m40llm_request *req = NULL;

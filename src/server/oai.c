@@ -63,8 +63,11 @@ static int oai_parse_sampling(const cJSON *b, gen_spec *g, bool *seeded, api_err
         const char *type = NULL;
         if (!cJSON_IsObject(rf) || rq_string(rf, "type", "response_format.type", &type, e) < 0)
             return rq_fail(e, 400, "response_format", "'response_format' must be an object");
-        if (type && strcmp(type, "text"))
-            return rq_fail(e, 400, "response_format", "response_format '%s' is not supported",
+        if (type && !strcmp(type, "json_object"))
+            g->format = M40LLM_FORMAT_JSON;
+        else if (type && strcmp(type, "text"))
+            return rq_fail(e, 400, "response_format",
+                           "response_format '%s' is not supported (\"text\" or \"json_object\")",
                            type);
     }
     return 0;

@@ -68,8 +68,11 @@ static int oll_parse_common(const cJSON *b, gen_spec *g, bool *seeded, api_err *
     g->stream = true; /* Ollama streams unless told not to */
     if (rq_bool(b, "stream", NULL, &g->stream, e) < 0) return -1;
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(b, "format");
-    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !*fmt->valuestring))
-        return rq_fail(e, 400, "format", "'format' (structured output) is not supported");
+    if (cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "json"))
+        g->format = M40LLM_FORMAT_JSON;
+    else if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !*fmt->valuestring))
+        return rq_fail(e, 400, "format",
+                       "'format' must be \"json\" (a JSON schema is not supported)");
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(b, "tools");
     if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0)
         return rq_fail(e, 400, "tools", "tools are not supported");

@@ -88,11 +88,12 @@ typedef struct gen_spec {
     int max_tokens; /* <= 0: until a stop or a full context */
     char **stops;   /* [n_stops] (owned) */
     int n_stops;
-    int logprobs;      /* 1: the chosen token's logprob */
-    int top_logprobs;  /* 0..M40LLM_MAX_LOGPROBS alternatives a token */
-    int n_ctx;         /* Ollama num_ctx; 0: the server's */
-    bool ignore_eos;   /* go on past end-of-generation tokens (vLLM's extension, benchmarks) */
-    bool load_only;    /* Ollama: no prompt/messages = "load the model" */
+    int logprobs;     /* 1: the chosen token's logprob */
+    int top_logprobs; /* 0..M40LLM_MAX_LOGPROBS alternatives a token */
+    int n_ctx;        /* Ollama num_ctx; 0: the server's */
+    bool ignore_eos;  /* go on past end-of-generation tokens (vLLM's extension, benchmarks) */
+    bool load_only;   /* Ollama: no prompt/messages = "load the model" */
+    int format; /* M40LLM_FORMAT_TEXT, or _JSON (response_format json_object, format "json") */
     double keep_alive; /* Ollama keep_alive in seconds (< 0 forever); NAN: the server's */
 } gen_spec;
 

@@ -135,8 +135,18 @@ static void test_oai_chat(void) {
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"tools\": [{\"type\": \"function\"}]"),
                 "tools", "not supported"));
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT,
-                BODY("\"response_format\": {\"type\": \"json_object\"}"), "response_format",
+                BODY("\"response_format\": {\"type\": \"json_schema\"}"), "response_format",
                 "not supported"));
+    CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"response_format\": \"json\""),
+                "response_format", "must be an object"));
+    CHECK(parse(oai_parse_chat, GEN_OAI_CHAT,
+                BODY("\"response_format\": {\"type\": \"json_object\"}"), &g, &seeded, &e) == 0 &&
+          g.format == M40LLM_FORMAT_JSON);
+    gen_spec_free(&g);
+    CHECK(parse(oai_parse_chat, GEN_OAI_CHAT, BODY("\"response_format\": {\"type\": \"text\"}"), &g,
+                &seeded, &e) == 0 &&
+          g.format == M40LLM_FORMAT_TEXT);
+    gen_spec_free(&g);
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, "{}", "messages", "is required"));
     CHECK(
         fails(oai_parse_chat, GEN_OAI_CHAT, "{\"messages\": {}}", "messages", "must be an array"));
@@ -251,8 +261,15 @@ static void test_oll(void) {
                 "must be an object"));
     CHECK(fails(oll_parse_chat, GEN_OLL_CHAT, "{\"model\": \"m\", \"options\": {\"stop\": [5]}}",
                 "options.stop", "array of strings"));
-    CHECK(fails(oll_parse_chat, GEN_OLL_CHAT, "{\"model\": \"m\", \"format\": \"json\"}", "format",
-                "not supported"));
+    CHECK(fails(oll_parse_chat, GEN_OLL_CHAT,
+                "{\"model\": \"m\", \"format\": {\"type\": \"object\"}}", "format",
+                "schema is not supported"));
+    CHECK(fails(oll_parse_chat, GEN_OLL_CHAT, "{\"model\": \"m\", \"format\": \"xml\"}", "format",
+                "must be \"json\""));
+    CHECK(parse(oll_parse_chat, GEN_OLL_CHAT, "{\"model\": \"m\", \"format\": \"json\"}", &g,
+                &seeded, &e) == 0 &&
+          g.format == M40LLM_FORMAT_JSON);
+    gen_spec_free(&g);
     CHECK(fails(oll_parse_chat, GEN_OLL_CHAT, "{\"model\": \"m\", \"stream\": 1}", "stream",
                 "true or false"));
     CHECK(fails(oll_parse_chat, GEN_OLL_CHAT, "{\"model\": \"m\", \"messages\": {}}", "messages",
