@@ -314,6 +314,9 @@ typedef struct m40llm_request_params {
     int format; /* M40LLM_FORMAT_TEXT (0), or M40LLM_FORMAT_JSON: the answer is one JSON
                  * object (tokens that cannot continue one are never sampled; it ends
                  * when the object closes) */
+    const char *json_schema; /* with FORMAT_JSON: the answer is an instance of this JSON
+                              * schema (its text; compiled at submit, a schema it cannot
+                              * enforce refused there); NULL: any object */
 } m40llm_request_params;
 #define M40LLM_FORMAT_TEXT 0
 #define M40LLM_FORMAT_JSON 1

@@ -21,6 +21,6 @@ fi
 if [ "${1:-}" = "--test" ]; then
     # playwright drives Debian's chromium (no browser download: test_webui.py
     # passes the system binary)
-    python3 -c 'import gguf, numpy, pytest, openai, ollama, playwright' 2>/dev/null ||
-        python3 -m pip install -q gguf numpy pytest openai ollama playwright >&2
+    python3 -c 'import gguf, numpy, pytest, openai, ollama, playwright, jsonschema' 2>/dev/null ||
+        python3 -m pip install -q gguf numpy pytest openai ollama playwright jsonschema >&2
 fi

@@ -378,6 +378,8 @@ static int check_request(const m40llm_engine *e, const m40llm_request_params *p)
                            p->prompt[i], nv);
     if (p->format != M40LLM_FORMAT_TEXT && p->format != M40LLM_FORMAT_JSON)
         return err_set(M40LLM_ERR_INVALID_ARG, "format %d (text 0 or JSON 1)", p->format);
+    if (p->json_schema && p->format != M40LLM_FORMAT_JSON)
+        return err_set(M40LLM_ERR_INVALID_ARG, "a JSON schema needs format JSON");
     if (p->n_stops < 0 || (p->n_stops > 0 && !p->stops) || p->n_stops > 64)
         return err_set(M40LLM_ERR_INVALID_ARG, "%d stop strings (at most 64)", p->n_stops);
     for (int i = 0; i < p->n_stops; i++)
@@ -410,6 +412,13 @@ static int request_new(m40llm_engine *e, const m40llm_request_params *p, m40llm_
     r->p = *p;
     r->p.prompt = NULL;
     r->p.stops = NULL;
+    r->p.json_schema = NULL;
+    if (p->json_schema &&
+        (rc = json_schema_compile(p->json_schema, strlen(p->json_schema), &r->schema))) {
+        atomic_store(&r->refs, 1);
+        engine_request_unref(r);
+        return rc;
+    }
     r->slot = -1;
     r->n_ctx = e->p.n_ctx;
     r->tokens = malloc(((size_t)e->p.n_ctx + 1) * sizeof *r->tokens);

@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "json_gate.h"
+#include "json_schema.h"
 #include "kv_pool.h"
 #include "m40llm.h"
 #include "model.h"
@@ -67,8 +68,9 @@ struct m40llm_request {
     int chunk;           /* tokens it computes in this step */
     int out_row;         /* row of this step's logits */
     sampler *smp;
-    json_gate *gate; /* JSON mode */
-    float *masked;   /* [n_vocab] JSON mode: the row with the refused tokens at -inf */
+    json_gate *gate;     /* JSON mode */
+    json_schema *schema; /* JSON mode with a schema: compiled at submit */
+    float *masked;       /* [n_vocab] JSON mode: the row with the refused tokens at -inf */
     tokenizer_stream *stream;
     stop_matcher *stop;
     bool stop_hit; /* a stop string matched: nothing held is shown */

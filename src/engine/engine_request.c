@@ -13,6 +13,7 @@ void engine_request_unref(m40llm_request *r) {
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
     sampler_free(r->smp);
     json_gate_free(r->gate);
+    json_schema_free(r->schema);
     free(r->masked);
     tokenizer_stream_free(r->stream);
     stop_matcher_free(r->stop);
@@ -56,7 +57,7 @@ int engine_request_start(m40llm_engine *e, m40llm_request *r) {
         const int nv = e->model->m->cfg.n_vocab;
         if (!e->json_vocab) /* the scheduler thread: no lock */
             rc = json_vocab_build(e->model->tok, e->model->n_text_vocab, &e->json_vocab);
-        if (!rc) rc = json_gate_create(e->json_vocab, &r->gate);
+        if (!rc) rc = json_gate_create(e->json_vocab, r->schema, &r->gate);
         if (!rc && !(r->masked = malloc((size_t)nv * sizeof *r->masked)))
             rc = err_set(M40LLM_ERR_OOM, "out of memory");
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "json_schema.h"
 
 enum {
     M_ROOT,      /* before the document: '{' */
@@ -44,6 +45,11 @@ void json_pda_init(json_pda *s) {
     s->mode = M_ROOT;
 }
 
+void json_pda_init_value(json_pda *s) {
+    memset(s, 0, sizeof *s);
+    s->mode = M_VALUE;
+}
+
 bool json_pda_done(const json_pda *s) {
     return s->mode == M_DONE;
 }
@@ -72,10 +78,6 @@ static bool value_start(json_pda *s, uint8_t c) {
         s->pos = 0;
         s->key = 0;
         return true;
-    case '-':
-        s->mode = M_NUMBER;
-        s->sub = N_MINUS;
-        return true;
     case 't':
     case 'f':
     case 'n':
@@ -84,117 +86,138 @@ static bool value_start(json_pda *s, uint8_t c) {
         s->pos = 1;
         return true;
     default:
-        if (!is_digit(c)) return false;
+        if (!json_num_start(&s->sub, c)) return false;
         s->mode = M_NUMBER;
-        s->sub = c == '0' ? N_ZERO : N_INT;
         return true;
     }
 }
 
-/* A string byte (UTF-8 checked: no overlong forms, surrogates or code
- * points past U+10FFFF; control bytes only escaped). */
-static bool string_byte(json_pda *s, uint8_t c) {
-    if (s->pos > 0) { /* a continuation byte due; sub: the lead byte while it bounds the first */
+int json_str_feed(uint8_t *sub, uint8_t *pos, uint8_t c) {
+    if (*pos > 0) { /* a continuation byte due; sub: the lead byte while it bounds the first */
         uint8_t lo = 0x80, hi = 0xBF;
-        if (s->sub == 0xE0) lo = 0xA0;
-        if (s->sub == 0xED) hi = 0x9F;
-        if (s->sub == 0xF0) lo = 0x90;
-        if (s->sub == 0xF4) hi = 0x8F;
-        if (c < lo || c > hi) return false;
-        s->sub = S_PLAIN;
-        s->pos--;
-        return true;
+        if (*sub == 0xE0) lo = 0xA0;
+        if (*sub == 0xED) hi = 0x9F;
+        if (*sub == 0xF0) lo = 0x90;
+        if (*sub == 0xF4) hi = 0x8F;
+        if (c < lo || c > hi) return -1;
+        *sub = S_PLAIN;
+        (*pos)--;
+        return 0;
     }
-    if (s->sub == S_ESC) {
+    if (*sub == S_ESC) {
         if (c == 'u') {
-            s->sub = S_HEX + 4;
-            return true;
+            *sub = S_HEX + 4;
+            return 0;
         }
-        if (!strchr("\"\\/bfnrt", c) || !c) return false;
-        s->sub = S_PLAIN;
-        return true;
+        if (!c || !strchr("\"\\/bfnrt", c)) return -1;
+        *sub = S_PLAIN;
+        return 0;
     }
-    if (s->sub >= S_HEX) {
-        if (!is_hex(c)) return false;
-        s->sub = s->sub == S_HEX + 1 ? S_PLAIN : s->sub - 1;
-        return true;
+    if (*sub >= S_HEX) {
+        if (!is_hex(c)) return -1;
+        *sub = *sub == S_HEX + 1 ? S_PLAIN : *sub - 1;
+        return 0;
     }
-    if (c == '"') {
+    if (c == '"') return 1;
+    if (c == '\\') {
+        *sub = S_ESC;
+        return 0;
+    }
+    if (c < 0x20) return -1;
+    if (c < 0x80) return 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+        *pos = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        *pos = 2;
+        if (c == 0xE0 || c == 0xED) *sub = c;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        *pos = 3;
+        if (c == 0xF0 || c == 0xF4) *sub = c;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* A string byte of the document. */
+static bool string_byte(json_pda *s, uint8_t c) {
+    const int r = json_str_feed(&s->sub, &s->pos, c);
+    if (r < 0) return false;
+    if (r > 0) {
         if (s->key) {
             s->mode = M_COLON;
             s->key = 0;
         } else {
             value_done(s);
         }
-        return true;
-    }
-    if (c == '\\') {
-        s->sub = S_ESC;
-        return true;
-    }
-    if (c < 0x20) return false;
-    if (c < 0x80) return true;
-    if (c >= 0xC2 && c <= 0xDF) {
-        s->pos = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        s->pos = 2;
-        if (c == 0xE0 || c == 0xED) s->sub = c;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        s->pos = 3;
-        if (c == 0xF0 || c == 0xF4) s->sub = c;
-    } else {
-        return false;
     }
     return true;
 }
 
 static bool structural(json_pda *s, uint8_t c);
 
-/* A number byte; a byte that cannot continue a complete number ends it and
- * is taken as what follows. */
-static bool number_byte(json_pda *s, uint8_t c) {
+bool json_num_start(uint8_t *sub, uint8_t c) {
+    if (c == '-')
+        *sub = N_MINUS;
+    else if (is_digit(c))
+        *sub = c == '0' ? N_ZERO : N_INT;
+    else
+        return false;
+    return true;
+}
+
+int json_num_feed(uint8_t *sub, uint8_t c, bool integer) {
     const bool d = is_digit(c);
-    switch (s->sub) {
+    switch (*sub) {
     case N_MINUS:
-        if (!d) return false;
-        s->sub = c == '0' ? N_ZERO : N_INT;
-        return true;
+        if (!d) return -1;
+        *sub = c == '0' ? N_ZERO : N_INT;
+        return 1;
     case N_ZERO:
     case N_INT:
     case N_FRAC:
-        if (d && s->sub != N_ZERO) return true;
-        if (c == '.' && s->sub != N_FRAC) {
-            s->sub = N_DOT;
-            return true;
+        if (d && *sub != N_ZERO) return 1;
+        if (integer) break;
+        if (c == '.' && *sub != N_FRAC) {
+            *sub = N_DOT;
+            return 1;
         }
         if (c == 'e' || c == 'E') {
-            s->sub = N_E;
-            return true;
+            *sub = N_E;
+            return 1;
         }
         break;
     case N_DOT:
-        if (!d) return false;
-        s->sub = N_FRAC;
-        return true;
+        if (!d) return -1;
+        *sub = N_FRAC;
+        return 1;
     case N_E:
         if (c == '+' || c == '-') {
-            s->sub = N_ESIGN;
-            return true;
+            *sub = N_ESIGN;
+            return 1;
         }
-        if (!d) return false;
-        s->sub = N_EXP;
-        return true;
+        if (!d) return -1;
+        *sub = N_EXP;
+        return 1;
     case N_ESIGN:
-        if (!d) return false;
-        s->sub = N_EXP;
-        return true;
+        if (!d) return -1;
+        *sub = N_EXP;
+        return 1;
     case N_EXP:
-        if (d) return true;
+        if (d) return 1;
         break;
     default:
-        return false;
+        return -1;
     }
-    value_done(s); /* a complete number (a root is an object: depth > 0) */
+    return 0; /* complete: c is what follows */
+}
+
+/* A number byte; a byte that cannot continue a complete number ends it and
+ * is taken as what follows. */
+static bool number_byte(json_pda *s, uint8_t c) {
+    const int r = json_num_feed(&s->sub, c, false);
+    if (r != 0) return r > 0;
+    value_done(s);
     return structural(s, c);
 }
 
@@ -276,6 +299,19 @@ bool json_pda_feed(json_pda *s, uint8_t c) {
     if (!feed(&t, c)) return false;
     *s = t;
     return true;
+}
+
+int json_pda_feed_value(json_pda *s, uint8_t c) {
+    if (s->mode == M_DONE) return 0;
+    json_pda t = *s;
+    if (feed(&t, c)) {
+        *s = t;
+        return 1;
+    }
+    /* a number at the top ends at the first byte that cannot go on with it */
+    uint8_t sub = s->sub;
+    if (s->mode == M_NUMBER && s->depth == 0 && json_num_feed(&sub, c, false) == 0) return 0;
+    return -1;
 }
 
 bool json_pda_feed_all(json_pda *s, const uint8_t *b, size_t n) {
@@ -360,14 +396,35 @@ void json_vocab_free(json_vocab *v) {
 
 struct json_gate {
     const json_vocab *v;
-    json_pda s;
+    const json_schema *schema; /* NULL: any object (p), else its automaton (sa) */
+    json_pda p;
+    json_sa sa;
 };
 
-int json_gate_create(const json_vocab *v, json_gate **out) {
+/* the state that applies, copied or fed (t: a json_pda or a json_sa) */
+typedef union gate_state {
+    json_pda p;
+    json_sa sa;
+} gate_state;
+
+static void gs_get(const json_gate *g, gate_state *t) {
+    if (g->schema)
+        t->sa = g->sa;
+    else
+        t->p = g->p;
+}
+
+static bool gs_feed(const json_gate *g, gate_state *t, const uint8_t *b, size_t n) {
+    return g->schema ? json_sa_feed_all(&t->sa, b, n) : json_pda_feed_all(&t->p, b, n);
+}
+
+int json_gate_create(const json_vocab *v, const json_schema *schema, json_gate **out) {
     *out = calloc(1, sizeof **out);
     if (!*out) return err_set(M40LLM_ERR_OOM, "out of memory");
     (*out)->v = v;
-    json_pda_init(&(*out)->s);
+    (*out)->schema = schema;
+    json_pda_init(&(*out)->p);
+    if (schema) json_sa_init(&(*out)->sa, schema);
     return M40LLM_OK;
 }
 
@@ -378,24 +435,28 @@ void json_gate_free(json_gate *g) {
 bool json_gate_allows(const json_gate *g, int32_t id) {
     const json_vocab *v = g->v;
     if (id < 0 || id >= v->n || v->off[id + 1] == v->off[id]) return false;
-    json_pda t = g->s;
-    return json_pda_feed_all(&t, v->bytes + v->off[id], v->off[id + 1] - v->off[id]);
+    gate_state t;
+    gs_get(g, &t);
+    return gs_feed(g, &t, v->bytes + v->off[id], v->off[id + 1] - v->off[id]);
 }
 
 int json_gate_mask(const json_gate *g, const float *row, float *masked, int n) {
     const json_vocab *v = g->v;
+    const size_t size = g->schema ? sizeof(json_sa) : sizeof(json_pda);
     for (int i = 0; i < n; i++) masked[i] = -INFINITY;
     int allowed = 0;
+    gate_state t, u;
     for (int b = 0; b < 256; b++) {
-        json_pda t = g->s;
-        if (v->first[b] == v->first[b + 1] || !json_pda_feed(&t, (uint8_t)b))
-            continue; /* the whole group starts with a refused byte */
+        if (v->first[b] == v->first[b + 1]) continue;
+        gs_get(g, &t);
+        const uint8_t byte = (uint8_t)b;
+        if (!gs_feed(g, &t, &byte, 1)) continue; /* the whole group starts with a refused byte */
         for (int k = v->first[b]; k < v->first[b + 1]; k++) {
             const int32_t id = v->order[k];
             if (id >= n || isnan(row[id]) || row[id] == -INFINITY) continue;
-            json_pda u = t;
-            const uint32_t o = v->off[id];
-            if (json_pda_feed_all(&u, v->bytes + o + 1, v->off[id + 1] - o - 1)) {
+            const uint32_t o = v->off[id], len = v->off[id + 1] - o;
+            if (len > 1) memcpy(&u, &t, size);
+            if (len == 1 || gs_feed(g, &u, v->bytes + o + 1, len - 1)) {
                 masked[id] = row[id];
                 allowed++;
             }
@@ -407,9 +468,14 @@ int json_gate_mask(const json_gate *g, const float *row, float *masked, int n) {
 void json_gate_accept(json_gate *g, int32_t id) {
     const json_vocab *v = g->v;
     if (id < 0 || id >= v->n) return;
-    json_pda_feed_all(&g->s, v->bytes + v->off[id], v->off[id + 1] - v->off[id]);
+    const uint8_t *b = v->bytes + v->off[id];
+    const size_t n = v->off[id + 1] - v->off[id];
+    if (g->schema)
+        json_sa_feed_all(&g->sa, b, n);
+    else
+        json_pda_feed_all(&g->p, b, n);
 }
 
 bool json_gate_done(const json_gate *g) {
-    return json_pda_done(&g->s);
+    return g->schema ? json_sa_done(&g->sa) : json_pda_done(&g->p);
 }

@@ -38,12 +38,29 @@ typedef struct json_pda {
 
 /* The state before the first byte of a document whose root is an object. */
 void json_pda_init(json_pda *s);
+/* The state before one JSON value of any kind (a part of a bigger document:
+ * see json_pda_feed_value). */
+void json_pda_init_value(json_pda *s);
+/* For json_pda_init_value: 1 c taken; 0 the value was complete before c (c
+ * not taken: it is what follows the value, e.g. the ',' after a number);
+ * -1 refused. The state changes only on 1. */
+int json_pda_feed_value(json_pda *s, uint8_t c);
 /* Takes one byte; false (state unchanged) when no document continues so. */
 bool json_pda_feed(json_pda *s, uint8_t c);
 /* Takes n bytes; false (state unchanged) at the first that is refused. */
 bool json_pda_feed_all(json_pda *s, const uint8_t *b, size_t n);
 /* The root object has closed. */
 bool json_pda_done(const json_pda *s);
+
+/* The string and number parts, shared with the schema automaton
+ * (json_schema.c). A string's bytes after its opening quote, with sub and
+ * pos 0 at the start: 1 the closing quote, 0 more to come, -1 refused. */
+int json_str_feed(uint8_t *sub, uint8_t *pos, uint8_t c);
+/* A number's first byte ('-' or a digit): false if it cannot start one. */
+bool json_num_start(uint8_t *sub, uint8_t c);
+/* A number's next byte (integer: no fraction or exponent): 1 taken, 0 the
+ * number was complete and c is what follows (not taken), -1 refused. */
+int json_num_feed(uint8_t *sub, uint8_t c, bool integer);
 
 typedef struct json_vocab json_vocab;
 
@@ -53,8 +70,11 @@ int json_vocab_build(const tokenizer *t, int n_vocab, json_vocab **out);
 void json_vocab_free(json_vocab *v);
 
 typedef struct json_gate json_gate;
+typedef struct json_schema json_schema;
 
-int json_gate_create(const json_vocab *v, json_gate **out);
+/* A gate for one answer: any object (schema NULL) or an instance of a
+ * compiled schema (json_schema.h; it must outlive the gate). */
+int json_gate_create(const json_vocab *v, const json_schema *schema, json_gate **out);
 void json_gate_free(json_gate *g);
 /* Whether token id may come next. */
 bool json_gate_allows(const json_gate *g, int32_t id);

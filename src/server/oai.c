@@ -63,12 +63,22 @@ static int oai_parse_sampling(const cJSON *b, gen_spec *g, bool *seeded, api_err
         const char *type = NULL;
         if (!cJSON_IsObject(rf) || rq_string(rf, "type", "response_format.type", &type, e) < 0)
             return rq_fail(e, 400, "response_format", "'response_format' must be an object");
-        if (type && !strcmp(type, "json_object"))
+        if (type && !strcmp(type, "json_object")) {
             g->format = M40LLM_FORMAT_JSON;
-        else if (type && strcmp(type, "text"))
+        } else if (type && !strcmp(type, "json_schema")) {
+            const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+            if (!cJSON_IsObject(js))
+                return rq_fail(e, 400, "response_format.json_schema",
+                               "'response_format.json_schema' must be an object");
+            if (rq_json_schema(cJSON_GetObjectItemCaseSensitive(js, "schema"),
+                               "response_format.json_schema.schema", g, e) < 0)
+                return -1;
+        } else if (type && strcmp(type, "text")) {
             return rq_fail(e, 400, "response_format",
-                           "response_format '%s' is not supported (\"text\" or \"json_object\")",
+                           "response_format '%s' is not supported (\"text\", \"json_object\" or "
+                           "\"json_schema\")",
                            type);
+        }
     }
     return 0;
 }

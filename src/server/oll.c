@@ -70,9 +70,11 @@ static int oll_parse_common(const cJSON *b, gen_spec *g, bool *seeded, api_err *
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(b, "format");
     if (cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "json"))
         g->format = M40LLM_FORMAT_JSON;
-    else if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !*fmt->valuestring))
-        return rq_fail(e, 400, "format",
-                       "'format' must be \"json\" (a JSON schema is not supported)");
+    else if (cJSON_IsObject(fmt) && rq_json_schema(fmt, "format", g, e) < 0)
+        return -1;
+    else if (fmt && !cJSON_IsNull(fmt) && !cJSON_IsObject(fmt) &&
+             !(cJSON_IsString(fmt) && !*fmt->valuestring))
+        return rq_fail(e, 400, "format", "'format' must be \"json\" or a JSON schema");
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(b, "tools");
     if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0)
         return rq_fail(e, 400, "tools", "tools are not supported");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "json_check.h"
+#include "json_schema.h"
 #include "srv_int.h"
 
 /* values a request body may hold: a long conversation has a few thousand */
@@ -21,6 +22,24 @@ int rq_fail(api_err *e, int status, const char *param, const char *fmt, ...) {
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+int rq_json_schema(const cJSON *schema, const char *param, gen_spec *g, api_err *e) {
+    if (!cJSON_IsObject(schema)) return rq_fail(e, 400, param, "'%s' must be an object", param);
+    char *t = cJSON_PrintUnformatted(schema);
+    if (!t) return rq_fail(e, 503, param, "out of memory");
+    json_schema *c = NULL;
+    int rc = json_schema_compile(t, strlen(t), &c);
+    json_schema_free(c);
+    if (rc) {
+        free(t);
+        return rc == M40LLM_ERR_OOM ? rq_fail(e, 503, param, "out of memory")
+                                    : rq_fail(e, 400, param, "%s", m40llm_last_error());
+    }
+    free(g->json_schema);
+    g->json_schema = t;
+    g->format = M40LLM_FORMAT_JSON;
+    return 0;
 }
 
 int rq_fail_status(api_err *e, int rc, const char *param) {

@@ -88,12 +88,13 @@ typedef struct gen_spec {
     int max_tokens; /* <= 0: until a stop or a full context */
     char **stops;   /* [n_stops] (owned) */
     int n_stops;
-    int logprobs;     /* 1: the chosen token's logprob */
-    int top_logprobs; /* 0..M40LLM_MAX_LOGPROBS alternatives a token */
-    int n_ctx;        /* Ollama num_ctx; 0: the server's */
-    bool ignore_eos;  /* go on past end-of-generation tokens (vLLM's extension, benchmarks) */
-    bool load_only;   /* Ollama: no prompt/messages = "load the model" */
-    int format; /* M40LLM_FORMAT_TEXT, or _JSON (response_format json_object, format "json") */
+    int logprobs;      /* 1: the chosen token's logprob */
+    int top_logprobs;  /* 0..M40LLM_MAX_LOGPROBS alternatives a token */
+    int n_ctx;         /* Ollama num_ctx; 0: the server's */
+    bool ignore_eos;   /* go on past end-of-generation tokens (vLLM's extension, benchmarks) */
+    bool load_only;    /* Ollama: no prompt/messages = "load the model" */
+    int format;        /* M40LLM_FORMAT_TEXT, or _JSON (response_format, format) */
+    char *json_schema; /* with _JSON: the schema's text (json_schema, format {...}) (owned) */
     double keep_alive; /* Ollama keep_alive in seconds (< 0 forever); NAN: the server's */
 } gen_spec;
 
@@ -102,6 +103,9 @@ typedef struct gen_spec {
  * seed is left 0: the caller draws a random one unless one is given. */
 void gen_spec_init(gen_spec *g, gen_kind kind);
 void gen_spec_free(gen_spec *g);
+/* JSON mode with a schema: g->json_schema gets its text once it compiles
+ * (json_schema.h); else 400 naming param and why. 0 or -1. */
+int rq_json_schema(const cJSON *schema, const char *param, gen_spec *g, api_err *e);
 
 /* Body -> spec (pure: no model needed). 0, or -1 with e filled. *seeded
  * tells whether the request gave a seed. */

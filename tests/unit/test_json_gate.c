@@ -344,7 +344,7 @@ static void test_gate(void) {
     json_vocab *jv = NULL;
     json_gate *g = NULL;
     CHECK(json_vocab_build(t, NT, &jv) == M40LLM_OK);
-    CHECK(json_gate_create(jv, &g) == M40LLM_OK);
+    CHECK(json_gate_create(jv, NULL, &g) == M40LLM_OK);
     if (!g) {
         json_vocab_free(jv);
         tokenizer_free(t);
@@ -372,7 +372,7 @@ static void test_gate(void) {
     for (int i = 0; i < NT; i++) CHECKF(json_gate_allows(g, i) == (i == 12), "after: token %d", i);
     json_gate_free(g);
     /* a string's end and the object's in one token; never two closers */
-    CHECK(json_gate_create(jv, &g) == M40LLM_OK);
+    CHECK(json_gate_create(jv, NULL, &g) == M40LLM_OK);
     const int32_t seq2[] = {9, 6, 10, 5, 6, 11};
     for (int i = 0; i < 6; i++) {
         CHECKF(json_gate_allows(g, seq2[i]), "token %d of {\"a\":\"a\"}", i);
@@ -380,7 +380,7 @@ static void test_gate(void) {
     }
     CHECK(json_gate_done(g));
     json_gate_free(g);
-    CHECK(json_gate_create(jv, &g) == M40LLM_OK);
+    CHECK(json_gate_create(jv, NULL, &g) == M40LLM_OK);
     json_gate_accept(g, 3);
     CHECK(!json_gate_allows(g, 15) && json_gate_allows(g, 4) && !json_gate_allows(g, 16));
     json_gate_free(g);

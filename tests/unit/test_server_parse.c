@@ -134,9 +134,27 @@ static void test_oai_chat(void) {
     gen_spec_free(&g);
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"tools\": [{\"type\": \"function\"}]"),
                 "tools", "not supported"));
+    CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"response_format\": {\"type\": \"xml\"}"),
+                "response_format", "not supported"));
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT,
-                BODY("\"response_format\": {\"type\": \"json_schema\"}"), "response_format",
-                "not supported"));
+                BODY("\"response_format\": {\"type\": \"json_schema\"}"),
+                "response_format.json_schema", "must be an object"));
+    CHECK(fails(oai_parse_chat, GEN_OAI_CHAT,
+                BODY("\"response_format\": {\"type\": \"json_schema\", \"json_schema\": "
+                     "{\"name\": \"x\", \"schema\": {\"type\": \"string\"}}}"),
+                "response_format.json_schema.schema", "root must be an object"));
+    CHECK(fails(oai_parse_chat, GEN_OAI_CHAT,
+                BODY("\"response_format\": {\"type\": \"json_schema\", \"json_schema\": "
+                     "{\"name\": \"x\", \"schema\": {\"type\": \"object\", \"properties\": "
+                     "{\"a\": {\"type\": \"string\", \"pattern\": \"^x\"}}}}}"),
+                "response_format.json_schema.schema", "not supported: pattern"));
+    CHECK(parse(oai_parse_chat, GEN_OAI_CHAT,
+                BODY("\"response_format\": {\"type\": \"json_schema\", \"json_schema\": "
+                     "{\"name\": \"x\", \"schema\": {\"type\": \"object\", \"properties\": "
+                     "{\"a\": {\"type\": \"integer\"}}, \"required\": [\"a\"]}}}"),
+                &g, &seeded, &e) == 0 &&
+          g.format == M40LLM_FORMAT_JSON && g.json_schema && strstr(g.json_schema, "integer"));
+    gen_spec_free(&g);
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"response_format\": \"json\""),
                 "response_format", "must be an object"));
     CHECK(parse(oai_parse_chat, GEN_OAI_CHAT,
@@ -262,10 +280,14 @@ static void test_oll(void) {
     CHECK(fails(oll_parse_chat, GEN_OLL_CHAT, "{\"model\": \"m\", \"options\": {\"stop\": [5]}}",
                 "options.stop", "array of strings"));
     CHECK(fails(oll_parse_chat, GEN_OLL_CHAT,
-                "{\"model\": \"m\", \"format\": {\"type\": \"object\"}}", "format",
-                "schema is not supported"));
+                "{\"model\": \"m\", \"format\": {\"type\": \"array\"}}", "format",
+                "root must be an object"));
+    CHECK(parse(oll_parse_chat, GEN_OLL_CHAT,
+                "{\"model\": \"m\", \"format\": {\"type\": \"object\"}}", &g, &seeded, &e) == 0 &&
+          g.format == M40LLM_FORMAT_JSON && g.json_schema);
+    gen_spec_free(&g);
     CHECK(fails(oll_parse_chat, GEN_OLL_CHAT, "{\"model\": \"m\", \"format\": \"xml\"}", "format",
-                "must be \"json\""));
+                "must be \"json\" or a JSON schema"));
     CHECK(parse(oll_parse_chat, GEN_OLL_CHAT, "{\"model\": \"m\", \"format\": \"json\"}", &g,
                 &seeded, &e) == 0 &&
           g.format == M40LLM_FORMAT_JSON);
