@@ -17,7 +17,7 @@
  * items, {}) is any JSON.
  *
  * json_sa is the byte-level automaton over a compiled schema, used like
- * json_pda (json_gate.h). */
+ * json_pda (json_pda.h). */
 #ifndef M40_JSON_SCHEMA_H
 #define M40_JSON_SCHEMA_H
 
@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "json_gate.h"
+#include "json_pda.h"
 
 #define JSON_SA_MAX_DEPTH   48  /* nesting of an answer */
 #define JSON_SCHEMA_MAX_SET 256 /* properties of an object, values of an enum */

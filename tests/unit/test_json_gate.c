@@ -29,6 +29,17 @@ static int rd_peek(rd *r) {
 }
 static int rd_value(rd *r);
 
+/* four hex digits as a number, or -1 */
+static long rd_hex4(rd *r) {
+    long v = 0;
+    for (int i = 0; i < 4; i++, r->p++) {
+        if (r->p >= r->end || !*r->p || !strchr("0123456789abcdefABCDEF", *r->p)) return -1;
+        const int c = *r->p;
+        v = v * 16 + (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
 static int rd_string(rd *r) {
     r->p++; /* '"' */
     while (r->p < r->end) {
@@ -39,9 +50,15 @@ static int rd_string(rd *r) {
             if (r->p >= r->end) return 0;
             unsigned e = *r->p++;
             if (e == 'u') {
-                for (int i = 0; i < 4; i++, r->p++)
-                    if (r->p >= r->end || !strchr("0123456789abcdefABCDEF", *r->p) || !*r->p)
-                        return 0;
+                /* a surrogate pair, or a code point that is not a surrogate */
+                long u = rd_hex4(r);
+                if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return 0;
+                if (u >= 0xD800 && u <= 0xDBFF) {
+                    if (r->end - r->p < 2 || r->p[0] != '\\' || r->p[1] != 'u') return 0;
+                    r->p += 2;
+                    long lo = rd_hex4(r);
+                    if (lo < 0xDC00 || lo > 0xDFFF) return 0;
+                }
             } else if (!e || !strchr("\"\\/bfnrt", (int)e)) {
                 return 0;
             }
@@ -159,15 +176,49 @@ static void test_cases(void) {
         "{\"k\" : { \"n\" : [ [ ] , [ { } ] ] } }",
         "{\"u\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xed\x9f\xbf\xf4\x8f\xbf\xbf\"}",
         "{\"n\":-0,\"m\":10,\"f\":0.125e1}",
+        "{\"s\":\"\\uD83D\\uDE00\\ud7ff\\uE000\\udbff\\udfff\"}",
     };
     static const char *bad[] = {
-        "[]", "\"a\"", "1", "{\"a\"}", "{\"a\":}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}",
-        "{\"a\":+1}", "{\"a\":tru}", "{\"a\":nul}", "{\"a\":\"\x01\"}", "{\"a\":\"\\q\"}",
-        "{\"a\":\"\\u12G4\"}", "{,}", "{\"a\":1,}", "{\"a\":[1,]}", "{\"a\" 1}", "{}}", "{} x",
-        "{\"a\":\"\xc0\x80\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xf5\x80\x80\x80\"}",
-        "{\"a\":\"\xe0\x80\x80\"}", "{\"a\":\"\xe2\x82\"}", "{\"a\":\"\xf4\x90\x80\x80\"}",
-        "{\"a\":-}", "{\"a\":1e}", "{\"a\":1e+}", "{'a':1}", "{\"a\":[}", "{\"a\":]}", "{",
-        "{\"a\":1", "{\"a\":\"x",
+        "[]",
+        "\"a\"",
+        "1",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":+1}",
+        "{\"a\":tru}",
+        "{\"a\":nul}",
+        "{\"a\":\"\x01\"}",
+        "{\"a\":\"\\q\"}",
+        "{\"a\":\"\\u12G4\"}",
+        "{,}",
+        "{\"a\":1,}",
+        "{\"a\":[1,]}",
+        "{\"a\" 1}",
+        "{}}",
+        "{} x",
+        "{\"a\":\"\xc0\x80\"}",
+        "{\"a\":\"\xed\xa0\x80\"}",
+        "{\"a\":\"\xf5\x80\x80\x80\"}",
+        "{\"a\":\"\xe0\x80\x80\"}",
+        "{\"a\":\"\xe2\x82\"}",
+        "{\"a\":\"\xf4\x90\x80\x80\"}",
+        "{\"a\":-}",
+        "{\"a\":1e}",
+        "{\"a\":1e+}",
+        "{'a':1}",
+        "{\"a\":[}",
+        "{\"a\":]}",
+        "{",
+        "{\"a\":\"\\uD83D\"}",
+        "{\"a\":\"\\uDE00\"}",
+        "{\"a\":\"\\uD83Dx\"}",
+        "{\"a\":\"\\uD83D\\u0041\"}",
+        "{\"a\":\"\\ud83d\\n\"}",
+        "{\"a\":1",
+        "{\"a\":\"x",
     };
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         const unsigned char *s = (const unsigned char *)ok[i];
@@ -234,10 +285,23 @@ static void ws(sb *s) {
 }
 static void gen_value(sb *s, int depth);
 static void gen_string(sb *s) {
-    static const char *parts[] = {"a", "key", " ", "\\n", "\\\"", "\\\\", "\\u00e9", "\\uD83D",
-                                  "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "/", "\\/"};
+    static const char *parts[] = {"a",
+                                  "key",
+                                  " ",
+                                  "\\n",
+                                  "\\\"",
+                                  "\\\\",
+                                  "\\u00e9",
+                                  "\\uD83D\\ude00",
+                                  "\xc3\xa9",
+                                  "\xe2\x82\xac",
+                                  "\xf0\x9f\x98\x80",
+                                  "/",
+                                  "\\/",
+                                  "\\uDBFF\\uDFFF",
+                                  "\\ud7ff\\uE000"};
     put(s, "\"");
-    for (uint32_t i = rnd(4); i > 0; i--) put(s, parts[rnd(13)]);
+    for (uint32_t i = rnd(4); i > 0; i--) put(s, parts[rnd(15)]);
     put(s, "\"");
 }
 static void gen_value(sb *s, int depth) {
@@ -319,8 +383,8 @@ static void test_random(void) {
 
 /* ---- the gate over a small vocabulary ---- */
 static void test_gate(void) {
-    static const char *toks[] = {"<unk>", "<s>", "</s>", "{", "}", "\"", "a", ":", "1",
-                                 "{\"",   "\":", "\"}", " ", "<0x7B>", "x}", "}}", "]"};
+    static const char *toks[] = {"<unk>", "<s>", "</s>", "{", "}",      "\"", "a",  ":", "1",
+                                 "{\"",   "\":", "\"}",  " ", "<0x7B>", "x}", "}}", "]"};
     enum { NT = sizeof toks / sizeof *toks };
     int32_t types[NT];
     for (int i = 0; i < NT; i++) types[i] = 1;
@@ -357,7 +421,7 @@ static void test_gate(void) {
     CHECK(!json_gate_allows(g, -1) && !json_gate_allows(g, NT));
     float row[NT + 2], masked[NT + 2];
     for (int i = 0; i < NT + 2; i++) row[i] = (float)i;
-    row[9] = NAN; /* never taken */
+    row[9] = NAN;                                       /* never taken */
     CHECK(json_gate_mask(g, row, masked, NT + 2) == 3); /* '{', <0x7B>, ' ' */
     CHECK(masked[3] == 3 && masked[13] == 13 && masked[12] == 12 && isinf(masked[9]) &&
           isinf(masked[2]) && isinf(masked[NT]) && isinf(masked[NT + 1]));
