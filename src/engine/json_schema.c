@@ -354,9 +354,12 @@ static bool bs_has(const uint8_t *b, unsigned c) {
 
 /* The bytes each node's values start with; anyOf alternatives must start
  * differently (the automaton picks one by the first byte). */
-static int js_first(json_schema *s, int id) {
+static int js_first(json_schema *s, int id, int depth) {
     js_node *nd = &s->nodes[id];
     if (nd->first_state == 2) return 0;
+    /* (never reached: a walk from a node only meets nodes compiled inside it,
+     * at most 64 deep; a bound all the same, as HTTP threads have small stacks) */
+    if (depth > 256) return js_fail(nd->where, "anyOf / $ref chains more than 256 long", NULL);
     if (nd->first_state == 1)
         return js_fail(nd->where, "an anyOf / $ref that refers to itself before any value", NULL);
     nd->first_state = 1;
@@ -385,7 +388,7 @@ static int js_first(json_schema *s, int id) {
     default: /* K_ANYOF */
         for (int i = 0; i < nd->n; i++) {
             const int ch = s->nodes[id].child[i];
-            if (js_first(s, ch)) return -1;
+            if (js_first(s, ch, depth + 1)) return -1;
             nd = &s->nodes[id];
             for (int b = 0; b < 32; b++) {
                 if (f[b] & s->nodes[ch].first[b]) {
@@ -444,7 +447,7 @@ int json_schema_compile(const char *text, size_t len, json_schema **out) {
     if (!rc && s->nodes[js_real(s, s->root)].kind == K_ANY)
         s->nodes[js_real(s, s->root)].kind = K_ANY_OBJECT;
     for (int i = 0; !rc && i < s->n; i++)
-        if (js_first(s, i)) rc = M40LLM_ERR_INVALID_ARG;
+        if (js_first(s, i, 0)) rc = M40LLM_ERR_INVALID_ARG;
     if (!rc) {
         const int k = s->nodes[js_real(s, s->root)].kind;
         if (k != K_OBJECT && k != K_ANY_OBJECT)

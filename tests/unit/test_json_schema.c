@@ -90,8 +90,7 @@ static const cases k_cases[] = {
     {"{\"type\": \"object\", \"properties\": {\"t\": {\"type\": \"array\", \"items\": "
      "{\"type\": \"boolean\"}, \"minItems\": 1, \"maxItems\": 2}}, \"required\": [\"t\"]}",
      {"{\"t\":[true]}", "{\"t\":[ false , true ]}"},
-     {"{\"t\":[]}", "{\"t\":[true,true,true]}", "{\"t\":[1]}", "{\"t\":[true,]}",
-      "{\"t\":true}"}},
+     {"{\"t\":[]}", "{\"t\":[true,true,true]}", "{\"t\":[1]}", "{\"t\":[true,]}", "{\"t\":true}"}},
     {"{\"type\": \"object\", \"properties\": {\"v\": {\"anyOf\": [{\"type\": \"number\"}, "
      "{\"type\": \"null\"}, {\"type\": \"string\"}]}, \"w\": {\"type\": \"integer\", "
      "\"nullable\": true}, \"k\": {\"const\": \"x\"}}, \"required\": [\"v\", \"w\", \"k\"]}",
@@ -125,8 +124,7 @@ static void test_instances(void) {
         for (int k = 0; k < 8 && k_cases[i].ok[k]; k++, n_ok++)
             CHECKF(accepts(s, k_cases[i].ok[k]), "schema %zu: refused %s", i, k_cases[i].ok[k]);
         for (int k = 0; k < 10 && k_cases[i].bad[k]; k++, n_bad++)
-            CHECKF(!accepts(s, k_cases[i].bad[k]), "schema %zu: accepted %s", i,
-                   k_cases[i].bad[k]);
+            CHECKF(!accepts(s, k_cases[i].bad[k]), "schema %zu: accepted %s", i, k_cases[i].bad[k]);
         json_schema_free(s);
     }
     printf("  %d instances accepted, %d non-instances refused\n", n_ok, n_bad);
