@@ -164,7 +164,8 @@ void m40llm_model_get_info(const m40llm_model *m, m40llm_model_info *out);
  * instead of the model's own. A template the engine cannot run, or that
  * raises on one user message, is refused (M40LLM_ERR_UNSUPPORTED or
  * M40LLM_ERR_INVALID_ARG, the model unchanged). Set it before any engine or
- * thread uses the model. */
+ * thread uses the model: the chat_template string an earlier
+ * m40llm_model_get_info gave is freed (call it again). */
 int m40llm_model_set_chat_template(m40llm_model *m, const char *source);
 
 /* Tokenizes text (add_special: BOS etc. as the model wants; parse_special:

@@ -13,8 +13,9 @@ out="${M40LLM_FUZZ_DIR:-build-fuzz}"
 mkdir -p "$out"
 bin="$out/fuzz_json_schema"
 . scripts/fuzz_common.sh
-fuzz_build "$bin" "-lcjson -lm" fuzz/fuzz_json_schema.c src/engine/json_schema.c \
-    src/engine/json_pda.c src/err.c -- src/engine/json_schema.h src/engine/json_pda.h
+fuzz_build "$bin" "-lcjson -lm" fuzz/fuzz_json_schema.c src/engine/json_schema.c src/engine/json_sa.c \
+    src/engine/json_pda.c src/err.c -- src/engine/json_schema.h src/engine/json_schema_int.h \
+    src/engine/json_pda.h
 
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT

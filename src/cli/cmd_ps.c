@@ -330,6 +330,7 @@ int cmd_stop(int argc, char **argv) {
     cJSON_Delete(req);
     char *listed = strdup(ps_str(m, "name"));
     cJSON_Delete(doc);
+    doc = NULL;
     char *a = NULL;
     long st = 0;
     rc = body && listed ? ps_call(base, "/api/generate", body, &a, &st)
@@ -337,8 +338,12 @@ int cmd_stop(int argc, char **argv) {
     free(body);
     if (!rc && st != 200) rc = ps_status_error("POST /api/generate", st, a);
     free(a);
-    /* a server started with --model keeps it: say so rather than claim it stopped */
-    if (!rc && !(rc = ps_models(base, &doc, &models)) && ps_find(models, listed)) {
+    /* a server started with --model keeps it: say so rather than claim it
+     * stopped (an unload that cannot be checked counts as done) */
+    if (!rc && ps_models(base, &doc, &models)) {
+        err_clear();
+        doc = NULL;
+    } else if (!rc && ps_find(models, listed)) {
         fprintf(stderr, "m40-llm stop: the server keeps ");
         cli_put_escaped(stderr, listed, strlen(listed), 0);
         fprintf(stderr, " loaded (it was started with --model); stop the server instead\n");

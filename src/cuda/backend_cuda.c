@@ -523,18 +523,29 @@ static int cuda_seq_set_blocks(backend *b, int seq, const int32_t *blocks, int n
     return M40LLM_OK;
 }
 
-/* One 2-D copy on the decode stream: a page is a row of each layer's K and
- * V ([layer][K, V][page] rows kv_layer_bytes apart), so the next forward's
- * kernels see it. */
+/* Copies on the decode stream, so the next forward's kernels see them: a
+ * page is a row of each layer's K and V ([layer][K, V][page] rows
+ * kv_layer_bytes apart), one 2-D copy where that pitch is within the
+ * device's limit for one (memPitch, about 2 GiB), else a copy per row. */
 static int cuda_block_copy(backend *b, int src, int dst) {
     cuda_backend *cb = (cuda_backend *)b;
     int rc = backend_check_copy(b, src, dst);
     if (rc) return rc;
-    const size_t pb = kv_page_bytes(cb);
+    const size_t pb = kv_page_bytes(cb), rows = 2 * (size_t)(cb->l1 - cb->l0);
     CUDA_TRY(cudaSetDevice(cb->device));
-    CUDA_TRY(cudaMemcpy2DAsync(cb->kv + (size_t)dst * pb, cb->kv_layer_bytes,
-                               cb->kv + (size_t)src * pb, cb->kv_layer_bytes, pb,
-                               2 * (size_t)(cb->l1 - cb->l0), cudaMemcpyDeviceToDevice, cb->st));
+    int max_pitch = 0;
+    CUDA_TRY(cudaDeviceGetAttribute(&max_pitch, cudaDevAttrMaxPitch, cb->device));
+    if (cb->kv_layer_bytes <= (size_t)max_pitch) {
+        CUDA_TRY(cudaMemcpy2DAsync(cb->kv + (size_t)dst * pb, cb->kv_layer_bytes,
+                                   cb->kv + (size_t)src * pb, cb->kv_layer_bytes, pb, rows,
+                                   cudaMemcpyDeviceToDevice, cb->st));
+        return M40LLM_OK;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        uint8_t *row = cb->kv + r * cb->kv_layer_bytes;
+        CUDA_TRY(cudaMemcpyAsync(row + (size_t)dst * pb, row + (size_t)src * pb, pb,
+                                 cudaMemcpyDeviceToDevice, cb->st));
+    }
     return M40LLM_OK;
 }
 

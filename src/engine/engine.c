@@ -413,23 +413,22 @@ static int request_new(m40llm_engine *e, const m40llm_request_params *p, m40llm_
     r->p.prompt = NULL;
     r->p.stops = NULL;
     r->p.json_schema = NULL;
-    if (p->json_schema &&
-        (rc = json_schema_compile(p->json_schema, strlen(p->json_schema), &r->schema))) {
-        atomic_store(&r->refs, 1);
-        engine_request_unref(r);
-        return rc;
-    }
+    r->p.n_stops = 0; /* counts the copies made below: unref frees only those */
     r->slot = -1;
     r->n_ctx = e->p.n_ctx;
     r->tokens = malloc(((size_t)e->p.n_ctx + 1) * sizeof *r->tokens);
     r->blocks = malloc((size_t)e->max_blocks * sizeof *r->blocks);
     r->stops = p->n_stops ? calloc((size_t)p->n_stops, sizeof *r->stops) : NULL;
     bool ok = r->tokens && r->blocks && (!p->n_stops || r->stops);
-    for (int i = 0; ok && i < p->n_stops; i++) ok = (r->stops[i] = strdup(p->stops[i])) != NULL;
-    if (!ok) {
+    for (int i = 0; ok && i < p->n_stops; i++, r->p.n_stops++)
+        ok = (r->stops[i] = strdup(p->stops[i])) != NULL;
+    rc = ok ? M40LLM_OK : err_set(M40LLM_ERR_OOM, "out of memory");
+    if (!rc && p->json_schema)
+        rc = json_schema_compile(p->json_schema, strlen(p->json_schema), &r->schema);
+    if (rc) {
         atomic_store(&r->refs, 1);
         engine_request_unref(r);
-        return err_set(M40LLM_ERR_OOM, "out of memory");
+        return rc;
     }
     memcpy(r->tokens, p->prompt, p->n_prompt * sizeof *r->tokens);
     r->n_tokens = (int)p->n_prompt;

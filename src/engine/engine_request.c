@@ -139,7 +139,9 @@ m40llm_finish_reason engine_request_token(m40llm_engine *e, m40llm_request *r, f
         tok = sampler_sample(r->smp, row);
         if (r->gate && !json_gate_allows(r->gate, tok)) {
             /* drawn again from the tokens that keep the answer JSON: kept
-             * or redrawn, each comes with its masked probability */
+             * or redrawn, each comes with its masked probability (exactly so
+             * without top-k / top-p / min-p, which the two draws apply to
+             * different rows); logprobs are then the masked row's */
             if (json_gate_mask(r->gate, row, r->masked, nv) == 0) {
                 snprintf(r->error, sizeof r->error,
                          "JSON mode: no token of the vocabulary continues the answer");

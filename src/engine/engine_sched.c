@@ -137,9 +137,9 @@ static int prefix_partial(m40llm_engine *e, m40llm_request *r, uint64_t parent, 
     return run;
 }
 
-/* Reuses cached blocks of the prompt's leading full blocks, then what a
- * cached block holds of the next one; at least one token is left to
- * compute (its logits are needed). */
+/* Reuses cached blocks of the prompt's leading full blocks; at least one
+ * token is left to compute (its logits are needed). What a cached block
+ * holds of the next one is prefix_more's, once the request is admitted. */
 static void prefix_lookup(m40llm_engine *e, m40llm_request *r) {
     const int bs = e->pool.block;
     int max_full = (r->n_tokens - 1) / bs;
@@ -156,10 +156,16 @@ static void prefix_lookup(m40llm_engine *e, m40llm_request *r) {
     r->n_hashed = r->n_blocks;
     r->last_hash = h;
     r->n_computed = r->n_blocks * bs;
-    const int avail = r->n_tokens - 1 - r->n_computed;
-    if (!e->p.no_prefix_cache && avail > 0)
-        r->n_computed += prefix_partial(e, r, h, avail < bs ? avail : bs);
     r->table_dirty = true;
+}
+
+/* An admitted request: the first positions of the block after its reused
+ * full ones from a cached block (its block for them, which the admission
+ * counted), and the counters. */
+static void prefix_more(m40llm_engine *e, m40llm_request *r) {
+    const int bs = e->pool.block, avail = r->n_tokens - 1 - r->n_computed;
+    if (!e->p.no_prefix_cache && avail > 0)
+        r->n_computed += prefix_partial(e, r, r->last_hash, avail < bs ? avail : bs);
     e->st.prefix_queries += (uint64_t)r->n_tokens;
     e->st.prefix_hits += (uint64_t)r->n_computed;
 }
@@ -268,11 +274,10 @@ static void schedule_admissions(m40llm_engine *e, step_batch *sb) {
         if (need > e->max_blocks) need = e->max_blocks;
         need -= r->n_blocks;
         if (need > kv_pool_available(&e->pool)) {
-            e->st.prefix_queries -= (uint64_t)r->n_tokens; /* looked up again next time */
-            e->st.prefix_hits -= (uint64_t)r->n_computed;
-            release_blocks(e, r);
+            release_blocks(e, r); /* looked up again next time */
             break;
         }
+        prefix_more(e, r);
         remove_at(e->waiting, &e->n_waiting, 0);
         r->slot = e->free_slots[--e->n_free_slots];
         r->state = REQ_RUNNING;

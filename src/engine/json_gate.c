@@ -95,13 +95,21 @@ typedef union gate_state {
 
 static void gs_get(const json_gate *g, gate_state *t) {
     if (g->schema)
-        t->sa = g->sa;
+        json_sa_copy(&t->sa, &g->sa);
     else
         t->p = g->p;
 }
 
-static bool gs_feed(const json_gate *g, gate_state *t, const uint8_t *b, size_t n) {
-    return g->schema ? json_sa_feed_all(&t->sa, b, n) : json_pda_feed_all(&t->p, b, n);
+static void gs_copy(const json_gate *g, gate_state *dst, const gate_state *src) {
+    if (g->schema)
+        json_sa_copy(&dst->sa, &src->sa);
+    else
+        dst->p = src->p;
+}
+
+/* Feeds t in place (a scratch state: unusable after false). */
+static bool gs_try(const json_gate *g, gate_state *t, const uint8_t *b, size_t n) {
+    return g->schema ? json_sa_try(&t->sa, b, n) : json_pda_feed_all(&t->p, b, n);
 }
 
 int json_gate_create(const json_vocab *v, const json_schema *schema, json_gate **out) {
@@ -123,12 +131,11 @@ bool json_gate_allows(const json_gate *g, int32_t id) {
     if (id < 0 || id >= v->n || v->off[id + 1] == v->off[id]) return false;
     gate_state t;
     gs_get(g, &t);
-    return gs_feed(g, &t, v->bytes + v->off[id], v->off[id + 1] - v->off[id]);
+    return gs_try(g, &t, v->bytes + v->off[id], v->off[id + 1] - v->off[id]);
 }
 
 int json_gate_mask(const json_gate *g, const float *row, float *masked, int n) {
     const json_vocab *v = g->v;
-    const size_t size = g->schema ? sizeof(json_sa) : sizeof(json_pda);
     for (int i = 0; i < n; i++) masked[i] = -INFINITY;
     int allowed = 0;
     gate_state t, u;
@@ -136,13 +143,13 @@ int json_gate_mask(const json_gate *g, const float *row, float *masked, int n) {
         if (v->first[b] == v->first[b + 1]) continue;
         gs_get(g, &t);
         const uint8_t byte = (uint8_t)b;
-        if (!gs_feed(g, &t, &byte, 1)) continue; /* the whole group starts with a refused byte */
+        if (!gs_try(g, &t, &byte, 1)) continue; /* the whole group starts with a refused byte */
         for (int k = v->first[b]; k < v->first[b + 1]; k++) {
             const int32_t id = v->order[k];
             if (id >= n || isnan(row[id]) || row[id] == -INFINITY) continue;
             const uint32_t o = v->off[id], len = v->off[id + 1] - o;
-            if (len > 1) memcpy(&u, &t, size);
-            if (len == 1 || gs_feed(g, &u, v->bytes + o + 1, len - 1)) {
+            if (len > 1) gs_copy(g, &u, &t);
+            if (len == 1 || gs_try(g, &u, v->bytes + o + 1, len - 1)) {
                 masked[id] = row[id];
                 allowed++;
             }

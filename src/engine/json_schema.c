@@ -1,5 +1,5 @@
-/* JSON schemas for JSON mode: the compiler and the automaton (see
- * json_schema.h). */
+/* JSON schemas for JSON mode: the compiler (see json_schema.h; the
+ * automaton is json_sa.c). */
 #include "json_schema.h"
 
 #include <math.h>
@@ -10,30 +10,10 @@
 #include <cjson/cJSON.h>
 
 #include "err.h"
+#include "json_schema_int.h"
 
 #define JS_MAX_NODES 4096
 #define JS_MAX_TEXT  4096 /* bytes of one enum value or key, written compactly */
-
-enum { K_ANY, K_ANY_OBJECT, K_OBJECT, K_ARRAY, K_STRING, K_NUMBER, K_INTEGER, K_ENUM, K_ANYOF };
-
-typedef struct js_node {
-    int kind;
-    int n;             /* object: properties; enum: values; anyOf: alternatives */
-    char **text;       /* [n] object: keys as JSON strings with quotes; enum: values, compact */
-    uint32_t *len;     /* [n] */
-    int32_t *child;    /* [n] object: property schemas; anyOf: alternatives; array: [1] items */
-    uint8_t *required; /* [n] object */
-    int min_items, max_items;
-    uint8_t first[32];  /* bytes a value of it can start with */
-    int8_t first_state; /* 0 not computed, 1 computing, 2 done */
-    char where[96];     /* its JSON pointer, for messages */
-} js_node;
-
-struct json_schema {
-    js_node *nodes;
-    int n, cap;
-    int root;
-};
 
 /* ---- compiling ---- */
 
@@ -145,22 +125,76 @@ static int js_alloc_set(js_node *nd, int n) {
                : (err_set(M40LLM_ERR_OOM, "out of memory"), -1);
 }
 
-static int js_enum(jc *c, const cJSON *vals, const cJSON *src, const char *where) {
+/* A value's match with a type name (NULL: any). */
+static bool js_is_type(const cJSON *v, const char *type) {
+    if (!type) return true;
+    if (!strcmp(type, "string")) return cJSON_IsString(v);
+    if (!strcmp(type, "number")) return cJSON_IsNumber(v);
+    if (!strcmp(type, "integer"))
+        return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble);
+    if (!strcmp(type, "boolean")) return cJSON_IsBool(v);
+    if (!strcmp(type, "null")) return cJSON_IsNull(v);
+    if (!strcmp(type, "object")) return cJSON_IsObject(v);
+    return !strcmp(type, "array") && cJSON_IsArray(v);
+}
+
+/* Whether v (an enum value) matches the schema's type (a name or a list; absent: any). */
+static bool js_type_ok(const cJSON *v, const cJSON *ty) {
+    if (cJSON_IsString(ty)) return js_is_type(v, ty->valuestring);
+    if (!cJSON_IsArray(ty)) return true;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, ty) {
+        if (cJSON_IsString(t) && js_is_type(v, t->valuestring)) return true;
+    }
+    return false;
+}
+
+/* Numbers anywhere in v that cJSON cannot write back exactly (infinite, or
+ * past 2^53: it would print another value). */
+static bool js_inexact(const cJSON *v) {
+    if (cJSON_IsNumber(v))
+        return !isfinite(v->valuedouble) || fabs(v->valuedouble) >= 9007199254740992.0;
+    const cJSON *k;
+    cJSON_ArrayForEach(k, v) {
+        if (js_inexact(k)) return true;
+    }
+    return false;
+}
+
+/* The values of vals of the schema's type ty (NULL: all), plus null when
+ * nullable and not there yet. */
+static int js_enum(jc *c, const cJSON *vals, const cJSON *ty, bool nullable, const char *where) {
     const int n = cJSON_GetArraySize(vals);
     if (n < 1 || n > JSON_SCHEMA_MAX_SET) return js_fail(where, "enum needs 1 to 256 values", NULL);
-    int id = js_new(c, K_ENUM, src, where);
-    if (id < 0 || js_alloc_set(&c->s->nodes[id], n)) return -1;
+    int id = js_new(c, K_ENUM, NULL, where);
+    if (id < 0 || js_alloc_set(&c->s->nodes[id], n + 1)) return -1;
     const cJSON *v;
+    bool has_null = false;
     cJSON_ArrayForEach(v, vals) {
+        if (js_inexact(v))
+            return js_fail(where, "an enum number that is not finite or beyond 2^53", NULL);
+        for (const cJSON *w = vals->child; w != v; w = w->next)
+            if (cJSON_Compare(v, w, true)) return js_fail(where, "an enum value twice", NULL);
+        if (!js_type_ok(v, ty)) continue; /* not an instance of the type beside it */
+        has_null |= cJSON_IsNull(v);
         if (js_add_text(&c->s->nodes[id], v, NULL, where)) return -1;
     }
+    if (nullable && !has_null) {
+        cJSON *nl = cJSON_CreateNull();
+        int rc = nl ? js_add_text(&c->s->nodes[id], nl, NULL, where)
+                    : (err_set(M40LLM_ERR_OOM, "out of memory"), -1);
+        cJSON_Delete(nl);
+        if (rc) return -1;
+    }
+    if (c->s->nodes[id].n == 0)
+        return js_fail(where, "no enum value is of the type beside it", NULL);
     return id;
 }
 
 static int js_literals(jc *c, const char *json, const char *where) {
     cJSON *v = cJSON_Parse(json);
     if (!v) return err_set(M40LLM_ERR_OOM, "out of memory"), -1;
-    int id = js_enum(c, v, NULL, where);
+    int id = js_enum(c, v, NULL, false, where);
     cJSON_Delete(v);
     return id;
 }
@@ -181,9 +215,14 @@ static int js_object(jc *c, const cJSON *sch, const cJSON *props, const char *wh
     if (n > JSON_SCHEMA_MAX_SET) return js_fail(where, "more than 256 properties", NULL);
     int id = js_new(c, K_OBJECT, NULL, where);
     if (id < 0 || js_alloc_set(&c->s->nodes[id], n)) return -1;
+    const char *names[JSON_SCHEMA_MAX_SET];
     const cJSON *p;
     int i = 0;
     cJSON_ArrayForEach(p, props) {
+        for (int k = 0; k < i; k++) /* (cJSON keeps both; validators take the last) */
+            if (!strcmp(names[k], p->string))
+                return js_fail(where, "a property named twice: ", p->string);
+        names[i] = p->string;
         char w[512];
         snprintf(w, sizeof w, "%s/properties/%s", where, p->string);
         if (js_add_text(&c->s->nodes[id], NULL, p->string, w)) return -1;
@@ -192,15 +231,18 @@ static int js_object(jc *c, const cJSON *sch, const cJSON *props, const char *wh
         c->s->nodes[id].child[i++] = ch;
     }
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(sch, "required");
-    if (req && !cJSON_IsArray(req)) return js_fail(where, "required must be a list of names", NULL);
+    if (req && (!cJSON_IsArray(req) || cJSON_GetArraySize(req) > n))
+        return js_fail(where, "required must list names of properties, each once", NULL);
     const cJSON *r;
     cJSON_ArrayForEach(r, req) {
         if (!cJSON_IsString(r)) return js_fail(where, "required must be a list of names", NULL);
         int k = 0;
-        while (k < n && strcmp(cJSON_GetArrayItem(props, k)->string, r->valuestring)) k++;
+        while (k < n && strcmp(names[k], r->valuestring)) k++;
         if (k == n)
             return js_fail(where,
                            "a required property that is not in properties: ", r->valuestring);
+        if (c->s->nodes[id].required[k])
+            return js_fail(where, "a property required twice: ", r->valuestring);
         c->s->nodes[id].required[k] = 1;
     }
     return id;
@@ -218,6 +260,8 @@ static int js_typed(jc *c, const cJSON *sch, const char *type, const char *where
         if (props && !cJSON_IsObject(props))
             return js_fail(where, "properties must be an object", NULL);
         if (props) return js_object(c, sch, props, where);
+        if (cJSON_GetObjectItemCaseSensitive(sch, "required"))
+            return js_fail(where, "required without properties is not supported", NULL);
         const cJSON *ap = cJSON_GetObjectItemCaseSensitive(sch, "additionalProperties");
         if (ap && !cJSON_IsBool(ap))
             return js_fail(where, "additionalProperties as a schema without properties", NULL);
@@ -252,74 +296,130 @@ static int js_anyof(jc *c, const int32_t *alt, int n, const char *where) {
     return id;
 }
 
+/* keyword bits of js_handled, in its order */
+enum {
+    KW_TYPE = 1 << 0,
+    KW_PROPS = 1 << 1,
+    KW_REQ = 1 << 2,
+    KW_ADDL = 1 << 3,
+    KW_ITEMS = 1 << 4,
+    KW_MINI = 1 << 5,
+    KW_MAXI = 1 << 6,
+    KW_ENUM = 1 << 7,
+    KW_CONST = 1 << 8,
+    KW_ANYOF = 1 << 9,
+    KW_ONEOF = 1 << 10,
+    KW_REF = 1 << 11,
+    KW_NULLABLE = 1 << 12,
+    KW_OBJECT = KW_PROPS | KW_REQ | KW_ADDL,
+    KW_ARRAY = KW_ITEMS | KW_MINI | KW_MAXI,
+};
+
+/* Refuses the keywords of have outside allowed: a branch that would drop
+ * them would accept values the schema does not. */
+static int js_only(const cJSON *sch, unsigned have, unsigned allowed, const char *branch,
+                   const char *where) {
+    if (!(have & ~allowed)) return 0;
+    const cJSON *k;
+    cJSON_ArrayForEach(k, sch) {
+        for (int i = 0; js_handled[i]; i++)
+            if (!strcmp(k->string, js_handled[i]) && (have & ~allowed & (1u << i))) {
+                char what[160];
+                snprintf(what, sizeof what, "%s beside %s", k->string, branch);
+                return js_fail(where, "not supported: ", what);
+            }
+    }
+    return 0;
+}
+
 static int js_compile_body(jc *c, const cJSON *sch, const char *where) {
     if (cJSON_IsTrue(sch)) return js_new(c, K_ANY, sch, where);
     if (!cJSON_IsObject(sch)) return js_fail(where, "a schema must be an object or true", NULL);
+    unsigned have = 0;
     const cJSON *k;
     cJSON_ArrayForEach(k, sch) {
-        if (!in_list(k->string, js_ignored) && !in_list(k->string, js_handled))
+        int i = 0;
+        while (js_handled[i] && strcmp(k->string, js_handled[i])) i++;
+        if (js_handled[i])
+            have |= 1u << i;
+        else if (!in_list(k->string, js_ignored))
             return js_fail(where, "this keyword is not supported: ", k->string);
     }
-    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(sch, "$ref");
-    if (ref) {
+    const bool nullable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sch, "nullable"));
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(sch, "type");
+    int id = -1;
+    if (have & KW_REF) {
+        if (js_only(sch, have, KW_REF, "$ref", where)) return -1;
+        const cJSON *ref = cJSON_GetObjectItemCaseSensitive(sch, "$ref");
         const cJSON *t = cJSON_IsString(ref) ? js_resolve(c, ref->valuestring) : NULL;
         if (!t)
             return js_fail(where, "a $ref that does not point into this schema: ",
                            cJSON_IsString(ref) ? ref->valuestring : "?");
-        return js_compile(c, t, cJSON_IsString(ref) ? ref->valuestring : where);
+        return js_compile(c, t, ref->valuestring);
     }
-    const cJSON *en = cJSON_GetObjectItemCaseSensitive(sch, "enum");
-    const cJSON *cn = cJSON_GetObjectItemCaseSensitive(sch, "const");
-    int id = -1;
-    if (en) {
-        if (!cJSON_IsArray(en)) return js_fail(where, "enum must be a list", NULL);
-        id = js_enum(c, en, NULL, where);
-    } else if (cn) {
+    if (have & (KW_ENUM | KW_CONST)) {
+        if ((have & KW_ENUM) && (have & KW_CONST))
+            return js_fail(where, "not supported: enum beside const", NULL);
+        if (js_only(sch, have, KW_ENUM | KW_CONST | KW_TYPE | KW_NULLABLE, "enum / const", where))
+            return -1;
+        const cJSON *en = cJSON_GetObjectItemCaseSensitive(sch, "enum");
+        if (en) {
+            if (!cJSON_IsArray(en)) return js_fail(where, "enum must be a list", NULL);
+            return js_enum(c, en, ty, nullable, where);
+        }
         cJSON *one = cJSON_CreateArray();
-        if (!one || !cJSON_AddItemReferenceToArray(one, (cJSON *)cn)) {
+        if (!one || !cJSON_AddItemReferenceToArray(
+                        one, (cJSON *)cJSON_GetObjectItemCaseSensitive(sch, "const"))) {
             cJSON_Delete(one);
             return err_set(M40LLM_ERR_OOM, "out of memory"), -1;
         }
-        id = js_enum(c, one, NULL, where);
+        id = js_enum(c, one, ty, nullable, where);
         cJSON_Delete(one);
-    } else {
-        const cJSON *any = cJSON_GetObjectItemCaseSensitive(sch, "anyOf");
-        if (!any) any = cJSON_GetObjectItemCaseSensitive(sch, "oneOf");
-        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(sch, "type");
-        if (any) {
-            const int n = cJSON_GetArraySize(any);
-            if (!cJSON_IsArray(any) || n < 1 || n > 64)
-                return js_fail(where, "anyOf / oneOf needs 1 to 64 schemas", NULL);
-            int32_t alt[64];
-            for (int i = 0; i < n; i++) {
-                char w[512];
-                snprintf(w, sizeof w, "%s/anyOf/%d", where, i);
-                if ((alt[i] = js_compile(c, cJSON_GetArrayItem(any, i), w)) < 0) return -1;
-            }
-            id = n == 1 ? alt[0] : js_anyof(c, alt, n, where);
-        } else if (cJSON_IsString(ty)) {
-            id = js_typed(c, sch, ty->valuestring, where);
-        } else if (cJSON_IsArray(ty)) {
-            const int n = cJSON_GetArraySize(ty);
-            if (n < 1 || n > 7) return js_fail(where, "type lists 1 to 7 types", NULL);
-            int32_t alt[7];
-            for (int i = 0; i < n; i++) {
-                const cJSON *t = cJSON_GetArrayItem(ty, i);
-                if (!cJSON_IsString(t)) return js_fail(where, "type must name types", NULL);
-                if ((alt[i] = js_typed(c, sch, t->valuestring, where)) < 0) return -1;
-            }
-            id = n == 1 ? alt[0] : js_anyof(c, alt, n, where);
-        } else if (ty) {
-            return js_fail(where, "type must be a name or a list of names", NULL);
-        } else if (cJSON_GetObjectItemCaseSensitive(sch, "properties")) {
-            id = js_typed(c, sch, "object", where);
-        } else if (cJSON_GetObjectItemCaseSensitive(sch, "items")) {
-            id = js_typed(c, sch, "array", where);
-        } else {
-            id = js_new(c, K_ANY, NULL, where);
-        }
+        return id;
     }
-    if (id >= 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(sch, "nullable"))) {
+    if (have & (KW_ANYOF | KW_ONEOF)) {
+        const unsigned branch = have & KW_ANYOF ? KW_ANYOF : KW_ONEOF;
+        if (js_only(sch, have, branch | KW_NULLABLE, branch == KW_ANYOF ? "anyOf" : "oneOf", where))
+            return -1;
+        const cJSON *any =
+            cJSON_GetObjectItemCaseSensitive(sch, have & KW_ANYOF ? "anyOf" : "oneOf");
+        const int n = cJSON_GetArraySize(any);
+        if (!cJSON_IsArray(any) || n < 1 || n > 64)
+            return js_fail(where, "anyOf / oneOf needs 1 to 64 schemas", NULL);
+        int32_t alt[65];
+        for (int i = 0; i < n; i++) {
+            char w[512];
+            snprintf(w, sizeof w, "%s/anyOf/%d", where, i);
+            if ((alt[i] = js_compile(c, cJSON_GetArrayItem(any, i), w)) < 0) return -1;
+        }
+        if (nullable && (alt[n] = js_literals(c, "[null]", where)) < 0) return -1;
+        const int na = n + (nullable ? 1 : 0);
+        return na == 1 ? alt[0] : js_anyof(c, alt, na, where);
+    }
+    if (cJSON_IsString(ty)) {
+        id = js_typed(c, sch, ty->valuestring, where);
+    } else if (cJSON_IsArray(ty)) {
+        const int n = cJSON_GetArraySize(ty);
+        if (n < 1 || n > 7) return js_fail(where, "type lists 1 to 7 types", NULL);
+        int32_t alt[7];
+        for (int i = 0; i < n; i++) {
+            const cJSON *t = cJSON_GetArrayItem(ty, i);
+            if (!cJSON_IsString(t)) return js_fail(where, "type must name types", NULL);
+            if ((alt[i] = js_typed(c, sch, t->valuestring, where)) < 0) return -1;
+        }
+        id = n == 1 ? alt[0] : js_anyof(c, alt, n, where);
+    } else if (ty) {
+        return js_fail(where, "type must be a name or a list of names", NULL);
+    } else if ((have & KW_OBJECT) && (have & KW_ARRAY)) { /* no type: from the keywords */
+        return js_fail(where, "keywords of objects and of arrays without a type", NULL);
+    } else if (have & KW_OBJECT) {
+        id = js_typed(c, sch, "object", where);
+    } else if (have & KW_ARRAY) {
+        id = js_typed(c, sch, "array", where);
+    } else {
+        id = js_new(c, K_ANY, NULL, where);
+    }
+    if (id >= 0 && nullable) {
         int32_t alt[2] = {id, js_literals(c, "[null]", where)};
         id = alt[1] < 0 ? -1 : js_anyof(c, alt, 2, where);
     }
@@ -347,9 +447,6 @@ static int js_compile(jc *c, const cJSON *sch, const char *where) {
 
 static void bs_set(uint8_t *b, unsigned c) {
     b[c >> 3] |= (uint8_t)(1u << (c & 7));
-}
-static bool bs_has(const uint8_t *b, unsigned c) {
-    return b[c >> 3] >> (c & 7) & 1;
 }
 
 /* The bytes each node's values start with; anyOf alternatives must start
@@ -464,272 +561,4 @@ int json_schema_compile(const char *text, size_t len, json_schema **out) {
     }
     *out = s;
     return M40LLM_OK;
-}
-
-/* ---- the automaton ---- */
-
-enum {
-    ST_START, /* a value of the frame's node */
-    O_OPEN,   /* after '{' */
-    O_KEY,    /* a key, against the candidates */
-    O_COLON,
-    O_AFTER, /* after a property's value */
-    O_COMMA, /* after ',' */
-    A_OPEN,  /* after '[' */
-    A_AFTER, /* after an item */
-    A_ITEM,  /* after ',' */
-    T_STR,
-    T_NUM,
-    T_ENUM, /* against the enum's texts */
-    T_ANY,  /* a free value (any) */
-};
-
-void json_sa_init(json_sa *a, const json_schema *s) {
-    memset(a, 0, sizeof *a);
-    a->s = s;
-    a->depth = 1;
-    a->f[0] = (json_sa_frame){s->root, ST_START, 0, -1};
-}
-
-bool json_sa_done(const json_sa *a) {
-    return a->done;
-}
-
-static bool sa_is_ws(uint8_t c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static bool sa_ws(json_sa *a) {
-    if (a->ws >= JSON_PDA_MAX_WS) return false;
-    a->ws++;
-    return true;
-}
-
-static bool sa_push(json_sa *a, int node) {
-    if (a->depth == JSON_SA_MAX_DEPTH) return false;
-    a->f[a->depth++] = (json_sa_frame){node, ST_START, 0, -1};
-    return true;
-}
-
-static void sa_pop(json_sa *a) {
-    if (--a->depth == 0) a->done = true;
-}
-
-/* The properties that may come after property last: the next ones up to and
- * including the first required one. False when none may. */
-static bool sa_keys(json_sa *a, const js_node *nd, int last) {
-    memset(a->alive, 0, sizeof a->alive);
-    bool any = false;
-    for (int j = last + 1; j < nd->n; j++) {
-        a->alive[j >> 6] |= 1ull << (j & 63);
-        any = true;
-        if (nd->required[j]) break;
-    }
-    a->pos = 1; /* the opening quote */
-    return any;
-}
-
-static bool sa_can_close(const js_node *nd, int last) {
-    for (int j = last + 1; j < nd->n; j++)
-        if (nd->required[j]) return false;
-    return true;
-}
-
-/* Keeps the candidates whose text goes on with c at pos; false if none. */
-static bool sa_narrow(json_sa *a, const js_node *nd, uint8_t c) {
-    bool any = false;
-    for (int w = 0; w < JSON_SCHEMA_MAX_SET / 64; w++)
-        for (uint64_t m = a->alive[w]; m; m &= m - 1) {
-            const int k = w * 64 + __builtin_ctzll(m);
-            if (nd->len[k] > a->pos && (uint8_t)nd->text[k][a->pos] == c)
-                any = true;
-            else
-                a->alive[w] &= ~(1ull << (k & 63));
-        }
-    return any;
-}
-
-/* A candidate fully matched (-1 none). */
-static int sa_complete(const json_sa *a, const js_node *nd) {
-    for (int w = 0; w < JSON_SCHEMA_MAX_SET / 64; w++)
-        for (uint64_t m = a->alive[w]; m; m &= m - 1) {
-            const int k = w * 64 + __builtin_ctzll(m);
-            if (nd->len[k] == a->pos) return k;
-        }
-    return -1;
-}
-
-static bool sa_step(json_sa *a, uint8_t c) {
-    const json_schema *s = a->s;
-    for (;;) { /* again when a value ends at c: c is its container's */
-        if (a->done) return sa_is_ws(c) && sa_ws(a);
-        json_sa_frame *f = &a->f[a->depth - 1];
-        const js_node *nd = &s->nodes[f->node];
-        const bool ws = sa_is_ws(c);
-        switch (f->st) {
-        case ST_START:
-            if (ws) return sa_ws(a);
-            a->ws = 0;
-            while (nd->kind == K_ANYOF) { /* the alternative that starts with c */
-                int pick = -1;
-                for (int i = 0; i < nd->n && pick < 0; i++)
-                    if (bs_has(s->nodes[nd->child[i]].first, c)) pick = nd->child[i];
-                if (pick < 0) return false;
-                f->node = pick;
-                nd = &s->nodes[pick];
-            }
-            if (!bs_has(nd->first, c)) return false;
-            switch (nd->kind) {
-            case K_OBJECT:
-                f->st = O_OPEN;
-                f->last = -1;
-                return true;
-            case K_ARRAY:
-                f->st = A_OPEN;
-                f->count = 0;
-                return true;
-            case K_STRING:
-                f->st = T_STR;
-                a->sub = a->spos = 0;
-                return true;
-            case K_NUMBER:
-            case K_INTEGER:
-                f->st = T_NUM;
-                return json_num_start(&a->sub, c);
-            case K_ENUM:
-                memset(a->alive, 0, sizeof a->alive);
-                for (int k = 0; k < nd->n; k++)
-                    if ((uint8_t)nd->text[k][0] == c) a->alive[k >> 6] |= 1ull << (k & 63);
-                a->pos = 1; /* (a one-byte value is a digit: it ends at what follows) */
-                f->st = T_ENUM;
-                return true;
-            default: /* K_ANY, K_ANY_OBJECT */
-                json_pda_init_value(&a->any);
-                f->st = T_ANY;
-                return json_pda_feed_value(&a->any, c) == 1;
-            }
-        case O_OPEN:
-        case O_COMMA:
-            if (ws) return sa_ws(a);
-            a->ws = 0;
-            if (c == '"') {
-                if (!sa_keys(a, nd, f->last)) return false;
-                f->st = O_KEY;
-                return true;
-            }
-            if (c == '}' && f->st == O_OPEN && sa_can_close(nd, -1)) {
-                sa_pop(a);
-                return true;
-            }
-            return false;
-        case O_KEY: {
-            if (!sa_narrow(a, nd, c)) return false;
-            a->pos++;
-            const int k = sa_complete(a, nd);
-            if (k >= 0) {
-                f->last = (int16_t)k;
-                f->st = O_COLON;
-            }
-            return true;
-        }
-        case O_COLON:
-            if (ws) return sa_ws(a);
-            a->ws = 0;
-            if (c != ':') return false;
-            f->st = O_AFTER;
-            return sa_push(a, nd->child[f->last]);
-        case O_AFTER:
-            if (ws) return sa_ws(a);
-            a->ws = 0;
-            if (c == ',') {
-                if (!sa_keys(a, nd, f->last)) return false;
-                f->st = O_COMMA;
-                return true;
-            }
-            if (c == '}' && sa_can_close(nd, f->last)) {
-                sa_pop(a);
-                return true;
-            }
-            return false;
-        case A_OPEN:
-        case A_ITEM:
-            if (ws) return sa_ws(a);
-            a->ws = 0;
-            if (c == ']' && f->st == A_OPEN && nd->min_items == 0) {
-                sa_pop(a);
-                return true;
-            }
-            if (f->count >= nd->max_items) return false;
-            f->count++;
-            f->st = A_AFTER;
-            if (!sa_push(a, nd->child[0])) return false;
-            continue; /* c starts the item */
-        case A_AFTER:
-            if (ws) return sa_ws(a);
-            a->ws = 0;
-            if (c == ',' && f->count < nd->max_items) {
-                f->st = A_ITEM;
-                return true;
-            }
-            if (c == ']' && f->count >= nd->min_items) {
-                sa_pop(a);
-                return true;
-            }
-            return false;
-        case T_STR: {
-            const int r = json_str_feed(&a->sub, &a->spos, c);
-            if (r > 0) sa_pop(a);
-            return r >= 0;
-        }
-        case T_NUM: {
-            const int r = json_num_feed(&a->sub, c, nd->kind == K_INTEGER);
-            if (r != 0) return r > 0;
-            sa_pop(a); /* complete: c follows it */
-            continue;
-        }
-        case T_ENUM: {
-            uint64_t before[JSON_SCHEMA_MAX_SET / 64];
-            memcpy(before, a->alive, sizeof before);
-            if (sa_narrow(a, nd, c)) {
-                a->pos++;
-                const int k = sa_complete(a, nd);
-                /* a whole value that is not a number cannot go on */
-                if (k >= 0) {
-                    const char last = nd->text[k][nd->len[k] - 1];
-                    if (last < '0' || last > '9') sa_pop(a);
-                }
-                return true;
-            }
-            memcpy(a->alive, before, sizeof before);
-            if (sa_complete(a, nd) < 0) return false;
-            sa_pop(a); /* a complete number: c follows it */
-            continue;
-        }
-        default: { /* T_ANY */
-            const int r = json_pda_feed_value(&a->any, c);
-            if (r < 0) return false;
-            if (r == 0) {
-                sa_pop(a);
-                continue;
-            }
-            if (json_pda_done(&a->any)) sa_pop(a);
-            return true;
-        }
-        }
-    }
-}
-
-bool json_sa_feed(json_sa *a, uint8_t c) {
-    json_sa t = *a;
-    if (!sa_step(&t, c)) return false;
-    *a = t;
-    return true;
-}
-
-bool json_sa_feed_all(json_sa *a, const uint8_t *b, size_t n) {
-    json_sa t = *a;
-    for (size_t i = 0; i < n; i++)
-        if (!sa_step(&t, b[i])) return false;
-    *a = t;
-    return true;
 }

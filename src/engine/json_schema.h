@@ -60,6 +60,11 @@ void json_sa_init(json_sa *a, const json_schema *s);
 /* Takes one byte; false (state unchanged) when no instance continues so. */
 bool json_sa_feed(json_sa *a, uint8_t c);
 bool json_sa_feed_all(json_sa *a, const uint8_t *b, size_t n);
+/* Feeds n bytes in place, with no copy to fall back on: false leaves a
+ * unusable (for trials on a scratch copy). */
+bool json_sa_try(json_sa *a, const uint8_t *b, size_t n);
+/* Copies the part of src in use (the open frames, not all of f). */
+void json_sa_copy(json_sa *dst, const json_sa *src);
 bool json_sa_done(const json_sa *a);
 
 #endif

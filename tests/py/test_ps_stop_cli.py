@@ -105,3 +105,62 @@ def test_bad_use(env, args, code, text):
     r = env.run(*args, check=code)
     assert text in r.stderr, r.stderr
 
+
+
+class _Mock:
+    """A loopback server answering /api/ps with one model and /api/generate
+    with the status given; /api/ps fails after the first call when told."""
+
+    def __init__(self, gen_status, ps_fails_later=False):
+        import http.server
+        import threading
+        mock = self
+        self.ps_calls = 0
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, st, doc):
+                body = json.dumps(doc).encode()
+                self.send_response(st)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                mock.ps_calls += 1
+                if ps_fails_later and mock.ps_calls > 1:
+                    return self.reply(500, {"error": "down"})
+                self.reply(200, {"models": [{"name": "m:latest", "model": "m:latest",
+                                             "size": 1, "size_vram": 0, "context_length": 8,
+                                             "expires_at": "2999-01-01T00:00:00Z"}]})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if gen_status != 200:
+                    return self.reply(gen_status, {"error": "boom"})
+                self.reply(200, {"done": True, "done_reason": "unload"})
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.host = f"127.0.0.1:{self.srv.server_address[1]}"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+
+
+def test_stop_when_the_server_fails(env):
+    m = _Mock(500)
+    try:
+        r = env.run("stop", "m", "--host", m.host, check=1)
+        assert "HTTP 500: boom" in r.stderr, r.stderr
+    finally:
+        m.close()
+    m = _Mock(200, ps_fails_later=True)  # unloaded, the check after it fails: done
+    try:
+        r = env.run("stop", "m", "--host", m.host, check=0)
+        assert r.stderr == "" and m.ps_calls == 2, (r.stderr, m.ps_calls)
+    finally:
+        m.close()

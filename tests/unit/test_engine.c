@@ -389,6 +389,17 @@ static void test_cancel_and_limits(void) {
     p = greedy(prompt, 40, 5, &ob);
     p.top_logprobs = 21;
     CHECK(m40llm_submit(e, &p, &r) == M40LLM_ERR_INVALID_ARG);
+    /* a schema it cannot enforce, beside stop strings (their copies freed) */
+    const char *stops[2] = {"x", "yy"};
+    p = greedy(prompt, 40, 5, &ob);
+    p.stops = stops;
+    p.n_stops = 2;
+    p.format = M40LLM_FORMAT_JSON;
+    p.json_schema = "{\"type\": \"object\", \"pattern\": \"x\"}";
+    CHECK(m40llm_submit(e, &p, &r) == M40LLM_ERR_INVALID_ARG && !r);
+    CHECK(strstr(m40llm_last_error(), "pattern") != NULL);
+    p.format = M40LLM_FORMAT_TEXT; /* a schema without JSON mode */
+    CHECK(m40llm_submit(e, &p, &r) == M40LLM_ERR_INVALID_ARG && !r);
     /* a prompt that fills the context: one token, then "length" */
     int32_t fill[128];
     make_prompt(fill, 128, 10);
