@@ -87,6 +87,22 @@ static m40llm_engine *make_engine(int max_seqs, int max_batch, uint64_t kv_bytes
     return e;
 }
 
+/* Two sequences of 256 positions, no prefix cache: what an answer is
+ * without reuse. */
+static m40llm_engine *make_uncached_engine(void) {
+    m40llm_engine_params ep;
+    m40llm_engine_default_params(&ep);
+    ep.device = "cpu";
+    ep.n_threads = 2;
+    ep.n_ctx = 256;
+    ep.max_seqs = 2;
+    ep.kv_type = M40LLM_KV_F32;
+    ep.no_prefix_cache = 1;
+    m40llm_engine *e = NULL;
+    CHECK(m40llm_engine_create(g_mm, &ep, &e) == M40LLM_OK);
+    return e;
+}
+
 static m40llm_request_params greedy(const int32_t *prompt, int n, int max_tokens, out *o) {
     m40llm_request_params p;
     m40llm_request_default_params(&p);
@@ -279,16 +295,7 @@ static void test_prefix_cache(void) {
     CHECK(st.kv_blocks_used == 0 && st.kv_blocks_cached > 0);
     m40llm_engine_free(e);
     /* without the cache: the same answer */
-    m40llm_engine_params ep;
-    m40llm_engine_default_params(&ep);
-    ep.device = "cpu";
-    ep.n_threads = 2;
-    ep.n_ctx = 256;
-    ep.max_seqs = 2;
-    ep.kv_type = M40LLM_KV_F32;
-    ep.no_prefix_cache = 1;
-    m40llm_engine *e2 = NULL;
-    CHECK(m40llm_engine_create(g_mm, &ep, &e2) == M40LLM_OK);
+    m40llm_engine *e2 = make_uncached_engine();
     out od = {0};
     p = greedy(b2, 120, 5, &od);
     m40llm_request_result rd = run_one(e2, &p);
@@ -323,16 +330,7 @@ static void test_prefix_next_turn(void) {
     wait_idle(e, &st);
     CHECK(st.kv_blocks_used == 0);
     m40llm_engine_free(e);
-    m40llm_engine_params ep;
-    m40llm_engine_default_params(&ep);
-    ep.device = "cpu";
-    ep.n_threads = 2;
-    ep.n_ctx = 256;
-    ep.max_seqs = 2;
-    ep.kv_type = M40LLM_KV_F32;
-    ep.no_prefix_cache = 1;
-    m40llm_engine *e2 = NULL;
-    CHECK(m40llm_engine_create(g_mm, &ep, &e2) == M40LLM_OK);
+    m40llm_engine *e2 = make_uncached_engine();
     p = greedy(turn, 66, 5, &o3);
     m40llm_request_result r3 = run_one(e2, &p);
     CHECK(r3.n_cached == 0);
