@@ -13,7 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "json_pda.h"
-#include "json_schema.h"
+#include "json_sa.h"
 
 static void check_done(const uint8_t *a, size_t n) {
     cJSON *j = cJSON_ParseWithLength((const char *)a, n);

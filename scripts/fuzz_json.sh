@@ -15,7 +15,7 @@ bin="$out/fuzz_json_schema"
 . scripts/fuzz_common.sh
 fuzz_build "$bin" "-lcjson -lm" fuzz/fuzz_json_schema.c src/engine/json_schema.c src/engine/json_sa.c \
     src/engine/json_pda.c src/err.c -- src/engine/json_schema.h src/engine/json_schema_int.h \
-    src/engine/json_pda.h
+    src/engine/json_sa.h src/engine/json_pda.h
 
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT

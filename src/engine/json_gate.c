@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "err.h"
-#include "json_schema.h"
+#include "json_sa.h"
 
 /* ---- the vocabulary's bytes ---- */
 

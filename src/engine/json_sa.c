@@ -1,7 +1,8 @@
-/* JSON mode's automaton over a compiled schema (see json_schema.h). */
+/* JSON mode's automaton over a compiled schema (see json_sa.h). */
 #include <stddef.h>
 #include <string.h>
 
+#include "json_sa.h"
 #include "json_schema_int.h"
 
 enum {

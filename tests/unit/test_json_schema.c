@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../src/engine/json_schema.h"
+#include "../../src/engine/json_sa.h"
 #include "check.h"
 #include "m40llm.h"
 
