@@ -299,6 +299,12 @@ typedef struct m40llm_sampling {
     uint64_t seed;           /* same seed, same prompt: same tokens */
 } m40llm_sampling;
 
+#define M40LLM_MAX_LOGIT_BIAS 1024
+typedef struct m40llm_logit_bias {
+    int32_t token;
+    float bias; /* -100..100 */
+} m40llm_logit_bias;
+
 typedef struct m40llm_request_params {
     const int32_t *prompt; /* [n_prompt] ids (copied); at least one */
     size_t n_prompt;
@@ -315,9 +321,13 @@ typedef struct m40llm_request_params {
     int format; /* M40LLM_FORMAT_TEXT (0), or M40LLM_FORMAT_JSON: the answer is one JSON
                  * object (tokens that cannot continue one are never sampled; it ends
                  * when the object closes) */
-    const char *json_schema; /* with FORMAT_JSON: the answer is an instance of this JSON
-                              * schema (its text; compiled at submit, a schema it cannot
-                              * enforce refused there); NULL: any object */
+    const m40llm_logit_bias *logit_bias; /* [n_logit_bias] added to those tokens' logits
+                                          * before sampling (copied); -100 bans, +100
+                                          * all but forces (OpenAI's logit_bias) */
+    int n_logit_bias;                    /* 0..M40LLM_MAX_LOGIT_BIAS */
+    const char *json_schema;             /* with FORMAT_JSON: the answer is an instance of this JSON
+                                          * schema (its text; compiled at submit, a schema it cannot
+                                          * enforce refused there); NULL: any object */
 } m40llm_request_params;
 #define M40LLM_FORMAT_TEXT 0
 #define M40LLM_FORMAT_JSON 1

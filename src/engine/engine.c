@@ -378,6 +378,18 @@ static int check_request(const m40llm_engine *e, const m40llm_request_params *p)
                            p->prompt[i], nv);
     if (p->format != M40LLM_FORMAT_TEXT && p->format != M40LLM_FORMAT_JSON)
         return err_set(M40LLM_ERR_INVALID_ARG, "format %d (text 0 or JSON 1)", p->format);
+    if (p->n_logit_bias < 0 || p->n_logit_bias > M40LLM_MAX_LOGIT_BIAS ||
+        (p->n_logit_bias > 0 && !p->logit_bias))
+        return err_set(M40LLM_ERR_INVALID_ARG, "%d logit biases (at most %d)", p->n_logit_bias,
+                       M40LLM_MAX_LOGIT_BIAS);
+    for (int i = 0; i < p->n_logit_bias; i++) {
+        const m40llm_logit_bias *lb = &p->logit_bias[i];
+        if (lb->token < 0 || lb->token >= e->model->n_text_vocab || !(lb->bias >= -100.0f) ||
+            !(lb->bias <= 100.0f))
+            return err_set(M40LLM_ERR_INVALID_ARG,
+                           "logit bias %d: token %d (0..%d) by %g (-100..100)", i, lb->token,
+                           e->model->n_text_vocab - 1, (double)lb->bias);
+    }
     if (p->json_schema && p->format != M40LLM_FORMAT_JSON)
         return err_set(M40LLM_ERR_INVALID_ARG, "a JSON schema needs format JSON");
     if (p->n_stops < 0 || (p->n_stops > 0 && !p->stops) || p->n_stops > 64)
@@ -414,6 +426,7 @@ static int request_new(m40llm_engine *e, const m40llm_request_params *p, m40llm_
     r->p.stops = NULL;
     r->p.json_schema = NULL;
     r->p.n_stops = 0; /* counts the copies made below: unref frees only those */
+    r->p.logit_bias = NULL;
     r->slot = -1;
     r->n_ctx = e->p.n_ctx;
     r->tokens = malloc(((size_t)e->p.n_ctx + 1) * sizeof *r->tokens);
@@ -422,6 +435,11 @@ static int request_new(m40llm_engine *e, const m40llm_request_params *p, m40llm_
     bool ok = r->tokens && r->blocks && (!p->n_stops || r->stops);
     for (int i = 0; ok && i < p->n_stops; i++, r->p.n_stops++)
         ok = (r->stops[i] = strdup(p->stops[i])) != NULL;
+    if (ok && p->n_logit_bias > 0) {
+        r->bias = malloc((size_t)p->n_logit_bias * sizeof *r->bias);
+        if ((ok = r->bias != NULL))
+            memcpy(r->bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof *r->bias);
+    }
     rc = ok ? M40LLM_OK : err_set(M40LLM_ERR_OOM, "out of memory");
     if (!rc && p->json_schema)
         rc = json_schema_compile(p->json_schema, strlen(p->json_schema), &r->schema);

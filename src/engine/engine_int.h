@@ -48,7 +48,8 @@ struct m40llm_request {
 
     /* what was asked (immutable after submit) */
     m40llm_request_params p;
-    char **stops; /* [p.n_stops] copies */
+    char **stops;            /* [p.n_stops] copies */
+    m40llm_logit_bias *bias; /* [p.n_logit_bias] copy */
     int n_ctx;
 
     /* scheduling state (engine thread only) */

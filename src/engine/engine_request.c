@@ -19,6 +19,7 @@ void engine_request_unref(m40llm_request *r) {
     stop_matcher_free(r->stop);
     for (int i = 0; i < r->p.n_stops; i++) free(r->stops[i]);
     free(r->stops);
+    free(r->bias);
     free(r->tokens);
     free(r->blocks);
     free(r->text);
@@ -29,7 +30,7 @@ void engine_request_unref(m40llm_request *r) {
 
 bool engine_request_greedy(const m40llm_engine *e, const m40llm_request *r) {
     const m40llm_sampling *s = &r->p.sampling;
-    return s->temperature <= 0 && r->p.format == M40LLM_FORMAT_TEXT &&
+    return s->temperature <= 0 && r->p.format == M40LLM_FORMAT_TEXT && !r->p.n_logit_bias &&
            (s->repeat_penalty == 1.0f || s->penalty_last_n == 0) && s->frequency_penalty == 0 &&
            s->presence_penalty == 0 && !r->p.logprobs && !r->p.top_logprobs &&
            e->model->n_text_vocab == e->model->m->cfg.n_vocab;
@@ -136,6 +137,7 @@ m40llm_finish_reason engine_request_token(m40llm_engine *e, m40llm_request *r, f
     if (row) {
         /* GGUFs may pad the embedding past the token list: never sample those */
         for (int i = e->model->n_text_vocab; i < nv; i++) row[i] = -INFINITY;
+        for (int i = 0; i < r->p.n_logit_bias; i++) row[r->bias[i].token] += r->bias[i].bias;
         tok = sampler_sample(r->smp, row);
         if (r->gate && !json_gate_allows(r->gate, tok)) {
             /* drawn again from the tokens that keep the answer JSON: kept

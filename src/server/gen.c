@@ -112,6 +112,7 @@ void gen_spec_free(gen_spec *g) {
     free(g->ids);
     free(g->system);
     free(g->json_schema);
+    free(g->logit_bias);
     for (int i = 0; i < g->n_stops; i++) free(g->stops[i]);
     free(g->stops);
     memset(g, 0, sizeof *g);
@@ -751,6 +752,8 @@ int gen_handle(http_req *r, gen_spec *g, bool seeded, srv_model *m) {
     p.ignore_eos = j->spec.ignore_eos;
     p.format = j->spec.format;
     p.json_schema = j->spec.json_schema;
+    p.logit_bias = j->spec.logit_bias;
+    p.n_logit_bias = j->spec.n_logit_bias;
     p.on_event = gen_on_event;
     p.user = j;
     m40llm_request *req = NULL;

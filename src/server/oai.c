@@ -14,6 +14,35 @@
 /* ---- parsing ---- */
 
 /* Sampling fields shared by both routes. */
+
+/* logit_bias: {"token id": bias in [-100, 100]} (the ids as decimal strings,
+ * as OpenAI sends them); ids past the vocabulary are refused at submit. */
+static int oai_logit_bias(const cJSON *lb, gen_spec *g, api_err *e) {
+    if (!lb || cJSON_IsNull(lb)) return 0;
+    if (!cJSON_IsObject(lb))
+        return rq_fail(e, 400, "logit_bias", "'logit_bias' must be an object of token ids");
+    const int n = cJSON_GetArraySize(lb);
+    if (n > M40LLM_MAX_LOGIT_BIAS)
+        return rq_fail(e, 400, "logit_bias", "at most %d entries in 'logit_bias'",
+                       M40LLM_MAX_LOGIT_BIAS);
+    if (n == 0) return 0;
+    g->logit_bias = calloc((size_t)n, sizeof *g->logit_bias);
+    if (!g->logit_bias) return rq_fail(e, 503, "logit_bias", "out of memory");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, lb) {
+        const char *k = it->string;
+        char *end = NULL;
+        long id = strtol(k, &end, 10);
+        if (!*k || *end || k[0] == '-' || k[0] == '+' || k[0] == ' ' || id > INT32_MAX)
+            return rq_fail(e, 400, "logit_bias", "'logit_bias' key '%.40s' is not a token id", k);
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= -100) || !(it->valuedouble <= 100))
+            return rq_fail(e, 400, "logit_bias",
+                           "'logit_bias' value of %.40s must be in [-100, 100]", k);
+        g->logit_bias[g->n_logit_bias++] = (m40llm_logit_bias){(int32_t)id, (float)it->valuedouble};
+    }
+    return 0;
+}
+
 static int oai_parse_sampling(const cJSON *b, gen_spec *g, bool *seeded, api_err *e) {
     double d;
     long long v;
@@ -42,6 +71,7 @@ static int oai_parse_sampling(const cJSON *b, gen_spec *g, bool *seeded, api_err
     if ((rc = rq_int(b, "n", NULL, 1, 1 << 30, &v, e)) < 0) return -1;
     if (rc && v != 1) return rq_fail(e, 400, "n", "only n=1 is supported (got %lld)", v);
     if (rq_stops(b, "stop", NULL, &g->stops, &g->n_stops, e) < 0) return -1;
+    if (oai_logit_bias(cJSON_GetObjectItemCaseSensitive(b, "logit_bias"), g, e) < 0) return -1;
     if (rq_bool(b, "stream", NULL, &g->stream, e) < 0) return -1;
     if (rq_bool(b, "ignore_eos", NULL, &g->ignore_eos, e) < 0) return -1;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(b, "stream_options");

@@ -95,6 +95,8 @@ typedef struct gen_spec {
     bool load_only;    /* Ollama: no prompt/messages = "load the model" */
     int format;        /* M40LLM_FORMAT_TEXT, or _JSON (response_format, format) */
     char *json_schema; /* with _JSON: the schema's text (json_schema, format {...}) (owned) */
+    m40llm_logit_bias *logit_bias; /* [n_logit_bias] OpenAI logit_bias (owned) */
+    int n_logit_bias;
     double keep_alive; /* Ollama keep_alive in seconds (< 0 forever); NAN: the server's */
 } gen_spec;
 

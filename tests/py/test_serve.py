@@ -162,6 +162,32 @@ def test_openai_max_tokens_gives_length(srv):
     assert r["choices"][0]["finish_reason"] == "length"
 
 
+def test_openai_logit_bias(srv):
+    c = oai(srv)
+
+    def first_id(text):
+        st, r = srv.json("POST", "/tokenize", {"content": text, "add_special": False})
+        assert st == 200, r
+        return r["tokens"][0]
+
+    base = c.chat.completions.create(model=MODEL_ID, messages=user(QUESTION), temperature=0,
+                                     max_tokens=6).choices[0].message.content
+    ban = first_id(base)
+    r = c.chat.completions.create(model=MODEL_ID, messages=user(QUESTION), temperature=0,
+                                  max_tokens=6, logit_bias={str(ban): -100})
+    other = r.choices[0].message.content
+    assert other and first_id(other) != ban, (base, other)
+    # +100 all but forces a token at every step
+    paris = first_id("Paris")
+    r = c.chat.completions.create(model=MODEL_ID, messages=user(QUESTION), temperature=0,
+                                  max_tokens=3, logit_bias={str(paris): 100})
+    assert r.choices[0].message.content == "Paris" * 3, r
+    st, r = srv.json("POST", CHAT, {"messages": user(QUESTION), "logit_bias": {"99999999": 1}})
+    assert st == 400 and "logit bias" in r["error"]["message"], r
+    st, r = srv.json("POST", CHAT, {"messages": user(QUESTION), "logit_bias": {"1": 500}})
+    assert st == 400 and r["error"]["param"] == "logit_bias", r
+
+
 def test_openai_stop(srv):
     whole = greedy(srv, QUESTION, 24)
     assert "Paris" in whole

@@ -387,6 +387,24 @@ static void test_cancel_and_limits(void) {
     p = greedy(prompt, 40, 5, &ob);
     p.top_logprobs = 21;
     CHECK(m40llm_submit(e, &p, &r) == M40LLM_ERR_INVALID_ARG);
+    /* logit bias: +100 on one token takes every step; ids and sizes checked */
+    const m40llm_logit_bias force = {prompt[3], 100.0f};
+    out oforce = {0};
+    p = greedy(prompt, 40, 4, &oforce);
+    p.logit_bias = &force;
+    p.n_logit_bias = 1;
+    m40llm_request_result rforce = run_one(e, &p);
+    CHECKF(rforce.n_generated == 4 && oforce.n == 4 && oforce.toks[0] == prompt[3] &&
+               oforce.toks[3] == prompt[3],
+           "forced token %d: got %d tokens, first %d", prompt[3], oforce.n, oforce.toks[0]);
+    const m40llm_logit_bias off_vocab = {1 << 24, 1.0f}, too_big = {prompt[3], 101.0f};
+    p.logit_bias = &off_vocab;
+    CHECK(m40llm_submit(e, &p, &r) == M40LLM_ERR_INVALID_ARG && !r);
+    p.logit_bias = &too_big;
+    CHECK(m40llm_submit(e, &p, &r) == M40LLM_ERR_INVALID_ARG && !r);
+    p.logit_bias = NULL;
+    CHECK(m40llm_submit(e, &p, &r) == M40LLM_ERR_INVALID_ARG && !r);
+    p.n_logit_bias = 0;
     /* a schema it cannot enforce, beside stop strings (their copies freed) */
     const char *stops[2] = {"x", "yy"};
     p = greedy(prompt, 40, 5, &ob);

@@ -134,6 +134,19 @@ static void test_oai_chat(void) {
     gen_spec_free(&g);
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"tools\": [{\"type\": \"function\"}]"),
                 "tools", "not supported"));
+    CHECK(parse(oai_parse_chat, GEN_OAI_CHAT, BODY("\"logit_bias\": {\"7\": -100, \"12\": 2.5}"),
+                &g, &seeded, &e) == 0 &&
+          g.n_logit_bias == 2 && g.logit_bias[0].token == 7 && g.logit_bias[0].bias == -100 &&
+          g.logit_bias[1].token == 12 && g.logit_bias[1].bias == 2.5f);
+    gen_spec_free(&g);
+    CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"logit_bias\": {\"x7\": 1}"), "logit_bias",
+                "is not a token id"));
+    CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"logit_bias\": {\"-1\": 1}"), "logit_bias",
+                "is not a token id"));
+    CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"logit_bias\": {\"7\": 101}"), "logit_bias",
+                "[-100, 100]"));
+    CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"logit_bias\": [1]"), "logit_bias",
+                "must be an object"));
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT, BODY("\"response_format\": {\"type\": \"xml\"}"),
                 "response_format", "not supported"));
     CHECK(fails(oai_parse_chat, GEN_OAI_CHAT,
